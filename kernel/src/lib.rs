@@ -1,0 +1,1 @@
+//! fdc kernel library.
