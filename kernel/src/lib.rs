@@ -2,5 +2,14 @@
 //! them in partitioned Postgres tables. See README.md and docs/.
 
 pub mod config;
+pub mod dev;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
 pub mod protocol;
+pub mod redis_io;
+pub mod service;
+pub mod store;
 pub mod testsupport;
