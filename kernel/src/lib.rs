@@ -13,3 +13,4 @@ pub mod redis_io;
 pub mod service;
 pub mod store;
 pub mod testsupport;
+pub mod bench;

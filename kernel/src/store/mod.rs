@@ -1,5 +1,6 @@
 //! Postgres storage: migrations, partitions, id resolution and the set-based batch write.
 
+mod copy;
 mod error;
 mod ids;
 mod partitions;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+pub use copy::CopyBinary;
 pub use error::StoreError;
 pub use ids::IdCache;
 pub use partitions::{day_name, Partitions};

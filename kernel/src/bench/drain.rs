@@ -1,0 +1,166 @@
+//! The drain: W1 preloaded into the stream as a backlog, then kernel processes started; the
+//! clock runs from their start until every entry is committed and acknowledged.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+
+use super::env::{BenchEnv, RunDb};
+use super::kernel_proc::KernelProcess;
+use super::workload::{entry_fields, W1};
+use super::{BenchError, Sample};
+use crate::redis_io::StreamClient;
+
+/// The kernel's default stream and group.
+pub const STREAM: &str = "events";
+pub const GROUP: &str = "kernel";
+
+/// How one drain is set up.
+pub struct DrainSetup<'a> {
+    pub kernel_bin: &'a Path,
+    pub replicas: usize,
+    /// Extra `FDC_*` settings (e.g. auth); empty for the default config.
+    pub extra_env: Vec<(String, String)>,
+    /// Turns W1 events into stream entries (e.g. adds a token).
+    pub entries: &'a (dyn Fn(&super::workload::W1Event) -> Vec<(&'static str, String)> + Sync),
+    pub label: &'a str,
+    /// Longest a drain may take before the run fails.
+    pub timeout: Duration,
+}
+
+pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, String)> {
+    entry_fields(event).to_vec()
+}
+
+pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
+    let db = env.start_run(setup.label).await?;
+    let result = measure(env, &db, w1, setup).await;
+    env.finish_run(db).await?;
+    result
+}
+
+async fn measure(
+    env: &BenchEnv,
+    db: &RunDb,
+    w1: W1,
+    setup: &DrainSetup<'_>,
+) -> Result<Sample, BenchError> {
+    let conn = env.redis();
+    preload(&conn, w1, setup.entries).await?;
+    env.checkpoint().await?;
+    let observer = StreamClient::new(&env.redis.url(), GROUP, "bench-observer", Duration::from_secs(1))
+        .map_err(|e| BenchError::Kernel(e.to_string()))?;
+    let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
+
+    let meter = env.meter().await?;
+    let mut kernels = Vec::with_capacity(setup.replicas);
+    for i in 0..setup.replicas {
+        kernels.push(KernelProcess::spawn(
+            setup.kernel_bin,
+            &env.redis.url(),
+            &db.url,
+            &format!("bench-{}-{i}", setup.label),
+            &setup.extra_env,
+            logs.path(),
+        )?);
+    }
+    let deadline = Instant::now() + setup.timeout;
+    loop {
+        let info = observer.group_info(STREAM).await.map_err(|e| BenchError::Kernel(e.to_string()))?;
+        if info.pending == 0 && info.lag == Some(0) {
+            break;
+        }
+        for kernel in &mut kernels {
+            kernel.check_alive()?;
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Timeout(format!(
+                "drain not finished after {:?}: pending {}, lag {:?}",
+                setup.timeout, info.pending, info.lag
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = meter.started.elapsed().as_secs_f64();
+    let mut kernel_cpu = 0.0;
+    let mut peak_rss_kib = 0;
+    let mut stored_by = Vec::new();
+    let mut duplicates = 0.0;
+    for kernel in &kernels {
+        kernel_cpu += kernel.cpu_seconds();
+        peak_rss_kib = peak_rss_kib.max(kernel.peak_rss_kib());
+        stored_by.push(kernel.metric("kernel_events_stored_total").await as u64);
+        duplicates += kernel.metric("kernel_events_duplicate_total").await;
+    }
+    let server = env.read_meter(&meter).await?;
+    for kernel in kernels {
+        kernel.stop(Duration::from_secs(30))?;
+    }
+    verify(db, &conn, w1.events, &stored_by).await?;
+
+    let mut sample = Sample::new(w1.events, seconds, server);
+    sample.kernel_cpu_seconds = Some(kernel_cpu);
+    sample.peak_rss_mib = Some(peak_rss_kib as f64 / 1024.0);
+    sample.stored_by_replica = stored_by;
+    sample.duplicates = Some(duplicates as u64);
+    Ok(sample)
+}
+
+/// XADDs the whole workload, pipelined; the kernel is not running yet.
+pub async fn preload(
+    conn: &MultiplexedConnection,
+    w1: W1,
+    entries: &(dyn Fn(&super::workload::W1Event) -> Vec<(&'static str, String)> + Sync),
+) -> Result<(), BenchError> {
+    let mut conn = conn.clone();
+    let mut events = w1.iter().peekable();
+    while events.peek().is_some() {
+        let mut pipe = redis::pipe();
+        for event in events.by_ref().take(2_000) {
+            pipe.cmd("XADD").arg(STREAM).arg("*").arg(entries(&event)).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    Ok(())
+}
+
+/// The guarantees a drain must keep: every event stored exactly once, nothing dead-lettered.
+async fn verify(
+    db: &RunDb,
+    conn: &MultiplexedConnection,
+    sent: usize,
+    stored_by: &[u64],
+) -> Result<(), BenchError> {
+    let (events, distinct, index, tags): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT event_id) FROM events), \
+                (SELECT count(*) FROM event_index), (SELECT count(*) FROM event_tags)",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    let sent = sent as i64;
+    if events != sent || distinct != sent || index != sent {
+        return Err(BenchError::Check(format!(
+            "sent {sent}, stored {events} rows ({distinct} distinct ids, {index} in event_index)"
+        )));
+    }
+    let want_tags = sent * super::workload::TAGS_PER_EVENT as i64;
+    if tags != want_tags {
+        return Err(BenchError::Check(format!("{tags} tag rows, want {want_tags}")));
+    }
+    let stored: u64 = stored_by.iter().sum();
+    if stored != sent as u64 {
+        return Err(BenchError::Check(format!(
+            "kernels report {stored} events stored ({stored_by:?}), sent {sent}"
+        )));
+    }
+    let mut conn = conn.clone();
+    let dead: i64 = redis::cmd("XLEN")
+        .arg(format!("{STREAM}:dlq"))
+        .query_async(&mut conn)
+        .await?;
+    if dead != 0 {
+        return Err(BenchError::Check(format!("{dead} entries dead-lettered")));
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Why a benchmark run failed.
+
+use crate::testsupport::ServerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("private server: {0}")]
+    Server(#[from] ServerError),
+    #[error("Postgres: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("kernel process: {0}")]
+    Kernel(String),
+    /// A guarantee the benchmark asserts did not hold (counts, duplicates).
+    #[error("check failed: {0}")]
+    Check(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}

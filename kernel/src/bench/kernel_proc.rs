@@ -1,0 +1,135 @@
+//! The real `fdc-kernel` binary as a child process: default config pointed at the private
+//! servers, so the benchmark measures what a deployment runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{procfs, BenchError};
+use crate::testsupport::ports::free_port;
+use crate::testsupport::{http_get, metric_value};
+
+pub struct KernelProcess {
+    child: Child,
+    pub http: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl KernelProcess {
+    /// Starts `bin run` with only the server URLs, HTTP port and consumer name set (plus
+    /// `extra_env`); everything else is the kernel's default config.
+    pub fn spawn(
+        bin: &Path,
+        redis_url: &str,
+        postgres_url: &str,
+        consumer: &str,
+        extra_env: &[(String, String)],
+        log_dir: &Path,
+    ) -> Result<KernelProcess, BenchError> {
+        let port = free_port()?;
+        let http: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = log_dir.join(format!("{consumer}.log"));
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("run")
+            .env_clear()
+            .env("FDC_REDIS__URL", redis_url)
+            .env("FDC_POSTGRES__URL", postgres_url)
+            .env("FDC_HTTP__LISTEN", http.to_string())
+            .env("FDC_INGEST__CONSUMER", consumer)
+            .envs(extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| BenchError::Kernel(format!("cannot start {}: {e}", bin.display())))?;
+        Ok(KernelProcess {
+            child,
+            http,
+            log,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails when the process has exited (with the tail of its log).
+    pub fn check_alive(&mut self) -> Result<(), BenchError> {
+        match self.child.try_wait()? {
+            None => Ok(()),
+            Some(status) => {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                Err(BenchError::Kernel(format!("exited with {status}: {tail}")))
+            }
+        }
+    }
+
+    /// Waits until `/readyz` answers 200 (Redis and Postgres reachable, migrated).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), BenchError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            if http_get(self.http, "/readyz").await.0 == 200 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout("kernel /readyz".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.http, "/metrics").await.1
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series).unwrap_or(0.0)
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        procfs::status_kib(self.pid(), "VmHWM").unwrap_or(0)
+    }
+
+    pub fn cpu_seconds(&self) -> f64 {
+        procfs::cpu_seconds(self.pid()).unwrap_or(0.0)
+    }
+
+    /// SIGTERM (graceful shutdown), then SIGKILL after `timeout`.
+    pub fn stop(mut self, timeout: Duration) -> Result<(), BenchError> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(BenchError::Kernel(format!("exited with {status} on SIGTERM")))
+                };
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(BenchError::Timeout("kernel shutdown".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for KernelProcess {
+    fn drop(&mut self) {
+        // Only reached when `stop` was not called (an error path): do not leave it running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

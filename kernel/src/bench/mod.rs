@@ -1,0 +1,140 @@
+//! `fdc-bench`: the benchmark of issue 6 (docs/benchmark.md).
+//!
+//! It starts a private Redis and Postgres, then per repeat measures the storage limit (binary
+//! COPY, no kernel), the drain of a preloaded W1 backlog by the real `fdc-kernel` binary, the
+//! same drain with two replicas, and the commit latency at a paced rate. Each run gets a fresh
+//! database; figures are reported as medians.
+
+mod drain;
+mod env;
+mod error;
+mod kernel_proc;
+mod latency;
+mod limit;
+mod procfs;
+mod report;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::BenchError;
+pub use report::{Report, Sample};
+
+use drain::DrainSetup;
+use env::BenchEnv;
+use report::{LatencySummary, Machine, Summary};
+use workload::W1;
+
+/// The runs the benchmark can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunKind {
+    Limit,
+    Drain,
+    Replicas,
+    Latency,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub events: usize,
+    pub repeats: usize,
+    pub seed: u64,
+    pub runs: Vec<RunKind>,
+    /// The `fdc-kernel` binary to drain with (a release build for real figures).
+    pub kernel_bin: PathBuf,
+    pub fsync: bool,
+    pub latency_rate: f64,
+    pub latency_duration: Duration,
+    /// Events per batch in the limit run: the kernel's default `ingest.batch_max_size`.
+    pub batch_size: usize,
+    /// Longest one drain may take.
+    pub drain_timeout: Duration,
+}
+
+/// Runs everything `options` asks for; progress goes to stderr.
+pub async fn run(options: &Options) -> Result<Report, BenchError> {
+    if !options.kernel_bin.is_file() {
+        return Err(BenchError::Kernel(format!(
+            "kernel binary {} not found (build it: cargo build --release -p fdc-kernel)",
+            options.kernel_bin.display()
+        )));
+    }
+    let env = BenchEnv::start(options.fsync).await?;
+    let machine = Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        redis_version: env.redis_version().await?,
+        postgres_version: env.postgres_version().await?,
+        postgres_fsync: options.fsync,
+        events: options.events,
+        repeats: options.repeats,
+        seed: options.seed,
+        batch_size: options.batch_size,
+    };
+    // Two whole UTC days in the past: two partitions, and no ts near the future-skew limit.
+    let today = chrono::Utc::now().timestamp().div_euclid(86_400);
+    let w1 = W1 {
+        events: options.events,
+        seed: options.seed,
+        first_day: today - 3,
+    };
+    let wants = |k: RunKind| options.runs.contains(&k);
+    let drain_setup = |replicas: usize, label: &'static str| DrainSetup {
+        kernel_bin: &options.kernel_bin,
+        replicas,
+        extra_env: Vec::new(),
+        entries: &drain::plain_entry,
+        label,
+        timeout: options.drain_timeout,
+    };
+
+    let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
+    for repeat in 1..=options.repeats {
+        let tag = format!("[{repeat}/{}]", options.repeats);
+        if wants(RunKind::Limit) {
+            let s = limit::run(&env, w1, options.batch_size).await?;
+            eprintln!("{tag} limit: {:.0} events/s ({:.2} s)", s.events_per_s, s.seconds);
+            limits.push(s);
+        }
+        if wants(RunKind::Drain) {
+            let s = drain::run(&env, w1, &drain_setup(1, "drain")).await?;
+            eprintln!("{tag} drain: {:.0} events/s ({:.2} s)", s.events_per_s, s.seconds);
+            drains.push(s);
+        }
+        if wants(RunKind::Replicas) {
+            let s = drain::run(&env, w1, &drain_setup(2, "replicas")).await?;
+            eprintln!(
+                "{tag} 2 replicas: {:.0} events/s ({:.2} s, stored {:?})",
+                s.events_per_s, s.seconds, s.stored_by_replica
+            );
+            replicas.push(s);
+        }
+        if wants(RunKind::Latency) {
+            let s = latency::run(
+                &env,
+                &options.kernel_bin,
+                options.latency_rate,
+                options.latency_duration,
+                options.seed,
+            )
+            .await?;
+            eprintln!(
+                "{tag} latency: ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                s.ack_p50_ms, s.ack_p99_ms, s.ack_max_ms
+            );
+            latencies.push(s);
+        }
+    }
+    let mut report = Report {
+        machine,
+        limit: Summary::of(limits),
+        drain: Summary::of(drains),
+        replicas: Summary::of(replicas),
+        auth: None,
+        latency: LatencySummary::of(latencies),
+        targets: Vec::new(),
+        notes: Vec::new(),
+    };
+    report.evaluate();
+    Ok(report)
+}

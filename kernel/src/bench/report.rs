@@ -1,0 +1,283 @@
+//! Figures of the runs: per-run samples, medians, ratios against the targets, and the
+//! human-readable table.
+
+use serde::Serialize;
+
+use super::env::ServerFigures;
+use super::latency::LatencySample;
+
+/// One measured storage run (limit or drain).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Sample {
+    pub events: usize,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    /// Postgres CPU (postmaster and backends, user + system) per event, µs.
+    pub pg_cpu_us_per_event: f64,
+    pub redis_cpu_us_per_event: f64,
+    pub wal_bytes_per_event: f64,
+    /// Kernel process CPU per event, µs (drains only; all replicas together).
+    pub kernel_cpu_us_per_event: Option<f64>,
+    #[serde(skip)]
+    pub kernel_cpu_seconds: Option<f64>,
+    /// Peak RSS (VmHWM) of the kernel process, the largest replica's (drains only).
+    pub peak_rss_mib: Option<f64>,
+    /// Events each replica stored (drains only).
+    pub stored_by_replica: Vec<u64>,
+    /// Events the kernels found already stored (redeliveries); drains only.
+    pub duplicates: Option<u64>,
+}
+
+impl Sample {
+    pub fn new(events: usize, seconds: f64, server: ServerFigures) -> Sample {
+        let n = events.max(1) as f64;
+        Sample {
+            events,
+            seconds,
+            events_per_s: events as f64 / seconds,
+            pg_cpu_us_per_event: server.pg_cpu_seconds * 1e6 / n,
+            redis_cpu_us_per_event: server.redis_cpu_seconds * 1e6 / n,
+            wal_bytes_per_event: server.wal_bytes as f64 / n,
+            ..Sample::default()
+        }
+    }
+
+    fn finish(mut self) -> Sample {
+        if let Some(cpu) = self.kernel_cpu_seconds {
+            self.kernel_cpu_us_per_event = Some(cpu * 1e6 / self.events.max(1) as f64);
+        }
+        self
+    }
+}
+
+/// Median of the values (mean of the middle two for an even count).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn median_opt(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Vec<f64> = values.into_iter().flatten().collect();
+    (!v.is_empty()).then(|| median(v))
+}
+
+/// Runs of one kind and their per-figure medians.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub median: Sample,
+    pub runs: Vec<Sample>,
+}
+
+impl Summary {
+    pub fn of(runs: Vec<Sample>) -> Option<Summary> {
+        if runs.is_empty() {
+            return None;
+        }
+        let runs: Vec<Sample> = runs.into_iter().map(Sample::finish).collect();
+        let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f));
+        let median = Sample {
+            events: runs[0].events,
+            seconds: m(|s| s.seconds),
+            events_per_s: m(|s| s.events_per_s),
+            pg_cpu_us_per_event: m(|s| s.pg_cpu_us_per_event),
+            redis_cpu_us_per_event: m(|s| s.redis_cpu_us_per_event),
+            wal_bytes_per_event: m(|s| s.wal_bytes_per_event),
+            kernel_cpu_us_per_event: median_opt(runs.iter().map(|s| s.kernel_cpu_us_per_event)),
+            kernel_cpu_seconds: None,
+            peak_rss_mib: median_opt(runs.iter().map(|s| s.peak_rss_mib)),
+            stored_by_replica: Vec::new(),
+            duplicates: runs.iter().filter_map(|s| s.duplicates).max(),
+        };
+        Some(Summary { median, runs })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub median: LatencySample,
+    pub runs: Vec<LatencySample>,
+}
+
+impl LatencySummary {
+    pub fn of(runs: Vec<LatencySample>) -> Option<LatencySummary> {
+        if runs.is_empty() {
+            return None;
+        }
+        let m = |f: fn(&LatencySample) -> f64| median(runs.iter().map(f));
+        let median = LatencySample {
+            offered_per_s: runs[0].offered_per_s,
+            achieved_per_s: m(|s| s.achieved_per_s),
+            events: runs[0].events,
+            ack_p50_ms: m(|s| s.ack_p50_ms),
+            ack_p99_ms: m(|s| s.ack_p99_ms),
+            ack_max_ms: m(|s| s.ack_max_ms),
+            hist_p50_ms: m(|s| s.hist_p50_ms),
+            hist_p99_ms: m(|s| s.hist_p99_ms),
+            hist_within_100ms: m(|s| s.hist_within_100ms),
+            kernel_cpu_percent: m(|s| s.kernel_cpu_percent),
+            peak_rss_mib: m(|s| s.peak_rss_mib),
+        };
+        Some(LatencySummary { median, runs })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub redis_version: String,
+    pub postgres_version: String,
+    pub postgres_fsync: bool,
+    pub events: usize,
+    pub repeats: usize,
+    pub seed: u64,
+    pub batch_size: usize,
+}
+
+/// One target of issue 6 and whether the medians meet it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: &'static str,
+    pub value: f64,
+    pub target: &'static str,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub machine: Machine,
+    pub limit: Option<Summary>,
+    pub drain: Option<Summary>,
+    pub replicas: Option<Summary>,
+    pub auth: Option<Summary>,
+    pub latency: Option<LatencySummary>,
+    pub targets: Vec<Target>,
+    pub notes: Vec<String>,
+}
+
+fn rate(s: &Option<Summary>) -> Option<f64> {
+    s.as_ref().map(|s| s.median.events_per_s)
+}
+
+impl Report {
+    /// Compares the medians with the targets of issue 6.
+    pub fn evaluate(&mut self) {
+        let mut t = Vec::new();
+        if let (Some(drain), Some(limit)) = (rate(&self.drain), rate(&self.limit)) {
+            let r = drain / limit;
+            t.push(Target { name: "drain / limit", value: r, target: ">= 0.8 (aim > 1.0)", met: r >= 0.8 });
+        }
+        if let Some(l) = &self.latency {
+            let p99 = l.median.ack_p99_ms;
+            t.push(Target { name: "p99 ack latency ms (5k/s)", value: p99, target: "<= 100", met: p99 <= 100.0 });
+        }
+        if let Some(rss) = self.drain.as_ref().and_then(|d| d.median.peak_rss_mib) {
+            t.push(Target { name: "drain peak RSS MiB", value: rss, target: "<= 150", met: rss <= 150.0 });
+        }
+        if let (Some(auth), Some(drain)) = (rate(&self.auth), rate(&self.drain)) {
+            let r = auth / drain;
+            t.push(Target { name: "auth / drain", value: r, target: ">= 0.9", met: r >= 0.9 });
+        }
+        if let (Some(two), Some(one)) = (rate(&self.replicas), rate(&self.drain)) {
+            let r = two / one;
+            t.push(Target { name: "2 replicas / 1 replica", value: r, target: ">= 1.0", met: r >= 1.0 });
+        }
+        self.targets = t;
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let m = &self.machine;
+        let mut out = format!(
+            "fdc-bench: {} events (W1, seed {}), batch {}, medians of {} repeat(s)\n\
+             machine: {} cores; Redis {}; Postgres {} (fsync={})\n\n",
+            m.events,
+            m.seed,
+            m.batch_size,
+            m.repeats,
+            m.cores,
+            m.redis_version,
+            m.postgres_version,
+            if m.postgres_fsync { "on" } else { "off" }
+        );
+        out.push_str(&format!(
+            "{:<10} {:>10} {:>8} {:>11} {:>11} {:>11} {:>10} {:>9}\n",
+            "run", "events/s", "seconds", "pg µs/ev", "kern µs/ev", "redis µs/ev", "WAL B/ev", "RSS MiB"
+        ));
+        let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
+        for (name, summary) in [
+            ("limit", &self.limit),
+            ("drain", &self.drain),
+            ("replicas2", &self.replicas),
+            ("auth", &self.auth),
+        ] {
+            let Some(s) = summary else { continue };
+            let s = &s.median;
+            out.push_str(&format!(
+                "{:<10} {:>10.0} {:>8.2} {:>11.1} {:>11} {:>11.1} {:>10.0} {:>9}\n",
+                name,
+                s.events_per_s,
+                s.seconds,
+                s.pg_cpu_us_per_event,
+                opt(s.kernel_cpu_us_per_event, 1),
+                s.redis_cpu_us_per_event,
+                s.wal_bytes_per_event,
+                opt(s.peak_rss_mib, 1),
+            ));
+        }
+        if let Some(l) = &self.latency {
+            let l = &l.median;
+            out.push_str(&format!(
+                "\nlatency at {:.0}/s offered ({:.0}/s achieved, {} events): ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+                 kernel histogram p50 {:.1} ms, p99 {:.1} ms, {:.2}% ≤ 100 ms; kernel CPU {:.0}%, RSS {:.1} MiB\n",
+                l.offered_per_s,
+                l.achieved_per_s,
+                l.events,
+                l.ack_p50_ms,
+                l.ack_p99_ms,
+                l.ack_max_ms,
+                l.hist_p50_ms,
+                l.hist_p99_ms,
+                l.hist_within_100ms * 100.0,
+                l.kernel_cpu_percent,
+                l.peak_rss_mib,
+            ));
+        }
+        if !self.targets.is_empty() {
+            out.push_str("\ntargets (issue 6):\n");
+            for t in &self.targets {
+                out.push_str(&format!(
+                    "  {:<28} {:>9.3}  target {:<18} {}\n",
+                    t.name,
+                    t.value,
+                    t.target,
+                    if t.met { "met" } else { "NOT met" }
+                ));
+            }
+        }
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median([]), 0.0);
+    }
+}
