@@ -1,6 +1,7 @@
 //! fdc kernel: reads protocol v1 events from Redis Streams through a consumer group and stores
 //! them in partitioned Postgres tables. See README.md and docs/.
 
+pub mod bench;
 pub mod config;
 pub mod dev;
 pub mod health;
@@ -13,4 +14,3 @@ pub mod redis_io;
 pub mod service;
 pub mod store;
 pub mod testsupport;
-pub mod bench;

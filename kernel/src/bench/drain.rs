@@ -49,8 +49,13 @@ async fn measure(
     let conn = env.redis();
     preload(&conn, w1, setup.entries).await?;
     env.checkpoint().await?;
-    let observer = StreamClient::new(&env.redis.url(), GROUP, "bench-observer", Duration::from_secs(1))
-        .map_err(|e| BenchError::Kernel(e.to_string()))?;
+    let observer = StreamClient::new(
+        &env.redis.url(),
+        GROUP,
+        "bench-observer",
+        Duration::from_secs(1),
+    )
+    .map_err(|e| BenchError::Kernel(e.to_string()))?;
     let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
 
     let meter = env.meter().await?;
@@ -67,7 +72,10 @@ async fn measure(
     }
     let deadline = Instant::now() + setup.timeout;
     loop {
-        let info = observer.group_info(STREAM).await.map_err(|e| BenchError::Kernel(e.to_string()))?;
+        let info = observer
+            .group_info(STREAM)
+            .await
+            .map_err(|e| BenchError::Kernel(e.to_string()))?;
         if info.pending == 0 && info.lag == Some(0) {
             break;
         }
@@ -118,7 +126,11 @@ pub async fn preload(
     while events.peek().is_some() {
         let mut pipe = redis::pipe();
         for event in events.by_ref().take(2_000) {
-            pipe.cmd("XADD").arg(STREAM).arg("*").arg(entries(&event)).ignore();
+            pipe.cmd("XADD")
+                .arg(STREAM)
+                .arg("*")
+                .arg(entries(&event))
+                .ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
     }
@@ -146,7 +158,9 @@ async fn verify(
     }
     let want_tags = sent * super::workload::TAGS_PER_EVENT as i64;
     if tags != want_tags {
-        return Err(BenchError::Check(format!("{tags} tag rows, want {want_tags}")));
+        return Err(BenchError::Check(format!(
+            "{tags} tag rows, want {want_tags}"
+        )));
     }
     let stored: u64 = stored_by.iter().sum();
     if stored != sent as u64 {

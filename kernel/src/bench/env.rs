@@ -73,9 +73,7 @@ impl BenchEnv {
             .await?;
         MIGRATOR.run(&pool).await?;
         let mut conn = self.redis();
-        redis::cmd("FLUSHALL")
-            .query_async::<()>(&mut conn)
-            .await?;
+        redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
         Ok(RunDb { name, url, pool })
     }
 
@@ -146,6 +144,8 @@ impl BenchEnv {
             pg_cpu: self.postgres_cpu_seconds(),
             redis_cpu: self.redis_cpu_seconds().await?,
             wal: self.wal_bytes().await?,
+            machine_busy: procfs::machine_busy_seconds(),
+            bench_cpu: own_cpu_seconds(),
             started: Instant::now(),
         })
     }
@@ -156,6 +156,8 @@ impl BenchEnv {
             pg_cpu_seconds: self.postgres_cpu_seconds() - meter.pg_cpu,
             redis_cpu_seconds: self.redis_cpu_seconds().await? - meter.redis_cpu,
             wal_bytes: self.wal_bytes().await? - meter.wal,
+            machine_busy_seconds: procfs::machine_busy_seconds() - meter.machine_busy,
+            bench_cpu_seconds: own_cpu_seconds() - meter.bench_cpu,
         })
     }
 }
@@ -165,7 +167,13 @@ pub struct Meter {
     pg_cpu: f64,
     redis_cpu: f64,
     wal: i64,
+    machine_busy: f64,
+    bench_cpu: f64,
     pub started: Instant,
+}
+
+fn own_cpu_seconds() -> f64 {
+    procfs::cpu_seconds(std::process::id()).unwrap_or(0.0)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -173,6 +181,10 @@ pub struct ServerFigures {
     pub pg_cpu_seconds: f64,
     pub redis_cpu_seconds: f64,
     pub wal_bytes: i64,
+    /// The whole machine's busy CPU time, every process.
+    pub machine_busy_seconds: f64,
+    /// This benchmark process's own CPU time (producer, encoder, observer).
+    pub bench_cpu_seconds: f64,
 }
 
 fn info_field(info: &str, key: &str) -> Option<String> {

@@ -44,11 +44,7 @@ impl KernelProcess {
             .stderr(out)
             .spawn()
             .map_err(|e| BenchError::Kernel(format!("cannot start {}: {e}", bin.display())))?;
-        Ok(KernelProcess {
-            child,
-            http,
-            log,
-        })
+        Ok(KernelProcess { child, http, log })
     }
 
     pub fn pid(&self) -> u32 {
@@ -111,7 +107,9 @@ impl KernelProcess {
                 return if status.success() {
                     Ok(())
                 } else {
-                    Err(BenchError::Kernel(format!("exited with {status} on SIGTERM")))
+                    Err(BenchError::Kernel(format!(
+                        "exited with {status} on SIGTERM"
+                    )))
                 };
             }
             if Instant::now() >= deadline {

@@ -317,7 +317,11 @@ pub fn histogram_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
                 return lower.0;
             }
             let width = count - lower.1;
-            let into = if width > 0.0 { (rank - lower.1) / width } else { 1.0 };
+            let into = if width > 0.0 {
+                (rank - lower.1) / width
+            } else {
+                1.0
+            };
             return lower.0 + (le - lower.0) * into;
         }
         lower = (le, count);

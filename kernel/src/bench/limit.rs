@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
-use super::workload::{W1Event, W1, TAG_VALUES};
+use super::workload::{W1Event, TAG_VALUES, W1};
 use super::{BenchError, Sample};
 use crate::store::{CopyBinary, Partitions};
 
@@ -66,7 +66,12 @@ async fn measure(
     let mut stored = 0usize;
     while let Some(batch) = rx.recv().await {
         let mut tx = conn.begin().await?;
-        copy(&mut tx, "COPY event_index (event_id, ts) FROM STDIN (FORMAT binary)", batch.index).await?;
+        copy(
+            &mut tx,
+            "COPY event_index (event_id, ts) FROM STDIN (FORMAT binary)",
+            batch.index,
+        )
+        .await?;
         copy(
             &mut tx,
             "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, subject_id, schema_id, \
@@ -74,7 +79,12 @@ async fn measure(
             batch.rows,
         )
         .await?;
-        copy(&mut tx, "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)", batch.tags).await?;
+        copy(
+            &mut tx,
+            "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)",
+            batch.tags,
+        )
+        .await?;
         tx.commit().await?;
         stored += batch.events;
     }
@@ -94,7 +104,11 @@ async fn measure(
     Ok(Sample::new(w1.events, seconds, server))
 }
 
-async fn copy(conn: &mut sqlx::PgConnection, statement: &str, data: Vec<u8>) -> Result<(), BenchError> {
+async fn copy(
+    conn: &mut sqlx::PgConnection,
+    statement: &str,
+    data: Vec<u8>,
+) -> Result<(), BenchError> {
     let mut copy = conn.copy_in_raw(statement).await?;
     copy.send(data).await?;
     copy.finish().await?;

@@ -93,12 +93,18 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         let tag = format!("[{repeat}/{}]", options.repeats);
         if wants(RunKind::Limit) {
             let s = limit::run(&env, w1, options.batch_size).await?;
-            eprintln!("{tag} limit: {:.0} events/s ({:.2} s)", s.events_per_s, s.seconds);
+            eprintln!(
+                "{tag} limit: {:.0} events/s ({:.2} s)",
+                s.events_per_s, s.seconds
+            );
             limits.push(s);
         }
         if wants(RunKind::Drain) {
             let s = drain::run(&env, w1, &drain_setup(1, "drain")).await?;
-            eprintln!("{tag} drain: {:.0} events/s ({:.2} s)", s.events_per_s, s.seconds);
+            eprintln!(
+                "{tag} drain: {:.0} events/s ({:.2} s)",
+                s.events_per_s, s.seconds
+            );
             drains.push(s);
         }
         if wants(RunKind::Replicas) {

@@ -43,7 +43,11 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
         return total;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(f) = stat_fields(pid) {
@@ -62,6 +66,25 @@ pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         value.split_whitespace().next()?.parse().ok()
     })
+}
+
+/// CPU seconds the whole machine spent busy (all cores, user + system + interrupts + steal)
+/// since boot: with the processes' own times it tells how much other load shared the run.
+pub fn machine_busy_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum();
+    busy as f64 / ticks_per_second()
 }
 
 /// The postmaster's pid: the first line of `postmaster.pid` in the data directory.

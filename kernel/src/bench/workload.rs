@@ -61,11 +61,8 @@ impl W1 {
             let ts_ns = start + i as i64 * slot + rng.gen_range(0..slot);
             let mut random = [0u8; 10];
             rng.fill(&mut random);
-            let id = uuid::Builder::from_unix_timestamp_millis(
-                (ts_ns / 1_000_000) as u64,
-                &random,
-            )
-            .into_uuid();
+            let id = uuid::Builder::from_unix_timestamp_millis((ts_ns / 1_000_000) as u64, &random)
+                .into_uuid();
             let subject = rng.gen_range(0..SUBJECTS);
             let keys = sample(&mut rng, TAG_KEYS as usize, TAGS_PER_EVENT);
             let mut tags = [(0u8, 0u8); TAGS_PER_EVENT];
@@ -183,7 +180,9 @@ mod tests {
         for pair in events.windows(2) {
             assert!(pair[0].ts_ns < pair[1].ts_ns, "ts increases");
         }
-        assert!(events.iter().all(|e| e.ts_ns >= start && e.ts_ns < start + 2 * NS_PER_DAY));
+        assert!(events
+            .iter()
+            .all(|e| e.ts_ns >= start && e.ts_ns < start + 2 * NS_PER_DAY));
         let days: std::collections::BTreeSet<i64> =
             events.iter().map(|e| e.ts_ns / NS_PER_DAY).collect();
         assert_eq!(days.len(), 2);
@@ -196,7 +195,10 @@ mod tests {
             assert_eq!(data["tags"].as_object().unwrap().len(), TAGS_PER_EVENT);
         }
         let mean = events.iter().map(|e| e.payload.len()).sum::<usize>() / events.len();
-        assert!((270..=330).contains(&mean), "payload about 300 bytes, got {mean}");
+        assert!(
+            (270..=330).contains(&mean),
+            "payload about 300 bytes, got {mean}"
+        );
         assert_eq!(W1::all_tags().count(), 1_000);
         assert_eq!(W1::all_subjects().count(), 10_000);
     }

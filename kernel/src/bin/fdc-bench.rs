@@ -23,7 +23,11 @@ struct Cli {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Runs to make (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "limit,drain,replicas,latency")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "limit,drain,replicas,latency"
+    )]
     runs: Vec<RunKind>,
     /// The fdc-kernel binary; default: the one next to this binary.
     #[arg(long)]
