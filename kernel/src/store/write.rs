@@ -1,11 +1,13 @@
-//! The batch write: one statement, so one implicit transaction, per batch.
+//! The batch write: one transaction per batch, de-duplicated by `event_index`.
 
 use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use sqlx::PgConnection;
+
+use super::{CopyBinary, Store, StoreError};
 use crate::protocol::Event;
 
 /// What a committed batch did.
@@ -17,35 +19,29 @@ pub struct WriteOutcome {
     pub duplicates: usize,
 }
 
-/// De-duplication, events and tags in one statement: `event_index` decides which ids are
-/// new, and only those rows reach `events` and `event_tags`. Data-modifying CTEs always run
-/// to completion, so the final SELECT only reports the new ids.
-const INSERT_BATCH: &str = "\
-WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::uuid[], $5::uuid[],
-                         $6::text[], $7::text[], $8::text[])
-        AS i(event_id, ts, ts_ns, producer_id, subject_id, source_stream, source_id, payload)
-), fresh AS (
+/// De-duplication first: `event_index` decides which ids are new (a concurrent replica's
+/// uncommitted insert of the same id makes this wait for its outcome, so exactly one wins).
+/// The transaction time comes back with the new ids and becomes `ts_kernel`.
+const CLAIM_IDS: &str = "\
+WITH fresh AS (
     INSERT INTO event_index (event_id, ts)
-    SELECT event_id, ts FROM input
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
-), stored_events AS (
-    INSERT INTO events (event_id, ts, ts_ns, ts_kernel, producer_id, subject_id, schema_id,
-                        source_stream, source_id, consumer, payload)
-    SELECT i.event_id, i.ts, i.ts_ns, now(), i.producer_id, i.subject_id, NULL,
-           i.source_stream, i.source_id, $9, i.payload::jsonb
-    FROM input i JOIN fresh f ON f.event_id = i.event_id
-), stored_tags AS (
-    INSERT INTO event_tags (event_id, tag_id, ts)
-    SELECT t.event_id, t.tag_id, t.ts
-    FROM unnest($10::uuid[], $11::bigint[], $12::timestamptz[]) AS t(event_id, tag_id, ts)
-    JOIN fresh f ON f.event_id = t.event_id
 )
-SELECT event_id FROM fresh";
+SELECT event_id, now() FROM fresh";
+
+/// Only the new events' rows are copied, so the partitioned tables never see a duplicate.
+/// `COPY` into the partitioned parents uses Postgres's multi-insert path: fewer WAL records
+/// and less executor work per row than `INSERT … SELECT`.
+const COPY_EVENTS: &str = "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, \
+    subject_id, schema_id, source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)";
+const COPY_TAGS: &str = "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)";
 
 impl Store {
     /// Stores `events` exactly once each: already stored ids are counted, not written again.
+    /// One transaction: claim the ids in `event_index`, then `COPY` the new events and their
+    /// tags; nothing is visible (or acknowledged by the caller) before the commit.
     pub async fn write_batch(&self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id)).collect();
@@ -70,56 +66,69 @@ impl Store {
             .iter()
             .flat_map(|e| e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .collect();
-        let tag_ids = self.ids.tag_ids(&self.pool, &tag_pairs).await?;
+        let mut tag_ids = self.ids.tag_ids(&self.pool, &tag_pairs).await?.into_iter();
 
         let n = unique.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut ts = Vec::with_capacity(n);
-        let mut ts_ns = Vec::with_capacity(n);
-        let mut producers = Vec::with_capacity(n);
-        let mut subjects = Vec::with_capacity(n);
-        let mut streams = Vec::with_capacity(n);
-        let mut source_ids = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut tag_events = Vec::with_capacity(tag_ids.len());
-        let mut tag_ts = Vec::with_capacity(tag_ids.len());
-        for event in &unique {
-            let time = timestamp(event.ts_ns);
-            ids.push(event.id);
-            ts.push(time);
-            ts_ns.push(event.ts_ns);
-            producers.push(event.producer_id);
-            subjects.push(event.subject.as_ref().and_then(|_| subject_ids.next()));
-            streams.push(event.source.stream.as_str());
-            source_ids.push(event.source.id.as_str());
-            payloads.push(event.payload.as_str());
-            for _ in &event.tags {
-                tag_events.push(event.id);
-                tag_ts.push(time);
-            }
-        }
+        let ids: Vec<Uuid> = unique.iter().map(|e| e.id).collect();
+        let ts: Vec<DateTime<Utc>> = unique.iter().map(|e| timestamp(e.ts_ns)).collect();
 
-        let fresh: Vec<Uuid> = sqlx::query_scalar(INSERT_BATCH)
+        let mut tx = self.pool.begin().await?;
+        let fresh: Vec<(Uuid, DateTime<Utc>)> = sqlx::query_as(CLAIM_IDS)
             .bind(&ids)
             .bind(&ts)
-            .bind(&ts_ns)
-            .bind(&producers)
-            .bind(&subjects)
-            .bind(&streams)
-            .bind(&source_ids)
-            .bind(&payloads)
-            .bind(&self.consumer)
-            .bind(&tag_events)
-            .bind(&tag_ids)
-            .bind(&tag_ts)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        if let Some(&(_, now)) = fresh.first() {
+            let new: HashSet<Uuid> = fresh.iter().map(|(id, _)| *id).collect();
+            let now_us = now.timestamp_micros();
+            let mut rows = CopyBinary::with_capacity(new.len() * 512);
+            let mut tags = CopyBinary::with_capacity(tag_pairs.len() * 48);
+            for event in &unique {
+                let subject = event.subject.as_ref().and_then(|_| subject_ids.next());
+                let event_tags: Vec<i64> = tag_ids.by_ref().take(event.tags.len()).collect();
+                if !new.contains(&event.id) {
+                    continue;
+                }
+                let ts_us = event.ts_ns.div_euclid(1_000);
+                rows.row(11);
+                rows.uuid(&event.id);
+                rows.timestamptz_unix_micros(ts_us);
+                rows.int8(event.ts_ns);
+                rows.timestamptz_unix_micros(now_us);
+                rows.opt_uuid(event.producer_id.as_ref());
+                rows.opt_uuid(subject.as_ref());
+                rows.null(); // schema_id: bound by auth when producers have schemas
+                rows.text(&event.source.stream);
+                rows.text(&event.source.id);
+                rows.text(&self.consumer);
+                rows.jsonb(&event.payload);
+                for tag in event_tags {
+                    tags.row(3);
+                    tags.uuid(&event.id);
+                    tags.int8(tag);
+                    tags.timestamptz_unix_micros(ts_us);
+                }
+            }
+            copy(&mut tx, COPY_EVENTS, rows.finish()).await?;
+            if !tag_pairs.is_empty() {
+                copy(&mut tx, COPY_TAGS, tags.finish()).await?;
+            }
+        }
+        tx.commit().await?;
         let duplicates = repeated_in_batch + (n - fresh.len());
         Ok(WriteOutcome {
-            stored: fresh.into_iter().collect(),
+            stored: fresh.into_iter().map(|(id, _)| id).collect(),
             duplicates,
         })
     }
+}
+
+/// One `COPY … FROM STDIN` of already encoded binary data.
+async fn copy(conn: &mut PgConnection, statement: &str, data: Vec<u8>) -> Result<(), StoreError> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 /// Postgres keeps microseconds; the exact nanoseconds go to `ts_ns`.
