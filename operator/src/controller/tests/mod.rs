@@ -1,0 +1,3 @@
+//! Reconciler tests against the mock API server.
+
+mod kernel;
