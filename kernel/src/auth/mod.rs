@@ -1,0 +1,7 @@
+//! Producer authentication (issue 4): Ed25519 keys, EdDSA JWT access tokens, the
+//! `fdc:register` registration flow, the admin API and the auth CLI.
+//!
+//! See `docs/auth.md` for the operator-facing description.
+
+pub mod keys;
+pub mod token;
