@@ -1,2 +1,7 @@
-//! fdc kernel library.
+//! fdc kernel: reads protocol v1 events from Redis Streams through a consumer group and stores
+//! them in partitioned Postgres tables. See README.md and docs/.
+
+pub mod config;
+pub mod protocol;
+pub mod testsupport;
 pub mod auth;
