@@ -3,5 +3,7 @@
 //!
 //! See `docs/auth.md` for the operator-facing description.
 
+pub mod config;
 pub mod keys;
+pub mod registration;
 pub mod token;

@@ -1,0 +1,5 @@
+//! The registration flow: a producer with its own Ed25519 key asks for a token on the
+//! `fdc:register` stream; see docs/protocol.md ("Registration").
+
+pub mod request;
+pub mod seal;
