@@ -75,7 +75,8 @@ pub struct RegisterConfig {
     /// How far a request's `ts` may be from the kernel's clock, both ways.
     #[serde(with = "humantime_serde")]
     pub max_skew: Duration,
-    /// Accepted requests per key within `rate_window` (any outcome); more get `denied`.
+    /// Tokens issued per key through registration within `rate_window`; further requests
+    /// get `denied` (`rate_limited`).
     pub rate_limit: u32,
     #[serde(with = "humantime_serde")]
     pub rate_window: Duration,
@@ -169,10 +170,10 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// How long used registration nonces must be kept: a request older than `max_skew` is
-    /// refused by its `ts` anyway, and the rate limit counts nonces within `rate_window`.
+    /// How long used registration nonces must be kept: a request whose `ts` is further than
+    /// `max_skew` from now is refused by its `ts` anyway, so older nonces cannot be replayed.
     pub fn nonce_retention(&self) -> Duration {
-        (self.register.max_skew * 2).max(self.register.rate_window)
+        self.register.max_skew * 2
     }
 }
 

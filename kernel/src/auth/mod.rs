@@ -3,7 +3,12 @@
 //!
 //! See `docs/auth.md` for the operator-facing description.
 
+pub mod authenticator;
 pub mod config;
 pub mod keys;
+pub mod metrics;
+pub mod producers_db;
 pub mod registration;
 pub mod token;
+
+pub use authenticator::{Authenticator, Denial, Identity, Verdict};
