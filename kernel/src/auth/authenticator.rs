@@ -101,6 +101,11 @@ impl Authenticator {
         &self.metrics
     }
 
+    /// Mark producers as seen now (`producers.last_seen_at`).
+    pub async fn touch(&self, producer_ids: &[Uuid]) -> Result<(), AuthError> {
+        Ok(producers_db::touch(&self.pool, producer_ids).await?)
+    }
+
     /// Authenticate one entry's token (`None` when the entry has no `token` field).
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Verdict, AuthError> {
         Ok(self

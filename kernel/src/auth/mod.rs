@@ -3,6 +3,7 @@
 //!
 //! See `docs/auth.md` for the operator-facing description.
 
+pub mod admin;
 pub mod authenticator;
 pub mod config;
 pub mod keys;

@@ -55,3 +55,18 @@ pub async fn ensure_and_check(
     out.extend(rows);
     Ok(out)
 }
+
+/// Records that these producers were just seen (data or heartbeat): `last_seen_at = now()`.
+pub async fn touch(pool: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE producers SET last_seen_at = now()
+          WHERE producer_id = ANY($1) AND (last_seen_at IS NULL OR last_seen_at < now())",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
