@@ -3,5 +3,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod dev;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
 pub mod protocol;
+pub mod redis_io;
+pub mod service;
+pub mod store;
 pub mod testsupport;

@@ -5,11 +5,13 @@
 //! and restart a server to inject a fault.
 
 mod binaries;
+mod fixtures;
 mod ports;
 mod postgres;
 mod process;
 mod redis;
 
+pub use fixtures::*;
 pub use postgres::{PostgresOptions, PostgresServer};
 pub use redis::{RedisOptions, RedisServer};
 
