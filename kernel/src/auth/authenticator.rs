@@ -101,6 +101,11 @@ impl Authenticator {
         &self.metrics
     }
 
+    /// Kids of the accepted verification keys.
+    pub fn kids(&self) -> Vec<String> {
+        self.verifier.kids()
+    }
+
     /// Mark producers as seen now (`producers.last_seen_at`).
     pub async fn touch(&self, producer_ids: &[Uuid]) -> Result<(), AuthError> {
         Ok(producers_db::touch(&self.pool, producer_ids).await?)

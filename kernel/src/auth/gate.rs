@@ -35,6 +35,29 @@ impl Checked {
             }
         }
     }
+
+    /// After validation: stamp producer ids on `events` and hand refused entries to `dead`.
+    pub fn apply(self, events: &mut [Event], dead: &mut Vec<(Entry, Rejection)>) {
+        self.stamp(events);
+        dead.extend(self.dead);
+    }
+}
+
+/// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated, retrying
+/// Postgres trouble until `give_up` (`None`: gave up, the batch stays pending); without it
+/// every entry is kept as is.
+pub async fn check(
+    gate: Option<&AuthGate>,
+    batch: Vec<Entry>,
+    give_up: &tokio_util::sync::CancellationToken,
+) -> Option<Checked> {
+    match gate {
+        None => Some(Checked {
+            kept: batch,
+            ..Checked::default()
+        }),
+        Some(gate) => gate.check_retrying(batch, give_up).await,
+    }
 }
 
 #[derive(Clone)]
@@ -65,7 +88,8 @@ impl AuthGate {
             .iter()
             .map(|e| {
                 // A non-UTF-8 token cannot be a JWT; "" makes the verifier call it malformed.
-                e.field("token").map(|t| std::str::from_utf8(t).unwrap_or("\u{0}"))
+                e.field("token")
+                    .map(|t| std::str::from_utf8(t).unwrap_or("\u{0}"))
             })
             .collect();
         let verdicts = self.authenticator.authenticate_batch(&tokens).await?;

@@ -13,3 +13,5 @@ pub mod registration;
 pub mod token;
 
 pub use authenticator::{Authenticator, Denial, Identity, Verdict};
+pub mod gate;
+pub mod runtime;
