@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod authenticator;
+pub mod cli;
 pub mod config;
 pub mod keys;
 pub mod metrics;
