@@ -1,7 +1,11 @@
 //! The operator's only contact with token and key formats: everything here delegates to the
 //! kernel crate (`fdc_kernel::auth`), so the operator and the kernel share one implementation.
 
+use std::path::Path;
 use std::time::Duration;
+
+use fdc_kernel::auth::keys;
+use fdc_kernel::auth::token::TokenIssuer;
 
 use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;
@@ -57,42 +61,50 @@ pub enum AuthError {
 }
 
 /// A fresh Ed25519 key pair.
-// TODO(auth merge): replace with fdc_kernel::auth::keys.
 pub fn generate_key_pair() -> Result<KeyPair, AuthError> {
-    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
-    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-    let private_pem = key
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| AuthError::InvalidKey(e.to_string()))?
-        .to_string();
-    let public_pem = key
-        .verifying_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| AuthError::InvalidKey(e.to_string()))?;
-    let kid = key_id(&public_pem)?;
-    Ok(KeyPair { kid, private_pem, public_pem })
+    let signing = keys::generate();
+    let verifying = signing.verifying_key();
+    let private_pem = keys::signing_key_to_pem(&signing).map_err(invalid_key)?.to_string();
+    let public_pem = keys::verifying_key_to_pem(&verifying).map_err(invalid_key)?;
+    Ok(KeyPair {
+        kid: keys::kid(&verifying),
+        private_pem,
+        public_pem,
+    })
 }
 
-/// Key id (`kid`) of a public key.
+/// Key id (`kid`) of a public key (SPKI PEM), as the kernel's verifier selects keys by.
 pub fn key_id(public_pem: &str) -> Result<String, AuthError> {
-    Ok(fingerprint(public_pem)?[..16].to_string())
+    Ok(keys::kid(&parse_public(public_pem)?))
 }
 
-/// SHA-256 fingerprint of a public key, as the kernel's registration flow computes it.
+/// SHA-256 fingerprint of a public key (SPKI PEM), as the kernel's registration flow computes it.
 pub fn fingerprint(public_pem: &str) -> Result<String, AuthError> {
-    use ed25519_dalek::pkcs8::DecodePublicKey;
-    use sha2::Digest;
-    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(public_pem)
-        .map_err(|e| AuthError::InvalidKey(e.to_string()))?;
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(keys::fingerprint(&parse_public(public_pem)?))
 }
 
-/// Signs a producer token with the kernel's issuer key.
-pub fn issue_token(
-    _signing_key_pem: &str,
-    _kid: &str,
-    _req: &TokenRequest<'_>,
-) -> Result<IssuedToken, AuthError> {
-    Err(AuthError::Issue("kernel token API not merged yet".into()))
+/// Signs a producer token with the kernel's issuer key (PKCS#8 PEM); the token's `kid` is
+/// that key's id.
+pub fn issue_token(signing_key_pem: &str, req: &TokenRequest<'_>) -> Result<IssuedToken, AuthError> {
+    let key = keys::signing_key_from_pem(signing_key_pem, Path::new(ORIGIN)).map_err(invalid_key)?;
+    let issuer = TokenIssuer::new(&key, req.issuer, req.audience).map_err(|e| AuthError::Issue(e.to_string()))?;
+    let issued = issuer
+        .issue(req.producer_id, req.name, req.schema, req.ttl)
+        .map_err(|e| AuthError::Issue(e.to_string()))?;
+    let expires_at = Timestamp::from_second(issued.claims.exp).map_err(|e| AuthError::Issue(e.to_string()))?;
+    Ok(IssuedToken {
+        token: issued.token,
+        expires_at,
+    })
+}
+
+/// Names the key source in kernel key errors (the operator reads keys from Secrets, not files).
+const ORIGIN: &str = "<issuer key Secret>";
+
+fn parse_public(pem: &str) -> Result<keys::VerifyingKey, AuthError> {
+    keys::verifying_key_from_pem(pem, Path::new("<public key>")).map_err(invalid_key)
+}
+
+fn invalid_key(e: keys::KeyError) -> AuthError {
+    AuthError::InvalidKey(e.to_string())
 }

@@ -17,8 +17,9 @@ use uuid::Uuid;
 use crate::builders::config::{ADMIN_PORT, HTTP_PORT};
 use crate::crd::FdcKernel;
 
-/// Gauge the kernel exports with the bytes waiting in its spill directory.
-pub const SPILL_BYTES_METRIC: &str = "kernel_spill_bytes";
+/// Gauge the kernel exports with the spilled records not yet replayed to Postgres
+/// (0 = drained; segment bytes are not used because a live segment keeps its header).
+pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 
 /// Where kernel endpoints are.
 #[derive(Debug, Clone)]
@@ -121,8 +122,8 @@ impl KernelApi {
         }
     }
 
-    /// Bytes of spilled events `pod` still holds, from its `/metrics`.
-    pub async fn spill_bytes(&self, pod: &Pod) -> Result<u64, KernelApiError> {
+    /// Spilled records `pod` has not replayed yet, from its `/metrics`.
+    pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
         let url = self.metrics_url(pod)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
@@ -131,9 +132,9 @@ impl KernelApi {
         if !(200..300).contains(&status) {
             return Err(KernelApiError::Status { url, status });
         }
-        parse_gauge_sum(&String::from_utf8_lossy(&body), SPILL_BYTES_METRIC)
+        parse_gauge_sum(&String::from_utf8_lossy(&body), SPILL_PENDING_METRIC)
             .map(|v| v.max(0.0) as u64)
-            .ok_or(KernelApiError::MissingMetric { url, metric: SPILL_BYTES_METRIC })
+            .ok_or(KernelApiError::MissingMetric { url, metric: SPILL_PENDING_METRIC })
     }
 
     async fn send(
@@ -160,7 +161,7 @@ impl KernelApi {
 
 /// Admin API path that revokes a producer.
 pub fn revoke_path(producer_id: Uuid) -> String {
-    format!("/admin/producers/{producer_id}/revoke")
+    format!("/v1/producers/{producer_id}/revoke")
 }
 
 fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {

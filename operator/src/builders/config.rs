@@ -88,6 +88,9 @@ pub fn render(kernel: &FdcKernel, verify_kids: &[String]) -> Result<RenderedConf
             "enabled": spec.auth.enabled,
             "issuer": spec.auth.issuer,
             "audience": spec.auth.audience,
+            // Tokens the kernel itself issues (registration) live no longer than the
+            // operator's, so a rotated-out key is retired after at most this long.
+            "token_ttl": spec.auth.token_ttl,
             "signing_key": format!("{KEYS_DIR}/{SIGNING_KEY_FILE}"),
             "verify_keys": verify_kids
                 .iter()

@@ -12,6 +12,9 @@ pub mod service;
 pub mod service_monitor;
 pub mod statefulset;
 
+#[cfg(test)]
+mod tests;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 

@@ -190,7 +190,7 @@ struct FakeKernelState {
 }
 
 /// A real HTTP server on 127.0.0.1 standing in for kernel pods: serves
-/// `/pods/{pod}/metrics` with a `kernel_spill_bytes` gauge and records admin API calls.
+/// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API calls.
 pub struct FakeKernel {
     pub base: String,
     state: Arc<Mutex<FakeKernelState>>,
@@ -209,17 +209,17 @@ impl FakeKernel {
                 "/pods/{pod}/metrics",
                 get(|State(s): State<Shared>, Path(pod): Path<String>| async move {
                     match s.lock().unwrap().spill.get(&pod) {
-                        Some(b) => (StatusCode::OK, format!("# TYPE kernel_spill_bytes gauge\nkernel_spill_bytes {b}\n")),
+                        Some(b) => (StatusCode::OK, format!("# TYPE kernel_spill_pending_records gauge\nkernel_spill_pending_records {b}\n")),
                         None => (StatusCode::NOT_FOUND, String::new()),
                     }
                 }),
             )
             .route(
-                "/admin/producers/{id}/revoke",
+                "/v1/producers/{id}/revoke",
                 post(|State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
                     let mut s = s.lock().unwrap();
                     s.revokes.push(RevokeCall {
-                        path: format!("/admin/producers/{id}/revoke"),
+                        path: format!("/v1/producers/{id}/revoke"),
                         authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
                         body: serde_json::from_str(&body).unwrap_or(Value::Null),
                     });

@@ -267,9 +267,9 @@ async fn plan_replicas(kernel: &FdcKernel, existing: Option<&StatefulSet>, ctx: 
         // No pod: nothing runs that could drain; its PVC is retained (see docs).
         return Ok(ReplicaPlan { replicas: current - 1, waiting: None, removed_pod: Some(victim) });
     };
-    let waiting = match ctx.kernel_api.spill_bytes(&pod).await {
+    let waiting = match ctx.kernel_api.spill_pending(&pod).await {
         Ok(0) => None,
-        Ok(bytes) => Some(format!("scale-in waits: pod {victim} still holds {bytes} bytes of spilled events; it is removed once they are replayed to Postgres (check Postgres health if this persists)")),
+        Ok(records) => Some(format!("scale-in waits: pod {victim} still holds {records} spilled records; it is removed once they are replayed to Postgres (check Postgres health if this persists)")),
         Err(e) => Some(format!("scale-in waits: cannot read the spill backlog of pod {victim} ({e}); it is removed once its /metrics reports an empty spill")),
     };
     Ok(match waiting {

@@ -172,7 +172,6 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
         None => {
             let issued = auth::issue_token(
                 keys.signing_pem(),
-                keys.current_kid(),
                 &TokenRequest {
                     issuer: &auth_spec.issuer,
                     audience: &auth_spec.audience,

@@ -332,7 +332,7 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
     let drained = condition(&status, "SpillDrained");
     assert_eq!(drained["status"], "False");
     assert_eq!(drained["reason"], "SpillPending");
-    assert!(drained["message"].as_str().unwrap().contains("pod k-2 still holds 4096 bytes"), "{drained}");
+    assert!(drained["message"].as_str().unwrap().contains("pod k-2 still holds 4096 spilled records"), "{drained}");
     assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
     assert_eq!(condition(&status, "Ready")["status"], "False");
 
