@@ -4,6 +4,9 @@ pub mod condition;
 pub mod kernel;
 pub mod producer;
 
+#[cfg(test)]
+mod tests;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
