@@ -21,7 +21,9 @@ pub struct KeyPair {
 impl std::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("KeyPair").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,9 @@ pub enum AuthError {
 pub fn generate_key_pair() -> Result<KeyPair, AuthError> {
     let signing = keys::generate();
     let verifying = signing.verifying_key();
-    let private_pem = keys::signing_key_to_pem(&signing).map_err(invalid_key)?.to_string();
+    let private_pem = keys::signing_key_to_pem(&signing)
+        .map_err(invalid_key)?
+        .to_string();
     let public_pem = keys::verifying_key_to_pem(&verifying).map_err(invalid_key)?;
     Ok(KeyPair {
         kid: keys::kid(&verifying),
@@ -85,13 +89,19 @@ pub fn fingerprint(public_pem: &str) -> Result<String, AuthError> {
 
 /// Signs a producer token with the kernel's issuer key (PKCS#8 PEM); the token's `kid` is
 /// that key's id.
-pub fn issue_token(signing_key_pem: &str, req: &TokenRequest<'_>) -> Result<IssuedToken, AuthError> {
-    let key = keys::signing_key_from_pem(signing_key_pem, Path::new(ORIGIN)).map_err(invalid_key)?;
-    let issuer = TokenIssuer::new(&key, req.issuer, req.audience).map_err(|e| AuthError::Issue(e.to_string()))?;
+pub fn issue_token(
+    signing_key_pem: &str,
+    req: &TokenRequest<'_>,
+) -> Result<IssuedToken, AuthError> {
+    let key =
+        keys::signing_key_from_pem(signing_key_pem, Path::new(ORIGIN)).map_err(invalid_key)?;
+    let issuer = TokenIssuer::new(&key, req.issuer, req.audience)
+        .map_err(|e| AuthError::Issue(e.to_string()))?;
     let issued = issuer
         .issue(req.producer_id, req.name, req.schema, req.ttl)
         .map_err(|e| AuthError::Issue(e.to_string()))?;
-    let expires_at = Timestamp::from_second(issued.claims.exp).map_err(|e| AuthError::Issue(e.to_string()))?;
+    let expires_at =
+        Timestamp::from_second(issued.claims.exp).map_err(|e| AuthError::Issue(e.to_string()))?;
     Ok(IssuedToken {
         token: issued.token,
         expires_at,

@@ -92,7 +92,11 @@ impl KernelApi {
                     .and_then(|s| s.pod_ip.as_deref())
                     .ok_or_else(|| KernelApiError::NoPodIp(pod.name_any()))?;
                 // IPv6 pod IPs need brackets in a URL.
-                let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
                 Ok(format!("http://{host}:{HTTP_PORT}/metrics"))
             }
             Endpoints::Fixed(base) => Ok(format!("{base}/pods/{}/metrics", pod.name_any())),
@@ -134,7 +138,10 @@ impl KernelApi {
         }
         parse_gauge_sum(&String::from_utf8_lossy(&body), SPILL_PENDING_METRIC)
             .map(|v| v.max(0.0) as u64)
-            .ok_or(KernelApiError::MissingMetric { url, metric: SPILL_PENDING_METRIC })
+            .ok_or(KernelApiError::MissingMetric {
+                url,
+                metric: SPILL_PENDING_METRIC,
+            })
     }
 
     async fn send(
@@ -143,7 +150,11 @@ impl KernelApi {
         request: http::Request<Full<Bytes>>,
     ) -> Result<(u16, Bytes), KernelApiError> {
         let call = async {
-            let response = self.http.request(request).await.map_err(|e| transport(url, e))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport(url, e))?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
@@ -155,7 +166,10 @@ impl KernelApi {
         };
         tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| KernelApiError::Timeout { url: url.to_string(), timeout: self.timeout })?
+            .map_err(|_| KernelApiError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            })?
     }
 }
 
@@ -165,14 +179,19 @@ pub fn revoke_path(producer_id: Uuid) -> String {
 }
 
 fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {
-    KernelApiError::Transport { url: url.to_string(), reason: e.to_string() }
+    KernelApiError::Transport {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// Sum of all samples of `metric` (any labels) in Prometheus text format.
 pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(metric) else { continue };
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
         // Exactly this metric: followed by labels or a space, not a longer name.
         let rest = if let Some(labels) = rest.strip_prefix('{') {
             match labels.split_once('}') {
@@ -203,7 +222,10 @@ mod tests {
                     kernel_spill_bytes{segment=\"a\"} 100\nkernel_spill_bytes{segment=\"b\"} 23\n\
                     kernel_spill_bytes_total 999\n";
         assert_eq!(parse_gauge_sum(text, "kernel_spill_bytes"), Some(123.0));
-        assert_eq!(parse_gauge_sum("kernel_spill_bytes 0\n", "kernel_spill_bytes"), Some(0.0));
+        assert_eq!(
+            parse_gauge_sum("kernel_spill_bytes 0\n", "kernel_spill_bytes"),
+            Some(0.0)
+        );
         assert_eq!(parse_gauge_sum("other 5\n", "kernel_spill_bytes"), None);
     }
 }

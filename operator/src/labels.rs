@@ -32,7 +32,10 @@ pub const MANAGED_BY: &str = "fdc-operator";
 /// Labels on every object belonging to one kernel; also the pod selector.
 pub fn kernel_selector_labels(kernel: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "fdc-kernel".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "fdc-kernel".to_string(),
+        ),
         ("app.kubernetes.io/instance".to_string(), kernel.to_string()),
     ])
 }
@@ -48,9 +51,18 @@ pub fn kernel_labels(kernel: &str) -> BTreeMap<String, String> {
 /// Labels of a producer's credentials Secret.
 pub fn producer_labels(producer: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), "fdc-producer".to_string()),
-        ("app.kubernetes.io/instance".to_string(), producer.to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), MANAGED_BY.to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            "fdc-producer".to_string(),
+        ),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            producer.to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGED_BY.to_string(),
+        ),
     ])
 }
 

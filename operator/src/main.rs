@@ -14,7 +14,11 @@ use fdc_operator::{crd, leader, manifests, server};
 use futures::future::join_all;
 
 #[derive(Parser)]
-#[command(name = "fdc-operator", version, about = "Kubernetes operator for fdc kernels and producers")]
+#[command(
+    name = "fdc-operator",
+    version,
+    about = "Kubernetes operator for fdc kernels and producers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,12 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Namespaces to watch, comma-separated; all when empty.
-    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',', default_value = "")]
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
     watch_namespaces: Vec<String>,
     /// Take a Lease before reconciling (needed when more than one replica runs).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
@@ -77,7 +86,8 @@ fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for c in &crds {
                 let path = dir.join(crd::crd_file_name(c));
-                std::fs::write(&path, crd::crd_yaml(c)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, crd::crd_yaml(c)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         None => {
@@ -91,7 +101,10 @@ fn print_crds(out_dir: Option<PathBuf>) -> anyhow::Result<()> {
 fn check_manifests(file: Option<PathBuf>) -> anyhow::Result<()> {
     let mut text = String::new();
     match file.filter(|f| f.as_os_str() != "-") {
-        Some(f) => text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?,
+        Some(f) => {
+            text =
+                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?
+        }
         None => {
             std::io::stdin().read_to_string(&mut text)?;
         }
@@ -117,26 +130,53 @@ fn check_manifests(file: Option<PathBuf>) -> anyhow::Result<()> {
 async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("bad log filter")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log).context("bad log filter")?,
+        )
         .init();
 
-    let client = kube::Client::try_default().await.context("no Kubernetes client config")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client config")?;
     let metrics = Arc::new(Metrics::new()?);
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let http = tokio::spawn(server::serve(args.listen, metrics.clone(), ready_rx));
 
-    let identity = args.identity.clone().unwrap_or_else(|| format!("fdc-operator-{}", uuid::Uuid::new_v4()));
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), KernelApi::new(Endpoints::Cluster), Some(identity.clone())));
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("fdc-operator-{}", uuid::Uuid::new_v4()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        KernelApi::new(Endpoints::Cluster),
+        Some(identity.clone()),
+    ));
     let namespaces: Vec<Option<String>> = {
-        let listed: Vec<String> = args.watch_namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-        if listed.is_empty() { vec![None] } else { listed.into_iter().map(Some).collect() }
+        let listed: Vec<String> = args
+            .watch_namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if listed.is_empty() {
+            vec![None]
+        } else {
+            listed.into_iter().map(Some).collect()
+        }
     };
 
     // A standby replica is ready (it serves its purpose by waiting); liveness stays green.
     let _ = ready_tx.send(true);
     let mut leadership = if args.leader_election {
         tracing::info!(lease = %args.lease_name, %identity, "waiting for leadership");
-        let l = leader::acquire(client.clone(), &args.lease_namespace, &args.lease_name, &identity).await?;
+        let l = leader::acquire(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+        )
+        .await?;
         tracing::info!("leading");
         Some(l)
     } else {
@@ -145,7 +185,11 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     metrics.leader.set(1);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let controllers = join_all(namespaces.into_iter().map(|ns| run::run(ctx.clone(), ns, stop_rx.clone())));
+    let controllers = join_all(
+        namespaces
+            .into_iter()
+            .map(|ns| run::run(ctx.clone(), ns, stop_rx.clone())),
+    );
 
     let lost = async {
         match leadership.as_mut() {

@@ -36,8 +36,16 @@ pub fn check_documents(yaml: &str) -> Result<Vec<Checked>, Vec<String>> {
                 continue;
             }
         };
-        let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let kind = value.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let api_version = value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let name = value
             .pointer("/metadata/name")
             .and_then(Value::as_str)
@@ -55,15 +63,23 @@ pub fn check_documents(yaml: &str) -> Result<Vec<Checked>, Vec<String>> {
             ("apps/v1", "Deployment") => strict::<Deployment>(value),
             ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(value),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(value),
-            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<ClusterRoleBinding>(value),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                strict::<ClusterRoleBinding>(value)
+            }
             ("rbac.authorization.k8s.io/v1", "Role") => strict::<Role>(value),
             ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<RoleBinding>(value),
-            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => strict::<CustomResourceDefinition>(value),
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+                strict::<CustomResourceDefinition>(value)
+            }
             // kube-derive's root types check apiVersion/kind outside serde, which reports
             // them as ignored; they were matched above.
-            ("fdc.dev/v1alpha1", "FdcKernel") => strict::<FdcKernel>(value).or_else(allow_type_meta),
+            ("fdc.dev/v1alpha1", "FdcKernel") => {
+                strict::<FdcKernel>(value).or_else(allow_type_meta)
+            }
             ("fdc.dev/v1alpha1", "Producer") => strict::<Producer>(value).or_else(allow_type_meta),
-            _ => Err(vec!["kind not known to the checker; add its type to manifests.rs".to_string()]),
+            _ => Err(vec![
+                "kind not known to the checker; add its type to manifests.rs".to_string(),
+            ]),
         };
         match result {
             Ok(()) => checked.push(Checked { kind, name }),
@@ -93,9 +109,13 @@ fn allow_type_meta(errors: Vec<String>) -> Result<(), Vec<String>> {
 pub fn strict<T: DeserializeOwned>(value: Value) -> Result<(), Vec<String>> {
     let mut unknown = Vec::new();
     // serde_ignored writes `?` path segments for `Option`s; drop them for readable paths.
-    let result: Result<T, _> =
-        serde_ignored::deserialize(value, |path| unknown.push(path.to_string().replace(".?", "")));
-    let mut errors: Vec<String> = unknown.into_iter().map(|p| format!("unknown field {p}")).collect();
+    let result: Result<T, _> = serde_ignored::deserialize(value, |path| {
+        unknown.push(path.to_string().replace(".?", ""))
+    });
+    let mut errors: Vec<String> = unknown
+        .into_iter()
+        .map(|p| format!("unknown field {p}"))
+        .collect();
     if let Err(e) = result {
         errors.push(format!("does not match the API type: {e}"));
     }
@@ -141,8 +161,14 @@ spec:
         assert_eq!(
             checked,
             vec![
-                Checked { kind: "ServiceAccount".into(), name: "fdc-operator".into() },
-                Checked { kind: "Deployment".into(), name: "fdc-operator".into() },
+                Checked {
+                    kind: "ServiceAccount".into(),
+                    name: "fdc-operator".into()
+                },
+                Checked {
+                    kind: "Deployment".into(),
+                    name: "fdc-operator".into()
+                },
             ]
         );
     }
@@ -175,6 +201,9 @@ spec:
                       postgres: {urlSecretRef: {name: pg}}\n  replicaz: 2\n";
         let problems = check_documents(kernel).unwrap_err();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("unknown field spec.replicaz"), "{problems:?}");
+        assert!(
+            problems[0].contains("unknown field spec.replicaz"),
+            "{problems:?}"
+        );
     }
 }

@@ -18,24 +18,42 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconciles = IntCounterVec::new(
-            Opts::new("fdc_operator_reconciliations_total", "Reconciliations started"),
+            Opts::new(
+                "fdc_operator_reconciliations_total",
+                "Reconciliations started",
+            ),
             &["controller"],
         )?;
         let errors = IntCounterVec::new(
-            Opts::new("fdc_operator_reconcile_errors_total", "Reconciliations that failed"),
+            Opts::new(
+                "fdc_operator_reconcile_errors_total",
+                "Reconciliations that failed",
+            ),
             &["controller", "error"],
         )?;
         let duration = HistogramVec::new(
-            HistogramOpts::new("fdc_operator_reconcile_duration_seconds", "Reconcile duration")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "fdc_operator_reconcile_duration_seconds",
+                "Reconcile duration",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             &["controller"],
         )?;
-        let leader = IntGauge::new("fdc_operator_leader", "1 while this replica holds the leader lease")?;
+        let leader = IntGauge::new(
+            "fdc_operator_leader",
+            "1 while this replica holds the leader lease",
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
-        Ok(Metrics { registry, reconciles, errors, duration, leader })
+        Ok(Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            leader,
+        })
     }
 
     /// Counts a reconcile start; the returned guard records its duration when dropped.

@@ -67,8 +67,12 @@ pub struct RenderedConfig {
 /// Renders `kernel.yaml`. `verify_kids` are the key ids the kernel must trust (current first).
 pub fn render(kernel: &FdcKernel, verify_kids: &[String]) -> Result<RenderedConfig, BuildError> {
     let spec = &kernel.spec;
-    let spill_bytes = quantity::parse_bytes(&spec.spill.size)
-        .ok_or_else(|| BuildError::Invalid(format!("spill.size {:?} is not a byte quantity", spec.spill.size)))?;
+    let spill_bytes = quantity::parse_bytes(&spec.spill.size).ok_or_else(|| {
+        BuildError::Invalid(format!(
+            "spill.size {:?} is not a byte quantity",
+            spec.spill.size
+        ))
+    })?;
     let max_bytes = match spec.spill.max_bytes {
         Some(b) => b as u64,
         None => spill_bytes / 100 * SPILL_BUDGET_PERCENT,
@@ -138,13 +142,20 @@ pub fn config_map(kernel: &FdcKernel, rendered: &RenderedConfig) -> Result<Confi
     let name = kernel_name(kernel)?;
     Ok(ConfigMap {
         metadata: owner_meta(kernel, names::config_map(name))?,
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), rendered.yaml.clone())])),
+        data: Some(BTreeMap::from([(
+            CONFIG_KEY.to_string(),
+            rendered.yaml.clone(),
+        )])),
         ..ConfigMap::default()
     })
 }
 
 fn kernel_name(kernel: &FdcKernel) -> Result<&str, BuildError> {
-    kernel.metadata.name.as_deref().ok_or(BuildError::MissingField("metadata.name"))
+    kernel
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(BuildError::MissingField("metadata.name"))
 }
 
 /// First 16 hex digits of SHA-256: enough to detect a change, short enough to read.

@@ -97,9 +97,14 @@ impl IssuerKeySet {
 
     /// Reads a set back from its Secret.
     pub fn from_secret(secret: &Secret) -> Result<Self, KeySetError> {
-        let data = secret.data.as_ref().ok_or_else(|| KeySetError::Missing("data".into()))?;
+        let data = secret
+            .data
+            .as_ref()
+            .ok_or_else(|| KeySetError::Missing("data".into()))?;
         let text = |key: &str| -> Result<String, KeySetError> {
-            let bytes = data.get(key).ok_or_else(|| KeySetError::Missing(key.into()))?;
+            let bytes = data
+                .get(key)
+                .ok_or_else(|| KeySetError::Missing(key.into()))?;
             String::from_utf8(bytes.0.clone())
                 .map_err(|e| KeySetError::Malformed(key.into(), e.to_string()))
         };
@@ -136,7 +141,12 @@ impl IssuerKeySet {
     /// Kids the kernel must accept, current first, then the others in stored order.
     pub fn verify_kids(&self) -> Vec<String> {
         let mut kids = vec![self.current.clone()];
-        kids.extend(self.keys.iter().filter(|k| k.kid != self.current).map(|k| k.kid.clone()));
+        kids.extend(
+            self.keys
+                .iter()
+                .filter(|k| k.kid != self.current)
+                .map(|k| k.kid.clone()),
+        );
         kids
     }
 
@@ -149,7 +159,8 @@ impl IssuerKeySet {
     /// it may have signed) plus [`RETIRE_MARGIN`]. Returns the new kid.
     pub fn rotate(&mut self, keep_for: Duration, now: Timestamp) -> Result<String, AuthError> {
         let pair = auth::generate_key_pair()?;
-        let until = now + SignedDuration::try_from(keep_for + RETIRE_MARGIN).unwrap_or(SignedDuration::MAX);
+        let until =
+            now + SignedDuration::try_from(keep_for + RETIRE_MARGIN).unwrap_or(SignedDuration::MAX);
         for key in &mut self.keys {
             if key.trusted_until.is_none() {
                 key.trusted_until = Some(until);
@@ -186,7 +197,11 @@ impl IssuerKeySet {
         kernel: &FdcKernel,
         rotation_handled: Option<&str>,
     ) -> Result<Secret, BuildError> {
-        let name = kernel.metadata.name.as_deref().ok_or(BuildError::MissingField("metadata.name"))?;
+        let name = kernel
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(BuildError::MissingField("metadata.name"))?;
         let mut meta = owner_meta(kernel, names::issuer_secret(name))?;
         if let Some(value) = rotation_handled {
             meta.annotations = Some(BTreeMap::from([(
@@ -199,9 +214,15 @@ impl IssuerKeySet {
             keys: self.keys.clone(),
         };
         let mut data = BTreeMap::new();
-        data.insert(SIGNING_KEY_FILE.to_string(), ByteString(self.signing_pem.clone().into_bytes()));
+        data.insert(
+            SIGNING_KEY_FILE.to_string(),
+            ByteString(self.signing_pem.clone().into_bytes()),
+        );
         for key in &self.keys {
-            data.insert(public_key_file(&key.kid), ByteString(key.public_pem.clone().into_bytes()));
+            data.insert(
+                public_key_file(&key.kid),
+                ByteString(key.public_pem.clone().into_bytes()),
+            );
         }
         let index = serde_json::to_vec(&index).map_err(|e| BuildError::Invalid(e.to_string()))?;
         data.insert(KEYS_JSON.to_string(), ByteString(index));
@@ -223,7 +244,11 @@ pub fn generate_admin_token() -> String {
 
 /// The Secret `<kernel>-admin-token`.
 pub fn admin_secret(kernel: &FdcKernel, token: &str) -> Result<Secret, BuildError> {
-    let name = kernel.metadata.name.as_deref().ok_or(BuildError::MissingField("metadata.name"))?;
+    let name = kernel
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(BuildError::MissingField("metadata.name"))?;
     Ok(Secret {
         metadata: owner_meta(kernel, names::admin_secret(name))?,
         type_: Some("Opaque".into()),

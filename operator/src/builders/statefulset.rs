@@ -50,7 +50,8 @@ pub fn statefulset(
     let shutdown = kernel
         .shutdown_timeout()
         .map_err(|e| BuildError::Invalid(format!("shutdownTimeout: {e}")))?;
-    let grace = shutdown.as_secs() as i64 + i64::from(shutdown.subsec_nanos() > 0) + GRACE_MARGIN_SECS;
+    let grace =
+        shutdown.as_secs() as i64 + i64::from(shutdown.subsec_nanos() > 0) + GRACE_MARGIN_SECS;
 
     let mut env = vec![EnvVar {
         name: "FDC_INGEST__CONSUMER".into(),
@@ -63,7 +64,10 @@ pub fn statefulset(
         }),
         ..EnvVar::default()
     }];
-    env.push(secret_env("FDC_POSTGRES__URL", &spec.postgres.url_secret_ref));
+    env.push(secret_env(
+        "FDC_POSTGRES__URL",
+        &spec.postgres.url_secret_ref,
+    ));
     if let Some(r) = &spec.redis.url_secret_ref {
         env.push(secret_env("FDC_REDIS__URL", r));
     }

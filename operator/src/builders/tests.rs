@@ -20,17 +20,29 @@ fn config_has_every_key_the_kernel_needs_and_no_secret() {
     assert_eq!(v["redis"]["url"], "redis://redis:6379/0");
     assert_eq!(v["ingest"]["streams"], json!(["events"]));
     assert_eq!(v["ingest"]["group"], "kernel");
-    assert!(v["ingest"].get("consumer").is_none(), "consumer comes from the downward API");
-    assert!(v.get("postgres").is_none(), "the Postgres URL comes from a Secret via env");
+    assert!(
+        v["ingest"].get("consumer").is_none(),
+        "consumer comes from the downward API"
+    );
+    assert!(
+        v.get("postgres").is_none(),
+        "the Postgres URL comes from a Secret via env"
+    );
     assert_eq!(v["http"]["listen"], "0.0.0.0:8080");
     assert_eq!(v["spill"]["dir"], "/var/lib/fdc/spill");
-    assert_eq!(v["spill"]["max_bytes"], 2u64 * 1024 * 1024 * 1024 / 100 * 90);
+    assert_eq!(
+        v["spill"]["max_bytes"],
+        2u64 * 1024 * 1024 * 1024 / 100 * 90
+    );
     assert_eq!(v["auth"]["enabled"], true);
     assert_eq!(v["auth"]["issuer"], "fdc");
     assert_eq!(v["auth"]["audience"], "fdc-kernel");
     assert_eq!(v["auth"]["token_ttl"], "24h");
     assert_eq!(v["auth"]["signing_key"], "/etc/fdc/keys/signing.pem");
-    assert_eq!(v["auth"]["verify_keys"], json!(["/etc/fdc/keys/aaaa.pub.pem", "/etc/fdc/keys/bbbb.pub.pem"]));
+    assert_eq!(
+        v["auth"]["verify_keys"],
+        json!(["/etc/fdc/keys/aaaa.pub.pem", "/etc/fdc/keys/bbbb.pub.pem"])
+    );
     assert_eq!(v["auth"]["admin_token_file"], "/etc/fdc/admin/token");
     assert_eq!(v["auth"]["admin_listen"], "0.0.0.0:8081");
     assert_eq!(v["log"]["level"], "info");
@@ -42,8 +54,11 @@ fn config_has_every_key_the_kernel_needs_and_no_secret() {
 fn the_kernel_accepts_the_rendered_config() {
     use figment::providers::{Format, Yaml};
     let mut k = kernel("k", 2);
-    k.spec.republish = Some(serde_json::from_value(json!({"enabled": true, "stream": "out", "maxLen": 5000})).unwrap());
-    k.spec.config = Some(json!({"ingest": {"batch_max_size": 500}, "partitions": {"ahead_days": 3}}));
+    k.spec.republish = Some(
+        serde_json::from_value(json!({"enabled": true, "stream": "out", "maxLen": 5000})).unwrap(),
+    );
+    k.spec.config =
+        Some(json!({"ingest": {"batch_max_size": 500}, "partitions": {"ahead_days": 3}}));
     let rendered = config::render(&k, &["aaaa".into()]).unwrap();
     let mut v = yaml(&rendered);
     // The spill section is checked by the kernel once its spill work is merged; until then
@@ -82,7 +97,11 @@ fn overrides_merge_but_cannot_move_operator_owned_keys() {
     let v = yaml(&config::render(&k, &[]).unwrap());
     assert_eq!(v["http"]["listen"], "0.0.0.0:8080");
     assert_eq!(v["spill"]["dir"], "/var/lib/fdc/spill");
-    assert_eq!(v["postgres"], json!({"max_connections": 8}), "no URL (and no password) in the ConfigMap");
+    assert_eq!(
+        v["postgres"],
+        json!({"max_connections": 8}),
+        "no URL (and no password) in the ConfigMap"
+    );
     assert_eq!(v["ingest"]["claim_idle"], "2m");
     assert!(v["ingest"].get("consumer").is_none());
     assert_eq!(v["log"]["level"], "debug", "not owned: overridable");
@@ -93,7 +112,10 @@ fn config_hash_is_stable_and_follows_content() {
     let k = kernel("k", 1);
     let a = config::render(&k, &["x".into()]).unwrap();
     assert_eq!(a, config::render(&k, &["x".into()]).unwrap());
-    assert_ne!(a.hash, config::render(&k, &["x".into(), "y".into()]).unwrap().hash);
+    assert_ne!(
+        a.hash,
+        config::render(&k, &["x".into(), "y".into()]).unwrap().hash
+    );
     let mut k2 = k.clone();
     k2.spec.log_level = crate::crd::kernel::LogLevel::Debug;
     assert_ne!(a.hash, config::render(&k2, &["x".into()]).unwrap().hash);
@@ -107,22 +129,44 @@ fn statefulset_grace_covers_fractional_shutdown_timeouts_and_uses_the_hash() {
     let pod = sts.spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.termination_grace_period_seconds, Some(75));
     assert_eq!(
-        sts.spec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["fdc.dev/config-hash"],
+        sts.spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()["fdc.dev/config-hash"],
         "abc"
     );
     k.spec.shutdown_timeout = "1500ms".into();
     let sts = statefulset::statefulset(&k, 2, "abc").unwrap();
-    assert_eq!(sts.spec.template.spec.unwrap().termination_grace_period_seconds, Some(17));
+    assert_eq!(
+        sts.spec
+            .template
+            .spec
+            .unwrap()
+            .termination_grace_period_seconds,
+        Some(17)
+    );
 }
 
 #[test]
 fn redis_url_from_a_secret_goes_to_env_not_config() {
     let mut k = kernel("k", 1);
-    k.spec.redis = serde_json::from_value(json!({"urlSecretRef": {"name": "redis", "key": "uri"}})).unwrap();
-    assert!(yaml(&config::render(&k, &[]).unwrap()).get("redis").is_none());
+    k.spec.redis =
+        serde_json::from_value(json!({"urlSecretRef": {"name": "redis", "key": "uri"}})).unwrap();
+    assert!(yaml(&config::render(&k, &[]).unwrap())
+        .get("redis")
+        .is_none());
     let sts = statefulset::statefulset(&k, 1, "h").unwrap();
     let env = serde_json::to_value(&sts.spec.template.spec.unwrap().containers[0].env).unwrap();
-    let redis = env.as_array().unwrap().iter().find(|e| e["name"] == "FDC_REDIS__URL").unwrap();
+    let redis = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "FDC_REDIS__URL")
+        .unwrap();
     assert_eq!(redis["valueFrom"]["secretKeyRef"]["name"], "redis");
     assert_eq!(redis["valueFrom"]["secretKeyRef"]["key"], "uri");
 }
@@ -148,7 +192,10 @@ fn key_set_round_trips_through_its_secret_rotates_and_prunes() {
     let back = IssuerKeySet::from_secret(&secret).unwrap();
     assert_eq!(back.current_kid(), first);
     assert_eq!(back.signing_pem(), keys.signing_pem());
-    assert_eq!(crate::auth::key_id(&back.keys()[0].public_pem).unwrap(), first);
+    assert_eq!(
+        crate::auth::key_id(&back.keys()[0].public_pem).unwrap(),
+        first
+    );
 
     let now = Timestamp::from_second(1_800_000_000).unwrap();
     let ttl = std::time::Duration::from_secs(3600);
@@ -171,7 +218,10 @@ fn key_set_round_trips_through_its_secret_rotates_and_prunes() {
 #[test]
 fn damaged_key_secret_is_an_error_not_a_new_key() {
     let k = kernel("k", 1);
-    let mut secret = IssuerKeySet::generate().unwrap().to_secret(&k, None).unwrap();
+    let mut secret = IssuerKeySet::generate()
+        .unwrap()
+        .to_secret(&k, None)
+        .unwrap();
     secret.data.as_mut().unwrap().remove("keys.json");
     let err = IssuerKeySet::from_secret(&secret).unwrap_err();
     assert_eq!(err.to_string(), "secret has no keys.json");
@@ -202,14 +252,30 @@ fn producer_secret_holds_credentials_and_reads_back() {
     };
     let secret = producer_secret::credentials_secret(&p, &c).unwrap();
     assert_eq!(secret.metadata.name.as_deref(), Some("p-credentials"));
-    assert_eq!(secret.metadata.owner_references.as_ref().unwrap()[0].kind, "Producer");
+    assert_eq!(
+        secret.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Producer"
+    );
     let keys: Vec<&String> = secret.data.as_ref().unwrap().keys().collect();
-    assert_eq!(keys, vec!["fingerprint", "private-key.pem", "producer-id", "public-key.pem", "stream", "token"]);
+    assert_eq!(
+        keys,
+        vec![
+            "fingerprint",
+            "private-key.pem",
+            "producer-id",
+            "public-key.pem",
+            "stream",
+            "token"
+        ]
+    );
     let stored = Stored::read(&secret);
     assert_eq!(stored.token.as_deref(), Some("t.o.k"));
     assert_eq!(stored.expires_at, Some(c.expires_at));
     assert_eq!(stored.inputs_hash.as_deref(), Some("h1"));
-    assert_eq!(stored.key_pair, Some(("PRIV".to_string(), "PUB".to_string())));
+    assert_eq!(
+        stored.key_pair,
+        Some(("PRIV".to_string(), "PUB".to_string()))
+    );
     // Debug output never shows the token.
     assert!(!format!("{c:?}").contains("t.o.k"));
 }

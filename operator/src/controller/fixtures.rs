@@ -39,15 +39,29 @@ pub struct Call {
 impl ApiServer {
     /// Next request, whatever it is.
     pub async fn next(&mut self) -> Call {
-        let (request, send) = tokio::time::timeout(std::time::Duration::from_secs(10), self.0.next_request())
-            .await
-            .expect("timed out waiting for a request")
-            .expect("client gone while a request was expected");
+        let (request, send) =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.0.next_request())
+                .await
+                .expect("timed out waiting for a request")
+                .expect("client gone while a request was expected");
         let method = request.method().to_string();
         let uri = request.uri().to_string();
-        let bytes = request.into_body().collect_bytes().await.expect("request body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
-        Call { method, uri, body, send }
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        Call {
+            method,
+            uri,
+            body,
+            send,
+        }
     }
 
     /// Next request, which must be `method uri` exactly.
@@ -65,7 +79,10 @@ impl ApiServer {
     /// Answers an Event publication (POST to events.k8s.io) and returns its body.
     pub async fn expect_event(&mut self, namespace: &str, reason: &str) -> Value {
         let call = self
-            .expect("POST", &format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events?"))
+            .expect(
+                "POST",
+                &format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events?"),
+            )
             .await;
         assert_eq!(call.body["reason"], reason, "event: {}", call.body);
         let body = call.body.clone();
@@ -77,7 +94,11 @@ impl ApiServer {
     /// every client clone is dropped).
     pub async fn expect_done(mut self) {
         if let Some((request, _)) = self.0.next_request().await {
-            panic!("unexpected extra request {} {}", request.method(), request.uri());
+            panic!(
+                "unexpected extra request {} {}",
+                request.method(),
+                request.uri()
+            );
         }
     }
 }
@@ -203,7 +224,10 @@ impl FakeKernel {
         use axum::routing::{get, post};
 
         type Shared = Arc<Mutex<FakeKernelState>>;
-        let state: Shared = Arc::new(Mutex::new(FakeKernelState { revoke_status: 200, ..Default::default() }));
+        let state: Shared = Arc::new(Mutex::new(FakeKernelState {
+            revoke_status: 200,
+            ..Default::default()
+        }));
         let app = axum::Router::new()
             .route(
                 "/pods/{pod}/metrics",
@@ -227,14 +251,20 @@ impl FakeKernel {
                 }),
             )
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         FakeKernel { base, state }
     }
 
     pub fn set_spill(&self, pod: &str, bytes: u64) {
-        self.state.lock().unwrap().spill.insert(pod.to_string(), bytes);
+        self.state
+            .lock()
+            .unwrap()
+            .spill
+            .insert(pod.to_string(), bytes);
     }
 
     pub fn set_revoke_status(&self, status: u16) {

@@ -41,14 +41,23 @@ const REQUEUE_BLOCKED: Duration = Duration::from_secs(30);
 const REQUEUE_IDLE: Duration = Duration::from_secs(300);
 
 /// Entry point for the controller: skips objects that do not deserialize (with an Event).
-pub async fn reconcile(obj: Arc<DeserializeGuard<FdcKernel>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<FdcKernel>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
     let kernel = match &obj.0 {
         Ok(k) => k,
         Err(invalid) => {
             let reference = obj.object_ref(&());
-            ctx.event(&reference, EventType::Warning, "InvalidSpec", "Reconcile", format!("cannot read FdcKernel: {}", invalid.error))
-                .await;
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "InvalidSpec",
+                "Reconcile",
+                format!("cannot read FdcKernel: {}", invalid.error),
+            )
+            .await;
             return Ok(Action::await_change());
         }
     };
@@ -61,13 +70,24 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
     let name = kernel.name_any();
     let generation = kernel.metadata.generation;
     let now = Timestamp::now();
-    let old_conditions = kernel.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let old_conditions = kernel
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
 
     if is_paused(kernel.annotations()) {
         let mut status = kernel.status.clone().unwrap_or_default();
         status.conditions = condition::merge(
             &old_conditions,
-            vec![condition::new(types::PAUSED, true, "PausedByAnnotation", "reconciliation is paused; remove the fdc.dev/paused annotation to resume", generation, now)],
+            vec![condition::new(
+                types::PAUSED,
+                true,
+                "PausedByAnnotation",
+                "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
+                generation,
+                now,
+            )],
         );
         status.observed_generation = generation;
         patch_status(ctx, kernel, &status).await?;
@@ -95,15 +115,36 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
             postgres.key,
             REQUEUE_BLOCKED.as_secs()
         );
-        ctx.event(&kernel.object_ref(&()), EventType::Warning, "SecretMissing", "Reconcile", message.clone()).await;
+        ctx.event(
+            &kernel.object_ref(&()),
+            EventType::Warning,
+            "SecretMissing",
+            "Reconcile",
+            message.clone(),
+        )
+        .await;
         let mut status = kernel.status.clone().unwrap_or_default();
         status.observed_generation = generation;
         status.selector = selector_string(&kernel_selector_labels(&name));
         status.conditions = condition::merge(
             &old_conditions,
             vec![
-                condition::new(types::READY, false, "SecretMissing", message.clone(), generation, now),
-                condition::new(types::DEGRADED, true, "SecretMissing", message, generation, now),
+                condition::new(
+                    types::READY,
+                    false,
+                    "SecretMissing",
+                    message.clone(),
+                    generation,
+                    now,
+                ),
+                condition::new(
+                    types::DEGRADED,
+                    true,
+                    "SecretMissing",
+                    message,
+                    generation,
+                    now,
+                ),
                 condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
             ],
         );
@@ -120,7 +161,11 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     config_maps
-        .patch(&names::config_map(&name), &params, &Patch::Apply(config::config_map(kernel, &rendered)?))
+        .patch(
+            &names::config_map(&name),
+            &params,
+            &Patch::Apply(config::config_map(kernel, &rendered)?),
+        )
         .await?;
 
     // 4. Workload, one scale-in step at a time.
@@ -128,14 +173,35 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
     let existing = statefulsets.get_opt(&name).await?;
     let plan = plan_replicas(kernel, existing.as_ref(), ctx).await?;
     if plan.removed_pod.is_some() {
-        let note = format!("spill of {} is empty; scaling in to {} replicas", plan.removed_pod.as_deref().unwrap_or_default(), plan.replicas);
-        ctx.event(&kernel.object_ref(&()), EventType::Normal, "ScalingIn", "Scale", note).await;
+        let note = format!(
+            "spill of {} is empty; scaling in to {} replicas",
+            plan.removed_pod.as_deref().unwrap_or_default(),
+            plan.replicas
+        );
+        ctx.event(
+            &kernel.object_ref(&()),
+            EventType::Normal,
+            "ScalingIn",
+            "Scale",
+            note,
+        )
+        .await;
     }
     let sts = statefulsets
-        .patch(&name, &params, &Patch::Apply(statefulset::statefulset(kernel, plan.replicas, &rendered.hash)?))
+        .patch(
+            &name,
+            &params,
+            &Patch::Apply(statefulset::statefulset(
+                kernel,
+                plan.replicas,
+                &rendered.hash,
+            )?),
+        )
         .await?;
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    services.patch(&name, &params, &Patch::Apply(service::service(kernel)?)).await?;
+    services
+        .patch(&name, &params, &Patch::Apply(service::service(kernel)?))
+        .await?;
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
     match pdb::pdb(kernel, plan.replicas)? {
         Some(p) => {
@@ -149,7 +215,11 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
         let monitors: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &ns, &service_monitor::api_resource());
         monitors
-            .patch(&name, &params, &Patch::Apply(service_monitor::service_monitor(kernel)?))
+            .patch(
+                &name,
+                &params,
+                &Patch::Apply(service_monitor::service_monitor(kernel)?),
+            )
             .await?;
     }
 
@@ -166,7 +236,10 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
 }
 
 /// `None` when `r` names an existing Secret with that key; else what is wrong.
-async fn check_secret_key(secrets: &Api<Secret>, r: &SecretKeyRef) -> Result<Option<String>, Error> {
+async fn check_secret_key(
+    secrets: &Api<Secret>,
+    r: &SecretKeyRef,
+) -> Result<Option<String>, Error> {
     Ok(match secrets.get_opt(&r.name).await? {
         None => Some(format!("Secret {} not found", r.name)),
         Some(s) if !s.data.as_ref().is_some_and(|d| d.contains_key(&r.key)) => {
@@ -186,7 +259,10 @@ async fn ensure_issuer_keys(
     now: Timestamp,
 ) -> Result<IssuerKeySet, Error> {
     let name = names::issuer_secret(&kernel.name_any());
-    let requested = kernel.annotations().get(ROTATE_ISSUER_KEY_ANNOTATION).cloned();
+    let requested = kernel
+        .annotations()
+        .get(ROTATE_ISSUER_KEY_ANNOTATION)
+        .cloned();
     let reference = kernel.object_ref(&());
 
     let Some(existing) = secrets.get_opt(&name).await? else {
@@ -194,12 +270,22 @@ async fn ensure_issuer_keys(
         // A rotation annotation present at creation is considered handled: the key is new.
         let secret = keys.to_secret(kernel, requested.as_deref())?;
         secrets.create(&PostParams::default(), &secret).await?;
-        ctx.event(&reference, EventType::Normal, "IssuerKeyCreated", "CreateKey", format!("created token issuer key {}", keys.current_kid())).await;
+        ctx.event(
+            &reference,
+            EventType::Normal,
+            "IssuerKeyCreated",
+            "CreateKey",
+            format!("created token issuer key {}", keys.current_kid()),
+        )
+        .await;
         return Ok(keys);
     };
 
     let mut keys = IssuerKeySet::from_secret(&existing)?;
-    let handled = existing.annotations().get(ROTATION_HANDLED_ANNOTATION).cloned();
+    let handled = existing
+        .annotations()
+        .get(ROTATION_HANDLED_ANNOTATION)
+        .cloned();
     let mut changed = false;
     let mut notes = Vec::new();
     if requested.is_some() && requested != handled {
@@ -217,28 +303,45 @@ async fn ensure_issuer_keys(
     let retired = keys.prune(now);
     if !retired.is_empty() {
         changed = true;
-        notes.push(("IssuerKeyRetired", format!("issuer keys no longer trusted: {}", retired.join(", "))));
+        notes.push((
+            "IssuerKeyRetired",
+            format!("issuer keys no longer trusted: {}", retired.join(", ")),
+        ));
     }
     if changed {
         let mut secret = keys.to_secret(kernel, requested.as_deref().or(handled.as_deref()))?;
         secret.metadata.resource_version = existing.resource_version();
-        secrets.replace(&name, &PostParams::default(), &secret).await?;
+        secrets
+            .replace(&name, &PostParams::default(), &secret)
+            .await?;
         for (reason, note) in notes {
-            ctx.event(&reference, EventType::Normal, reason, "RotateKey", note).await;
+            ctx.event(&reference, EventType::Normal, reason, "RotateKey", note)
+                .await;
         }
     }
     Ok(keys)
 }
 
 /// Creates the admin token Secret if absent; never touches an existing one.
-async fn ensure_admin_token(kernel: &FdcKernel, secrets: &Api<Secret>, ctx: &Context) -> Result<(), Error> {
+async fn ensure_admin_token(
+    kernel: &FdcKernel,
+    secrets: &Api<Secret>,
+    ctx: &Context,
+) -> Result<(), Error> {
     let name = names::admin_secret(&kernel.name_any());
     if secrets.get_opt(&name).await?.is_some() {
         return Ok(());
     }
     let secret = issuer_keys::admin_secret(kernel, &issuer_keys::generate_admin_token())?;
     secrets.create(&PostParams::default(), &secret).await?;
-    ctx.event(&kernel.object_ref(&()), EventType::Normal, "AdminTokenCreated", "CreateToken", format!("created admin API token Secret {name}")).await;
+    ctx.event(
+        &kernel.object_ref(&()),
+        EventType::Normal,
+        "AdminTokenCreated",
+        "CreateToken",
+        format!("created admin API token Secret {name}"),
+    )
+    .await;
     Ok(())
 }
 
@@ -255,17 +358,30 @@ pub struct ReplicaPlan {
 
 /// Scale-out is immediate. Scale-in removes the highest ordinal only once its spill
 /// backlog is zero (read from its `/metrics`), one pod per pass.
-async fn plan_replicas(kernel: &FdcKernel, existing: Option<&StatefulSet>, ctx: &Context) -> Result<ReplicaPlan, Error> {
+async fn plan_replicas(
+    kernel: &FdcKernel,
+    existing: Option<&StatefulSet>,
+    ctx: &Context,
+) -> Result<ReplicaPlan, Error> {
     let desired = kernel.spec.replicas;
     let current = existing.and_then(|s| s.spec.replicas).unwrap_or(desired);
     if desired >= current {
-        return Ok(ReplicaPlan { replicas: desired, waiting: None, removed_pod: None });
+        return Ok(ReplicaPlan {
+            replicas: desired,
+            waiting: None,
+            removed_pod: None,
+        });
     }
     let victim = format!("{}-{}", kernel.name_any(), current - 1);
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
+    let pods: Api<Pod> =
+        Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
     let Some(pod) = pods.get_opt(&victim).await? else {
         // No pod: nothing runs that could drain; its PVC is retained (see docs).
-        return Ok(ReplicaPlan { replicas: current - 1, waiting: None, removed_pod: Some(victim) });
+        return Ok(ReplicaPlan {
+            replicas: current - 1,
+            waiting: None,
+            removed_pod: Some(victim),
+        });
     };
     let waiting = match ctx.kernel_api.spill_pending(&pod).await {
         Ok(0) => None,
@@ -273,8 +389,16 @@ async fn plan_replicas(kernel: &FdcKernel, existing: Option<&StatefulSet>, ctx: 
         Err(e) => Some(format!("scale-in waits: cannot read the spill backlog of pod {victim} ({e}); it is removed once its /metrics reports an empty spill")),
     };
     Ok(match waiting {
-        None => ReplicaPlan { replicas: current - 1, waiting: None, removed_pod: Some(victim) },
-        Some(w) => ReplicaPlan { replicas: current, waiting: Some(w), removed_pod: None },
+        None => ReplicaPlan {
+            replicas: current - 1,
+            waiting: None,
+            removed_pod: Some(victim),
+        },
+        Some(w) => ReplicaPlan {
+            replicas: current,
+            waiting: Some(w),
+            removed_pod: None,
+        },
     })
 }
 
@@ -299,30 +423,73 @@ fn workload_status(
         && (st.update_revision.is_none() || st.current_revision == st.update_revision);
 
     let (progressing, p_reason, p_message) = if plan.waiting.is_some() || plan.replicas > desired {
-        (true, "ScalingIn", format!("scaling in from {} to {desired} replicas, one drained pod at a time", plan.replicas))
+        (
+            true,
+            "ScalingIn",
+            format!(
+                "scaling in from {} to {desired} replicas, one drained pod at a time",
+                plan.replicas
+            ),
+        )
     } else if !rolled_out {
-        (true, "RollingOut", format!("{updated}/{} pods updated, {ready} ready", plan.replicas))
+        (
+            true,
+            "RollingOut",
+            format!("{updated}/{} pods updated, {ready} ready", plan.replicas),
+        )
     } else {
-        (false, "RolledOut", format!("all {} pods run the current spec", plan.replicas))
+        (
+            false,
+            "RolledOut",
+            format!("all {} pods run the current spec", plan.replicas),
+        )
     };
     let is_ready = ready >= desired && !progressing;
     let (r_reason, r_message) = if desired == 0 && is_ready {
         ("ScaledToZero", "no replicas requested".to_string())
     } else if is_ready {
-        ("AllReplicasReady", format!("{ready}/{desired} replicas ready"))
+        (
+            "AllReplicasReady",
+            format!("{ready}/{desired} replicas ready"),
+        )
     } else {
         ("ReplicasNotReady", format!("{ready}/{desired} replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance={}`", kernel.name_any()))
     };
     let drained = match &plan.waiting {
-        Some(w) => condition::new(types::SPILL_DRAINED, false, "SpillPending", w.clone(), generation, now),
-        None => condition::new(types::SPILL_DRAINED, true, "Drained", "no replica waits to drain its spill", generation, now),
+        Some(w) => condition::new(
+            types::SPILL_DRAINED,
+            false,
+            "SpillPending",
+            w.clone(),
+            generation,
+            now,
+        ),
+        None => condition::new(
+            types::SPILL_DRAINED,
+            true,
+            "Drained",
+            "no replica waits to drain its spill",
+            generation,
+            now,
+        ),
     };
-    let old = kernel.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let old = kernel
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let conditions = condition::merge(
         &old,
         vec![
             condition::new(types::READY, is_ready, r_reason, r_message, generation, now),
-            condition::new(types::PROGRESSING, progressing, p_reason, p_message, generation, now),
+            condition::new(
+                types::PROGRESSING,
+                progressing,
+                p_reason,
+                p_message,
+                generation,
+                now,
+            ),
             condition::new(types::DEGRADED, false, "AsExpected", "", generation, now),
             drained,
             condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
@@ -341,14 +508,23 @@ fn workload_status(
 }
 
 /// Server-side applies the status subresource.
-async fn patch_status(ctx: &Context, kernel: &FdcKernel, status: &FdcKernelStatus) -> Result<(), Error> {
-    let api: Api<FdcKernel> = Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
+async fn patch_status(
+    ctx: &Context,
+    kernel: &FdcKernel,
+    status: &FdcKernelStatus,
+) -> Result<(), Error> {
+    let api: Api<FdcKernel> =
+        Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": FdcKernel::api_version(&()),
         "kind": FdcKernel::kind(&()),
         "status": status,
     });
-    api.patch_status(&kernel.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-        .await?;
+    api.patch_status(
+        &kernel.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
     Ok(())
 }

@@ -34,17 +34,29 @@ const REQUEUE_BLOCKED: Duration = Duration::from_secs(30);
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
 /// Entry point for the controller.
-pub async fn reconcile(obj: Arc<DeserializeGuard<Producer>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Producer>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
     let producer = match &obj.0 {
         Ok(p) => Arc::new(p.clone()),
         Err(invalid) => {
-            ctx.event(&obj.object_ref(&()), EventType::Warning, "InvalidSpec", "Reconcile", format!("cannot read Producer: {}", invalid.error))
-                .await;
+            ctx.event(
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "InvalidSpec",
+                "Reconcile",
+                format!("cannot read Producer: {}", invalid.error),
+            )
+            .await;
             return Ok(Action::await_change());
         }
     };
-    let api: Api<Producer> = Api::namespaced(ctx.client.clone(), &producer.namespace().unwrap_or_default());
+    let api: Api<Producer> = Api::namespaced(
+        ctx.client.clone(),
+        &producer.namespace().unwrap_or_default(),
+    );
     finalizer(&api, PRODUCER_FINALIZER, producer, |event| async {
         match event {
             FinalizerEvent::Apply(p) => apply(&p, &ctx).await,
@@ -53,7 +65,8 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<Producer>>, ctx: Arc<Context>) 
     })
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     })
 }
@@ -104,7 +117,13 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     let kernel_name = &producer.spec.kernel_ref.name;
     let kernels: Api<FdcKernel> = Api::namespaced(ctx.client.clone(), &kernel_ns);
     let Some(kernel) = kernels.get_opt(kernel_name).await? else {
-        blocked(&mut status, "KernelNotFound", format!("FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"));
+        blocked(
+            &mut status,
+            "KernelNotFound",
+            format!(
+                "FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"
+            ),
+        );
         patch_status(ctx, producer, &status).await?;
         return Ok(Action::requeue(REQUEUE_BLOCKED));
     };
@@ -113,9 +132,20 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
         patch_status(ctx, producer, &status).await?;
         return Ok(Action::await_change());
     }
-    let stream = producer.spec.stream.clone().unwrap_or_else(|| kernel.spec.streams.first().cloned().unwrap_or_default());
+    let stream = producer
+        .spec
+        .stream
+        .clone()
+        .unwrap_or_else(|| kernel.spec.streams.first().cloned().unwrap_or_default());
     if !kernel.spec.streams.contains(&stream) {
-        blocked(&mut status, "StreamNotServed", format!("stream {stream:?} is not one of the kernel's streams {:?}", kernel.spec.streams));
+        blocked(
+            &mut status,
+            "StreamNotServed",
+            format!(
+                "stream {stream:?} is not one of the kernel's streams {:?}",
+                kernel.spec.streams
+            ),
+        );
         patch_status(ctx, producer, &status).await?;
         return Ok(Action::await_change());
     }
@@ -123,8 +153,15 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
 
     // The kernel's issuer key (created by the FdcKernel reconciler).
     let kernel_secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &kernel_ns);
-    let Some(key_secret) = kernel_secrets.get_opt(&names::issuer_secret(kernel_name)).await? else {
-        blocked(&mut status, "IssuerKeyNotReady", format!("FdcKernel {kernel_ns}/{kernel_name} has no issuer key yet; see its status"));
+    let Some(key_secret) = kernel_secrets
+        .get_opt(&names::issuer_secret(kernel_name))
+        .await?
+    else {
+        blocked(
+            &mut status,
+            "IssuerKeyNotReady",
+            format!("FdcKernel {kernel_ns}/{kernel_name} has no issuer key yet; see its status"),
+        );
         patch_status(ctx, producer, &status).await?;
         return Ok(Action::requeue(REQUEUE_BLOCKED));
     };
@@ -133,7 +170,11 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     // What is stored now.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret_name = names::producer_secret(&producer.name_any());
-    let stored = secrets.get_opt(&secret_name).await?.map(|s| Stored::read(&s)).unwrap_or_default();
+    let stored = secrets
+        .get_opt(&secret_name)
+        .await?
+        .map(|s| Stored::read(&s))
+        .unwrap_or_default();
 
     // Key pair: the producer's own public key, else the stored generated pair, else a new one.
     let (public_pem, key_pair) = match &producer.spec.public_key {
@@ -142,7 +183,10 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
             Some(pair) => (pair.1.clone(), Some(pair)),
             None => {
                 let pair = auth::generate_key_pair()?;
-                (pair.public_pem.clone(), Some((pair.private_pem, pair.public_pem)))
+                (
+                    pair.public_pem.clone(),
+                    Some((pair.private_pem, pair.public_pem)),
+                )
             }
         },
     };
@@ -162,7 +206,9 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
         fingerprint,
     ));
     let reusable = match (&stored.token, stored.expires_at, &stored.inputs_hash) {
-        (Some(token), Some(exp), Some(hash)) if *hash == inputs_hash && now < renew_at(exp, ttl) => {
+        (Some(token), Some(exp), Some(hash))
+            if *hash == inputs_hash && now < renew_at(exp, ttl) =>
+        {
             Some((token.clone(), exp))
         }
         _ => None,
@@ -181,13 +227,21 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
                     ttl,
                 },
             )?;
-            let (reason, verb) = if stored.token.is_some() { ("TokenRenewed", "renewed") } else { ("TokenIssued", "issued") };
+            let (reason, verb) = if stored.token.is_some() {
+                ("TokenRenewed", "renewed")
+            } else {
+                ("TokenIssued", "issued")
+            };
             ctx.event(
                 &producer.object_ref(&()),
                 EventType::Normal,
                 reason,
                 "IssueToken",
-                format!("token {verb} with issuer key {}, expires {}", keys.current_kid(), issued.expires_at),
+                format!(
+                    "token {verb} with issuer key {}, expires {}",
+                    keys.current_kid(),
+                    issued.expires_at
+                ),
             )
             .await;
             (issued.token, issued.expires_at)
@@ -206,7 +260,11 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     };
     let secret = producer_secret::credentials_secret(producer, &credentials)?;
     secrets
-        .patch(&secret_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(secret))
+        .patch(
+            &secret_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(secret),
+        )
         .await?;
 
     let renew = renew_at(expires_at, ttl);
@@ -224,16 +282,26 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     patch_status(ctx, producer, &status).await?;
 
     let wait = renew.duration_since(now).unsigned_abs();
-    Ok(Action::requeue(if renew > now { wait.max(MIN_RENEW_DELAY) } else { MIN_RENEW_DELAY }))
+    Ok(Action::requeue(if renew > now {
+        wait.max(MIN_RENEW_DELAY)
+    } else {
+        MIN_RENEW_DELAY
+    }))
 }
 
 /// Token TTL: the Producer's, capped at the kernel's (which bounds how long a rotated-out
 /// issuer key must stay trusted).
 fn token_ttl(producer: &Producer, kernel: &FdcKernel) -> Result<Duration, Error> {
-    let invalid = |what: &str, e: humantime::DurationError| Error::Build(crate::builders::BuildError::Invalid(format!("{what}: {e}")));
-    let max = kernel.token_ttl().map_err(|e| invalid("FdcKernel auth.tokenTTL", e))?;
+    let invalid = |what: &str, e: humantime::DurationError| {
+        Error::Build(crate::builders::BuildError::Invalid(format!("{what}: {e}")))
+    };
+    let max = kernel
+        .token_ttl()
+        .map_err(|e| invalid("FdcKernel auth.tokenTTL", e))?;
     Ok(match &producer.spec.token_ttl {
-        Some(t) => humantime::parse_duration(t).map_err(|e| invalid("tokenTTL", e))?.min(max),
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| invalid("tokenTTL", e))?
+            .min(max),
         None => max,
     })
 }
@@ -242,7 +310,11 @@ fn token_ttl(producer: &Producer, kernel: &FdcKernel) -> Result<Duration, Error>
 /// the owner reference, its Secret) go.
 pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     let reference = producer.object_ref(&());
-    if producer.annotations().get(SKIP_REVOKE_ANNOTATION).is_some_and(|v| v == "true") {
+    if producer
+        .annotations()
+        .get(SKIP_REVOKE_ANNOTATION)
+        .is_some_and(|v| v == "true")
+    {
         ctx.event(&reference, EventType::Warning, "RevocationSkipped", "Revoke", "fdc.dev/skip-revoke is set: the producer was not revoked at the kernel; its token stays valid until it expires").await;
         return Ok(Action::await_change());
     }
@@ -258,16 +330,33 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
     let admin = secrets
         .get_opt(&names::admin_secret(kernel_name))
         .await?
-        .ok_or_else(|| Error::Keys(issuer_keys::KeySetError::Missing(format!("Secret {}", names::admin_secret(kernel_name)))))?;
+        .ok_or_else(|| {
+            Error::Keys(issuer_keys::KeySetError::Missing(format!(
+                "Secret {}",
+                names::admin_secret(kernel_name)
+            )))
+        })?;
     let admin_token = issuer_keys::admin_token_from_secret(&admin)?;
     let id = producer_id(producer)?;
     let outcome = ctx
         .kernel_api
-        .revoke_producer(&kernel, &admin_token, id, &format!("Producer {ns}/{} deleted", producer.name_any()))
+        .revoke_producer(
+            &kernel,
+            &admin_token,
+            id,
+            &format!("Producer {ns}/{} deleted", producer.name_any()),
+        )
         .await;
     match outcome {
         Ok(Revoked::Done) => {
-            ctx.event(&reference, EventType::Normal, "Revoked", "Revoke", format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}")).await;
+            ctx.event(
+                &reference,
+                EventType::Normal,
+                "Revoked",
+                "Revoke",
+                format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Ok(Revoked::UnknownProducer) => {
@@ -281,14 +370,25 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
     }
 }
 
-async fn patch_status(ctx: &Context, producer: &Producer, status: &ProducerStatus) -> Result<(), Error> {
-    let api: Api<Producer> = Api::namespaced(ctx.client.clone(), &producer.namespace().unwrap_or_default());
+async fn patch_status(
+    ctx: &Context,
+    producer: &Producer,
+    status: &ProducerStatus,
+) -> Result<(), Error> {
+    let api: Api<Producer> = Api::namespaced(
+        ctx.client.clone(),
+        &producer.namespace().unwrap_or_default(),
+    );
     let patch = json!({
         "apiVersion": Producer::api_version(&()),
         "kind": Producer::kind(&()),
         "status": status,
     });
-    api.patch_status(&producer.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-        .await?;
+    api.patch_status(
+        &producer.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
     Ok(())
 }

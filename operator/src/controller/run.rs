@@ -24,7 +24,10 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(15);
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
 {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -46,39 +49,54 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
     let ns = namespace.as_deref();
     let owned = watcher::Config::default().labels(&managed_by_selector());
 
-    let kernels = Controller::new(api::<DeserializeGuard<FdcKernel>>(&client, ns), watcher::Config::default().any_semantic())
-        .owns(api::<StatefulSet>(&client, ns), owned.clone())
-        .owns(api::<Service>(&client, ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, ns), owned.clone())
-        .owns(api::<Secret>(&client, ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(kernel::reconcile, error_policy(kernel::CONTROLLER), ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "fdckernel controller event");
-            }
-        });
+    let kernels = Controller::new(
+        api::<DeserializeGuard<FdcKernel>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<StatefulSet>(&client, ns), owned.clone())
+    .owns(api::<Service>(&client, ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, ns), owned.clone())
+    .owns(api::<Secret>(&client, ns), owned.clone())
+    .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(
+        kernel::reconcile,
+        error_policy(kernel::CONTROLLER),
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "fdckernel controller event");
+        }
+    });
 
-    let producers = Controller::new(api::<DeserializeGuard<Producer>>(&client, ns), watcher::Config::default().any_semantic());
+    let producers = Controller::new(
+        api::<DeserializeGuard<Producer>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
     let store = producers.store();
     let producers = producers
         .owns(api::<Secret>(&client, ns), owned)
         // A kernel change (e.g. a key rotation shown in its status) re-issues its producers' tokens.
-        .watches(api::<DeserializeGuard<FdcKernel>>(&client, ns), watcher::Config::default(), move |kernel| {
-            let kernel_ns = kernel.namespace();
-            let kernel_name = kernel.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|p| {
-                    p.0.as_ref().is_ok_and(|p| {
-                        p.spec.kernel_ref.name == kernel_name && p.kernel_namespace().map(str::to_string) == kernel_ns
+        .watches(
+            api::<DeserializeGuard<FdcKernel>>(&client, ns),
+            watcher::Config::default(),
+            move |kernel| {
+                let kernel_ns = kernel.namespace();
+                let kernel_name = kernel.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.0.as_ref().is_ok_and(|p| {
+                            p.spec.kernel_ref.name == kernel_name
+                                && p.kernel_namespace().map(str::to_string) == kernel_ns
+                        })
                     })
-                })
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(stopped(stop))
         .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
         .for_each(|r| async move {

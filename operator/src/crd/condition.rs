@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn unchanged_status_keeps_transition_time_and_takes_new_generation() {
         let old = vec![new("Ready", true, "Ok", "fine", Some(1), at(100))];
-        let merged = merge(&old, vec![new("Ready", true, "Ok", "still fine", Some(2), at(200))]);
+        let merged = merge(
+            &old,
+            vec![new("Ready", true, "Ok", "still fine", Some(2), at(200))],
+        );
         assert_eq!(merged.len(), 1);
         assert_eq!(merged[0].last_transition_time, Time(at(100)));
         assert_eq!(merged[0].observed_generation, Some(2));
@@ -81,11 +84,17 @@ mod tests {
             new("Ready", true, "Ok", "fine", Some(1), at(100)),
             new("Paused", false, "NotPaused", "", Some(1), at(100)),
         ];
-        let merged = merge(&old, vec![new("Ready", false, "Broken", "x", Some(2), at(300))]);
+        let merged = merge(
+            &old,
+            vec![new("Ready", false, "Broken", "x", Some(2), at(300))],
+        );
         assert_eq!(merged.len(), 2);
         let ready = find(&merged, "Ready").unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.last_transition_time, Time(at(300)));
-        assert_eq!(find(&merged, "Paused").unwrap().observed_generation, Some(1));
+        assert_eq!(
+            find(&merged, "Paused").unwrap().observed_generation,
+            Some(1)
+        );
     }
 }

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::{free_form_object, DURATION_PATTERN};
 
 /// Desired state of a kernel.
+// The printcolumn(...) arguments repeat keys by design (one column each).
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "fdc.dev",
@@ -33,14 +35,22 @@ use super::{free_form_object, DURATION_PATTERN};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
-    printcolumn(name = "Available", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
     printcolumn(
         name = "Reason",
         type_ = "string",
         priority = "1",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.republish) || !self.republish.enabled || !(self.republish.stream in self.streams)"
@@ -300,7 +310,9 @@ fn default_republish_maxlen() -> i64 {
 }
 
 /// Kernel log level.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,

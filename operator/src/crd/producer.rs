@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::DURATION_PATTERN;
 
 /// Desired state of a producer.
+// The printcolumn(...) arguments repeat keys by design (one column each).
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "fdc.dev",
@@ -34,7 +36,11 @@ use super::DURATION_PATTERN;
         priority = "1",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerSpec {

@@ -8,7 +8,16 @@ use crate::crd::{crds, FdcKernel, Producer};
 
 fn schema<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
-    serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap()
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 fn kernel_obj(spec: Value) -> Value {
@@ -34,20 +43,41 @@ fn cel_errors<K: CustomResourceExt>(obj: &Value, old: Option<&Value>) -> Vec<Str
 #[test]
 fn crds_have_names_subresources_and_printer_columns() {
     let all = crds();
-    let names: Vec<_> = all.iter().map(|c| c.metadata.name.clone().unwrap()).collect();
+    let names: Vec<_> = all
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
     assert_eq!(names, vec!["fdckernels.fdc.dev", "producers.fdc.dev"]);
 
     let k = &FdcKernel::crd().spec.versions[0];
     let scale = k.subresources.as_ref().unwrap().scale.as_ref().unwrap();
     assert_eq!(scale.spec_replicas_path, ".spec.replicas");
     assert_eq!(scale.status_replicas_path, ".status.replicas");
-    assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
     assert!(k.subresources.as_ref().unwrap().status.is_some());
-    let cols: Vec<_> = k.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(cols, vec!["Ready", "Replicas", "Available", "Reason", "Age"]);
+    let cols: Vec<_> = k
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        cols,
+        vec!["Ready", "Replicas", "Available", "Reason", "Age"]
+    );
 
     let p = &Producer::crd().spec.versions[0];
-    let cols: Vec<_> = p.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+    let cols: Vec<_> = p
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(cols, vec!["Kernel", "Ready", "Expires", "Reason", "Age"]);
 }
 
@@ -65,19 +95,39 @@ fn conditions_merge_by_type_under_server_side_apply() {
 fn schema_carries_ranges_defaults_and_required_fields() {
     let s = schema::<FdcKernel>();
     let spec = &s["properties"]["spec"];
-    assert_eq!(spec["properties"]["replicas"]["minimum"].as_f64(), Some(0.0));
-    assert_eq!(spec["properties"]["replicas"]["maximum"].as_f64(), Some(64.0));
+    assert_eq!(
+        spec["properties"]["replicas"]["minimum"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(
+        spec["properties"]["replicas"]["maximum"].as_f64(),
+        Some(64.0)
+    );
     assert_eq!(spec["properties"]["replicas"]["default"], 1);
     assert_eq!(spec["properties"]["streams"]["minItems"], 1);
-    assert_eq!(spec["properties"]["streams"]["x-kubernetes-list-type"], "set");
-    let required: Vec<&str> = spec["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        spec["properties"]["streams"]["x-kubernetes-list-type"],
+        "set"
+    );
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(required, vec!["image", "postgres", "redis"]);
-    assert_eq!(spec["properties"]["config"]["x-kubernetes-preserve-unknown-fields"], true);
+    assert_eq!(
+        spec["properties"]["config"]["x-kubernetes-preserve-unknown-fields"],
+        true
+    );
 }
 
 #[test]
 fn a_valid_kernel_passes_cel() {
-    assert_eq!(cel_errors::<FdcKernel>(&kernel_obj(base_spec()), None), Vec::<String>::new());
+    assert_eq!(
+        cel_errors::<FdcKernel>(&kernel_obj(base_spec()), None),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -162,9 +212,18 @@ fn committed_crds_match_the_code() {
     for dir in ["crds", "charts/fdc/crds"] {
         for crd in crds() {
             let path = root.join(dir).join(crate::crd::crd_file_name(&crd));
-            let committed = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}; run `fdc-operator crd --out-dir {dir}`", path.display()));
-            assert_eq!(committed, crate::crd::crd_yaml(&crd).unwrap(), "{} drifted; run `fdc-operator crd --out-dir {dir}`", path.display());
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; run `fdc-operator crd --out-dir {dir}`",
+                    path.display()
+                )
+            });
+            assert_eq!(
+                committed,
+                crate::crd::crd_yaml(&crd).unwrap(),
+                "{} drifted; run `fdc-operator crd --out-dir {dir}`",
+                path.display()
+            );
         }
     }
 }

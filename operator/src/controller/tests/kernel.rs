@@ -5,7 +5,9 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use crate::controller::fixtures::{self, kernel, secret_with_key, test_context, ApiServer, FakeKernel, NS};
+use crate::controller::fixtures::{
+    self, kernel, secret_with_key, test_context, ApiServer, FakeKernel, NS,
+};
 use crate::controller::kernel::reconcile_kernel;
 use crate::crd::FdcKernel;
 use crate::labels::ROTATE_ISSUER_KEY_ANNOTATION;
@@ -46,44 +48,82 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
 
 /// Answers the credential reads of a kernel whose Secrets exist.
 async fn existing_credentials(server: &mut ApiServer, issuer: &Value, admin: &Value) {
-    server.expect("GET", &core("secrets", "k-issuer-keys")).await.ok(issuer);
-    server.expect("GET", &core("secrets", "k-admin-token")).await.ok(admin);
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(issuer);
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(admin);
 }
 
 /// Everything a new single-replica kernel causes, in order. Returns the created Secrets,
 /// the applied StatefulSet and the status patch.
 async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
 
     // Issuer key: absent, so generated and created once, with an Event.
-    server.expect("GET", &core("secrets", "k-issuer-keys")).await.not_found();
-    let call = server.expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?")).await;
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .not_found();
+    let call = server
+        .expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?"))
+        .await;
     let issuer = call.body.clone();
     call.echo();
     server.expect_event(NS, "IssuerKeyCreated").await;
 
-    server.expect("GET", &core("secrets", "k-admin-token")).await.not_found();
-    let call = server.expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?")).await;
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .not_found();
+    let call = server
+        .expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?"))
+        .await;
     let admin = call.body.clone();
     call.echo();
     server.expect_event(NS, "AdminTokenCreated").await;
 
-    let cm = server.expect("PATCH", &format!("{}{APPLY}", core("configmaps", "k-config"))).await;
-    assert!(cm.body["data"]["kernel.yaml"].as_str().unwrap().contains("group: kernel"));
+    let cm = server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await;
+    assert!(cm.body["data"]["kernel.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("group: kernel"));
     cm.echo();
 
     server.expect("GET", &sts_uri("k")).await.not_found();
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
     let sts = call.body.clone();
     call.ok(&sts_with_status(&sts, 1, 0));
 
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
     // One replica: no PDB (it would block node drains), and a stale one is removed.
     server
-        .expect("DELETE", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"))
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
         .await
         .not_found();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
 
     let call = server.expect("PATCH", &status_uri("k")).await;
     let status = call.body.clone();
@@ -103,15 +143,25 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
         async move { reconcile_kernel(&k, &ctx).await }
     });
     let (issuer, admin, sts, status) = first_pass(&mut server).await;
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(10)));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
 
     // Secrets: owned by the kernel, with the files the pod mounts.
     for secret in [&issuer, &admin] {
-        assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], fixtures::KERNEL_UID);
+        assert_eq!(
+            secret["metadata"]["ownerReferences"][0]["uid"],
+            fixtures::KERNEL_UID
+        );
         assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
     }
     let files: Vec<&String> = issuer["data"].as_object().unwrap().keys().collect();
-    assert_eq!(files.len(), 3, "signing.pem, <kid>.pub.pem, keys.json: {files:?}");
+    assert_eq!(
+        files.len(),
+        3,
+        "signing.pem, <kid>.pub.pem, keys.json: {files:?}"
+    );
     assert!(issuer["data"]["signing.pem"].is_string());
     assert!(admin["data"]["token"].is_string());
 
@@ -122,17 +172,42 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
     assert_eq!(claim["metadata"]["name"], "spill");
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "2Gi");
     assert_eq!(claim["spec"]["storageClassName"], "fast");
-    assert_eq!(spec["persistentVolumeClaimRetentionPolicy"], json!({"whenScaled": "Retain", "whenDeleted": "Retain"}));
+    assert_eq!(
+        spec["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenScaled": "Retain", "whenDeleted": "Retain"})
+    );
     let pod = &spec["template"]["spec"];
     let c = &pod["containers"][0];
-    assert_eq!(c["args"], json!(["run", "--config", "/etc/fdc/kernel.yaml"]));
+    assert_eq!(
+        c["args"],
+        json!(["run", "--config", "/etc/fdc/kernel.yaml"])
+    );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-    let consumer = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "FDC_INGEST__CONSUMER").unwrap();
-    assert_eq!(consumer["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
-    let pg = c["env"].as_array().unwrap().iter().find(|e| e["name"] == "FDC_POSTGRES__URL").unwrap();
-    assert_eq!(pg["valueFrom"]["secretKeyRef"], json!({"name": "pg", "key": "url", "optional": false}));
-    assert_eq!(pod["terminationGracePeriodSeconds"], 45, "30s shutdown timeout + 15s margin");
+    let consumer = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "FDC_INGEST__CONSUMER")
+        .unwrap();
+    assert_eq!(
+        consumer["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let pg = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "FDC_POSTGRES__URL")
+        .unwrap();
+    assert_eq!(
+        pg["valueFrom"]["secretKeyRef"],
+        json!({"name": "pg", "key": "url", "optional": false})
+    );
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"], 45,
+        "30s shutdown timeout + 15s margin"
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     let hash = spec["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
@@ -140,7 +215,10 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
 
     // Status: pods not ready yet.
     assert_eq!(status["status"]["observedGeneration"], 1);
-    assert_eq!(status["status"]["selector"], "app.kubernetes.io/instance=k,app.kubernetes.io/name=fdc-kernel");
+    assert_eq!(
+        status["status"]["selector"],
+        "app.kubernetes.io/instance=k,app.kubernetes.io/name=fdc-kernel"
+    );
     assert_eq!(condition(&status, "Ready")["status"], "False");
     assert_eq!(condition(&status, "Ready")["reason"], "ReplicasNotReady");
     assert_eq!(condition(&status, "Degraded")["status"], "False");
@@ -153,26 +231,55 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
     });
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
     existing_credentials(&mut server, &issuer, &admin).await;
-    server.expect("PATCH", &format!("{}{APPLY}", core("configmaps", "k-config"))).await.echo();
-    server.expect("GET", &sts_uri("k")).await.ok(&sts_with_status(&sts, 1, 1));
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
-    assert_eq!(call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"], hash);
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    assert_eq!(
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
+        hash
+    );
     let applied = call.body.clone();
     call.ok(&sts_with_status(&applied, 1, 1));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
     server
-        .expect("DELETE", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"))
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
         .await
         .not_found();
     // ServiceMonitor discovery is cached: no second lookup.
     let call = server.expect("PATCH", &status_uri("k")).await;
     assert_eq!(condition(&call.body, "Ready")["status"], "True");
-    assert_eq!(condition(&call.body, "Ready")["message"], "1/1 replicas ready");
+    assert_eq!(
+        condition(&call.body, "Ready")["message"],
+        "1/1 replicas ready"
+    );
     assert_eq!(condition(&call.body, "Progressing")["status"], "False");
     call.status_ok(&kernel("k", 1));
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(300))
+    );
 
     drop(ctx);
     server.expect_done().await;
@@ -187,7 +294,10 @@ async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_no
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
     });
-    server.expect("GET", &core("secrets", "pg")).await.not_found();
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .not_found();
     let event = server.expect_event(NS, "SecretMissing").await;
     assert_eq!(event["type"], "Warning");
     let call = server.expect("PATCH", &status_uri("k")).await;
@@ -195,12 +305,21 @@ async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_no
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "SecretMissing");
     let message = degraded["message"].as_str().unwrap();
-    assert!(message.starts_with("Postgres URL: Secret pg not found."), "{message}");
-    assert!(message.contains("kubectl -n apps create secret generic pg --from-literal=url="), "{message}");
+    assert!(
+        message.starts_with("Postgres URL: Secret pg not found."),
+        "{message}"
+    );
+    assert!(
+        message.contains("kubectl -n apps create secret generic pg --from-literal=url="),
+        "{message}"
+    );
     assert_eq!(condition(&call.body, "Ready")["status"], "False");
     call.status_ok(&kernel("k", 1));
     // A plain requeue, not an error: no crash loop, no error backoff storm.
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(30)));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
     drop(ctx);
     server.expect_done().await;
 }
@@ -214,20 +333,38 @@ async fn secret_without_the_key_is_reported_too() {
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
     });
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "uri"));
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "uri"));
     server.expect_event(NS, "SecretMissing").await;
     let call = server.expect("PATCH", &status_uri("k")).await;
-    let message = condition(&call.body, "Degraded")["message"].as_str().unwrap().to_string();
-    assert!(message.starts_with("Postgres URL: Secret pg has no key \"url\""), "{message}");
+    let message = condition(&call.body, "Degraded")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("Postgres URL: Secret pg has no key \"url\""),
+        "{message}"
+    );
     call.status_ok(&kernel("k", 1));
     task.await.unwrap().unwrap();
 }
 
 /// Runs one pass up to the StatefulSet read, with existing credentials.
 async fn pass_until_sts_get(server: &mut ApiServer, issuer: &Value, admin: &Value) {
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
     existing_credentials(server, issuer, admin).await;
-    server.expect("PATCH", &format!("{}{APPLY}", core("configmaps", "k-config"))).await.echo();
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
 }
 
 /// Creates credentials by running a first pass on a throwaway context.
@@ -252,31 +389,60 @@ async fn scale_out_applies_replicas_and_a_pdb() {
         async move { reconcile_kernel(&k, &ctx).await }
     });
     pass_until_sts_get(&mut server, &issuer, &admin).await;
-    server.expect("GET", &sts_uri("k")).await.ok(&sts_with_status(&sts1, 1, 1));
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
     assert_eq!(call.body["spec"]["replicas"], 3);
     let applied = call.body.clone();
     call.ok(&sts_with_status(&applied, 3, 1));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
     let call = server
-        .expect("PATCH", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"))
+        .expect(
+            "PATCH",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
+        )
         .await;
     assert_eq!(call.body["spec"]["maxUnavailable"], 1);
-    assert_eq!(call.body["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"], "k");
+    assert_eq!(
+        call.body["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "k"
+    );
     call.echo();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
     let call = server.expect("PATCH", &status_uri("k")).await;
     assert_eq!(call.body["status"]["replicas"], 3);
     assert_eq!(call.body["status"]["readyReplicas"], 1);
-    assert_eq!(condition(&call.body, "Ready")["message"], "1/3 replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance=k`");
+    assert_eq!(
+        condition(&call.body, "Ready")["message"],
+        "1/3 replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+    );
     call.status_ok(&kernel("k", 1));
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(10)));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
     drop(ctx);
     server.expect_done().await;
 }
 
 /// One scale-in pass from 3 to `desired` replicas with the last pod's spill at `spill`.
-async fn scale_in_pass(fake: &FakeKernel, issuer: &Value, admin: &Value, sts1: &Value, desired: i32) -> (Value, Value, Option<Value>) {
+async fn scale_in_pass(
+    fake: &FakeKernel,
+    issuer: &Value,
+    admin: &Value,
+    sts1: &Value,
+    desired: i32,
+) -> (Value, Value, Option<Value>) {
     let (ctx, mut server) = test_context(&fake.base);
     let k = kernel("k", desired);
     let task = tokio::spawn({
@@ -296,7 +462,9 @@ async fn scale_in_pass(fake: &FakeKernel, issuer: &Value, admin: &Value, sts1: &
     let call = if first.method == "POST" {
         event = Some(first.body.clone());
         first.echo();
-        server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await
+        server
+            .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+            .await
     } else {
         assert_eq!(first.uri, format!("{}{APPLY}", sts_uri("k")));
         first
@@ -304,12 +472,21 @@ async fn scale_in_pass(fake: &FakeKernel, issuer: &Value, admin: &Value, sts1: &
     let applied = call.body.clone();
     let replicas = applied["spec"]["replicas"].as_i64().unwrap();
     call.ok(&sts_with_status(&applied, replicas, replicas));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
     server
-        .expect("PATCH", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"))
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
         .await
         .echo();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.not_found();
+    server
+        .expect(
+            "PATCH",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
     let call = server.expect("PATCH", &status_uri("k")).await;
     let status = call.body.clone();
     call.status_ok(&kernel("k", 1));
@@ -332,7 +509,13 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
     let drained = condition(&status, "SpillDrained");
     assert_eq!(drained["status"], "False");
     assert_eq!(drained["reason"], "SpillPending");
-    assert!(drained["message"].as_str().unwrap().contains("pod k-2 still holds 4096 spilled records"), "{drained}");
+    assert!(
+        drained["message"]
+            .as_str()
+            .unwrap()
+            .contains("pod k-2 still holds 4096 spilled records"),
+        "{drained}"
+    );
     assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
     assert_eq!(condition(&status, "Ready")["status"], "False");
 
@@ -351,49 +534,96 @@ async fn unreadable_spill_backlog_blocks_scale_in() {
     let fake = FakeKernel::start().await; // knows no pod: /metrics answers 404
     let (applied, status, _) = scale_in_pass(&fake, &issuer, &admin, &sts1, 2).await;
     assert_eq!(applied["spec"]["replicas"], 3);
-    let message = condition(&status, "SpillDrained")["message"].as_str().unwrap().to_string();
-    assert!(message.contains("cannot read the spill backlog of pod k-2"), "{message}");
+    let message = condition(&status, "SpillDrained")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("cannot read the spill backlog of pod k-2"),
+        "{message}"
+    );
     assert!(message.contains("answered HTTP 404"), "{message}");
 }
 
 #[tokio::test]
 async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_hash() {
     let (issuer, admin, sts1) = credentials().await;
-    let old_hash = sts1["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    let old_hash =
+        sts1["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
     let mut k: FdcKernel = kernel("k", 1);
-    k.metadata.annotations = Some([(ROTATE_ISSUER_KEY_ANNOTATION.to_string(), "2026-01-01".to_string())].into());
+    k.metadata.annotations = Some(
+        [(
+            ROTATE_ISSUER_KEY_ANNOTATION.to_string(),
+            "2026-01-01".to_string(),
+        )]
+        .into(),
+    );
     let task = tokio::spawn({
         let ctx = ctx.clone();
         let k = k.clone();
         async move { reconcile_kernel(&k, &ctx).await }
     });
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
     let mut stored = issuer.clone();
     stored["metadata"]["resourceVersion"] = json!("41");
-    server.expect("GET", &core("secrets", "k-issuer-keys")).await.ok(&stored);
-    let call = server.expect("PUT", &format!("{}?", core("secrets", "k-issuer-keys"))).await;
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(&stored);
+    let call = server
+        .expect("PUT", &format!("{}?", core("secrets", "k-issuer-keys")))
+        .await;
     let rotated = call.body.clone();
     call.echo();
     let event = server.expect_event(NS, "IssuerKeyRotated").await;
-    server.expect("GET", &core("secrets", "k-admin-token")).await.ok(&admin);
-    let cm = server.expect("PATCH", &format!("{}{APPLY}", core("configmaps", "k-config"))).await;
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(&admin);
+    let cm = server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await;
     let config = cm.body["data"]["kernel.yaml"].as_str().unwrap().to_string();
     cm.echo();
-    server.expect("GET", &sts_uri("k")).await.ok(&sts_with_status(&sts1, 1, 1));
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
-    let new_hash = call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    let new_hash =
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
     let applied = call.body.clone();
     call.ok(&sts_with_status(&applied, 1, 1));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
     server
-        .expect("DELETE", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"))
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
         .await
         .not_found();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
     let status = server.expect("PATCH", &status_uri("k")).await;
-    let new_kid = status.body["status"]["issuerKeyId"].as_str().unwrap().to_string();
+    let new_kid = status.body["status"]["issuerKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     status.status_ok(&kernel("k", 1));
     let action = task.await.unwrap().unwrap();
     // Requeued in time to retire the old key (24h + 5m margin), not the idle 5 minutes.
@@ -401,21 +631,37 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
 
     // The write is a replace guarded by the resourceVersion read.
     assert_eq!(rotated["metadata"]["resourceVersion"], "41");
-    assert_eq!(rotated["metadata"]["annotations"]["fdc.dev/rotation-handled"], "2026-01-01");
-    let index: Value = serde_json::from_slice(
-        &base64_decode(rotated["data"]["keys.json"].as_str().unwrap()),
-    )
+    assert_eq!(
+        rotated["metadata"]["annotations"]["fdc.dev/rotation-handled"],
+        "2026-01-01"
+    );
+    let index: Value = serde_json::from_slice(&base64_decode(
+        rotated["data"]["keys.json"].as_str().unwrap(),
+    ))
     .unwrap();
     assert_eq!(index["current"], new_kid.as_str());
     let keys = index["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{index}");
     let old = keys.iter().find(|k| k["kid"] != new_kid.as_str()).unwrap();
-    let until: k8s_openapi::jiff::Timestamp = old["trustedUntil"].as_str().unwrap().parse().unwrap();
-    let remaining = until.duration_since(k8s_openapi::jiff::Timestamp::now()).as_secs();
-    assert!((86_000..=86_700).contains(&remaining), "old key trusted for tokenTTL + margin, got {remaining}s");
-    assert!(event["note"].as_str().unwrap().contains(&format!("-> {new_kid}")));
+    let until: k8s_openapi::jiff::Timestamp =
+        old["trustedUntil"].as_str().unwrap().parse().unwrap();
+    let remaining = until
+        .duration_since(k8s_openapi::jiff::Timestamp::now())
+        .as_secs();
+    assert!(
+        (86_000..=86_700).contains(&remaining),
+        "old key trusted for tokenTTL + margin, got {remaining}s"
+    );
+    assert!(event["note"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("-> {new_kid}")));
     // Both keys are trusted by the kernel; the pods roll to pick them up.
-    assert_eq!(config.matches("/etc/fdc/keys/").count(), 3, "signing key + 2 verify keys:\n{config}");
+    assert_eq!(
+        config.matches("/etc/fdc/keys/").count(),
+        3,
+        "signing key + 2 verify keys:\n{config}"
+    );
     assert_ne!(new_hash, old_hash);
     drop(ctx);
     server.expect_done().await;
@@ -426,22 +672,57 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
     });
-    server.expect("GET", &core("secrets", "pg")).await.ok(&secret_with_key("pg", "url"));
-    server.expect("GET", &core("secrets", "k-issuer-keys")).await.ok(&rotated);
-    server.expect("GET", &core("secrets", "k-admin-token")).await.ok(&admin);
-    server.expect("PATCH", &format!("{}{APPLY}", core("configmaps", "k-config"))).await.echo();
-    server.expect("GET", &sts_uri("k")).await.ok(&sts_with_status(&sts1, 1, 1));
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
-    assert_eq!(call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"], new_hash);
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(&rotated);
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(&admin);
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    assert_eq!(
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
+        new_hash
+    );
     let applied = call.body.clone();
     call.ok(&sts_with_status(&applied, 1, 1));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
     server
-        .expect("DELETE", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"))
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
         .await
         .not_found();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.not_found();
-    server.expect("PATCH", &status_uri("k")).await.status_ok(&kernel("k", 1));
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+    server
+        .expect("PATCH", &status_uri("k"))
+        .await
+        .status_ok(&kernel("k", 1));
     task.await.unwrap().unwrap();
     drop(ctx);
     server.expect_done().await;
@@ -452,7 +733,13 @@ async fn paused_kernel_only_reports_paused() {
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
     let mut k = kernel("k", 1);
-    k.metadata.annotations = Some([(crate::labels::PAUSE_ANNOTATION.to_string(), "true".to_string())].into());
+    k.metadata.annotations = Some(
+        [(
+            crate::labels::PAUSE_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
     let task = tokio::spawn({
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
@@ -476,13 +763,24 @@ async fn service_monitor_is_applied_when_the_crd_exists() {
         async move { reconcile_kernel(&k, &ctx).await }
     });
     pass_until_sts_get(&mut server, &issuer, &admin).await;
-    server.expect("GET", &sts_uri("k")).await.ok(&sts_with_status(&sts1, 1, 1));
-    let call = server.expect("PATCH", &format!("{}{APPLY}", sts_uri("k"))).await;
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
     let applied = call.body.clone();
     call.ok(&sts_with_status(&applied, 1, 1));
-    server.expect("PATCH", &format!("{}{APPLY}", core("services", "k"))).await.echo();
     server
-        .expect("DELETE", &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"))
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
         .await
         .not_found();
     server.expect("GET", "/apis/monitoring.coreos.com/v1").await.ok(&json!({
@@ -491,12 +789,18 @@ async fn service_monitor_is_applied_when_the_crd_exists() {
                        "kind": "ServiceMonitor", "verbs": ["get", "patch"]}]
     }));
     let call = server
-        .expect("PATCH", &format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/k{APPLY}"))
+        .expect(
+            "PATCH",
+            &format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/k{APPLY}"),
+        )
         .await;
     assert_eq!(call.body["kind"], "ServiceMonitor");
     assert_eq!(call.body["spec"]["endpoints"][0]["port"], "http");
     call.echo();
-    server.expect("PATCH", &status_uri("k")).await.status_ok(&kernel("k", 1));
+    server
+        .expect("PATCH", &status_uri("k"))
+        .await
+        .status_ok(&kernel("k", 1));
     task.await.unwrap().unwrap();
     drop(ctx);
     server.expect_done().await;

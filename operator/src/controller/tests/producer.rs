@@ -13,7 +13,9 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
-use crate::controller::fixtures::{kernel, producer, test_context, ApiServer, FakeKernel, RevokeCall, NS, PRODUCER_UID};
+use crate::controller::fixtures::{
+    kernel, producer, test_context, ApiServer, FakeKernel, RevokeCall, NS, PRODUCER_UID,
+};
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
 use crate::crd::Producer;
@@ -33,11 +35,16 @@ fn producer_uri() -> String {
 }
 
 fn decode(data: &Value, key: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.decode(data[key].as_str().unwrap()).unwrap();
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(data[key].as_str().unwrap())
+        .unwrap();
     String::from_utf8(b).unwrap()
 }
 
-fn run(p: Producer, ctx: &Arc<crate::controller::Context>) -> tokio::task::JoinHandle<Result<Action, Error>> {
+fn run(
+    p: Producer,
+    ctx: &Arc<crate::controller::Context>,
+) -> tokio::task::JoinHandle<Result<Action, Error>> {
     let ctx = ctx.clone();
     tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(p))), ctx).await })
 }
@@ -59,9 +66,19 @@ fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
 
 /// One apply pass up to (and including) the Secret apply; returns the applied Secret and
 /// whether a token event was published (its reason).
-async fn apply_pass(server: &mut ApiServer, issuer_secret: &Value, stored: Option<&Value>) -> (Value, Option<String>, Value) {
-    server.expect("GET", &kernel_uri()).await.ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server.expect("GET", &secret_uri("k-issuer-keys")).await.ok(issuer_secret);
+async fn apply_pass(
+    server: &mut ApiServer,
+    issuer_secret: &Value,
+    stored: Option<&Value>,
+) -> (Value, Option<String>, Value) {
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(issuer_secret);
     let call = server.expect("GET", &secret_uri("p-credentials")).await;
     match stored {
         Some(s) => call.ok(s),
@@ -70,18 +87,35 @@ async fn apply_pass(server: &mut ApiServer, issuer_secret: &Value, stored: Optio
     let mut event = None;
     let next = server.next().await;
     // An Event: created, or patched into a series when the same one repeats.
-    let call = if next.uri.starts_with(&format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")) {
+    let call = if next
+        .uri
+        .starts_with(&format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"))
+    {
         event = Some(next.body["reason"].as_str().unwrap().to_string());
-        assert!(!next.body.to_string().contains("eyJ"), "no token in events: {}", next.body);
+        assert!(
+            !next.body.to_string().contains("eyJ"),
+            "no token in events: {}",
+            next.body
+        );
         next.echo();
-        server.expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials"))).await
+        server
+            .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+            .await
     } else {
-        assert_eq!((next.method.as_str(), next.uri.as_str()), ("PATCH", format!("{}{APPLY}", secret_uri("p-credentials")).as_str()));
+        assert_eq!(
+            (next.method.as_str(), next.uri.as_str()),
+            (
+                "PATCH",
+                format!("{}{APPLY}", secret_uri("p-credentials")).as_str()
+            )
+        );
         next
     };
     let secret = call.body.clone();
     call.echo();
-    let call = server.expect("PATCH", &format!("{}/status{APPLY}", producer_uri())).await;
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
     let status = call.body.clone();
     call.status_ok(&producer("p", "k"));
     (secret, event, status)
@@ -98,7 +132,10 @@ fn assert_requeue_near(action: Action, expected: Duration) {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no requeue delay in {debug}"));
     let expected = expected.as_secs_f64();
-    assert!(secs <= expected && secs >= expected - 5.0, "expected a requeue of about {expected}s, got {debug}");
+    assert!(
+        secs <= expected && secs >= expected - 5.0,
+        "expected a requeue of about {expected}s, got {debug}"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +152,9 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     let data = &secret["data"];
     assert_eq!(decode(data, "producer-id"), PRODUCER_UID);
     assert_eq!(decode(data, "stream"), "events");
-    let claims = verifier(&keys).verify(&decode(data, "token")).expect("kernel verifier accepts the token");
+    let claims = verifier(&keys)
+        .verify(&decode(data, "token"))
+        .expect("kernel verifier accepts the token");
     assert_eq!(claims.sub.to_string(), PRODUCER_UID);
     assert_eq!(claims.name, "p");
     assert_eq!(claims.schema.as_deref(), Some("orders-v1"));
@@ -125,7 +164,10 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     assert!(decode(data, "private-key.pem").starts_with("-----BEGIN PRIVATE KEY-----"));
     let fingerprint = crate::auth::fingerprint(&public).unwrap();
     assert_eq!(decode(data, "fingerprint"), fingerprint);
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], PRODUCER_UID);
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        PRODUCER_UID
+    );
 
     let st = &status["status"];
     assert_eq!(st["producerId"], PRODUCER_UID);
@@ -134,9 +176,17 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     assert_eq!(st["tokenKeyId"], keys.current_kid());
     let expires: Timestamp = st["tokenExpiresAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(expires.as_second(), claims.exp);
-    let ready = &st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+    let ready = &st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
     assert_eq!(ready["status"], "True");
-    assert!(!status.to_string().contains(&decode(data, "token")), "no token in status");
+    assert!(
+        !status.to_string().contains(&decode(data, "token")),
+        "no token in status"
+    );
     // Renewal once two thirds of the lifetime passed: 16h from now.
     assert_requeue_near(action, Duration::from_secs(DAY * 2 / 3));
 
@@ -168,22 +218,39 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
     let (renewed, event, _) = apply_pass(&mut server, &issuer_secret, Some(&due)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
-    assert_ne!(decode(&renewed["data"], "token"), decode(&secret["data"], "token"));
-    assert_eq!(decode(&renewed["data"], "private-key.pem"), decode(&secret["data"], "private-key.pem"), "key pair kept");
+    assert_ne!(
+        decode(&renewed["data"], "token"),
+        decode(&secret["data"], "token")
+    );
+    assert_eq!(
+        decode(&renewed["data"], "private-key.pem"),
+        decode(&secret["data"], "private-key.pem"),
+        "key pair kept"
+    );
 
     // Rotation: the kernel signs with a new key now; the token follows.
     let mut rotated = keys.clone();
-    let new_kid = rotated.rotate(Duration::from_secs(DAY), Timestamp::now()).unwrap();
-    let rotated_secret = serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
+    let new_kid = rotated
+        .rotate(Duration::from_secs(DAY), Timestamp::now())
+        .unwrap();
+    let rotated_secret =
+        serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
     let task = run(producer("p", "k"), &ctx);
     let (resigned, event, status) = apply_pass(&mut server, &rotated_secret, Some(&renewed)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
-    assert_eq!(resigned["metadata"]["annotations"]["fdc.dev/token-kid"], new_kid.as_str());
-    verifier(&rotated).verify(&decode(&resigned["data"], "token")).unwrap();
+    assert_eq!(
+        resigned["metadata"]["annotations"]["fdc.dev/token-kid"],
+        new_kid.as_str()
+    );
+    verifier(&rotated)
+        .verify(&decode(&resigned["data"], "token"))
+        .unwrap();
     // The old token still verifies during the overlap (old key kept), as promised.
-    verifier(&rotated).verify(&decode(&renewed["data"], "token")).unwrap();
+    verifier(&rotated)
+        .verify(&decode(&renewed["data"], "token"))
+        .unwrap();
 
     drop(ctx);
     server.expect_done().await;
@@ -202,7 +269,10 @@ async fn external_public_key_is_used_and_no_private_key_is_stored() {
     let (secret, _, status) = apply_pass(&mut server, &issuer_secret, None).await;
     let action = task.await.unwrap().unwrap();
     assert!(secret["data"].get("private-key.pem").is_none());
-    assert_eq!(status["status"]["fingerprint"], crate::auth::fingerprint(&own.public_pem).unwrap().as_str());
+    assert_eq!(
+        status["status"]["fingerprint"],
+        crate::auth::fingerprint(&own.public_pem).unwrap().as_str()
+    );
     assert_requeue_near(action, Duration::from_secs(2400));
     drop(ctx);
     server.expect_done().await;
@@ -214,13 +284,27 @@ async fn missing_kernel_is_reported_without_an_error() {
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(producer("p", "k"), &ctx);
     server.expect("GET", &kernel_uri()).await.not_found();
-    let call = server.expect("PATCH", &format!("{}/status{APPLY}", producer_uri())).await;
-    let ready = call.body["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = call.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "KernelNotFound");
-    assert_eq!(ready["message"], "FdcKernel apps/k not found; create it or fix spec.kernelRef");
+    assert_eq!(
+        ready["message"],
+        "FdcKernel apps/k not found; create it or fix spec.kernelRef"
+    );
     call.status_ok(&producer("p", "k"));
-    assert_eq!(task.await.unwrap().unwrap(), Action::requeue(Duration::from_secs(30)));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
     drop(ctx);
     server.expect_done().await;
 }
@@ -232,7 +316,9 @@ async fn a_new_producer_first_gets_the_finalizer() {
     let mut p = producer("p", "k");
     p.metadata.finalizers = None;
     let task = run(p, &ctx);
-    let call = server.expect("PATCH", &format!("{}?", producer_uri())).await;
+    let call = server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await;
     assert_eq!(
         call.body,
         json!([
@@ -248,12 +334,17 @@ async fn a_new_producer_first_gets_the_finalizer() {
 
 fn deleting() -> Producer {
     let mut p = producer("p", "k");
-    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
     p
 }
 
 fn admin_secret() -> Value {
-    serde_json::to_value(crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap()).unwrap()
+    serde_json::to_value(
+        crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -261,11 +352,19 @@ async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
-    server.expect("GET", &kernel_uri()).await.ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server.expect("GET", &secret_uri("k-admin-token")).await.ok(&admin_secret());
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
     let event = server.expect_event(NS, "Revoked").await;
     assert!(!event.to_string().contains("admin-secret-token"));
-    let call = server.expect("PATCH", &format!("{}?", producer_uri())).await;
+    let call = server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await;
     assert_eq!(
         call.body,
         json!([
@@ -293,10 +392,22 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
     fake.set_revoke_status(503);
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
-    server.expect("GET", &kernel_uri()).await.ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server.expect("GET", &secret_uri("k-admin-token")).await.ok(&admin_secret());
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
     let event = server.expect_event(NS, "RevocationFailed").await;
-    assert!(event["note"].as_str().unwrap().contains("fdc.dev/skip-revoke=true"), "{event}");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("fdc.dev/skip-revoke=true"),
+        "{event}"
+    );
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("answered HTTP 503"), "{err}");
     assert_eq!(fake.revokes().len(), 1);
@@ -310,7 +421,10 @@ async fn deletion_after_the_kernel_is_gone_just_releases() {
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
     server.expect("GET", &kernel_uri()).await.not_found();
-    server.expect("PATCH", &format!("{}?", producer_uri())).await.ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await
+        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
     task.await.unwrap().unwrap();
     assert!(fake.revokes().is_empty());
     drop(ctx);
