@@ -269,7 +269,7 @@ async fn ensure_issuer_keys(
         let keys = IssuerKeySet::generate()?;
         // A rotation annotation present at creation is considered handled: the key is new.
         let secret = keys.to_secret(kernel, requested.as_deref())?;
-        secrets.create(&PostParams::default(), &secret).await?;
+        secrets.create(&post_params(), &secret).await?;
         ctx.event(
             &reference,
             EventType::Normal,
@@ -333,7 +333,7 @@ async fn ensure_admin_token(
         return Ok(());
     }
     let secret = issuer_keys::admin_secret(kernel, &issuer_keys::generate_admin_token())?;
-    secrets.create(&PostParams::default(), &secret).await?;
+    secrets.create(&post_params(), &secret).await?;
     ctx.event(
         &kernel.object_ref(&()),
         EventType::Normal,
@@ -505,6 +505,15 @@ fn workload_status(
         conditions,
     };
     (status, progressing || !is_ready)
+}
+
+/// Create/replace parameters carrying the operator's field manager (these writes cannot be
+/// applies: they must fail on conflict instead of overwriting credentials).
+fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PostParams::default()
+    }
 }
 
 /// Server-side applies the status subresource.

@@ -72,7 +72,10 @@ async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
         .await
         .not_found();
     let call = server
-        .expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?"))
+        .expect(
+            "POST",
+            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
+        )
         .await;
     let issuer = call.body.clone();
     call.echo();
@@ -83,7 +86,10 @@ async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
         .await
         .not_found();
     let call = server
-        .expect("POST", &format!("/api/v1/namespaces/{NS}/secrets?"))
+        .expect(
+            "POST",
+            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
+        )
         .await;
     let admin = call.body.clone();
     call.echo();
@@ -809,4 +815,31 @@ async fn service_monitor_is_applied_when_the_crd_exists() {
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
+    use crate::controller::kernel::reconcile;
+    use kube::core::error_boundary::InvalidObject;
+    use kube::core::DeserializeGuard;
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let invalid = InvalidObject {
+        error: "spec.replicas: invalid type: string \"three\", expected i32".into(),
+        metadata: kernel("k", 1).metadata,
+    };
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile(std::sync::Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
+    });
+    let event = server.expect_event(NS, "InvalidSpec").await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "k");
+    assert!(
+        event["note"].as_str().unwrap().contains("expected i32"),
+        "{event}"
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    drop(ctx);
+    server.expect_done().await;
 }
