@@ -22,6 +22,8 @@ pub enum KernelError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisIoError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::runtime::AuthStartError),
     #[error("cannot listen on http.listen {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -84,6 +86,17 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
             source,
         })?;
 
+    let auth = crate::auth::runtime::start(
+        &config.auth,
+        store.pool().clone(),
+        &config.redis.url,
+        &metrics.registry,
+        &config.ingest.group,
+        &consumer,
+        stop.clone(),
+    )
+    .await?
+    .map(|a| a.gate);
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -112,6 +125,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         stop.clone(),
         http_stop,
         http_task,
+        auth,
     ));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
@@ -134,6 +148,7 @@ async fn run(
     stop: CancellationToken,
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
+    auth: Option<crate::auth::gate::AuthGate>,
 ) {
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
@@ -168,6 +183,7 @@ async fn run(
             metrics,
             health: health.clone(),
             give_up: give_up.clone(),
+            auth,
         }
         .run(queue_rx),
     );
