@@ -63,7 +63,8 @@ impl RunningKernel {
 pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     let consumer = config.consumer_name();
     let metrics = Metrics::new();
-    let health = Health::default();
+    let stop = CancellationToken::new();
+    let health = Health::new(stop.clone());
     let store = Store::connect_lazy(&config.postgres, &consumer)?;
     let client = StreamClient::new(
         &config.redis.url,
@@ -85,7 +86,6 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
             source,
         })?;
 
-    let stop = CancellationToken::new();
     let auth = crate::auth::runtime::start(
         &config.auth,
         store.pool().clone(),
@@ -189,7 +189,6 @@ async fn run(
     );
 
     stop.cancelled().await;
-    health.set_shutting_down();
     info!(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"

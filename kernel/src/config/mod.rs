@@ -245,7 +245,8 @@ impl Config {
             }
             figment = figment.merge(Yaml::file(path));
         }
-        figment = figment.merge(Env::prefixed("FDC_").split("__"));
+        // FDC_CONFIG names the file itself (a CLI flag), not a key.
+        figment = figment.merge(Env::prefixed("FDC_").ignore(&["CONFIG"]).split("__"));
         Self::from_figment(figment)
     }
 

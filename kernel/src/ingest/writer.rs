@@ -247,7 +247,7 @@ impl Writer {
             .events_duplicate
             .inc_by(outcome.duplicates as u64);
         let now = now_ns();
-        for event in events.iter().filter(|e| outcome.stored.contains(&e.id)) {
+        for event in stored_events(events, outcome) {
             let latency = (now - event.ts_ns).max(0) as f64 / 1e9;
             self.metrics.commit_latency_seconds.observe(latency);
         }
@@ -265,10 +265,7 @@ impl Writer {
         if !config.enabled || outcome.stored.is_empty() {
             return;
         }
-        let stored: Vec<&Event> = events
-            .iter()
-            .filter(|e| outcome.stored.contains(&e.id))
-            .collect();
+        let stored = stored_events(events, outcome);
         let mut conn = self.client.ops();
         match republish::publish(&mut conn, &config.stream, config.maxlen, &stored).await {
             Ok(()) => self.metrics.republished.inc_by(stored.len() as u64),
@@ -314,6 +311,15 @@ impl Writer {
             delay = (delay * 2).min(RETRY_MAX);
         }
     }
+}
+
+/// The events this batch stored, each id once (a batch may carry the same id twice).
+fn stored_events<'a>(events: &'a [Event], outcome: &WriteOutcome) -> Vec<&'a Event> {
+    let mut seen = std::collections::HashSet::with_capacity(outcome.stored.len());
+    events
+        .iter()
+        .filter(|e| outcome.stored.contains(&e.id) && seen.insert(e.id))
+        .collect()
 }
 
 pub fn now_ns() -> i64 {
