@@ -360,7 +360,21 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
             Ok(Action::await_change())
         }
         Ok(Revoked::UnknownProducer) => {
-            ctx.event(&reference, EventType::Normal, "Revoked", "Revoke", format!("producer {id} was never seen by FdcKernel {kernel_ns}/{kernel_name}; nothing to revoke")).await;
+            // The kernel revokes only producers it has seen; an unused token stays valid
+            // until it expires. Say so rather than claim a revocation.
+            let until = producer
+                .status
+                .as_ref()
+                .and_then(|s| s.token_expires_at.as_ref())
+                .map_or_else(|| "its expiry".to_string(), |t| t.0.to_string());
+            ctx.event(
+                &reference,
+                EventType::Warning,
+                "NotRevocable",
+                "Revoke",
+                format!("producer {id} was never seen by FdcKernel {kernel_ns}/{kernel_name}, which cannot revoke it yet; its token stays valid until {until} (rotate the kernel's issuer key to cut it off sooner)"),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Err(e) => {

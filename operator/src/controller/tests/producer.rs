@@ -430,3 +430,112 @@ async fn deletion_after_the_kernel_is_gone_just_releases() {
     drop(ctx);
     server.expect_done().await;
 }
+
+#[tokio::test]
+async fn cross_namespace_reference_needs_the_kernels_permission() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut p = producer("p", "k");
+    p.spec.kernel_ref.namespace = Some("ingest".into());
+    let mut k = kernel("k", 1);
+    k.metadata.namespace = Some("ingest".into());
+    let task = run(p, &ctx);
+    server
+        .expect(
+            "GET",
+            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+        )
+        .await
+        .ok(&serde_json::to_value(&k).unwrap());
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = call.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "NamespaceNotAllowed");
+    assert_eq!(
+        ready["message"],
+        "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
+    );
+    call.status_ok(&producer("p", "k"));
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+
+    // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
+    // Producer's own.
+    k.spec.auth.allowed_producer_namespaces = vec![NS.to_string()];
+    let mut p = producer("p", "k");
+    p.spec.kernel_ref.namespace = Some("ingest".into());
+    let task = run(p, &ctx);
+    server
+        .expect(
+            "GET",
+            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+        )
+        .await
+        .ok(&serde_json::to_value(&k).unwrap());
+    let (_, issuer_secret) = issuer();
+    server
+        .expect("GET", "/api/v1/namespaces/ingest/secrets/k-issuer-keys")
+        .await
+        .ok(&issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .not_found();
+    server.expect_event(NS, "TokenIssued").await;
+    server
+        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .await
+        .echo();
+    server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await
+        .status_ok(&producer("p", "k"));
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
+    let fake = FakeKernel::start().await;
+    fake.set_revoke_status(404);
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut p = deleting();
+    p.status = Some(crate::crd::ProducerStatus {
+        token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_900_000_000).unwrap(),
+        )),
+        ..Default::default()
+    });
+    let task = run(p, &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    let event = server.expect_event(NS, "NotRevocable").await;
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("stays valid until 2030-03-17T17:46:40Z"),
+        "{event}"
+    );
+    server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await
+        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
