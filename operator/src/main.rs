@@ -190,6 +190,7 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|ns| run::run(ctx.clone(), ns, stop_rx.clone())),
     );
+    tokio::pin!(controllers);
 
     let lost = async {
         match leadership.as_mut() {
@@ -197,21 +198,43 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = controllers => Ok(()),
+    let outcome = tokio::select! {
+        _ = &mut controllers => Ok(()),
         _ = lost => {
             metrics.leader.set(0);
-            let _ = stop_tx.send(true);
             // Exit so the pod restarts clean and queues for the lease again.
-            bail!("lost leadership")
+            Err(anyhow::anyhow!("lost leadership"))
         }
-        _ = tokio::signal::ctrl_c() => {
-            let _ = stop_tx.send(true);
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
             Ok(())
         }
-        r = http => {
-            r?.context("metrics server")?;
-            bail!("metrics server stopped")
+        r = http => match r {
+            Ok(Ok(())) => Err(anyhow::anyhow!("metrics server stopped")),
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context("metrics server")),
+            Err(e) => Err(anyhow::Error::new(e).context("metrics server task")),
+        },
+    };
+    // Let in-flight reconciles finish, then give the Lease up (dropping it releases it)
+    // so a standby takes over at once instead of after the lease duration.
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), &mut controllers).await;
+    drop(leadership);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    outcome
+}
+
+/// SIGTERM (what the kubelet sends) or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
