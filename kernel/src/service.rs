@@ -22,6 +22,8 @@ pub enum KernelError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisIoError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::runtime::AuthStartError),
     #[error("cannot listen on http.listen {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -61,7 +63,8 @@ impl RunningKernel {
 pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     let consumer = config.consumer_name();
     let metrics = Metrics::new();
-    let health = Health::default();
+    let stop = CancellationToken::new();
+    let health = Health::new(stop.clone());
     let store = Store::connect_lazy(&config.postgres, &consumer)?;
     let client = StreamClient::new(
         &config.redis.url,
@@ -83,7 +86,17 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
             source,
         })?;
 
-    let stop = CancellationToken::new();
+    let auth = crate::auth::runtime::start(
+        &config.auth,
+        store.pool().clone(),
+        &config.redis.url,
+        &metrics.registry,
+        &config.ingest.group,
+        &consumer,
+        stop.clone(),
+    )
+    .await?
+    .map(|a| a.gate);
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -112,6 +125,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         stop.clone(),
         http_stop,
         http_task,
+        auth,
     ));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
@@ -134,6 +148,7 @@ async fn run(
     stop: CancellationToken,
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
+    auth: Option<crate::auth::gate::AuthGate>,
 ) {
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
@@ -168,12 +183,12 @@ async fn run(
             metrics,
             health: health.clone(),
             give_up: give_up.clone(),
+            auth,
         }
         .run(queue_rx),
     );
 
     stop.cancelled().await;
-    health.set_shutting_down();
     info!(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"

@@ -29,6 +29,7 @@ pub struct Config {
     pub partitions: PartitionsConfig,
     pub republish: RepublishConfig,
     pub shutdown: ShutdownConfig,
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -173,6 +173,9 @@ impl Config {
                 "use a stream that the kernel does not read",
             ));
         }
+        self.auth
+            .validate()
+            .map_err(|e| invalid(e.key, e.problem, e.fix))?;
         Ok(())
     }
 }

@@ -25,6 +25,8 @@ pub struct Writer {
     pub health: Health,
     /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
     pub give_up: CancellationToken,
+    /// Producer authentication; `None` while `auth.enabled` is false.
+    pub auth: Option<crate::auth::gate::AuthGate>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -76,7 +78,13 @@ impl Writer {
 
     async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
         let started = Instant::now();
-        let mut sorted = self.sort(batch);
+        // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
+        // get their producer id from the token.
+        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
+            .await
+            .ok_or(GaveUp)?;
+        let mut sorted = self.sort(std::mem::take(&mut auth.kept));
+        auth.apply(&mut sorted.events, &mut sorted.dead);
 
         let events = std::mem::take(&mut sorted.events);
         let (outcome, rejected) = self.store_isolating(&events).await?;

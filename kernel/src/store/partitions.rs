@@ -45,9 +45,7 @@ impl Partitions {
             return Ok(());
         }
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
-            .execute(&mut *tx)
-            .await?;
+        lock_partition_ddl(&mut tx).await?;
         for &day in &missing {
             let (from, to) = (day_date(day), day_date(day + 1));
             for table in TABLES {
@@ -102,9 +100,7 @@ impl Partitions {
                 continue;
             }
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
-                .execute(&mut *tx)
-                .await?;
+            lock_partition_ddl(&mut tx).await?;
             for table in TABLES {
                 let ddl = format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day));
                 // Safe: table names are constants, the suffix and bounds are formatted dates.
@@ -128,6 +124,14 @@ impl Partitions {
     }
 }
 
+/// Serializes partition DDL across replicas for the rest of the transaction.
+async fn lock_partition_ddl(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 fn parse_day(partition: &str) -> Option<i64> {
     let suffix = partition.strip_prefix("events_p")?;
     let date = NaiveDate::parse_from_str(suffix, "%Y%m%d").ok()?;
@@ -141,8 +145,8 @@ mod tests {
     #[test]
     fn day_names_round_trip() {
         assert_eq!(day_name(0), "19700101");
-        assert_eq!(day_name(20_000), "20240503");
-        assert_eq!(parse_day("events_p20240503"), Some(20_000));
+        assert_eq!(day_name(20_000), "20241004");
+        assert_eq!(parse_day("events_p20241004"), Some(20_000));
         assert_eq!(parse_day("events_default"), None);
     }
 }

@@ -1,0 +1,140 @@
+//! Reconcilers and the controllers that drive them.
+
+pub mod kernel;
+pub mod producer;
+pub mod run;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::Client;
+
+use crate::auth::AuthError;
+use crate::builders::issuer_keys::KeySetError;
+use crate::builders::BuildError;
+use crate::kernel_api::{KernelApi, KernelApiError};
+use crate::labels::CONTROLLER_NAME;
+use crate::metrics::Metrics;
+
+/// How long a ServiceMonitor CRD lookup is trusted before asking discovery again.
+const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub kernel_api: KernelApi,
+    /// Cached answer to "does the cluster serve monitoring.coreos.com/v1 ServiceMonitors?".
+    service_monitor_crd: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        kernel_api: KernelApi,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance,
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            kernel_api,
+            service_monitor_crd: Mutex::new(None),
+        }
+    }
+
+    /// Publishes an Event; a failure to publish is logged, never fails the reconcile.
+    /// `note` must not contain secrets (it is world-readable in the namespace).
+    pub async fn event(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: impl Into<String>,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(reason, error = %e, "cannot publish event");
+        }
+    }
+
+    /// Whether ServiceMonitors can be created (cached for [`DISCOVERY_TTL`]).
+    pub async fn has_service_monitor_crd(&self) -> Result<bool, kube::Error> {
+        if let Some((at, known)) = *self.service_monitor_crd.lock().expect("poisoned") {
+            if at.elapsed() < DISCOVERY_TTL {
+                return Ok(known);
+            }
+        }
+        let found = match self
+            .client
+            .list_api_group_resources(crate::builders::service_monitor::GROUP_VERSION)
+            .await
+        {
+            Ok(list) => list.resources.iter().any(|r| r.name == "servicemonitors"),
+            Err(kube::Error::Api(s)) if s.code == 404 => false,
+            Err(e) => return Err(e),
+        };
+        *self.service_monitor_crd.lock().expect("poisoned") = Some((Instant::now(), found));
+        Ok(found)
+    }
+}
+
+/// A reconcile failed; the controller retries with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot build desired objects: {0}")]
+    Build(#[from] BuildError),
+    #[error("stored issuer keys unusable: {0}")]
+    Keys(#[from] KeySetError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("kernel API: {0}")]
+    KernelApi(#[from] KernelApiError),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Build(_) => "build",
+            Error::Keys(_) => "keys",
+            Error::Auth(_) => "auth",
+            Error::KernelApi(_) => "kernel_api",
+            Error::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// `NotFound` from the API server as `None`.
+pub(crate) fn not_found_as_none<T>(r: Result<T, kube::Error>) -> Result<Option<T>, kube::Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e),
+    }
+}

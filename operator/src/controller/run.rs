@@ -1,0 +1,118 @@
+//! Wires the reconcilers into kube-runtime controllers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::controller::{kernel, producer, Context, Error};
+use crate::crd::{FdcKernel, Producer};
+use crate::labels::managed_by_selector;
+
+/// Backoff after a failed reconcile.
+const ERROR_REQUEUE: Duration = Duration::from_secs(15);
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, error, ctx| {
+        ctx.metrics.failed(controller, error.metric_label());
+        tracing::warn!(controller, %error, "reconcile failed");
+        Action::requeue(ERROR_REQUEUE)
+    }
+}
+
+/// Runs both controllers for one namespace (`None`: all) until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Receiver<bool>) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let owned = watcher::Config::default().labels(&managed_by_selector());
+
+    let kernels = Controller::new(
+        api::<DeserializeGuard<FdcKernel>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<StatefulSet>(&client, ns), owned.clone())
+    .owns(api::<Service>(&client, ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, ns), owned.clone())
+    .owns(api::<Secret>(&client, ns), owned.clone())
+    .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(
+        kernel::reconcile,
+        error_policy(kernel::CONTROLLER),
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "fdckernel controller event");
+        }
+    });
+
+    let producers = Controller::new(
+        api::<DeserializeGuard<Producer>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    );
+    let store = producers.store();
+    let producers = producers
+        .owns(api::<Secret>(&client, ns), owned)
+        // A kernel change (e.g. a key rotation shown in its status) re-issues its producers' tokens.
+        .watches(
+            api::<DeserializeGuard<FdcKernel>>(&client, ns),
+            watcher::Config::default(),
+            move |kernel| {
+                let kernel_ns = kernel.namespace();
+                let kernel_name = kernel.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.0.as_ref().is_ok_and(|p| {
+                            p.spec.kernel_ref.name == kernel_name
+                                && p.kernel_namespace().map(str::to_string) == kernel_ns
+                        })
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped(stop))
+        .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "producer controller event");
+            }
+        });
+
+    futures::join!(kernels, producers);
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,845 @@
+//! `FdcKernel` reconciler against the mock API server: exact request sequences.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use crate::controller::fixtures::{
+    self, kernel, secret_with_key, test_context, ApiServer, FakeKernel, NS,
+};
+use crate::controller::kernel::reconcile_kernel;
+use crate::crd::FdcKernel;
+use crate::labels::ROTATE_ISSUER_KEY_ANNOTATION;
+
+const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
+
+fn core(kind: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/{kind}/{name}")
+}
+
+fn sts_uri(name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
+}
+
+fn status_uri(name: &str) -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/{name}/status{APPLY}")
+}
+
+/// A StatefulSet as the API server returns it after an apply, with a status.
+fn sts_with_status(applied: &Value, replicas: i64, ready: i64) -> Value {
+    let mut sts = applied.clone();
+    sts["metadata"]["generation"] = json!(1);
+    sts["status"] = json!({
+        "observedGeneration": 1, "replicas": replicas, "readyReplicas": ready,
+        "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"
+    });
+    sts
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// Answers the credential reads of a kernel whose Secrets exist.
+async fn existing_credentials(server: &mut ApiServer, issuer: &Value, admin: &Value) {
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(issuer);
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(admin);
+}
+
+/// Everything a new single-replica kernel causes, in order. Returns the created Secrets,
+/// the applied StatefulSet and the status patch.
+async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+
+    // Issuer key: absent, so generated and created once, with an Event.
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .not_found();
+    let call = server
+        .expect(
+            "POST",
+            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
+        )
+        .await;
+    let issuer = call.body.clone();
+    call.echo();
+    server.expect_event(NS, "IssuerKeyCreated").await;
+
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .not_found();
+    let call = server
+        .expect(
+            "POST",
+            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
+        )
+        .await;
+    let admin = call.body.clone();
+    call.echo();
+    server.expect_event(NS, "AdminTokenCreated").await;
+
+    let cm = server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await;
+    assert!(cm.body["data"]["kernel.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("group: kernel"));
+    cm.echo();
+
+    server.expect("GET", &sts_uri("k")).await.not_found();
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    let sts = call.body.clone();
+    call.ok(&sts_with_status(&sts, 1, 0));
+
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    // One replica: no PDB (it would block node drains), and a stale one is removed.
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
+        .await
+        .not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let status = call.body.clone();
+    call.status_ok(&kernel("k", 1));
+    (issuer, admin, sts, status)
+}
+
+#[tokio::test]
+async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothing() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 1);
+
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        let k = k.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    let (issuer, admin, sts, status) = first_pass(&mut server).await;
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
+
+    // Secrets: owned by the kernel, with the files the pod mounts.
+    for secret in [&issuer, &admin] {
+        assert_eq!(
+            secret["metadata"]["ownerReferences"][0]["uid"],
+            fixtures::KERNEL_UID
+        );
+        assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
+    }
+    let files: Vec<&String> = issuer["data"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        files.len(),
+        3,
+        "signing.pem, <kid>.pub.pem, keys.json: {files:?}"
+    );
+    assert!(issuer["data"]["signing.pem"].is_string());
+    assert!(admin["data"]["token"].is_string());
+
+    // StatefulSet essentials.
+    let spec = &sts["spec"];
+    assert_eq!(spec["replicas"], 1);
+    let claim = &spec["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"], "spill");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "2Gi");
+    assert_eq!(claim["spec"]["storageClassName"], "fast");
+    assert_eq!(
+        spec["persistentVolumeClaimRetentionPolicy"],
+        json!({"whenScaled": "Retain", "whenDeleted": "Retain"})
+    );
+    let pod = &spec["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(
+        c["args"],
+        json!(["run", "--config", "/etc/fdc/kernel.yaml"])
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    let consumer = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "FDC_INGEST__CONSUMER")
+        .unwrap();
+    assert_eq!(
+        consumer["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    let pg = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "FDC_POSTGRES__URL")
+        .unwrap();
+    assert_eq!(
+        pg["valueFrom"]["secretKeyRef"],
+        json!({"name": "pg", "key": "url", "optional": false})
+    );
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"], 45,
+        "30s shutdown timeout + 15s margin"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    let hash = spec["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    assert!(hash.as_str().is_some_and(|h| h.len() == 16), "{hash}");
+
+    // Status: pods not ready yet.
+    assert_eq!(status["status"]["observedGeneration"], 1);
+    assert_eq!(
+        status["status"]["selector"],
+        "app.kubernetes.io/instance=k,app.kubernetes.io/name=fdc-kernel"
+    );
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+    assert_eq!(condition(&status, "Ready")["reason"], "ReplicasNotReady");
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    assert_eq!(condition(&status, "SpillDrained")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["observedGeneration"], 1);
+
+    // Second pass: the Secrets exist, so nothing is generated or written, and the pod
+    // template hash is unchanged (no restart loop). Pods are ready now.
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    existing_credentials(&mut server, &issuer, &admin).await;
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    assert_eq!(
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
+        hash
+    );
+    let applied = call.body.clone();
+    call.ok(&sts_with_status(&applied, 1, 1));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
+        .await
+        .not_found();
+    // ServiceMonitor discovery is cached: no second lookup.
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    assert_eq!(condition(&call.body, "Ready")["status"], "True");
+    assert_eq!(
+        condition(&call.body, "Ready")["message"],
+        "1/1 replicas ready"
+    );
+    assert_eq!(condition(&call.body, "Progressing")["status"], "False");
+    call.status_ok(&kernel("k", 1));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(300))
+    );
+
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_nothing() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 1);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .not_found();
+    let event = server.expect_event(NS, "SecretMissing").await;
+    assert_eq!(event["type"], "Warning");
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let degraded = condition(&call.body, "Degraded").clone();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "SecretMissing");
+    let message = degraded["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Postgres URL: Secret pg not found."),
+        "{message}"
+    );
+    assert!(
+        message.contains("kubectl -n apps create secret generic pg --from-literal=url="),
+        "{message}"
+    );
+    assert_eq!(condition(&call.body, "Ready")["status"], "False");
+    call.status_ok(&kernel("k", 1));
+    // A plain requeue, not an error: no crash loop, no error backoff storm.
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn secret_without_the_key_is_reported_too() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 1);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "uri"));
+    server.expect_event(NS, "SecretMissing").await;
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let message = condition(&call.body, "Degraded")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("Postgres URL: Secret pg has no key \"url\""),
+        "{message}"
+    );
+    call.status_ok(&kernel("k", 1));
+    task.await.unwrap().unwrap();
+}
+
+/// Runs one pass up to the StatefulSet read, with existing credentials.
+async fn pass_until_sts_get(server: &mut ApiServer, issuer: &Value, admin: &Value) {
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    existing_credentials(server, issuer, admin).await;
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
+}
+
+/// Creates credentials by running a first pass on a throwaway context.
+async fn credentials() -> (Value, Value, Value) {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 1);
+    let task = tokio::spawn(async move { reconcile_kernel(&k, &ctx).await });
+    let (issuer, admin, sts, _) = first_pass(&mut server).await;
+    task.await.unwrap().unwrap();
+    (issuer, admin, sts)
+}
+
+#[tokio::test]
+async fn scale_out_applies_replicas_and_a_pdb() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 3);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    pass_until_sts_get(&mut server, &issuer, &admin).await;
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    assert_eq!(call.body["spec"]["replicas"], 3);
+    let applied = call.body.clone();
+    call.ok(&sts_with_status(&applied, 3, 1));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    let call = server
+        .expect(
+            "PATCH",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
+        )
+        .await;
+    assert_eq!(call.body["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        call.body["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "k"
+    );
+    call.echo();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    assert_eq!(call.body["status"]["replicas"], 3);
+    assert_eq!(call.body["status"]["readyReplicas"], 1);
+    assert_eq!(
+        condition(&call.body, "Ready")["message"],
+        "1/3 replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+    );
+    call.status_ok(&kernel("k", 1));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+/// One scale-in pass from 3 to `desired` replicas with the last pod's spill at `spill`.
+async fn scale_in_pass(
+    fake: &FakeKernel,
+    issuer: &Value,
+    admin: &Value,
+    sts1: &Value,
+    desired: i32,
+) -> (Value, Value, Option<Value>) {
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", desired);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    pass_until_sts_get(&mut server, issuer, admin).await;
+    let mut existing = sts_with_status(sts1, 3, 3);
+    existing["spec"]["replicas"] = json!(3);
+    server.expect("GET", &sts_uri("k")).await.ok(&existing);
+    server
+        .expect("GET", &core("pods", "k-2"))
+        .await
+        .ok(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "k-2", "namespace": NS}, "status": {"podIP": "10.0.0.9"}}));
+    let mut event = None;
+    let first = server.next().await;
+    let call = if first.method == "POST" {
+        event = Some(first.body.clone());
+        first.echo();
+        server
+            .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+            .await
+    } else {
+        assert_eq!(first.uri, format!("{}{APPLY}", sts_uri("k")));
+        first
+    };
+    let applied = call.body.clone();
+    let replicas = applied["spec"]["replicas"].as_i64().unwrap();
+    call.ok(&sts_with_status(&applied, replicas, replicas));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "PATCH",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let status = call.body.clone();
+    call.status_ok(&kernel("k", 1));
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+    (applied, status, event)
+}
+
+#[tokio::test]
+async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+
+    // Spill not empty: the StatefulSet keeps 3 replicas and SpillDrained says why.
+    fake.set_spill("k-2", 4096);
+    let (applied, status, event) = scale_in_pass(&fake, &issuer, &admin, &sts1, 1).await;
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert!(event.is_none());
+    let drained = condition(&status, "SpillDrained");
+    assert_eq!(drained["status"], "False");
+    assert_eq!(drained["reason"], "SpillPending");
+    assert!(
+        drained["message"]
+            .as_str()
+            .unwrap()
+            .contains("pod k-2 still holds 4096 spilled records"),
+        "{drained}"
+    );
+    assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+
+    // Drained: one pod goes (3 -> 2), with an Event; the next pass handles the next pod.
+    fake.set_spill("k-2", 0);
+    let (applied, status, event) = scale_in_pass(&fake, &issuer, &admin, &sts1, 1).await;
+    assert_eq!(applied["spec"]["replicas"], 2);
+    assert_eq!(event.expect("event")["reason"], "ScalingIn");
+    assert_eq!(condition(&status, "SpillDrained")["status"], "True");
+    assert_eq!(condition(&status, "Progressing")["status"], "True");
+}
+
+#[tokio::test]
+async fn unreadable_spill_backlog_blocks_scale_in() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await; // knows no pod: /metrics answers 404
+    let (applied, status, _) = scale_in_pass(&fake, &issuer, &admin, &sts1, 2).await;
+    assert_eq!(applied["spec"]["replicas"], 3);
+    let message = condition(&status, "SpillDrained")["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("cannot read the spill backlog of pod k-2"),
+        "{message}"
+    );
+    assert!(message.contains("answered HTTP 404"), "{message}");
+}
+
+#[tokio::test]
+async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_hash() {
+    let (issuer, admin, sts1) = credentials().await;
+    let old_hash =
+        sts1["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut k: FdcKernel = kernel("k", 1);
+    k.metadata.annotations = Some(
+        [(
+            ROTATE_ISSUER_KEY_ANNOTATION.to_string(),
+            "2026-01-01".to_string(),
+        )]
+        .into(),
+    );
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        let k = k.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    let mut stored = issuer.clone();
+    stored["metadata"]["resourceVersion"] = json!("41");
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(&stored);
+    let call = server
+        .expect("PUT", &format!("{}?", core("secrets", "k-issuer-keys")))
+        .await;
+    let rotated = call.body.clone();
+    call.echo();
+    let event = server.expect_event(NS, "IssuerKeyRotated").await;
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(&admin);
+    let cm = server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await;
+    let config = cm.body["data"]["kernel.yaml"].as_str().unwrap().to_string();
+    cm.echo();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    let new_hash =
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    let applied = call.body.clone();
+    call.ok(&sts_with_status(&applied, 1, 1));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
+        .await
+        .not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+    let status = server.expect("PATCH", &status_uri("k")).await;
+    let new_kid = status.body["status"]["issuerKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    status.status_ok(&kernel("k", 1));
+    let action = task.await.unwrap().unwrap();
+    // Requeued in time to retire the old key (24h + 5m margin), not the idle 5 minutes.
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    // The write is a replace guarded by the resourceVersion read.
+    assert_eq!(rotated["metadata"]["resourceVersion"], "41");
+    assert_eq!(
+        rotated["metadata"]["annotations"]["fdc.dev/rotation-handled"],
+        "2026-01-01"
+    );
+    let index: Value = serde_json::from_slice(&base64_decode(
+        rotated["data"]["keys.json"].as_str().unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(index["current"], new_kid.as_str());
+    let keys = index["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{index}");
+    let old = keys.iter().find(|k| k["kid"] != new_kid.as_str()).unwrap();
+    let until: k8s_openapi::jiff::Timestamp =
+        old["trustedUntil"].as_str().unwrap().parse().unwrap();
+    let remaining = until
+        .duration_since(k8s_openapi::jiff::Timestamp::now())
+        .as_secs();
+    assert!(
+        (86_000..=86_700).contains(&remaining),
+        "old key trusted for tokenTTL + margin, got {remaining}s"
+    );
+    assert!(event["note"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("-> {new_kid}")));
+    // Both keys are trusted by the kernel; the pods roll to pick them up.
+    assert_eq!(
+        config.matches("/etc/fdc/keys/").count(),
+        3,
+        "signing key + 2 verify keys:\n{config}"
+    );
+    assert_ne!(new_hash, old_hash);
+    drop(ctx);
+    server.expect_done().await;
+
+    // Same annotation again: already handled, so nothing is written.
+    let (ctx, mut server) = test_context(&fake.base);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    server
+        .expect("GET", &core("secrets", "k-issuer-keys"))
+        .await
+        .ok(&rotated);
+    server
+        .expect("GET", &core("secrets", "k-admin-token"))
+        .await
+        .ok(&admin);
+    server
+        .expect(
+            "PATCH",
+            &format!("{}{APPLY}", core("configmaps", "k-config")),
+        )
+        .await
+        .echo();
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    assert_eq!(
+        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
+        new_hash
+    );
+    let applied = call.body.clone();
+    call.ok(&sts_with_status(&applied, 1, 1));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
+        .await
+        .not_found();
+    server
+        .expect("GET", "/apis/monitoring.coreos.com/v1")
+        .await
+        .not_found();
+    server
+        .expect("PATCH", &status_uri("k"))
+        .await
+        .status_ok(&kernel("k", 1));
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn paused_kernel_only_reports_paused() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut k = kernel("k", 1);
+    k.metadata.annotations = Some(
+        [(
+            crate::labels::PAUSE_ANNOTATION.to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    assert_eq!(condition(&call.body, "Paused")["status"], "True");
+    call.status_ok(&kernel("k", 1));
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn service_monitor_is_applied_when_the_crd_exists() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let k = kernel("k", 1);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    pass_until_sts_get(&mut server, &issuer, &admin).await;
+    server
+        .expect("GET", &sts_uri("k"))
+        .await
+        .ok(&sts_with_status(&sts1, 1, 1));
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    let applied = call.body.clone();
+    call.ok(&sts_with_status(&applied, 1, 1));
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "DELETE",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
+        )
+        .await
+        .not_found();
+    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.ok(&json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1",
+        "resources": [{"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true,
+                       "kind": "ServiceMonitor", "verbs": ["get", "patch"]}]
+    }));
+    let call = server
+        .expect(
+            "PATCH",
+            &format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/k{APPLY}"),
+        )
+        .await;
+    assert_eq!(call.body["kind"], "ServiceMonitor");
+    assert_eq!(call.body["spec"]["endpoints"][0]["port"], "http");
+    call.echo();
+    server
+        .expect("PATCH", &status_uri("k"))
+        .await
+        .status_ok(&kernel("k", 1));
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
+    use crate::controller::kernel::reconcile;
+    use kube::core::error_boundary::InvalidObject;
+    use kube::core::DeserializeGuard;
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let invalid = InvalidObject {
+        error: "spec.replicas: invalid type: string \"three\", expected i32".into(),
+        metadata: kernel("k", 1).metadata,
+    };
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile(std::sync::Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
+    });
+    let event = server.expect_event(NS, "InvalidSpec").await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "k");
+    assert!(
+        event["note"].as_str().unwrap().contains("expected i32"),
+        "{event}"
+    );
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    drop(ctx);
+    server.expect_done().await;
+}

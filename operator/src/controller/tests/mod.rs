@@ -1,0 +1,4 @@
+//! Reconciler tests against the mock API server.
+
+mod kernel;
+mod producer;

@@ -1,0 +1,541 @@
+//! `Producer` reconciler against the mock API server, with tokens checked by the kernel's
+//! own verifier.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use fdc_kernel::auth::{keys, token::TokenVerifier};
+use k8s_openapi::jiff::Timestamp;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use crate::builders::issuer_keys::IssuerKeySet;
+use crate::controller::fixtures::{
+    kernel, producer, test_context, ApiServer, FakeKernel, RevokeCall, NS, PRODUCER_UID,
+};
+use crate::controller::producer::reconcile;
+use crate::controller::Error;
+use crate::crd::Producer;
+use crate::labels::PRODUCER_FINALIZER;
+
+const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
+const DAY: u64 = 24 * 3600;
+
+fn kernel_uri() -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/k")
+}
+fn secret_uri(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/secrets/{name}")
+}
+fn producer_uri() -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/producers/p")
+}
+
+fn decode(data: &Value, key: &str) -> String {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(data[key].as_str().unwrap())
+        .unwrap();
+    String::from_utf8(b).unwrap()
+}
+
+fn run(
+    p: Producer,
+    ctx: &Arc<crate::controller::Context>,
+) -> tokio::task::JoinHandle<Result<Action, Error>> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(p))), ctx).await })
+}
+
+/// The kernel's issuer key set and its Secret as the API returns it.
+fn issuer() -> (IssuerKeySet, Value) {
+    let keys = IssuerKeySet::generate().unwrap();
+    let secret = serde_json::to_value(keys.to_secret(&kernel("k", 1), None).unwrap()).unwrap();
+    (keys, secret)
+}
+
+fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
+    let mut v = TokenVerifier::new("fdc", "fdc-kernel");
+    for k in keys.keys() {
+        v.add_key(&keys::verifying_key_from_pem(&k.public_pem, Path::new("test")).unwrap());
+    }
+    v
+}
+
+/// One apply pass up to (and including) the Secret apply; returns the applied Secret and
+/// whether a token event was published (its reason).
+async fn apply_pass(
+    server: &mut ApiServer,
+    issuer_secret: &Value,
+    stored: Option<&Value>,
+) -> (Value, Option<String>, Value) {
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(issuer_secret);
+    let call = server.expect("GET", &secret_uri("p-credentials")).await;
+    match stored {
+        Some(s) => call.ok(s),
+        None => call.not_found(),
+    }
+    let mut event = None;
+    let next = server.next().await;
+    // An Event: created, or patched into a series when the same one repeats.
+    let call = if next
+        .uri
+        .starts_with(&format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"))
+    {
+        event = Some(next.body["reason"].as_str().unwrap().to_string());
+        assert!(
+            !next.body.to_string().contains("eyJ"),
+            "no token in events: {}",
+            next.body
+        );
+        next.echo();
+        server
+            .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+            .await
+    } else {
+        assert_eq!(
+            (next.method.as_str(), next.uri.as_str()),
+            (
+                "PATCH",
+                format!("{}{APPLY}", secret_uri("p-credentials")).as_str()
+            )
+        );
+        next
+    };
+    let secret = call.body.clone();
+    call.echo();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let status = call.body.clone();
+    call.status_ok(&producer("p", "k"));
+    (secret, event, status)
+}
+
+/// The requeue delay of `action` is within 5s below `expected` (time passes during the test).
+fn assert_requeue_near(action: Action, expected: Duration) {
+    // Action keeps its delay private; its Debug form shows it (e.g. `57599.99s`).
+    let debug = format!("{action:?}");
+    let secs: f64 = debug
+        .split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split("s)").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no requeue delay in {debug}"));
+    let expected = expected.as_secs_f64();
+    assert!(
+        secs <= expected && secs >= expected - 5.0,
+        "expected a requeue of about {expected}s, got {debug}"
+    );
+}
+
+#[tokio::test]
+async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (keys, issuer_secret) = issuer();
+
+    let task = run(producer("p", "k"), &ctx);
+    let (secret, event, status) = apply_pass(&mut server, &issuer_secret, None).await;
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(event.as_deref(), Some("TokenIssued"));
+
+    let data = &secret["data"];
+    assert_eq!(decode(data, "producer-id"), PRODUCER_UID);
+    assert_eq!(decode(data, "stream"), "events");
+    let claims = verifier(&keys)
+        .verify(&decode(data, "token"))
+        .expect("kernel verifier accepts the token");
+    assert_eq!(claims.sub.to_string(), PRODUCER_UID);
+    assert_eq!(claims.name, "p");
+    assert_eq!(claims.schema.as_deref(), Some("orders-v1"));
+    assert_eq!(claims.exp - claims.iat, DAY as i64);
+    // A generated key pair, whose fingerprint is the one reported.
+    let public = decode(data, "public-key.pem");
+    assert!(decode(data, "private-key.pem").starts_with("-----BEGIN PRIVATE KEY-----"));
+    let fingerprint = crate::auth::fingerprint(&public).unwrap();
+    assert_eq!(decode(data, "fingerprint"), fingerprint);
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        PRODUCER_UID
+    );
+
+    let st = &status["status"];
+    assert_eq!(st["producerId"], PRODUCER_UID);
+    assert_eq!(st["secretName"], "p-credentials");
+    assert_eq!(st["fingerprint"], fingerprint.as_str());
+    assert_eq!(st["tokenKeyId"], keys.current_kid());
+    let expires: Timestamp = st["tokenExpiresAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(expires.as_second(), claims.exp);
+    let ready = &st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    assert!(
+        !status.to_string().contains(&decode(data, "token")),
+        "no token in status"
+    );
+    // Renewal once two thirds of the lifetime passed: 16h from now.
+    assert_requeue_near(action, Duration::from_secs(DAY * 2 / 3));
+
+    // Second pass: the stored token is still fresh: reused as is, no Event, same key pair.
+    let task = run(producer("p", "k"), &ctx);
+    let (again, event, _) = apply_pass(&mut server, &issuer_secret, Some(&secret)).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(event, None);
+    assert_eq!(again["data"], secret["data"]);
+
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (keys, issuer_secret) = issuer();
+    let task = run(producer("p", "k"), &ctx);
+    let (secret, _, _) = apply_pass(&mut server, &issuer_secret, None).await;
+    task.await.unwrap().unwrap();
+
+    // Renewal: the stored token expires in 1h, past its renewal point (24h/3 before expiry).
+    let mut due = secret.clone();
+    due["metadata"]["annotations"]["fdc.dev/token-expires-at"] =
+        json!((Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1)).to_string());
+    let task = run(producer("p", "k"), &ctx);
+    let (renewed, event, _) = apply_pass(&mut server, &issuer_secret, Some(&due)).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(event.as_deref(), Some("TokenRenewed"));
+    assert_ne!(
+        decode(&renewed["data"], "token"),
+        decode(&secret["data"], "token")
+    );
+    assert_eq!(
+        decode(&renewed["data"], "private-key.pem"),
+        decode(&secret["data"], "private-key.pem"),
+        "key pair kept"
+    );
+
+    // Rotation: the kernel signs with a new key now; the token follows.
+    let mut rotated = keys.clone();
+    let new_kid = rotated
+        .rotate(Duration::from_secs(DAY), Timestamp::now())
+        .unwrap();
+    let rotated_secret =
+        serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
+    let task = run(producer("p", "k"), &ctx);
+    let (resigned, event, status) = apply_pass(&mut server, &rotated_secret, Some(&renewed)).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(event.as_deref(), Some("TokenRenewed"));
+    assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
+    assert_eq!(
+        resigned["metadata"]["annotations"]["fdc.dev/token-kid"],
+        new_kid.as_str()
+    );
+    verifier(&rotated)
+        .verify(&decode(&resigned["data"], "token"))
+        .unwrap();
+    // The old token still verifies during the overlap (old key kept), as promised.
+    verifier(&rotated)
+        .verify(&decode(&renewed["data"], "token"))
+        .unwrap();
+
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn external_public_key_is_used_and_no_private_key_is_stored() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (_, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    let mut p = producer("p", "k");
+    p.spec.public_key = Some(own.public_pem.clone());
+    p.spec.token_ttl = Some("1h".into());
+    let task = run(p, &ctx);
+    let (secret, _, status) = apply_pass(&mut server, &issuer_secret, None).await;
+    let action = task.await.unwrap().unwrap();
+    assert!(secret["data"].get("private-key.pem").is_none());
+    assert_eq!(
+        status["status"]["fingerprint"],
+        crate::auth::fingerprint(&own.public_pem).unwrap().as_str()
+    );
+    assert_requeue_near(action, Duration::from_secs(2400));
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn missing_kernel_is_reported_without_an_error() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let task = run(producer("p", "k"), &ctx);
+    server.expect("GET", &kernel_uri()).await.not_found();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = call.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "KernelNotFound");
+    assert_eq!(
+        ready["message"],
+        "FdcKernel apps/k not found; create it or fix spec.kernelRef"
+    );
+    call.status_ok(&producer("p", "k"));
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_new_producer_first_gets_the_finalizer() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut p = producer("p", "k");
+    p.metadata.finalizers = None;
+    let task = run(p, &ctx);
+    let call = server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await;
+    assert_eq!(
+        call.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [PRODUCER_FINALIZER]}
+        ])
+    );
+    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+fn deleting() -> Producer {
+    let mut p = producer("p", "k");
+    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    p
+}
+
+fn admin_secret() -> Value {
+    serde_json::to_value(
+        crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let task = run(deleting(), &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    let event = server.expect_event(NS, "Revoked").await;
+    assert!(!event.to_string().contains("admin-secret-token"));
+    let call = server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await;
+    assert_eq!(
+        call.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": PRODUCER_FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"}
+        ])
+    );
+    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(
+        fake.revokes(),
+        vec![RevokeCall {
+            path: format!("/v1/producers/{PRODUCER_UID}/revoke"),
+            authorization: "Bearer admin-secret-token".into(),
+            body: json!({"reason": "Producer apps/p deleted"}),
+        }]
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
+    let fake = FakeKernel::start().await;
+    fake.set_revoke_status(503);
+    let (ctx, mut server) = test_context(&fake.base);
+    let task = run(deleting(), &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    let event = server.expect_event(NS, "RevocationFailed").await;
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("fdc.dev/skip-revoke=true"),
+        "{event}"
+    );
+    let err = task.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("answered HTTP 503"), "{err}");
+    assert_eq!(fake.revokes().len(), 1);
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn deletion_after_the_kernel_is_gone_just_releases() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let task = run(deleting(), &ctx);
+    server.expect("GET", &kernel_uri()).await.not_found();
+    server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await
+        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    task.await.unwrap().unwrap();
+    assert!(fake.revokes().is_empty());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn cross_namespace_reference_needs_the_kernels_permission() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut p = producer("p", "k");
+    p.spec.kernel_ref.namespace = Some("ingest".into());
+    let mut k = kernel("k", 1);
+    k.metadata.namespace = Some("ingest".into());
+    let task = run(p, &ctx);
+    server
+        .expect(
+            "GET",
+            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+        )
+        .await
+        .ok(&serde_json::to_value(&k).unwrap());
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = call.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "NamespaceNotAllowed");
+    assert_eq!(
+        ready["message"],
+        "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
+    );
+    call.status_ok(&producer("p", "k"));
+    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+
+    // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
+    // Producer's own.
+    k.spec.auth.allowed_producer_namespaces = vec![NS.to_string()];
+    let mut p = producer("p", "k");
+    p.spec.kernel_ref.namespace = Some("ingest".into());
+    let task = run(p, &ctx);
+    server
+        .expect(
+            "GET",
+            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+        )
+        .await
+        .ok(&serde_json::to_value(&k).unwrap());
+    let (_, issuer_secret) = issuer();
+    server
+        .expect("GET", "/api/v1/namespaces/ingest/secrets/k-issuer-keys")
+        .await
+        .ok(&issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .not_found();
+    server.expect_event(NS, "TokenIssued").await;
+    server
+        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .await
+        .echo();
+    server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await
+        .status_ok(&producer("p", "k"));
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
+    let fake = FakeKernel::start().await;
+    fake.set_revoke_status(404);
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut p = deleting();
+    p.status = Some(crate::crd::ProducerStatus {
+        token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::from_second(1_900_000_000).unwrap(),
+        )),
+        ..Default::default()
+    });
+    let task = run(p, &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    let event = server.expect_event(NS, "NotRevocable").await;
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("stays valid until 2030-03-17T17:46:40Z"),
+        "{event}"
+    );
+    server
+        .expect("PATCH", &format!("{}?", producer_uri()))
+        .await
+        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    task.await.unwrap().unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}

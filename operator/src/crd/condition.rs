@@ -1,0 +1,100 @@
+//! Status conditions: built with `observedGeneration`, merged by `type`.
+//!
+//! `lastTransitionTime` only moves when the status flips, so `kubectl wait` and humans see
+//! when something actually changed rather than when the operator last looked.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// Condition types used on both kinds.
+pub mod types {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+    pub const SPILL_DRAINED: &str = "SpillDrained";
+    pub const PAUSED: &str = "Paused";
+}
+
+/// A condition for `generation`, stamped `now`.
+pub fn new(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(now),
+    }
+}
+
+/// Merge `updates` into `existing` by `type`: a condition whose status did not change keeps
+/// its old `lastTransitionTime`. Conditions not in `updates` are kept as they were.
+pub fn merge(existing: &[Condition], updates: Vec<Condition>) -> Vec<Condition> {
+    let mut out: Vec<Condition> = existing.to_vec();
+    for mut update in updates {
+        match out.iter_mut().find(|c| c.type_ == update.type_) {
+            Some(old) => {
+                if old.status == update.status {
+                    update.last_transition_time = old.last_transition_time.clone();
+                }
+                *old = update;
+            }
+            None => out.push(update),
+        }
+    }
+    out
+}
+
+/// The condition of `type_`, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn unchanged_status_keeps_transition_time_and_takes_new_generation() {
+        let old = vec![new("Ready", true, "Ok", "fine", Some(1), at(100))];
+        let merged = merge(
+            &old,
+            vec![new("Ready", true, "Ok", "still fine", Some(2), at(200))],
+        );
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].last_transition_time, Time(at(100)));
+        assert_eq!(merged[0].observed_generation, Some(2));
+        assert_eq!(merged[0].message, "still fine");
+    }
+
+    #[test]
+    fn flipped_status_moves_transition_time_and_others_are_kept() {
+        let old = vec![
+            new("Ready", true, "Ok", "fine", Some(1), at(100)),
+            new("Paused", false, "NotPaused", "", Some(1), at(100)),
+        ];
+        let merged = merge(
+            &old,
+            vec![new("Ready", false, "Broken", "x", Some(2), at(300))],
+        );
+        assert_eq!(merged.len(), 2);
+        let ready = find(&merged, "Ready").unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.last_transition_time, Time(at(300)));
+        assert_eq!(
+            find(&merged, "Paused").unwrap().observed_generation,
+            Some(1)
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! CRD generation and the schema's CEL rules, evaluated client-side (kube's `cel` feature).
+
+use kube::core::cel::Validator;
+use kube::CustomResourceExt;
+use serde_json::{json, Value};
+
+use crate::crd::{crds, FdcKernel, Producer};
+
+fn schema<K: CustomResourceExt>() -> Value {
+    let crd = K::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn kernel_obj(spec: Value) -> Value {
+    json!({"apiVersion": "fdc.dev/v1alpha1", "kind": "FdcKernel", "metadata": {"name": "k"}, "spec": spec})
+}
+
+fn base_spec() -> Value {
+    json!({
+        "image": "fdc-kernel:1",
+        "redis": {"url": "redis://r:6379"},
+        "postgres": {"urlSecretRef": {"name": "pg"}},
+    })
+}
+
+/// CEL messages for `obj` (against `old` for transition rules).
+fn cel_errors<K: CustomResourceExt>(obj: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(&schema::<K>(), obj, old) {
+        Ok(()) => vec![],
+        Err(errors) => errors.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn crds_have_names_subresources_and_printer_columns() {
+    let all = crds();
+    let names: Vec<_> = all
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, vec!["fdckernels.fdc.dev", "producers.fdc.dev"]);
+
+    let k = &FdcKernel::crd().spec.versions[0];
+    let scale = k.subresources.as_ref().unwrap().scale.as_ref().unwrap();
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(scale.status_replicas_path, ".status.replicas");
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
+    assert!(k.subresources.as_ref().unwrap().status.is_some());
+    let cols: Vec<_> = k
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        cols,
+        vec!["Ready", "Replicas", "Available", "Reason", "Age"]
+    );
+
+    let p = &Producer::crd().spec.versions[0];
+    let cols: Vec<_> = p
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(cols, vec!["Kernel", "Ready", "Expires", "Reason", "Age"]);
+}
+
+#[test]
+fn conditions_merge_by_type_under_server_side_apply() {
+    for s in [schema::<FdcKernel>(), schema::<Producer>()] {
+        let conditions = &s["properties"]["status"]["properties"]["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map", "{conditions}");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
+        assert!(conditions["items"]["properties"]["observedGeneration"].is_object());
+    }
+}
+
+#[test]
+fn schema_carries_ranges_defaults_and_required_fields() {
+    let s = schema::<FdcKernel>();
+    let spec = &s["properties"]["spec"];
+    assert_eq!(
+        spec["properties"]["replicas"]["minimum"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(
+        spec["properties"]["replicas"]["maximum"].as_f64(),
+        Some(64.0)
+    );
+    assert_eq!(spec["properties"]["replicas"]["default"], 1);
+    assert_eq!(spec["properties"]["streams"]["minItems"], 1);
+    assert_eq!(
+        spec["properties"]["streams"]["x-kubernetes-list-type"],
+        "set"
+    );
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required, vec!["image", "postgres", "redis"]);
+    assert_eq!(
+        spec["properties"]["config"]["x-kubernetes-preserve-unknown-fields"],
+        true
+    );
+}
+
+#[test]
+fn a_valid_kernel_passes_cel() {
+    assert_eq!(
+        cel_errors::<FdcKernel>(&kernel_obj(base_spec()), None),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn redis_needs_exactly_one_source() {
+    let mut spec = base_spec();
+    spec["redis"]["urlSecretRef"] = json!({"name": "redis"});
+    assert_eq!(
+        cel_errors::<FdcKernel>(&kernel_obj(spec), None),
+        vec!["set exactly one of redis.url and redis.urlSecretRef"]
+    );
+    let mut spec = base_spec();
+    spec["redis"] = json!({});
+    assert_eq!(cel_errors::<FdcKernel>(&kernel_obj(spec), None).len(), 1);
+}
+
+#[test]
+fn republishing_into_an_ingest_stream_is_refused() {
+    let mut spec = base_spec();
+    spec["streams"] = json!(["events", "audit"]);
+    spec["republish"] = json!({"enabled": true, "stream": "audit"});
+    assert_eq!(
+        cel_errors::<FdcKernel>(&kernel_obj(spec.clone()), None),
+        vec!["republish.stream must not be one of the ingest streams: the kernel would re-ingest its own output"]
+    );
+    spec["republish"]["enabled"] = json!(false);
+    assert!(cel_errors::<FdcKernel>(&kernel_obj(spec), None).is_empty());
+}
+
+#[test]
+fn consumer_group_and_spill_volume_are_immutable_but_replicas_are_not() {
+    let old = kernel_obj(base_spec());
+    let mut spec = base_spec();
+    spec["consumerGroup"] = json!("other");
+    spec["spill"] = json!({"size": "5Gi"});
+    spec["replicas"] = json!(4);
+    let mut errors = cel_errors::<FdcKernel>(&kernel_obj(spec), Some(&old));
+    errors.sort();
+    assert_eq!(
+        errors,
+        vec![
+            "consumerGroup is immutable: pending entries of the old group would be stranded",
+            "spill.size is immutable (StatefulSet volumeClaimTemplates are)",
+        ]
+    );
+    let mut spec = base_spec();
+    spec["replicas"] = json!(4);
+    assert!(cel_errors::<FdcKernel>(&kernel_obj(spec), Some(&old)).is_empty());
+}
+
+#[test]
+fn producer_rules() {
+    let producer = |spec: Value| json!({"apiVersion": "fdc.dev/v1alpha1", "kind": "Producer", "metadata": {"name": "p"}, "spec": spec});
+    let ok = producer(json!({"kernelRef": {"name": "k"}}));
+    assert!(cel_errors::<Producer>(&ok, None).is_empty());
+    let bad_key = producer(json!({"kernelRef": {"name": "k"}, "publicKey": "ssh-ed25519 AAAA"}));
+    assert_eq!(
+        cel_errors::<Producer>(&bad_key, None),
+        vec!["publicKey must be a PEM public key (-----BEGIN PUBLIC KEY-----)"]
+    );
+    let moved = producer(json!({"kernelRef": {"name": "other"}}));
+    assert_eq!(
+        cel_errors::<Producer>(&moved, Some(&ok)),
+        vec!["kernelRef is immutable; delete and recreate the Producer"]
+    );
+}
+
+#[test]
+fn crd_yaml_parses_back_to_the_same_crd() {
+    for crd in crds() {
+        let yaml = crate::crd::crd_yaml(&crd).unwrap();
+        assert!(yaml.starts_with("# Generated by `fdc-operator crd`"));
+        let back: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+            serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, crd);
+    }
+}
+
+#[test]
+fn committed_crds_match_the_code() {
+    // `.ci/operator-checks` diffs the files too; this keeps `cargo test` honest on its own.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["crds", "charts/fdc/crds"] {
+        for crd in crds() {
+            let path = root.join(dir).join(crate::crd::crd_file_name(&crd));
+            let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; run `fdc-operator crd --out-dir {dir}`",
+                    path.display()
+                )
+            });
+            assert_eq!(
+                committed,
+                crate::crd::crd_yaml(&crd).unwrap(),
+                "{} drifted; run `fdc-operator crd --out-dir {dir}`",
+                path.display()
+            );
+        }
+    }
+}

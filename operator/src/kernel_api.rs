@@ -1,0 +1,231 @@
+//! HTTP calls from the operator to kernel pods: the admin API (revocation) and `/metrics`
+//! (spill backlog before scale-in).
+//!
+//! Plain HTTP inside the cluster, through hyper (already a kube dependency). The admin token
+//! is sent as a bearer header and never logged; errors carry status codes, not bodies.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use uuid::Uuid;
+
+use crate::builders::config::{ADMIN_PORT, HTTP_PORT};
+use crate::crd::FdcKernel;
+
+/// Gauge the kernel exports with the spilled records not yet replayed to Postgres
+/// (0 = drained; segment bytes are not used because a live segment keeps its header).
+pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
+
+/// Where kernel endpoints are.
+#[derive(Debug, Clone)]
+pub enum Endpoints {
+    /// In a cluster: the kernel Service for admin calls, pod IPs for metrics.
+    Cluster,
+    /// Everything at one base URL (tests): admin at `{base}`, a pod's metrics at
+    /// `{base}/pods/{pod}/metrics`.
+    Fixed(String),
+}
+
+/// A kernel HTTP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelApiError {
+    #[error("request to {url} failed: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("request to {url} timed out after {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("pod {0} has no IP yet")]
+    NoPodIp(String),
+    #[error("{url} does not export {metric}")]
+    MissingMetric { url: String, metric: &'static str },
+}
+
+/// Client for kernel endpoints.
+#[derive(Clone)]
+pub struct KernelApi {
+    http: Client<HttpConnector, Full<Bytes>>,
+    endpoints: Endpoints,
+    timeout: Duration,
+}
+
+/// Result of a revocation call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// The kernel recorded the revocation.
+    Done,
+    /// The kernel never saw this producer (it never published): nothing to revoke.
+    UnknownProducer,
+}
+
+impl KernelApi {
+    pub fn new(endpoints: Endpoints) -> Self {
+        KernelApi {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            endpoints,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn admin_base(&self, kernel: &FdcKernel) -> String {
+        match &self.endpoints {
+            Endpoints::Cluster => format!(
+                "http://{}.{}.svc:{ADMIN_PORT}",
+                kernel.name_any(),
+                kernel.namespace().unwrap_or_default()
+            ),
+            Endpoints::Fixed(base) => base.clone(),
+        }
+    }
+
+    fn metrics_url(&self, pod: &Pod) -> Result<String, KernelApiError> {
+        match &self.endpoints {
+            Endpoints::Cluster => {
+                let ip = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .ok_or_else(|| KernelApiError::NoPodIp(pod.name_any()))?;
+                // IPv6 pod IPs need brackets in a URL.
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                Ok(format!("http://{host}:{HTTP_PORT}/metrics"))
+            }
+            Endpoints::Fixed(base) => Ok(format!("{base}/pods/{}/metrics", pod.name_any())),
+        }
+    }
+
+    /// Revokes `producer_id` at the kernel's admin API.
+    pub async fn revoke_producer(
+        &self,
+        kernel: &FdcKernel,
+        admin_token: &str,
+        producer_id: Uuid,
+        reason: &str,
+    ) -> Result<Revoked, KernelApiError> {
+        let url = format!("{}{}", self.admin_base(kernel), revoke_path(producer_id));
+        let body = serde_json::json!({ "reason": reason }).to_string();
+        let request = http::Request::post(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| transport(&url, e))?;
+        let (status, _) = self.send(&url, request).await?;
+        match status {
+            s if (200..300).contains(&s) => Ok(Revoked::Done),
+            404 => Ok(Revoked::UnknownProducer),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// Spilled records `pod` has not replayed yet, from its `/metrics`.
+    pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
+        let url = self.metrics_url(pod)?;
+        let request = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send(&url, request).await?;
+        if !(200..300).contains(&status) {
+            return Err(KernelApiError::Status { url, status });
+        }
+        parse_gauge_sum(&String::from_utf8_lossy(&body), SPILL_PENDING_METRIC)
+            .map(|v| v.max(0.0) as u64)
+            .ok_or(KernelApiError::MissingMetric {
+                url,
+                metric: SPILL_PENDING_METRIC,
+            })
+    }
+
+    async fn send(
+        &self,
+        url: &str,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<(u16, Bytes), KernelApiError> {
+        let call = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport(url, e))?;
+            let status = response.status().as_u16();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(url, e))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| KernelApiError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            })?
+    }
+}
+
+/// Admin API path that revokes a producer.
+pub fn revoke_path(producer_id: Uuid) -> String {
+    format!("/v1/producers/{producer_id}/revoke")
+}
+
+fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {
+    KernelApiError::Transport {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Sum of all samples of `metric` (any labels) in Prometheus text format.
+pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
+        // Exactly this metric: followed by labels or a space, not a longer name.
+        let rest = if let Some(labels) = rest.strip_prefix('{') {
+            match labels.split_once('}') {
+                Some((_, after)) => after,
+                None => continue,
+            }
+        } else if rest.starts_with(' ') {
+            rest
+        } else {
+            continue;
+        };
+        let value: f64 = match rest.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            Some(v) => v,
+            None => continue,
+        };
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_gauge_sum;
+
+    #[test]
+    fn sums_labelled_samples_and_ignores_longer_names() {
+        let text = "# HELP kernel_spill_bytes bytes\n# TYPE kernel_spill_bytes gauge\n\
+                    kernel_spill_bytes{segment=\"a\"} 100\nkernel_spill_bytes{segment=\"b\"} 23\n\
+                    kernel_spill_bytes_total 999\n";
+        assert_eq!(parse_gauge_sum(text, "kernel_spill_bytes"), Some(123.0));
+        assert_eq!(
+            parse_gauge_sum("kernel_spill_bytes 0\n", "kernel_spill_bytes"),
+            Some(0.0)
+        );
+        assert_eq!(parse_gauge_sum("other 5\n", "kernel_spill_bytes"), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! fdc operator: reconciles `FdcKernel` and `Producer` custom resources.
+
+pub mod auth;
+pub mod builders;
+pub mod controller;
+pub mod crd;
+pub mod kernel_api;
+pub mod labels;
+pub mod leader;
+pub mod manifests;
+pub mod metrics;
+pub mod server;
