@@ -27,7 +27,7 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for kind in ["limit", "drain", "replicas"] {
+    for kind in ["limit", "drain", "replicas", "auth"] {
         let median = &report[kind]["median"];
         assert_eq!(median["events"], 2000, "{kind}: {median}");
         assert!(median["events_per_s"].as_f64().unwrap() > 0.0, "{kind}");
@@ -49,5 +49,5 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
         std::thread::available_parallelism().unwrap().get()
     );
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 4, "{targets:?}");
+    assert_eq!(targets.len(), 5, "{targets:?}");
 }

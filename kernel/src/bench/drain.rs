@@ -25,6 +25,8 @@ pub struct DrainSetup<'a> {
     /// Turns W1 events into stream entries (e.g. adds a token).
     pub entries: &'a (dyn Fn(&super::workload::W1Event) -> Vec<(&'static str, String)> + Sync),
     pub label: &'a str,
+    /// Auth is on: every stored event must carry its producer id.
+    pub expect_producers: bool,
     /// Longest a drain may take before the run fails.
     pub timeout: Duration,
 }
@@ -105,7 +107,7 @@ async fn measure(
     for kernel in kernels {
         kernel.stop(Duration::from_secs(30))?;
     }
-    verify(db, &conn, w1.events, &stored_by).await?;
+    verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
 
     let mut sample = Sample::new(w1.events, seconds, server);
     sample.kernel_cpu_seconds = Some(kernel_cpu);
@@ -143,10 +145,12 @@ async fn verify(
     conn: &MultiplexedConnection,
     sent: usize,
     stored_by: &[u64],
+    expect_producers: bool,
 ) -> Result<(), BenchError> {
-    let (events, distinct, index, tags): (i64, i64, i64, i64) = sqlx::query_as(
+    let (events, distinct, index, tags, with_producer): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM events), (SELECT count(DISTINCT event_id) FROM events), \
-                (SELECT count(*) FROM event_index), (SELECT count(*) FROM event_tags)",
+                (SELECT count(*) FROM event_index), (SELECT count(*) FROM event_tags), \
+                (SELECT count(producer_id) FROM events)",
     )
     .fetch_one(&db.pool)
     .await?;
@@ -154,6 +158,12 @@ async fn verify(
     if events != sent || distinct != sent || index != sent {
         return Err(BenchError::Check(format!(
             "sent {sent}, stored {events} rows ({distinct} distinct ids, {index} in event_index)"
+        )));
+    }
+    let want_producers = if expect_producers { sent } else { 0 };
+    if with_producer != want_producers {
+        return Err(BenchError::Check(format!(
+            "{with_producer} events carry a producer id, want {want_producers}"
         )));
     }
     let want_tags = sent * super::workload::TAGS_PER_EVENT as i64;

@@ -16,6 +16,8 @@ pub enum BenchError {
     Redis(#[from] redis::RedisError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("auth setup: {0}")]
+    Auth(String),
     #[error("kernel process: {0}")]
     Kernel(String),
     /// A guarantee the benchmark asserts did not hold (counts, duplicates).

@@ -5,6 +5,7 @@
 //! same drain with two replicas, and the commit latency at a paced rate. Each run gets a fresh
 //! database; figures are reported as medians.
 
+mod auth_run;
 mod drain;
 mod env;
 mod error;
@@ -33,6 +34,7 @@ pub enum RunKind {
     Drain,
     Replicas,
     Latency,
+    Auth,
 }
 
 #[derive(Debug, Clone)]
@@ -85,10 +87,19 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         extra_env: Vec::new(),
         entries: &drain::plain_entry,
         label,
+        expect_producers: false,
         timeout: options.drain_timeout,
     };
 
+    let auth = if wants(RunKind::Auth) {
+        Some(auth_run::AuthSetup::new()?)
+    } else {
+        None
+    };
+    let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
+
     let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
+    let mut auths = vec![];
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
         if wants(RunKind::Limit) {
@@ -115,6 +126,20 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             );
             replicas.push(s);
         }
+        if let Some(auth) = &auth {
+            let setup = DrainSetup {
+                extra_env: auth.env.clone(),
+                entries: &auth_entry,
+                expect_producers: true,
+                ..drain_setup(1, "auth")
+            };
+            let s = drain::run(&env, w1, &setup).await?;
+            eprintln!(
+                "{tag} auth drain: {:.0} events/s ({:.2} s)",
+                s.events_per_s, s.seconds
+            );
+            auths.push(s);
+        }
         if wants(RunKind::Latency) {
             let s = latency::run(
                 &env,
@@ -136,7 +161,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         limit: Summary::of(limits),
         drain: Summary::of(drains),
         replicas: Summary::of(replicas),
-        auth: None,
+        auth: Summary::of(auths),
         latency: LatencySummary::of(latencies),
         targets: Vec::new(),
         notes: Vec::new(),

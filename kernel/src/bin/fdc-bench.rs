@@ -26,7 +26,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "limit,drain,replicas,latency"
+        default_value = "limit,drain,replicas,auth,latency"
     )]
     runs: Vec<RunKind>,
     /// The fdc-kernel binary; default: the one next to this binary.
