@@ -3,10 +3,14 @@
 //! Ids are resolved in their own short statements, outside the batch transaction, so that a
 //! cached id always refers to a committed row (a rolled-back batch cannot leave a phantom id
 //! in the cache). An unused subject or tag row is harmless.
+//!
+//! The tag cache is keyed by the strings exactly as producers send them; Postgres alone
+//! decides which spellings are the same `citext` tag (the upsert answers with the input
+//! spelling), so no case folding is guessed in Rust and a cache hit allocates nothing.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -16,17 +20,29 @@ use super::StoreError;
 /// high-cardinality subjects, at the cost of some re-resolution.
 const MAX_CACHED: usize = 500_000;
 
-/// Tag identity follows Postgres `citext`: case-insensitive.
-type TagKey = (String, String);
+/// Tag key → tag value → id; nested so a look-up borrows `&str`s.
+#[derive(Default)]
+struct TagMap {
+    by_key: HashMap<String, HashMap<String, i64>>,
+    len: usize,
+}
 
-fn tag_key(key: &str, value: &str) -> TagKey {
-    (key.to_lowercase(), value.to_lowercase())
+impl TagMap {
+    fn get(&self, key: &str, value: &str) -> Option<i64> {
+        self.by_key.get(key)?.get(value).copied()
+    }
+
+    fn insert(&mut self, key: String, value: String, id: i64) {
+        if self.by_key.entry(key).or_default().insert(value, id).is_none() {
+            self.len += 1;
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct IdCache {
     subjects: Arc<Mutex<HashMap<String, Uuid>>>,
-    tags: Arc<Mutex<HashMap<TagKey, i64>>>,
+    tags: Arc<Mutex<TagMap>>,
 }
 
 impl IdCache {
@@ -40,22 +56,28 @@ impl IdCache {
                 .map(|k| k.to_string())
                 .collect()
         };
+        let mut found = HashMap::new();
         if !missing.is_empty() {
-            let found = upsert_subjects(pool, &missing).await?;
+            found = upsert_subjects(pool, &missing).await?;
             let mut cache = self.subjects.lock().expect("subject cache poisoned");
             if cache.len() + found.len() > MAX_CACHED {
                 cache.clear();
             }
-            cache.extend(found);
+            cache.extend(found.iter().map(|(k, v)| (k.clone(), *v)));
         }
         let cache = self.subjects.lock().expect("subject cache poisoned");
         keys.iter()
             .map(|k| {
-                cache.get(*k).copied().ok_or_else(|| {
-                    StoreError::Data(sqlx::Error::Protocol(format!(
-                        "subject `{k}` could not be resolved"
-                    )))
-                })
+                // `found` as well: the cache may have been cleared by another batch meanwhile.
+                cache
+                    .get(*k)
+                    .or_else(|| found.get(*k))
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Data(sqlx::Error::Protocol(format!(
+                            "subject `{k}` could not be resolved"
+                        )))
+                    })
             })
             .collect()
     }
@@ -71,26 +93,27 @@ impl IdCache {
             let mut seen = HashSet::new();
             pairs
                 .iter()
-                .filter(|(k, v)| {
-                    let key = tag_key(k, v);
-                    !cache.contains_key(&key) && seen.insert(key)
-                })
+                .filter(|(k, v)| cache.get(k, v).is_none() && seen.insert((*k, *v)))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
+        let mut found = TagMap::default();
         if !missing.is_empty() {
-            let found = upsert_tags(pool, &missing).await?;
+            let rows = upsert_tags(pool, &missing).await?;
             let mut cache = self.tags.lock().expect("tag cache poisoned");
-            if cache.len() + found.len() > MAX_CACHED {
-                cache.clear();
+            if cache.len + rows.len() > MAX_CACHED {
+                *cache = TagMap::default();
             }
-            cache.extend(found);
+            for (k, v, id) in rows {
+                cache.insert(k.clone(), v.clone(), id);
+                found.insert(k, v, id);
+            }
         }
         let cache = self.tags.lock().expect("tag cache poisoned");
         pairs
             .iter()
             .map(|(k, v)| {
-                cache.get(&tag_key(k, v)).copied().ok_or_else(|| {
+                cache.get(k, v).or_else(|| found.get(k, v)).ok_or_else(|| {
                     StoreError::Data(sqlx::Error::Protocol(format!(
                         "tag `{k}` could not be resolved"
                     )))
@@ -105,8 +128,8 @@ impl IdCache {
 async fn upsert_subjects(
     pool: &PgPool,
     keys: &[String],
-) -> Result<Vec<(String, Uuid)>, StoreError> {
-    let mut found = Vec::with_capacity(keys.len());
+) -> Result<HashMap<String, Uuid>, StoreError> {
+    let mut found = HashMap::with_capacity(keys.len());
     let mut pending: Vec<String> = keys.to_vec();
     for _ in 0..3 {
         let new_ids: Vec<Uuid> = pending.iter().map(|_| Uuid::now_v7()).collect();
@@ -123,9 +146,8 @@ async fn upsert_subjects(
         .bind(&new_ids)
         .fetch_all(pool)
         .await?;
-        let got: HashSet<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
-        pending.retain(|k| !got.contains(k.as_str()));
         found.extend(rows);
+        pending.retain(|k| !found.contains_key(k));
         if pending.is_empty() {
             break;
         }
@@ -133,10 +155,12 @@ async fn upsert_subjects(
     Ok(found)
 }
 
+/// Like [`upsert_subjects`]; answers with the input spelling of each pair, matched to the
+/// stored tag by `citext` equality (so `Env`/`env` both get the id of whichever was first).
 async fn upsert_tags(
     pool: &PgPool,
     pairs: &[(String, String)],
-) -> Result<Vec<(TagKey, i64)>, StoreError> {
+) -> Result<Vec<(String, String, i64)>, StoreError> {
     let mut found = Vec::with_capacity(pairs.len());
     let mut pending: Vec<(String, String)> = pairs.to_vec();
     for _ in 0..3 {
@@ -145,19 +169,28 @@ async fn upsert_tags(
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "WITH input AS (SELECT * FROM unnest($1::text[], $2::text[]) AS i(k, v)), \
              ins AS (INSERT INTO tags (key, value) SELECT k, v FROM input \
-                     ON CONFLICT (key, value) DO NOTHING RETURNING key::text, value::text, tag_id) \
-             SELECT key, value, tag_id FROM ins \
+                     ON CONFLICT (key, value) DO NOTHING RETURNING key, value, tag_id) \
+             SELECT input.k, input.v, ins.tag_id FROM ins \
+             JOIN input ON ins.key = input.k::citext AND ins.value = input.v::citext \
              UNION ALL \
-             SELECT t.key::text, t.value::text, t.tag_id FROM tags t \
+             SELECT input.k, input.v, t.tag_id FROM tags t \
              JOIN input ON t.key = input.k::citext AND t.value = input.v::citext",
         )
         .bind(&keys)
         .bind(&values)
         .fetch_all(pool)
         .await?;
-        let got: HashSet<TagKey> = rows.iter().map(|(k, v, _)| tag_key(k, v)).collect();
-        pending.retain(|(k, v)| !got.contains(&tag_key(k, v)));
-        found.extend(rows.into_iter().map(|(k, v, id)| (tag_key(&k, &v), id)));
+        let got: HashSet<(&str, &str)> = rows
+            .iter()
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        let still: Vec<(String, String)> = pending
+            .iter()
+            .filter(|(k, v)| !got.contains(&(k.as_str(), v.as_str())))
+            .cloned()
+            .collect();
+        found.extend(rows);
+        pending = still;
         if pending.is_empty() {
             break;
         }
