@@ -1,1 +1,2 @@
 //! fdc kernel library.
+pub mod spill;
