@@ -252,14 +252,17 @@ impl SpillStore {
     /// segment is created, its header and directory entry fsynced too).
     /// On error nothing is acknowledged and the store stays usable.
     pub fn append(&mut self, data: &[u8]) -> Result<RecordId, SpillError> {
-        let frame = codec::frame_len(data.len() as u64);
-        let limit = self.cfg.max_bytes.saturating_sub(HEADER);
-        if data.len() as u64 > MAX_PAYLOAD_LEN || frame > limit {
-            return Err(SpillError::RecordTooLarge {
-                len: data.len() as u64,
-                limit: limit.min(MAX_PAYLOAD_LEN),
-            });
+        let len = data.len() as u64;
+        // Largest payload that fits an empty spill (one header, one frame).
+        let limit = self
+            .cfg
+            .max_bytes
+            .saturating_sub(codec::frame_len(HEADER))
+            .min(MAX_PAYLOAD_LEN);
+        if len > limit {
+            return Err(SpillError::RecordTooLarge { len, limit });
         }
+        let frame = codec::frame_len(len);
         let active_len = self.active.as_ref().map(|a| self.segments[&a.seq]);
         let new_segment = match active_len {
             None => true,
