@@ -90,7 +90,11 @@ impl Model {
     fn check_delivery(&mut self, data: &[u8], id: RecordId) -> Result<(), TestCaseError> {
         prop_assert!(data.len() >= 8, "short record");
         let n = u64::from_le_bytes(data[..8].try_into().unwrap());
-        prop_assert_eq!(self.written.get(&n).map(|p| p.as_slice()), Some(data), "wrong record");
+        prop_assert_eq!(
+            self.written.get(&n).map(|p| p.as_slice()),
+            Some(data),
+            "wrong record"
+        );
         if let Some(last) = self.last_delivered {
             prop_assert!(n > last, "out of order: {} after {}", n, last);
         }
@@ -99,7 +103,8 @@ impl Model {
         for skipped in self.acked.range(from..n) {
             prop_assert!(
                 self.committed.contains(skipped),
-                "record {} skipped without being committed", skipped
+                "record {} skipped without being committed",
+                skipped
             );
         }
         self.last_delivered = Some(n);

@@ -104,7 +104,10 @@ fn torn_tail_and_flipped_byte_keep_every_valid_record() {
     assert_eq!(m.pending_records.get(), 11);
 
     // The damaged segment is kept, byte for byte, beside the spill.
-    let aside = format!("{}.corrupt", flip_path.file_name().unwrap().to_str().unwrap());
+    let aside = format!(
+        "{}.corrupt",
+        flip_path.file_name().unwrap().to_str().unwrap()
+    );
     assert_eq!(report.quarantined, vec![dir.path().join(&aside)]);
     assert_eq!(fs::read(dir.path().join(&aside)).unwrap(), damaged);
 
@@ -116,13 +119,23 @@ fn torn_tail_and_flipped_byte_keep_every_valid_record() {
     assert_eq!(m.records_replayed.get(), 11);
     assert_eq!(m.pending_records.get(), 0);
     // Everything replayed is gone; only the evidence, cursor and lock remain.
-    assert_eq!(names(dir.path()), vec![aside, "LOCK".into(), "cursor".into()]);
+    assert_eq!(
+        names(dir.path()),
+        vec![aside, "LOCK".into(), "cursor".into()]
+    );
 
     // Recovery is done once: a second open finds nothing new to count.
     drop(store);
     let m2 = SpillMetrics::new();
     let (_, report2) = SpillStore::open(cfg(dir.path()), m2.clone()).unwrap();
-    assert_eq!((report2.torn_tails, report2.corrupt_segments, report2.records), (0, 0, 0));
+    assert_eq!(
+        (
+            report2.torn_tails,
+            report2.corrupt_segments,
+            report2.records
+        ),
+        (0, 0, 0)
+    );
 }
 
 #[test]
