@@ -37,7 +37,18 @@ enum Action {
     CommitFirst,
     Rewind,
     Reopen,
-    Crash { size: usize, at: u64, tail: Tail },
+    Crash {
+        size: usize,
+        at: u64,
+        tail: Tail,
+    },
+    /// Commit the last delivered record, then die before the deletions it
+    /// triggered were all durable: either before the cursor was replaced
+    /// (everything comes back), or after (a subset of the unlinks is undone).
+    CommitCrash {
+        before_cursor: bool,
+        undo: u64,
+    },
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -55,6 +66,8 @@ fn action() -> impl Strategy<Value = Action> {
         1 => Just(Action::Reopen),
         2 => (0usize..260, any::<u64>(), tail)
             .prop_map(|(size, at, tail)| Action::Crash { size, at, tail }),
+        1 => (any::<bool>(), any::<u64>())
+            .prop_map(|(before_cursor, undo)| Action::CommitCrash { before_cursor, undo }),
     ]
 }
 
@@ -180,6 +193,19 @@ fn lose_unsynced(dir: &Path, id: RecordId, at: u64, tail: &Tail) {
     fs::write(&path, &bytes).unwrap();
 }
 
+/// Segment files and cursor, to put back what a crash would not have removed.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg") || n == "cursor")
+        .map(|n| {
+            let b = fs::read(dir.join(&n)).unwrap();
+            (n, b)
+        })
+        .collect()
+}
+
 fn run(actions: Vec<Action>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Model {
@@ -260,6 +286,40 @@ fn run(actions: Vec<Action>) -> Result<(), TestCaseError> {
                 store = open(dir.path());
                 m.restart();
             }
+            Action::CommitCrash {
+                before_cursor,
+                undo,
+            } => {
+                let Some(&(_, id)) = m.delivered.last() else {
+                    continue;
+                };
+                let before = snapshot(dir.path());
+                store.commit(id).unwrap();
+                for (n, _) in m.delivered.drain(..) {
+                    m.committed.insert(n);
+                }
+                drop(store);
+                let after = snapshot(dir.path());
+                let gone: Vec<&String> = before
+                    .keys()
+                    .filter(|n| n.ends_with(".seg") && !after.contains_key(*n))
+                    .collect();
+                for (k, name) in gone.iter().enumerate() {
+                    if before_cursor || undo & (1 << (k % 64)) != 0 {
+                        fs::write(dir.path().join(name), &before[*name]).unwrap();
+                    }
+                }
+                if before_cursor {
+                    match before.get("cursor") {
+                        Some(c) => fs::write(dir.path().join("cursor"), c).unwrap(),
+                        None => {
+                            let _ = fs::remove_file(dir.path().join("cursor"));
+                        }
+                    }
+                }
+                store = open(dir.path());
+                m.restart();
+            }
         }
         prop_assert_eq!(store.stats().bytes, disk_bytes(dir.path()));
     }
@@ -269,12 +329,20 @@ fn run(actions: Vec<Action>) -> Result<(), TestCaseError> {
     drop(store);
     let mut store = open(dir.path());
     m.restart();
+    let pending = store.stats().pending_records;
+    let mut drained = 0;
     while let Some(r) = store.next_record().unwrap() {
+        drained += 1;
         m.check_delivery(&r.data, r.id)?;
         store.commit(r.id).unwrap();
         let n = m.delivered.pop().unwrap().0;
         m.committed.insert(n);
     }
+    prop_assert_eq!(
+        drained,
+        pending,
+        "pending_records disagrees with the replay"
+    );
     let lost: Vec<_> = m.acked.difference(&m.committed).collect();
     prop_assert!(lost.is_empty(), "acknowledged records lost: {:?}", lost);
     prop_assert!(store.is_empty());
