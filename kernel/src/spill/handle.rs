@@ -3,8 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use super::{
-    Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats, SpillStore,
+    codec, Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats,
+    SpillStore,
 };
 
 /// Cheap to clone; all clones share one store.
@@ -12,6 +15,9 @@ use super::{
 pub struct SpillHandle {
     store: Arc<Mutex<SpillStore>>,
     metrics: SpillMetrics,
+    max_bytes: u64,
+    /// Woken on every successful append, so an idle replay loop starts at once.
+    appended: Arc<Notify>,
 }
 
 impl SpillHandle {
@@ -20,13 +26,16 @@ impl SpillHandle {
         metrics: SpillMetrics,
     ) -> Result<(Self, RecoveryReport), SpillError> {
         let m = metrics.clone();
+        let max_bytes = cfg.max_bytes;
         let (store, report) = tokio::task::spawn_blocking(move || SpillStore::open(cfg, m))
             .await
             .map_err(|e| SpillError::Unavailable(e.to_string()))??;
         Ok((
             Self {
+                max_bytes,
                 store: Arc::new(Mutex::new(store)),
                 metrics,
+                appended: Arc::new(Notify::new()),
             },
             report,
         ))
@@ -52,7 +61,22 @@ impl SpillHandle {
 
     /// See [`SpillStore::append`]: resolves once the record is durable.
     pub async fn append(&self, data: Vec<u8>) -> Result<RecordId, SpillError> {
-        self.with(move |s| s.append(&data)).await
+        let id = self.with(move |s| s.append(&data)).await?;
+        self.appended.notify_one();
+        Ok(id)
+    }
+
+    /// Resolves after the next successful append (or at once if one happened
+    /// since the last call returned).
+    pub async fn appended(&self) {
+        self.appended.notified().await
+    }
+
+    /// Lock-free: true when a record of `len` bytes would fit now.
+    pub fn has_room_for(&self, len: u64) -> bool {
+        let used = u64::try_from(self.metrics.bytes.get()).unwrap_or(u64::MAX);
+        used.saturating_add(codec::frame_len(len) + codec::SEGMENT_HEADER_LEN as u64)
+            <= self.max_bytes
     }
 
     pub async fn next_record(&self) -> Result<Option<Record>, SpillError> {

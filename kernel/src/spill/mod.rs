@@ -17,6 +17,7 @@ pub mod files;
 mod handle;
 mod metrics;
 mod recovery;
+mod replay;
 mod store;
 
 pub use config::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
@@ -24,4 +25,5 @@ pub use error::SpillError;
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;
 pub use metrics::SpillMetrics;
+pub use replay::{run_replay, ReplayConfig, ReplayFailure};
 pub use store::{Record, RecordId, RecoveryReport, SpillStats, SpillStore};
