@@ -1,2 +1,16 @@
-//! fdc kernel library.
+//! fdc kernel: reads protocol v1 events from Redis Streams through a consumer group and stores
+//! them in partitioned Postgres tables. See README.md and docs/.
+
+pub mod config;
+pub mod dev;
+pub mod health;
+pub mod http;
+pub mod ingest;
+pub mod logging;
+pub mod metrics;
+pub mod protocol;
+pub mod redis_io;
+pub mod service;
+pub mod store;
+pub mod testsupport;
 pub mod spill;

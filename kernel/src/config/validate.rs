@@ -1,0 +1,160 @@
+//! Checks a parsed config for values that parse but cannot work, naming key and fix.
+
+use std::path::PathBuf;
+
+use super::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist; pass an existing file to --config or omit it to use defaults and FDC_* variables")]
+    FileMissing(PathBuf),
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config key `{key}`: {problem}; fix: {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+impl ConfigError {
+    pub(super) fn from_figment(err: figment::Error) -> ConfigError {
+        // figment names the key path and the source (file or environment variable) already;
+        // keep every message, since one load can have several bad keys.
+        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        ConfigError::Parse(messages.join("; "))
+    }
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>, fix: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+        fix,
+    }
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+            return Err(invalid(
+                "redis.url",
+                "must start with redis:// or rediss://",
+                "set it like redis://host:6379/",
+            ));
+        }
+        if !self.postgres.url.starts_with("postgres://")
+            && !self.postgres.url.starts_with("postgresql://")
+        {
+            return Err(invalid(
+                "postgres.url",
+                "must start with postgres://",
+                "set it like postgres://user:password@host:5432/db",
+            ));
+        }
+        if self.postgres.max_connections < 2 {
+            return Err(invalid(
+                "postgres.max_connections",
+                format!("{} is too small", self.postgres.max_connections),
+                "use at least 2 (one for batches, one for housekeeping)",
+            ));
+        }
+        let ingest = &self.ingest;
+        if ingest.streams.is_empty() || ingest.streams.iter().any(|s| s.is_empty()) {
+            return Err(invalid(
+                "ingest.streams",
+                "must list at least one non-empty stream name",
+                "e.g. [events]",
+            ));
+        }
+        if ingest
+            .streams
+            .iter()
+            .any(|s| s.ends_with(&ingest.dlq_suffix))
+        {
+            return Err(invalid(
+                "ingest.streams",
+                "a stream name ends with ingest.dlq_suffix, so it would read its own dead letters",
+                "remove dead-letter streams from ingest.streams",
+            ));
+        }
+        if ingest.group.is_empty() {
+            return Err(invalid("ingest.group", "is empty", "e.g. kernel"));
+        }
+        if ingest.consumer.as_deref() == Some("") {
+            return Err(invalid(
+                "ingest.consumer",
+                "is empty",
+                "unset it to use the host name, or give a name",
+            ));
+        }
+        if ingest.batch_max_size == 0 || ingest.batch_max_size > 100_000 {
+            return Err(invalid(
+                "ingest.batch_max_size",
+                format!("{} is out of range", ingest.batch_max_size),
+                "use 1..=100000 (default 1000)",
+            ));
+        }
+        if ingest.queue_batches == 0 {
+            return Err(invalid(
+                "ingest.queue_batches",
+                "is 0",
+                "use at least 1 (default 4)",
+            ));
+        }
+        if ingest.max_deliveries == 0 {
+            return Err(invalid(
+                "ingest.max_deliveries",
+                "is 0",
+                "use at least 1 (default 5)",
+            ));
+        }
+        if ingest.dlq_suffix.is_empty() {
+            return Err(invalid(
+                "ingest.dlq_suffix",
+                "is empty, so the DLQ would be the stream itself",
+                "e.g. :dlq",
+            ));
+        }
+        if ingest.claim_idle <= self.postgres.statement_timeout {
+            return Err(invalid(
+                "ingest.claim_idle",
+                format!(
+                    "{:?} does not exceed postgres.statement_timeout ({:?}), so a live replica's batch could be claimed mid-commit",
+                    ingest.claim_idle, self.postgres.statement_timeout
+                ),
+                "raise ingest.claim_idle or lower postgres.statement_timeout",
+            ));
+        }
+        if ingest.claim_idle <= self.shutdown.timeout {
+            return Err(invalid(
+                "ingest.claim_idle",
+                "does not exceed shutdown.timeout, so a draining replica's batch could be claimed",
+                "raise ingest.claim_idle or lower shutdown.timeout",
+            ));
+        }
+        if self.limits.max_entry_bytes < 256 {
+            return Err(invalid(
+                "limits.max_entry_bytes",
+                "is below 256 bytes, too small for any valid entry",
+                "use e.g. 65536",
+            ));
+        }
+        if self.republish.enabled && self.republish.stream.is_empty() {
+            return Err(invalid(
+                "republish.stream",
+                "is empty while republish.enabled is true",
+                "name a stream, e.g. events:stored",
+            ));
+        }
+        if self.republish.enabled && ingest.streams.contains(&self.republish.stream) {
+            return Err(invalid(
+                "republish.stream",
+                "is also in ingest.streams, so stored events would be ingested again",
+                "use a stream that the kernel does not read",
+            ));
+        }
+        Ok(())
+    }
+}

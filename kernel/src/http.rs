@@ -1,0 +1,71 @@
+//! The HTTP endpoints: `/metrics`, `/healthz` (the process is alive), `/readyz` (it can do its
+//! job: Redis and Postgres answer, migrations are applied, ingest is not blocked, not
+//! shutting down).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::redis_io::StreamClient;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: Metrics,
+    pub health: Health,
+    pub store: Store,
+    pub redis: StreamClient,
+}
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<HttpState>) -> ([(&'static str, &'static str); 1], String) {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
+    let mut problems = Vec::new();
+    if state.health.shutting_down() {
+        problems.push("shutting down");
+    }
+    if !state.health.migrated() {
+        problems.push("migrations not applied yet");
+    }
+    if state.health.writer_blocked() {
+        problems.push("writer blocked: Postgres unavailable");
+    }
+    let (pg_ok, redis_ok) = tokio::join!(
+        state.store.ping(PROBE_TIMEOUT),
+        tokio::time::timeout(PROBE_TIMEOUT, state.redis.ping())
+    );
+    if !pg_ok {
+        problems.push("Postgres unreachable");
+    }
+    if !matches!(redis_ok, Ok(true)) {
+        problems.push("Redis unreachable");
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
+    }
+}

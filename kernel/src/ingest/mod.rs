@@ -1,0 +1,17 @@
+//! The ingest pipeline: a reader task fills a bounded queue from Redis, a writer task stores
+//! batches in Postgres and acknowledges them. A full queue stops the reader, so a slow
+//! Postgres leaves the backlog in Redis and memory stays bounded.
+
+mod dlq;
+mod reader;
+mod republish;
+mod writer;
+
+pub use dlq::dead_letter_fields;
+pub use reader::Reader;
+pub use writer::Writer;
+
+use crate::protocol::Entry;
+
+/// A chunk of entries as read from Redis, in stream order.
+pub type Chunk = Vec<Entry>;

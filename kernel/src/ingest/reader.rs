@@ -1,0 +1,187 @@
+//! Reading the consumer group: first this consumer's own pending entries (left by a crash or
+//! a restart), then new ones; periodically claiming entries a dead replica left idle.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Chunk;
+use crate::config::IngestConfig;
+use crate::metrics::Metrics;
+use crate::protocol::Entry;
+use crate::redis_io::{RedisIoError, StreamClient};
+
+pub struct Reader {
+    pub client: StreamClient,
+    pub config: IngestConfig,
+    pub metrics: Metrics,
+    pub queue: mpsc::Sender<Chunk>,
+    pub shutdown: CancellationToken,
+}
+
+/// Backoff between failed Redis calls; a restarted Redis is picked up within a second or two.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+impl Reader {
+    /// Runs until shutdown. Dropping `self.queue` on return tells the writer to finish.
+    pub async fn run(self) {
+        let mut delay = RETRY_MIN;
+        while !self.shutdown.is_cancelled() {
+            match self.run_once().await {
+                Ok(()) => return,
+                Err(e) => {
+                    self.metrics.redis_errors.inc();
+                    warn!(error = %e, "redis read failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// One session: set up groups, recover pending, then read until shutdown or an error.
+    async fn run_once(&self) -> Result<(), RedisIoError> {
+        for stream in &self.config.streams {
+            self.client.ensure_group(stream).await?;
+        }
+        for stream in &self.config.streams {
+            self.recover_own_pending(stream).await?;
+        }
+        let streams = self.config.streams.clone();
+        let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
+        let mut next_claim = Instant::now() + self.config.claim_interval;
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if Instant::now() >= next_claim {
+                for stream in &streams {
+                    self.claim_idle(stream).await?;
+                }
+                next_claim = Instant::now() + self.config.claim_interval;
+            }
+            let started = Instant::now();
+            let read = self.client.read(
+                &streams,
+                &news,
+                self.config.batch_max_size,
+                Some(self.config.batch_max_wait),
+            );
+            let entries = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                entries = read => entries?,
+            };
+            self.metrics
+                .redis_batch_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if !self.forward(entries).await {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Re-reads entries delivered to this consumer name but never acknowledged.
+    async fn recover_own_pending(&self, stream: &str) -> Result<(), RedisIoError> {
+        let mut cursor = "0".to_string();
+        let mut recovered = 0usize;
+        loop {
+            let mut entries = self
+                .client
+                .read(
+                    &[stream.to_string()],
+                    std::slice::from_ref(&cursor),
+                    self.config.batch_max_size,
+                    None,
+                )
+                .await?;
+            let Some(last) = entries.last() else { break };
+            cursor = last.at.id.clone();
+            self.fill_delivery_counts(stream, &mut entries).await?;
+            recovered += entries.len();
+            if !self.forward(entries).await {
+                return Ok(());
+            }
+        }
+        if recovered > 0 {
+            info!(stream, recovered, "re-read own pending entries");
+        }
+        Ok(())
+    }
+
+    /// XAUTOCLAIM sweep: entries idle past `claim_idle` on any consumer become ours.
+    async fn claim_idle(&self, stream: &str) -> Result<(), RedisIoError> {
+        let mut cursor = "0-0".to_string();
+        loop {
+            let page = self
+                .client
+                .autoclaim(
+                    stream,
+                    self.config.claim_idle,
+                    &cursor,
+                    self.config.batch_max_size,
+                )
+                .await?;
+            if !page.deleted.is_empty() {
+                // Trimmed while pending: Redis has dropped them from the pending list already.
+                warn!(
+                    stream,
+                    count = page.deleted.len(),
+                    "claimed entries were trimmed from the stream"
+                );
+                self.metrics.redis_trimmed.inc_by(page.deleted.len() as u64);
+            }
+            let mut entries = page.entries;
+            if !entries.is_empty() {
+                self.fill_delivery_counts(stream, &mut entries).await?;
+                self.metrics.redis_claimed.inc_by(entries.len() as u64);
+                info!(stream, count = entries.len(), "claimed idle entries");
+                if !self.forward(entries).await {
+                    return Ok(());
+                }
+            }
+            if page.next == "0-0" {
+                return Ok(());
+            }
+            cursor = page.next;
+        }
+    }
+
+    async fn fill_delivery_counts(
+        &self,
+        stream: &str,
+        entries: &mut [Entry],
+    ) -> Result<(), RedisIoError> {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(());
+        };
+        let counts = self
+            .client
+            .delivery_counts(stream, &first.at.id, &last.at.id, entries.len())
+            .await?;
+        for entry in entries {
+            entry.deliveries = counts.get(&entry.at.id).copied().unwrap_or(1);
+        }
+        Ok(())
+    }
+
+    /// Hands entries to the writer, waiting while the queue is full (backpressure). Returns
+    /// false when the writer is gone.
+    async fn forward(&self, entries: Vec<Entry>) -> bool {
+        if entries.is_empty() {
+            return true;
+        }
+        self.metrics.redis_read.inc_by(entries.len() as u64);
+        self.metrics.queue_batches.inc();
+        let sent = self.queue.send(entries).await.is_ok();
+        if !sent {
+            self.metrics.queue_batches.dec();
+        }
+        sent
+    }
+}

@@ -1,0 +1,313 @@
+//! The writer: validates a batch, stores its events in one statement, dead-letters what is
+//! invalid, and only then acknowledges. Nothing is acknowledged that is not stored or
+//! dead-lettered.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{dlq, republish, Chunk};
+use crate::config::Config;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::protocol::{self, Entry, EntryRef, Event, Limits, Message, Reason, Rejection};
+use crate::redis_io::{RedisIoError, StreamClient};
+use crate::store::{Store, StoreError, WriteOutcome};
+
+pub struct Writer {
+    pub config: Config,
+    pub store: Store,
+    pub client: StreamClient,
+    pub metrics: Metrics,
+    pub health: Health,
+    /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
+    pub give_up: CancellationToken,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A batch after validation.
+#[derive(Default)]
+struct Sorted {
+    /// Entries done with once the batch commits (heartbeats, controls, trimmed).
+    settled: Vec<EntryRef>,
+    dead: Vec<(Entry, Rejection)>,
+    events: Vec<Event>,
+    /// The entry behind each event, for the DLQ should Postgres reject the event.
+    event_entries: HashMap<EntryRef, Entry>,
+}
+
+/// Raised when a batch could not be finished before `give_up`: its entries stay pending.
+#[derive(Debug)]
+struct GaveUp;
+
+impl Writer {
+    /// Processes chunks until the reader closes the queue.
+    pub async fn run(self, mut queue: mpsc::Receiver<Chunk>) {
+        while let Some(first) = queue.recv().await {
+            self.metrics.queue_batches.dec();
+            let batch = self.fill_batch(first, &mut queue).await;
+            if self.process(batch).await.is_err() {
+                warn!("shutdown timeout reached; unfinished entries stay pending for redelivery");
+                return;
+            }
+        }
+    }
+
+    /// Adds queued chunks to `batch` until it is full or `batch_max_wait` has passed.
+    async fn fill_batch(&self, mut batch: Chunk, queue: &mut mpsc::Receiver<Chunk>) -> Chunk {
+        let max = self.config.ingest.batch_max_size;
+        let deadline = tokio::time::Instant::now() + self.config.ingest.batch_max_wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(more)) => {
+                    self.metrics.queue_batches.dec();
+                    batch.extend(more);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
+        let started = Instant::now();
+        let mut sorted = self.sort(batch);
+
+        let events = std::mem::take(&mut sorted.events);
+        let (outcome, rejected) = self.store_isolating(&events).await?;
+        for (event, why) in rejected {
+            if let Some(entry) = sorted.event_entries.remove(&event.source) {
+                sorted.dead.push((entry, why));
+            }
+        }
+        self.record_stored(&events, &outcome);
+        self.republish(&events, &outcome).await;
+
+        self.retry_redis("dead-letter", || {
+            let mut conn = self.client.ops();
+            let dead = &sorted.dead;
+            let config = &self.config;
+            async move { dlq::send(&mut conn, dead, |s| config.dlq_stream(s)).await }
+        })
+        .await?;
+        for (entry, why) in &sorted.dead {
+            self.metrics
+                .redis_dlq
+                .with_label_values(&[why.reason.code()])
+                .inc();
+            info!(stream = %entry.at.stream, id = %entry.at.id, reason = why.reason.code(), detail = %why.detail, "dead-lettered");
+        }
+
+        let mut acks = sorted.settled;
+        acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
+        acks.extend(sorted.event_entries.into_keys());
+        self.ack(&acks).await?;
+        self.metrics
+            .stage_seconds
+            .with_label_values(&["batch"])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Validates each entry into an event, a dead letter, or a settled message.
+    fn sort(&self, batch: Chunk) -> Sorted {
+        let limits = Limits {
+            config: self.config.limits.clone(),
+            now_ns: now_ns(),
+        };
+        let mut sorted = Sorted::default();
+        for entry in batch {
+            if entry.fields.is_none() {
+                // Trimmed while pending: there is nothing left to store or dead-letter.
+                warn!(stream = %entry.at.stream, id = %entry.at.id, "pending entry was trimmed from the stream");
+                self.metrics.redis_trimmed.inc();
+                sorted.settled.push(entry.at);
+                continue;
+            }
+            if entry.deliveries > self.config.ingest.max_deliveries {
+                let why = Rejection::new(
+                    Reason::MaxDeliveries,
+                    format!(
+                        "delivered {} times, more than ingest.max_deliveries = {}",
+                        entry.deliveries, self.config.ingest.max_deliveries
+                    ),
+                );
+                sorted.dead.push((entry, why));
+                continue;
+            }
+            match protocol::parse(&entry, &limits) {
+                Err(why) => sorted.dead.push((entry, why)),
+                Ok(parsed) => match parsed.message {
+                    Message::Data(event) => {
+                        sorted.events.push(event);
+                        sorted.event_entries.insert(entry.at.clone(), entry);
+                    }
+                    Message::Heartbeat => {
+                        self.metrics.heartbeats.inc();
+                        sorted.settled.push(entry.at);
+                    }
+                    Message::Control { data } => {
+                        self.metrics.controls.inc();
+                        info!(stream = %entry.at.stream, id = %entry.at.id, %data, "control message");
+                        sorted.settled.push(entry.at);
+                    }
+                },
+            }
+        }
+        sorted
+    }
+
+    /// Stores `events`; events Postgres rejects for their content are isolated by splitting
+    /// the batch, and returned with the reason. Outages are retried until `give_up`.
+    async fn store_isolating(
+        &self,
+        events: &[Event],
+    ) -> Result<(WriteOutcome, Vec<(Event, Rejection)>), GaveUp> {
+        let mut outcome = WriteOutcome::default();
+        let mut rejected = Vec::new();
+        let mut todo: Vec<&[Event]> = vec![events];
+        while let Some(part) = todo.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            match self.store_retrying(part).await? {
+                Ok(done) => {
+                    outcome.stored.extend(done.stored);
+                    outcome.duplicates += done.duplicates;
+                }
+                Err(e) if part.len() == 1 => {
+                    rejected.push((
+                        part[0].clone(),
+                        Rejection::new(Reason::Rejected, format!("Postgres rejected it: {e}")),
+                    ));
+                }
+                Err(_) => {
+                    let (left, right) = part.split_at(part.len() / 2);
+                    todo.push(right);
+                    todo.push(left);
+                }
+            }
+        }
+        Ok((outcome, rejected))
+    }
+
+    /// One write, retried while Postgres is unavailable. `Ok(Err(_))` is a data error.
+    async fn store_retrying(
+        &self,
+        events: &[Event],
+    ) -> Result<Result<WriteOutcome, StoreError>, GaveUp> {
+        let mut delay = RETRY_MIN;
+        loop {
+            let started = Instant::now();
+            match self.store.write_batch(events).await {
+                Ok(outcome) => {
+                    self.health.set_writer_blocked(false);
+                    self.metrics.pg_batch_size.observe(events.len() as f64);
+                    self.metrics
+                        .pg_batch_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    return Ok(Ok(outcome));
+                }
+                Err(e) => {
+                    self.metrics.pg_errors.with_label_values(&[e.kind()]).inc();
+                    if !e.is_outage() {
+                        warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
+                        return Ok(Err(e));
+                    }
+                    self.health.set_writer_blocked(true);
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Postgres unavailable; batch kept pending");
+                }
+            }
+            tokio::select! {
+                _ = self.give_up.cancelled() => return Err(GaveUp),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn record_stored(&self, events: &[Event], outcome: &WriteOutcome) {
+        self.metrics
+            .events_stored
+            .inc_by(outcome.stored.len() as u64);
+        self.metrics
+            .events_duplicate
+            .inc_by(outcome.duplicates as u64);
+        let now = now_ns();
+        for event in events.iter().filter(|e| outcome.stored.contains(&e.id)) {
+            let latency = (now - event.ts_ns).max(0) as f64 / 1e9;
+            self.metrics.commit_latency_seconds.observe(latency);
+        }
+        if outcome.duplicates > 0 {
+            debug!(
+                duplicates = outcome.duplicates,
+                "duplicate event ids not stored again"
+            );
+        }
+    }
+
+    /// Best effort: a failed re-publish is logged and counted, never blocks ingest.
+    async fn republish(&self, events: &[Event], outcome: &WriteOutcome) {
+        let config = &self.config.republish;
+        if !config.enabled || outcome.stored.is_empty() {
+            return;
+        }
+        let stored: Vec<&Event> = events
+            .iter()
+            .filter(|e| outcome.stored.contains(&e.id))
+            .collect();
+        let mut conn = self.client.ops();
+        match republish::publish(&mut conn, &config.stream, config.maxlen, &stored).await {
+            Ok(()) => self.metrics.republished.inc_by(stored.len() as u64),
+            Err(e) => {
+                self.metrics.redis_errors.inc();
+                warn!(error = %e, count = stored.len(), "re-publish failed");
+            }
+        }
+    }
+
+    async fn ack(&self, acks: &[EntryRef]) -> Result<(), GaveUp> {
+        let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
+        for at in acks {
+            by_stream.entry(&at.stream).or_default().push(&at.id);
+        }
+        for (stream, ids) in by_stream {
+            self.retry_redis("ack", || self.client.ack(stream, &ids))
+                .await?;
+            self.metrics.redis_ack.inc_by(ids.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Retries a Redis call until it succeeds or `give_up` fires.
+    async fn retry_redis<F, Fut, T>(&self, what: &str, mut call: F) -> Result<T, GaveUp>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisIoError>>,
+    {
+        let mut delay = RETRY_MIN;
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.metrics.redis_errors.inc();
+                    warn!(error = %e, what, "Redis call failed; retrying");
+                }
+            }
+            tokio::select! {
+                _ = self.give_up.cancelled() => return Err(GaveUp),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}

@@ -1,0 +1,217 @@
+//! Prometheus metrics of the kernel, all in one registry served at `/metrics`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::protocol::Reason;
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub redis_read: IntCounter,
+    pub redis_ack: IntCounter,
+    pub redis_dlq: IntCounterVec,
+    pub redis_batch_seconds: Histogram,
+    pub redis_claimed: IntCounter,
+    pub redis_trimmed: IntCounter,
+    pub redis_errors: IntCounter,
+    pub pg_batch_size: Histogram,
+    pub pg_batch_seconds: Histogram,
+    pub pg_errors: IntCounterVec,
+    pub events_stored: IntCounter,
+    pub events_duplicate: IntCounter,
+    pub heartbeats: IntCounter,
+    pub controls: IntCounter,
+    pub republished: IntCounter,
+    pub commit_latency_seconds: Histogram,
+    pub group_pending: IntGaugeVec,
+    pub group_lag: IntGaugeVec,
+    pub queue_batches: IntGauge,
+    pub partitions_dropped: IntCounter,
+    pub stage_seconds: HistogramVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
+fn seconds_buckets() -> Vec<f64> {
+    vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let r = &registry;
+        let redis_dlq = counter_vec(
+            r,
+            "kernel_redis_dlq_total",
+            "Entries sent to the dead-letter stream, by reason code.",
+            &["reason"],
+        );
+        // Every reason appears from the start, so a dashboard shows 0 rather than nothing.
+        for reason in Reason::ALL {
+            redis_dlq.with_label_values(&[reason.code()]);
+        }
+        let pg_errors = counter_vec(
+            r,
+            "kernel_pg_errors_total",
+            "Failed Postgres batch writes, by kind (unavailable, data).",
+            &["kind"],
+        );
+        for kind in ["unavailable", "data"] {
+            pg_errors.with_label_values(&[kind]);
+        }
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "kernel_stage_seconds",
+                "Time per batch spent in each pipeline stage.",
+            )
+            .buckets(seconds_buckets()),
+            &["stage"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(stage_seconds.clone()))
+            .expect("unique metric");
+        let queue_batches = IntGauge::new(
+            "kernel_queue_batches",
+            "Batches read from Redis and waiting for the Postgres writer.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(queue_batches.clone()))
+            .expect("unique metric");
+        Metrics {
+            redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
+            redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
+            redis_dlq,
+            redis_batch_seconds: histogram(
+                r,
+                "kernel_redis_batch_seconds",
+                "Time of one XREADGROUP/XAUTOCLAIM round trip.",
+                seconds_buckets(),
+            ),
+            redis_claimed: counter(
+                r,
+                "kernel_redis_claimed_total",
+                "Entries claimed from other consumers after claim_idle.",
+            ),
+            redis_trimmed: counter(
+                r,
+                "kernel_redis_trimmed_total",
+                "Pending entries found deleted from the stream (trimmed) and dropped from the pending list.",
+            ),
+            redis_errors: counter(
+                r,
+                "kernel_redis_errors_total",
+                "Failed Redis commands (the kernel reconnects and retries).",
+            ),
+            pg_batch_size: histogram(
+                r,
+                "kernel_pg_batch_size",
+                "Events per Postgres batch.",
+                vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0],
+            ),
+            pg_batch_seconds: histogram(
+                r,
+                "kernel_pg_batch_seconds",
+                "Time to write and commit one batch in Postgres.",
+                seconds_buckets(),
+            ),
+            pg_errors,
+            events_stored: counter(
+                r,
+                "kernel_events_stored_total",
+                "Events stored in Postgres (first sight of their id).",
+            ),
+            events_duplicate: counter(
+                r,
+                "kernel_events_duplicate_total",
+                "Events whose id was already stored (at-least-once redelivery); not stored again.",
+            ),
+            heartbeats: counter(r, "kernel_heartbeats_total", "Heartbeat messages received."),
+            controls: counter(r, "kernel_control_total", "Control messages received."),
+            republished: counter(
+                r,
+                "kernel_republished_total",
+                "Stored events re-published to republish.stream.",
+            ),
+            commit_latency_seconds: histogram(
+                r,
+                "kernel_commit_latency_seconds",
+                "Commit time minus the event's ts (sender time).",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0,
+                ],
+            ),
+            group_pending: gauge_vec(
+                r,
+                "kernel_group_pending",
+                "Entries delivered to the group but not yet acknowledged, per stream.",
+                &["stream"],
+            ),
+            group_lag: gauge_vec(
+                r,
+                "kernel_group_lag",
+                "Entries in the stream not yet delivered to the group, per stream.",
+                &["stream"],
+            ),
+            queue_batches,
+            partitions_dropped: counter(
+                r,
+                "kernel_partitions_dropped_total",
+                "Daily partitions dropped by retention.",
+            ),
+            stage_seconds,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,468 @@
+//! Validation of a raw entry against protocol v1 and the configured limits.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::{Entry, Event, Message, Parsed, Reason, Rejection, Token, SUPPORTED_MAJOR};
+use crate::config::LimitsConfig;
+
+/// The limits `parse` enforces, with the clock reading to judge `ts` against.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub config: LimitsConfig,
+    /// Now, in nanoseconds since the epoch.
+    pub now_ns: i64,
+}
+
+const REQUIRED: [&str; 4] = ["type", "version", "id", "ts"];
+
+pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
+    let fields = entry
+        .fields
+        .as_ref()
+        .ok_or_else(|| Rejection::new(Reason::MissingField, "entry has no fields"))?;
+    let size = entry.size();
+    if size > limits.config.max_entry_bytes {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!(
+                "entry is {size} bytes, limit is {}",
+                limits.config.max_entry_bytes
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    if let Some((name, _)) = fields.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+        return Err(Rejection::new(
+            Reason::DuplicateField,
+            format!("field `{name}` appears more than once"),
+        ));
+    }
+    for name in REQUIRED {
+        if entry.field(name).is_none() {
+            return Err(Rejection::new(
+                Reason::MissingField,
+                format!("required field `{name}` is missing"),
+            ));
+        }
+    }
+    let text = |name: &str| -> Result<&str, Rejection> {
+        std::str::from_utf8(entry.field(name).unwrap_or_default()).map_err(|_| {
+            Rejection::new(
+                reason_for_field(name),
+                format!("field `{name}` is not UTF-8"),
+            )
+        })
+    };
+
+    check_version(text("version")?)?;
+    let kind = text("type")?;
+    let id = parse_id(text("id")?)?;
+    let ts_ns = parse_ts(text("ts")?, limits)?;
+    let token = entry
+        .field("token")
+        .map(|t| Token::new(String::from_utf8_lossy(t).into_owned()));
+
+    let message = match kind {
+        "data" => {
+            let data = entry.field("data").ok_or_else(|| {
+                Rejection::new(Reason::MissingField, "`data` message has no `data` field")
+            })?;
+            let body = parse_data(data, &limits.config)?;
+            Message::Data(Event {
+                id,
+                ts_ns,
+                subject: body.subject,
+                tags: body.tags.into_iter().collect(),
+                payload: body.payload.get().to_string(),
+                source: entry.at.clone(),
+                producer_id: None,
+            })
+        }
+        "heartbeat" => Message::Heartbeat,
+        "control" => Message::Control {
+            data: String::from_utf8_lossy(entry.field("data").unwrap_or_default()).into_owned(),
+        },
+        "ack" | "error" => {
+            return Err(Rejection::new(
+                Reason::BadDirection,
+                format!("`{kind}` messages flow from the kernel to producers only"),
+            ))
+        }
+        other => {
+            return Err(Rejection::new(
+                Reason::BadType,
+                format!(
+                    "unknown type `{}`; expected data, heartbeat or control",
+                    truncate(other)
+                ),
+            ))
+        }
+    };
+    Ok(Parsed { message, token })
+}
+
+fn reason_for_field(name: &str) -> Reason {
+    match name {
+        "type" => Reason::BadType,
+        "version" => Reason::BadVersion,
+        "id" => Reason::BadId,
+        "ts" => Reason::BadTs,
+        _ => Reason::BadData,
+    }
+}
+
+fn check_version(version: &str) -> Result<(), Rejection> {
+    let bad = || {
+        Rejection::new(
+            Reason::BadVersion,
+            format!(
+                "version `{}` is not MAJOR.MINOR.PATCH with major {SUPPORTED_MAJOR}",
+                truncate(version)
+            ),
+        )
+    };
+    let parts: Vec<&str> = version.split('.').collect();
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    match parts[0].parse::<u64>() {
+        Ok(SUPPORTED_MAJOR) => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Rejection> {
+    Uuid::parse_str(id).map_err(|_| {
+        Rejection::new(
+            Reason::BadId,
+            format!("id `{}` is not a UUID", truncate(id)),
+        )
+    })
+}
+
+fn parse_ts(ts: &str, limits: &Limits) -> Result<i64, Rejection> {
+    let value: i64 = ts.parse().map_err(|_| {
+        Rejection::new(
+            Reason::BadTs,
+            format!(
+                "ts `{}` is not an integer count of nanoseconds",
+                truncate(ts)
+            ),
+        )
+    })?;
+    if value < 0 {
+        return Err(Rejection::new(Reason::BadTs, "ts is before 1970"));
+    }
+    let skew = i64::try_from(limits.config.max_future_skew.as_nanos()).unwrap_or(i64::MAX);
+    if value > limits.now_ns.saturating_add(skew) {
+        return Err(Rejection::new(
+            Reason::BadTs,
+            format!(
+                "ts is {}s in the future, more than limits.max_future_skew ({}s)",
+                (value - limits.now_ns) / 1_000_000_000,
+                limits.config.max_future_skew.as_secs()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataBody<'a> {
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default, borrow)]
+    tags: Option<&'a RawValue>,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+struct DataFields<'a> {
+    subject: Option<String>,
+    tags: BTreeMap<String, String>,
+    payload: &'a RawValue,
+}
+
+fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a>, Rejection> {
+    let raw: DataBody = serde_json::from_slice(data).map_err(|e| {
+        Rejection::new(
+            Reason::BadData,
+            format!("`data` is not a valid data object: {e}"),
+        )
+    })?;
+    let tags = match raw.tags {
+        None => BTreeMap::new(),
+        Some(tags) => serde_json::from_str(tags.get()).map_err(|e| {
+            Rejection::new(
+                Reason::BadTags,
+                format!("`tags` must be an object of string values: {e}"),
+            )
+        })?,
+    };
+    let body = DataFields {
+        subject: raw.subject,
+        tags,
+        payload: raw.payload,
+    };
+    let payload = body.payload.get();
+    if !payload.starts_with('{') {
+        return Err(Rejection::new(
+            Reason::BadPayload,
+            "`payload` must be a JSON object",
+        ));
+    }
+    // Postgres `jsonb` cannot hold U+0000; it would fail the whole batch later.
+    if payload.contains("\\u0000") {
+        return Err(Rejection::new(
+            Reason::BadPayload,
+            "`payload` contains \\u0000, which Postgres jsonb cannot store",
+        ));
+    }
+    if let Some(subject) = &body.subject {
+        if subject.is_empty() || subject.len() > limits.max_subject_len || subject.contains('\0') {
+            return Err(Rejection::new(
+                Reason::BadSubject,
+                format!(
+                    "subject must be 1..={} bytes without NUL",
+                    limits.max_subject_len
+                ),
+            ));
+        }
+    }
+    if body.tags.len() > limits.max_tags {
+        return Err(Rejection::new(
+            Reason::BadTags,
+            format!(
+                "{} tags, limit is limits.max_tags = {}",
+                body.tags.len(),
+                limits.max_tags
+            ),
+        ));
+    }
+    for (key, value) in &body.tags {
+        if key.is_empty() || key.len() > limits.max_tag_key_len || key.contains('\0') {
+            return Err(Rejection::new(
+                Reason::BadTags,
+                format!(
+                    "tag key `{}` must be 1..={} bytes without NUL",
+                    truncate(key),
+                    limits.max_tag_key_len
+                ),
+            ));
+        }
+        if value.len() > limits.max_tag_value_len || value.contains('\0') {
+            return Err(Rejection::new(
+                Reason::BadTags,
+                format!(
+                    "value of tag `{}` must be at most {} bytes without NUL",
+                    truncate(key),
+                    limits.max_tag_value_len
+                ),
+            ));
+        }
+    }
+    // Tag keys are case-insensitive in Postgres (citext): two keys differing only in case
+    // would collide on insert.
+    let mut lowered = HashSet::new();
+    if let Some(key) = body.tags.keys().find(|k| !lowered.insert(k.to_lowercase())) {
+        return Err(Rejection::new(
+            Reason::BadTags,
+            format!("tag key `{}` repeats another key up to case", truncate(key)),
+        ));
+    }
+    Ok(body)
+}
+
+/// Echoing producer input in a detail is useful, but bounded.
+fn truncate(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::EntryRef;
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+
+    fn limits() -> Limits {
+        Limits {
+            config: LimitsConfig::default(),
+            now_ns: NOW,
+        }
+    }
+
+    fn entry(fields: &[(&str, &str)]) -> Entry {
+        Entry {
+            at: EntryRef {
+                stream: "events".into(),
+                id: "1-0".into(),
+            },
+            fields: Some(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+            ),
+            deliveries: 1,
+        }
+    }
+
+    fn data(body: &str) -> Entry {
+        entry(&[
+            ("type", "data"),
+            ("version", "1.0.0"),
+            ("id", "0190f7a4-8c5e-7b7e-9a53-1c2d3e4f5a6b"),
+            ("ts", "1700000000000000001"),
+            ("data", body),
+        ])
+    }
+
+    fn reason(e: &Entry) -> Reason {
+        parse(e, &limits()).unwrap_err().reason
+    }
+
+    #[test]
+    fn accepts_a_full_data_message() {
+        let parsed = parse(
+            &data(r#"{"subject":"dev-1","tags":{"env":"prod","zone":"a"},"payload":{"x":1}}"#),
+            &limits(),
+        )
+        .unwrap();
+        let Message::Data(event) = parsed.message else {
+            panic!("not data")
+        };
+        assert_eq!(event.ts_ns, 1_700_000_000_000_000_001);
+        assert_eq!(event.subject.as_deref(), Some("dev-1"));
+        assert_eq!(
+            event.tags,
+            vec![("env".into(), "prod".into()), ("zone".into(), "a".into())]
+        );
+        assert_eq!(event.payload, r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn subject_and_tags_are_optional() {
+        let parsed = parse(&data(r#"{"payload":{}}"#), &limits()).unwrap();
+        let Message::Data(event) = parsed.message else {
+            panic!("not data")
+        };
+        assert_eq!(event.subject, None);
+        assert!(event.tags.is_empty());
+    }
+
+    #[test]
+    fn each_invalid_class_has_its_reason() {
+        assert_eq!(reason(&data("not json")), Reason::BadData);
+        assert_eq!(reason(&data(r#"{"tags":{}}"#)), Reason::BadData);
+        assert_eq!(reason(&data(r#"{"payload":[1]}"#)), Reason::BadPayload);
+        assert_eq!(reason(&data(r#"{"payload":"x"}"#)), Reason::BadPayload);
+        assert_eq!(
+            reason(&data(r#"{"payload":{"a":"\u0000"}}"#)),
+            Reason::BadPayload
+        );
+        assert_eq!(
+            reason(&data(r#"{"tags":{"k":1},"payload":{}}"#)),
+            Reason::BadTags
+        );
+        let long = format!(r#"{{"tags":{{"k":"{}"}},"payload":{{}}}}"#, "v".repeat(257));
+        assert_eq!(reason(&data(&long)), Reason::BadTags);
+        assert_eq!(
+            reason(&data(r#"{"tags":{"Env":"a","env":"b"},"payload":{}}"#)),
+            Reason::BadTags
+        );
+        assert_eq!(
+            reason(&data(r#"{"subject":"","payload":{}}"#)),
+            Reason::BadSubject
+        );
+        let mut e = data(r#"{"payload":{}}"#);
+        e.fields.as_mut().unwrap()[0].1 = b"bogus".to_vec();
+        assert_eq!(reason(&e), Reason::BadType);
+        for dir in ["ack", "error"] {
+            e.fields.as_mut().unwrap()[0].1 = dir.as_bytes().to_vec();
+            assert_eq!(reason(&e), Reason::BadDirection);
+        }
+    }
+
+    #[test]
+    fn envelope_fields_are_checked() {
+        let base = [
+            ("type", "heartbeat"),
+            ("version", "1.2.3"),
+            ("id", "0190f7a4-8c5e-7b7e-9a53-1c2d3e4f5a6b"),
+            ("ts", "1"),
+        ];
+        assert!(parse(&entry(&base), &limits()).is_ok());
+        let with = |k: &str, v: &str| {
+            let mut f = base.to_vec();
+            f.iter_mut().find(|(n, _)| *n == k).unwrap().1 = v;
+            reason(&entry(&f))
+        };
+        assert_eq!(with("version", "2.0.0"), Reason::BadVersion);
+        assert_eq!(with("version", "1.0"), Reason::BadVersion);
+        assert_eq!(with("version", "v1.0.0"), Reason::BadVersion);
+        assert_eq!(with("id", "42"), Reason::BadId);
+        assert_eq!(with("ts", "-1"), Reason::BadTs);
+        assert_eq!(with("ts", "1.5"), Reason::BadTs);
+        assert_eq!(
+            with("ts", &(NOW + 301_000_000_000).to_string()),
+            Reason::BadTs
+        );
+        assert_eq!(reason(&entry(&base[1..])), Reason::MissingField);
+        let mut dup = base.to_vec();
+        dup.push(("ts", "2"));
+        assert_eq!(reason(&entry(&dup)), Reason::DuplicateField);
+    }
+
+    #[test]
+    fn oversize_entries_are_rejected_first() {
+        let big = format!(r#"{{"payload":{{"x":"{}"}}}}"#, "a".repeat(70_000));
+        assert_eq!(reason(&data(&big)), Reason::TooLarge);
+    }
+
+    #[test]
+    fn token_is_kept_but_never_printed() {
+        let mut e = data(r#"{"payload":{}}"#);
+        e.fields
+            .as_mut()
+            .unwrap()
+            .push(("token".into(), b"secret-token".to_vec()));
+        let parsed = parse(&e, &limits()).unwrap();
+        assert_eq!(parsed.token.as_ref().unwrap().expose(), "secret-token");
+        assert!(!format!("{parsed:?}").contains("secret-token"));
+    }
+
+    #[test]
+    fn heartbeat_of_1970_boundary_and_day() {
+        let e = Event {
+            id: Uuid::nil(),
+            ts_ns: 86_400 * 1_000_000_000 - 1,
+            subject: None,
+            tags: vec![],
+            payload: "{}".into(),
+            source: EntryRef {
+                stream: "s".into(),
+                id: "1-0".into(),
+            },
+            producer_id: None,
+        };
+        assert_eq!(e.day(), 0);
+    }
+}

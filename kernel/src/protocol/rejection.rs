@@ -1,0 +1,77 @@
+//! Why an entry was dead-lettered: a short machine-readable code plus a human detail.
+
+/// Reason codes written to the DLQ's `error` field and the `reason` label of
+/// `kernel_redis_dlq_total`. Stable: documented in docs/protocol.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    MissingField,
+    DuplicateField,
+    TooLarge,
+    BadType,
+    BadDirection,
+    BadVersion,
+    BadId,
+    BadTs,
+    BadData,
+    BadPayload,
+    BadSubject,
+    BadTags,
+    MaxDeliveries,
+    Auth,
+    Rejected,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 15] = [
+        Reason::MissingField,
+        Reason::DuplicateField,
+        Reason::TooLarge,
+        Reason::BadType,
+        Reason::BadDirection,
+        Reason::BadVersion,
+        Reason::BadId,
+        Reason::BadTs,
+        Reason::BadData,
+        Reason::BadPayload,
+        Reason::BadSubject,
+        Reason::BadTags,
+        Reason::MaxDeliveries,
+        Reason::Auth,
+        Reason::Rejected,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::MissingField => "missing_field",
+            Reason::DuplicateField => "duplicate_field",
+            Reason::TooLarge => "too_large",
+            Reason::BadType => "bad_type",
+            Reason::BadDirection => "bad_direction",
+            Reason::BadVersion => "bad_version",
+            Reason::BadId => "bad_id",
+            Reason::BadTs => "bad_ts",
+            Reason::BadData => "bad_data",
+            Reason::BadPayload => "bad_payload",
+            Reason::BadSubject => "bad_subject",
+            Reason::BadTags => "bad_tags",
+            Reason::MaxDeliveries => "max_deliveries",
+            Reason::Auth => "auth",
+            Reason::Rejected => "rejected",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Rejection {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}

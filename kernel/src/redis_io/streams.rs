@@ -1,0 +1,288 @@
+//! Consumer-group commands on the streams the kernel reads.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Value;
+
+use super::reply::{self, parse_entries};
+use super::RedisIoError;
+use crate::protocol::Entry;
+
+/// Redis access for one consumer of one group.
+#[derive(Clone)]
+pub struct StreamClient {
+    reader: ConnectionManager,
+    ops: ConnectionManager,
+    group: String,
+    consumer: String,
+}
+
+/// One XAUTOCLAIM step: claimed entries, ids deleted from the stream meanwhile, next cursor.
+#[derive(Debug, Default)]
+pub struct ClaimPage {
+    pub entries: Vec<Entry>,
+    pub deleted: Vec<String>,
+    pub next: String,
+}
+
+/// The group's backlog on one stream (XINFO GROUPS).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub pending: i64,
+    /// Entries not yet delivered to the group; `None` when Redis cannot tell.
+    pub lag: Option<i64>,
+}
+
+fn manager(
+    client: &redis::Client,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, RedisIoError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    Ok(ConnectionManager::new_lazy_with_config(
+        client.clone(),
+        config,
+    )?)
+}
+
+impl StreamClient {
+    /// Connects lazily: the kernel starts (not ready) while Redis is down.
+    /// `max_block` is the longest BLOCK the reader will use.
+    pub fn new(
+        url: &str,
+        group: &str,
+        consumer: &str,
+        max_block: Duration,
+    ) -> Result<StreamClient, RedisIoError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| RedisIoError::Url(crate::config::redact_url(&e.to_string())))?;
+        Ok(StreamClient {
+            reader: manager(&client, max_block + Duration::from_secs(5))?,
+            ops: manager(&client, Duration::from_secs(10))?,
+            group: group.to_string(),
+            consumer: consumer.to_string(),
+        })
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// A connection for other commands (DLQ, re-publish), sharing the non-blocking link.
+    pub fn ops(&self) -> ConnectionManager {
+        self.ops.clone()
+    }
+
+    pub async fn ping(&self) -> bool {
+        let mut conn = self.ops.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_ok()
+    }
+
+    /// Creates the group on each stream (and the stream, MKSTREAM) if missing. A new group
+    /// starts at the beginning of the stream: events published before the first kernel ran
+    /// are ingested too.
+    pub async fn ensure_group(&self, stream: &str) -> Result<(), RedisIoError> {
+        let mut conn = self.ops.clone();
+        let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// XREADGROUP over `streams` from `ids` (`>` for new entries, an id for this consumer's
+    /// own pending ones). `block: None` returns at once.
+    pub async fn read(
+        &self,
+        streams: &[String],
+        ids: &[String],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<Entry>, RedisIoError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(streams).arg(ids);
+        let mut conn = self.reader.clone();
+        let value: Value = cmd.query_async(&mut conn).await?;
+        Ok(reply::parse_read(&value)?)
+    }
+
+    /// Claims up to `count` entries idle for `min_idle` from any consumer of the group.
+    pub async fn autoclaim(
+        &self,
+        stream: &str,
+        min_idle: Duration,
+        cursor: &str,
+        count: usize,
+    ) -> Result<ClaimPage, RedisIoError> {
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut conn)
+            .await?;
+        let parts = reply::array(&value)?;
+        let next = parts
+            .first()
+            .map(reply::string)
+            .transpose()?
+            .unwrap_or_else(|| "0-0".into());
+        let entries = match parts.get(1) {
+            Some(v) => parse_entries(stream, v)?,
+            None => Vec::new(),
+        };
+        // Redis 7 lists ids it found deleted and has dropped from the pending list.
+        let deleted = match parts.get(2) {
+            Some(v) => reply::array(v)?
+                .iter()
+                .map(reply::string)
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        Ok(ClaimPage {
+            entries,
+            deleted,
+            next,
+        })
+    }
+
+    /// Delivery counts of this consumer's pending entries between `first` and `last`.
+    pub async fn delivery_counts(
+        &self,
+        stream: &str,
+        first: &str,
+        last: &str,
+        count: usize,
+    ) -> Result<HashMap<String, u64>, RedisIoError> {
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(first)
+            .arg(last)
+            .arg(count)
+            .arg(&self.consumer)
+            .query_async(&mut conn)
+            .await?;
+        let mut counts = HashMap::new();
+        for row in reply::array(&value)? {
+            let fields = reply::array(row)?;
+            if let (Some(id), Some(Value::Int(n))) = (fields.first(), fields.get(3)) {
+                counts.insert(reply::string(id)?, *n as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// XACK of `ids` on `stream`; returns how many were pending.
+    pub async fn ack(&self, stream: &str, ids: &[&str]) -> Result<u64, RedisIoError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.ops.clone();
+        let acked: u64 = redis::cmd("XACK")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(acked)
+    }
+
+    /// The group's pending count and lag on `stream`.
+    pub async fn group_info(&self, stream: &str) -> Result<GroupInfo, RedisIoError> {
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await?;
+        for group in reply::array(&value)? {
+            let fields: HashMap<String, &Value> = match group {
+                Value::Map(pairs) => pairs
+                    .iter()
+                    .filter_map(|(k, v)| Some((reply::string(k).ok()?, v)))
+                    .collect(),
+                other => reply::array(other)?
+                    .chunks_exact(2)
+                    .filter_map(|kv| Some((reply::string(&kv[0]).ok()?, &kv[1])))
+                    .collect(),
+            };
+            let name = fields.get("name").map(|v| reply::string(v)).transpose()?;
+            if name.as_deref() != Some(self.group.as_str()) {
+                continue;
+            }
+            let int = |key: &str| match fields.get(key) {
+                Some(Value::Int(n)) => Some(*n),
+                _ => None,
+            };
+            return Ok(GroupInfo {
+                pending: int("pending").unwrap_or(0),
+                lag: int("lag"),
+            });
+        }
+        Ok(GroupInfo::default())
+    }
+
+    /// Removes this consumer from the group, but only when it has nothing pending: deleting
+    /// a consumer with pending entries would strand them.
+    pub async fn leave_group_if_idle(&self, streams: &[String]) -> Result<bool, RedisIoError> {
+        let mut conn = self.ops.clone();
+        for stream in streams {
+            let pending: Value = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(&self.group)
+                .arg("-")
+                .arg("+")
+                .arg(1)
+                .arg(&self.consumer)
+                .query_async(&mut conn)
+                .await?;
+            if !reply::array(&pending)?.is_empty() {
+                return Ok(false);
+            }
+        }
+        for stream in streams {
+            let _: Value = redis::cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(stream)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(true)
+    }
+}

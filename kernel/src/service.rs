@@ -1,0 +1,280 @@
+//! Wiring the kernel together: store, Redis client, pipeline, HTTP, housekeeping, shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::http::{self, HttpState};
+use crate::ingest::{Reader, Writer};
+use crate::metrics::Metrics;
+use crate::redis_io::{RedisIoError, StreamClient};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] RedisIoError),
+    #[error("cannot listen on http.listen {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running kernel. Dropping it does not stop it: call [`RunningKernel::shutdown`].
+pub struct RunningKernel {
+    pub metrics: Metrics,
+    pub health: Health,
+    pub http_addr: SocketAddr,
+    pub consumer: String,
+    stop: CancellationToken,
+    done: JoinHandle<()>,
+}
+
+impl RunningKernel {
+    /// Stops reading, finishes the batch in flight (bounded by `shutdown.timeout`), returns.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
+    }
+
+    /// A token that triggers the same graceful shutdown as [`RunningKernel::shutdown`].
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Waits until the kernel has stopped (after the stop token fired).
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+/// Starts the kernel: it serves HTTP at once and ingests as soon as Redis and Postgres answer.
+pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
+    let consumer = config.consumer_name();
+    let metrics = Metrics::new();
+    let health = Health::default();
+    let store = Store::connect_lazy(&config.postgres, &consumer)?;
+    let client = StreamClient::new(
+        &config.redis.url,
+        &config.ingest.group,
+        &consumer,
+        config.ingest.batch_max_wait,
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| KernelError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| KernelError::Listen {
+            addr: config.http.listen,
+            source,
+        })?;
+
+    let stop = CancellationToken::new();
+    let app = http::router(HttpState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        store: store.clone(),
+        redis: client.clone(),
+    });
+    let http_stop = CancellationToken::new();
+    let http_task = {
+        let http_stop = http_stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                warn!(error = %e, "HTTP server failed");
+            }
+        })
+    };
+
+    let done = tokio::spawn(run(
+        config,
+        store,
+        client,
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+        http_stop,
+        http_task,
+    ));
+    info!(%http_addr, %consumer, "kernel started");
+    Ok(RunningKernel {
+        metrics,
+        health,
+        http_addr,
+        consumer,
+        stop,
+        done,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    config: Config,
+    store: Store,
+    client: StreamClient,
+    metrics: Metrics,
+    health: Health,
+    stop: CancellationToken,
+    http_stop: CancellationToken,
+    http_task: JoinHandle<()>,
+) {
+    if !prepare_database(&config, &store, &health, &stop).await {
+        http_stop.cancel();
+        let _ = http_task.await;
+        return;
+    }
+    let housekeeping = tokio::spawn(housekeeping(
+        config.clone(),
+        store.clone(),
+        client.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+
+    let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
+    let give_up = CancellationToken::new();
+    let reader = tokio::spawn(
+        Reader {
+            client: client.clone(),
+            config: config.ingest.clone(),
+            metrics: metrics.clone(),
+            queue: queue_tx,
+            shutdown: stop.clone(),
+        }
+        .run(),
+    );
+    let writer = tokio::spawn(
+        Writer {
+            config: config.clone(),
+            store,
+            client: client.clone(),
+            metrics,
+            health: health.clone(),
+            give_up: give_up.clone(),
+        }
+        .run(queue_rx),
+    );
+
+    stop.cancelled().await;
+    health.set_shutting_down();
+    info!(
+        timeout_s = config.shutdown.timeout.as_secs(),
+        "shutting down: finishing the batch in flight"
+    );
+    let drained = async {
+        let _ = reader.await;
+        let _ = writer.await;
+    };
+    if tokio::time::timeout(config.shutdown.timeout, drained)
+        .await
+        .is_err()
+    {
+        give_up.cancel();
+        warn!("shutdown timeout passed; unacknowledged entries stay pending for redelivery");
+    }
+    housekeeping.abort();
+    match client.leave_group_if_idle(&config.ingest.streams).await {
+        Ok(true) => info!("left the consumer group (nothing pending)"),
+        Ok(false) => info!("staying in the consumer group: entries still pending"),
+        Err(e) => warn!(error = %e, "could not check pending entries at shutdown"),
+    }
+    http_stop.cancel();
+    let _ = http_task.await;
+    info!("kernel stopped");
+}
+
+/// Migrates (when configured) and creates today's partitions, retrying while Postgres is
+/// down. Returns false when shutdown came first.
+async fn prepare_database(
+    config: &Config,
+    store: &Store,
+    health: &Health,
+    stop: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            if config.postgres.migrate_on_start {
+                store.migrate().await?;
+            } else if !store.migrations_applied().await? {
+                return Err(StoreError::Config(
+                    "migrations are not applied and postgres.migrate_on_start is false; run `fdc-kernel migrate`".into(),
+                ));
+            }
+            store
+                .partitions()
+                .ensure_ahead(store.pool(), config.partitions.ahead_days)
+                .await
+        };
+        match attempt.await {
+            Ok(()) => {
+                health.set_migrated();
+                return true;
+            }
+            Err(e) => warn!(error = %e, "database not ready; retrying"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention.
+async fn housekeeping(
+    config: Config,
+    store: Store,
+    client: StreamClient,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let mut gauges = tokio::time::interval(Duration::from_secs(5));
+    let mut partitions = tokio::time::interval(config.partitions.maintenance_interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = gauges.tick() => {
+                for stream in &config.ingest.streams {
+                    if let Ok(info) = client.group_info(stream).await {
+                        metrics.group_pending.with_label_values(&[stream]).set(info.pending);
+                        metrics.group_lag.with_label_values(&[stream]).set(info.lag.unwrap_or(0));
+                    }
+                }
+            }
+            _ = partitions.tick() => {
+                if let Err(e) = store.partitions().ensure_ahead(store.pool(), config.partitions.ahead_days).await {
+                    warn!(error = %e, "creating partitions ahead failed");
+                }
+                if let Some(days) = config.partitions.retention_days {
+                    match store.partitions().drop_older_than(store.pool(), days).await {
+                        Ok(dropped) => {
+                            metrics.partitions_dropped.inc_by(dropped.len() as u64);
+                            for day in dropped {
+                                info!(partition = %crate::store::day_name(day), "dropped partition past retention");
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "retention failed"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Daily range partitions of `events` and `event_tags`, created on demand.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
+use sqlx::PgPool;
+
+use super::StoreError;
+
+/// The partitioned tables, each getting one partition per UTC day.
+const TABLES: [&str; 2] = ["events", "event_tags"];
+
+/// Remembers which days already have partitions, so a batch costs no DDL once its day exists.
+#[derive(Clone, Default)]
+pub struct Partitions {
+    known: Arc<Mutex<BTreeSet<i64>>>,
+}
+
+/// `YYYYMMDD` of a day counted from the epoch: the suffix of its partition tables.
+pub fn day_name(day: i64) -> String {
+    day_date(day).format("%Y%m%d").to_string()
+}
+
+fn day_date(day: i64) -> NaiveDate {
+    DateTime::<Utc>::UNIX_EPOCH.date_naive() + Days::days(day)
+}
+
+pub fn today() -> i64 {
+    Utc::now().timestamp().div_euclid(86_400)
+}
+
+impl Partitions {
+    /// Makes sure both tables have partitions for `days`. Safe under concurrent replicas: the
+    /// DDL runs under a transaction-scoped advisory lock and `IF NOT EXISTS`.
+    pub async fn ensure(&self, pool: &PgPool, days: &BTreeSet<i64>) -> Result<(), StoreError> {
+        let missing: Vec<i64> = {
+            let known = self.known.lock().expect("partition cache poisoned");
+            days.iter()
+                .filter(|d| !known.contains(d))
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
+            .execute(&mut *tx)
+            .await?;
+        for &day in &missing {
+            let (from, to) = (day_date(day), day_date(day + 1));
+            for table in TABLES {
+                let ddl = format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} \
+                     FOR VALUES FROM ('{from}') TO ('{to}')",
+                    day_name(day)
+                );
+                // Safe: table names are constants, the suffix and bounds are formatted dates.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        self.known
+            .lock()
+            .expect("partition cache poisoned")
+            .extend(missing);
+        Ok(())
+    }
+
+    /// Creates today's partition and `ahead` days more.
+    pub async fn ensure_ahead(&self, pool: &PgPool, ahead: u32) -> Result<(), StoreError> {
+        let today = today();
+        let days = (today..=today + i64::from(ahead)).collect();
+        self.ensure(pool, &days).await
+    }
+
+    /// Drops the partitions entirely older than `keep_days` and the matching de-duplication
+    /// rows. Returns the days dropped.
+    pub async fn drop_older_than(
+        &self,
+        pool: &PgPool,
+        keep_days: u32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let cutoff = today() - i64::from(keep_days);
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname = 'events'",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut dropped = Vec::new();
+        for name in names {
+            let Some(day) = parse_day(&name) else {
+                continue;
+            };
+            if day >= cutoff {
+                continue;
+            }
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
+                .execute(&mut *tx)
+                .await?;
+            for table in TABLES {
+                let ddl = format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day));
+                // Safe: table names are constants, the suffix and bounds are formatted dates.
+                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM event_index WHERE ts >= $1 AND ts < $2")
+                .bind(day_date(day).and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
+                .bind(day_date(day + 1).and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            self.known
+                .lock()
+                .expect("partition cache poisoned")
+                .remove(&day);
+            dropped.push(day);
+        }
+        Ok(dropped)
+    }
+}
+
+fn parse_day(partition: &str) -> Option<i64> {
+    let suffix = partition.strip_prefix("events_p")?;
+    let date = NaiveDate::parse_from_str(suffix, "%Y%m%d").ok()?;
+    Some((date - DateTime::<Utc>::UNIX_EPOCH.date_naive()).num_days())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_names_round_trip() {
+        assert_eq!(day_name(0), "19700101");
+        assert_eq!(day_name(20_000), "20240503");
+        assert_eq!(parse_day("events_p20240503"), Some(20_000));
+        assert_eq!(parse_day("events_default"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! Building blocks for end-to-end tests: an environment of private servers, protocol v1
+//! entries, and polling helpers with exact counts.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{PostgresServer, RedisServer, ServerError};
+use crate::config::Config;
+
+/// A private Redis and Postgres, plus a config pointing at them with test-friendly timings.
+pub struct TestEnv {
+    pub redis: RedisServer,
+    pub postgres: PostgresServer,
+}
+
+impl TestEnv {
+    pub async fn start() -> Result<TestEnv, ServerError> {
+        let (redis, postgres) = tokio::join!(RedisServer::start(), PostgresServer::start());
+        Ok(TestEnv {
+            redis: redis?,
+            postgres: postgres?,
+        })
+    }
+
+    /// Defaults, pointed at the private servers, HTTP on a free port, short waits.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.redis.url = self.redis.url();
+        config.postgres.url = self.postgres.url();
+        config.http.listen = "127.0.0.1:0".parse().expect("static address");
+        config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
+        config.ingest.batch_max_wait = Duration::from_millis(20);
+        config.shutdown.timeout = Duration::from_secs(10);
+        config
+    }
+
+    pub async fn redis_conn(&self) -> MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection")
+    }
+
+    pub async fn pg(&self) -> PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.postgres.url())
+            .await
+            .expect("postgres connection")
+    }
+}
+
+/// Fields of a valid `data` entry.
+pub fn data_fields(
+    id: Uuid,
+    ts_ns: i64,
+    subject: Option<&str>,
+    tags: &[(&str, &str)],
+    payload: serde_json::Value,
+) -> Vec<(String, String)> {
+    let mut data = serde_json::json!({ "payload": payload });
+    if let Some(subject) = subject {
+        data["subject"] = subject.into();
+    }
+    if !tags.is_empty() {
+        data["tags"] = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    vec![
+        ("type".into(), "data".into()),
+        ("version".into(), "1.0.0".into()),
+        ("id".into(), id.to_string()),
+        ("ts".into(), ts_ns.to_string()),
+        ("data".into(), data.to_string()),
+    ]
+}
+
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// XADDs every entry in one pipelined round trip; returns the entry ids.
+pub async fn publish<K: redis::ToRedisArgs, V: redis::ToRedisArgs>(
+    conn: &MultiplexedConnection,
+    stream: &str,
+    entries: &[Vec<(K, V)>],
+) -> Vec<String> {
+    let mut conn = conn.clone();
+    let mut ids = Vec::with_capacity(entries.len());
+    for chunk in entries.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for fields in chunk {
+            pipe.cmd("XADD").arg(stream).arg("*").arg(fields);
+        }
+        let got: Vec<String> = pipe.query_async(&mut conn).await.expect("XADD");
+        ids.extend(got);
+    }
+    ids
+}
+
+/// Polls `probe` until it returns `want` or `timeout` passes; returns the last value seen.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, want: T, mut probe: F) -> T
+where
+    T: PartialEq + Clone,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = probe().await;
+        if got == want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or(-1)
+}
+
+/// `XLEN` of a stream (0 when missing).
+pub async fn xlen(conn: &MultiplexedConnection, stream: &str) -> i64 {
+    let mut conn = conn.clone();
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(0)
+}
+
+/// Entries of the group still pending (delivered, not acknowledged) on `stream`.
+pub async fn pending(conn: &MultiplexedConnection, stream: &str, group: &str) -> i64 {
+    let mut conn = conn.clone();
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    match reply {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// Every entry of a stream as (field → value) maps, oldest first.
+pub async fn read_stream(
+    conn: &MultiplexedConnection,
+    stream: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut conn = conn.clone();
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|entry| {
+            entry
+                .map
+                .into_iter()
+                .map(|(k, v)| {
+                    let v: String = redis::from_redis_value(v).unwrap_or_default();
+                    (k, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A bare HTTP/1.0 GET: status code and body. Enough for `/metrics` and the probes.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled (or exactly labelled, e.g. `name{reason="x"}`) sample.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}

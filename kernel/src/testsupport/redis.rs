@@ -1,0 +1,113 @@
+//! A private `redis-server`.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::{binaries, ports, process, ServerError};
+
+/// Options for a private Redis.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// Turn on the append-only file, so that a restart keeps the data (fault tests).
+    pub appendonly: bool,
+}
+
+/// A `redis-server` on a free loopback port in its own temp dir; killed on drop.
+pub struct RedisServer {
+    dir: TempDir,
+    port: u16,
+    options: RedisOptions,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<RedisServer, ServerError> {
+        Self::start_with(RedisOptions::default()).await
+    }
+
+    pub async fn start_with(options: RedisOptions) -> Result<RedisServer, ServerError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                dir: tempfile::Builder::new().prefix("fdc-redis-").tempdir()?,
+                port: ports::free_port()?,
+                options: options.clone(),
+                child: None,
+            };
+            match server.launch().await {
+                Ok(()) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SIGKILLs the server (no clean shutdown, no final save).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            process::kill(&mut child);
+        }
+    }
+
+    /// Starts the server again on the same port and directory.
+    pub async fn restart(&mut self) -> Result<(), ServerError> {
+        self.kill();
+        self.launch().await
+    }
+
+    async fn launch(&mut self) -> Result<(), ServerError> {
+        let program = binaries::find("redis-server")?;
+        let mut cmd = process::command(&program, None);
+        cmd.args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args([
+                "--appendonly",
+                if self.options.appendonly { "yes" } else { "no" },
+            ])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path());
+        let log: PathBuf = self.dir.path().join("redis.log");
+        let child = process::spawn(cmd, &log)?;
+        self.child = Some(child);
+        let url = self.url();
+        let ready = process::wait_ready("redis-server", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                let client = ::redis::Client::open(url).map_err(|e| e.to_string())?;
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ::redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await;
+        if ready.is_err() {
+            self.kill();
+        }
+        ready
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

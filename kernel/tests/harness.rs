@@ -1,0 +1,54 @@
+//! The private servers start, answer, survive a kill/restart, and clean up.
+
+use fdc_kernel::testsupport::{PostgresServer, RedisServer};
+use sqlx::Connection;
+
+#[tokio::test]
+async fn postgres_restarts_after_kill_and_keeps_data() {
+    let mut pg = PostgresServer::start().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    sqlx::raw_sql("create table t(x int); insert into t values (1), (2)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    pg.kill();
+    assert!(sqlx::PgConnection::connect(&pg.url()).await.is_err());
+    pg.restart().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from t")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let dir = pg.data_dir();
+    drop(conn);
+    drop(pg);
+    assert!(!dir.exists(), "temp dir removed on drop");
+}
+
+#[tokio::test]
+async fn redis_with_aof_keeps_stream_across_restart() {
+    let mut redis =
+        RedisServer::start_with(fdc_kernel::testsupport::RedisOptions { appendonly: true })
+            .await
+            .unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("s")
+        .arg("*")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    redis.restart().await.unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: i64 = redis::cmd("XLEN")
+        .arg("s")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+}
