@@ -277,7 +277,7 @@ fn metrics_register_under_kernel_prefix() {
     let m = SpillMetrics::new();
     m.register(&reg).unwrap();
     let names: Vec<String> = reg.gather().iter().map(|f| f.name().to_string()).collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 11);
     assert!(names.iter().all(|n| n.starts_with("kernel_spill_")));
     assert!(names.contains(&"kernel_spill_corrupt_segments_total".to_string()));
 }

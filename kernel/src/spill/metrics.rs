@@ -21,6 +21,12 @@ pub struct SpillMetrics {
     pub torn_tails: IntCounter,
     /// Appends refused with `SpillError::Full`.
     pub full_rejections: IntCounter,
+    /// Events inside spilled batches (maintained by the pipeline glue).
+    pub events_written: IntCounter,
+    /// Events of spilled batches handled by replay (stored, duplicate or dead-lettered).
+    pub events_replayed: IntCounter,
+    /// Records that passed their checksum but are not a batch this kernel can read.
+    pub undecodable_records: IntCounter,
 }
 
 impl Default for SpillMetrics {
@@ -61,6 +67,18 @@ impl SpillMetrics {
                 "kernel_spill_full_total",
                 "Spill appends refused because max_bytes was reached",
             ),
+            events_written: c(
+                "kernel_spill_events_written_total",
+                "Events in batches written to the spill",
+            ),
+            events_replayed: c(
+                "kernel_spill_events_replayed_total",
+                "Spilled events replayed to Postgres",
+            ),
+            undecodable_records: c(
+                "kernel_spill_undecodable_records_total",
+                "Spill records dropped because they could not be decoded as a batch",
+            ),
         }
     }
 
@@ -74,6 +92,9 @@ impl SpillMetrics {
         registry.register(Box::new(self.corrupt_segments.clone()))?;
         registry.register(Box::new(self.torn_tails.clone()))?;
         registry.register(Box::new(self.full_rejections.clone()))?;
+        registry.register(Box::new(self.events_written.clone()))?;
+        registry.register(Box::new(self.events_replayed.clone()))?;
+        registry.register(Box::new(self.undecodable_records.clone()))?;
         Ok(())
     }
 }

@@ -10,12 +10,14 @@
 //! [`SpillStore`] does blocking I/O; async code uses [`SpillHandle`], which
 //! runs every call on tokio's blocking pool.
 
+pub mod batch;
 pub mod codec;
 mod config;
 mod error;
 pub mod files;
 mod handle;
 mod metrics;
+pub mod pipeline;
 mod recovery;
 mod replay;
 mod store;
