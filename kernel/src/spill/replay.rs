@@ -32,7 +32,7 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
             min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(5),
             idle_poll: Duration::from_secs(1),
         }
     }
