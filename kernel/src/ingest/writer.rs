@@ -126,7 +126,12 @@ impl Writer {
         self.retry_redis("dead-letter", || {
             let mut conn = self.client.ops();
             let config = &self.config;
-            async move { dlq::send(&mut conn, dead, |s| config.dlq_stream(s)).await }
+            async move {
+                dlq::send(&mut conn, dead, &config.ingest.group, |s| {
+                    config.dlq_stream(s)
+                })
+                .await
+            }
         })
         .await?;
         for (entry, why) in dead {

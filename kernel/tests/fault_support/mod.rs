@@ -136,6 +136,7 @@ fn free_addr() -> SocketAddr {
 /// The `fdc-kernel` binary as a child process, configured through `FDC_*`.
 pub struct KernelProcess {
     child: Child,
+    log: tempfile::NamedTempFile,
     pub http: SocketAddr,
     pub consumer: String,
 }
@@ -143,6 +144,7 @@ pub struct KernelProcess {
 impl KernelProcess {
     pub fn start(env: &TestEnv, consumer: &str, extra: &[(&str, &str)]) -> KernelProcess {
         let http = free_addr();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
         cmd.arg("run")
             .env("FDC_REDIS__URL", env.redis.url())
@@ -153,12 +155,13 @@ impl KernelProcess {
             .env("FDC_LOG__LEVEL", "warn")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log.reopen().unwrap());
         for (k, v) in extra {
             cmd.env(k, v);
         }
         KernelProcess {
             child: cmd.spawn().expect("spawn fdc-kernel"),
+            log,
             http,
             consumer: consumer.to_string(),
         }
@@ -175,12 +178,66 @@ impl KernelProcess {
             http_get(self.http, "/readyz").await.0
         })
         .await;
-        assert_eq!(ok, 200, "kernel process never became ready");
+        if ok != 200 {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            panic!(
+                "kernel process {} never became ready; log:\n{log}",
+                self.consumer
+            );
+        }
     }
 }
 
 impl Drop for KernelProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Entries pending on one consumer of group `kernel` on stream `events`.
+pub async fn pending_of(redis: &MultiplexedConnection, consumer: &str) -> usize {
+    let mut conn = redis.clone();
+    let reply: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("events")
+        .arg("kernel")
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .arg(consumer)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    reply.len()
+}
+
+impl KernelProcess {
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Freezes the process at a moment it holds pending entries, then SIGKILLs
+    /// it: a replica that died with work in hand. Returns how many it held.
+    pub async fn kill_holding_pending(&mut self, redis: &MultiplexedConnection) -> usize {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            self.signal(libc::SIGSTOP);
+            // Let the stop take effect and commands already sent reach Redis.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let held = pending_of(redis, &self.consumer).await;
+            if held > 0 {
+                self.kill();
+                return held;
+            }
+            self.signal(libc::SIGCONT);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never held pending entries",
+                self.consumer
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }
