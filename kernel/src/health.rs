@@ -3,20 +3,30 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-#[derive(Clone, Default)]
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
 pub struct Health {
     inner: Arc<Flags>,
+    /// The kernel's stop token: readiness drops the moment shutdown is asked for.
+    stop: CancellationToken,
 }
 
 #[derive(Default)]
 struct Flags {
     migrated: AtomicBool,
-    shutting_down: AtomicBool,
     /// The writer cannot store (Postgres down and nowhere else to put batches).
     writer_blocked: AtomicBool,
 }
 
 impl Health {
+    pub fn new(stop: CancellationToken) -> Health {
+        Health {
+            inner: Arc::default(),
+            stop,
+        }
+    }
+
     pub fn set_migrated(&self) {
         self.inner.migrated.store(true, Ordering::SeqCst);
     }
@@ -25,12 +35,8 @@ impl Health {
         self.inner.migrated.load(Ordering::SeqCst)
     }
 
-    pub fn set_shutting_down(&self) {
-        self.inner.shutting_down.store(true, Ordering::SeqCst);
-    }
-
     pub fn shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::SeqCst)
+        self.stop.is_cancelled()
     }
 
     pub fn set_writer_blocked(&self, blocked: bool) {

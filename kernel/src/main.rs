@@ -36,6 +36,16 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Start a throwaway Redis and Postgres and run the kernel against them.
     Dev(ConfigArg),
+    /// Generate an Ed25519 key pair (producer.key, producer.pub) in a directory.
+    Keygen(fdc_kernel::auth::cli::KeygenArgs),
+    /// Producer tokens (`token issue`).
+    Token(fdc_kernel::auth::cli::TokenArgs),
+    /// Register a producer key on the registration stream and save the issued token.
+    Register(fdc_kernel::auth::cli::RegisterArgs),
+    /// Publish JSON lines from stdin as protocol v1 `data` entries with a token.
+    Publish(fdc_kernel::auth::cli::PublishArgs),
+    /// Admin API client: registrations, approve, reject, revoke, token.
+    Admin(fdc_kernel::auth::cli::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +106,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             println!("stopped; temporary servers removed");
             Ok(())
         }
+        Command::Keygen(args) => fdc_kernel::auth::cli::keygen(args).await,
+        Command::Token(args) => fdc_kernel::auth::cli::token(args).await,
+        Command::Register(args) => fdc_kernel::auth::cli::register(args).await,
+        Command::Publish(args) => fdc_kernel::auth::cli::publish(args).await,
+        Command::Admin(args) => fdc_kernel::auth::cli::admin(args).await,
     }
 }
 

@@ -25,6 +25,8 @@ pub enum KernelError {
     Redis(#[from] RedisIoError),
     #[error("spill: {0}")]
     Spill(#[from] SpillError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::runtime::AuthStartError),
     #[error("cannot listen on http.listen {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -64,7 +66,8 @@ impl RunningKernel {
 pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     let consumer = config.consumer_name();
     let metrics = Metrics::new();
-    let health = Health::default();
+    let stop = CancellationToken::new();
+    let health = Health::new(stop.clone());
     let store = Store::connect_lazy(&config.postgres, &consumer)?;
     let client = StreamClient::new(
         &config.redis.url,
@@ -88,7 +91,17 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
             source,
         })?;
 
-    let stop = CancellationToken::new();
+    let auth = crate::auth::runtime::start(
+        &config.auth,
+        store.pool().clone(),
+        &config.redis.url,
+        &metrics.registry,
+        &config.ingest.group,
+        &consumer,
+        stop.clone(),
+    )
+    .await?
+    .map(|a| a.gate);
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -118,6 +131,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         http_stop,
         http_task,
         spill,
+        auth,
     ));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
@@ -141,6 +155,7 @@ async fn run(
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
     spill: Option<SpillHandle>,
+    auth: Option<crate::auth::gate::AuthGate>,
 ) {
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
@@ -166,6 +181,8 @@ async fn run(
             health: health.clone(),
             give_up: give_up.clone(),
             spill: spill.clone(),
+            // Spilled events were authenticated before they were spilled.
+            auth: None,
         },
         store.clone(),
         stop.clone(),
@@ -189,12 +206,12 @@ async fn run(
             health: health.clone(),
             give_up: give_up.clone(),
             spill,
+            auth,
         }
         .run(queue_rx),
     );
 
     stop.cancelled().await;
-    health.set_shutting_down();
     info!(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"

@@ -31,6 +31,7 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Spill to disk while Postgres is unavailable; off unless `spill.dir` is set.
     pub spill: Option<crate::spill::SpillConfig>,
+    pub auth: crate::auth::config::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -246,7 +247,8 @@ impl Config {
             }
             figment = figment.merge(Yaml::file(path));
         }
-        figment = figment.merge(Env::prefixed("FDC_").split("__"));
+        // FDC_CONFIG names the file itself (a CLI flag), not a key.
+        figment = figment.merge(Env::prefixed("FDC_").ignore(&["CONFIG"]).split("__"));
         Self::from_figment(figment)
     }
 

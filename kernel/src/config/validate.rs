@@ -22,7 +22,25 @@ impl ConfigError {
     pub(super) fn from_figment(err: figment::Error) -> ConfigError {
         // figment names the key path and the source (file or environment variable) already;
         // keep every message, since one load can have several bad keys.
-        let messages: Vec<String> = err.into_iter().map(|e| e.to_string()).collect();
+        let messages: Vec<String> = err
+            .into_iter()
+            .map(|e| {
+                let key = e.path.join(".").to_lowercase();
+                let source = e
+                    .metadata
+                    .as_ref()
+                    .map(|m| match &m.source {
+                        Some(source) => format!(" (from {} {source})", m.name),
+                        None => format!(" (from {})", m.name),
+                    })
+                    .unwrap_or_default();
+                if key.is_empty() {
+                    format!("{}{source}", e.kind)
+                } else {
+                    format!("key `{key}`: {}{source}", e.kind)
+                }
+            })
+            .collect();
         ConfigError::Parse(messages.join("; "))
     }
 }
@@ -155,6 +173,9 @@ impl Config {
                 "use a stream that the kernel does not read",
             ));
         }
+        self.auth
+            .validate()
+            .map_err(|e| invalid(e.key, e.problem, e.fix))?;
         Ok(())
     }
 }

@@ -67,16 +67,17 @@ impl Reader {
                 next_claim = Instant::now() + self.config.claim_interval;
             }
             let started = Instant::now();
-            let read = self.client.read(
-                &streams,
-                &news,
-                self.config.batch_max_size,
-                Some(self.config.batch_max_wait),
-            );
-            let entries = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                entries = read => entries?,
-            };
+            // Not cancelled on shutdown: a read cut short after Redis delivered would leave
+            // its entries pending until this consumer returns. BLOCK is short anyway.
+            let entries = self
+                .client
+                .read(
+                    &streams,
+                    &news,
+                    self.config.batch_max_size,
+                    Some(self.config.batch_max_wait),
+                )
+                .await?;
             self.metrics
                 .redis_batch_seconds
                 .observe(started.elapsed().as_secs_f64());

@@ -28,6 +28,8 @@ pub struct Writer {
     pub give_up: CancellationToken,
     /// Where batches go while Postgres is unavailable (`spill.dir`); `None`: retry instead.
     pub spill: Option<SpillHandle>,
+    /// Producer authentication; `None` while `auth.enabled` is false.
+    pub auth: Option<crate::auth::gate::AuthGate>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -94,7 +96,13 @@ impl Writer {
 
     async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
         let started = Instant::now();
-        let mut sorted = self.sort(batch);
+        // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
+        // get their producer id from the token.
+        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
+            .await
+            .ok_or(GaveUp::Shutdown)?;
+        let mut sorted = self.sort(std::mem::take(&mut auth.kept));
+        auth.apply(&mut sorted.events, &mut sorted.dead);
 
         let events = std::mem::take(&mut sorted.events);
         let (outcome, rejected) = self
@@ -283,7 +291,7 @@ impl Writer {
             .events_duplicate
             .inc_by(outcome.duplicates as u64);
         let now = now_ns();
-        for event in events.iter().filter(|e| outcome.stored.contains(&e.id)) {
+        for event in stored_events(events, outcome) {
             let latency = (now - event.ts_ns).max(0) as f64 / 1e9;
             self.metrics.commit_latency_seconds.observe(latency);
         }
@@ -301,10 +309,7 @@ impl Writer {
         if !config.enabled || outcome.stored.is_empty() {
             return;
         }
-        let stored: Vec<&Event> = events
-            .iter()
-            .filter(|e| outcome.stored.contains(&e.id))
-            .collect();
+        let stored = stored_events(events, outcome);
         let mut conn = self.client.ops();
         match republish::publish(&mut conn, &config.stream, config.maxlen, &stored).await {
             Ok(()) => self.metrics.republished.inc_by(stored.len() as u64),
@@ -350,6 +355,15 @@ impl Writer {
             delay = (delay * 2).min(RETRY_MAX);
         }
     }
+}
+
+/// The events this batch stored, each id once (a batch may carry the same id twice).
+fn stored_events<'a>(events: &'a [Event], outcome: &WriteOutcome) -> Vec<&'a Event> {
+    let mut seen = std::collections::HashSet::with_capacity(outcome.stored.len());
+    events
+        .iter()
+        .filter(|e| outcome.stored.contains(&e.id) && seen.insert(e.id))
+        .collect()
 }
 
 pub fn now_ns() -> i64 {

@@ -141,8 +141,8 @@ mod tests {
     #[test]
     fn day_names_round_trip() {
         assert_eq!(day_name(0), "19700101");
-        assert_eq!(day_name(20_000), "20240503");
-        assert_eq!(parse_day("events_p20240503"), Some(20_000));
+        assert_eq!(day_name(20_000), "20241004");
+        assert_eq!(parse_day("events_p20241004"), Some(20_000));
         assert_eq!(parse_day("events_default"), None);
     }
 }

@@ -6,7 +6,7 @@
 
 mod binaries;
 mod fixtures;
-mod ports;
+pub mod ports;
 mod postgres;
 mod process;
 mod redis;

@@ -1,0 +1,239 @@
+//! The ingest side of auth: token -> producer identity, or a denial with a `why` label.
+//!
+//! Signature checks are the expensive part, so verified claims are cached for `cache_ttl`,
+//! keyed by SHA-256 of the token (the token itself is never kept as a key or logged).
+//! Revocation lives in Postgres; each producer's state is cached for `cache_ttl` as well, so a
+//! revocation takes effect on every replica within `cache_ttl`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::config::AuthConfig;
+use super::keys;
+use super::metrics::AuthMetrics;
+use super::producers_db::{self, SeenProducer};
+use super::token::{Claims, TokenError, TokenVerifier};
+
+/// Who sent an entry, from its verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub producer_id: Uuid,
+    pub name: String,
+    pub schema: Option<String>,
+}
+
+/// Why an entry was refused: `why` is the metric label and the DLQ `detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("authentication failed: {why}")]
+pub struct Denial {
+    pub why: &'static str,
+}
+
+/// The outcome for one entry.
+pub type Verdict = Result<Identity, Denial>;
+
+/// Infrastructure failures (the caller retries the batch; nothing is denied).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("postgres error while checking producers: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Failures building an authenticator from config.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("cannot register auth metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+struct CachedClaims {
+    claims: Claims,
+    until: Instant,
+}
+
+pub struct Authenticator {
+    verifier: TokenVerifier,
+    pool: PgPool,
+    ttl: Duration,
+    max_entries: usize,
+    tokens: Mutex<HashMap<[u8; 32], CachedClaims>>,
+    /// producer id -> (revoked, valid until)
+    producers: Mutex<HashMap<Uuid, (bool, Instant)>>,
+    metrics: AuthMetrics,
+}
+
+impl Authenticator {
+    pub fn new(
+        verifier: TokenVerifier,
+        pool: PgPool,
+        config: &AuthConfig,
+        metrics: AuthMetrics,
+    ) -> Authenticator {
+        Authenticator {
+            verifier,
+            pool,
+            ttl: config.cache_ttl,
+            max_entries: config.cache_max_entries,
+            tokens: Mutex::new(HashMap::new()),
+            producers: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Build from config: verify keys = `verify_keys` plus the public half of `signing_key`.
+    pub fn from_config(
+        config: &AuthConfig,
+        pool: PgPool,
+        metrics: AuthMetrics,
+    ) -> Result<Authenticator, AuthSetupError> {
+        let verifier = verifier_from_config(config)?;
+        Ok(Authenticator::new(verifier, pool, config, metrics))
+    }
+
+    pub fn metrics(&self) -> &AuthMetrics {
+        &self.metrics
+    }
+
+    /// Kids of the accepted verification keys.
+    pub fn kids(&self) -> Vec<String> {
+        self.verifier.kids()
+    }
+
+    /// Mark producers as seen now (`producers.last_seen_at`).
+    pub async fn touch(&self, producer_ids: &[Uuid]) -> Result<(), AuthError> {
+        Ok(producers_db::touch(&self.pool, producer_ids).await?)
+    }
+
+    /// Authenticate one entry's token (`None` when the entry has no `token` field).
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Verdict, AuthError> {
+        Ok(self
+            .authenticate_batch(&[token])
+            .await?
+            .pop()
+            .expect("one verdict per token"))
+    }
+
+    /// Authenticate a batch: one verdict per token, in order, with at most one Postgres round
+    /// trip for the producers whose state is not cached. Denials are counted in
+    /// `kernel_auth_denied_total`.
+    pub async fn authenticate_batch(
+        &self,
+        tokens: &[Option<&str>],
+    ) -> Result<Vec<Verdict>, AuthError> {
+        let now = Instant::now();
+        let claims: Vec<Result<Claims, &'static str>> =
+            tokens.iter().map(|t| self.verify_cached(*t, now)).collect();
+
+        // Producers whose revocation state must come from Postgres.
+        let mut unknown: HashMap<Uuid, SeenProducer> = HashMap::new();
+        {
+            let cache = self.producers.lock().expect("producer cache lock");
+            for c in claims.iter().flatten() {
+                let fresh = cache.get(&c.sub).is_some_and(|(_, until)| *until > now);
+                if !fresh {
+                    unknown.entry(c.sub).or_insert_with(|| SeenProducer {
+                        producer_id: c.sub,
+                        name: c.name.clone(),
+                        schema: c.schema.clone(),
+                    });
+                }
+            }
+        }
+        let mut states: HashMap<Uuid, bool> = HashMap::new();
+        if !unknown.is_empty() {
+            let seen: Vec<SeenProducer> = unknown.into_values().collect();
+            let fetched = producers_db::ensure_and_check(&self.pool, &seen).await?;
+            let mut cache = self.producers.lock().expect("producer cache lock");
+            if cache.len() + fetched.len() > self.max_entries {
+                cache.retain(|_, (_, until)| *until > now);
+            }
+            for (id, revoked) in &fetched {
+                cache.insert(*id, (*revoked, now + self.ttl));
+            }
+            states = fetched;
+        }
+        let cache = self.producers.lock().expect("producer cache lock");
+        let verdicts: Vec<Verdict> = claims
+            .into_iter()
+            .map(|c| {
+                let c = c.map_err(|why| Denial { why })?;
+                let revoked = states
+                    .get(&c.sub)
+                    .copied()
+                    .or_else(|| cache.get(&c.sub).map(|(r, _)| *r))
+                    .unwrap_or(false);
+                if revoked {
+                    return Err(Denial { why: "revoked" });
+                }
+                Ok(Identity {
+                    producer_id: c.sub,
+                    name: c.name,
+                    schema: c.schema,
+                })
+            })
+            .collect();
+        drop(cache);
+        for v in &verdicts {
+            if let Err(d) = v {
+                self.metrics.denied.with_label_values(&[d.why]).inc();
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// Verified claims from the cache or the verifier; the error is the denial label.
+    fn verify_cached(&self, token: Option<&str>, now: Instant) -> Result<Claims, &'static str> {
+        let token = token.filter(|t| !t.is_empty()).ok_or("missing")?;
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        {
+            let cache = self.tokens.lock().expect("token cache lock");
+            if let Some(hit) = cache.get(&key).filter(|c| c.until > now) {
+                self.metrics.token_cache.with_label_values(&["hit"]).inc();
+                return Ok(hit.claims.clone());
+            }
+        }
+        self.metrics.token_cache.with_label_values(&["miss"]).inc();
+        let claims = self
+            .verifier
+            .verify(token)
+            .map_err(|e: TokenError| e.why())?;
+        // Never cache past the token's own expiry.
+        let left = claims.exp - chrono::Utc::now().timestamp();
+        let until = now + self.ttl.min(Duration::from_secs(left.max(0) as u64));
+        let mut cache = self.tokens.lock().expect("token cache lock");
+        if cache.len() >= self.max_entries {
+            cache.retain(|_, c| c.until > now);
+            if cache.len() >= self.max_entries {
+                // Still full of live entries: start over rather than grow without bound.
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            CachedClaims {
+                claims: claims.clone(),
+                until,
+            },
+        );
+        Ok(claims)
+    }
+}
+
+/// The verifier described by `config`: every `verify_keys` file plus the signing key's public
+/// half, with the configured issuer, audience and leeway.
+pub fn verifier_from_config(config: &AuthConfig) -> Result<TokenVerifier, keys::KeyError> {
+    let mut verifier =
+        TokenVerifier::from_key_files(&config.verify_keys, &config.issuer, &config.audience)?
+            .with_leeway(config.leeway);
+    if let Some(path) = &config.signing_key {
+        verifier.add_key(&keys::load_signing_key(path)?.verifying_key());
+    }
+    Ok(verifier)
+}

@@ -1,0 +1,92 @@
+//! Auth metrics, registered into the kernel's registry (`fdc_kernel::metrics::Metrics`).
+
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+/// Every `why` label of `kernel_auth_denied_total`, created up front so dashboards show 0.
+pub const DENIED_WHY: [&str; 11] = [
+    "missing",
+    "malformed",
+    "algorithm",
+    "unknown_kid",
+    "signature",
+    "expired",
+    "not_yet_valid",
+    "issuer",
+    "audience",
+    "claims",
+    "revoked",
+];
+
+/// Registration reply statuses.
+pub const REGISTER_STATUS: [&str; 4] = ["issued", "pending", "denied", "invalid"];
+
+#[derive(Clone)]
+pub struct AuthMetrics {
+    /// `kernel_auth_denied_total{why}`: entries refused for authentication.
+    pub denied: IntCounterVec,
+    /// `kernel_auth_token_cache_total{result="hit|miss"}`.
+    pub token_cache: IntCounterVec,
+    /// `kernel_auth_register_total{status}`: registration replies by status.
+    pub register: IntCounterVec,
+    /// `kernel_auth_admin_unauthorized_total`: admin API calls without a valid admin token.
+    pub admin_unauthorized: IntCounter,
+}
+
+impl AuthMetrics {
+    /// Create and register the auth metrics. Fails only when registered twice in `registry`.
+    pub fn register(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
+        let denied = IntCounterVec::new(
+            Opts::new(
+                "kernel_auth_denied_total",
+                "Entries refused by authentication, by reason.",
+            ),
+            &["why"],
+        )?;
+        let token_cache = IntCounterVec::new(
+            Opts::new(
+                "kernel_auth_token_cache_total",
+                "Token verification cache lookups, by result.",
+            ),
+            &["result"],
+        )?;
+        let register = IntCounterVec::new(
+            Opts::new(
+                "kernel_auth_register_total",
+                "Registration requests answered, by reply status.",
+            ),
+            &["status"],
+        )?;
+        let admin_unauthorized = IntCounter::new(
+            "kernel_auth_admin_unauthorized_total",
+            "Admin API requests refused for a missing or wrong admin token.",
+        )?;
+        registry.register(Box::new(denied.clone()))?;
+        registry.register(Box::new(token_cache.clone()))?;
+        registry.register(Box::new(register.clone()))?;
+        registry.register(Box::new(admin_unauthorized.clone()))?;
+        for why in DENIED_WHY {
+            denied.with_label_values(&[why]);
+        }
+        for r in ["hit", "miss"] {
+            token_cache.with_label_values(&[r]);
+        }
+        for s in REGISTER_STATUS {
+            register.with_label_values(&[s]);
+        }
+        Ok(AuthMetrics {
+            denied,
+            token_cache,
+            register,
+            admin_unauthorized,
+        })
+    }
+
+    /// Metrics in a private registry (tests, CLI tools).
+    pub fn unregistered() -> AuthMetrics {
+        AuthMetrics::register(&Registry::new()).expect("fresh registry")
+    }
+
+    pub fn denied_count(&self, why: &str) -> u64 {
+        self.denied.with_label_values(&[why]).get()
+    }
+}

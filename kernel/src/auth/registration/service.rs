@@ -1,0 +1,252 @@
+//! The registration service: reads `auth.register.stream` through the kernel's consumer
+//! group, decides each request, and replies on `<reply_prefix><fingerprint>`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use sqlx::PgPool;
+
+use super::reply::{Reply, SealedGrant, Status};
+use super::request::{self, Invalid, RequestLimits};
+use super::store::{self, Decision, IssuePolicy, StoreError};
+use super::{seal, stream};
+use crate::auth::config::AuthConfig;
+use crate::auth::metrics::AuthMetrics;
+use crate::auth::token::TokenIssuer;
+
+const BLOCK: Duration = Duration::from_millis(500);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("redis error on the registration stream: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct RegistrationService {
+    config: AuthConfig,
+    pool: PgPool,
+    redis: redis::Client,
+    issuer: Option<Arc<TokenIssuer>>,
+    metrics: AuthMetrics,
+    group: String,
+    consumer: String,
+}
+
+impl RegistrationService {
+    /// `group`/`consumer`: the kernel's consumer group and name, so one replica handles each
+    /// request. `issuer`: `None` when no signing key is configured (approved keys are then
+    /// `denied` with `no_signing_key`).
+    pub fn new(
+        config: &AuthConfig,
+        pool: PgPool,
+        redis: redis::Client,
+        issuer: Option<Arc<TokenIssuer>>,
+        metrics: AuthMetrics,
+        group: &str,
+        consumer: &str,
+    ) -> RegistrationService {
+        RegistrationService {
+            config: config.clone(),
+            pool,
+            redis,
+            issuer,
+            metrics,
+            group: group.to_string(),
+            consumer: consumer.to_string(),
+        }
+    }
+
+    /// Serve until `shutdown` completes. Postgres or Redis trouble is logged and retried; an
+    /// entry is acknowledged only after its reply was written.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RegistrationError> {
+        tokio::pin!(shutdown);
+        let stream_name = self.config.register.stream.clone();
+        let mut read_conn = stream::connect(&self.redis, BLOCK).await?;
+        let mut write_conn = stream::connect(&self.redis, BLOCK).await?;
+        stream::ensure_group(&mut read_conn, &stream_name, &self.group).await?;
+        // Own pending entries first (a previous run may have died mid-request).
+        let mut backlog = true;
+        let mut last_prune = Instant::now() - PRUNE_EVERY;
+        loop {
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                if let Err(e) = store::prune_nonces(&self.pool, self.config.nonce_retention()).await
+                {
+                    tracing::warn!(error = %e, "cannot prune registration nonces");
+                }
+                last_prune = Instant::now();
+            }
+            let from = if backlog { "0" } else { ">" };
+            let read = stream::read_group(
+                &mut read_conn,
+                &stream_name,
+                &self.group,
+                &self.consumer,
+                from,
+                16,
+                BLOCK,
+            );
+            let entries = tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                r = read => r,
+            };
+            let entries = match entries {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registration stream read failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(c) = stream::connect(&self.redis, BLOCK).await {
+                        read_conn = c;
+                    }
+                    continue;
+                }
+            };
+            if backlog && entries.is_empty() {
+                backlog = false;
+            }
+            for (id, fields) in entries {
+                match self.process(&mut write_conn, &fields).await {
+                    Ok(()) => {
+                        let _: Result<(), _> = redis::pipe()
+                            .cmd("XACK")
+                            .arg(&stream_name)
+                            .arg(&self.group)
+                            .arg(&id)
+                            .ignore()
+                            .cmd("XDEL")
+                            .arg(&stream_name)
+                            .arg(&id)
+                            .ignore()
+                            .query_async(&mut write_conn)
+                            .await;
+                    }
+                    Err(e) => {
+                        // Not acknowledged: re-read from our pending list after a pause.
+                        tracing::warn!(error = %e, entry = %id, "registration request failed; will retry");
+                        backlog = true;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decide one request and write its reply (when it can be addressed).
+    async fn process(
+        &self,
+        conn: &mut MultiplexedConnection,
+        fields: &[(String, Vec<u8>)],
+    ) -> Result<(), RegistrationError> {
+        let (fingerprint, reply) = self.decide(fields).await?;
+        self.metrics
+            .register
+            .with_label_values(&[reply.status.as_str()])
+            .inc();
+        tracing::info!(
+            fingerprint = fingerprint.as_deref().unwrap_or("-"),
+            status = reply.status.as_str(),
+            detail = %reply.detail,
+            "registration request"
+        );
+        let Some(fp) = fingerprint else {
+            // No readable public key: there is no reply stream to answer on.
+            return Ok(());
+        };
+        let key = format!("{}{}", self.config.register.reply_prefix, fp);
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&key).arg("MAXLEN").arg("~").arg(100).arg("*");
+        for (k, v) in reply.to_fields() {
+            cmd.arg(k).arg(v);
+        }
+        redis::pipe()
+            .add_command(cmd)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.config.register.reply_ttl.as_secs().max(1))
+            .ignore()
+            .query_async::<()>(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The reply for a request, and the fingerprint it goes to (`None`: unreadable key).
+    pub async fn decide(
+        &self,
+        fields: &[(String, Vec<u8>)],
+    ) -> Result<(Option<String>, Reply), StoreError> {
+        let limits = RequestLimits {
+            max_name_len: self.config.register.max_name_len,
+            max_skew: self.config.register.max_skew,
+        };
+        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let req = match request::verify(fields, &limits, now_ns) {
+            Ok(r) => r,
+            Err(Invalid {
+                fingerprint,
+                nonce,
+                error,
+            }) => {
+                let reply = Reply {
+                    status: Status::Invalid,
+                    detail: error.why().to_string(),
+                    nonce,
+                    grant: None,
+                };
+                return Ok((fingerprint, reply));
+            }
+        };
+        let policy = IssuePolicy {
+            issuer: self.issuer.as_deref(),
+            token_ttl: self.config.token_ttl,
+            rate_limit: self.config.register.rate_limit,
+            rate_window: self.config.register.rate_window,
+        };
+        let nonce = Some(req.nonce.clone());
+        let reply = match store::decide(&self.pool, &req, &policy).await? {
+            Decision::Issued(issued) => {
+                let sealed = seal::seal(&req.public_key, issued.token.as_bytes())
+                    .map_err(|_| StoreError::Token(crate::auth::token::TokenError::Signing))?;
+                Reply {
+                    status: Status::Issued,
+                    detail: "issued".into(),
+                    nonce,
+                    grant: Some(SealedGrant {
+                        sealed_token: sealed,
+                        producer_id: issued.claims.sub,
+                        expires_at: issued.claims.exp,
+                        kid: self
+                            .issuer
+                            .as_ref()
+                            .map(|i| i.kid().to_string())
+                            .unwrap_or_default(),
+                    }),
+                }
+            }
+            Decision::Pending { .. } => Reply {
+                status: Status::Pending,
+                detail: "awaiting_approval".into(),
+                nonce,
+                grant: None,
+            },
+            Decision::Denied(why) => Reply {
+                status: Status::Denied,
+                detail: why.into(),
+                nonce,
+                grant: None,
+            },
+            Decision::Replayed => Reply {
+                status: Status::Invalid,
+                detail: "replayed_nonce".into(),
+                nonce,
+                grant: None,
+            },
+        };
+        Ok((Some(req.fingerprint), reply))
+    }
+}

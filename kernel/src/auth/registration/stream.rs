@@ -1,0 +1,122 @@
+//! Minimal Redis stream helpers for the registration flow (a low-volume control stream, so a
+//! plain XREADGROUP loop is enough).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Value};
+
+/// One entry: id and fields in order.
+pub type RawEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// A connection whose response timeout allows for `BLOCK`ing reads.
+pub async fn connect(
+    client: &redis::Client,
+    block: Duration,
+) -> Result<MultiplexedConnection, redis::RedisError> {
+    let cfg = AsyncConnectionConfig::new()
+        .set_response_timeout(Some(block + Duration::from_secs(5)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+}
+
+/// `XGROUP CREATE … MKSTREAM`, tolerating an existing group.
+pub async fn ensure_group(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> Result<(), redis::RedisError> {
+    let r: Result<(), _> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match r {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Read entries for `consumer`: `from = "0"` re-reads its own pending entries, `">"` new ones.
+pub async fn read_group(
+    conn: &mut MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    from: &str,
+    count: usize,
+    block: Duration,
+) -> Result<Vec<RawEntry>, redis::RedisError> {
+    let v: Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(from)
+        .query_async(conn)
+        .await?;
+    Ok(parse_read(&v))
+}
+
+/// Entries of a plain XRANGE/XREAD on one stream (the reference producer reads its replies).
+pub fn parse_entries(v: &Value) -> Vec<RawEntry> {
+    let Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let Value::Array(pair) = item else {
+                return None;
+            };
+            let id = text(pair.first()?)?;
+            // A pending entry deleted from the stream comes back with a nil body.
+            let fields = match pair.get(1)? {
+                Value::Array(kv) => kv
+                    .chunks(2)
+                    .filter_map(|c| Some((text(c.first()?)?, bytes(c.get(1)?)?)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some((id, fields))
+        })
+        .collect()
+}
+
+/// XREAD/XREADGROUP reply for a single stream: `[[stream, entries]]`, or nil on timeout.
+pub fn parse_read(v: &Value) -> Vec<RawEntry> {
+    match v {
+        Value::Array(streams) => streams
+            .iter()
+            .flat_map(|s| match s {
+                Value::Array(p) if p.len() == 2 => parse_entries(&p[1]),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(m) => m.iter().flat_map(|(_, e)| parse_entries(e)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        Value::Int(i) => Some(i.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    String::from_utf8(bytes(v)?).ok()
+}

@@ -1,0 +1,142 @@
+//! Starting auth with the kernel: the ingest gate, the registration service and the admin API,
+//! all from the `auth` config section. Nothing starts when `auth.enabled` is false.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus::Registry;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::admin::{self, AdminState};
+use super::authenticator::{AuthSetupError, Authenticator};
+use super::config::AuthConfig;
+use super::gate::AuthGate;
+use super::keys;
+use super::metrics::AuthMetrics;
+use super::registration::RegistrationService;
+use super::token::TokenIssuer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStartError {
+    #[error(transparent)]
+    Setup(#[from] AuthSetupError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("cannot sign tokens with auth.signing_key: {0}")]
+    Issuer(#[from] super::token::TokenError),
+    #[error("auth.admin_token_file: {0}")]
+    AdminToken(String),
+    #[error("cannot listen on auth.admin_listen {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// What the kernel keeps from a started auth: the gate for the writer.
+pub struct AuthRuntime {
+    pub gate: AuthGate,
+    pub metrics: AuthMetrics,
+    /// Where the admin API listens, when it runs.
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// Load the issuer from `auth.signing_key`, if configured.
+pub fn issuer_from_config(config: &AuthConfig) -> Result<Option<TokenIssuer>, AuthStartError> {
+    let Some(path) = &config.signing_key else {
+        return Ok(None);
+    };
+    let key = keys::load_signing_key(path)?;
+    Ok(Some(TokenIssuer::new(
+        &key,
+        &config.issuer,
+        &config.audience,
+    )?))
+}
+
+/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false. Background tasks stop when
+/// `stop` is cancelled.
+pub async fn start(
+    config: &AuthConfig,
+    pool: PgPool,
+    redis_url: &str,
+    registry: &Registry,
+    group: &str,
+    consumer: &str,
+    stop: CancellationToken,
+) -> Result<Option<AuthRuntime>, AuthStartError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let metrics = AuthMetrics::register(registry).map_err(AuthSetupError::from)?;
+    let authenticator = Arc::new(Authenticator::from_config(
+        config,
+        pool.clone(),
+        metrics.clone(),
+    )?);
+    let issuer = issuer_from_config(config)?.map(Arc::new);
+    tracing::info!(
+        kids = ?authenticator.kids(),
+        issuing = issuer.is_some(),
+        "auth enabled"
+    );
+
+    if config.register.enabled {
+        let service = RegistrationService::new(
+            config,
+            pool.clone(),
+            redis::Client::open(redis_url)?,
+            issuer.clone(),
+            metrics.clone(),
+            group,
+            consumer,
+        );
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.run(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "registration service stopped");
+            }
+        });
+    }
+
+    let mut admin_addr = None;
+    if let Some(path) = &config.admin_token_file {
+        let token = admin::read_admin_token(path).map_err(AuthStartError::AdminToken)?;
+        let state = Arc::new(AdminState::new(
+            pool,
+            issuer,
+            config.token_ttl,
+            metrics.clone(),
+            &token,
+        ));
+        drop(token);
+        let listener = tokio::net::TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|source| AuthStartError::Listen {
+                addr: config.admin_listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| AuthStartError::Listen {
+                addr: config.admin_listen,
+                source,
+            })?;
+        admin_addr = Some(addr);
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(listener, state, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
+        tracing::info!(%addr, "admin API listening");
+    }
+
+    Ok(Some(AuthRuntime {
+        gate: AuthGate::new(authenticator),
+        metrics,
+        admin_addr,
+    }))
+}

@@ -1,0 +1,180 @@
+//! Shared setup for the auth integration tests: a kernel with auth on against private Redis
+//! and Postgres, an issuer key, an admin token, and captured logs to scan for secrets.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_kernel::auth::token::TokenIssuer;
+use fdc_kernel::config::Config;
+use fdc_kernel::service::{self, RunningKernel};
+use fdc_kernel::testsupport::*;
+use uuid::Uuid;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+pub const ADMIN_TOKEN: &str = "admin-secret-0123456789abcdef";
+
+/// Every log line of this test binary, at TRACE, as the kernel's JSON logs would be.
+pub fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer_buf = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || LogWriter(writer_buf.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Asserts that no captured log line contains any of `secrets`, nor a PEM private key.
+pub fn assert_logs_clean(secrets: &[&str]) {
+    let text = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(!text.is_empty(), "log capture is working");
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "a private key PEM was logged"
+    );
+    for s in secrets {
+        assert!(s.len() >= 16, "secret too short to search for");
+        assert!(!text.contains(s), "a secret was logged");
+    }
+}
+
+/// Base64 of a private key's raw seed: what a leaked key would look like in a log.
+pub fn key_secrets(key: &SigningKey) -> Vec<String> {
+    use base64::Engine;
+    let pem = keys::signing_key_to_pem(key).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    vec![
+        body,
+        base64::engine::general_purpose::STANDARD.encode(key.to_bytes()),
+        hex::encode(key.to_bytes()),
+    ]
+}
+
+/// A port free right now (the harness' helper is private to it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct AuthKernel {
+    pub env: TestEnv,
+    pub dir: tempfile::TempDir,
+    pub signing_key: SigningKey,
+    pub issuer: TokenIssuer,
+    pub config: Config,
+    pub kernel: RunningKernel,
+    pub admin: SocketAddr,
+}
+
+pub struct Options {
+    pub cache_ttl: Duration,
+    pub rate_limit: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_ttl: Duration::from_secs(1),
+            rate_limit: 10,
+        }
+    }
+}
+
+impl AuthKernel {
+    pub async fn start(options: Options) -> AuthKernel {
+        logs();
+        let env = TestEnv::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
+        let signing_key = keys::load_signing_key(&files.private_key).unwrap();
+        let admin_token_file = dir.path().join("admin-token");
+        std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+        let mut config = env.config();
+        config.auth.enabled = true;
+        config.auth.issuer = "fdc-test".into();
+        config.auth.audience = "fdc-kernel-test".into();
+        // Verify with the public key file; sign with the private key.
+        config.auth.verify_keys = vec![files.public_key.clone()];
+        config.auth.signing_key = Some(files.private_key.clone());
+        config.auth.admin_token_file = Some(admin_token_file);
+        config.auth.admin_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        config.auth.cache_ttl = options.cache_ttl;
+        config.auth.register.rate_limit = options.rate_limit;
+        config.validate().unwrap();
+        let issuer = TokenIssuer::new(&signing_key, "fdc-test", "fdc-kernel-test").unwrap();
+        let admin = config.auth.admin_listen;
+        let kernel = service::start(config.clone()).await.unwrap();
+        let k = AuthKernel {
+            env,
+            dir,
+            signing_key,
+            issuer,
+            config,
+            kernel,
+            admin,
+        };
+        // Ready = migrations applied (the auth tables exist).
+        let pg = k.env.pg().await;
+        let ready = wait_for(WAIT, 0, || count(&pg, "SELECT count(*) FROM producer_keys")).await;
+        assert_eq!(ready, 0, "kernel migrated");
+        k
+    }
+
+    pub fn token(&self, producer: Uuid, name: &str) -> String {
+        self.issuer
+            .issue(producer, name, None, Duration::from_secs(3600))
+            .unwrap()
+            .token
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.kernel.http_addr, "/metrics").await.1
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_value(&self.metrics().await, series).unwrap_or(-1.0)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+}
+
+/// A `data` entry with `token` (when given).
+pub fn data_entry(token: Option<&str>, n: i64) -> Vec<(String, String)> {
+    let mut f = data_fields(
+        Uuid::now_v7(),
+        now_ns(),
+        Some("s"),
+        &[],
+        serde_json::json!({ "n": n }),
+    );
+    if let Some(t) = token {
+        f.push(("token".into(), t.into()));
+    }
+    f
+}

@@ -1,0 +1,195 @@
+//! Pending entries of a dead consumer: claimed, poison entries dead-lettered, trimmed ones
+//! counted, and re-publish of stored events.
+
+use std::time::Duration;
+
+use fdc_kernel::config::Config;
+use fdc_kernel::service;
+use fdc_kernel::testsupport::*;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Claims after 1.5 s idle, checked every 200 ms.
+fn fast_claims(env: &TestEnv) -> Config {
+    let mut config = env.config();
+    config.postgres.statement_timeout = Duration::from_secs(1);
+    config.shutdown.timeout = Duration::from_millis(1000);
+    config.ingest.claim_idle = Duration::from_millis(1500);
+    config.ingest.claim_interval = Duration::from_millis(200);
+    config
+}
+
+/// A consumer that reads entries and dies without acknowledging them.
+async fn ghost_reads(redis: &MultiplexedConnection, count: usize) {
+    let mut conn = redis.clone();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("events")
+        .arg("kernel")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("kernel")
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
+    let (_, body) = http_get(kernel.http_addr, "/metrics").await;
+    metric_value(&body, series)
+}
+
+#[tokio::test]
+async fn a_dead_consumers_pending_entries_are_claimed_and_stored() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let now = now_ns();
+    let entries: Vec<_> = (0..300)
+        .map(|i| data_fields(Uuid::now_v7(), now, None, &[], json!({ "i": i })))
+        .collect();
+    publish(&redis, "events", &entries).await;
+    ghost_reads(&redis, 300).await;
+    assert_eq!(pending(&redis, "events", "kernel").await, 300);
+
+    let kernel = service::start(fast_claims(&env)).await.unwrap();
+    let pg = env.pg().await;
+    assert_eq!(
+        wait_for(WAIT, 300, || count(&pg, "SELECT count(*) FROM events")).await,
+        300
+    );
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    assert_eq!(
+        metric(&kernel, "kernel_redis_claimed_total").await,
+        Some(300.0)
+    );
+    assert_eq!(xlen(&redis, "events:dlq").await, 0);
+    kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_entry_delivered_too_often_goes_to_the_dlq() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let poison = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}));
+    let ids = publish(&redis, "events", &[poison]).await;
+    ghost_reads(&redis, 1).await;
+    let mut config = fast_claims(&env);
+    // The ghost's delivery was the first; the kernel's claim is the second.
+    config.ingest.max_deliveries = 1;
+    let kernel = service::start(config).await.unwrap();
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
+    let letters = read_stream(&redis, "events:dlq").await;
+    assert_eq!(letters[0]["error"], "max_deliveries");
+    assert_eq!(letters[0]["source_id"], ids[0]);
+    let pg = env.pg().await;
+    assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 0);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    assert_eq!(
+        metric(&kernel, "kernel_redis_dlq_total{reason=\"max_deliveries\"}").await,
+        Some(1.0)
+    );
+    kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn entries_trimmed_while_pending_are_counted_not_fatal() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let entries: Vec<_> = (0..20)
+        .map(|_| data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({})))
+        .collect();
+    publish(&redis, "events", &entries).await;
+    ghost_reads(&redis, 20).await;
+    let mut conn = redis.clone();
+    let _: i64 = redis::cmd("XTRIM")
+        .arg("events")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let kernel = service::start(fast_claims(&env)).await.unwrap();
+    assert_eq!(
+        wait_for(WAIT, Some(20.0), || metric(
+            &kernel,
+            "kernel_redis_trimmed_total"
+        ))
+        .await,
+        Some(20.0)
+    );
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    // The kernel keeps working afterwards.
+    publish(
+        &redis,
+        "events",
+        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
+    )
+    .await;
+    let pg = env.pg().await;
+    assert_eq!(
+        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
+        1
+    );
+    kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn stored_events_are_republished_once() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let mut config = env.config();
+    config.republish.enabled = true;
+    config.republish.stream = "events:stored".into();
+    let kernel = service::start(config).await.unwrap();
+    let id = Uuid::now_v7();
+    let event = data_fields(
+        id,
+        now_ns(),
+        Some("dev-9"),
+        &[("site", "lab")],
+        json!({"t": 1}),
+    );
+    publish(&redis, "events", &[event.clone(), event]).await;
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:stored")).await, 1);
+    let pg = env.pg().await;
+    assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 1);
+    let out = read_stream(&redis, "events:stored").await;
+    assert_eq!(out[0]["id"], id.to_string());
+    assert_eq!(out[0]["subject"], "dev-9");
+    assert_eq!(out[0]["tags"], r#"{"site":"lab"}"#);
+    assert_eq!(out[0]["payload"], r#"{"t":1}"#);
+    // The duplicate is not re-published.
+    assert_eq!(
+        wait_for(WAIT, Some(1.0), || metric(
+            &kernel,
+            "kernel_events_duplicate_total"
+        ))
+        .await,
+        Some(1.0)
+    );
+    assert_eq!(xlen(&redis, "events:stored").await, 1);
+    kernel.shutdown().await;
+}
