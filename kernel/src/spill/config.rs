@@ -56,3 +56,29 @@ impl SpillConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use figment::providers::{Format, Yaml};
+    use figment::Figment;
+
+    use crate::config::Config;
+
+    #[test]
+    fn spill_is_off_by_default_and_on_with_a_dir() {
+        let off = Config::from_figment(Figment::new().merge(Yaml::string(""))).unwrap();
+        assert!(off.spill.is_none());
+        let on = Config::from_figment(Figment::new().merge(Yaml::string(
+            "spill:\n  dir: /var/lib/fdc/spill\n  max_bytes: 1000\n",
+        )))
+        .unwrap();
+        let spill = on.spill.unwrap();
+        assert_eq!(spill.dir.to_str(), Some("/var/lib/fdc/spill"));
+        assert_eq!(spill.max_bytes, 1000);
+        assert_eq!(spill.segment_bytes, super::DEFAULT_SEGMENT_BYTES);
+        let typo = Config::from_figment(
+            Figment::new().merge(Yaml::string("spill:\n  dir: /x\n  max_byte: 1\n")),
+        );
+        assert!(typo.is_err());
+    }
+}
