@@ -45,9 +45,7 @@ impl Partitions {
             return Ok(());
         }
         let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
-            .execute(&mut *tx)
-            .await?;
+        lock_partition_ddl(&mut tx).await?;
         for &day in &missing {
             let (from, to) = (day_date(day), day_date(day + 1));
             for table in TABLES {
@@ -102,9 +100,7 @@ impl Partitions {
                 continue;
             }
             let mut tx = pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
-                .execute(&mut *tx)
-                .await?;
+            lock_partition_ddl(&mut tx).await?;
             for table in TABLES {
                 let ddl = format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day));
                 // Safe: table names are constants, the suffix and bounds are formatted dates.
@@ -126,6 +122,14 @@ impl Partitions {
         }
         Ok(dropped)
     }
+}
+
+/// Serializes partition DDL across replicas for the rest of the transaction.
+async fn lock_partition_ddl(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 fn parse_day(partition: &str) -> Option<i64> {
