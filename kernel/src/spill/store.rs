@@ -283,7 +283,7 @@ impl SpillStore {
             self.create_segment()?;
         }
         let Some(active) = self.active.as_mut() else {
-            unreachable!("create_segment sets the active segment")
+            return Err(SpillError::Unavailable("no active segment".into()));
         };
         let seq = active.seq;
         let info = self.segments[&seq];
@@ -403,8 +403,10 @@ impl SpillStore {
         };
         self.pending = self.pending.saturating_sub(n);
         self.metrics.records_replayed.inc_by(n);
+        let deleted = self.delete_committed();
+        // After the deletion, so `pending == 0` is never seen with stale bytes.
         self.publish_gauges();
-        self.delete_committed()
+        deleted
     }
 
     /// Forgets deliveries that were not committed (e.g. Postgres went away
@@ -450,6 +452,8 @@ impl SpillStore {
         self.active.as_ref().is_some_and(|a| a.seq == seq)
     }
 
+    /// Bytes first, pending last: a reader that sees `pending == 0` sees the
+    /// bytes of that state too.
     fn publish_gauges(&self) {
         self.metrics.bytes.set(clamp_i64(self.bytes));
         self.metrics
@@ -549,8 +553,9 @@ impl SpillStore {
             self.segments.remove(&pos.seq);
         }
         self.read_pos = Pos::start_of(pos.seq + 1);
+        let deleted = self.delete_committed();
         self.publish_gauges();
-        self.delete_committed()
+        deleted
     }
 
     /// A segment file vanished under us (deleted by hand?): its records are
@@ -601,7 +606,6 @@ impl SpillStore {
                 self.bytes -= info.len;
             }
         }
-        self.publish_gauges();
         files::sync_dir(&self.cfg.dir)
     }
 }
