@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod protocol;
 pub mod redis_io;
 pub mod service;
+pub mod spill;
 pub mod store;
 pub mod testsupport;

@@ -14,6 +14,7 @@ use crate::http::{self, HttpState};
 use crate::ingest::{Reader, Writer};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
+use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,8 @@ pub enum KernelError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Redis(#[from] RedisIoError),
+    #[error("spill: {0}")]
+    Spill(#[from] SpillError),
     #[error(transparent)]
     Auth(#[from] crate::auth::runtime::AuthStartError),
     #[error("cannot listen on http.listen {addr}: {source}")]
@@ -72,6 +75,8 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &consumer,
         config.ingest.batch_max_wait,
     )?;
+
+    let spill = crate::spill::pipeline::open(&config, &metrics).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -125,6 +130,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         stop.clone(),
         http_stop,
         http_task,
+        spill,
         auth,
     ));
     info!(%http_addr, %consumer, "kernel started");
@@ -148,6 +154,7 @@ async fn run(
     stop: CancellationToken,
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
+    spill: Option<SpillHandle>,
     auth: Option<crate::auth::gate::AuthGate>,
 ) {
     if !prepare_database(&config, &store, &health, &stop).await {
@@ -165,6 +172,21 @@ async fn run(
 
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
+    let replay = crate::spill::pipeline::spawn_replay(
+        Writer {
+            config: config.clone(),
+            store: store.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            give_up: give_up.clone(),
+            spill: spill.clone(),
+            // Spilled events were authenticated before they were spilled.
+            auth: None,
+        },
+        store.clone(),
+        stop.clone(),
+    );
     let reader = tokio::spawn(
         Reader {
             client: client.clone(),
@@ -183,6 +205,7 @@ async fn run(
             metrics,
             health: health.clone(),
             give_up: give_up.clone(),
+            spill,
             auth,
         }
         .run(queue_rx),
@@ -196,6 +219,9 @@ async fn run(
     let drained = async {
         let _ = reader.await;
         let _ = writer.await;
+        if let Some(replay) = replay {
+            let _ = replay.await;
+        }
     };
     if tokio::time::timeout(config.shutdown.timeout, drained)
         .await

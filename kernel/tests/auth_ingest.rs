@@ -237,6 +237,30 @@ async fn revoked_producer_is_refused_within_cache_ttl() {
 }
 
 #[tokio::test]
+async fn a_producer_revoked_before_its_first_event_is_refused() {
+    let k = AuthKernel::start(Options::default()).await;
+    let redis = k.env.redis_conn().await;
+    let pg = k.env.pg().await;
+    let producer = Uuid::now_v7();
+    let token = k.token(producer, "never-seen");
+    let resp = reqwest::Client::new()
+        .post(k.admin_url(&format!("/v1/producers/{producer}/revoke")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"reason": "deleted before use"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
+    let dlq = read_stream(&redis, "events:dlq").await;
+    assert_eq!(dlq[0]["error"], "auth");
+    assert_eq!(dlq[0]["detail"], "revoked");
+    assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 0);
+    k.kernel.shutdown().await;
+}
+
+#[tokio::test]
 async fn auth_off_ignores_tokens_and_stores_no_producer() {
     let env = TestEnv::start().await.unwrap();
     let kernel = fdc_kernel::service::start(env.config()).await.unwrap();

@@ -59,7 +59,8 @@ pub struct KernelApi {
 pub enum Revoked {
     /// The kernel recorded the revocation.
     Done,
-    /// The kernel never saw this producer (it never published): nothing to revoke.
+    /// The kernel answered 404 (kernels before revocation of unseen producers): nothing
+    /// was recorded.
     UnknownProducer,
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub partitions: PartitionsConfig,
     pub republish: RepublishConfig,
     pub shutdown: ShutdownConfig,
+    /// Spill to disk while Postgres is unavailable; off unless `spill.dir` is set.
+    pub spill: Option<crate::spill::SpillConfig>,
     pub auth: crate::auth::config::AuthConfig,
 }
 

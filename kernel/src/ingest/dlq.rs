@@ -33,22 +33,32 @@ pub fn dead_letter_fields(entry: &Entry, why: &Rejection) -> Vec<(String, Vec<u8
     fields
 }
 
-/// Writes all dead letters in one pipelined round trip. `dlq_stream` maps a source stream to
-/// its dead-letter stream.
+/// Writes all dead letters in one round trip and acknowledges their source entries in the
+/// same MULTI/EXEC transaction, so a crash cannot leave a dead letter whose entry is still
+/// pending (it would be dead-lettered again on redelivery). `dlq_stream` maps a source stream
+/// to its dead-letter stream. Acknowledging an already acknowledged entry (spill replay) is a
+/// no-op.
 pub async fn send(
     conn: &mut ConnectionManager,
     letters: &[(Entry, Rejection)],
+    group: &str,
     dlq_stream: impl Fn(&str) -> String,
 ) -> Result<(), RedisIoError> {
     if letters.is_empty() {
         return Ok(());
     }
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for (entry, why) in letters {
         pipe.cmd("XADD")
             .arg(dlq_stream(&entry.at.stream))
             .arg("*")
             .arg(dead_letter_fields(entry, why))
+            .ignore();
+        pipe.cmd("XACK")
+            .arg(&entry.at.stream)
+            .arg(group)
+            .arg(&entry.at.id)
             .ignore();
     }
     pipe.query_async::<()>(conn).await?;

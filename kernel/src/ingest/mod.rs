@@ -10,6 +10,7 @@ mod writer;
 pub use dlq::dead_letter_fields;
 pub use reader::Reader;
 pub use writer::Writer;
+pub(crate) use writer::{GaveUp, OnOutage};
 
 use crate::protocol::Entry;
 

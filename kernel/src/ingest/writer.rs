@@ -15,6 +15,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::protocol::{self, Entry, EntryRef, Event, Limits, Message, Reason, Rejection};
 use crate::redis_io::{RedisIoError, StreamClient};
+use crate::spill::SpillHandle;
 use crate::store::{Store, StoreError, WriteOutcome};
 
 pub struct Writer {
@@ -25,6 +26,8 @@ pub struct Writer {
     pub health: Health,
     /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
     pub give_up: CancellationToken,
+    /// Where batches go while Postgres is unavailable (`spill.dir`); `None`: retry instead.
+    pub spill: Option<SpillHandle>,
     /// Producer authentication; `None` while `auth.enabled` is false.
     pub auth: Option<crate::auth::gate::AuthGate>,
 }
@@ -43,9 +46,24 @@ struct Sorted {
     event_entries: HashMap<EntryRef, Entry>,
 }
 
-/// Raised when a batch could not be finished before `give_up`: its entries stay pending.
+/// Raised when a batch could not be finished: its entries stay pending.
 #[derive(Debug)]
-struct GaveUp;
+pub(crate) enum GaveUp {
+    /// The shutdown timeout (`give_up`) passed.
+    Shutdown,
+    /// Postgres is unavailable and the caller asked not to wait ([`OnOutage::Fail`]).
+    Outage(StoreError),
+}
+
+/// What a write does while Postgres is unavailable.
+#[derive(Clone, Copy)]
+pub(crate) enum OnOutage<'a> {
+    /// Spill the batch (with these entries, for a later DLQ copy) if a spill is configured
+    /// and has room, then count it as done; otherwise retry until Postgres is back.
+    Spill(&'a HashMap<EntryRef, Entry>),
+    /// Return `GaveUp::Outage` at once: spill replay keeps the record and retries later.
+    Fail,
+}
 
 impl Writer {
     /// Processes chunks until the reader closes the queue.
@@ -82,12 +100,14 @@ impl Writer {
         // get their producer id from the token.
         let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
             .await
-            .ok_or(GaveUp)?;
+            .ok_or(GaveUp::Shutdown)?;
         let mut sorted = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut sorted.events, &mut sorted.dead);
 
         let events = std::mem::take(&mut sorted.events);
-        let (outcome, rejected) = self.store_isolating(&events).await?;
+        let (outcome, rejected) = self
+            .store_isolating(&events, OnOutage::Spill(&sorted.event_entries))
+            .await?;
         for (event, why) in rejected {
             if let Some(entry) = sorted.event_entries.remove(&event.source) {
                 sorted.dead.push((entry, why));
@@ -96,20 +116,7 @@ impl Writer {
         self.record_stored(&events, &outcome);
         self.republish(&events, &outcome).await;
 
-        self.retry_redis("dead-letter", || {
-            let mut conn = self.client.ops();
-            let dead = &sorted.dead;
-            let config = &self.config;
-            async move { dlq::send(&mut conn, dead, |s| config.dlq_stream(s)).await }
-        })
-        .await?;
-        for (entry, why) in &sorted.dead {
-            self.metrics
-                .redis_dlq
-                .with_label_values(&[why.reason.code()])
-                .inc();
-            info!(stream = %entry.at.stream, id = %entry.at.id, reason = why.reason.code(), detail = %why.detail, "dead-lettered");
-        }
+        self.dead_letter(&sorted.dead).await?;
 
         let mut acks = sorted.settled;
         acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
@@ -119,6 +126,29 @@ impl Writer {
             .stage_seconds
             .with_label_values(&["batch"])
             .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Sends dead letters (retrying Redis until `give_up`) and counts them.
+    pub(crate) async fn dead_letter(&self, dead: &[(Entry, Rejection)]) -> Result<(), GaveUp> {
+        self.retry_redis("dead-letter", || {
+            let mut conn = self.client.ops();
+            let config = &self.config;
+            async move {
+                dlq::send(&mut conn, dead, &config.ingest.group, |s| {
+                    config.dlq_stream(s)
+                })
+                .await
+            }
+        })
+        .await?;
+        for (entry, why) in dead {
+            self.metrics
+                .redis_dlq
+                .with_label_values(&[why.reason.code()])
+                .inc();
+            info!(stream = %entry.at.stream, id = %entry.at.id, reason = why.reason.code(), detail = %why.detail, "dead-lettered");
+        }
         Ok(())
     }
 
@@ -172,9 +202,10 @@ impl Writer {
 
     /// Stores `events`; events Postgres rejects for their content are isolated by splitting
     /// the batch, and returned with the reason. Outages are retried until `give_up`.
-    async fn store_isolating(
+    pub(crate) async fn store_isolating(
         &self,
         events: &[Event],
+        on_outage: OnOutage<'_>,
     ) -> Result<(WriteOutcome, Vec<(Event, Rejection)>), GaveUp> {
         let mut outcome = WriteOutcome::default();
         let mut rejected = Vec::new();
@@ -183,7 +214,7 @@ impl Writer {
             if part.is_empty() {
                 continue;
             }
-            match self.store_retrying(part).await? {
+            match self.store_retrying(part, on_outage).await? {
                 Ok(done) => {
                     outcome.stored.extend(done.stored);
                     outcome.duplicates += done.duplicates;
@@ -208,6 +239,7 @@ impl Writer {
     async fn store_retrying(
         &self,
         events: &[Event],
+        on_outage: OnOutage<'_>,
     ) -> Result<Result<WriteOutcome, StoreError>, GaveUp> {
         let mut delay = RETRY_MIN;
         loop {
@@ -227,19 +259,31 @@ impl Writer {
                         warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
                         return Ok(Err(e));
                     }
+                    match on_outage {
+                        OnOutage::Fail => return Err(GaveUp::Outage(e)),
+                        OnOutage::Spill(entries) => {
+                            if let Some(spill) = &self.spill {
+                                if crate::spill::pipeline::spill_batch(spill, events, entries).await
+                                {
+                                    self.health.set_writer_blocked(false);
+                                    return Ok(Ok(WriteOutcome::default()));
+                                }
+                            }
+                        }
+                    }
                     self.health.set_writer_blocked(true);
                     warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Postgres unavailable; batch kept pending");
                 }
             }
             tokio::select! {
-                _ = self.give_up.cancelled() => return Err(GaveUp),
+                _ = self.give_up.cancelled() => return Err(GaveUp::Shutdown),
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(RETRY_MAX);
         }
     }
 
-    fn record_stored(&self, events: &[Event], outcome: &WriteOutcome) {
+    pub(crate) fn record_stored(&self, events: &[Event], outcome: &WriteOutcome) {
         self.metrics
             .events_stored
             .inc_by(outcome.stored.len() as u64);
@@ -260,7 +304,7 @@ impl Writer {
     }
 
     /// Best effort: a failed re-publish is logged and counted, never blocks ingest.
-    async fn republish(&self, events: &[Event], outcome: &WriteOutcome) {
+    pub(crate) async fn republish(&self, events: &[Event], outcome: &WriteOutcome) {
         let config = &self.config.republish;
         if !config.enabled || outcome.stored.is_empty() {
             return;
@@ -305,7 +349,7 @@ impl Writer {
                 }
             }
             tokio::select! {
-                _ = self.give_up.cancelled() => return Err(GaveUp),
+                _ = self.give_up.cancelled() => return Err(GaveUp::Shutdown),
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(RETRY_MAX);

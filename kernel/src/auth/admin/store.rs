@@ -240,18 +240,19 @@ pub async fn revoke_producer(
 ) -> Result<(), AdminError> {
     require_reason(reason)?;
     let mut tx = pool.begin().await?;
-    let n = sqlx::query(
-        "UPDATE producers SET revoked_at = coalesce(revoked_at, now()), revoked_reason = $2
-          WHERE producer_id = $1",
+    // A producer the kernel has never seen (its token not used yet) is revoked too: the row
+    // is created revoked, so the token is refused on first use.
+    sqlx::query(
+        "INSERT INTO producers (producer_id, name, revoked_at, revoked_reason)
+         VALUES ($1, '', now(), $2)
+         ON CONFLICT (producer_id) DO UPDATE
+            SET revoked_at = coalesce(producers.revoked_at, now()),
+                revoked_reason = coalesce(producers.revoked_reason, EXCLUDED.revoked_reason)",
     )
     .bind(producer_id)
     .bind(reason)
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if n == 0 {
-        return Err(AdminError::NotFound("producer"));
-    }
+    .await?;
     record(
         &mut tx,
         "revoke_producer",

@@ -1,0 +1,107 @@
+//! Async-friendly wrapper: the store behind a mutex, every blocking call run
+//! on tokio's blocking pool so fsyncs never stall the async workers.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use super::{
+    codec, Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats,
+    SpillStore,
+};
+
+/// Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct SpillHandle {
+    store: Arc<Mutex<SpillStore>>,
+    metrics: SpillMetrics,
+    max_bytes: u64,
+    /// Woken on every successful append, so an idle replay loop starts at once.
+    appended: Arc<Notify>,
+}
+
+impl SpillHandle {
+    pub async fn open(
+        cfg: SpillConfig,
+        metrics: SpillMetrics,
+    ) -> Result<(Self, RecoveryReport), SpillError> {
+        let m = metrics.clone();
+        let max_bytes = cfg.max_bytes;
+        let (store, report) = tokio::task::spawn_blocking(move || SpillStore::open(cfg, m))
+            .await
+            .map_err(|e| SpillError::Unavailable(e.to_string()))??;
+        Ok((
+            Self {
+                max_bytes,
+                store: Arc::new(Mutex::new(store)),
+                metrics,
+                appended: Arc::new(Notify::new()),
+            },
+            report,
+        ))
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, SpillError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SpillStore) -> Result<T, SpillError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic inside the store would leave its state unknown: refuse
+            // further use instead of guessing.
+            let mut guard = store
+                .lock()
+                .map_err(|_| SpillError::Unavailable("spill store poisoned by a panic".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| SpillError::Unavailable(e.to_string()))?
+    }
+
+    /// See [`SpillStore::append`]: resolves once the record is durable.
+    pub async fn append(&self, data: Vec<u8>) -> Result<RecordId, SpillError> {
+        let id = self.with(move |s| s.append(&data)).await?;
+        self.appended.notify_one();
+        Ok(id)
+    }
+
+    /// Resolves after the next successful append (or at once if one happened
+    /// since the last call returned).
+    pub async fn appended(&self) {
+        self.appended.notified().await
+    }
+
+    /// Lock-free: true when a record of `len` bytes would fit now.
+    pub fn has_room_for(&self, len: u64) -> bool {
+        let used = u64::try_from(self.metrics.bytes.get()).unwrap_or(u64::MAX);
+        used.saturating_add(codec::frame_len(len) + codec::SEGMENT_HEADER_LEN as u64)
+            <= self.max_bytes
+    }
+
+    pub async fn next_record(&self) -> Result<Option<Record>, SpillError> {
+        self.with(|s| s.next_record()).await
+    }
+
+    pub async fn commit(&self, id: RecordId) -> Result<(), SpillError> {
+        self.with(move |s| s.commit(id)).await
+    }
+
+    pub async fn rewind(&self) -> Result<(), SpillError> {
+        self.with(|s| {
+            s.rewind();
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<SpillStats, SpillError> {
+        self.with(|s| Ok(s.stats())).await
+    }
+
+    /// Lock-free view for hot paths (readiness, metrics): the store keeps
+    /// these gauges current after every operation.
+    pub fn metrics(&self) -> &SpillMetrics {
+        &self.metrics
+    }
+}

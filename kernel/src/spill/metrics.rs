@@ -1,0 +1,100 @@
+//! Prometheus metrics of the spill store. The store updates them directly;
+//! they double as the store's stats getters (`.get()`).
+
+use prometheus::{IntCounter, IntGauge, Registry};
+
+/// Cloning shares the underlying values (prometheus metrics are handles).
+#[derive(Clone)]
+pub struct SpillMetrics {
+    /// Bytes in live segment files (headers included; `*.corrupt` excluded).
+    pub bytes: IntGauge,
+    /// Live segment files.
+    pub segments: IntGauge,
+    /// Records stored and not yet committed by replay.
+    pub pending_records: IntGauge,
+    pub records_written: IntCounter,
+    /// Records committed by the replay consumer.
+    pub records_replayed: IntCounter,
+    /// Segments (or their damaged tail) moved aside as `*.corrupt`.
+    pub corrupt_segments: IntCounter,
+    /// Torn writes truncated at recovery (crash mid-append).
+    pub torn_tails: IntCounter,
+    /// Appends refused with `SpillError::Full`.
+    pub full_rejections: IntCounter,
+    /// Events inside spilled batches (maintained by the pipeline glue).
+    pub events_written: IntCounter,
+    /// Events of spilled batches handled by replay (stored, duplicate or dead-lettered).
+    pub events_replayed: IntCounter,
+    /// Records that passed their checksum but are not a batch this kernel can read.
+    pub undecodable_records: IntCounter,
+}
+
+impl Default for SpillMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpillMetrics {
+    /// Unregistered metrics; call [`SpillMetrics::register`] to expose them.
+    pub fn new() -> Self {
+        let g = |n: &str, h: &str| IntGauge::new(n, h).expect("static metric name is valid");
+        let c = |n: &str, h: &str| IntCounter::new(n, h).expect("static metric name is valid");
+        Self {
+            bytes: g("kernel_spill_bytes", "Bytes in live spill segment files"),
+            segments: g("kernel_spill_segments", "Live spill segment files"),
+            pending_records: g(
+                "kernel_spill_pending_records",
+                "Spilled records not yet replayed to Postgres",
+            ),
+            records_written: c(
+                "kernel_spill_records_written_total",
+                "Records durably written to the spill",
+            ),
+            records_replayed: c(
+                "kernel_spill_records_replayed_total",
+                "Spilled records replayed and committed to Postgres",
+            ),
+            corrupt_segments: c(
+                "kernel_spill_corrupt_segments_total",
+                "Spill segments moved aside as *.corrupt",
+            ),
+            torn_tails: c(
+                "kernel_spill_torn_tails_total",
+                "Torn spill writes truncated during recovery",
+            ),
+            full_rejections: c(
+                "kernel_spill_full_total",
+                "Spill appends refused because max_bytes was reached",
+            ),
+            events_written: c(
+                "kernel_spill_events_written_total",
+                "Events in batches written to the spill",
+            ),
+            events_replayed: c(
+                "kernel_spill_events_replayed_total",
+                "Spilled events replayed to Postgres",
+            ),
+            undecodable_records: c(
+                "kernel_spill_undecodable_records_total",
+                "Spill records dropped because they could not be decoded as a batch",
+            ),
+        }
+    }
+
+    /// Registers every spill metric in `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.bytes.clone()))?;
+        registry.register(Box::new(self.segments.clone()))?;
+        registry.register(Box::new(self.pending_records.clone()))?;
+        registry.register(Box::new(self.records_written.clone()))?;
+        registry.register(Box::new(self.records_replayed.clone()))?;
+        registry.register(Box::new(self.corrupt_segments.clone()))?;
+        registry.register(Box::new(self.torn_tails.clone()))?;
+        registry.register(Box::new(self.full_rejections.clone()))?;
+        registry.register(Box::new(self.events_written.clone()))?;
+        registry.register(Box::new(self.events_replayed.clone()))?;
+        registry.register(Box::new(self.undecodable_records.clone()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! Crash-safe spill-to-disk store of opaque byte records.
+//!
+//! When Postgres is unavailable the pipeline serializes each batch into one
+//! record and appends it here; the Redis entries are acknowledged only after
+//! `append` returned (the record is durable). A replay task later reads the
+//! records oldest first, commits each to Postgres and then commits it here;
+//! fully committed segments are deleted. See `docs/spill.md` for the format,
+//! the durability order and the recovery rules.
+//!
+//! [`SpillStore`] does blocking I/O; async code uses [`SpillHandle`], which
+//! runs every call on tokio's blocking pool.
+
+pub mod batch;
+pub mod codec;
+mod config;
+mod error;
+pub mod files;
+mod handle;
+mod metrics;
+pub mod pipeline;
+mod recovery;
+mod replay;
+mod store;
+
+pub use config::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
+pub use error::SpillError;
+pub use files::{segment_file_name, segment_path};
+pub use handle::SpillHandle;
+pub use metrics::SpillMetrics;
+pub use replay::{run_replay, ReplayConfig, ReplayFailure};
+pub use store::{Record, RecordId, RecoveryReport, SpillStats, SpillStore};

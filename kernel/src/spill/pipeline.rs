@@ -1,0 +1,139 @@
+//! Glue between the ingest pipeline and the spill: opening it from the config,
+//! spilling a batch on a Postgres outage, and replaying spilled batches
+//! through the writer's normal write path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::batch::{decode_batch, encode_batch};
+use super::{run_replay, ReplayConfig, ReplayFailure, SpillError, SpillHandle, SpillMetrics};
+use crate::config::Config;
+use crate::ingest::{GaveUp, OnOutage, Writer};
+use crate::metrics::Metrics;
+use crate::protocol::{Entry, EntryRef, Event};
+use crate::store::Store;
+
+/// Opens `spill.dir` when configured and registers the spill metrics.
+pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHandle>, SpillError> {
+    let Some(cfg) = config.spill.clone() else {
+        return Ok(None);
+    };
+    let spill_metrics = SpillMetrics::new();
+    spill_metrics
+        .register(&metrics.registry)
+        .map_err(|e| SpillError::Config(format!("registering spill metrics: {e}")))?;
+    let (handle, report) = SpillHandle::open(cfg, spill_metrics).await?;
+    if report.records > 0 {
+        info!(
+            records = report.records,
+            "spilled batches found; they are replayed once Postgres answers"
+        );
+    }
+    Ok(Some(handle))
+}
+
+/// Writes `events` to the spill. True when durable: the caller may then acknowledge
+/// their entries. False when the spill is full or failed: the caller keeps retrying
+/// Postgres and acknowledges nothing (its bounded queue then stops the reader).
+pub async fn spill_batch(
+    spill: &SpillHandle,
+    events: &[Event],
+    entries: &HashMap<EntryRef, Entry>,
+) -> bool {
+    let record = match encode_batch(events, entries) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot encode batch for the spill");
+            return false;
+        }
+    };
+    match spill.append(record).await {
+        Ok(id) => {
+            spill.metrics().events_written.inc_by(events.len() as u64);
+            warn!(events = events.len(), record = %id, "Postgres unavailable; batch spilled to disk");
+            true
+        }
+        Err(e) if e.is_full() => {
+            warn!(error = %e, "spill full and Postgres unavailable; ingest paused");
+            false
+        }
+        Err(e) => {
+            error!(error = %e, "spill write failed; retrying Postgres instead");
+            false
+        }
+    }
+}
+
+impl Writer {
+    /// Replays one spilled batch: stores it through the same isolating write
+    /// path as live traffic (duplicates skipped, data-error offenders
+    /// dead-lettered). `Err` leaves the record in the spill for a later try.
+    pub async fn replay_record(&self, data: Vec<u8>) -> Result<(), ReplayFailure> {
+        let mut batch = match decode_batch(&data) {
+            Ok(b) => b,
+            Err(e) => {
+                // Passed its checksum, so retrying cannot help; keeping it
+                // would block every record behind it.
+                error!(error = %e, bytes = data.len(), "undecodable spill record dropped");
+                if let Some(spill) = &self.spill {
+                    spill.metrics().undecodable_records.inc();
+                }
+                return Ok(());
+            }
+        };
+        let (outcome, rejected) = match self.store_isolating(&batch.events, OnOutage::Fail).await {
+            Ok(r) => r,
+            Err(GaveUp::Outage(e)) => return Err(ReplayFailure::Outage(e.to_string())),
+            Err(GaveUp::Shutdown) => return Err(ReplayFailure::Outage("shutting down".into())),
+        };
+        let mut dead = Vec::with_capacity(rejected.len());
+        for (event, why) in rejected {
+            match batch.entries.remove(&event.source) {
+                Some(entry) => dead.push((entry, why)),
+                None => warn!(event = %event.id, detail = %why.detail,
+                    "Postgres rejected a spilled event whose fields were not kept; not dead-lettered"),
+            }
+        }
+        self.record_stored(&batch.events, &outcome);
+        self.republish(&batch.events, &outcome).await;
+        if self.dead_letter(&dead).await.is_err() {
+            return Err(ReplayFailure::Outage("shutting down".into()));
+        }
+        if let Some(spill) = &self.spill {
+            spill
+                .metrics()
+                .events_replayed
+                .inc_by(batch.events.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// Starts the replay task: it probes Postgres with backoff while it is down and replays
+/// spilled batches, oldest first, through `writer`, until `stop` fires.
+pub fn spawn_replay(
+    writer: Writer,
+    store: Store,
+    stop: CancellationToken,
+) -> Option<JoinHandle<()>> {
+    let spill = writer.spill.clone()?;
+    let writer = Arc::new(writer);
+    Some(tokio::spawn(run_replay(
+        spill,
+        ReplayConfig::default(),
+        move || {
+            let store = store.clone();
+            async move { store.ping(Duration::from_secs(2)).await }
+        },
+        move |data| {
+            let writer = writer.clone();
+            async move { writer.replay_record(data).await }
+        },
+        stop.cancelled_owned(),
+    )))
+}

@@ -1,0 +1,40 @@
+//! Fault 3: two kernels in one group; one is SIGKILLed for good while holding
+//! pending entries. The survivor claims them after `ingest.claim_idle`.
+
+mod fault_support;
+
+use fault_support::*;
+use fdc_kernel::testsupport::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivor_claims_the_dead_replicas_pending_entries() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let opts = [
+        ("FDC_INGEST__BATCH_MAX_SIZE", "100"),
+        ("FDC_INGEST__CLAIM_IDLE", "3s"),
+        ("FDC_INGEST__CLAIM_INTERVAL", "500ms"),
+        // claim_idle must exceed both (a live replica's batch is never claimed).
+        ("FDC_POSTGRES__STATEMENT_TIMEOUT", "2s"),
+        ("FDC_SHUTDOWN__TIMEOUT", "2s"),
+    ];
+    let survivor = KernelProcess::start(&env, "survivor", &opts);
+    let mut doomed = KernelProcess::start(&env, "doomed", &opts);
+    survivor.wait_ready().await;
+    doomed.wait_ready().await;
+
+    let set = EventSet::new(4000, 40);
+    publish(&redis, "events", &set.entries).await;
+    let held = doomed.kill_holding_pending(&redis).await;
+    assert!(held > 0);
+
+    let pg = env.pg().await;
+    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
+    assert_exact(&pg, &redis, &set).await;
+    assert_eq!(pending_of(&redis, "doomed").await, 0);
+    let claimed = metric(survivor.http, "kernel_redis_claimed_total").await;
+    assert!(
+        claimed >= held as f64,
+        "survivor claimed {claimed}, the dead replica held {held}"
+    );
+}

@@ -1,0 +1,243 @@
+//! Shared pieces of the fault-injection tests: known event sets, the
+//! exact-outcome oracle, and a kernel run as a real process (to SIGKILL it).
+#![allow(dead_code)] // each fault test uses a different subset
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fdc_kernel::spill::SpillConfig;
+use fdc_kernel::testsupport::*;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// A known set of entries: `valid` data events (ids kept) and `invalid` ones
+/// (bad protocol version) that must end in the DLQ.
+pub struct EventSet {
+    pub ids: Vec<Uuid>,
+    pub entries: Vec<Vec<(String, String)>>,
+    pub invalid: usize,
+}
+
+impl EventSet {
+    /// Every `every`-th entry is invalid (0: none).
+    pub fn new(valid: usize, every: usize) -> EventSet {
+        let now = now_ns();
+        let mut set = EventSet {
+            ids: Vec::new(),
+            entries: Vec::new(),
+            invalid: 0,
+        };
+        for i in 0..valid {
+            let id = Uuid::now_v7();
+            set.ids.push(id);
+            set.entries.push(data_fields(
+                id,
+                now - i as i64,
+                Some(&format!("subject-{}", i % 20)),
+                &[("k", &format!("v{}", i % 5))],
+                json!({ "n": i }),
+            ));
+            if every > 0 && i % every == 0 {
+                let mut bad = data_fields(Uuid::now_v7(), now, None, &[], json!({ "bad": i }));
+                bad[1].1 = "2.0.0".into();
+                set.entries.push(bad);
+                set.invalid += 1;
+            }
+        }
+        set
+    }
+}
+
+/// The oracle of every fault test: each sent id stored exactly once, nothing
+/// else stored, nothing pending in the group, the DLQ holds exactly the
+/// invalid entries.
+pub async fn assert_exact(pg: &PgPool, redis: &MultiplexedConnection, set: &EventSet) {
+    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(pg)
+        .await
+        .unwrap();
+    let distinct: HashSet<Uuid> = rows.iter().copied().collect();
+    assert_eq!(rows.len(), distinct.len(), "an event id is stored twice");
+    let sent: HashSet<Uuid> = set.ids.iter().copied().collect();
+    assert_eq!(distinct.len(), sent.len(), "stored vs sent");
+    assert_eq!(distinct, sent, "stored ids differ from sent ids");
+    assert_eq!(
+        count(pg, "SELECT count(*) FROM event_index").await,
+        sent.len() as i64
+    );
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(redis, "events", "kernel")).await,
+        0,
+        "entries left pending"
+    );
+    let dlq = read_stream(redis, "events:dlq").await;
+    assert_eq!(dlq.len(), set.invalid, "DLQ size");
+    assert!(dlq
+        .iter()
+        .all(|f| f.get("error").map(String::as_str) == Some("bad_version")));
+}
+
+/// Waits until at least `n` distinct events are stored; returns the count.
+pub async fn wait_stored_at_least(pg: &PgPool, n: i64) -> i64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = count(pg, "SELECT count(DISTINCT event_id) FROM events").await;
+        if got >= n || std::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until exactly `n` distinct events are stored; returns the last count.
+pub async fn wait_stored(pg: &PgPool, n: usize) -> i64 {
+    wait_for(WAIT, n as i64, || {
+        count(pg, "SELECT count(DISTINCT event_id) FROM events")
+    })
+    .await
+}
+
+pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
+    SpillConfig {
+        dir: dir.to_path_buf(),
+        max_bytes,
+        segment_bytes: 256 * 1024,
+    }
+}
+
+pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
+    let (_, body) = http_get(addr, "/metrics").await;
+    metric_value(&body, series).unwrap_or(-1.0)
+}
+
+pub async fn wait_metric_at_least(addr: SocketAddr, series: &str, min: f64) -> f64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = metric(addr, series).await;
+        if v >= min || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The `fdc-kernel` binary as a child process, configured through `FDC_*`.
+pub struct KernelProcess {
+    child: Child,
+    log: tempfile::NamedTempFile,
+    pub http: SocketAddr,
+    pub consumer: String,
+}
+
+impl KernelProcess {
+    pub fn start(env: &TestEnv, consumer: &str, extra: &[(&str, &str)]) -> KernelProcess {
+        let http = free_addr();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
+        cmd.arg("run")
+            .env("FDC_REDIS__URL", env.redis.url())
+            .env("FDC_POSTGRES__URL", env.postgres.url())
+            .env("FDC_HTTP__LISTEN", http.to_string())
+            .env("FDC_INGEST__CONSUMER", consumer)
+            .env("FDC_INGEST__BATCH_MAX_WAIT", "20ms")
+            .env("FDC_LOG__LEVEL", "warn")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        KernelProcess {
+            child: cmd.spawn().expect("spawn fdc-kernel"),
+            log,
+            http,
+            consumer: consumer.to_string(),
+        }
+    }
+
+    /// SIGKILL: no shutdown path runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub async fn wait_ready(&self) {
+        let ok = wait_for(WAIT, 200, || async {
+            http_get(self.http, "/readyz").await.0
+        })
+        .await;
+        if ok != 200 {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            panic!(
+                "kernel process {} never became ready; log:\n{log}",
+                self.consumer
+            );
+        }
+    }
+}
+
+impl Drop for KernelProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Entries pending on one consumer of group `kernel` on stream `events`.
+pub async fn pending_of(redis: &MultiplexedConnection, consumer: &str) -> usize {
+    let mut conn = redis.clone();
+    let reply: Vec<redis::Value> = redis::cmd("XPENDING")
+        .arg("events")
+        .arg("kernel")
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .arg(consumer)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    reply.len()
+}
+
+impl KernelProcess {
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Freezes the process at a moment it holds pending entries, then SIGKILLs
+    /// it: a replica that died with work in hand. Returns how many it held.
+    pub async fn kill_holding_pending(&mut self, redis: &MultiplexedConnection) -> usize {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            self.signal(libc::SIGSTOP);
+            // Let the stop take effect and commands already sent reach Redis.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let held = pending_of(redis, &self.consumer).await;
+            if held > 0 {
+                self.kill();
+                return held;
+            }
+            self.signal(libc::SIGCONT);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never held pending entries",
+                self.consumer
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
