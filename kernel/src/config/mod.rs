@@ -84,10 +84,15 @@ pub struct IngestConfig {
     /// Consumer name in the group; the host (pod) name when unset.
     pub consumer: Option<String>,
     pub batch_max_size: usize,
+    /// Longest an XREADGROUP blocks for new entries (a free writer lane does not wait to
+    /// fill a batch; it writes what is queued).
     #[serde(with = "humantime_serde")]
     pub batch_max_wait: Duration,
     /// Batches buffered between the Redis reader and the Postgres writer: the memory bound.
     pub queue_batches: usize,
+    /// Writer lanes, each with its own Postgres transaction in flight: one lane parses while
+    /// another commits, and Postgres works on several cores.
+    pub writers: usize,
     /// Entries pending longer than this on another consumer are claimed.
     #[serde(with = "humantime_serde")]
     pub claim_idle: Duration,
@@ -108,6 +113,7 @@ impl Default for IngestConfig {
             batch_max_size: 1000,
             batch_max_wait: Duration::from_millis(50),
             queue_batches: 4,
+            writers: 2,
             claim_idle: Duration::from_secs(60),
             claim_interval: Duration::from_secs(10),
             max_deliveries: 5,

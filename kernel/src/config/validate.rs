@@ -121,6 +121,13 @@ impl Config {
                 "use at least 1 (default 4)",
             ));
         }
+        if ingest.writers == 0 || ingest.writers > 64 {
+            return Err(invalid(
+                "ingest.writers",
+                format!("{} is out of range", ingest.writers),
+                "use 1..=64 (default 2)",
+            ));
+        }
         if ingest.max_deliveries == 0 {
             return Err(invalid(
                 "ingest.max_deliveries",

@@ -3,6 +3,7 @@
 //! dead-lettered.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -66,29 +67,39 @@ pub(crate) enum OnOutage<'a> {
 }
 
 impl Writer {
-    /// Processes chunks until the reader closes the queue.
-    pub async fn run(self, mut queue: mpsc::Receiver<Chunk>) {
-        while let Some(first) = queue.recv().await {
-            self.metrics.queue_batches.dec();
-            let batch = self.fill_batch(first, &mut queue).await;
-            if self.process(batch).await.is_err() {
-                warn!("shutdown timeout reached; unfinished entries stay pending for redelivery");
-                return;
-            }
+    /// Processes chunks until the reader closes the queue, with `ingest.writers` lanes.
+    ///
+    /// Each lane takes a batch off the shared queue and carries it through auth, validation,
+    /// the Postgres transaction, dead letters and the acknowledgement on its own. While one
+    /// lane waits for its commit, another parses and writes the next batch, so Postgres and
+    /// the kernel work at the same time and Postgres gets a session per lane. Every
+    /// guarantee is per batch (ack after commit, DLQ before ack), so lanes need no
+    /// coordination; concurrent writes of one id are settled by `event_index` exactly as
+    /// between replicas.
+    pub async fn run(self, queue: mpsc::Receiver<Chunk>) {
+        let lanes = self.config.ingest.writers.max(1);
+        let writer = Arc::new(self);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..lanes {
+            tasks.spawn(lane(writer.clone(), queue.clone()));
         }
+        while tasks.join_next().await.is_some() {}
     }
 
-    /// Adds queued chunks to `batch` until it is full or `batch_max_wait` has passed.
-    async fn fill_batch(&self, mut batch: Chunk, queue: &mut mpsc::Receiver<Chunk>) -> Chunk {
+    /// Adds the chunks already queued to `batch`, up to `batch_max_size`, without waiting:
+    /// a lane that is free writes at once (low latency at low rates), and while lanes are
+    /// busy chunks pile up in the queue and make the next batches full (throughput under
+    /// load).
+    fn take_queued(&self, mut batch: Chunk, queue: &mut mpsc::Receiver<Chunk>) -> Chunk {
         let max = self.config.ingest.batch_max_size;
-        let deadline = tokio::time::Instant::now() + self.config.ingest.batch_max_wait;
         while batch.len() < max {
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(more)) => {
+            match queue.try_recv() {
+                Ok(more) => {
                     self.metrics.queue_batches.dec();
                     batch.extend(more);
                 }
-                Ok(None) | Err(_) => break,
+                Err(_) => break,
             }
         }
         batch
@@ -353,6 +364,25 @@ impl Writer {
                 _ = tokio::time::sleep(delay) => {}
             }
             delay = (delay * 2).min(RETRY_MAX);
+        }
+    }
+}
+
+/// One writer lane: batches off the shared queue until it closes or shutdown gives up.
+async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>) {
+    loop {
+        let batch = {
+            // One idle lane waits on the queue at a time; the others wait for this lock.
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            writer.metrics.queue_batches.dec();
+            writer.take_queued(first, &mut queue)
+        };
+        if writer.process(batch).await.is_err() {
+            warn!("shutdown timeout reached; unfinished entries stay pending for redelivery");
+            return;
         }
     }
 }

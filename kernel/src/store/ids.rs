@@ -48,7 +48,7 @@ pub struct IdCache {
 impl IdCache {
     /// Ids for each of `keys` (same order), inserting unknown subjects.
     pub async fn subject_ids(&self, pool: &PgPool, keys: &[&str]) -> Result<Vec<Uuid>, StoreError> {
-        let missing: Vec<String> = {
+        let mut missing: Vec<String> = {
             let cache = self.subjects.lock().expect("subject cache poisoned");
             let mut seen = HashSet::new();
             keys.iter()
@@ -58,6 +58,8 @@ impl IdCache {
         };
         let mut found = HashMap::new();
         if !missing.is_empty() {
+            // Sorted: concurrent upserts of overlapping keys lock them in the same order.
+            missing.sort_unstable();
             found = upsert_subjects(pool, &missing).await?;
             let mut cache = self.subjects.lock().expect("subject cache poisoned");
             if cache.len() + found.len() > MAX_CACHED {
@@ -88,7 +90,7 @@ impl IdCache {
         pool: &PgPool,
         pairs: &[(&str, &str)],
     ) -> Result<Vec<i64>, StoreError> {
-        let missing: Vec<(String, String)> = {
+        let mut missing: Vec<(String, String)> = {
             let cache = self.tags.lock().expect("tag cache poisoned");
             let mut seen = HashSet::new();
             pairs
@@ -99,6 +101,7 @@ impl IdCache {
         };
         let mut found = TagMap::default();
         if !missing.is_empty() {
+            missing.sort_unstable();
             let rows = upsert_tags(pool, &missing).await?;
             let mut cache = self.tags.lock().expect("tag cache poisoned");
             if cache.len + rows.len() > MAX_CACHED {

@@ -21,11 +21,13 @@ pub struct WriteOutcome {
 
 /// De-duplication first: `event_index` decides which ids are new (a concurrent replica's
 /// uncommitted insert of the same id makes this wait for its outcome, so exactly one wins).
-/// The transaction time comes back with the new ids and becomes `ts_kernel`.
+/// Ids are inserted in sorted order, so two writers claiming overlapping ids wait for each
+/// other in one direction and never deadlock. The transaction time comes back with the new
+/// ids and becomes `ts_kernel`.
 const CLAIM_IDS: &str = "\
 WITH fresh AS (
     INSERT INTO event_index (event_id, ts)
-    SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[]) AS i(event_id, ts) ORDER BY event_id
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id
 )
