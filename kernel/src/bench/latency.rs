@@ -22,7 +22,7 @@ use super::env::{BenchEnv, RunDb};
 use super::kernel_proc::KernelProcess;
 use super::workload::{data_json, W1};
 use super::BenchError;
-use crate::testsupport::now_ns;
+use crate::testsupport::{metric_value, now_ns};
 
 const POLL: Duration = Duration::from_millis(5);
 
@@ -42,6 +42,11 @@ pub struct LatencySample {
     pub hist_within_100ms: f64,
     pub kernel_cpu_percent: f64,
     pub peak_rss_mib: f64,
+    /// Where the time goes: mean events per Postgres batch, and the batch write time
+    /// (`kernel_pg_batch_seconds`: write + commit) mean and p99, ms.
+    pub batch_mean_events: f64,
+    pub pg_batch_mean_ms: f64,
+    pub pg_batch_p99_ms: f64,
 }
 
 pub async fn run(
@@ -103,6 +108,16 @@ async fn measure(
     }
     acked.sort_by(f64::total_cmp);
     let buckets = histogram(&metrics, "kernel_commit_latency_seconds");
+    let batch = histogram(&metrics, "kernel_pg_batch_seconds");
+    let mean = |name: &str| {
+        let sum = metric_value(&metrics, &format!("{name}_sum")).unwrap_or(0.0);
+        let count = metric_value(&metrics, &format!("{name}_count")).unwrap_or(0.0);
+        if count > 0.0 {
+            sum / count
+        } else {
+            0.0
+        }
+    };
     Ok(LatencySample {
         offered_per_s: rate,
         achieved_per_s: events as f64 / produced_in,
@@ -115,6 +130,9 @@ async fn measure(
         hist_within_100ms: share_within(&buckets, 0.1),
         kernel_cpu_percent: 100.0 * cpu / elapsed,
         peak_rss_mib,
+        batch_mean_events: mean("kernel_pg_batch_size"),
+        pg_batch_mean_ms: mean("kernel_pg_batch_seconds") * 1e3,
+        pg_batch_p99_ms: histogram_quantile(&batch, 0.99) * 1e3,
     })
 }
 

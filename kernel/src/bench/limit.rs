@@ -46,6 +46,9 @@ async fn measure(
 ) -> Result<Sample, BenchError> {
     let ids = std::sync::Arc::new(prepare(db, w1).await?);
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    // The same socket option as the kernel's pool (see store::set_nodelay): without it
+    // every COPY waits for a delayed ACK and the "limit" would measure TCP, not Postgres.
+    crate::store::set_nodelay(&mut conn).await?;
     env.checkpoint().await?;
 
     let (tx, mut rx) = mpsc::channel::<Batch>(4);

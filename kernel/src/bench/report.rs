@@ -139,6 +139,9 @@ impl LatencySummary {
             hist_within_100ms: m(|s| s.hist_within_100ms),
             kernel_cpu_percent: m(|s| s.kernel_cpu_percent),
             peak_rss_mib: m(|s| s.peak_rss_mib),
+            batch_mean_events: m(|s| s.batch_mean_events),
+            pg_batch_mean_ms: m(|s| s.pg_batch_mean_ms),
+            pg_batch_p99_ms: m(|s| s.pg_batch_p99_ms),
         };
         Some(LatencySummary { median, runs })
     }
@@ -286,7 +289,8 @@ impl Report {
             let l = &l.median;
             out.push_str(&format!(
                 "\nlatency at {:.0}/s offered ({:.0}/s achieved, {} events): ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-                 kernel histogram p50 {:.1} ms, p99 {:.1} ms, {:.2}% ≤ 100 ms; kernel CPU {:.0}%, RSS {:.1} MiB\n",
+                 kernel histogram p50 {:.1} ms, p99 {:.1} ms, {:.2}% ≤ 100 ms; kernel CPU {:.0}%, RSS {:.1} MiB;\n\
+                 batches of {:.0} events on average, Postgres write+commit {:.1} ms mean, p99 {:.1} ms\n",
                 l.offered_per_s,
                 l.achieved_per_s,
                 l.events,
@@ -298,6 +302,9 @@ impl Report {
                 l.hist_within_100ms * 100.0,
                 l.kernel_cpu_percent,
                 l.peak_rss_mib,
+                l.batch_mean_events,
+                l.pg_batch_mean_ms,
+                l.pg_batch_p99_ms,
             ));
         }
         if !self.targets.is_empty() {

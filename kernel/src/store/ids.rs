@@ -33,7 +33,13 @@ impl TagMap {
     }
 
     fn insert(&mut self, key: String, value: String, id: i64) {
-        if self.by_key.entry(key).or_default().insert(value, id).is_none() {
+        if self
+            .by_key
+            .entry(key)
+            .or_default()
+            .insert(value, id)
+            .is_none()
+        {
             self.len += 1;
         }
     }

@@ -3,6 +3,7 @@
 mod copy;
 mod error;
 mod ids;
+mod nodelay;
 mod partitions;
 mod write;
 
@@ -14,6 +15,7 @@ use sqlx::PgPool;
 pub use copy::CopyBinary;
 pub use error::StoreError;
 pub use ids::IdCache;
+pub use nodelay::set_nodelay;
 pub use partitions::{day_name, Partitions};
 pub use write::WriteOutcome;
 
@@ -45,6 +47,17 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.connect_timeout)
+            // No ping on every acquire: it costs a round trip per statement, and a broken
+            // connection fails the statement itself as an outage, which is retried anyway.
+            .test_before_acquire(false)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    if !set_nodelay(conn).await? {
+                        tracing::debug!("TCP_NODELAY not set (Unix socket or port rewritten)");
+                    }
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         Ok(Store::with_pool(pool, consumer))
     }
