@@ -69,9 +69,7 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, AdminError> {
 }
 
 fn check_text(value: &str, what: &'static str) -> Result<(), AdminError> {
-    if value.trim().is_empty()
-        || value.len() > MAX_TEXT_LEN
-        || value.chars().any(char::is_control)
+    if value.trim().is_empty() || value.len() > MAX_TEXT_LEN || value.chars().any(char::is_control)
     {
         return Err(AdminError::BadRequest(what));
     }
@@ -87,7 +85,10 @@ pub async fn preapprove(
     body: &PreApproveBody,
 ) -> Result<PreApproval, AdminError> {
     require_reason(&body.reason)?;
-    check_text(&body.name, "name must be 1..256 characters, no control characters")?;
+    check_text(
+        &body.name,
+        "name must be 1..256 characters, no control characters",
+    )?;
     if let Some(schema) = &body.schema {
         check_text(
             schema,
