@@ -2,8 +2,6 @@
 
 mod auth_support;
 
-use std::time::Duration;
-
 use auth_support::*;
 use fdc_kernel::auth::keys::{self, SigningKey};
 use fdc_kernel::auth::registration::reply::Status;
