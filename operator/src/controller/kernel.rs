@@ -418,10 +418,10 @@ async fn plan_replicas(
         Some(format!("scale-in waits: pod {victim} is not Ready (Postgres or Redis unreachable, or ingest blocked); stopping it now could spill its last batch where no pod replays it. It is removed once it is Ready and its spill is empty"))
     } else {
         match ctx.kernel_api.spill_pending(&pod).await {
-        Ok(0) => None,
-        Ok(records) => Some(format!("scale-in waits: pod {victim} still holds {records} spilled records; it is removed once they are replayed to Postgres (check Postgres health if this persists)")),
-        Err(e) => Some(format!("scale-in waits: cannot read the spill backlog of pod {victim} ({e}); it is removed once its /metrics reports an empty spill")),
-    }
+            Ok(0) => None,
+            Ok(records) => Some(format!("scale-in waits: pod {victim} still holds {records} spilled records; it is removed once they are replayed to Postgres (check Postgres health if this persists)")),
+            Err(e) => Some(format!("scale-in waits: cannot read the spill backlog of pod {victim} ({e}); it is removed once its /metrics reports an empty spill")),
+        }
     };
     Ok(match waiting {
         None => ReplicaPlan {
