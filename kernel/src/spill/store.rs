@@ -434,7 +434,8 @@ impl SpillStore {
     /// kernel again) back into the spill: each is appended durably, then its
     /// quarantine file is removed. Returns how many went back and how many
     /// stay quarantined. Stops at the first error (e.g. `Full`); what was
-    /// not requeued stays in its file.
+    /// not requeued stays in its file. A record too large for the budget
+    /// is skipped (left quarantined).
     pub fn requeue_quarantined(
         &mut self,
         decodable: impl Fn(&[u8]) -> bool,
@@ -449,7 +450,15 @@ impl SpillStore {
                 }
                 // A crash between these two steps leaves the record twice:
                 // replayed twice, de-duplicated by Postgres.
-                self.append(&data)?;
+                match self.append(&data) {
+                    Ok(_) => {}
+                    // Never fits this spill's budget: it stays, the others may go.
+                    Err(SpillError::RecordTooLarge { .. }) => {
+                        left += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
                 fs::remove_file(&path).map_err(io_err("remove", &path))?;
                 files::sync_dir(&self.cfg.dir)?;
                 requeued += 1;
