@@ -19,6 +19,8 @@ struct Flags {
     failed: AtomicBool,
     /// The writer cannot store (Postgres down and nowhere else to put batches).
     writer_blocked: AtomicBool,
+    /// The last spill append was refused for `spill.max_bytes`: why the writer is blocked.
+    spill_full: AtomicBool,
 }
 
 impl Health {
@@ -55,5 +57,13 @@ impl Health {
 
     pub fn writer_blocked(&self) -> bool {
         self.inner.writer_blocked.load(Ordering::SeqCst)
+    }
+
+    pub fn set_spill_full(&self, full: bool) {
+        self.inner.spill_full.store(full, Ordering::SeqCst);
+    }
+
+    pub fn spill_full(&self) -> bool {
+        self.inner.spill_full.load(Ordering::SeqCst)
     }
 }

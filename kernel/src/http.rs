@@ -59,7 +59,11 @@ async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
         problems.push("migrations not applied yet");
     }
     if state.health.writer_blocked() {
-        problems.push("writer blocked: Postgres unavailable");
+        problems.push(if state.health.spill_full() {
+            "writer blocked: Postgres unavailable and spill full (spill.max_bytes reached)"
+        } else {
+            "writer blocked: Postgres unavailable"
+        });
     }
     let (pg_ok, redis_ok) = tokio::join!(
         state.store.ping(PROBE_TIMEOUT),

@@ -273,7 +273,13 @@ impl Writer {
                         OnOutage::Fail => return Err(GaveUp::Outage(e)),
                         OnOutage::Spill(entries) => {
                             if let Some(spill) = &self.spill {
-                                if crate::spill::pipeline::spill_batch(spill, events, entries).await
+                                if crate::spill::pipeline::spill_batch(
+                                    spill,
+                                    events,
+                                    entries,
+                                    &self.health,
+                                )
+                                .await
                                 {
                                     self.health.set_writer_blocked(false);
                                     return Ok(Ok(WriteOutcome::default()));
