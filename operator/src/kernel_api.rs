@@ -22,6 +22,10 @@ use crate::crd::FdcKernel;
 /// (0 = drained; segment bytes are not used because a live segment keeps its header).
 pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 
+/// Gauge of spill records the kernel could not decode and set aside in quarantine files on
+/// the spill volume: they are acknowledged data too, so a replica holding any is not drained.
+pub const SPILL_QUARANTINE_METRIC: &str = "kernel_spill_quarantine_files";
+
 /// Where kernel endpoints are.
 #[derive(Debug, Clone)]
 pub enum Endpoints {
@@ -185,7 +189,8 @@ impl KernelApi {
         }
     }
 
-    /// Spilled records `pod` has not replayed yet, from its `/metrics`.
+    /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
+    /// `/metrics`: 0 means its spill volume holds nothing that would be lost with it.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
         let url = self.metrics_url(pod)?;
         let request = http::Request::get(&url)
@@ -195,12 +200,10 @@ impl KernelApi {
         if !(200..300).contains(&status) {
             return Err(KernelApiError::Status { url, status });
         }
-        parse_gauge_sum(&String::from_utf8_lossy(&body), SPILL_PENDING_METRIC)
-            .map(|v| v.max(0.0) as u64)
-            .ok_or(KernelApiError::MissingMetric {
-                url,
-                metric: SPILL_PENDING_METRIC,
-            })
+        spill_backlog(&String::from_utf8_lossy(&body)).ok_or(KernelApiError::MissingMetric {
+            url,
+            metric: SPILL_PENDING_METRIC,
+        })
     }
 
     async fn send(
@@ -271,6 +274,13 @@ fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {
 }
 
 /// Sum of all samples of `metric` (any labels) in Prometheus text format.
+/// Pending records plus quarantine files (a kernel without the quarantine gauge has none).
+fn spill_backlog(metrics: &str) -> Option<u64> {
+    let pending = parse_gauge_sum(metrics, SPILL_PENDING_METRIC)?;
+    let quarantined = parse_gauge_sum(metrics, SPILL_QUARANTINE_METRIC).unwrap_or(0.0);
+    Some((pending.max(0.0) + quarantined.max(0.0)) as u64)
+}
+
 pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
     let mut found = None;
     for line in text.lines() {
@@ -299,6 +309,21 @@ pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quarantine_files_count_as_backlog() {
+        use super::spill_backlog;
+        assert_eq!(spill_backlog("kernel_spill_pending_records 0\n"), Some(0));
+        assert_eq!(
+            spill_backlog("kernel_spill_pending_records 0\nkernel_spill_quarantine_files 2\n"),
+            Some(2)
+        );
+        assert_eq!(
+            spill_backlog("kernel_spill_pending_records 3\nkernel_spill_quarantine_files 0\n"),
+            Some(3)
+        );
+        assert_eq!(spill_backlog("kernel_spill_quarantine_files 1\n"), None);
+    }
+
     use super::{parse_gauge_sum, refusal_message, MAX_REFUSAL_LEN};
 
     #[test]
