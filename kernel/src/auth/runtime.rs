@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -13,6 +14,7 @@ use super::authenticator::{AuthSetupError, Authenticator};
 use super::config::AuthConfig;
 use super::gate::AuthGate;
 use super::keys;
+use super::last_seen;
 use super::metrics::AuthMetrics;
 use super::registration::RegistrationService;
 use super::token::TokenIssuer;
@@ -84,8 +86,10 @@ pub async fn start(
         "auth enabled"
     );
 
+    tokio::spawn(write_last_seen(authenticator.clone(), stop.clone()));
+
     if config.register.enabled {
-        let service = RegistrationService::new(
+        let service = Arc::new(RegistrationService::new(
             config,
             pool.clone(),
             redis::Client::open(redis_url)?,
@@ -93,13 +97,9 @@ pub async fn start(
             metrics.clone(),
             group,
             consumer,
-        );
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = service.run(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "registration service stopped");
-            }
-        });
+        ));
+        // Supervised: Redis trouble (even at start) delays registration, never ends it.
+        tokio::spawn(service.serve(stop.clone()));
     }
 
     let mut admin_addr = None;
@@ -139,4 +139,39 @@ pub async fn start(
         metrics,
         admin_addr,
     }))
+}
+
+/// Writes producers' last-seen times every [`last_seen::FLUSH_EVERY`] until `stop`, then once
+/// more (bounded). Failures are counted and retried: never on the ingest path.
+async fn write_last_seen(authenticator: Arc<Authenticator>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(last_seen::FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        // Skip the attempt while the gate already knows Postgres is down (notes are kept).
+        if stopping || !authenticator.in_outage() {
+            let flush = tokio::time::timeout(Duration::from_secs(10), authenticator.flush_last_seen());
+            match flush.await {
+                Ok(Ok(_)) => failing = false,
+                Ok(Err(e)) => {
+                    authenticator.metrics().last_seen_failures.inc();
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot write producers' last_seen_at; will retry");
+                    }
+                    failing = true;
+                }
+                Err(_) => {
+                    authenticator.metrics().last_seen_failures.inc();
+                    failing = true;
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
