@@ -123,11 +123,6 @@ impl Authenticator {
         self.last_seen.flush(&self.pool).await
     }
 
-    /// True while Postgres lookups are paused after a failure.
-    pub fn in_outage(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     /// Authenticate one entry's token (`None` when the entry has no `token` field). `None`
     /// back: undecided (Postgres unavailable and the producer never seen).
     pub async fn authenticate(&self, token: Option<&str>) -> Option<Verdict> {

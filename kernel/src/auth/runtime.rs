@@ -142,32 +142,30 @@ pub async fn start(
 }
 
 /// Writes producers' last-seen times every [`last_seen::FLUSH_EVERY`] until `stop`, then once
-/// more (bounded). Failures are counted and retried: never on the ingest path.
+/// more (bounded). Failures are counted and retried with backoff (up to 10 s between tries):
+/// never on the ingest path.
 async fn write_last_seen(authenticator: Arc<Authenticator>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(last_seen::FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut failing = false;
+    const MAX_PAUSE: Duration = Duration::from_secs(10);
+    let mut pause = last_seen::FLUSH_EVERY;
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
-            _ = tick.tick() => false,
+            _ = tokio::time::sleep(pause) => false,
         };
-        // Skip the attempt while the gate already knows Postgres is down (notes are kept).
-        if stopping || !authenticator.in_outage() {
-            let flush = tokio::time::timeout(Duration::from_secs(10), authenticator.flush_last_seen());
-            match flush.await {
-                Ok(Ok(_)) => failing = false,
-                Ok(Err(e)) => {
-                    authenticator.metrics().last_seen_failures.inc();
-                    if !failing {
-                        tracing::warn!(error = %e, "cannot write producers' last_seen_at; will retry");
-                    }
-                    failing = true;
+        let flush = tokio::time::timeout(MAX_PAUSE, authenticator.flush_last_seen()).await;
+        let failed = match flush {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_string()),
+        };
+        match failed {
+            None => pause = last_seen::FLUSH_EVERY,
+            Some(error) => {
+                authenticator.metrics().last_seen_failures.inc();
+                if pause == last_seen::FLUSH_EVERY {
+                    tracing::warn!(%error, "cannot write producers' last_seen_at; will retry");
                 }
-                Err(_) => {
-                    authenticator.metrics().last_seen_failures.inc();
-                    failing = true;
-                }
+                pause = (pause * 2).min(MAX_PAUSE);
             }
         }
         if stopping {
