@@ -433,7 +433,7 @@ async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid(
         .unwrap();
     let req = request_for(&key, "sensor");
     let nonce = req.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
-    publish(&redis, "fdc:register", &[req.clone()]).await;
+    publish(&redis, "fdc:register", std::slice::from_ref(&req)).await;
     let issued = wait_for(WAIT, 1, || {
         count(&pg, "SELECT count(*) FROM auth_tokens_issued")
     })
