@@ -15,6 +15,8 @@ pub struct Health {
 #[derive(Default)]
 struct Flags {
     migrated: AtomicBool,
+    /// A part of the kernel died: `/healthz` fails so the process is restarted.
+    failed: AtomicBool,
     /// The writer cannot store (Postgres down and nowhere else to put batches).
     writer_blocked: AtomicBool,
 }
@@ -33,6 +35,14 @@ impl Health {
 
     pub fn migrated(&self) -> bool {
         self.inner.migrated.load(Ordering::SeqCst)
+    }
+
+    pub fn set_failed(&self) {
+        self.inner.failed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.inner.failed.load(Ordering::SeqCst)
     }
 
     pub fn shutting_down(&self) -> bool {

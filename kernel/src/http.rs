@@ -27,7 +27,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
@@ -37,6 +37,17 @@ async fn metrics(State(state): State<HttpState>) -> ([(&'static str, &'static st
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+async fn healthz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.health.failed() {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed: an ingest task ended\n",
+        )
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {

@@ -101,10 +101,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 wait_for_signal().await;
                 stop.cancel();
             });
-            kernel.wait().await;
+            let stopped = kernel.wait().await;
             drop(env);
             println!("stopped; temporary servers removed");
-            Ok(())
+            Ok(stopped?)
         }
         Command::Keygen(args) => fdc_kernel::auth::cli::keygen(args).await,
         Command::Token(args) => fdc_kernel::auth::cli::token(args).await,
@@ -121,7 +121,7 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         wait_for_signal().await;
         stop.cancel();
     });
-    kernel.wait().await;
+    kernel.wait().await?;
     Ok(())
 }
 

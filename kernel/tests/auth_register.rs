@@ -21,41 +21,6 @@ fn set(f: &mut [(String, String)], name: &str, value: &str) {
     f.iter_mut().find(|(k, _)| k == name).unwrap().1 = value.to_string();
 }
 
-/// XADD a request and wait for the next reply carrying its nonce.
-async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, String)]) -> Reply {
-    let nonce = fields
-        .iter()
-        .find(|(k, _)| k == "nonce")
-        .map(|(_, v)| v.clone());
-    let key = format!("fdc:register:reply:{fp}");
-    let conn = redis.clone();
-    let range = |mut conn: MultiplexedConnection, key: String| async move {
-        let v: redis::Value = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        stream::parse_entries(&v)
-    };
-    // Replies already there belong to earlier requests (a replay reuses a nonce).
-    let seen = range(conn.clone(), key.clone()).await.len();
-    publish(redis, "fdc:register", &[fields.to_vec()]).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        let entries = range(conn.clone(), key.clone()).await;
-        for (_, f) in entries.iter().skip(seen) {
-            let r = Reply::from_fields(f).expect("well-formed reply");
-            if r.nonce == nonce {
-                return r;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no reply");
-}
-
 fn request_for(key: &SigningKey, name: &str) -> Vec<(String, String)> {
     request::build(
         key,

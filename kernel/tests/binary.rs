@@ -74,6 +74,26 @@ fn check_config_names_the_bad_key_and_redacts_secrets() {
         shown.contains("- a\n") && shown.contains("- b\n"),
         "{shown}"
     );
+
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env_clear()
+        .env(
+            "FDC_POSTGRES__URL",
+            "postgres://db/fdc?user=fdc&password=hunter2",
+        )
+        // Kubernetes service links for a Service named `fdc` are not config keys.
+        .env("FDC_SERVICE_HOST", "10.0.0.1")
+        .env("FDC_PORT", "tcp://10.0.0.1:8080")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("hunter2"), "{shown}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! HTTP calls from the operator to kernel pods: the admin API (revocation) and `/metrics`
-//! (spill backlog before scale-in).
+//! HTTP calls from the operator to kernel pods: the admin API (key pre-approval, revocation)
+//! and `/metrics` (spill backlog before scale-in).
 //!
 //! Plain HTTP inside the cluster, through hyper (already a kube dependency). The admin token
-//! is sent as a bearer header and never logged; errors carry status codes, not bodies.
+//! is sent as a bearer header and never logged; errors carry status codes, not bodies (the
+//! one body read is a 409's `error` message, which names ids and fingerprints only).
 
 use std::time::Duration;
 
@@ -63,6 +64,33 @@ pub enum Revoked {
     /// was recorded.
     UnknownProducer,
 }
+
+/// A public key to approve at the kernel for a producer id.
+#[derive(Debug, Clone)]
+pub struct KeyApprovalRequest<'a> {
+    pub producer_id: Uuid,
+    /// SPKI PEM (public, not a secret).
+    pub public_key_pem: &'a str,
+    /// Name and schema of the producer row, when the kernel creates it.
+    pub name: &'a str,
+    pub schema: Option<&'a str>,
+    pub reason: &'a str,
+}
+
+/// Result of a key pre-approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyApproval {
+    /// Approved by this call (HTTP 201).
+    Approved,
+    /// Already approved for this producer (HTTP 200); nothing changed at the kernel.
+    AlreadyApproved,
+    /// The kernel refused (HTTP 409): the key is bound to another producer, revoked or
+    /// rejected, or the producer is revoked. The kernel's message says which.
+    Refused(String),
+}
+
+/// Longest refusal message kept from a kernel answer (it ends up in a status condition).
+const MAX_REFUSAL_LEN: usize = 512;
 
 impl KernelApi {
     pub fn new(endpoints: Endpoints) -> Self {
@@ -127,6 +155,36 @@ impl KernelApi {
         }
     }
 
+    /// Pre-approves a public key for a producer at the kernel's admin API, so the producer's
+    /// own `fdc-kernel register` is answered `issued`. Idempotent at the kernel.
+    pub async fn approve_key(
+        &self,
+        kernel: &FdcKernel,
+        admin_token: &str,
+        req: &KeyApprovalRequest<'_>,
+    ) -> Result<KeyApproval, KernelApiError> {
+        let url = format!("{}{}", self.admin_base(kernel), keys_path(req.producer_id));
+        let body = serde_json::json!({
+            "public_key": req.public_key_pem,
+            "name": req.name,
+            "schema": req.schema,
+            "reason": req.reason,
+        })
+        .to_string();
+        let request = http::Request::post(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send(&url, request).await?;
+        match status {
+            201 => Ok(KeyApproval::Approved),
+            200 => Ok(KeyApproval::AlreadyApproved),
+            409 => Ok(KeyApproval::Refused(refusal_message(&body))),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
     /// Spilled records `pod` has not replayed yet, from its `/metrics`.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
         let url = self.metrics_url(pod)?;
@@ -179,6 +237,32 @@ pub fn revoke_path(producer_id: Uuid) -> String {
     format!("/v1/producers/{producer_id}/revoke")
 }
 
+/// Admin API path that pre-approves a key for a producer.
+pub fn keys_path(producer_id: Uuid) -> String {
+    format!("/v1/producers/{producer_id}/keys")
+}
+
+/// The `error` of a kernel's JSON error body, bounded and on one line.
+fn refusal_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "conflict (no message)".to_string());
+    let mut one_line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.len() > MAX_REFUSAL_LEN {
+        let mut end = MAX_REFUSAL_LEN;
+        while !one_line.is_char_boundary(end) {
+            end -= 1;
+        }
+        one_line.truncate(end);
+        one_line.push('…');
+    }
+    one_line
+}
+
 fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {
     KernelApiError::Transport {
         url: url.to_string(),
@@ -215,7 +299,21 @@ pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_gauge_sum;
+    use super::{parse_gauge_sum, refusal_message, MAX_REFUSAL_LEN};
+
+    #[test]
+    fn refusal_message_is_the_error_field_on_one_bounded_line() {
+        assert_eq!(
+            refusal_message(br#"{"error":"conflict: key ab is revoked"}"#),
+            "conflict: key ab is revoked"
+        );
+        assert_eq!(refusal_message(b"<html>"), "conflict (no message)");
+        assert_eq!(refusal_message(br#"{"error":"a\nb"}"#), "a b");
+        let long = format!(r#"{{"error":"{}"}}"#, "é".repeat(MAX_REFUSAL_LEN));
+        let m = refusal_message(long.as_bytes());
+        assert!(m.len() <= MAX_REFUSAL_LEN + '…'.len_utf8());
+        assert!(m.ends_with('…'));
+    }
 
     #[test]
     fn sums_labelled_samples_and_ignores_longer_names() {

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{dlq, republish, Chunk};
+use super::{dlq, republish, Chunk, InFlight};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -30,6 +30,8 @@ pub struct Writer {
     pub spill: Option<SpillHandle>,
     /// Producer authentication; `None` while `auth.enabled` is false.
     pub auth: Option<crate::auth::gate::AuthGate>,
+    /// Shared with the reader: entries of a batch are released when the batch is done.
+    pub inflight: InFlight,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -95,6 +97,14 @@ impl Writer {
     }
 
     async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
+        let refs: Vec<EntryRef> = batch.iter().map(|e| e.at.clone()).collect();
+        let done = self.process_batch(batch).await;
+        // Acknowledged, or left pending for redelivery: either way no longer ours to hold.
+        self.inflight.release(&refs);
+        done
+    }
+
+    async fn process_batch(&self, batch: Chunk) -> Result<(), GaveUp> {
         let started = Instant::now();
         // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
         // get their producer id from the token.

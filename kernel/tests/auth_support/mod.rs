@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_kernel::auth::registration::reply::Reply;
+use fdc_kernel::auth::registration::stream;
 use fdc_kernel::auth::token::TokenIssuer;
 use fdc_kernel::config::Config;
 use fdc_kernel::service::{self, RunningKernel};
 use fdc_kernel::testsupport::*;
+use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -187,4 +190,39 @@ pub fn data_entry(token: Option<&str>, n: i64) -> Vec<(String, String)> {
         f.push(("token".into(), t.into()));
     }
     f
+}
+
+/// XADD a registration request and wait for the next reply carrying its nonce.
+pub async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, String)]) -> Reply {
+    let nonce = fields
+        .iter()
+        .find(|(k, _)| k == "nonce")
+        .map(|(_, v)| v.clone());
+    let key = format!("fdc:register:reply:{fp}");
+    let conn = redis.clone();
+    let range = |mut conn: MultiplexedConnection, key: String| async move {
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        stream::parse_entries(&v)
+    };
+    // Replies already there belong to earlier requests (a replay reuses a nonce).
+    let seen = range(conn.clone(), key.clone()).await.len();
+    publish(redis, "fdc:register", &[fields.to_vec()]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        let entries = range(conn.clone(), key.clone()).await;
+        for (_, f) in entries.iter().skip(seen) {
+            let r = Reply::from_fields(f).expect("well-formed reply");
+            if r.nonce == nonce {
+                return r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no reply");
 }

@@ -195,9 +195,9 @@ pub fn secret_with_key(name: &str, key: &str) -> Value {
     })
 }
 
-/// What the fake kernel saw.
+/// An admin API call the fake kernel saw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RevokeCall {
+pub struct AdminCall {
     pub path: String,
     pub authorization: String,
     pub body: Value,
@@ -206,12 +206,16 @@ pub struct RevokeCall {
 #[derive(Default)]
 struct FakeKernelState {
     spill: BTreeMap<String, u64>,
-    revokes: Vec<RevokeCall>,
+    revokes: Vec<AdminCall>,
     revoke_status: u16,
+    key_approvals: Vec<AdminCall>,
+    /// Status and JSON body of the answer to a key pre-approval.
+    key_response: (u16, Value),
 }
 
 /// A real HTTP server on 127.0.0.1 standing in for kernel pods: serves
-/// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API calls.
+/// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API
+/// calls (revocations, key pre-approvals).
 pub struct FakeKernel {
     pub base: String,
     state: Arc<Mutex<FakeKernelState>>,
@@ -226,8 +230,18 @@ impl FakeKernel {
         type Shared = Arc<Mutex<FakeKernelState>>;
         let state: Shared = Arc::new(Mutex::new(FakeKernelState {
             revoke_status: 200,
+            key_response: (201, json!({"changed": true})),
             ..Default::default()
         }));
+        let record = |path: String, headers: &HeaderMap, body: &str| AdminCall {
+            path,
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+        };
         let app = axum::Router::new()
             .route(
                 "/pods/{pod}/metrics",
@@ -240,14 +254,19 @@ impl FakeKernel {
             )
             .route(
                 "/v1/producers/{id}/revoke",
-                post(|State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
                     let mut s = s.lock().unwrap();
-                    s.revokes.push(RevokeCall {
-                        path: format!("/v1/producers/{id}/revoke"),
-                        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
-                        body: serde_json::from_str(&body).unwrap_or(Value::Null),
-                    });
+                    s.revokes.push(record(format!("/v1/producers/{id}/revoke"), &headers, &body));
                     StatusCode::from_u16(s.revoke_status).unwrap()
+                }),
+            )
+            .route(
+                "/v1/producers/{id}/keys",
+                post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                    let mut s = s.lock().unwrap();
+                    s.key_approvals.push(record(format!("/v1/producers/{id}/keys"), &headers, &body));
+                    let (status, body) = s.key_response.clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 }),
             )
             .with_state(state.clone());
@@ -271,7 +290,16 @@ impl FakeKernel {
         self.state.lock().unwrap().revoke_status = status;
     }
 
-    pub fn revokes(&self) -> Vec<RevokeCall> {
+    pub fn revokes(&self) -> Vec<AdminCall> {
         self.state.lock().unwrap().revokes.clone()
+    }
+
+    /// Answer key pre-approvals with `status` and JSON `body` (default: 201).
+    pub fn set_key_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().key_response = (status, body);
+    }
+
+    pub fn key_approvals(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().key_approvals.clone()
     }
 }
