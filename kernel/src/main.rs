@@ -82,6 +82,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig(args) => {
             let config = Config::load(args.config.as_deref())?;
+            fdc_kernel::config::check_referenced_files(&config)?;
             print!("{}", config.to_redacted_yaml());
             Ok(())
         }

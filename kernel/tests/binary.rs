@@ -97,6 +97,22 @@ fn check_config_names_the_bad_key_and_redacts_secrets() {
 }
 
 #[test]
+fn check_config_opens_the_key_files_it_names() {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env_clear()
+        .env("FDC_AUTH__ENABLED", "true")
+        .env("FDC_AUTH__SIGNING_KEY", "/nonexistent/issuer.key")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.signing_key"), "{err}");
+    assert!(err.contains("/nonexistent/issuer.key"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
+}
+
+#[test]
 fn the_shipped_config_file_is_valid() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/kernel.yaml");
     let out = Command::new(BIN)

@@ -3,6 +3,7 @@
 //! Every key has a default, so an empty file is a valid config. `FDC_INGEST__CONSUMER=x` sets
 //! `ingest.consumer` (`__` separates levels). Errors name the key and say how to fix it.
 
+mod files;
 mod redact;
 mod validate;
 
@@ -14,6 +15,7 @@ use figment::providers::{Env, Format, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use files::check_referenced_files;
 pub use redact::redact_url;
 pub use validate::ConfigError;
 

@@ -90,6 +90,13 @@ impl ApiServer {
         body
     }
 
+    /// Asserts the client makes no request for `quiet` (while its side keeps running).
+    pub async fn expect_quiet(&mut self, quiet: std::time::Duration) {
+        if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.0.next_request()).await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+
     /// Asserts the client made no further request (call after the reconcile finished and
     /// every client clone is dropped).
     pub async fn expect_done(mut self) {
@@ -141,18 +148,23 @@ impl Call {
     }
 }
 
+/// A client talking to the returned mock API server.
+pub fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer(Box::pin(handle)))
+}
+
 /// A context whose client talks to the returned mock API server, and whose kernel HTTP
 /// calls go to `kernel_base` (see [`FakeKernel`]).
 pub fn test_context(kernel_base: &str) -> (Arc<Context>, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = mock_client();
     let ctx = Context::new(
         client,
         Arc::new(Metrics::new().expect("metrics")),
         KernelApi::new(Endpoints::Fixed(kernel_base.to_string())),
         Some("test".into()),
     );
-    (Arc::new(ctx), ApiServer(Box::pin(handle)))
+    (Arc::new(ctx), server)
 }
 
 /// An `FdcKernel` as the API server would return it (defaults applied, uid, generation).
