@@ -109,8 +109,17 @@ impl Default for Options {
 
 impl AuthKernel {
     pub async fn start(options: Options) -> AuthKernel {
+        Self::start_with(TestEnv::start().await.unwrap(), options, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), on a given environment (e.g. Redis with AOF, or Redis
+    /// down), with `configure` applied to the kernel config last.
+    pub async fn start_with(
+        env: TestEnv,
+        options: Options,
+        configure: impl FnOnce(&mut Config),
+    ) -> AuthKernel {
         logs();
-        let env = TestEnv::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
         let signing_key = keys::load_signing_key(&files.private_key).unwrap();
@@ -127,6 +136,7 @@ impl AuthKernel {
         config.auth.admin_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         config.auth.cache_ttl = options.cache_ttl;
         config.auth.register.rate_limit = options.rate_limit;
+        configure(&mut config);
         config.validate().unwrap();
         let issuer = TokenIssuer::new(&signing_key, "fdc-test", "fdc-kernel-test").unwrap();
         let admin = config.auth.admin_listen;
