@@ -59,6 +59,10 @@ impl Reader {
                 self.recover_own_pending(stream).await?;
             }
             *recovered = true;
+        } else {
+            for stream in &self.config.streams {
+                self.recover_orphans(stream).await?;
+            }
         }
         let streams = self.config.streams.clone();
         let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
@@ -119,6 +123,33 @@ impl Reader {
         if recovered > 0 {
             info!(stream, recovered, "re-read own pending entries");
         }
+        Ok(())
+    }
+
+    /// After a reconnect: entries pending on us that the writer does not hold were delivered
+    /// by a read whose reply was lost. Take them now rather than after `claim_idle`.
+    async fn recover_orphans(&self, stream: &str) -> Result<(), RedisIoError> {
+        let held: std::collections::HashSet<String> =
+            self.inflight.ids(stream).into_iter().collect();
+        let limit = held.len() + self.config.batch_max_size;
+        let orphans: Vec<String> = self
+            .client
+            .own_pending_ids(stream, limit)
+            .await?
+            .into_iter()
+            .filter(|id| !held.contains(id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let mut entries = self.client.claim(stream, &orphans).await?;
+        self.fill_delivery_counts(stream, &mut entries).await?;
+        info!(
+            stream,
+            count = entries.len(),
+            "recovered entries a lost read reply left pending"
+        );
+        self.forward(entries).await;
         Ok(())
     }
 

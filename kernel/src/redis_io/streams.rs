@@ -211,6 +211,49 @@ impl StreamClient {
         Ok(counts)
     }
 
+    /// Ids pending on this consumer (at most `count`), without touching their delivery counts.
+    pub async fn own_pending_ids(
+        &self,
+        stream: &str,
+        count: usize,
+    ) -> Result<Vec<String>, RedisIoError> {
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(&self.consumer)
+            .query_async(&mut conn)
+            .await?;
+        reply::array(&value)?
+            .iter()
+            .map(|row| {
+                reply::array(row).and_then(|f| reply::string(f.first().unwrap_or(&Value::Nil)))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(RedisIoError::from)
+    }
+
+    /// Takes `ids` (ours already) with their bodies, counting a delivery: used for entries a
+    /// lost reply left pending on us without ever reaching the writer.
+    pub async fn claim(&self, stream: &str, ids: &[String]) -> Result<Vec<Entry>, RedisIoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(parse_entries(stream, &value)?)
+    }
+
     /// Resets the idle time of our own pending `ids` (XCLAIM … JUSTID to ourselves), without
     /// counting a delivery: they are being worked on, so no one should claim them.
     pub async fn keep_alive(&self, stream: &str, ids: &[String]) -> Result<(), RedisIoError> {

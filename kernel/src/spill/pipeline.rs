@@ -125,7 +125,7 @@ impl Writer {
         }
         self.record_stored(&batch.events, &outcome);
         self.republish(&batch.events, &outcome).await;
-        if self.dead_letter(&dead).await.is_err() {
+        if self.dead_letter(&dead, false).await.is_err() {
             return Err(ReplayFailure::Outage("shutting down".into()));
         }
         if let Some(spill) = &self.spill {
