@@ -15,8 +15,12 @@ pub struct Health {
 #[derive(Default)]
 struct Flags {
     migrated: AtomicBool,
+    /// A part of the kernel died: `/healthz` fails so the process is restarted.
+    failed: AtomicBool,
     /// The writer cannot store (Postgres down and nowhere else to put batches).
     writer_blocked: AtomicBool,
+    /// The last spill append was refused for `spill.max_bytes`: why the writer is blocked.
+    spill_full: AtomicBool,
 }
 
 impl Health {
@@ -35,6 +39,14 @@ impl Health {
         self.inner.migrated.load(Ordering::SeqCst)
     }
 
+    pub fn set_failed(&self) {
+        self.inner.failed.store(true, Ordering::SeqCst);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.inner.failed.load(Ordering::SeqCst)
+    }
+
     pub fn shutting_down(&self) -> bool {
         self.stop.is_cancelled()
     }
@@ -45,5 +57,13 @@ impl Health {
 
     pub fn writer_blocked(&self) -> bool {
         self.inner.writer_blocked.load(Ordering::SeqCst)
+    }
+
+    pub fn set_spill_full(&self, full: bool) {
+        self.inner.spill_full.store(full, Ordering::SeqCst);
+    }
+
+    pub fn spill_full(&self) -> bool {
+        self.inner.spill_full.load(Ordering::SeqCst)
     }
 }

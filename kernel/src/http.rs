@@ -27,7 +27,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
@@ -39,6 +39,17 @@ async fn metrics(State(state): State<HttpState>) -> ([(&'static str, &'static st
     )
 }
 
+async fn healthz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.health.failed() {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed: an ingest task ended\n",
+        )
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
     let mut problems = Vec::new();
     if state.health.shutting_down() {
@@ -48,7 +59,11 @@ async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
         problems.push("migrations not applied yet");
     }
     if state.health.writer_blocked() {
-        problems.push("writer blocked: Postgres unavailable");
+        problems.push(if state.health.spill_full() {
+            "writer blocked: Postgres unavailable and spill full (spill.max_bytes reached)"
+        } else {
+            "writer blocked: Postgres unavailable"
+        });
     }
     let (pg_ok, redis_ok) = tokio::join!(
         state.store.ping(PROBE_TIMEOUT),

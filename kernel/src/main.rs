@@ -82,6 +82,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::CheckConfig(args) => {
             let config = Config::load(args.config.as_deref())?;
+            fdc_kernel::config::check_referenced_files(&config)?;
             print!("{}", config.to_redacted_yaml());
             Ok(())
         }
@@ -101,10 +102,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 wait_for_signal().await;
                 stop.cancel();
             });
-            kernel.wait().await;
+            let stopped = kernel.wait().await;
             drop(env);
             println!("stopped; temporary servers removed");
-            Ok(())
+            Ok(stopped?)
         }
         Command::Keygen(args) => fdc_kernel::auth::cli::keygen(args).await,
         Command::Token(args) => fdc_kernel::auth::cli::token(args).await,
@@ -121,7 +122,7 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
         wait_for_signal().await;
         stop.cancel();
     });
-    kernel.wait().await;
+    kernel.wait().await?;
     Ok(())
 }
 

@@ -6,12 +6,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{Reader, Writer};
+use crate::ingest::{InFlight, Reader, Writer};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -27,6 +27,8 @@ pub enum KernelError {
     Spill(#[from] SpillError),
     #[error(transparent)]
     Auth(#[from] crate::auth::runtime::AuthStartError),
+    #[error("the {0} task ended unexpectedly; the kernel stopped so that it can be restarted")]
+    TaskEnded(&'static str),
     #[error("cannot listen on http.listen {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -41,7 +43,7 @@ pub struct RunningKernel {
     pub http_addr: SocketAddr,
     pub consumer: String,
     stop: CancellationToken,
-    done: JoinHandle<()>,
+    done: JoinHandle<Result<(), KernelError>>,
 }
 
 impl RunningKernel {
@@ -57,8 +59,13 @@ impl RunningKernel {
     }
 
     /// Waits until the kernel has stopped (after the stop token fired).
-    pub async fn wait(self) {
-        let _ = self.done.await;
+    /// Returns an error when the kernel stopped because a part of it failed (the process
+    /// should exit non-zero so that it is restarted).
+    pub async fn wait(self) -> Result<(), KernelError> {
+        match self.done.await {
+            Ok(result) => result,
+            Err(_) => Err(KernelError::TaskEnded("kernel")),
+        }
     }
 }
 
@@ -156,11 +163,11 @@ async fn run(
     http_task: JoinHandle<()>,
     spill: Option<SpillHandle>,
     auth: Option<crate::auth::gate::AuthGate>,
-) {
+) -> Result<(), KernelError> {
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
         let _ = http_task.await;
-        return;
+        return Ok(());
     }
     let housekeeping = tokio::spawn(housekeeping(
         config.clone(),
@@ -172,6 +179,7 @@ async fn run(
 
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
+    let inflight = InFlight::default();
     let replay = crate::spill::pipeline::spawn_replay(
         Writer {
             config: config.clone(),
@@ -183,6 +191,8 @@ async fn run(
             spill: spill.clone(),
             // Spilled events were authenticated before they were spilled.
             auth: None,
+            // Replayed records were acknowledged in Redis when they were spilled.
+            inflight: InFlight::default(),
         },
         store.clone(),
         stop.clone(),
@@ -194,10 +204,11 @@ async fn run(
             metrics: metrics.clone(),
             queue: queue_tx,
             shutdown: stop.clone(),
+            inflight: inflight.clone(),
         }
         .run(),
     );
-    let writer = tokio::spawn(
+    let mut writer = tokio::spawn(
         Writer {
             config: config.clone(),
             store,
@@ -207,19 +218,47 @@ async fn run(
             give_up: give_up.clone(),
             spill,
             auth,
+            inflight,
         }
         .run(queue_rx),
     );
+    let mut reader = reader;
+    let mut replay = replay;
 
-    stop.cancelled().await;
+    // Until shutdown is asked for, every task must keep running: one that ends (or panics)
+    // would stop ingest while the probes still said healthy.
+    let failed = tokio::select! {
+        _ = stop.cancelled() => None,
+        _ = &mut reader => Some("reader"),
+        _ = &mut writer => Some("writer"),
+        _ = async {
+            match replay.as_mut() {
+                Some(task) => { let _ = task.await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => Some("spill replay"),
+    };
+    if let Some(task) = failed {
+        error!(
+            task,
+            "an ingest task ended unexpectedly; stopping the kernel"
+        );
+        health.set_failed();
+        stop.cancel();
+    }
     info!(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"
     );
+    // A handle already awaited by the select above must not be polled again.
     let drained = async {
-        let _ = reader.await;
-        let _ = writer.await;
-        if let Some(replay) = replay {
+        if !reader.is_finished() {
+            let _ = reader.await;
+        }
+        if !writer.is_finished() {
+            let _ = writer.await;
+        }
+        if let Some(replay) = replay.filter(|r| !r.is_finished()) {
             let _ = replay.await;
         }
     };
@@ -239,6 +278,10 @@ async fn run(
     http_stop.cancel();
     let _ = http_task.await;
     info!("kernel stopped");
+    match failed {
+        Some(task) => Err(KernelError::TaskEnded(task)),
+        None => Ok(()),
+    }
 }
 
 /// Migrates (when configured) and creates today's partitions, retrying while Postgres is

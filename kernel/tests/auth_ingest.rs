@@ -137,10 +137,9 @@ async fn valid_token_stores_producer_id_and_every_bad_token_is_dead_lettered() {
         .await,
         2
     );
-    assert_eq!(
-        count(&pg, &format!("SELECT count(*) FROM producers WHERE producer_id = '{producer}' AND name = 'sensor-1' AND last_seen_at IS NOT NULL")).await,
-        1
-    );
+    // last_seen_at is written in the background (best effort, off the ingest path).
+    let seen = format!("SELECT count(*) FROM producers WHERE producer_id = '{producer}' AND name = 'sensor-1' AND last_seen_at IS NOT NULL");
+    assert_eq!(wait_for(WAIT, 1, || count(&pg, &seen)).await, 1);
     assert_eq!(count(&pg, "SELECT count(*) FROM producers").await, 1);
 
     let dlq = read_stream(&redis, "events:dlq").await;

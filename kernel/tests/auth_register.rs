@@ -21,41 +21,6 @@ fn set(f: &mut [(String, String)], name: &str, value: &str) {
     f.iter_mut().find(|(k, _)| k == name).unwrap().1 = value.to_string();
 }
 
-/// XADD a request and wait for the next reply carrying its nonce.
-async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, String)]) -> Reply {
-    let nonce = fields
-        .iter()
-        .find(|(k, _)| k == "nonce")
-        .map(|(_, v)| v.clone());
-    let key = format!("fdc:register:reply:{fp}");
-    let conn = redis.clone();
-    let range = |mut conn: MultiplexedConnection, key: String| async move {
-        let v: redis::Value = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        stream::parse_entries(&v)
-    };
-    // Replies already there belong to earlier requests (a replay reuses a nonce).
-    let seen = range(conn.clone(), key.clone()).await.len();
-    publish(redis, "fdc:register", &[fields.to_vec()]).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while std::time::Instant::now() < deadline {
-        let entries = range(conn.clone(), key.clone()).await;
-        for (_, f) in entries.iter().skip(seen) {
-            let r = Reply::from_fields(f).expect("well-formed reply");
-            if r.nonce == nonce {
-                return r;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no reply");
-}
-
 fn request_for(key: &SigningKey, name: &str) -> Vec<(String, String)> {
     request::build(
         key,
@@ -172,8 +137,14 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
     let fp = keys::fingerprint(&key.verifying_key());
 
     let first = request_for(&key, "sensor");
-    assert_eq!(ask(&redis, &fp, &first).await.status, Status::Pending);
-    let replay = ask(&redis, &fp, &first).await;
+    let answer = ask(&redis, &fp, &first).await;
+    assert_eq!(answer.status, Status::Pending);
+    // The identical request again (its reply was lost): the same reply, resent.
+    assert_eq!(ask(&redis, &fp, &first).await, answer);
+    // Any other request reusing the nonce is a replay.
+    let nonce = first.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
+    let reused = request::build(&key, "sensor", None, &nonce, now_ns());
+    let replay = ask(&redis, &fp, &reused).await;
     assert_eq!(
         (replay.status, replay.detail.as_str()),
         (Status::Invalid, "replayed_nonce")
@@ -233,6 +204,7 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
             .await,
         1.0
     );
+    assert_eq!(k.metric("kernel_auth_register_resent_total").await, 1.0);
     // Only the first request left rows; each valid-signature request used its nonce once.
     assert_eq!(count(&pg, "SELECT count(*) FROM producer_keys").await, 1);
     assert_eq!(
@@ -344,5 +316,214 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
         .collect();
     let secrets: Vec<&str> = ks.iter().map(String::as_str).collect();
     assert_logs_clean(&secrets);
+    k.kernel.shutdown().await;
+}
+
+/// An approved key and its pending registration approved: the next request is `issued`.
+async fn approved_key(k: &AuthKernel, redis: &MultiplexedConnection) -> (SigningKey, String) {
+    let pg = k.env.pg().await;
+    let key = keys::generate();
+    let fp = keys::fingerprint(&key.verifying_key());
+    assert_eq!(
+        ask(redis, &fp, &request_for(&key, "sensor")).await.status,
+        Status::Pending
+    );
+    approve(k, pending_registration(&pg, &fp).await, None).await;
+    (key, fp)
+}
+
+fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_kernel::auth::token::Claims {
+    let grant = reply.grant.as_ref().expect("a sealed token");
+    let token = String::from_utf8(seal::open(key, &grant.sealed_token).unwrap()).unwrap();
+    TokenVerifier::new("fdc-test", "fdc-kernel-test")
+        .with_key(&k.signing_key.verifying_key())
+        .verify(&token)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
+    let k = AuthKernel::start(Options::default()).await;
+    let redis = k.env.redis_conn().await;
+    let pg = k.env.pg().await;
+    let (key, fp) = approved_key(&k, &redis).await;
+
+    let req = request_for(&key, "sensor");
+    let first = ask(&redis, &fp, &req).await;
+    assert_eq!(first.status, Status::Issued);
+    let claims = open_token(&k, &key, &first);
+    // The producer never read it: the reply stream expired or was trimmed.
+    let mut conn = redis.clone();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("fdc:register:reply:{fp}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let again = ask(&redis, &fp, &req).await;
+    assert_eq!(again, first, "the same reply, the same sealed token");
+    assert_eq!(open_token(&k, &key, &again).jti, claims.jti);
+    // One token issued, one decision counted, one resend.
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
+        1
+    );
+    assert_eq!(
+        k.metric("kernel_auth_register_total{status=\"issued\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(k.metric("kernel_auth_register_resent_total").await, 1.0);
+    k.kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid() {
+    let k = AuthKernel::start(Options::default()).await;
+    let redis = k.env.redis_conn().await;
+    let pg = k.env.pg().await;
+    let (key, fp) = approved_key(&k, &redis).await;
+    let reply_key = format!("fdc:register:reply:{fp}");
+    let mut conn = redis.clone();
+    let _: () = redis::cmd("DEL")
+        .arg(&reply_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A key of the wrong type makes every XADD of the reply fail after the decision committed.
+    let _: () = redis::cmd("SET")
+        .arg(&reply_key)
+        .arg("in-the-way")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let req = request_for(&key, "sensor");
+    let nonce = req.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
+    publish(&redis, "fdc:register", std::slice::from_ref(&req)).await;
+    let issued = wait_for(WAIT, 1, || {
+        count(&pg, "SELECT count(*) FROM auth_tokens_issued")
+    })
+    .await;
+    assert_eq!(issued, 1, "token issued and committed");
+    // At least one retry fails too (the service retries every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        xlen(&redis, "fdc:register").await,
+        1,
+        "request not acknowledged"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&reply_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + WAIT;
+    let reply = loop {
+        let entries = read_stream_raw(&redis, &reply_key).await;
+        if let Some(r) = entries.iter().find_map(|f| Reply::from_fields(f)) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reply");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.nonce.as_deref(), Some(nonce.as_str()));
+    assert_eq!(
+        (reply.status, reply.detail.as_str()),
+        (Status::Issued, "issued")
+    );
+    let claims = open_token(&k, &key, &reply);
+    let jti: String = sqlx::query_scalar("SELECT jti FROM auth_tokens_issued")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    assert_eq!(claims.jti, jti, "the token issued before the reply failed");
+    assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
+        1
+    );
+    assert!(k.metric("kernel_auth_register_resent_total").await >= 1.0);
+    k.kernel.shutdown().await;
+}
+
+async fn read_stream_raw(redis: &MultiplexedConnection, key: &str) -> Vec<Vec<(String, Vec<u8>)>> {
+    let mut conn = redis.clone();
+    let v: redis::Value = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    stream::parse_entries(&v)
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
+}
+
+/// Redis restarted under the kernel (`aof`: with the append-only file, so the group survives;
+/// without, stream and group are lost): registration goes on, replies still arrive.
+async fn registration_after_redis_restart(aof: bool) {
+    let (redis, postgres) = tokio::join!(
+        RedisServer::start_with(RedisOptions { appendonly: aof }),
+        PostgresServer::start()
+    );
+    let env = TestEnv {
+        redis: redis.unwrap(),
+        postgres: postgres.unwrap(),
+    };
+    let mut k = AuthKernel::start_with(env, Options::default(), |_| {}).await;
+    let before = keys::generate();
+    let bfp = keys::fingerprint(&before.verifying_key());
+    {
+        let redis = k.env.redis_conn().await;
+        assert_eq!(
+            ask(&redis, &bfp, &request_for(&before, "before"))
+                .await
+                .status,
+            Status::Pending
+        );
+    }
+    k.env.redis.restart().await.unwrap();
+    let redis = k.env.redis_conn().await;
+    let after = keys::generate();
+    let afp = keys::fingerprint(&after.verifying_key());
+    let r = ask(&redis, &afp, &request_for(&after, "after")).await;
+    assert_eq!(
+        (r.status, r.detail.as_str()),
+        (Status::Pending, "awaiting_approval")
+    );
+    let pg = k.env.pg().await;
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM producer_registrations").await,
+        2
+    );
+    assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
+    k.kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn registration_survives_a_redis_restart_without_persistence() {
+    registration_after_redis_restart(false).await;
+}
+
+#[tokio::test]
+async fn registration_survives_a_redis_restart_with_aof() {
+    registration_after_redis_restart(true).await;
+}
+
+#[tokio::test]
+async fn registration_starts_once_redis_comes_up_after_the_kernel() {
+    let mut env = TestEnv::start().await.unwrap();
+    env.redis.kill();
+    let mut k = AuthKernel::start_with(env, Options::default(), |_| {}).await;
+    // Long enough for a run to fail at start (it used to end the service for good).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    k.env.redis.restart().await.unwrap();
+    let redis = k.env.redis_conn().await;
+    let key = keys::generate();
+    let fp = keys::fingerprint(&key.verifying_key());
+    let r = ask(&redis, &fp, &request_for(&key, "late")).await;
+    assert_eq!(r.status, Status::Pending);
     k.kernel.shutdown().await;
 }

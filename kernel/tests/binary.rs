@@ -74,6 +74,42 @@ fn check_config_names_the_bad_key_and_redacts_secrets() {
         shown.contains("- a\n") && shown.contains("- b\n"),
         "{shown}"
     );
+
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env_clear()
+        .env(
+            "FDC_POSTGRES__URL",
+            "postgres://db/fdc?user=fdc&password=hunter2",
+        )
+        // Kubernetes service links for a Service named `fdc` are not config keys.
+        .env("FDC_SERVICE_HOST", "10.0.0.1")
+        .env("FDC_PORT", "tcp://10.0.0.1:8080")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn check_config_opens_the_key_files_it_names() {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .env_clear()
+        .env("FDC_AUTH__ENABLED", "true")
+        .env("FDC_AUTH__SIGNING_KEY", "/nonexistent/issuer.key")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.signing_key"), "{err}");
+    assert!(err.contains("/nonexistent/issuer.key"), "{err}");
+    assert!(err.contains("fix:"), "{err}");
 }
 
 #[test]

@@ -69,8 +69,13 @@ async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
         "read {read} of {}",
         set.entries.len()
     );
+    // Not-ready for the spill-full reason, not only because Postgres is down.
     let (status, body) = http_get(a, "/readyz").await;
     assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("writer blocked") && body.contains("spill full"),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(metric(a, "kernel_redis_ack_total").await, acked);
     assert_eq!(metric(a, "kernel_redis_read_total").await, read);

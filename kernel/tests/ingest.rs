@@ -87,7 +87,7 @@ async fn exact_nanoseconds_and_microsecond_timestamp_are_kept() {
     let env = TestEnv::start().await.unwrap();
     let kernel = service::start(env.config()).await.unwrap();
     let redis = env.redis_conn().await;
-    let ts = 1_700_000_000_123_456_789i64;
+    let ts = now_ns() / 1_000_000_000 * 1_000_000_000 + 123_456_789;
     publish(
         &redis,
         "events",

@@ -34,7 +34,7 @@ async fn readyz_reports_postgres_outage_and_recovery() {
     // While shutting down the kernel says so (or is already gone).
     let status = ready(kernel.http_addr).await.0;
     assert_ne!(status, 200);
-    kernel.wait().await;
+    kernel.wait().await.unwrap();
 }
 
 #[tokio::test]

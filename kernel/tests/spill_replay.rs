@@ -147,3 +147,121 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
     };
     assert_eq!(r.data, b"only");
 }
+
+/// Spawns a loop whose write stores every record except those starting with
+/// `future`, which it reports undecodable (as a batch of an unknown version is).
+fn spawn_decoding(
+    h: &SpillHandle,
+    stored: Arc<Mutex<Vec<Vec<u8>>>>,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_replay(
+        h.clone(),
+        cfg(),
+        || async { true },
+        move |data: Vec<u8>| {
+            let stored = stored.clone();
+            async move {
+                if data.starts_with(b"future") {
+                    return Err(ReplayFailure::Undecodable {
+                        reason: "unknown version".into(),
+                        data,
+                    });
+                }
+                stored.lock().unwrap().push(data);
+                Ok(())
+            }
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    (stop_tx, task)
+}
+
+fn quarantine_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("quarantine-")
+        })
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn an_undecodable_record_is_quarantined_and_the_rest_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = spill(dir.path()).await;
+    h.append(b"ok-0".to_vec()).await.unwrap();
+    let future = h.append(b"future-record".to_vec()).await.unwrap();
+    h.append(b"ok-2".to_vec()).await.unwrap();
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let (stop, task) = spawn_decoding(&h, stored.clone());
+
+    wait_until(|| h.metrics().pending_records.get() == 0).await;
+    // Replayed past it, in order; the undecodable record was not "stored".
+    assert_eq!(
+        *stored.lock().unwrap(),
+        vec![b"ok-0".to_vec(), b"ok-2".to_vec()]
+    );
+    assert_eq!(h.metrics().quarantined_records.get(), 1);
+    assert_eq!(h.metrics().quarantine_files.get(), 1);
+    assert_eq!(h.metrics().records_replayed.get(), 3);
+    // Its exact bytes are kept, named after where it was; the segments are gone.
+    let name = format!(
+        "quarantine-{:020}-{:012}.rec",
+        future.segment(),
+        future.offset()
+    );
+    assert_eq!(
+        quarantine_files(dir.path()),
+        vec![(name, b"future-record".to_vec())]
+    );
+    assert_eq!(h.metrics().segments.get(), 0);
+
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_quarantined_is_never_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = spill(dir.path()).await;
+    let future = h.append(b"future-record".to_vec()).await.unwrap();
+    h.append(b"ok-1".to_vec()).await.unwrap();
+    // A directory where the quarantine's temp file must go: its write fails.
+    let blocker = dir.path().join(format!(
+        "quarantine-{:020}-{:012}.rec.tmp",
+        future.segment(),
+        future.offset()
+    ));
+    std::fs::create_dir(&blocker).unwrap();
+    let stored = Arc::new(Mutex::new(Vec::new()));
+    let (stop, task) = spawn_decoding(&h, stored.clone());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Replay holds at the record instead of deleting it or skipping ahead.
+    assert_eq!(h.metrics().pending_records.get(), 2);
+    assert_eq!(h.metrics().quarantined_records.get(), 0);
+    assert!(stored.lock().unwrap().is_empty());
+
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_until(|| h.metrics().pending_records.get() == 0).await;
+    assert_eq!(*stored.lock().unwrap(), vec![b"ok-1".to_vec()]);
+    assert_eq!(quarantine_files(dir.path()).len(), 1);
+    assert_eq!(quarantine_files(dir.path())[0].1, b"future-record");
+
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}

@@ -6,10 +6,17 @@ use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::labels::FIELD_MANAGER;
+
 /// Seconds a lease stays valid without renewal; a crashed leader is replaced after this.
 pub const LEASE_DURATION_SECS: u64 = 15;
 /// Renew this many seconds before expiry (also the tolerated clock skew).
 pub const LEASE_GRACE_SECS: u64 = 5;
+
+/// Field manager of this replica's Lease writes.
+fn field_manager(identity: &str) -> String {
+    format!("{FIELD_MANAGER}-lease-{identity}")
+}
 
 /// Held leadership. Dropping it releases the Lease.
 pub struct Leadership {
@@ -27,6 +34,10 @@ pub async fn acquire(
     let manager = LeaseManagerBuilder::new(client, name)
         .with_namespace(namespace)
         .with_identity(identity)
+        // The builder keeps a field manager derived from a random identity; name it after
+        // this replica instead (distinct per replica, which the lock's server-side apply
+        // needs to detect a competing taker, and readable in managedFields).
+        .with_field_manager(field_manager(identity))
         .with_duration(LEASE_DURATION_SECS)
         .with_grace(LEASE_GRACE_SECS)
         .build()
@@ -53,3 +64,6 @@ impl Leadership {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,6 +4,12 @@
 //! keyed by SHA-256 of the token (the token itself is never kept as a key or logged).
 //! Revocation lives in Postgres; each producer's state is cached for `cache_ttl` as well, so a
 //! revocation takes effect on every replica within `cache_ttl`.
+//!
+//! Postgres outages never block ingest here. A producer whose state is cached (even past
+//! `cache_ttl`) is decided from that last known state; a revocation made meanwhile takes effect
+//! once Postgres answers again (the first lookup after it is back, at most
+//! [`outage::MAX_PAUSE`](super::outage::MAX_PAUSE) later). A producer never seen has no known
+//! state: its entries are left undecided (`None`), and the gate keeps them pending.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,7 +21,9 @@ use uuid::Uuid;
 
 use super::config::AuthConfig;
 use super::keys;
+use super::last_seen::LastSeen;
 use super::metrics::AuthMetrics;
+use super::outage::OutageBreaker;
 use super::producers_db::{self, SeenProducer};
 use super::token::{Claims, TokenError, TokenVerifier};
 
@@ -37,13 +45,6 @@ pub struct Denial {
 /// The outcome for one entry.
 pub type Verdict = Result<Identity, Denial>;
 
-/// Infrastructure failures (the caller retries the batch; nothing is denied).
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("postgres error while checking producers: {0}")]
-    Db(#[from] sqlx::Error),
-}
-
 /// Failures building an authenticator from config.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
@@ -64,8 +65,11 @@ pub struct Authenticator {
     ttl: Duration,
     max_entries: usize,
     tokens: Mutex<HashMap<[u8; 32], CachedClaims>>,
-    /// producer id -> (revoked, valid until)
+    /// producer id -> (revoked, valid until). Entries past `until` are kept (until the cache
+    /// is over its bound) as the last known state for Postgres outages.
     producers: Mutex<HashMap<Uuid, (bool, Instant)>>,
+    breaker: OutageBreaker,
+    last_seen: LastSeen,
     metrics: AuthMetrics,
 }
 
@@ -83,6 +87,8 @@ impl Authenticator {
             max_entries: config.cache_max_entries,
             tokens: Mutex::new(HashMap::new()),
             producers: Mutex::new(HashMap::new()),
+            breaker: OutageBreaker::default(),
+            last_seen: LastSeen::new(config.cache_max_entries),
             metrics,
         }
     }
@@ -106,27 +112,34 @@ impl Authenticator {
         self.verifier.kids()
     }
 
-    /// Mark producers as seen now (`producers.last_seen_at`).
-    pub async fn touch(&self, producer_ids: &[Uuid]) -> Result<(), AuthError> {
-        Ok(producers_db::touch(&self.pool, producer_ids).await?)
+    /// Note producers as seen now; written to `producers.last_seen_at` by
+    /// [`flush_last_seen`](Self::flush_last_seen), never on the ingest path.
+    pub fn note_seen(&self, producer_ids: impl IntoIterator<Item = Uuid>) {
+        self.last_seen.note(producer_ids, chrono::Utc::now());
     }
 
-    /// Authenticate one entry's token (`None` when the entry has no `token` field).
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Verdict, AuthError> {
-        Ok(self
-            .authenticate_batch(&[token])
-            .await?
+    /// Write the noted last-seen times (best effort: on failure they wait for the next call).
+    pub async fn flush_last_seen(&self) -> Result<usize, sqlx::Error> {
+        self.last_seen.flush(&self.pool).await
+    }
+
+    /// Authenticate one entry's token (`None` when the entry has no `token` field). `None`
+    /// back: undecided (Postgres unavailable and the producer never seen).
+    pub async fn authenticate(&self, token: Option<&str>) -> Option<Verdict> {
+        self.authenticate_batch(&[token])
+            .await
             .pop()
-            .expect("one verdict per token"))
+            .expect("one verdict per token")
     }
 
     /// Authenticate a batch: one verdict per token, in order, with at most one Postgres round
-    /// trip for the producers whose state is not cached. Denials are counted in
-    /// `kernel_auth_denied_total`.
-    pub async fn authenticate_batch(
-        &self,
-        tokens: &[Option<&str>],
-    ) -> Result<Vec<Verdict>, AuthError> {
+    /// trip for the producers whose state is not cached (or is older than `cache_ttl`).
+    /// Denials are counted in `kernel_auth_denied_total`.
+    ///
+    /// Never fails: when Postgres cannot answer, producers with a cached state are decided
+    /// from it (`kernel_auth_stale_decisions_total`), and entries of producers never seen are
+    /// `None` (undecided; the caller keeps them pending).
+    pub async fn authenticate_batch(&self, tokens: &[Option<&str>]) -> Vec<Option<Verdict>> {
         let now = Instant::now();
         let claims: Vec<Result<Claims, &'static str>> =
             tokens.iter().map(|t| self.verify_cached(*t, now)).collect();
@@ -146,46 +159,65 @@ impl Authenticator {
                 }
             }
         }
-        let mut states: HashMap<Uuid, bool> = HashMap::new();
-        if !unknown.is_empty() {
+        if !unknown.is_empty() && self.breaker.allows(now) {
             let seen: Vec<SeenProducer> = unknown.into_values().collect();
-            let fetched = producers_db::ensure_and_check(&self.pool, &seen).await?;
-            let mut cache = self.producers.lock().expect("producer cache lock");
-            if cache.len() + fetched.len() > self.max_entries {
-                cache.retain(|_, (_, until)| *until > now);
+            match producers_db::ensure_and_check(&self.pool, &seen).await {
+                Ok(fetched) => {
+                    if self.breaker.is_open() {
+                        tracing::info!("Postgres answers again; revocation states refreshed");
+                    }
+                    self.breaker.success();
+                    let mut cache = self.producers.lock().expect("producer cache lock");
+                    if cache.len() + fetched.len() > self.max_entries {
+                        cache.retain(|_, (_, until)| *until > now);
+                    }
+                    for (id, revoked) in fetched {
+                        cache.insert(id, (revoked, now + self.ttl));
+                    }
+                }
+                Err(e) => {
+                    let pause = self.breaker.failure(Instant::now());
+                    tracing::warn!(
+                        error = %e,
+                        producers = seen.len(),
+                        pause_ms = pause.as_millis() as u64,
+                        "revocation check failed; deciding from the last known state, unknown producers stay pending"
+                    );
+                }
             }
-            for (id, revoked) in &fetched {
-                cache.insert(*id, (*revoked, now + self.ttl));
-            }
-            states = fetched;
         }
         let cache = self.producers.lock().expect("producer cache lock");
-        let verdicts: Vec<Verdict> = claims
+        let mut stale = 0u64;
+        let verdicts: Vec<Option<Verdict>> = claims
             .into_iter()
             .map(|c| {
-                let c = c.map_err(|why| Denial { why })?;
-                let revoked = states
-                    .get(&c.sub)
-                    .copied()
-                    .or_else(|| cache.get(&c.sub).map(|(r, _)| *r))
-                    .unwrap_or(false);
-                if revoked {
-                    return Err(Denial { why: "revoked" });
+                let c = match c {
+                    Ok(c) => c,
+                    Err(why) => return Some(Err(Denial { why })),
+                };
+                // No state: never seen, and Postgres could not tell.
+                let (revoked, until) = cache.get(&c.sub).copied()?;
+                if until <= now {
+                    stale += 1;
                 }
-                Ok(Identity {
+                if revoked {
+                    return Some(Err(Denial { why: "revoked" }));
+                }
+                Some(Ok(Identity {
                     producer_id: c.sub,
                     name: c.name,
                     schema: c.schema,
-                })
+                }))
             })
             .collect();
         drop(cache);
-        for v in &verdicts {
+        self.metrics.stale_decisions.inc_by(stale);
+        for v in verdicts.iter().flatten() {
             if let Err(d) = v {
                 self.metrics.denied.with_label_values(&[d.why]).inc();
             }
         }
-        Ok(verdicts)
+        verdicts
     }
 
     /// Verified claims from the cache or the verifier; the error is the denial label.

@@ -151,6 +151,21 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Pre-approve a public key the producer holds itself, for a producer id (created when
+    /// missing): the key's first `register` is then issued. Repeating it changes nothing.
+    ApproveKey {
+        producer_id: Uuid,
+        /// The producer's public key file: SPKI PEM (e.g. producer.pub from `keygen`).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Producer name (used when the producer is created).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        schema: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
     /// Reject a pending registration (its key is refused from then on).
     Reject {
         registration_id: Uuid,
@@ -406,6 +421,20 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         } => http
             .post(format!("{base}/v1/registrations/{registration_id}/approve"))
             .json(&serde_json::json!({"producer_id": producer_id, "reason": reason})),
+        AdminCommand::ApproveKey {
+            producer_id,
+            public_key,
+            name,
+            schema,
+            reason,
+        } => {
+            let pem = std::fs::read_to_string(public_key)
+                .with_context(|| format!("cannot read {}", public_key.display()))?;
+            http.post(format!("{base}/v1/producers/{producer_id}/keys"))
+                .json(&serde_json::json!({
+                    "public_key": pem, "name": name, "schema": schema, "reason": reason
+                }))
+        }
         AdminCommand::Reject {
             registration_id,
             reason,

@@ -5,14 +5,16 @@
 //! producer id of each accepted entry comes from its token's `sub` and is stamped on the
 //! events after parsing. Other types (`control`, and `ack`/`error` which the parser refuses)
 //! pass through untouched.
+//!
+//! The gate never waits for Postgres (see `docs/auth.md`, "Postgres outages"): the writer's
+//! store/spill step handles the outage for the entries it can decide.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use super::authenticator::{AuthError, Authenticator};
+use super::authenticator::Authenticator;
 use crate::protocol::{Entry, EntryRef, Event, Reason, Rejection};
 
 /// Outcome of the auth step for one batch.
@@ -43,26 +45,34 @@ impl Checked {
     }
 }
 
-/// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated, retrying
-/// Postgres trouble until `give_up` (`None`: gave up, the batch stays pending); without it
-/// every entry is kept as is.
+/// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated; without
+/// it every entry is kept as is. Never waits for Postgres (see [`AuthGate::check`]), so a
+/// Postgres outage reaches the writer's store/spill step; always `Some` (the `Option` and
+/// `_give_up` keep the writer's call unchanged).
 pub async fn check(
     gate: Option<&AuthGate>,
     batch: Vec<Entry>,
-    give_up: &tokio_util::sync::CancellationToken,
+    _give_up: &tokio_util::sync::CancellationToken,
 ) -> Option<Checked> {
     match gate {
         None => Some(Checked {
             kept: batch,
             ..Checked::default()
         }),
-        Some(gate) => gate.check_retrying(batch, give_up).await,
+        Some(gate) => Some(gate.check(batch).await),
     }
 }
+
+/// Most undecided entries held in memory; beyond it they are left pending in Redis without a
+/// copy here (the claim sweep redelivers them). Entries are at most `limits.max_entry_bytes`.
+pub const PARKED_MAX: usize = 1024;
 
 #[derive(Clone)]
 pub struct AuthGate {
     authenticator: Arc<Authenticator>,
+    /// Entries of never-seen producers that could not be decided during a Postgres outage.
+    /// Not acknowledged (still pending in Redis); retried with every later batch.
+    parked: Arc<Mutex<Vec<Entry>>>,
 }
 
 fn needs_token(entry: &Entry) -> bool {
@@ -71,16 +81,33 @@ fn needs_token(entry: &Entry) -> bool {
 
 impl AuthGate {
     pub fn new(authenticator: Arc<Authenticator>) -> AuthGate {
-        AuthGate { authenticator }
+        AuthGate {
+            authenticator,
+            parked: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
     }
 
-    /// Authenticate a batch. `Err` only for infrastructure trouble (Postgres): nothing was
-    /// decided and the caller retries the whole batch.
-    pub async fn check(&self, batch: Vec<Entry>) -> Result<Checked, AuthError> {
+    /// Entries held undecided right now.
+    pub fn parked(&self) -> usize {
+        self.parked.lock().expect("parked lock").len()
+    }
+
+    /// Authenticate a batch (plus the entries parked by earlier calls). Never fails and never
+    /// waits for Postgres:
+    /// - accepted entries are `kept` with their producer id, refused ones are `dead`;
+    /// - during an outage, producers with a cached state are decided from it (even past
+    ///   `cache_ttl`);
+    /// - entries of producers never seen cannot be decided then: they are in neither list, so
+    ///   the writer neither stores, dead-letters nor acknowledges them. They stay pending in
+    ///   Redis and are parked here to be decided with a later batch once Postgres answers.
+    ///
+    /// Last-seen times are only noted (written in the background, best effort).
+    pub async fn check(&self, batch: Vec<Entry>) -> Checked {
+        let (batch, held) = self.with_parked(batch);
         let (gated, free): (Vec<Entry>, Vec<Entry>) = batch
             .into_iter()
             .partition(|e| e.fields.is_some() && needs_token(e));
@@ -92,50 +119,69 @@ impl AuthGate {
                     .map(|t| std::str::from_utf8(t).unwrap_or("\u{0}"))
             })
             .collect();
-        let verdicts = self.authenticator.authenticate_batch(&tokens).await?;
+        let verdicts = self.authenticator.authenticate_batch(&tokens).await;
         let mut out = Checked {
             kept: free,
             ..Checked::default()
         };
         let mut seen = HashSet::new();
+        let mut undecided = Vec::new();
         for (entry, verdict) in gated.into_iter().zip(verdicts) {
             match verdict {
-                Ok(identity) => {
+                Some(Ok(identity)) => {
                     seen.insert(identity.producer_id);
                     out.producers.insert(entry.at.clone(), identity.producer_id);
                     out.kept.push(entry);
                 }
-                Err(denial) => {
+                Some(Err(denial)) => {
                     let why = Rejection::new(Reason::Auth, denial.why);
                     out.dead.push((entry, why));
                 }
+                None => undecided.push(entry),
             }
         }
-        let seen: Vec<Uuid> = seen.into_iter().collect();
-        self.authenticator.touch(&seen).await?;
-        Ok(out)
+        self.authenticator.note_seen(seen);
+        self.park(undecided, &held);
+        out
     }
 
-    /// [`check`](Self::check), retried with backoff while Postgres is unavailable; `None` when
-    /// `give_up` fires first (the batch then stays pending in Redis).
-    pub async fn check_retrying(
-        &self,
-        batch: Vec<Entry>,
-        give_up: &tokio_util::sync::CancellationToken,
-    ) -> Option<Checked> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.check(batch.clone()).await {
-                Ok(c) => return Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "auth check failed; batch kept pending");
-                }
-            }
-            tokio::select! {
-                _ = give_up.cancelled() => return None,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
+    /// `batch` with the parked entries in front, each entry once (a parked entry can come
+    /// again through the claim sweep or a re-read of our pending list; the parked copy keeps
+    /// its original delivery count). Also returns the refs that were parked.
+    fn with_parked(&self, batch: Vec<Entry>) -> (Vec<Entry>, HashSet<EntryRef>) {
+        let parked = std::mem::take(&mut *self.parked.lock().expect("parked lock"));
+        if parked.is_empty() {
+            return (batch, HashSet::new());
+        }
+        let held: HashSet<EntryRef> = parked.iter().map(|e| e.at.clone()).collect();
+        let merged = parked
+            .into_iter()
+            .chain(batch.into_iter().filter(|e| !held.contains(&e.at)))
+            .collect();
+        (merged, held)
+    }
+
+    fn park(&self, entries: Vec<Entry>, held: &HashSet<EntryRef>) {
+        let metrics = self.authenticator.metrics();
+        let new = entries.iter().filter(|e| !held.contains(&e.at)).count();
+        metrics.undecided.inc_by(new as u64);
+        let mut parked = self.parked.lock().expect("parked lock");
+        let total = entries.len();
+        let room = PARKED_MAX.saturating_sub(parked.len());
+        parked.extend(entries.into_iter().take(room));
+        metrics.parked.set(parked.len() as i64);
+        if new > 0 {
+            tracing::warn!(
+                entries = new,
+                parked = parked.len(),
+                "Postgres unavailable and producer never seen: entries left pending until it answers"
+            );
+        }
+        if total > room {
+            tracing::warn!(
+                entries = total - room,
+                "too many undecided entries to hold; left pending in Redis for the claim sweep"
+            );
         }
     }
 }

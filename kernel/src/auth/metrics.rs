@@ -1,6 +1,6 @@
 //! Auth metrics, registered into the kernel's registry (`fdc_kernel::metrics::Metrics`).
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Every `why` label of `kernel_auth_denied_total`, created up front so dashboards show 0.
 pub const DENIED_WHY: [&str; 11] = [
@@ -30,6 +30,18 @@ pub struct AuthMetrics {
     pub register: IntCounterVec,
     /// `kernel_auth_admin_unauthorized_total`: admin API calls without a valid admin token.
     pub admin_unauthorized: IntCounter,
+    /// `kernel_auth_stale_decisions_total`: entries decided from a producer state older than
+    /// `cache_ttl` because Postgres could not be asked (outage).
+    pub stale_decisions: IntCounter,
+    /// `kernel_auth_undecided_total`: entries of never-seen producers left pending because
+    /// Postgres could not be asked (each time one is deferred).
+    pub undecided: IntCounter,
+    /// `kernel_auth_parked_entries`: undecided entries held for the next batch.
+    pub parked: IntGauge,
+    /// `kernel_auth_last_seen_failures_total`: failed `last_seen_at` writes (retried).
+    pub last_seen_failures: IntCounter,
+    /// `kernel_auth_register_resent_total`: registration replies resent for a retried request.
+    pub register_resent: IntCounter,
 }
 
 impl AuthMetrics {
@@ -60,7 +72,32 @@ impl AuthMetrics {
             "kernel_auth_admin_unauthorized_total",
             "Admin API requests refused for a missing or wrong admin token.",
         )?;
+        let stale_decisions = IntCounter::new(
+            "kernel_auth_stale_decisions_total",
+            "Entries decided from a producer state older than auth.cache_ttl while Postgres was unavailable.",
+        )?;
+        let undecided = IntCounter::new(
+            "kernel_auth_undecided_total",
+            "Entries of never-seen producers left pending while Postgres was unavailable.",
+        )?;
+        let parked = IntGauge::new(
+            "kernel_auth_parked_entries",
+            "Undecided entries held (pending in Redis) until Postgres answers.",
+        )?;
+        let last_seen_failures = IntCounter::new(
+            "kernel_auth_last_seen_failures_total",
+            "Failed writes of producers.last_seen_at (kept and retried).",
+        )?;
+        let register_resent = IntCounter::new(
+            "kernel_auth_register_resent_total",
+            "Registration replies resent for a retried identical request.",
+        )?;
         registry.register(Box::new(denied.clone()))?;
+        registry.register(Box::new(stale_decisions.clone()))?;
+        registry.register(Box::new(undecided.clone()))?;
+        registry.register(Box::new(parked.clone()))?;
+        registry.register(Box::new(last_seen_failures.clone()))?;
+        registry.register(Box::new(register_resent.clone()))?;
         registry.register(Box::new(token_cache.clone()))?;
         registry.register(Box::new(register.clone()))?;
         registry.register(Box::new(admin_unauthorized.clone()))?;
@@ -78,6 +115,11 @@ impl AuthMetrics {
             token_cache,
             register,
             admin_unauthorized,
+            stale_decisions,
+            undecided,
+            parked,
+            last_seen_failures,
+            register_resent,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -56,16 +57,22 @@ pub async fn ensure_and_check(
     Ok(out)
 }
 
-/// Records that these producers were just seen (data or heartbeat): `last_seen_at = now()`.
-pub async fn touch(pool: &PgPool, ids: &[Uuid]) -> Result<(), sqlx::Error> {
-    if ids.is_empty() {
+/// Records when producers were last seen (data or heartbeat): `last_seen_at` moves forward to
+/// the given time, never back (notes may arrive late, after an outage).
+pub async fn touch(pool: &PgPool, seen: &[(Uuid, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    if seen.is_empty() {
         return Ok(());
     }
+    let ids: Vec<Uuid> = seen.iter().map(|(id, _)| *id).collect();
+    let at: Vec<DateTime<Utc>> = seen.iter().map(|(_, t)| *t).collect();
     sqlx::query(
-        "UPDATE producers SET last_seen_at = now()
-          WHERE producer_id = ANY($1) AND (last_seen_at IS NULL OR last_seen_at < now())",
+        "UPDATE producers p SET last_seen_at = s.at
+           FROM unnest($1::uuid[], $2::timestamptz[]) AS s(producer_id, at)
+          WHERE p.producer_id = s.producer_id
+            AND (p.last_seen_at IS NULL OR p.last_seen_at < s.at)",
     )
-    .bind(ids)
+    .bind(&ids)
+    .bind(&at)
     .execute(pool)
     .await?;
     Ok(())

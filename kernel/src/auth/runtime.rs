@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Registry;
 use sqlx::PgPool;
@@ -13,6 +14,7 @@ use super::authenticator::{AuthSetupError, Authenticator};
 use super::config::AuthConfig;
 use super::gate::AuthGate;
 use super::keys;
+use super::last_seen;
 use super::metrics::AuthMetrics;
 use super::registration::RegistrationService;
 use super::token::TokenIssuer;
@@ -84,8 +86,10 @@ pub async fn start(
         "auth enabled"
     );
 
+    tokio::spawn(write_last_seen(authenticator.clone(), stop.clone()));
+
     if config.register.enabled {
-        let service = RegistrationService::new(
+        let service = Arc::new(RegistrationService::new(
             config,
             pool.clone(),
             redis::Client::open(redis_url)?,
@@ -93,13 +97,9 @@ pub async fn start(
             metrics.clone(),
             group,
             consumer,
-        );
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = service.run(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "registration service stopped");
-            }
-        });
+        ));
+        // Supervised: Redis trouble (even at start) delays registration, never ends it.
+        tokio::spawn(service.serve(stop.clone()));
     }
 
     let mut admin_addr = None;
@@ -139,4 +139,37 @@ pub async fn start(
         metrics,
         admin_addr,
     }))
+}
+
+/// Writes producers' last-seen times every [`last_seen::FLUSH_EVERY`] until `stop`, then once
+/// more (bounded). Failures are counted and retried with backoff (up to 10 s between tries):
+/// never on the ingest path.
+async fn write_last_seen(authenticator: Arc<Authenticator>, stop: CancellationToken) {
+    const MAX_PAUSE: Duration = Duration::from_secs(10);
+    let mut pause = last_seen::FLUSH_EVERY;
+    loop {
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tokio::time::sleep(pause) => false,
+        };
+        let flush = tokio::time::timeout(MAX_PAUSE, authenticator.flush_last_seen()).await;
+        let failed = match flush {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("timed out".to_string()),
+        };
+        match failed {
+            None => pause = last_seen::FLUSH_EVERY,
+            Some(error) => {
+                authenticator.metrics().last_seen_failures.inc();
+                if pause == last_seen::FLUSH_EVERY {
+                    tracing::warn!(%error, "cannot write producers' last_seen_at; will retry");
+                }
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }

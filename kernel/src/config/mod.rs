@@ -3,6 +3,7 @@
 //! Every key has a default, so an empty file is a valid config. `FDC_INGEST__CONSUMER=x` sets
 //! `ingest.consumer` (`__` separates levels). Errors name the key and say how to fix it.
 
+mod files;
 mod redact;
 mod validate;
 
@@ -14,6 +15,7 @@ use figment::providers::{Env, Format, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use files::check_referenced_files;
 pub use redact::redact_url;
 pub use validate::ConfigError;
 
@@ -134,6 +136,10 @@ pub struct LimitsConfig {
     /// How far an event's `ts` may lie in the future of the kernel's clock.
     #[serde(with = "humantime_serde")]
     pub max_future_skew: Duration,
+    /// How far an event's `ts` may lie in the past. Catches milliseconds sent as nanoseconds
+    /// (which would land in 1970) and bounds the partitions old events create.
+    #[serde(with = "humantime_serde")]
+    pub max_past_age: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -145,6 +151,7 @@ impl Default for LimitsConfig {
             max_tag_value_len: 256,
             max_subject_len: 256,
             max_future_skew: Duration::from_secs(300),
+            max_past_age: Duration::from_secs(366 * 86_400),
         }
     }
 }
@@ -253,8 +260,14 @@ impl Config {
             }
             figment = figment.merge(Yaml::file(path));
         }
-        // FDC_CONFIG names the file itself (a CLI flag), not a key.
-        figment = figment.merge(Env::prefixed("FDC_").ignore(&["CONFIG"]).split("__"));
+        // Every key lives in a section, so its variable has a `__`. Variables without one are
+        // not ours: FDC_CONFIG (the file itself) and the FDC_SERVICE_HOST, FDC_PORT, …
+        // that Kubernetes injects for a Service named `fdc`.
+        figment = figment.merge(
+            Env::prefixed("FDC_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
         Self::from_figment(figment)
     }
 

@@ -1,7 +1,33 @@
 //! Keeping secrets out of printed configs and logs.
 
-/// Replaces the password of a URL (`scheme://user:password@host`) with `***`.
+/// Query parameters that carry a secret in Postgres and Redis URLs.
+const SECRET_PARAMS: [&str; 3] = ["password", "sslpassword", "pass"];
+
+/// Replaces the password of a URL (`scheme://user:password@host`, or a `password=` query
+/// parameter) with `***`.
 pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _)) if SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str()) => {
+                    format!("{name}=***")
+                }
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -33,5 +59,17 @@ mod tests {
         assert_eq!(redact_url("postgres://fdc@db/fdc"), "postgres://fdc@db/fdc");
         assert_eq!(redact_url("redis://r:6379/"), "redis://r:6379/");
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn hides_passwords_in_query_parameters() {
+        assert_eq!(
+            redact_url("postgres://db/fdc?user=fdc&password=hunter2&sslmode=require"),
+            "postgres://db/fdc?user=fdc&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@db/fdc?sslpassword=k"),
+            "postgres://u:***@db/fdc?sslpassword=***"
+        );
     }
 }

@@ -183,6 +183,7 @@ impl Config {
         self.auth
             .validate()
             .map_err(|e| invalid(e.key, e.problem, e.fix))?;
+        self.spill.as_ref().map_or(Ok(()), |s| s.validate())?;
         Ok(())
     }
 }

@@ -40,7 +40,7 @@ pub fn dead_letter_fields(entry: &Entry, why: &Rejection) -> Vec<(String, Vec<u8
 /// no-op.
 pub async fn send(
     conn: &mut ConnectionManager,
-    letters: &[(Entry, Rejection)],
+    letters: &[&(Entry, Rejection)],
     group: &str,
     dlq_stream: impl Fn(&str) -> String,
 ) -> Result<(), RedisIoError> {
@@ -49,7 +49,7 @@ pub async fn send(
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
-    for (entry, why) in letters {
+    for (entry, why) in letters.iter().copied() {
         pipe.cmd("XADD")
             .arg(dlq_stream(&entry.at.stream))
             .arg("*")

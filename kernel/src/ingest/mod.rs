@@ -3,11 +3,13 @@
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
 mod dlq;
+mod inflight;
 mod reader;
 mod republish;
 mod writer;
 
 pub use dlq::dead_letter_fields;
+pub use inflight::InFlight;
 pub use reader::Reader;
 pub use writer::Writer;
 pub(crate) use writer::{GaveUp, OnOutage};

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Chunk;
+use super::{Chunk, InFlight};
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::protocol::Entry;
@@ -19,6 +19,8 @@ pub struct Reader {
     pub metrics: Metrics,
     pub queue: mpsc::Sender<Chunk>,
     pub shutdown: CancellationToken,
+    /// Entries handed to the writer and not yet released by it.
+    pub inflight: InFlight,
 }
 
 /// Backoff between failed Redis calls; a restarted Redis is picked up within a second or two.
@@ -29,8 +31,9 @@ impl Reader {
     /// Runs until shutdown. Dropping `self.queue` on return tells the writer to finish.
     pub async fn run(self) {
         let mut delay = RETRY_MIN;
+        let mut recovered = false;
         while !self.shutdown.is_cancelled() {
-            match self.run_once().await {
+            match self.run_once(&mut recovered).await {
                 Ok(()) => return,
                 Err(e) => {
                     self.metrics.redis_errors.inc();
@@ -45,13 +48,21 @@ impl Reader {
         }
     }
 
-    /// One session: set up groups, recover pending, then read until shutdown or an error.
-    async fn run_once(&self) -> Result<(), RedisIoError> {
+    /// One session: set up groups, recover pending (once per process: after a reconnect our
+    /// pending entries are the ones in flight), then read until shutdown or an error.
+    async fn run_once(&self, recovered: &mut bool) -> Result<(), RedisIoError> {
         for stream in &self.config.streams {
             self.client.ensure_group(stream).await?;
         }
-        for stream in &self.config.streams {
-            self.recover_own_pending(stream).await?;
+        if !*recovered {
+            for stream in &self.config.streams {
+                self.recover_own_pending(stream).await?;
+            }
+            *recovered = true;
+        } else {
+            for stream in &self.config.streams {
+                self.recover_orphans(stream).await?;
+            }
         }
         let streams = self.config.streams.clone();
         let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
@@ -115,8 +126,40 @@ impl Reader {
         Ok(())
     }
 
+    /// After a reconnect: entries pending on us that the writer does not hold were delivered
+    /// by a read whose reply was lost. Take them now rather than after `claim_idle`.
+    async fn recover_orphans(&self, stream: &str) -> Result<(), RedisIoError> {
+        let held: std::collections::HashSet<String> =
+            self.inflight.ids(stream).into_iter().collect();
+        let limit = held.len() + self.config.batch_max_size;
+        let orphans: Vec<String> = self
+            .client
+            .own_pending_ids(stream, limit)
+            .await?
+            .into_iter()
+            .filter(|id| !held.contains(id))
+            .collect();
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        let mut entries = self.client.claim(stream, &orphans).await?;
+        self.fill_delivery_counts(stream, &mut entries).await?;
+        info!(
+            stream,
+            count = entries.len(),
+            "recovered entries a lost read reply left pending"
+        );
+        self.forward(entries).await;
+        Ok(())
+    }
+
     /// XAUTOCLAIM sweep: entries idle past `claim_idle` on any consumer become ours.
     async fn claim_idle(&self, stream: &str) -> Result<(), RedisIoError> {
+        // Our own entries still in flight are busy, not idle: reset their idle time first so
+        // that neither we nor another replica claims them.
+        self.client
+            .keep_alive(stream, &self.inflight.ids(stream))
+            .await?;
         let mut cursor = "0-0".to_string();
         loop {
             let page = self
@@ -158,13 +201,8 @@ impl Reader {
         stream: &str,
         entries: &mut [Entry],
     ) -> Result<(), RedisIoError> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(());
-        };
-        let counts = self
-            .client
-            .delivery_counts(stream, &first.at.id, &last.at.id, entries.len())
-            .await?;
+        let ids: Vec<&str> = entries.iter().map(|e| e.at.id.as_str()).collect();
+        let counts = self.client.delivery_counts(stream, &ids).await?;
         for entry in entries {
             entry.deliveries = counts.get(&entry.at.id).copied().unwrap_or(1);
         }
@@ -174,6 +212,7 @@ impl Reader {
     /// Hands entries to the writer, waiting while the queue is full (backpressure). Returns
     /// false when the writer is gone.
     async fn forward(&self, entries: Vec<Entry>) -> bool {
+        let entries = self.inflight.admit(entries);
         if entries.is_empty() {
             return true;
         }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{dlq, republish, Chunk};
+use super::{dlq, republish, Chunk, InFlight};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -31,6 +31,8 @@ pub struct Writer {
     pub spill: Option<SpillHandle>,
     /// Producer authentication; `None` while `auth.enabled` is false.
     pub auth: Option<crate::auth::gate::AuthGate>,
+    /// Shared with the reader: entries of a batch are released when the batch is done.
+    pub inflight: InFlight,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -106,6 +108,14 @@ impl Writer {
     }
 
     async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
+        let refs: Vec<EntryRef> = batch.iter().map(|e| e.at.clone()).collect();
+        let done = self.process_batch(batch).await;
+        // Acknowledged, or left pending for redelivery: either way no longer ours to hold.
+        self.inflight.release(&refs);
+        done
+    }
+
+    async fn process_batch(&self, batch: Chunk) -> Result<(), GaveUp> {
         let started = Instant::now();
         // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
         // get their producer id from the token.
@@ -127,7 +137,7 @@ impl Writer {
         self.record_stored(&events, &outcome);
         self.republish(&events, &outcome).await;
 
-        self.dead_letter(&sorted.dead).await?;
+        self.dead_letter(&sorted.dead, true).await?;
 
         let mut acks = sorted.settled;
         acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
@@ -141,12 +151,28 @@ impl Writer {
     }
 
     /// Sends dead letters (retrying Redis until `give_up`) and counts them.
-    pub(crate) async fn dead_letter(&self, dead: &[(Entry, Rejection)]) -> Result<(), GaveUp> {
+    ///
+    /// Each letter goes out with the XACK of its entry in one MULTI, so for entries still
+    /// pending in the group (`pending_in_group`), "no longer pending" proves a write whose
+    /// reply was lost: a retry skips those instead of writing them twice. Spill replay passes
+    /// false: its entries were acknowledged when they were spilled.
+    pub(crate) async fn dead_letter(
+        &self,
+        dead: &[(Entry, Rejection)],
+        pending_in_group: bool,
+    ) -> Result<(), GaveUp> {
+        let mut first_attempt = true;
         self.retry_redis("dead-letter", || {
+            let retry = !std::mem::replace(&mut first_attempt, false);
             let mut conn = self.client.ops();
             let config = &self.config;
             async move {
-                dlq::send(&mut conn, dead, &config.ingest.group, |s| {
+                let unsent = if retry && pending_in_group {
+                    self.still_pending(dead).await?
+                } else {
+                    dead.iter().collect()
+                };
+                dlq::send(&mut conn, &unsent, &config.ingest.group, |s| {
                     config.dlq_stream(s)
                 })
                 .await
@@ -161,6 +187,29 @@ impl Writer {
             info!(stream = %entry.at.stream, id = %entry.at.id, reason = why.reason.code(), detail = %why.detail, "dead-lettered");
         }
         Ok(())
+    }
+
+    /// The letters whose entries are still pending in the group.
+    async fn still_pending<'a>(
+        &self,
+        dead: &'a [(Entry, Rejection)],
+    ) -> Result<Vec<&'a (Entry, Rejection)>, RedisIoError> {
+        let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (entry, _) in dead {
+            by_stream
+                .entry(&entry.at.stream)
+                .or_default()
+                .push(&entry.at.id);
+        }
+        let mut pending = std::collections::HashSet::new();
+        for (stream, ids) in by_stream {
+            let counts = self.client.delivery_counts(stream, &ids).await?;
+            pending.extend(counts.into_keys().map(|id| (stream.to_string(), id)));
+        }
+        Ok(dead
+            .iter()
+            .filter(|(entry, _)| pending.contains(&(entry.at.stream.clone(), entry.at.id.clone())))
+            .collect())
     }
 
     /// Validates each entry into an event, a dead letter, or a settled message.
@@ -274,7 +323,13 @@ impl Writer {
                         OnOutage::Fail => return Err(GaveUp::Outage(e)),
                         OnOutage::Spill(entries) => {
                             if let Some(spill) = &self.spill {
-                                if crate::spill::pipeline::spill_batch(spill, events, entries).await
+                                if crate::spill::pipeline::spill_batch(
+                                    spill,
+                                    events,
+                                    entries,
+                                    &self.health,
+                                )
+                                .await
                                 {
                                     self.health.set_writer_blocked(false);
                                     return Ok(Ok(WriteOutcome::default()));

@@ -158,8 +158,15 @@ fn parse_ts(ts: &str, limits: &Limits) -> Result<i64, Rejection> {
             ),
         )
     })?;
-    if value < 0 {
-        return Err(Rejection::new(Reason::BadTs, "ts is before 1970"));
+    let max_age = i64::try_from(limits.config.max_past_age.as_nanos()).unwrap_or(i64::MAX);
+    if value < limits.now_ns.saturating_sub(max_age) {
+        return Err(Rejection::new(
+            Reason::BadTs,
+            format!(
+                "ts is older than limits.max_past_age ({}s); is it in nanoseconds?",
+                limits.config.max_past_age.as_secs()
+            ),
+        ));
     }
     let skew = i64::try_from(limits.config.max_future_skew.as_nanos()).unwrap_or(i64::MAX);
     if value > limits.now_ns.saturating_add(skew) {
@@ -403,11 +410,12 @@ mod tests {
 
     #[test]
     fn envelope_fields_are_checked() {
+        let now_text = (NOW - 1).to_string();
         let base = [
             ("type", "heartbeat"),
             ("version", "1.2.3"),
             ("id", "0190f7a4-8c5e-7b7e-9a53-1c2d3e4f5a6b"),
-            ("ts", "1"),
+            ("ts", &now_text),
         ];
         assert!(parse(&entry(&base), &limits()).is_ok());
         let with = |k: &str, v: &str| {
@@ -420,6 +428,8 @@ mod tests {
         assert_eq!(with("version", "v1.0.0"), Reason::BadVersion);
         assert_eq!(with("id", "42"), Reason::BadId);
         assert_eq!(with("ts", "-1"), Reason::BadTs);
+        // Milliseconds instead of nanoseconds: a date in 1970.
+        assert_eq!(with("ts", &(NOW / 1_000_000).to_string()), Reason::BadTs);
         assert_eq!(with("ts", "1.5"), Reason::BadTs);
         assert_eq!(
             with("ts", &(NOW + 301_000_000_000).to_string()),

@@ -178,32 +178,98 @@ impl StreamClient {
         })
     }
 
-    /// Delivery counts of this consumer's pending entries between `first` and `last`.
+    /// Delivery counts of `ids`, one XPENDING per id in one pipelined round trip: a range
+    /// query with a count limit could cut off some of them.
     pub async fn delivery_counts(
         &self,
         stream: &str,
-        first: &str,
-        last: &str,
-        count: usize,
+        ids: &[&str],
     ) -> Result<HashMap<String, u64>, RedisIoError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XPENDING")
+                .arg(stream)
+                .arg(&self.group)
+                .arg(id)
+                .arg(id)
+                .arg(1);
+        }
+        let mut conn = self.ops.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let mut counts = HashMap::new();
+        for reply in &replies {
+            for row in reply::array(reply)? {
+                let fields = reply::array(row)?;
+                if let (Some(id), Some(Value::Int(n))) = (fields.first(), fields.get(3)) {
+                    counts.insert(reply::string(id)?, *n as u64);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Ids pending on this consumer (at most `count`), without touching their delivery counts.
+    pub async fn own_pending_ids(
+        &self,
+        stream: &str,
+        count: usize,
+    ) -> Result<Vec<String>, RedisIoError> {
         let mut conn = self.ops.clone();
         let value: Value = redis::cmd("XPENDING")
             .arg(stream)
             .arg(&self.group)
-            .arg(first)
-            .arg(last)
+            .arg("-")
+            .arg("+")
             .arg(count)
             .arg(&self.consumer)
             .query_async(&mut conn)
             .await?;
-        let mut counts = HashMap::new();
-        for row in reply::array(&value)? {
-            let fields = reply::array(row)?;
-            if let (Some(id), Some(Value::Int(n))) = (fields.first(), fields.get(3)) {
-                counts.insert(reply::string(id)?, *n as u64);
-            }
+        reply::array(&value)?
+            .iter()
+            .map(|row| {
+                reply::array(row).and_then(|f| reply::string(f.first().unwrap_or(&Value::Nil)))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(RedisIoError::from)
+    }
+
+    /// Takes `ids` (ours already) with their bodies, counting a delivery: used for entries a
+    /// lost reply left pending on us without ever reaching the writer.
+    pub async fn claim(&self, stream: &str, ids: &[String]) -> Result<Vec<Entry>, RedisIoError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(counts)
+        let mut conn = self.ops.clone();
+        let value: Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(parse_entries(stream, &value)?)
+    }
+
+    /// Resets the idle time of our own pending `ids` (XCLAIM … JUSTID to ourselves), without
+    /// counting a delivery: they are being worked on, so no one should claim them.
+    pub async fn keep_alive(&self, stream: &str, ids: &[String]) -> Result<(), RedisIoError> {
+        let mut conn = self.ops.clone();
+        for chunk in ids.chunks(1000) {
+            let _: Value = redis::cmd("XCLAIM")
+                .arg(stream)
+                .arg(&self.group)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID")
+                .query_async(&mut conn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// XACK of `ids` on `stream`; returns how many were pending.

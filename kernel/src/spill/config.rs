@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::SpillError;
+use super::codec::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::config::ConfigError;
 
 /// Default total budget: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default segment size before rollover: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// Smallest budget that holds one segment header and one record of 1 byte.
+const MIN_MAX_BYTES: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64 + 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,15 +46,35 @@ impl SpillConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), SpillError> {
+    /// Values that parse but cannot work. Pure (no file system access), so
+    /// `check-config` catches them before the kernel starts; the store checks
+    /// again when it opens.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String, fix| ConfigError::Invalid { key, problem, fix };
         if self.dir.as_os_str().is_empty() {
-            return Err(SpillError::Config("spill.dir is empty".into()));
+            return Err(invalid(
+                "spill.dir",
+                "is empty".into(),
+                "unset the spill section to turn the spill off, or name this replica's directory",
+            ));
         }
-        if self.max_bytes == 0 {
-            return Err(SpillError::Config("spill.max_bytes must be > 0".into()));
+        if self.max_bytes < MIN_MAX_BYTES {
+            return Err(invalid(
+                "spill.max_bytes",
+                format!(
+                    "{} cannot hold one record (a segment header and a record frame take {} bytes)",
+                    self.max_bytes,
+                    MIN_MAX_BYTES - 1
+                ),
+                "use a budget for many batches, e.g. 1073741824 (1 GiB, the default)",
+            ));
         }
         if self.segment_bytes == 0 {
-            return Err(SpillError::Config("spill.segment_bytes must be > 0".into()));
+            return Err(invalid(
+                "spill.segment_bytes",
+                "is 0".into(),
+                "use e.g. 67108864 (64 MiB, the default)",
+            ));
         }
         Ok(())
     }
@@ -62,7 +85,8 @@ mod tests {
     use figment::providers::{Format, Yaml};
     use figment::Figment;
 
-    use crate::config::Config;
+    use super::SpillConfig;
+    use crate::config::{Config, ConfigError};
 
     #[test]
     fn spill_is_off_by_default_and_on_with_a_dir() {
@@ -80,5 +104,35 @@ mod tests {
             Figment::new().merge(Yaml::string("spill:\n  dir: /x\n  max_byte: 1\n")),
         );
         assert!(typo.is_err());
+    }
+
+    fn invalid_key(yaml: &str) -> &'static str {
+        match Config::from_figment(Figment::new().merge(Yaml::string(yaml))) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key for {yaml:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_validation_refuses_a_spill_that_cannot_work() {
+        assert_eq!(
+            invalid_key("spill:\n  dir: /x\n  max_bytes: 0\n"),
+            "spill.max_bytes"
+        );
+        assert_eq!(
+            invalid_key("spill:\n  dir: /x\n  max_bytes: 36\n"),
+            "spill.max_bytes"
+        );
+        assert_eq!(
+            invalid_key("spill:\n  dir: /x\n  segment_bytes: 0\n"),
+            "spill.segment_bytes"
+        );
+        assert_eq!(invalid_key("spill:\n  dir: ''\n"), "spill.dir");
+        // The smallest budget that holds a record is accepted.
+        let ok = SpillConfig {
+            max_bytes: 37,
+            ..SpillConfig::new("/x")
+        };
+        assert!(ok.validate().is_ok());
     }
 }

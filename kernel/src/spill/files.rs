@@ -13,6 +13,12 @@ pub const CORRUPT_EXT: &str = ".corrupt";
 pub const CURSOR_FILE: &str = "cursor";
 pub const CURSOR_TMP_FILE: &str = "cursor.tmp";
 pub const LOCK_FILE: &str = "LOCK";
+/// Records that passed their checksum but that this build cannot decode are
+/// moved to `quarantine-<segment seq>-<offset>.rec` (the raw record bytes).
+pub const QUARANTINE_PREFIX: &str = "quarantine-";
+pub const QUARANTINE_EXT: &str = ".rec";
+/// Suffix of a quarantine file being written (removed at open).
+pub const TMP_EXT: &str = ".tmp";
 /// Largest segment sequence number the store reads or writes.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
@@ -64,6 +70,66 @@ pub fn corrupt_path(dir: &Path, seq: u64) -> PathBuf {
         .map(|n| dir.join(format!("{base}.{n}{CORRUPT_EXT}")))
         .find(|p| !p.exists())
         .unwrap_or(first)
+}
+
+/// Whether `name` is a quarantined record (`quarantine-….rec`).
+pub fn is_quarantine_file(name: &str) -> bool {
+    name.starts_with(QUARANTINE_PREFIX) && name.ends_with(QUARANTINE_EXT)
+}
+
+/// Whether `name` is a quarantine file whose write was interrupted.
+pub fn is_quarantine_tmp(name: &str) -> bool {
+    name.starts_with(QUARANTINE_PREFIX) && name.ends_with(TMP_EXT)
+}
+
+/// Quarantined records in `dir`, in name order (= order of their segments).
+pub fn quarantine_files(dir: &Path) -> Result<Vec<PathBuf>, SpillError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err("list", dir))? {
+        let entry = entry.map_err(io_err("list", dir))?;
+        if entry.file_name().to_str().is_some_and(is_quarantine_file) {
+            found.push(entry.path());
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Durably writes `data` to a quarantine file for the record at `offset` of
+/// segment `seq` and returns its path. The file appears complete or not at
+/// all (temp file, fsync, rename, directory fsync). An existing file with the
+/// same bytes is reused (the record was quarantined before a crash cut its
+/// commit); one with other bytes is never overwritten.
+pub fn write_quarantine(
+    dir: &Path,
+    seq: u64,
+    offset: u64,
+    data: &[u8],
+) -> Result<PathBuf, SpillError> {
+    let base = format!("{QUARANTINE_PREFIX}{seq:020}-{offset:012}");
+    let mut path = dir.join(format!("{base}{QUARANTINE_EXT}"));
+    for n in 1u32.. {
+        match fs::read(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) => return Err(io_err("read", &path)(e)),
+            Ok(existing) if existing == data => return Ok(path),
+            Ok(_) => path = dir.join(format!("{base}.{n}{QUARANTINE_EXT}")),
+        }
+    }
+    let mut tmp = path.clone().into_os_string();
+    tmp.push(TMP_EXT);
+    let tmp = PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    f.write_all(data).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("fsync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+    sync_dir(dir)?;
+    Ok(path)
 }
 
 /// Makes creations, renames and unlinks in `dir` durable.
@@ -142,6 +208,32 @@ mod tests {
         assert_eq!(classify("cursor"), Entry::Other);
         assert_eq!(classify("99999999999999999999.seg"), Entry::Other); // > u64::MAX
         assert_eq!(classify("é"), Entry::Other);
+        let q = "quarantine-00000000000000000007-000000000024.rec";
+        assert_eq!(classify(q), Entry::Other);
+        assert!(is_quarantine_file(q) && !is_quarantine_tmp(q));
+        assert!(is_quarantine_tmp(&format!("{q}.tmp")));
+    }
+
+    #[test]
+    fn quarantine_files_are_durable_reused_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_quarantine(dir.path(), 7, 24, b"one").unwrap();
+        assert_eq!(
+            p.file_name().unwrap(),
+            "quarantine-00000000000000000007-000000000024.rec"
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        // Same record again (crash before its commit): same file.
+        assert_eq!(write_quarantine(dir.path(), 7, 24, b"one").unwrap(), p);
+        // Other bytes at the same place (sequence reused after a lost cursor).
+        let p2 = write_quarantine(dir.path(), 7, 24, b"two").unwrap();
+        assert_ne!(p2, p);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(fs::read(&p2).unwrap(), b"two");
+        fs::write(dir.path().join("unrelated.rec"), b"x").unwrap();
+        let mut both = vec![p, p2];
+        both.sort();
+        assert_eq!(quarantine_files(dir.path()).unwrap(), both);
     }
 
     #[test]

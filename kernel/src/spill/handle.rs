@@ -1,13 +1,13 @@
 //! Async-friendly wrapper: the store behind a mutex, every blocking call run
 //! on tokio's blocking pool so fsyncs never stall the async workers.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
 use super::{
-    codec, Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats,
-    SpillStore,
+    Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats, SpillStore,
 };
 
 /// Cheap to clone; all clones share one store.
@@ -15,7 +15,6 @@ use super::{
 pub struct SpillHandle {
     store: Arc<Mutex<SpillStore>>,
     metrics: SpillMetrics,
-    max_bytes: u64,
     /// Woken on every successful append, so an idle replay loop starts at once.
     appended: Arc<Notify>,
 }
@@ -26,13 +25,11 @@ impl SpillHandle {
         metrics: SpillMetrics,
     ) -> Result<(Self, RecoveryReport), SpillError> {
         let m = metrics.clone();
-        let max_bytes = cfg.max_bytes;
         let (store, report) = tokio::task::spawn_blocking(move || SpillStore::open(cfg, m))
             .await
             .map_err(|e| SpillError::Unavailable(e.to_string()))??;
         Ok((
             Self {
-                max_bytes,
                 store: Arc::new(Mutex::new(store)),
                 metrics,
                 appended: Arc::new(Notify::new()),
@@ -72,19 +69,29 @@ impl SpillHandle {
         self.appended.notified().await
     }
 
-    /// Lock-free: true when a record of `len` bytes would fit now.
-    pub fn has_room_for(&self, len: u64) -> bool {
-        let used = u64::try_from(self.metrics.bytes.get()).unwrap_or(u64::MAX);
-        used.saturating_add(codec::frame_len(len) + codec::SEGMENT_HEADER_LEN as u64)
-            <= self.max_bytes
-    }
-
     pub async fn next_record(&self) -> Result<Option<Record>, SpillError> {
         self.with(|s| s.next_record()).await
     }
 
     pub async fn commit(&self, id: RecordId) -> Result<(), SpillError> {
         self.with(move |s| s.commit(id)).await
+    }
+
+    /// See [`SpillStore::quarantine`].
+    pub async fn quarantine(&self, id: RecordId, data: Vec<u8>) -> Result<PathBuf, SpillError> {
+        self.with(move |s| s.quarantine(id, &data)).await
+    }
+
+    /// See [`SpillStore::requeue_quarantined`].
+    pub async fn requeue_quarantined(
+        &self,
+        decodable: fn(&[u8]) -> bool,
+    ) -> Result<(u64, u64), SpillError> {
+        let requeued = self.with(move |s| s.requeue_quarantined(decodable)).await;
+        if matches!(requeued, Ok((n, _)) if n > 0) {
+            self.appended.notify_one();
+        }
+        requeued
     }
 
     pub async fn rewind(&self) -> Result<(), SpillError> {

@@ -25,8 +25,11 @@ pub struct SpillMetrics {
     pub events_written: IntCounter,
     /// Events of spilled batches handled by replay (stored, duplicate or dead-lettered).
     pub events_replayed: IntCounter,
-    /// Records that passed their checksum but are not a batch this kernel can read.
-    pub undecodable_records: IntCounter,
+    /// Records that passed their checksum but that this kernel cannot decode,
+    /// moved to a quarantine file in the spill directory (never deleted).
+    pub quarantined_records: IntCounter,
+    /// Quarantine files in the spill directory: records waiting for an operator.
+    pub quarantine_files: IntGauge,
 }
 
 impl Default for SpillMetrics {
@@ -75,9 +78,13 @@ impl SpillMetrics {
                 "kernel_spill_events_replayed_total",
                 "Spilled events replayed to Postgres",
             ),
-            undecodable_records: c(
-                "kernel_spill_undecodable_records_total",
-                "Spill records dropped because they could not be decoded as a batch",
+            quarantined_records: c(
+                "kernel_spill_quarantined_records_total",
+                "Undecodable spill records moved to a quarantine file for an operator",
+            ),
+            quarantine_files: g(
+                "kernel_spill_quarantine_files",
+                "Quarantined spill records in the spill directory, waiting for an operator",
             ),
         }
     }
@@ -94,7 +101,8 @@ impl SpillMetrics {
         registry.register(Box::new(self.full_rejections.clone()))?;
         registry.register(Box::new(self.events_written.clone()))?;
         registry.register(Box::new(self.events_replayed.clone()))?;
-        registry.register(Box::new(self.undecodable_records.clone()))?;
+        registry.register(Box::new(self.quarantined_records.clone()))?;
+        registry.register(Box::new(self.quarantine_files.clone()))?;
         Ok(())
     }
 }

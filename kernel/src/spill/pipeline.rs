@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use super::batch::{decode_batch, encode_batch};
 use super::{run_replay, ReplayConfig, ReplayFailure, SpillError, SpillHandle, SpillMetrics};
 use crate::config::Config;
+use crate::health::Health;
 use crate::ingest::{GaveUp, OnOutage, Writer};
 use crate::metrics::Metrics;
 use crate::protocol::{Entry, EntryRef, Event};
@@ -27,7 +28,28 @@ pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHand
     spill_metrics
         .register(&metrics.registry)
         .map_err(|e| SpillError::Config(format!("registering spill metrics: {e}")))?;
+    let cfg_dir = cfg.dir.clone();
     let (handle, report) = SpillHandle::open(cfg, spill_metrics).await?;
+    match handle
+        .requeue_quarantined(|data| decode_batch(data).is_ok())
+        .await
+    {
+        Ok((0, 0)) => {}
+        Ok((requeued, left)) => {
+            if requeued > 0 {
+                info!(
+                    records = requeued,
+                    "quarantined spill records this build decodes were put back for replay"
+                );
+            }
+            if left > 0 {
+                error!(records = left, dir = %cfg_dir.display(),
+                    "quarantined spill records this build cannot decode wait for an operator; see docs/spill.md");
+            }
+        }
+        // Not fatal: the files stay and the next start tries again.
+        Err(e) => error!(error = %e, "cannot requeue quarantined spill records"),
+    }
     if report.records > 0 {
         info!(
             records = report.records,
@@ -40,10 +62,12 @@ pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHand
 /// Writes `events` to the spill. True when durable: the caller may then acknowledge
 /// their entries. False when the spill is full or failed: the caller keeps retrying
 /// Postgres and acknowledges nothing (its bounded queue then stops the reader).
+/// `health` learns whether the spill is full, for `/readyz` to say why ingest stopped.
 pub async fn spill_batch(
     spill: &SpillHandle,
     events: &[Event],
     entries: &HashMap<EntryRef, Entry>,
+    health: &Health,
 ) -> bool {
     let record = match encode_batch(events, entries) {
         Ok(r) => r,
@@ -52,7 +76,9 @@ pub async fn spill_batch(
             return false;
         }
     };
-    match spill.append(record).await {
+    let appended = spill.append(record).await;
+    health.set_spill_full(matches!(&appended, Err(e) if e.is_full()));
+    match appended {
         Ok(id) => {
             spill.metrics().events_written.inc_by(events.len() as u64);
             warn!(events = events.len(), record = %id, "Postgres unavailable; batch spilled to disk");
@@ -72,18 +98,16 @@ pub async fn spill_batch(
 impl Writer {
     /// Replays one spilled batch: stores it through the same isolating write
     /// path as live traffic (duplicates skipped, data-error offenders
-    /// dead-lettered). `Err` leaves the record in the spill for a later try.
+    /// dead-lettered). `Outage` leaves the record in the spill for a later
+    /// try; `Undecodable` has the replay loop quarantine it.
     pub async fn replay_record(&self, data: Vec<u8>) -> Result<(), ReplayFailure> {
         let mut batch = match decode_batch(&data) {
             Ok(b) => b,
             Err(e) => {
-                // Passed its checksum, so retrying cannot help; keeping it
-                // would block every record behind it.
-                error!(error = %e, bytes = data.len(), "undecodable spill record dropped");
-                if let Some(spill) = &self.spill {
-                    spill.metrics().undecodable_records.inc();
-                }
-                return Ok(());
+                return Err(ReplayFailure::Undecodable {
+                    reason: e.to_string(),
+                    data,
+                })
             }
         };
         let (outcome, rejected) = match self.store_isolating(&batch.events, OnOutage::Fail).await {
@@ -101,7 +125,7 @@ impl Writer {
         }
         self.record_stored(&batch.events, &outcome);
         self.republish(&batch.events, &outcome).await;
-        if self.dead_letter(&dead).await.is_err() {
+        if self.dead_letter(&dead, false).await.is_err() {
             return Err(ReplayFailure::Outage("shutting down".into()));
         }
         if let Some(spill) = &self.spill {

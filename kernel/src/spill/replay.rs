@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::SpillHandle;
 
@@ -17,6 +17,12 @@ use super::SpillHandle;
 pub enum ReplayFailure {
     /// Postgres is unavailable: keep the record, probe, try again later.
     Outage(String),
+    /// The record passed its checksum but cannot be decoded (e.g. a batch
+    /// version this build does not know, after a rollback). Retrying cannot
+    /// help and keeping it would block every record behind it, but its Redis
+    /// entries are acknowledged: the loop moves it to a quarantine file, and
+    /// only then commits it. `data` hands the record bytes back for that.
+    Undecodable { reason: String, data: Vec<u8> },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +59,8 @@ impl ReplayConfig {
 ///
 /// `write` must return `Ok(())` only when the record is fully handled (its
 /// events stored, duplicates skipped, data-error offenders dead-lettered);
-/// the record is then committed and may be deleted. `probe` is a cheap
+/// the record is then committed and may be deleted. `Undecodable` records
+/// are committed only after they were copied to a quarantine file. `probe` is a cheap
 /// "is Postgres back?" check, called between backoff delays after an outage.
 pub async fn run_replay<W, WF, P, PF, S>(
     spill: SpillHandle,
@@ -110,6 +117,34 @@ pub async fn run_replay<W, WF, P, PF, S>(
                     // record may be replayed again (de-duplicated).
                     warn!(error = %e, record = %record.id, "spill commit failed");
                     let _ = spill.rewind().await;
+                }
+            }
+            Err(ReplayFailure::Undecodable { reason, data }) => {
+                let bytes = data.len();
+                match spill.quarantine(record.id, data).await {
+                    Ok(path) => {
+                        error!(
+                            record = %record.id, bytes, %reason, quarantine = %path.display(),
+                            "undecodable spill record moved to quarantine; see docs/spill.md"
+                        );
+                        if let Err(e) = spill.commit(record.id).await {
+                            warn!(error = %e, record = %record.id, "spill commit failed");
+                            let _ = spill.rewind().await;
+                        }
+                    }
+                    Err(e) => {
+                        // Never commit (and so delete) it without a copy:
+                        // hold replay here and try again.
+                        error!(
+                            record = %record.id, %reason, error = %e,
+                            "cannot quarantine undecodable spill record; replay waits"
+                        );
+                        let _ = spill.rewind().await;
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(cfg.max_delay) => {}
+                        }
+                    }
                 }
             }
             Err(ReplayFailure::Outage(why)) => {

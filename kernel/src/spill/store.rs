@@ -153,7 +153,8 @@ impl SpillStore {
         cfg: SpillConfig,
         metrics: SpillMetrics,
     ) -> Result<(Self, RecoveryReport), SpillError> {
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| SpillError::Config(e.to_string()))?;
         let dir = cfg.dir.clone();
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io_err("create dir", &dir))?;
@@ -178,9 +179,12 @@ impl SpillStore {
                     max_seen = max_seen.max(Some(seq));
                 }
                 Entry::Corrupt(seq) => max_seen = max_seen.max(Some(seq)),
-                Entry::Other if name == files::CURSOR_TMP_FILE => {
-                    // Leftover of an interrupted cursor write; the old cursor
-                    // is still in place and valid.
+                Entry::Other
+                    if name == files::CURSOR_TMP_FILE || files::is_quarantine_tmp(name) =>
+                {
+                    // Leftover of an interrupted cursor or quarantine write;
+                    // the old cursor is still valid, and a record whose
+                    // quarantine was cut short is still in its segment.
                     let p = dir.join(name);
                     fs::remove_file(&p).map_err(io_err("remove", &p))?;
                     dir_changed = true;
@@ -237,6 +241,7 @@ impl SpillStore {
             metrics,
         };
         store.publish_gauges();
+        store.count_quarantine_files()?;
         tracing::info!(
             dir = %dir.display(),
             segments = report.segments,
@@ -409,6 +414,69 @@ impl SpillStore {
         deleted
     }
 
+    /// Copies delivered record `id`, whose bytes are `data`, durably to a
+    /// quarantine file in the spill directory and returns its path. For a
+    /// record that passed its checksum but that the consumer cannot use (an
+    /// unknown batch version): the caller commits it afterwards so the records
+    /// behind it are replayed, and the data stays on disk for an operator.
+    pub fn quarantine(&mut self, id: RecordId, data: &[u8]) -> Result<PathBuf, SpillError> {
+        if !self.delivered.contains(&id) {
+            return Err(SpillError::UnknownRecord(id));
+        }
+        let path = files::write_quarantine(&self.cfg.dir, id.segment, id.offset, data)?;
+        self.metrics.quarantined_records.inc();
+        self.count_quarantine_files()?;
+        Ok(path)
+    }
+
+    /// Puts quarantined records that `decodable` accepts now (written by a
+    /// newer kernel, quarantined after a rollback, and this is that newer
+    /// kernel again) back into the spill: each is appended durably, then its
+    /// quarantine file is removed. Returns how many went back and how many
+    /// stay quarantined. Stops at the first error (e.g. `Full`); what was
+    /// not requeued stays in its file. A record too large for the budget
+    /// is skipped (left quarantined).
+    pub fn requeue_quarantined(
+        &mut self,
+        decodable: impl Fn(&[u8]) -> bool,
+    ) -> Result<(u64, u64), SpillError> {
+        let (mut requeued, mut left) = (0, 0);
+        let result = (|| {
+            for path in files::quarantine_files(&self.cfg.dir)? {
+                let data = fs::read(&path).map_err(io_err("read", &path))?;
+                if !decodable(&data) {
+                    left += 1;
+                    continue;
+                }
+                // A crash between these two steps leaves the record twice:
+                // replayed twice, de-duplicated by Postgres.
+                match self.append(&data) {
+                    Ok(_) => {}
+                    // Never fits this spill's budget: it stays, the others may go.
+                    Err(SpillError::RecordTooLarge { .. }) => {
+                        left += 1;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                files::sync_dir(&self.cfg.dir)?;
+                requeued += 1;
+            }
+            Ok((requeued, left))
+        })();
+        self.count_quarantine_files()?;
+        result
+    }
+
+    /// Sets the quarantine gauge from the directory (also sees files an
+    /// operator removed).
+    fn count_quarantine_files(&self) -> Result<(), SpillError> {
+        let n = files::quarantine_files(&self.cfg.dir)?.len() as u64;
+        self.metrics.quarantine_files.set(clamp_i64(n));
+        Ok(())
+    }
+
     /// Forgets deliveries that were not committed (e.g. Postgres went away
     /// mid-replay); `next_record` starts again at the first uncommitted one.
     pub fn rewind(&mut self) {
@@ -428,12 +496,6 @@ impl SpillStore {
     /// True when no record is waiting for replay.
     pub fn is_empty(&self) -> bool {
         self.pending == 0
-    }
-
-    /// Whether a record of `len` bytes would fit now (it might still need a
-    /// new segment header; this accounts for it).
-    pub fn has_room_for(&self, len: u64) -> bool {
-        self.bytes + HEADER + codec::frame_len(len) <= self.cfg.max_bytes
     }
 
     pub fn dir(&self) -> &Path {

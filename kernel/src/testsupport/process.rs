@@ -46,6 +46,9 @@ impl RunAs {
 
 pub fn command(program: &Path, run_as: Option<RunAs>) -> Command {
     let mut cmd = Command::new(program);
+    // A group of its own: Ctrl-C in a terminal (`fdc-kernel dev`) reaches the kernel, which
+    // drains first; the servers are stopped by their owner afterwards.
+    cmd.process_group(0);
     if let Some(user) = run_as {
         cmd.uid(user.uid).gid(user.gid);
         // HOME of root is not readable by the postgres user; some tools stat it.

@@ -8,10 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_kernel::auth::registration::reply::Reply;
+use fdc_kernel::auth::registration::stream;
 use fdc_kernel::auth::token::TokenIssuer;
 use fdc_kernel::config::Config;
 use fdc_kernel::service::{self, RunningKernel};
 use fdc_kernel::testsupport::*;
+use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -106,8 +109,17 @@ impl Default for Options {
 
 impl AuthKernel {
     pub async fn start(options: Options) -> AuthKernel {
+        Self::start_with(TestEnv::start().await.unwrap(), options, |_| {}).await
+    }
+
+    /// Like [`start`](Self::start), on a given environment (e.g. Redis with AOF, or Redis
+    /// down), with `configure` applied to the kernel config last.
+    pub async fn start_with(
+        env: TestEnv,
+        options: Options,
+        configure: impl FnOnce(&mut Config),
+    ) -> AuthKernel {
         logs();
-        let env = TestEnv::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
         let signing_key = keys::load_signing_key(&files.private_key).unwrap();
@@ -124,6 +136,7 @@ impl AuthKernel {
         config.auth.admin_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         config.auth.cache_ttl = options.cache_ttl;
         config.auth.register.rate_limit = options.rate_limit;
+        configure(&mut config);
         config.validate().unwrap();
         let issuer = TokenIssuer::new(&signing_key, "fdc-test", "fdc-kernel-test").unwrap();
         let admin = config.auth.admin_listen;
@@ -177,4 +190,39 @@ pub fn data_entry(token: Option<&str>, n: i64) -> Vec<(String, String)> {
         f.push(("token".into(), t.into()));
     }
     f
+}
+
+/// XADD a registration request and wait for the next reply carrying its nonce.
+pub async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, String)]) -> Reply {
+    let nonce = fields
+        .iter()
+        .find(|(k, _)| k == "nonce")
+        .map(|(_, v)| v.clone());
+    let key = format!("fdc:register:reply:{fp}");
+    let conn = redis.clone();
+    let range = |mut conn: MultiplexedConnection, key: String| async move {
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        stream::parse_entries(&v)
+    };
+    // Replies already there belong to earlier requests (a replay reuses a nonce).
+    let seen = range(conn.clone(), key.clone()).await.len();
+    publish(redis, "fdc:register", &[fields.to_vec()]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        let entries = range(conn.clone(), key.clone()).await;
+        for (_, f) in entries.iter().skip(seen) {
+            let r = Reply::from_fields(f).expect("well-formed reply");
+            if r.nonce == nonce {
+                return r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no reply");
 }

@@ -4,6 +4,7 @@
 //! tests can check exactly what will be sent.
 
 pub mod config;
+pub mod config_check;
 pub mod issuer_keys;
 pub mod pdb;
 pub mod producer_secret;

@@ -135,6 +135,11 @@ pub fn statefulset(
             .then(|| spec.image_pull_secrets.clone()),
         // The kernel talks to Redis and Postgres only; it needs no API access.
         automount_service_account_token: Some(false),
+        // No Docker-link style variables for the namespace's Services: a Service named `fdc`
+        // (the usual kernel name) would inject FDC_SERVICE_HOST, FDC_PORT, ... which the
+        // kernel's config loader (prefix FDC_, unknown keys denied) refuses, so the pod would
+        // crash-loop. The kernel reaches Redis and Postgres by DNS names from its config.
+        enable_service_links: Some(false),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(RUN_AS),

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::{self, IssuerKeySet, RETIRE_MARGIN};
 use crate::builders::producer_secret::{self, Credentials, Stored};
-use crate::builders::{config, pdb, statefulset};
+use crate::builders::{config, config_check, pdb, statefulset};
 use crate::controller::fixtures::{kernel, producer};
 
 fn yaml(rendered: &config::RenderedConfig) -> Value {
@@ -60,18 +60,8 @@ fn the_kernel_accepts_the_rendered_config() {
     k.spec.config =
         Some(json!({"ingest": {"batch_max_size": 500}, "partitions": {"ahead_days": 3}}));
     let rendered = config::render(&k, &["aaaa".into()]).unwrap();
-    let mut v = yaml(&rendered);
-    // The spill section is checked by the kernel once its spill work is merged; until then
-    // the kernel's Config does not know the key (it denies unknown fields).
-    let kernel_knows_spill = serde_yaml::to_value(fdc_kernel::config::Config::default())
-        .unwrap()
-        .get("spill")
-        .is_some();
-    if !kernel_knows_spill {
-        v.as_object_mut().unwrap().remove("spill");
-    }
     let config = fdc_kernel::config::Config::from_figment(figment::Figment::from(Yaml::string(
-        &serde_yaml::to_string(&v).unwrap(),
+        &rendered.yaml,
     )))
     .unwrap_or_else(|e| panic!("kernel rejects the rendered config: {e}\n{}", rendered.yaml));
     assert_eq!(config.ingest.batch_max_size, 500);
@@ -82,6 +72,79 @@ fn the_kernel_accepts_the_rendered_config() {
     assert!(config.auth.enabled);
     assert_eq!(config.auth.admin_listen.port(), 8081);
     assert_eq!(config.http.listen.port(), 8080);
+    let spill = config.spill.expect("spill section");
+    assert_eq!(spill.dir, std::path::PathBuf::from("/var/lib/fdc/spill"));
+    assert_eq!(spill.max_bytes, 2u64 * 1024 * 1024 * 1024 / 100 * 90);
+}
+
+/// `config_check::check` of `k` rendered, as the message a user would read.
+fn verdict(k: &crate::crd::FdcKernel) -> Result<(), String> {
+    config_check::check(&config::render(k, &["aaaa".into()]).unwrap()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn config_check_uses_the_kernels_rules_and_names_the_spec_field() {
+    let mut k = kernel("k", 1);
+    assert_eq!(verdict(&k), Ok(()));
+
+    k.spec.shutdown_timeout = "90s".into();
+    assert_eq!(
+        verdict(&k),
+        Err("the kernel refuses the rendered kernel.yaml: invalid config key `ingest.claim_idle`: does not exceed shutdown.timeout, so a draining replica's batch could be claimed; fix: raise ingest.claim_idle or lower shutdown.timeout. In the FdcKernel: ingest.claim_idle is spec.config.ingest.claim_idle, shutdown.timeout is spec.shutdownTimeout".into())
+    );
+    // Raising claim_idle in any spelling the kernel reads (CEL only knows Go durations).
+    k.spec.config = Some(json!({"ingest": {"claim_idle": "2min"}}));
+    assert_eq!(verdict(&k), Ok(()));
+
+    // A relation between two free-form keys, out of CEL's sight.
+    let mut k = kernel("k", 1);
+    k.spec.config = Some(json!({"postgres": {"statement_timeout": "2m"}}));
+    let err = verdict(&k).unwrap_err();
+    assert!(
+        err.contains("invalid config key `ingest.claim_idle`: 60s does not exceed postgres.statement_timeout (120s)"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("In the FdcKernel: ingest.claim_idle is spec.config.ingest.claim_idle, postgres.statement_timeout is spec.config.postgres.statement_timeout"),
+        "{err}"
+    );
+
+    // A typo: the kernel denies unknown keys.
+    let mut k = kernel("k", 1);
+    k.spec.config = Some(json!({"ingest": {"batch_max_sise": 5}}));
+    let err = verdict(&k).unwrap_err();
+    assert!(err.contains("batch_max_sise"), "{err}");
+
+    // The spill section is checked too (the kernel checks it when the spill opens).
+    let mut k = kernel("k", 1);
+    k.spec.config = Some(json!({"spill": {"segment_bytes": 0}}));
+    assert_eq!(
+        verdict(&k),
+        Err("the kernel refuses the rendered kernel.yaml: invalid spill config: spill.segment_bytes must be > 0. In the FdcKernel: spill.segment_bytes is spec.config.spill.segment_bytes".into())
+    );
+}
+
+#[test]
+fn the_example_kernel_renders_to_a_config_the_kernel_accepts_and_a_pod_without_service_links() {
+    // docs/examples/10-kernel.yaml names its kernel `fdc`, so its Service `fdc` would inject
+    // FDC_SERVICE_HOST, FDC_PORT, ... into every pod of the namespace with service links on.
+    let mut k: crate::crd::FdcKernel =
+        serde_yaml::from_str(include_str!("../../../docs/examples/10-kernel.yaml")).unwrap();
+    k.metadata.namespace = Some("default".into());
+    k.metadata.uid = Some(crate::controller::fixtures::KERNEL_UID.into());
+    let rendered = config::render(&k, &["aaaa".into()]).unwrap();
+    assert_eq!(config_check::check(&rendered), Ok(()));
+    let sts = statefulset::statefulset(&k, 2, &rendered.hash).unwrap();
+    let pod = sts.spec.template.spec.unwrap();
+    assert_eq!(pod.enable_service_links, Some(false));
+    let env: Vec<String> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    // Every FDC_ variable the pod gets is a nested config key (`__`), none a service link.
+    assert_eq!(env, vec!["FDC_INGEST__CONSUMER", "FDC_POSTGRES__URL"]);
 }
 
 #[test]

@@ -90,6 +90,13 @@ impl ApiServer {
         body
     }
 
+    /// Asserts the client makes no request for `quiet` (while its side keeps running).
+    pub async fn expect_quiet(&mut self, quiet: std::time::Duration) {
+        if let Ok(Some((request, _))) = tokio::time::timeout(quiet, self.0.next_request()).await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+
     /// Asserts the client made no further request (call after the reconcile finished and
     /// every client clone is dropped).
     pub async fn expect_done(mut self) {
@@ -141,18 +148,23 @@ impl Call {
     }
 }
 
+/// A client talking to the returned mock API server.
+pub fn mock_client() -> (Client, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), ApiServer(Box::pin(handle)))
+}
+
 /// A context whose client talks to the returned mock API server, and whose kernel HTTP
 /// calls go to `kernel_base` (see [`FakeKernel`]).
 pub fn test_context(kernel_base: &str) -> (Arc<Context>, ApiServer) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, server) = mock_client();
     let ctx = Context::new(
         client,
         Arc::new(Metrics::new().expect("metrics")),
         KernelApi::new(Endpoints::Fixed(kernel_base.to_string())),
         Some("test".into()),
     );
-    (Arc::new(ctx), ApiServer(Box::pin(handle)))
+    (Arc::new(ctx), server)
 }
 
 /// An `FdcKernel` as the API server would return it (defaults applied, uid, generation).
@@ -195,9 +207,9 @@ pub fn secret_with_key(name: &str, key: &str) -> Value {
     })
 }
 
-/// What the fake kernel saw.
+/// An admin API call the fake kernel saw.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RevokeCall {
+pub struct AdminCall {
     pub path: String,
     pub authorization: String,
     pub body: Value,
@@ -206,12 +218,16 @@ pub struct RevokeCall {
 #[derive(Default)]
 struct FakeKernelState {
     spill: BTreeMap<String, u64>,
-    revokes: Vec<RevokeCall>,
+    revokes: Vec<AdminCall>,
     revoke_status: u16,
+    key_approvals: Vec<AdminCall>,
+    /// Status and JSON body of the answer to a key pre-approval.
+    key_response: (u16, Value),
 }
 
 /// A real HTTP server on 127.0.0.1 standing in for kernel pods: serves
-/// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API calls.
+/// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API
+/// calls (revocations, key pre-approvals).
 pub struct FakeKernel {
     pub base: String,
     state: Arc<Mutex<FakeKernelState>>,
@@ -226,8 +242,18 @@ impl FakeKernel {
         type Shared = Arc<Mutex<FakeKernelState>>;
         let state: Shared = Arc::new(Mutex::new(FakeKernelState {
             revoke_status: 200,
+            key_response: (201, json!({"changed": true})),
             ..Default::default()
         }));
+        let record = |path: String, headers: &HeaderMap, body: &str| AdminCall {
+            path,
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            body: serde_json::from_str(body).unwrap_or(Value::Null),
+        };
         let app = axum::Router::new()
             .route(
                 "/pods/{pod}/metrics",
@@ -240,14 +266,19 @@ impl FakeKernel {
             )
             .route(
                 "/v1/producers/{id}/revoke",
-                post(|State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
                     let mut s = s.lock().unwrap();
-                    s.revokes.push(RevokeCall {
-                        path: format!("/v1/producers/{id}/revoke"),
-                        authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
-                        body: serde_json::from_str(&body).unwrap_or(Value::Null),
-                    });
+                    s.revokes.push(record(format!("/v1/producers/{id}/revoke"), &headers, &body));
                     StatusCode::from_u16(s.revoke_status).unwrap()
+                }),
+            )
+            .route(
+                "/v1/producers/{id}/keys",
+                post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                    let mut s = s.lock().unwrap();
+                    s.key_approvals.push(record(format!("/v1/producers/{id}/keys"), &headers, &body));
+                    let (status, body) = s.key_response.clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 }),
             )
             .with_state(state.clone());
@@ -271,7 +302,16 @@ impl FakeKernel {
         self.state.lock().unwrap().revoke_status = status;
     }
 
-    pub fn revokes(&self) -> Vec<RevokeCall> {
+    pub fn revokes(&self) -> Vec<AdminCall> {
         self.state.lock().unwrap().revokes.clone()
+    }
+
+    /// Answer key pre-approvals with `status` and JSON `body` (default: 201).
+    pub fn set_key_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().key_response = (status, body);
+    }
+
+    pub fn key_approvals(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().key_approvals.clone()
     }
 }

@@ -1,6 +1,7 @@
 //! Reconcilers and the controllers that drive them.
 
 pub mod kernel;
+pub mod key_approval;
 pub mod producer;
 pub mod run;
 

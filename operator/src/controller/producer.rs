@@ -1,4 +1,5 @@
-//! `Producer` reconciler: credentials Secret, token renewal, revocation on delete.
+//! `Producer` reconciler: credentials Secret, token renewal, approval of an external public
+//! key at the kernel, revocation on delete.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::auth::{self, TokenRequest};
 use crate::builders::config::short_hash;
 use crate::builders::issuer_keys::{self, IssuerKeySet};
 use crate::builders::producer_secret::{self, Credentials, Stored};
+use crate::controller::key_approval::{self, Outcome};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer, ProducerStatus};
@@ -91,7 +93,13 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     let generation = producer.metadata.generation;
     let now = Timestamp::now();
     let mut status = producer.status.clone().unwrap_or_default();
-    let old = status.conditions.clone();
+    // `KeyApproved` exists only while spec.publicKey is set: drop it when the key is removed.
+    let old: Vec<_> = status
+        .conditions
+        .iter()
+        .filter(|c| producer.spec.public_key.is_some() || c.type_ != types::KEY_APPROVED)
+        .cloned()
+        .collect();
     let id = producer_id(producer)?;
     status.producer_id = Some(id.to_string());
     status.observed_generation = generation;
@@ -192,6 +200,53 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     };
     let fingerprint = auth::fingerprint(&public_pem)?;
 
+    // An external key is approved at the kernel before its credentials are written, so the
+    // producer can also run `fdc-kernel register` with it.
+    let mut key_condition = None;
+    if producer.spec.public_key.is_some() {
+        let target = key_approval::Target {
+            producer,
+            kernel: &kernel,
+            producer_id: id,
+            public_key_pem: &public_pem,
+            fingerprint: &fingerprint,
+        };
+        match key_approval::approve(ctx, &target, generation, now).await? {
+            Outcome::Proceed(c) => key_condition = Some(c),
+            Outcome::Blocked {
+                reason,
+                message,
+                requeue,
+            } => {
+                status.fingerprint = Some(fingerprint);
+                status.conditions = condition::merge(
+                    &old,
+                    vec![
+                        condition::new(
+                            types::READY,
+                            false,
+                            reason,
+                            message.clone(),
+                            generation,
+                            now,
+                        ),
+                        condition::new(
+                            types::KEY_APPROVED,
+                            false,
+                            reason,
+                            message,
+                            generation,
+                            now,
+                        ),
+                        condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
+                    ],
+                );
+                patch_status(ctx, producer, &status).await?;
+                return Ok(Action::requeue(requeue));
+            }
+        }
+    }
+
     // Token: reuse while it was issued for the same inputs and is not due for renewal.
     let auth_spec = &kernel.spec.auth;
     let inputs_hash = short_hash(&format!(
@@ -272,13 +327,21 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     status.fingerprint = Some(fingerprint);
     status.token_expires_at = Some(Time(expires_at));
     status.token_key_id = Some(keys.current_kid().to_string());
-    status.conditions = condition::merge(
-        &old,
-        vec![
-            condition::new(types::READY, true, "CredentialsIssued", format!("Secret {secret_name} holds a token valid until {expires_at}; renewal at {renew}"), generation, now),
-            condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-        ],
-    );
+    let mut conditions = vec![
+        condition::new(
+            types::READY,
+            true,
+            "CredentialsIssued",
+            format!(
+                "Secret {secret_name} holds a token valid until {expires_at}; renewal at {renew}"
+            ),
+            generation,
+            now,
+        ),
+        condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
+    ];
+    conditions.extend(key_condition);
+    status.conditions = condition::merge(&old, conditions);
     patch_status(ctx, producer, &status).await?;
 
     let wait = renew.duration_since(now).unsigned_abs();

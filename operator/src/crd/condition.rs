@@ -13,6 +13,8 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     pub const SPILL_DRAINED: &str = "SpillDrained";
     pub const PAUSED: &str = "Paused";
+    /// Producer with `spec.publicKey`: the key is approved at the kernel.
+    pub const KEY_APPROVED: &str = "KeyApproved";
 }
 
 /// A condition for `generation`, stamped `now`.

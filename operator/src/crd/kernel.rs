@@ -7,7 +7,7 @@ use kube::core::{ListMerge, Rule};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{free_form_object, DURATION_PATTERN};
+use super::DURATION_PATTERN;
 
 /// Desired state of a kernel.
 // The printcolumn(...) arguments repeat keys by design (one column each).
@@ -55,6 +55,9 @@ use super::{free_form_object, DURATION_PATTERN};
 #[x_kube(validation = Rule::new(
     "!has(self.republish) || !self.republish.enabled || !(self.republish.stream in self.streams)"
 ).message("republish.stream must not be one of the ingest streams: the kernel would re-ingest its own output"))]
+#[x_kube(validation = Rule::new(SHUTDOWN_WITHIN_CLAIM_IDLE).message(
+    "shutdownTimeout must be shorter than the kernel's ingest.claim_idle (spec.config.ingest.claim_idle, default 60s): another replica could claim the batch a stopping pod is still finishing"
+))]
 #[serde(rename_all = "camelCase")]
 pub struct FdcKernelSpec {
     /// Number of kernel pods. All share one consumer group; each is a named consumer.
@@ -116,7 +119,7 @@ pub struct FdcKernelSpec {
     /// How long the kernel gets to finish its batch on SIGTERM. The pod's termination grace
     /// period is this plus a margin.
     #[serde(default = "default_shutdown_timeout")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
     pub shutdown_timeout: String,
 
     /// Prometheus Operator ServiceMonitor (created only if that CRD exists in the cluster).
@@ -126,8 +129,40 @@ pub struct FdcKernelSpec {
     /// Free-form kernel config merged over the rendered one (same keys as `kernel.yaml`).
     /// Keys the operator owns (listed in docs/operator.md) are not overridable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_object")]
+    #[schemars(schema_with = "config_overrides_schema")]
     pub config: Option<serde_json::Value>,
+}
+
+/// CEL: `shutdownTimeout` < `config.ingest.claim_idle` (kernel default 60s; a test ties the
+/// two), the one kernel-config relation that involves a spec field. Only durations in Go
+/// syntax, which CEL's `duration()` parses, are compared; others (the `d` unit, humantime
+/// spellings such as `2min`) pass here and are judged by the kernel's loader in the
+/// reconcile (Degraded, nothing applied). Unknown fields are invisible to CEL, hence
+/// `claim_idle` is declared in the schema of `config` ([`config_overrides_schema`]).
+pub(crate) const SHUTDOWN_WITHIN_CLAIM_IDLE: &str = concat!(
+    "!has(self.shutdownTimeout) || !self.shutdownTimeout.matches('^([0-9]+(ms|s|m|h))+$') || ",
+    "(has(self.config) && has(self.config.ingest) && has(self.config.ingest.claim_idle) ",
+    "? (!self.config.ingest.claim_idle.matches('^([0-9]+(ms|s|m|h))+$') ",
+    "|| duration(self.shutdownTimeout) < duration(self.config.ingest.claim_idle)) ",
+    ": duration(self.shutdownTimeout) < duration('60s'))"
+);
+
+/// `spec.config`: free-form (kept as is), except that `ingest.claim_idle` is declared, as a
+/// string, so the CEL rule above can read it.
+fn config_overrides_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "ingest": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {
+                    "claim_idle": { "type": "string", "maxLength": 64 }
+                }
+            }
+        }
+    })
 }
 
 fn default_replicas() -> i32 {

@@ -31,14 +31,6 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Er
     ))
 }
 
-/// Shared schema helper: a free-form object kept as is by the API server.
-pub(crate) fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true
-    })
-}
-
 /// Pattern of the durations the CRDs accept (a subset of what `humantime` parses,
 /// e.g. `30s`, `15m`, `24h`, `1h30m`, `7d`).
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";

@@ -58,8 +58,10 @@ pub struct ProducerSpec {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub token_ttl: Option<String>,
 
-    /// PEM (SPKI) Ed25519 public key of a key the producer holds itself. When unset the
-    /// operator generates a key pair and stores it in the credentials Secret.
+    /// PEM (SPKI) Ed25519 public key of a key the producer holds itself. The operator
+    /// approves it at the kernel for this producer's id (condition `KeyApproved`), so the
+    /// producer can also run `fdc-kernel register` and get tokens sealed to its key. When
+    /// unset the operator generates a key pair and stores it in the credentials Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('-----BEGIN PUBLIC KEY-----')").message("publicKey must be a PEM public key (-----BEGIN PUBLIC KEY-----)"))]
     #[schemars(length(max = 4096))]
@@ -105,7 +107,7 @@ pub struct ProducerStatus {
     /// `kid` of the issuer key that signed the current token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_key_id: Option<String>,
-    /// Ready, Paused.
+    /// Ready, KeyApproved (only with spec.publicKey), Paused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

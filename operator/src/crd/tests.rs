@@ -20,6 +20,19 @@ fn schema<K: CustomResourceExt>() -> Value {
     .unwrap()
 }
 
+/// The rules as kube-cel needs them. kube-cel 0.8 escapes every `_` of a property name to
+/// `__`, while the API server (apiserver/schema/cel/model/escaping.go) escapes only `__`
+/// and leaves `claim_idle` as is; the CRD carries the API server's spelling, so the
+/// client-side check renames the one such field a rule reads.
+fn kube_cel_names(schema: Value) -> Value {
+    let text = serde_json::to_string(&schema).unwrap();
+    serde_json::from_str(&text.replace(
+        "self.config.ingest.claim_idle",
+        "self.config.ingest.claim__idle",
+    ))
+    .unwrap()
+}
+
 fn kernel_obj(spec: Value) -> Value {
     json!({"apiVersion": "fdc.dev/v1alpha1", "kind": "FdcKernel", "metadata": {"name": "k"}, "spec": spec})
 }
@@ -34,7 +47,7 @@ fn base_spec() -> Value {
 
 /// CEL messages for `obj` (against `old` for transition rules).
 fn cel_errors<K: CustomResourceExt>(obj: &Value, old: Option<&Value>) -> Vec<String> {
-    match Validator::new().validate(&schema::<K>(), obj, old) {
+    match Validator::new().validate(&kube_cel_names(schema::<K>()), obj, old) {
         Ok(()) => vec![],
         Err(errors) => errors.into_vec().into_iter().map(|e| e.message).collect(),
     }
@@ -154,6 +167,52 @@ fn republishing_into_an_ingest_stream_is_refused() {
     );
     spec["republish"]["enabled"] = json!(false);
     assert!(cel_errors::<FdcKernel>(&kernel_obj(spec), None).is_empty());
+}
+
+const SHUTDOWN_MESSAGE: &str = "shutdownTimeout must be shorter than the kernel's ingest.claim_idle (spec.config.ingest.claim_idle, default 60s): another replica could claim the batch a stopping pod is still finishing";
+
+#[test]
+fn shutdown_timeout_must_stay_below_the_claim_idle() {
+    let check = |shutdown: &str, config: Option<Value>| {
+        let mut spec = base_spec();
+        spec["shutdownTimeout"] = json!(shutdown);
+        if let Some(config) = config {
+            spec["config"] = config;
+        }
+        cel_errors::<FdcKernel>(&kernel_obj(spec), None)
+    };
+    let refused = vec![SHUTDOWN_MESSAGE.to_string()];
+    // Against the kernel's default claim_idle (60s), also when spec.config sets other keys.
+    assert!(check("59s", None).is_empty());
+    assert_eq!(check("60s", None), refused);
+    assert_eq!(check("90s", None), refused);
+    assert_eq!(check("1m30s", None), refused);
+    assert_eq!(
+        check("90s", Some(json!({"ingest": {"batch_max_size": 10}}))),
+        refused
+    );
+    // Against an overridden claim_idle.
+    let claim = |d: &str| Some(json!({"ingest": {"claim_idle": d}}));
+    assert!(check("90s", claim("2m")).is_empty());
+    assert_eq!(check("90s", claim("1m")), refused);
+    assert_eq!(check("2h", claim("1h")), refused);
+    // Spellings CEL cannot parse are left to the reconcile's kernel-config check.
+    assert!(check("90s", claim("1min")).is_empty());
+    assert!(check("1d", None).is_empty());
+}
+
+#[test]
+fn the_cel_rule_assumes_the_kernels_default_claim_idle() {
+    assert_eq!(
+        fdc_kernel::config::IngestConfig::default().claim_idle,
+        std::time::Duration::from_secs(60)
+    );
+    assert!(crate::crd::kernel::SHUTDOWN_WITHIN_CLAIM_IDLE
+        .ends_with(": duration(self.shutdownTimeout) < duration('60s'))"));
+    let s = schema::<FdcKernel>();
+    let claim_idle = &s["properties"]["spec"]["properties"]["config"]["properties"]["ingest"]
+        ["properties"]["claim_idle"];
+    assert_eq!(claim_idle["type"], "string", "{claim_idle}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::preapprove::{self, PreApproval, PreApproveBody};
 use super::store::{self, AdminError};
 use crate::auth::metrics::AuthMetrics;
 use crate::auth::token::TokenIssuer;
@@ -78,6 +79,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/registrations/{id}/reject", post(reject))
         .route("/v1/producers/{id}/revoke", post(revoke_producer))
         .route("/v1/producers/{id}/token", post(issue_token))
+        .route("/v1/producers/{id}/keys", post(preapprove_key))
         .route("/v1/keys/{fingerprint}/revoke", post(revoke_key))
         .route("/v1/decisions", get(list_decisions))
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
@@ -124,7 +126,7 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let status = match &self {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
-            AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::Conflict(_) | AdminError::ConflictDetail(_) => StatusCode::CONFLICT,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AdminError::NoSigningKey => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Db(_) | AdminError::Token(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -216,6 +218,27 @@ async fn revoke_key(
     store::revoke_key(&s.pool, &fingerprint, &body.reason).await?;
     tracing::info!(fingerprint = %fingerprint, "key revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pre-approve an externally held key for producer `id`: 201 when approved now, 200 when it
+/// already was (nothing changed), 409 when the key or the producer is spoken for.
+async fn preapprove_key(
+    State(s): State<Arc<AdminState>>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PreApproveBody>,
+) -> Result<(StatusCode, Json<PreApproval>), AdminError> {
+    let outcome = preapprove::preapprove(&s.pool, id, &body).await?;
+    if outcome.changed {
+        tracing::info!(
+            producer = %id,
+            fingerprint = %outcome.fingerprint,
+            producer_created = outcome.producer_created,
+            "key pre-approved"
+        );
+        Ok((StatusCode::CREATED, Json(outcome)))
+    } else {
+        Ok((StatusCode::OK, Json(outcome)))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -17,6 +17,9 @@ pub enum AdminError {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A conflict whose message names what is in the way (ids, fingerprints; never secrets).
+    #[error("conflict: {0}")]
+    ConflictDetail(String),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error("this kernel has no auth.signing_key and cannot issue tokens")]
@@ -50,14 +53,14 @@ pub struct DecisionRecord {
     pub reason: String,
 }
 
-fn require_reason(reason: &str) -> Result<(), AdminError> {
+pub(super) fn require_reason(reason: &str) -> Result<(), AdminError> {
     if reason.trim().is_empty() || reason.len() > 1000 {
         return Err(AdminError::BadRequest("reason must be 1..1000 characters"));
     }
     Ok(())
 }
 
-async fn record(
+pub(super) async fn record(
     conn: &mut sqlx::PgConnection,
     action: &str,
     target: &str,

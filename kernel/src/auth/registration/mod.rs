@@ -8,4 +8,4 @@ pub mod service;
 pub mod store;
 pub mod stream;
 
-pub use service::{RegistrationError, RegistrationService};
+pub use service::{Answer, RegistrationError, RegistrationService};

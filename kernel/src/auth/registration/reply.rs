@@ -73,6 +73,26 @@ impl Reply {
         f
     }
 
+    /// The reply as a JSON object of its fields (kept with the request's nonce, to resend it).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.to_fields()
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
+        )
+    }
+
+    /// Inverse of [`to_json`](Self::to_json); `None` when it is not a stored reply.
+    pub fn from_json(v: &serde_json::Value) -> Option<Reply> {
+        let fields: Vec<(String, Vec<u8>)> = v
+            .as_object()?
+            .iter()
+            .map(|(k, v)| Some((k.clone(), v.as_str()?.as_bytes().to_vec())))
+            .collect::<Option<_>>()?;
+        Reply::from_fields(&fields)
+    }
+
     /// Parse the fields of a reply entry; `None` when it is not a well-formed reply.
     pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Option<Reply> {
         let get = |name: &str| {
@@ -122,6 +142,8 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k, v.into_bytes()))
             .collect();
-        assert_eq!(Reply::from_fields(&f), Some(r));
+        assert_eq!(Reply::from_fields(&f), Some(r.clone()));
+        assert_eq!(Reply::from_json(&r.to_json()), Some(r));
+        assert_eq!(Reply::from_json(&serde_json::json!({"status": 1})), None);
     }
 }

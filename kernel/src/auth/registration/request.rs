@@ -18,6 +18,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
 
 use crate::auth::keys;
 
@@ -40,6 +41,9 @@ pub struct RegisterRequest {
     pub schema: Option<String>,
     pub nonce: String,
     pub ts_ns: i64,
+    /// SHA-256 of the signed canonical encoding: identifies "the same request" when a
+    /// producer (or the kernel) retries it with the same nonce.
+    pub request_sha256: [u8; 32],
 }
 
 /// Why a request is `invalid`. Never contains field values.
@@ -228,8 +232,9 @@ pub fn verify(
         let sig_raw = decode_exact("sig", sig_text, 64, 64)?;
         let sig = Signature::from_slice(&sig_raw).map_err(|_| RequestError::BadSignature)?;
         // Signature before freshness: an unsigned request learns nothing about our clock.
+        let signed = canonical(pk_text, name, schema, nonce, ts);
         public_key
-            .verify(&canonical(pk_text, name, schema, nonce, ts), &sig)
+            .verify(&signed, &sig)
             .map_err(|_| RequestError::BadSignature)?;
         if !ts.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RequestError::BadTs);
@@ -246,6 +251,7 @@ pub fn verify(
             schema: schema.map(str::to_string),
             nonce: nonce.to_string(),
             ts_ns,
+            request_sha256: Sha256::digest(&signed).into(),
         })
     })();
     rest.map_err(|error| Invalid {
@@ -291,6 +297,28 @@ mod tests {
         assert_eq!(r.schema.as_deref(), Some("temp"));
         assert_eq!(r.nonce, nonce);
         assert_eq!(r.ts_ns, NOW - 1_000);
+    }
+
+    #[test]
+    fn digest_names_the_signed_request() {
+        let sk = keys::generate();
+        let nonce = new_nonce();
+        let a = bytes(build(&sk, "sensor", None, &nonce, NOW));
+        let again = bytes(build(&sk, "sensor", None, &nonce, NOW));
+        let other = bytes(build(&sk, "sensor-2", None, &nonce, NOW));
+        let d = |f: &[(String, Vec<u8>)]| verify(f, &LIMITS, NOW).unwrap().request_sha256;
+        assert_eq!(d(&a), d(&again));
+        assert_ne!(d(&a), d(&other));
+        assert_eq!(
+            d(&a),
+            <[u8; 32]>::from(Sha256::digest(canonical(
+                &STANDARD.encode(sk.verifying_key().as_bytes()),
+                "sensor",
+                None,
+                &nonce,
+                &NOW.to_string()
+            )))
+        );
     }
 
     #[test]

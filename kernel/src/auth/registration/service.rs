@@ -1,16 +1,21 @@
 //! The registration service: reads `auth.register.stream` through the kernel's consumer
 //! group, decides each request, and replies on `<reply_prefix><fingerprint>`.
+//!
+//! Redis trouble never ends it: both connections reconnect on their own (redis-rs
+//! `ConnectionManager`), a group lost with a non-persistent Redis restart is recreated on
+//! `NOGROUP`, and [`RegistrationService::serve`] restarts a failed run with backoff.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use super::reply::{Reply, SealedGrant, Status};
 use super::request::{self, Invalid, RequestLimits};
-use super::store::{self, Decision, IssuePolicy, StoreError};
+use super::store::{self, Decision, IssuePolicy, Outcome, StoreError};
 use super::{seal, stream};
 use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
@@ -18,6 +23,21 @@ use crate::auth::token::TokenIssuer;
 
 const BLOCK: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Pause before restarting a failed run: doubled per failure up to `RESTART_MAX`.
+const RESTART_MIN: Duration = Duration::from_millis(200);
+const RESTART_MAX: Duration = Duration::from_secs(10);
+/// A run that lasted this long was healthy: the next failure starts the backoff over.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+/// How one request was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Where the reply goes (`None`: unreadable public key, no reply stream).
+    pub fingerprint: Option<String>,
+    pub reply: Reply,
+    /// The stored reply of the same request, sent again (the first one was lost).
+    pub resent: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
@@ -61,14 +81,44 @@ impl RegistrationService {
         }
     }
 
-    /// Serve until `shutdown` completes. Postgres or Redis trouble is logged and retried; an
-    /// entry is acknowledged only after its reply was written.
+    /// Run until `stop` is cancelled, restarting after any failure (Redis unreachable, even
+    /// at start, or a panic) with exponential backoff.
+    pub async fn serve(self: Arc<Self>, stop: CancellationToken) {
+        let mut pause = RESTART_MIN;
+        loop {
+            let started = Instant::now();
+            let run = {
+                let service = self.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { service.run(stop.cancelled_owned()).await })
+            };
+            match run.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "registration service failed; restarting")
+                }
+                Err(e) => tracing::error!(error = %e, "registration service panicked; restarting"),
+            }
+            if started.elapsed() >= HEALTHY_RUN {
+                pause = RESTART_MIN;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(RESTART_MAX);
+        }
+    }
+
+    /// One run until `shutdown` completes (`Ok`) or Redis fails (`Err`; [`serve`](Self::serve)
+    /// starts another). Postgres trouble is logged and retried within the run; an entry is
+    /// acknowledged only after its reply was written.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RegistrationError> {
         tokio::pin!(shutdown);
         let stream_name = self.config.register.stream.clone();
-        let mut read_conn = stream::connect(&self.redis, BLOCK).await?;
-        let mut write_conn = stream::connect(&self.redis, BLOCK).await?;
-        stream::ensure_group(&mut read_conn, &stream_name, &self.group).await?;
+        let mut read_conn = stream::manager(&self.redis, BLOCK)?;
+        let mut write_conn = stream::manager(&self.redis, Duration::ZERO)?;
+        stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
         // Own pending entries first (a previous run may have died mid-request).
         let mut backlog = true;
         let mut last_prune = Instant::now() - PRUNE_EVERY;
@@ -96,14 +146,14 @@ impl RegistrationService {
             };
             let entries = match entries {
                 Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "registration stream read failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Ok(c) = stream::connect(&self.redis, BLOCK).await {
-                        read_conn = c;
-                    }
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    // Redis restarted without persistence: stream and group are gone.
+                    tracing::warn!(stream = %stream_name, "registration group missing; recreating it");
+                    stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
+                    backlog = true;
                     continue;
                 }
+                Err(e) => return Err(e.into()),
             };
             if backlog && entries.is_empty() {
                 backlog = false;
@@ -111,7 +161,9 @@ impl RegistrationService {
             for (id, fields) in entries {
                 match self.process(&mut write_conn, &fields).await {
                     Ok(()) => {
-                        let _: Result<(), _> = redis::pipe()
+                        // A failed ack is harmless: the request is read again and its stored
+                        // reply resent.
+                        let acked: Result<(), _> = redis::pipe()
                             .cmd("XACK")
                             .arg(&stream_name)
                             .arg(&self.group)
@@ -123,12 +175,18 @@ impl RegistrationService {
                             .ignore()
                             .query_async(&mut write_conn)
                             .await;
+                        if let Err(e) = acked {
+                            tracing::warn!(error = %e, entry = %id, "cannot acknowledge a registration request");
+                        }
                     }
                     Err(e) => {
                         // Not acknowledged: re-read from our pending list after a pause.
                         tracing::warn!(error = %e, entry = %id, "registration request failed; will retry");
                         backlog = true;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            _ = &mut shutdown => return Ok(()),
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
                         break;
                     }
                 }
@@ -139,18 +197,27 @@ impl RegistrationService {
     /// Decide one request and write its reply (when it can be addressed).
     async fn process(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut ConnectionManager,
         fields: &[(String, Vec<u8>)],
     ) -> Result<(), RegistrationError> {
-        let (fingerprint, reply) = self.decide(fields).await?;
-        self.metrics
-            .register
-            .with_label_values(&[reply.status.as_str()])
-            .inc();
+        let Answer {
+            fingerprint,
+            reply,
+            resent,
+        } = self.decide(fields).await?;
+        if resent {
+            self.metrics.register_resent.inc();
+        } else {
+            self.metrics
+                .register
+                .with_label_values(&[reply.status.as_str()])
+                .inc();
+        }
         tracing::info!(
             fingerprint = fingerprint.as_deref().unwrap_or("-"),
             status = reply.status.as_str(),
             detail = %reply.detail,
+            resent,
             "registration request"
         );
         let Some(fp) = fingerprint else {
@@ -175,11 +242,9 @@ impl RegistrationService {
         Ok(())
     }
 
-    /// The reply for a request, and the fingerprint it goes to (`None`: unreadable key).
-    pub async fn decide(
-        &self,
-        fields: &[(String, Vec<u8>)],
-    ) -> Result<(Option<String>, Reply), StoreError> {
+    /// The answer to a request: decided now (and stored with its nonce), or the stored reply
+    /// of the same request when it is retried.
+    pub async fn decide(&self, fields: &[(String, Vec<u8>)]) -> Result<Answer, StoreError> {
         let limits = RequestLimits {
             max_name_len: self.config.register.max_name_len,
             max_skew: self.config.register.max_skew,
@@ -198,7 +263,11 @@ impl RegistrationService {
                     nonce,
                     grant: None,
                 };
-                return Ok((fingerprint, reply));
+                return Ok(Answer {
+                    fingerprint,
+                    reply,
+                    resent: false,
+                });
             }
         };
         let policy = IssuePolicy {
@@ -208,45 +277,58 @@ impl RegistrationService {
             rate_window: self.config.register.rate_window,
         };
         let nonce = Some(req.nonce.clone());
-        let reply = match store::decide(&self.pool, &req, &policy).await? {
-            Decision::Issued(issued) => {
-                let sealed = seal::seal(&req.public_key, issued.token.as_bytes())
-                    .map_err(|_| StoreError::Token(crate::auth::token::TokenError::Signing))?;
-                Reply {
-                    status: Status::Issued,
-                    detail: "issued".into(),
-                    nonce,
-                    grant: Some(SealedGrant {
-                        sealed_token: sealed,
-                        producer_id: issued.claims.sub,
-                        expires_at: issued.claims.exp,
-                        kid: self
-                            .issuer
-                            .as_ref()
-                            .map(|i| i.kid().to_string())
-                            .unwrap_or_default(),
-                    }),
+        let reply_for = |decision: Decision| -> Result<Reply, StoreError> {
+            Ok(match decision {
+                Decision::Issued(issued) => {
+                    let sealed = seal::seal(&req.public_key, issued.token.as_bytes())
+                        .map_err(|_| StoreError::Token(crate::auth::token::TokenError::Signing))?;
+                    Reply {
+                        status: Status::Issued,
+                        detail: "issued".into(),
+                        nonce: nonce.clone(),
+                        grant: Some(SealedGrant {
+                            sealed_token: sealed,
+                            producer_id: issued.claims.sub,
+                            expires_at: issued.claims.exp,
+                            kid: self
+                                .issuer
+                                .as_ref()
+                                .map(|i| i.kid().to_string())
+                                .unwrap_or_default(),
+                        }),
+                    }
                 }
-            }
-            Decision::Pending { .. } => Reply {
-                status: Status::Pending,
-                detail: "awaiting_approval".into(),
-                nonce,
-                grant: None,
-            },
-            Decision::Denied(why) => Reply {
-                status: Status::Denied,
-                detail: why.into(),
-                nonce,
-                grant: None,
-            },
-            Decision::Replayed => Reply {
-                status: Status::Invalid,
-                detail: "replayed_nonce".into(),
-                nonce,
-                grant: None,
-            },
+                Decision::Pending { .. } => Reply {
+                    status: Status::Pending,
+                    detail: "awaiting_approval".into(),
+                    nonce: nonce.clone(),
+                    grant: None,
+                },
+                Decision::Denied(why) => Reply {
+                    status: Status::Denied,
+                    detail: why.into(),
+                    nonce: nonce.clone(),
+                    grant: None,
+                },
+            })
         };
-        Ok((Some(req.fingerprint), reply))
+        let (reply, resent) = match store::decide(&self.pool, &req, &policy, reply_for).await? {
+            Outcome::Decided(reply) => (reply, false),
+            Outcome::Resent(reply) => (reply, true),
+            Outcome::Replayed => (
+                Reply {
+                    status: Status::Invalid,
+                    detail: "replayed_nonce".into(),
+                    nonce: nonce.clone(),
+                    grant: None,
+                },
+                false,
+            ),
+        };
+        Ok(Answer {
+            fingerprint: Some(req.fingerprint),
+            reply,
+            resent,
+        })
     }
 }

@@ -2,12 +2,18 @@
 //!
 //! Everything for one key runs in one transaction under an advisory lock on the fingerprint,
 //! so two replicas handling requests of the same key cannot both pass the rate limit.
+//!
+//! The reply is stored with the nonce in that same transaction: if it is then lost (Redis
+//! down before the reply was written, reply stream expired), the identical request retried
+//! with the same nonce gets the same reply instead of `invalid`/`replayed_nonce`. Any other
+//! request reusing the nonce is still a replay.
 
 use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::reply::Reply;
 use super::request::RegisterRequest;
 use crate::auth::token::{IssuedToken, TokenError, TokenIssuer};
 
@@ -20,7 +26,16 @@ pub enum Decision {
     Pending { registration_id: Uuid },
     /// Refused: `rejected`, `revoked`, `rate_limited` or `no_signing_key`.
     Denied(&'static str),
-    /// The nonce was used before (a replay).
+}
+
+/// What to answer a verified request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new request: decided now, its reply stored with the nonce.
+    Decided(Reply),
+    /// The same request again (same key, nonce and signed content): the stored reply.
+    Resent(Reply),
+    /// The nonce was used by a different request (or before replies were stored).
     Replayed,
 }
 
@@ -40,26 +55,46 @@ pub struct IssuePolicy<'a> {
     pub rate_window: Duration,
 }
 
-pub async fn decide(
+/// Decide a verified request and store its reply (built by `reply_for` from the decision)
+/// with the nonce, all in one transaction; or find the stored reply of the same request.
+pub async fn decide<F>(
     pool: &PgPool,
     req: &RegisterRequest,
     policy: &IssuePolicy<'_>,
-) -> Result<Decision, StoreError> {
+    reply_for: F,
+) -> Result<Outcome, StoreError>
+where
+    F: FnOnce(Decision) -> Result<Reply, StoreError>,
+{
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(&req.fingerprint)
         .execute(&mut *tx)
         .await?;
     let fresh = sqlx::query(
-        "INSERT INTO auth_nonces (fingerprint, nonce) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO auth_nonces (fingerprint, nonce, request_sha256) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
     )
     .bind(&req.fingerprint)
     .bind(&req.nonce)
+    .bind(req.request_sha256.as_slice())
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if fresh == 0 {
-        return Ok(Decision::Replayed);
+        let (digest, reply): (Option<Vec<u8>>, Option<serde_json::Value>) = sqlx::query_as(
+            "SELECT request_sha256, reply FROM auth_nonces WHERE fingerprint = $1 AND nonce = $2",
+        )
+        .bind(&req.fingerprint)
+        .bind(&req.nonce)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        let same = digest.as_deref() == Some(req.request_sha256.as_slice());
+        return Ok(match reply.as_ref().and_then(Reply::from_json) {
+            Some(reply) if same => Outcome::Resent(reply),
+            _ => Outcome::Replayed,
+        });
     }
     let key: Option<(String, Option<Uuid>)> =
         sqlx::query_as("SELECT status, producer_id FROM producer_keys WHERE fingerprint = $1")
@@ -84,8 +119,15 @@ pub async fn decide(
         Some((status, _)) if status == "revoked" => Decision::Denied("revoked"),
         Some(_) => Decision::Denied("rejected"),
     };
+    let reply = reply_for(decision)?;
+    sqlx::query("UPDATE auth_nonces SET reply = $3 WHERE fingerprint = $1 AND nonce = $2")
+        .bind(&req.fingerprint)
+        .bind(&req.nonce)
+        .bind(reply.to_json())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(decision)
+    Ok(Outcome::Decided(reply))
 }
 
 /// Open (or keep) the key's single pending registration.

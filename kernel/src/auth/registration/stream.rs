@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::{AsyncConnectionConfig, Value};
 
 /// One entry: id and fields in order.
@@ -22,9 +24,24 @@ pub async fn connect(
         .await
 }
 
+/// A connection that reconnects on its own after Redis went away (the kernel's registration
+/// service). Lazy: creating it never fails for an unreachable Redis, commands do until it is
+/// back. `block`: the longest `BLOCK` used on it.
+pub fn manager(
+    client: &redis::Client,
+    block: Duration,
+) -> Result<ConnectionManager, redis::RedisError> {
+    let cfg = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(block + Duration::from_secs(5)))
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_lazy_with_config(client.clone(), cfg)
+}
+
 /// `XGROUP CREATE … MKSTREAM`, tolerating an existing group.
 pub async fn ensure_group(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     stream: &str,
     group: &str,
 ) -> Result<(), redis::RedisError> {
@@ -44,7 +61,7 @@ pub async fn ensure_group(
 
 /// Read entries for `consumer`: `from = "0"` re-reads its own pending entries, `">"` new ones.
 pub async fn read_group(
-    conn: &mut MultiplexedConnection,
+    conn: &mut impl ConnectionLike,
     stream: &str,
     group: &str,
     consumer: &str,

@@ -215,6 +215,9 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
         "30s shutdown timeout + 15s margin"
     );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // No service-link variables (FDC_SERVICE_HOST, ... from a Service named `fdc`): the
+    // kernel's FDC_-prefixed config would refuse them.
+    assert_eq!(pod["enableServiceLinks"], false);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
     let hash = spec["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
     assert!(hash.as_str().is_some_and(|h| h.len() == 16), "{hash}");
@@ -441,13 +444,25 @@ async fn scale_out_applies_replicas_and_a_pdb() {
     server.expect_done().await;
 }
 
-/// One scale-in pass from 3 to `desired` replicas with the last pod's spill at `spill`.
+/// The last pod (`k-2`) of a 3-replica kernel, Ready or not.
+fn victim_pod(ready: bool) -> Value {
+    let ready = if ready { "True" } else { "False" };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "k-2", "namespace": NS},
+        "status": {"podIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": ready}]}
+    })
+}
+
+/// One scale-in pass from 3 to `desired` replicas; the last pod is `victim` and its spill
+/// is whatever `fake` says.
 async fn scale_in_pass(
     fake: &FakeKernel,
     issuer: &Value,
     admin: &Value,
     sts1: &Value,
     desired: i32,
+    victim: Value,
 ) -> (Value, Value, Option<Value>) {
     let (ctx, mut server) = test_context(&fake.base);
     let k = kernel("k", desired);
@@ -459,10 +474,7 @@ async fn scale_in_pass(
     let mut existing = sts_with_status(sts1, 3, 3);
     existing["spec"]["replicas"] = json!(3);
     server.expect("GET", &sts_uri("k")).await.ok(&existing);
-    server
-        .expect("GET", &core("pods", "k-2"))
-        .await
-        .ok(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "k-2", "namespace": NS}, "status": {"podIP": "10.0.0.9"}}));
+    server.expect("GET", &core("pods", "k-2")).await.ok(&victim);
     let mut event = None;
     let first = server.next().await;
     let call = if first.method == "POST" {
@@ -509,7 +521,8 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
 
     // Spill not empty: the StatefulSet keeps 3 replicas and SpillDrained says why.
     fake.set_spill("k-2", 4096);
-    let (applied, status, event) = scale_in_pass(&fake, &issuer, &admin, &sts1, 1).await;
+    let (applied, status, event) =
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 1, victim_pod(true)).await;
     assert_eq!(applied["spec"]["replicas"], 3);
     assert!(event.is_none());
     let drained = condition(&status, "SpillDrained");
@@ -527,7 +540,8 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
 
     // Drained: one pod goes (3 -> 2), with an Event; the next pass handles the next pod.
     fake.set_spill("k-2", 0);
-    let (applied, status, event) = scale_in_pass(&fake, &issuer, &admin, &sts1, 1).await;
+    let (applied, status, event) =
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 1, victim_pod(true)).await;
     assert_eq!(applied["spec"]["replicas"], 2);
     assert_eq!(event.expect("event")["reason"], "ScalingIn");
     assert_eq!(condition(&status, "SpillDrained")["status"], "True");
@@ -538,7 +552,8 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
 async fn unreadable_spill_backlog_blocks_scale_in() {
     let (issuer, admin, sts1) = credentials().await;
     let fake = FakeKernel::start().await; // knows no pod: /metrics answers 404
-    let (applied, status, _) = scale_in_pass(&fake, &issuer, &admin, &sts1, 2).await;
+    let (applied, status, _) =
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 2, victim_pod(true)).await;
     assert_eq!(applied["spec"]["replicas"], 3);
     let message = condition(&status, "SpillDrained")["message"]
         .as_str()
@@ -549,6 +564,78 @@ async fn unreadable_spill_backlog_blocks_scale_in() {
         "{message}"
     );
     assert!(message.contains("answered HTTP 404"), "{message}");
+}
+
+#[tokio::test]
+async fn a_victim_that_is_not_ready_blocks_scale_in_even_with_an_empty_spill() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+    // Its last read spill is empty, but a pod whose /readyz fails (Postgres unreachable)
+    // could spill the batch it finishes while shutting down.
+    fake.set_spill("k-2", 0);
+    let (applied, status, event) =
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 2, victim_pod(false)).await;
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert!(event.is_none());
+    let drained = condition(&status, "SpillDrained");
+    assert_eq!(drained["status"], "False");
+    assert_eq!(drained["reason"], "SpillPending");
+    assert!(
+        drained["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("scale-in waits: pod k-2 is not Ready"),
+        "{drained}"
+    );
+    assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
+
+    // Ready again: it goes.
+    let (applied, _, event) =
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 2, victim_pod(true)).await;
+    assert_eq!(applied["spec"]["replicas"], 2);
+    assert_eq!(event.expect("event")["reason"], "ScalingIn");
+}
+
+#[tokio::test]
+async fn a_config_the_kernel_refuses_is_degraded_and_nothing_is_applied() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    // 90s shutdown timeout vs. the kernel's default ingest.claim_idle of 60s: the kernel
+    // would exit at start-up (a crash loop reported only as ReplicasNotReady).
+    let mut k = kernel("k", 2);
+    k.spec.shutdown_timeout = "90s".into();
+    k.metadata.generation = Some(4);
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    server
+        .expect("GET", &core("secrets", "pg"))
+        .await
+        .ok(&secret_with_key("pg", "url"));
+    // No credential reads or writes, no ConfigMap, no StatefulSet: an Event, then the status.
+    let event = server.expect_event(NS, "InvalidConfig").await;
+    assert_eq!(event["type"], "Warning");
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let degraded = condition(&call.body, "Degraded").clone();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "InvalidConfig");
+    assert_eq!(degraded["observedGeneration"], 4);
+    let expected = "the kernel refuses the rendered kernel.yaml: invalid config key `ingest.claim_idle`: does not exceed shutdown.timeout, so a draining replica's batch could be claimed; fix: raise ingest.claim_idle or lower shutdown.timeout. In the FdcKernel: ingest.claim_idle is spec.config.ingest.claim_idle, shutdown.timeout is spec.shutdownTimeout. Nothing was applied; the pods keep their current config. Fix the FdcKernel (the operator retries every 30s)";
+    assert_eq!(degraded["message"], expected);
+    assert_eq!(event["note"], expected);
+    let ready = condition(&call.body, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidConfig");
+    assert_eq!(call.body["status"]["observedGeneration"], 4);
+    call.status_ok(&kernel("k", 2));
+    // A plain requeue, not an error: no retry storm.
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    drop(ctx);
+    server.expect_done().await;
 }
 
 #[tokio::test]

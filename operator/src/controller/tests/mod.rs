@@ -2,3 +2,4 @@
 
 mod kernel;
 mod producer;
+mod producer_key;

@@ -14,34 +14,34 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, producer, test_context, ApiServer, FakeKernel, RevokeCall, NS, PRODUCER_UID,
+    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;
 
-const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
-const DAY: u64 = 24 * 3600;
+pub(super) const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
+pub(super) const DAY: u64 = 24 * 3600;
 
-fn kernel_uri() -> String {
+pub(super) fn kernel_uri() -> String {
     format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/k")
 }
-fn secret_uri(name: &str) -> String {
+pub(super) fn secret_uri(name: &str) -> String {
     format!("/api/v1/namespaces/{NS}/secrets/{name}")
 }
-fn producer_uri() -> String {
+pub(super) fn producer_uri() -> String {
     format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/producers/p")
 }
 
-fn decode(data: &Value, key: &str) -> String {
+pub(super) fn decode(data: &Value, key: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD
         .decode(data[key].as_str().unwrap())
         .unwrap();
     String::from_utf8(b).unwrap()
 }
 
-fn run(
+pub(super) fn run(
     p: Producer,
     ctx: &Arc<crate::controller::Context>,
 ) -> tokio::task::JoinHandle<Result<Action, Error>> {
@@ -50,13 +50,13 @@ fn run(
 }
 
 /// The kernel's issuer key set and its Secret as the API returns it.
-fn issuer() -> (IssuerKeySet, Value) {
+pub(super) fn issuer() -> (IssuerKeySet, Value) {
     let keys = IssuerKeySet::generate().unwrap();
     let secret = serde_json::to_value(keys.to_secret(&kernel("k", 1), None).unwrap()).unwrap();
     (keys, secret)
 }
 
-fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
+pub(super) fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
     let mut v = TokenVerifier::new("fdc", "fdc-kernel");
     for k in keys.keys() {
         v.add_key(&keys::verifying_key_from_pem(&k.public_pem, Path::new("test")).unwrap());
@@ -66,7 +66,7 @@ fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
 
 /// One apply pass up to (and including) the Secret apply; returns the applied Secret and
 /// whether a token event was published (its reason).
-async fn apply_pass(
+pub(super) async fn apply_pass(
     server: &mut ApiServer,
     issuer_secret: &Value,
     stored: Option<&Value>,
@@ -122,7 +122,7 @@ async fn apply_pass(
 }
 
 /// The requeue delay of `action` is within 5s below `expected` (time passes during the test).
-fn assert_requeue_near(action: Action, expected: Duration) {
+pub(super) fn assert_requeue_near(action: Action, expected: Duration) {
     // Action keeps its delay private; its Debug form shows it (e.g. `57599.99s`).
     let debug = format!("{action:?}");
     let secs: f64 = debug
@@ -257,28 +257,6 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
 }
 
 #[tokio::test]
-async fn external_public_key_is_used_and_no_private_key_is_stored() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
-    let mut p = producer("p", "k");
-    p.spec.public_key = Some(own.public_pem.clone());
-    p.spec.token_ttl = Some("1h".into());
-    let task = run(p, &ctx);
-    let (secret, _, status) = apply_pass(&mut server, &issuer_secret, None).await;
-    let action = task.await.unwrap().unwrap();
-    assert!(secret["data"].get("private-key.pem").is_none());
-    assert_eq!(
-        status["status"]["fingerprint"],
-        crate::auth::fingerprint(&own.public_pem).unwrap().as_str()
-    );
-    assert_requeue_near(action, Duration::from_secs(2400));
-    drop(ctx);
-    server.expect_done().await;
-}
-
-#[tokio::test]
 async fn missing_kernel_is_reported_without_an_error() {
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
@@ -340,7 +318,7 @@ fn deleting() -> Producer {
     p
 }
 
-fn admin_secret() -> Value {
+pub(super) fn admin_secret() -> Value {
     serde_json::to_value(
         crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap(),
     )
@@ -376,7 +354,7 @@ async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     assert_eq!(
         fake.revokes(),
-        vec![RevokeCall {
+        vec![AdminCall {
             path: format!("/v1/producers/{PRODUCER_UID}/revoke"),
             authorization: "Bearer admin-secret-token".into(),
             body: json!({"reason": "Producer apps/p deleted"}),

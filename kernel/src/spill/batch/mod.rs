@@ -1,0 +1,202 @@
+//! The spill record of one pipeline batch: its validated events plus, for the
+//! dead-letter stream, the original entry fields (without `token`: secrets
+//! never reach the disk).
+//!
+//! A record is a JSON object whose `v` field names its layout version. Each
+//! version has its own frozen record types (`v1.rs`), independent of the serde
+//! derives of `protocol::Event`, so changing the protocol types can neither
+//! change what is written under a version nor make spilled records unreadable.
+//! The reader accepts every version in [`KNOWN_VERSIONS`]; anything else is an
+//! error that replay answers by quarantining the record, never by dropping it.
+//! Upgrade and rollback rules: `docs/spill.md`.
+
+use std::collections::HashMap;
+
+use crate::protocol::{Entry, EntryRef, Event};
+
+mod v1;
+
+/// The version this build writes.
+pub const CURRENT_VERSION: u64 = 1;
+/// Every version this build reads. Never drop a version from this list while
+/// a kernel that wrote it may have left records in a spill directory.
+pub const KNOWN_VERSIONS: &[u64] = &[1];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchCodecError {
+    #[error("cannot encode batch: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// Not a JSON object with an unsigned integer `v`.
+    #[error("spill record is not a batch record: {0}")]
+    NotABatch(#[source] serde_json::Error),
+    /// Written by a kernel that knows more versions (a rollback), or damaged.
+    #[error("spill record has batch version {0}; this build reads versions {KNOWN_VERSIONS:?}")]
+    UnknownVersion(u64),
+    #[error(
+        "spill record of batch version {version} does not match that version's layout: {source}"
+    )]
+    Malformed {
+        version: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A batch as read back from the spill.
+#[derive(Debug, Default)]
+pub struct SpilledBatch {
+    pub events: Vec<Event>,
+    /// Entry of each event (fields without `token`), for dead-lettering it
+    /// should Postgres reject the event on replay.
+    pub entries: HashMap<EntryRef, Entry>,
+}
+
+/// Only the version; every other field is left to the version's decoder.
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    v: u64,
+}
+
+/// Serializes `events` with the fields of their entries (looked up in
+/// `entries`) as a record of [`CURRENT_VERSION`].
+pub fn encode_batch(
+    events: &[Event],
+    entries: &HashMap<EntryRef, Entry>,
+) -> Result<Vec<u8>, BatchCodecError> {
+    v1::encode(events, entries).map_err(BatchCodecError::Encode)
+}
+
+/// Decodes a record of any version in [`KNOWN_VERSIONS`]. Never guesses: a
+/// record that does not match its version's layout exactly is an error.
+pub fn decode_batch(bytes: &[u8]) -> Result<SpilledBatch, BatchCodecError> {
+    let VersionOnly { v } = serde_json::from_slice(bytes).map_err(BatchCodecError::NotABatch)?;
+    let malformed = |source| BatchCodecError::Malformed { version: v, source };
+    match v {
+        1 => v1::decode(bytes).map_err(malformed),
+        other => Err(BatchCodecError::UnknownVersion(other)),
+    }
+}
+
+/// Entry fields as spilled: `token` removed.
+fn spilled_fields(entry: &Entry) -> Option<Vec<(String, Vec<u8>)>> {
+    entry.fields.as_ref().map(|fields| {
+        fields
+            .iter()
+            .filter(|(name, _)| name != "token")
+            .cloned()
+            .collect()
+    })
+}
+
+/// The entry rebuilt for a dead letter (its delivery count is not kept).
+fn entry_of(event: &Event, fields: Vec<(String, Vec<u8>)>) -> Entry {
+    Entry {
+        at: event.source.clone(),
+        fields: Some(fields),
+        deliveries: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn event(i: u32) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            ts_ns: 1_700_000_000_000_000_000 + i as i64,
+            subject: Some(format!("s{i}")),
+            tags: vec![("k".into(), format!("v{i}"))],
+            payload: format!("{{\"n\":{i}}}"),
+            source: EntryRef {
+                stream: "events".into(),
+                id: format!("1-{i}"),
+            },
+            producer_id: (i % 2 == 1).then(Uuid::now_v7),
+        }
+    }
+
+    #[test]
+    fn round_trip_of_the_current_version_keeps_events_and_drops_the_token() {
+        let events: Vec<Event> = (0..3).map(event).collect();
+        let mut entries = HashMap::new();
+        for e in &events[..2] {
+            entries.insert(
+                e.source.clone(),
+                Entry {
+                    at: e.source.clone(),
+                    fields: Some(vec![
+                        ("type".into(), b"data".to_vec()),
+                        ("token".into(), b"secret-jwt".to_vec()),
+                        ("bin".into(), vec![0, 255, 10]),
+                    ]),
+                    deliveries: 3,
+                },
+            );
+        }
+        let bytes = encode_batch(&events, &entries).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret-jwt"));
+        let probe: VersionOnly = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(probe.v, CURRENT_VERSION);
+        let back = decode_batch(&bytes).unwrap();
+        assert_eq!(back.events, events);
+        assert_eq!(back.entries.len(), 2);
+        let e0 = &back.entries[&events[0].source];
+        assert_eq!(
+            e0.fields.as_deref().unwrap(),
+            &[
+                ("type".to_string(), b"data".to_vec()),
+                ("bin".to_string(), vec![0, 255, 10])
+            ]
+        );
+        assert!(!back.entries.contains_key(&events[2].source));
+    }
+
+    #[test]
+    fn every_known_version_has_a_golden_record_that_decodes() {
+        for &v in KNOWN_VERSIONS {
+            let golden = match v {
+                1 => v1::tests::GOLDEN,
+                other => panic!("version {other} has no golden record; add one"),
+            };
+            let batch = decode_batch(golden.as_bytes()).unwrap();
+            assert_eq!(batch.events.len(), 2, "version {v}");
+        }
+        assert!(KNOWN_VERSIONS.contains(&CURRENT_VERSION));
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_errors_not_guesses() {
+        // A future version, even one that looks like version 1 otherwise.
+        let future = v1::tests::GOLDEN.replacen(r#""v":1"#, r#""v":2"#, 1);
+        assert!(matches!(
+            decode_batch(future.as_bytes()),
+            Err(BatchCodecError::UnknownVersion(2))
+        ));
+        assert!(matches!(
+            decode_batch(br#"{"v":4294967296,"events":[]}"#),
+            Err(BatchCodecError::UnknownVersion(4294967296))
+        ));
+        // Version 1 with a field it does not have: written by a kernel that
+        // changed the layout without a new version. Refused, not half-read.
+        let extra = v1::tests::GOLDEN.replacen(r#""ts_ns":"#, r#""ts_us":1,"ts_ns":"#, 1);
+        assert!(matches!(
+            decode_batch(extra.as_bytes()),
+            Err(BatchCodecError::Malformed { version: 1, .. })
+        ));
+        for garbage in [
+            &b"\x00\x01"[..],
+            b"{}",
+            br#"{"v":"1"}"#,
+            br#"{"v":-1}"#,
+            b"[]",
+        ] {
+            assert!(
+                matches!(decode_batch(garbage), Err(BatchCodecError::NotABatch(_))),
+                "{}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Upgrade/rollback of the spill's batch record, end to end: a kernel finds a
+//! spill holding a record of a batch version it does not know (written by a
+//! newer kernel before a rollback) between records it does know. The unknown
+//! record is moved to a quarantine file byte for byte, none of its events is
+//! stored, and every other record is replayed. A quarantined record this
+//! build can decode (left by an older build) is put back and replayed.
+
+mod fault_support;
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+
+use fault_support::*;
+use fdc_kernel::protocol::{Entry, EntryRef, Event};
+use fdc_kernel::service;
+use fdc_kernel::spill::{batch, SpillConfig, SpillMetrics, SpillStore};
+use fdc_kernel::testsupport::*;
+use uuid::Uuid;
+
+/// `n` events as the pipeline spills them, entry ids `<base>-<i>`.
+fn batch_of(n: usize, base: u64) -> (Vec<Event>, HashMap<EntryRef, Entry>) {
+    let now = now_ns();
+    let mut events = Vec::new();
+    let mut entries = HashMap::new();
+    for i in 0..n {
+        let source = EntryRef {
+            stream: "events".into(),
+            id: format!("{base}-{i}"),
+        };
+        events.push(Event {
+            id: Uuid::now_v7(),
+            ts_ns: now - i as i64,
+            subject: Some(format!("s{}", i % 3)),
+            tags: vec![("batch".into(), base.to_string())],
+            payload: format!("{{\"n\":{i}}}"),
+            source: source.clone(),
+            producer_id: None,
+        });
+        entries.insert(
+            source.clone(),
+            Entry {
+                at: source,
+                fields: Some(vec![("type".into(), b"data".to_vec())]),
+                deliveries: 1,
+            },
+        );
+    }
+    (events, entries)
+}
+
+fn ids(events: &[Event]) -> HashSet<Uuid> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// Quarantine files in `dir`: name and content.
+fn quarantine_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            name.starts_with("quarantine-")
+                .then(|| (name, fs::read(&p).unwrap()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
+    let env = TestEnv::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SpillConfig::new(dir.path());
+
+    let a = batch_of(400, 1);
+    let b = batch_of(400, 2);
+    let future = batch_of(50, 3);
+    let old_quarantined = batch_of(300, 4);
+    // What a newer kernel writing batch version 2 might leave behind.
+    let v1 = batch::encode_batch(&future.0, &future.1).unwrap();
+    let v2 = String::from_utf8(v1)
+        .unwrap()
+        .replacen(r#"{"v":1,"#, r#"{"v":2,"#, 1)
+        .into_bytes();
+    assert!(v2.starts_with(br#"{"v":2,"#));
+    let future_at = {
+        let (mut store, _) = SpillStore::open(cfg.clone(), SpillMetrics::new()).unwrap();
+        store
+            .append(&batch::encode_batch(&a.0, &a.1).unwrap())
+            .unwrap();
+        let at = store.append(&v2).unwrap();
+        store
+            .append(&batch::encode_batch(&b.0, &b.1).unwrap())
+            .unwrap();
+        at
+    };
+    // A version-1 record an older build had quarantined: this build reads it.
+    let requeue_name = "quarantine-00000000000000000000-000000000007.rec";
+    fs::write(
+        dir.path().join(requeue_name),
+        batch::encode_batch(&old_quarantined.0, &old_quarantined.1).unwrap(),
+    )
+    .unwrap();
+
+    let mut config = env.config();
+    config.spill = Some(cfg.clone());
+    let kernel = service::start(config).await.unwrap();
+    let addr = kernel.http_addr;
+    let pg = env.pg().await;
+    let redis = env.redis_conn().await;
+
+    let mut want = ids(&a.0);
+    want.extend(ids(&b.0));
+    want.extend(ids(&old_quarantined.0));
+    assert_eq!(wait_stored(&pg, want.len()).await, want.len() as i64);
+    assert_eq!(
+        wait_for(WAIT, 0.0, || metric(addr, "kernel_spill_pending_records")).await,
+        0.0
+    );
+    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), want.len(), "an event stored twice");
+    // Exactly the known records; not one event of the unknown version.
+    assert_eq!(rows.into_iter().collect::<HashSet<_>>(), want);
+
+    assert_eq!(
+        metric(addr, "kernel_spill_quarantined_records_total").await,
+        1.0
+    );
+    assert_eq!(metric(addr, "kernel_spill_quarantine_files").await, 1.0);
+    assert_eq!(
+        metric(addr, "kernel_spill_records_replayed_total").await,
+        4.0
+    );
+    assert_eq!(
+        metric(addr, "kernel_spill_events_replayed_total").await,
+        want.len() as f64
+    );
+    assert_eq!(xlen(&redis, "events:dlq").await, 0);
+    // The unknown record is on disk byte for byte; the requeued file is gone;
+    // every segment is replayed and deleted.
+    let name = format!(
+        "quarantine-{:020}-{:012}.rec",
+        future_at.segment(),
+        future_at.offset()
+    );
+    assert_eq!(
+        quarantine_files(dir.path()),
+        vec![(name.clone(), v2.clone())]
+    );
+    assert_eq!(metric(addr, "kernel_spill_segments").await, 0.0);
+    kernel.shutdown().await;
+
+    // A restart of the same build leaves the quarantined record alone.
+    let mut config = env.config();
+    config.spill = Some(cfg);
+    let kernel = service::start(config).await.unwrap();
+    let addr = kernel.http_addr;
+    assert_eq!(metric(addr, "kernel_spill_quarantine_files").await, 1.0);
+    assert_eq!(
+        metric(addr, "kernel_spill_quarantined_records_total").await,
+        0.0
+    );
+    assert_eq!(quarantine_files(dir.path()), vec![(name, v2)]);
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM events").await,
+        want.len() as i64
+    );
+    kernel.shutdown().await;
+}

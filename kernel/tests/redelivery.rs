@@ -1,0 +1,153 @@
+//! Entries the writer is still working on are not delivered to it a second time: not after a
+//! Redis reconnect, not by the claim sweep while Postgres is slow.
+
+use std::time::Duration;
+
+use fdc_kernel::service;
+use fdc_kernel::testsupport::*;
+use serde_json::json;
+use sqlx::Connection;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// 5 invalid and 50 valid entries.
+fn workload() -> Vec<Vec<(String, String)>> {
+    let mut entries: Vec<_> = (0..50)
+        .map(|i| data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({ "i": i })))
+        .collect();
+    for _ in 0..5 {
+        let mut bad = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}));
+        bad[0].1 = "bogus".into();
+        entries.push(bad);
+    }
+    entries
+}
+
+async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
+    let (_, body) = http_get(kernel.http_addr, "/metrics").await;
+    metric_value(&body, series)
+}
+
+/// Holds an exclusive lock on `events` until dropped: the writer's insert waits.
+async fn lock_events(env: &TestEnv) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(&env.postgres.url())
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+async fn assert_processed_once(env: &TestEnv, kernel: &service::RunningKernel) {
+    let redis = env.redis_conn().await;
+    let pg = env.pg().await;
+    assert_eq!(
+        wait_for(WAIT, 50, || count(&pg, "SELECT count(*) FROM events")).await,
+        50
+    );
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    // One warm-up entry and the 55 of the workload were handed to the writer, no more.
+    assert_eq!(metric(kernel, "kernel_redis_read_total").await, Some(56.0));
+    assert_eq!(
+        xlen(&redis, "events:dlq").await,
+        5,
+        "each invalid entry dead-lettered once"
+    );
+    assert_eq!(
+        metric(kernel, "kernel_events_duplicate_total").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(kernel, "kernel_redis_dlq_total{reason=\"max_deliveries\"}").await,
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_redis_reconnect_does_not_redeliver_entries_in_flight() {
+    let mut env = TestEnv {
+        redis: RedisServer::start_with(RedisOptions { appendonly: true })
+            .await
+            .unwrap(),
+        postgres: PostgresServer::start().await.unwrap(),
+    };
+    let kernel = service::start(env.config()).await.unwrap();
+    let redis = env.redis_conn().await;
+    let pg = env.pg().await;
+    // Partitions and the group exist before the lock is taken.
+    publish(
+        &redis,
+        "events",
+        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
+    )
+    .await;
+    assert_eq!(
+        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
+        1
+    );
+    sqlx::query("DELETE FROM events")
+        .execute(&pg)
+        .await
+        .unwrap();
+
+    let lock = lock_events(&env).await;
+    publish(&redis, "events", &workload()).await;
+    // The writer now holds the batch; Redis restarts (its pending list kept in the AOF) and
+    // the reader reconnects.
+    assert_eq!(
+        wait_for(WAIT, 55, || pending(&redis, "events", "kernel")).await,
+        55
+    );
+    env.redis.restart().await.unwrap();
+    // Give the reader time to reconnect and resume reading.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(lock);
+    assert_processed_once(&env, &kernel).await;
+    kernel.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_claim_sweep_leaves_slow_entries_of_a_live_writer_alone() {
+    let env = TestEnv::start().await.unwrap();
+    let mut config = env.config();
+    config.postgres.statement_timeout = Duration::from_millis(500);
+    config.shutdown.timeout = Duration::from_millis(600);
+    config.ingest.claim_idle = Duration::from_millis(800);
+    config.ingest.claim_interval = Duration::from_millis(100);
+    config.ingest.max_deliveries = 2;
+    let kernel = service::start(config).await.unwrap();
+    let redis = env.redis_conn().await;
+    let pg = env.pg().await;
+    publish(
+        &redis,
+        "events",
+        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
+    )
+    .await;
+    assert_eq!(
+        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
+        1
+    );
+    sqlx::query("DELETE FROM events")
+        .execute(&pg)
+        .await
+        .unwrap();
+
+    let lock = lock_events(&env).await;
+    publish(&redis, "events", &workload()).await;
+    // Far longer than claim_idle: the writer keeps retrying (statement timeouts).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(lock);
+    assert_processed_once(&env, &kernel).await;
+    assert_eq!(
+        metric(&kernel, "kernel_redis_claimed_total").await,
+        Some(0.0)
+    );
+    kernel.shutdown().await;
+}

@@ -1,0 +1,366 @@
+//! `Producer` with `spec.publicKey`: the key is approved at the kernel (exact admin API
+//! request, checked at the local kernel stand-in) before the Secret is written; a kernel that
+//! cannot be reached or refuses blocks the Producer with a condition and a requeue.
+
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use serde_json::{json, Value};
+
+use super::producer::{
+    admin_secret, apply_pass, assert_requeue_near, decode, issuer, kernel_uri, producer_uri, run,
+    secret_uri, verifier, APPLY,
+};
+use crate::auth::KeyPair;
+use crate::controller::fixtures::{
+    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
+};
+use crate::crd::Producer;
+
+fn condition(status: &Value, type_: &str) -> Value {
+    status["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn with_key(own: &KeyPair) -> Producer {
+    let mut p = producer("p", "k");
+    p.spec.public_key = Some(own.public_pem.clone());
+    p.spec.token_ttl = Some("1h".into());
+    p
+}
+
+/// The admin API call the operator must make for `own`.
+fn expected_call(own: &KeyPair) -> AdminCall {
+    AdminCall {
+        path: format!("/v1/producers/{PRODUCER_UID}/keys"),
+        authorization: "Bearer admin-secret-token".into(),
+        body: json!({
+            "public_key": own.public_pem,
+            "name": "p",
+            "schema": "orders-v1",
+            "reason": "Producer apps/p declares this public key (spec.publicKey)",
+        }),
+    }
+}
+
+/// GETs of a reconcile up to the admin token Secret (nothing stored yet).
+async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .not_found();
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+}
+
+/// The status apply of a blocked reconcile: Ready and KeyApproved False with `reason`.
+async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String) {
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let status = call.body.clone();
+    call.status_ok(&producer("p", "k"));
+    let ready = condition(&status, "Ready");
+    let key = condition(&status, "KeyApproved");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some(reason))
+    );
+    assert_eq!(
+        (key["status"].as_str(), key["reason"].as_str()),
+        (Some("False"), Some(reason))
+    );
+    assert_eq!(ready["message"], key["message"]);
+    assert_eq!(ready["observedGeneration"], 1);
+    (
+        status.clone(),
+        ready["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (keys, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
+
+    let task = run(with_key(&own), &ctx);
+    reads_up_to_admin_token(&mut server, &issuer_secret).await;
+    let event = server.expect_event(NS, "KeyApproved").await;
+    assert_eq!(
+        event["note"],
+        format!(
+            "public key {fingerprint} approved at FdcKernel apps/k for producer {PRODUCER_UID}"
+        )
+    );
+    // Approved at the kernel, with exactly this request, before anything is written.
+    assert_eq!(fake.key_approvals(), vec![expected_call(&own)]);
+    server.expect_event(NS, "TokenIssued").await;
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .await;
+    let secret = call.body.clone();
+    call.echo();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let status = call.body.clone();
+    call.status_ok(&producer("p", "k"));
+    let action = task.await.unwrap().unwrap();
+
+    // The Secret: the kernel-accepted token, the fingerprint, no key material of ours.
+    let data = &secret["data"];
+    assert!(data.get("private-key.pem").is_none());
+    assert!(data.get("public-key.pem").is_none());
+    assert_eq!(decode(data, "fingerprint"), fingerprint);
+    let claims = verifier(&keys).verify(&decode(data, "token")).unwrap();
+    assert_eq!(claims.sub.to_string(), PRODUCER_UID);
+    // Status: KeyApproved with a message saying what the producer can do now.
+    assert_eq!(status["status"]["fingerprint"], fingerprint.as_str());
+    let key = condition(&status, "KeyApproved");
+    assert_eq!(key["status"], "True");
+    assert_eq!(key["reason"], "ApprovedAtKernel");
+    assert_eq!(
+        key["message"],
+        format!("public key {fingerprint} is approved at FdcKernel apps/k for producer {PRODUCER_UID}: the producer can run `fdc-kernel register` to get tokens sealed to its key")
+    );
+    assert_eq!(key["observedGeneration"], 1);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_requeue_near(action, Duration::from_secs(2400));
+
+    // Next reconcile: the kernel says "already approved" (200): asked again, no Event, and
+    // the fresh token is reused, so nothing but the Secret and status applies follows.
+    fake.set_key_response(200, json!({"changed": false}));
+    let mut p = with_key(&own);
+    p.status = serde_json::from_value(status["status"].clone()).unwrap();
+    let task = run(p, &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(&issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .ok(&secret);
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .await;
+    assert_eq!(call.body["data"], secret["data"]);
+    call.echo();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let again = call.body.clone();
+    call.status_ok(&producer("p", "k"));
+    task.await.unwrap().unwrap();
+    assert_eq!(fake.key_approvals(), vec![expected_call(&own); 2]);
+    assert_eq!(
+        condition(&again, "KeyApproved")["reason"],
+        "ApprovedAtKernel"
+    );
+    assert_eq!(
+        condition(&again, "KeyApproved")["lastTransitionTime"],
+        key["lastTransitionTime"],
+        "unchanged status keeps its transition time"
+    );
+
+    // spec.publicKey removed: a key pair is generated, no kernel call, and the KeyApproved
+    // condition goes away.
+    let mut p = producer("p", "k");
+    p.status = serde_json::from_value(again["status"].clone()).unwrap();
+    let task = run(p, &ctx);
+    let (_, _, status) = apply_pass(&mut server, &issuer_secret, Some(&secret)).await;
+    task.await.unwrap().unwrap();
+    assert_eq!(condition(&status, "KeyApproved"), Value::Null);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(fake.key_approvals().len(), 2);
+
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ctx, mut server) = test_context(&format!("http://127.0.0.1:{port}"));
+    let (_, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+
+    let task = run(with_key(&own), &ctx);
+    reads_up_to_admin_token(&mut server, &issuer_secret).await;
+    let (status, message) = blocked_status(&mut server, "KernelUnreachable").await;
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let url = format!("http://127.0.0.1:{port}/v1/producers/{PRODUCER_UID}/keys");
+    assert!(
+        message.starts_with(&format!(
+            "cannot reach the admin API of FdcKernel apps/k to approve spec.publicKey (request to {url} failed: "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("); retrying every 30s. Check that the kernel is Ready: kubectl -n apps get fdckernel k"),
+        "{message}"
+    );
+    assert!(!message.contains("admin-secret-token"));
+    assert_eq!(
+        status["status"]["fingerprint"],
+        crate::auth::fingerprint(&own.public_pem).unwrap().as_str()
+    );
+    // No Secret was applied (expect_done), and no token is in the status.
+    assert!(status["status"].get("tokenExpiresAt").is_none());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_act_on() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (_, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
+    let kernel_says = format!("conflict: key {fingerprint} is already approved for producer 0190c0de-0000-7000-8000-000000000001; a key serves one producer (use another key)");
+    fake.set_key_response(409, json!({ "error": kernel_says }));
+
+    let task = run(with_key(&own), &ctx);
+    reads_up_to_admin_token(&mut server, &issuer_secret).await;
+    let expected = format!("FdcKernel apps/k refused to approve spec.publicKey (fingerprint {fingerprint}): {kernel_says}. Put another key in spec.publicKey, or settle it at the kernel with `fdc-kernel admin`; asked again every 5m");
+    let event = server.expect_event(NS, "KeyApprovalRefused").await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["note"], expected.as_str());
+    let (_, message) = blocked_status(&mut server, "KeyRefusedByKernel").await;
+    assert_eq!(message, expected);
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(300))
+    );
+    assert_eq!(fake.key_approvals(), vec![expected_call(&own)]);
+
+    // The kernel does not take the operator's admin token.
+    fake.set_key_response(401, json!({"error": "unauthorized"}));
+    let task = run(with_key(&own), &ctx);
+    reads_up_to_admin_token(&mut server, &issuer_secret).await;
+    let (_, message) = blocked_status(&mut server, "KeyApprovalFailed").await;
+    assert_eq!(
+        message,
+        format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", fake.base)
+    );
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (_, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    let task = run(with_key(&own), &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(&issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .not_found();
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .not_found();
+    let (_, message) = blocked_status(&mut server, "AdminTokenNotReady").await;
+    assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
+    assert_eq!(
+        task.await.unwrap().unwrap(),
+        Action::requeue(Duration::from_secs(30))
+    );
+    assert!(fake.key_approvals().is_empty());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_written() {
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let (_, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    let mut k = kernel("k", 1);
+    k.spec.auth.enabled = false;
+    let task = run(with_key(&own), &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(&k).unwrap());
+    server
+        .expect("GET", &secret_uri("k-issuer-keys"))
+        .await
+        .ok(&issuer_secret);
+    server
+        .expect("GET", &secret_uri("p-credentials"))
+        .await
+        .not_found();
+    server.expect_event(NS, "TokenIssued").await;
+    server
+        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .await
+        .echo();
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let status = call.body.clone();
+    call.status_ok(&producer("p", "k"));
+    task.await.unwrap().unwrap();
+    let key = condition(&status, "KeyApproved");
+    assert_eq!(
+        (key["status"].as_str(), key["reason"].as_str()),
+        (Some("False"), Some("KernelAuthDisabled"))
+    );
+    assert_eq!(
+        key["message"],
+        "FdcKernel apps/k runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"
+    );
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert!(fake.key_approvals().is_empty());
+    drop(ctx);
+    server.expect_done().await;
+}
