@@ -120,7 +120,7 @@ fn config_check_uses_the_kernels_rules_and_names_the_spec_field() {
     k.spec.config = Some(json!({"spill": {"segment_bytes": 0}}));
     assert_eq!(
         verdict(&k),
-        Err("the kernel refuses the rendered kernel.yaml: invalid spill config: spill.segment_bytes must be > 0. In the FdcKernel: spill.segment_bytes is spec.config.spill.segment_bytes".into())
+        Err("the kernel refuses the rendered kernel.yaml: invalid config key `spill.segment_bytes`: is 0; fix: use e.g. 67108864 (64 MiB, the default). In the FdcKernel: spill.segment_bytes is spec.config.spill.segment_bytes".into())
     );
 }
 
