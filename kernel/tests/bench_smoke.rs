@@ -11,6 +11,8 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
         .args(["--events", "2000", "--repeats", "1"])
         .args(["--latency-rate", "500", "--latency-secs", "2"])
         .args(["--fsync", "false"])
+        // A non-default setting reaches every kernel (and the limit run's batches) and is noted.
+        .args(["--kernel-env", "FDC_INGEST__BATCH_MAX_SIZE=500"])
         .arg("--kernel-bin")
         .arg(env!("CARGO_BIN_EXE_fdc-kernel"))
         .arg("--json")
@@ -47,6 +49,13 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
     assert_eq!(
         report["machine"]["cores"],
         std::thread::available_parallelism().unwrap().get()
+    );
+    assert_eq!(report["machine"]["batch_size"], 500);
+    assert_eq!(
+        report["notes"],
+        serde_json::json!([
+            "non-default kernel setting FDC_INGEST__BATCH_MAX_SIZE=500 (--kernel-env)"
+        ])
     );
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 5, "{targets:?}");

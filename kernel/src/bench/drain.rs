@@ -16,6 +16,10 @@ use crate::redis_io::StreamClient;
 pub const STREAM: &str = "events";
 pub const GROUP: &str = "kernel";
 
+/// A kernel that has not answered `/readyz` by then will not drain anything: fail fast with its
+/// log rather than wait for the whole drain timeout.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How one drain is set up.
 pub struct DrainSetup<'a> {
     pub kernel_bin: &'a Path,
@@ -72,7 +76,9 @@ async fn measure(
             logs.path(),
         )?);
     }
-    let deadline = Instant::now() + setup.timeout;
+    let started = Instant::now();
+    let deadline = started + setup.timeout;
+    let mut ready = vec![false; kernels.len()];
     loop {
         let info = observer
             .group_info(STREAM)
@@ -81,8 +87,14 @@ async fn measure(
         if info.pending == 0 && info.lag == Some(0) {
             break;
         }
-        for kernel in &mut kernels {
+        for (kernel, ready) in kernels.iter_mut().zip(ready.iter_mut()) {
             kernel.check_alive()?;
+            if !*ready {
+                *ready = kernel.is_ready().await;
+                if !*ready && started.elapsed() >= READY_TIMEOUT {
+                    return Err(kernel.not_ready(READY_TIMEOUT));
+                }
+            }
         }
         if Instant::now() >= deadline {
             return Err(BenchError::Timeout(format!(

@@ -55,12 +55,25 @@ impl KernelProcess {
     pub fn check_alive(&mut self) -> Result<(), BenchError> {
         match self.child.try_wait()? {
             None => Ok(()),
-            Some(status) => {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-                Err(BenchError::Kernel(format!("exited with {status}: {tail}")))
-            }
+            Some(status) => Err(BenchError::Kernel(format!(
+                "exited with {status}; last lines of {}:\n{}",
+                self.log.display(),
+                self.log_tail()
+            ))),
         }
+    }
+
+    /// The last lines of the kernel's log, oldest first (the kernel never logs secrets).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut tail: Vec<&str> = log.lines().rev().take(20).collect();
+        tail.reverse();
+        tail.join("\n")
+    }
+
+    /// Whether `/readyz` answers 200 right now.
+    pub async fn is_ready(&self) -> bool {
+        http_get(self.http, "/readyz").await.0 == 200
     }
 
     /// Waits until `/readyz` answers 200 (Redis and Postgres reachable, migrated).
@@ -68,14 +81,24 @@ impl KernelProcess {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_alive()?;
-            if http_get(self.http, "/readyz").await.0 == 200 {
+            if self.is_ready().await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(BenchError::Timeout("kernel /readyz".into()));
+                return Err(self.not_ready(timeout));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The error for a kernel that is running but never became ready (bad setting, server
+    /// unreachable): it names the wait and carries the log, instead of a silent long timeout.
+    pub fn not_ready(&self, waited: Duration) -> BenchError {
+        BenchError::Timeout(format!(
+            "kernel not ready after {waited:?} (/readyz); last lines of {}:\n{}",
+            self.log.display(),
+            self.log_tail()
+        ))
     }
 
     pub async fn metrics(&self) -> String {

@@ -52,12 +52,13 @@ pub struct LatencySample {
 pub async fn run(
     env: &BenchEnv,
     kernel_bin: &Path,
+    kernel_env: &[(String, String)],
     rate: f64,
     duration: Duration,
     seed: u64,
 ) -> Result<LatencySample, BenchError> {
     let db = env.start_run("latency").await?;
-    let result = measure(env, &db, kernel_bin, rate, duration, seed).await;
+    let result = measure(env, &db, kernel_bin, kernel_env, rate, duration, seed).await;
     env.finish_run(db).await?;
     result
 }
@@ -66,6 +67,7 @@ async fn measure(
     env: &BenchEnv,
     db: &RunDb,
     kernel_bin: &Path,
+    kernel_env: &[(String, String)],
     rate: f64,
     duration: Duration,
     seed: u64,
@@ -76,7 +78,7 @@ async fn measure(
         &env.redis.url(),
         &db.url,
         "bench-latency",
-        &[],
+        kernel_env,
         logs.path(),
     )?;
     kernel.wait_ready(Duration::from_secs(30)).await?;

@@ -52,6 +52,9 @@ pub struct Options {
     pub batch_size: usize,
     /// Longest one drain may take.
     pub drain_timeout: Duration,
+    /// Non-default kernel settings (`FDC_*` variables) for experiments; every kernel the
+    /// benchmark starts gets them, and the report notes them.
+    pub kernel_env: Vec<(String, String)>,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -84,7 +87,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     let drain_setup = |replicas: usize, label: &'static str| DrainSetup {
         kernel_bin: &options.kernel_bin,
         replicas,
-        extra_env: Vec::new(),
+        extra_env: options.kernel_env.clone(),
         entries: &drain::plain_entry,
         label,
         expect_producers: false,
@@ -128,7 +131,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         }
         if let Some(auth) = &auth {
             let setup = DrainSetup {
-                extra_env: auth.env.clone(),
+                extra_env: [options.kernel_env.as_slice(), &auth.env].concat(),
                 entries: &auth_entry,
                 expect_producers: true,
                 ..drain_setup(1, "auth")
@@ -144,6 +147,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             let s = latency::run(
                 &env,
                 &options.kernel_bin,
+                &options.kernel_env,
                 options.latency_rate,
                 options.latency_duration,
                 options.seed,
@@ -164,8 +168,44 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         auth: Summary::of(auths),
         latency: LatencySummary::of(latencies),
         targets: Vec::new(),
-        notes: Vec::new(),
+        notes: kernel_env_notes(&options.kernel_env),
     };
     report.evaluate();
     Ok(report)
+}
+
+/// The report says when the kernel did not run its default config, so such figures are never
+/// mistaken for the standard ones. Values of settings that may hold a secret are not repeated.
+fn kernel_env_notes(kernel_env: &[(String, String)]) -> Vec<String> {
+    kernel_env
+        .iter()
+        .map(|(key, value)| {
+            let upper = key.to_ascii_uppercase();
+            let secret = ["KEY", "TOKEN", "SECRET", "PASSWORD", "URL"]
+                .iter()
+                .any(|word| upper.contains(word));
+            let shown = if secret { "(value not shown)" } else { value };
+            format!("non-default kernel setting {key}={shown} (--kernel-env)")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_env_notes_name_the_setting_and_hide_secret_values() {
+        let env = vec![
+            ("FDC_INGEST__BATCH_MAX_SIZE".to_string(), "500".to_string()),
+            ("FDC_AUTH__SIGNING_KEY".to_string(), "c2VjcmV0".to_string()),
+        ];
+        assert_eq!(
+            kernel_env_notes(&env),
+            vec![
+                "non-default kernel setting FDC_INGEST__BATCH_MAX_SIZE=500 (--kernel-env)",
+                "non-default kernel setting FDC_AUTH__SIGNING_KEY=(value not shown) (--kernel-env)",
+            ]
+        );
+    }
 }

@@ -47,6 +47,27 @@ struct Cli {
     /// Longest one drain may take, seconds.
     #[arg(long, default_value_t = 900)]
     drain_timeout_secs: u64,
+    /// Experiments only: a non-default kernel setting for every kernel started, as
+    /// `FDC_SECTION__KEY=VALUE` (repeatable); the report notes it.
+    #[arg(long = "kernel-env", value_name = "FDC_K=V", value_parser = parse_kernel_env)]
+    kernel_env: Vec<(String, String)>,
+}
+
+/// `FDC_INGEST__BATCH_MAX_SIZE=500` → (key, value); only kernel settings are accepted, so a
+/// typo cannot silently change nothing or leak into another variable.
+fn parse_kernel_env(arg: &str) -> Result<(String, String), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected FDC_SECTION__KEY=VALUE, got {arg:?}"))?;
+    // The kernel reads only FDC_* variables with a `__` (section__key); anything else would be
+    // ignored by it and the experiment would measure the default config.
+    if !key.starts_with("FDC_") || !key.contains("__") {
+        return Err(format!(
+            "{key:?} is not a kernel setting: kernel settings are FDC_SECTION__KEY variables \
+             (e.g. FDC_INGEST__BATCH_MAX_SIZE=500; see config/kernel.yaml)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,8 +87,9 @@ fn main() -> anyhow::Result<()> {
         fsync: cli.fsync,
         latency_rate: cli.latency_rate,
         latency_duration: Duration::from_secs(cli.latency_secs),
-        batch_size: fdc_kernel::config::Config::default().ingest.batch_max_size,
+        batch_size: limit_batch_size(&cli.kernel_env)?,
         drain_timeout: Duration::from_secs(cli.drain_timeout_secs),
+        kernel_env: cli.kernel_env,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,4 +102,43 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", cli.json.display()))?;
     println!("JSON: {}", cli.json.display());
     Ok(())
+}
+
+/// The limit run writes batches of the kernels' size: the default `ingest.batch_max_size`, or
+/// the one `--kernel-env` gives them.
+fn limit_batch_size(kernel_env: &[(String, String)]) -> anyhow::Result<usize> {
+    match kernel_env
+        .iter()
+        .rfind(|(key, _)| key == "FDC_INGEST__BATCH_MAX_SIZE")
+    {
+        Some((key, value)) => value
+            .parse()
+            .with_context(|| format!("--kernel-env {key}={value}: not a whole number")),
+        None => Ok(fdc_kernel::config::Config::default().ingest.batch_max_size),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_kernel_env;
+
+    #[test]
+    fn kernel_env_takes_kernel_settings_only() {
+        assert_eq!(
+            parse_kernel_env("FDC_INGEST__BATCH_MAX_SIZE=500"),
+            Ok(("FDC_INGEST__BATCH_MAX_SIZE".into(), "500".into()))
+        );
+        assert_eq!(
+            parse_kernel_env("FDC_HTTP__LISTEN=a=b"),
+            Ok(("FDC_HTTP__LISTEN".into(), "a=b".into()))
+        );
+        let no_value = parse_kernel_env("FDC_INGEST__BATCH_MAX_SIZE").unwrap_err();
+        assert!(no_value.contains("FDC_SECTION__KEY=VALUE"), "{no_value}");
+        let not_ours = parse_kernel_env("RUST_LOG=debug").unwrap_err();
+        assert!(
+            not_ours.contains("\"RUST_LOG\" is not a kernel setting"),
+            "{not_ours}"
+        );
+        assert!(parse_kernel_env("FDC_CONFIG=x.yaml").is_err());
+    }
 }
