@@ -15,4 +15,5 @@ pub mod redis_io;
 pub mod service;
 pub mod spill;
 pub mod store;
+pub mod supervise;
 pub mod testsupport;

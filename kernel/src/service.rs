@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::health::Health;
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError};
+use crate::supervise::Supervised;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -208,7 +209,7 @@ async fn run(
         }
         .run(),
     );
-    let mut writer = tokio::spawn(
+    let writer = tokio::spawn(
         Writer {
             config: config.clone(),
             store,
@@ -222,27 +223,16 @@ async fn run(
         }
         .run(queue_rx),
     );
-    let mut reader = reader;
-    let mut replay = replay;
+    let mut tasks = Supervised::default();
+    tasks.add("reader", reader);
+    tasks.add("writer", writer);
+    if let Some(replay) = replay {
+        tasks.add("spill replay", replay);
+    }
 
-    // Until shutdown is asked for, every task must keep running: one that ends (or panics)
-    // would stop ingest while the probes still said healthy.
-    let failed = tokio::select! {
-        _ = stop.cancelled() => None,
-        _ = &mut reader => Some("reader"),
-        _ = &mut writer => Some("writer"),
-        _ = async {
-            match replay.as_mut() {
-                Some(task) => { let _ = task.await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => Some("spill replay"),
-    };
-    if let Some(task) = failed {
-        error!(
-            task,
-            "an ingest task ended unexpectedly; stopping the kernel"
-        );
+    let failed = tasks.first_to_end(&stop).await;
+    if failed.is_some() {
+        // Probes fail and the process exits non-zero, so it is restarted.
         health.set_failed();
         stop.cancel();
     }
@@ -250,19 +240,7 @@ async fn run(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"
     );
-    // A handle already awaited by the select above must not be polled again.
-    let drained = async {
-        if !reader.is_finished() {
-            let _ = reader.await;
-        }
-        if !writer.is_finished() {
-            let _ = writer.await;
-        }
-        if let Some(replay) = replay.filter(|r| !r.is_finished()) {
-            let _ = replay.await;
-        }
-    };
-    if tokio::time::timeout(config.shutdown.timeout, drained)
+    if tokio::time::timeout(config.shutdown.timeout, tasks.join_unfinished())
         .await
         .is_err()
     {

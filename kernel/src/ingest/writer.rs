@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{dlq, republish, Chunk, InFlight};
 use crate::config::Config;
@@ -86,7 +86,10 @@ impl Writer {
         for _ in 0..lanes {
             tasks.spawn(lane(writer.clone(), queue.clone()));
         }
-        while tasks.join_next().await.is_some() {}
+        if let Err(e) = crate::supervise::join_lanes(tasks).await {
+            // Ends the writer task: the kernel's supervision stops the process.
+            error!(error = %e, "stopping the writer");
+        }
     }
 
     /// Adds the chunks already queued to `batch`, up to `batch_max_size`, without waiting:
