@@ -19,7 +19,6 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 
 use crate::builders::issuer_keys::{self, IssuerKeySet};
 use crate::builders::{config, config_check, pdb, service, service_monitor, statefulset};
@@ -92,7 +91,7 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
             )],
         );
         status.observed_generation = generation;
-        patch_status(ctx, kernel, &status).await?;
+        ctx.apply_status(kernel, &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -210,7 +209,7 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
 
     // 6. Status.
     let (status, busy) = workload_status(kernel, &sts, &plan, &keys, &rendered.hash, now);
-    patch_status(ctx, kernel, &status).await?;
+    ctx.apply_status(kernel, &status).await?;
 
     let mut next = if busy { REQUEUE_BUSY } else { REQUEUE_IDLE };
     if let Some(expiry) = keys.next_expiry() {
@@ -258,7 +257,7 @@ async fn blocked(
             condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
         ],
     );
-    patch_status(ctx, kernel, &status).await?;
+    ctx.apply_status(kernel, &status).await?;
     Ok(Action::requeue(REQUEUE_BLOCKED))
 }
 
@@ -557,26 +556,4 @@ fn post_params() -> PostParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..PostParams::default()
     }
-}
-
-/// Server-side applies the status subresource.
-async fn patch_status(
-    ctx: &Context,
-    kernel: &FdcKernel,
-    status: &FdcKernelStatus,
-) -> Result<(), Error> {
-    let api: Api<FdcKernel> =
-        Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": FdcKernel::api_version(&()),
-        "kind": FdcKernel::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &kernel.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
-    Ok(())
 }

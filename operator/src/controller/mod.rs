@@ -10,18 +10,24 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
+use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::Client;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::json;
 
 use crate::auth::AuthError;
 use crate::builders::issuer_keys::KeySetError;
 use crate::builders::BuildError;
 use crate::kernel_api::{KernelApi, KernelApiError};
-use crate::labels::CONTROLLER_NAME;
+use crate::labels::{CONTROLLER_NAME, FIELD_MANAGER};
 use crate::metrics::Metrics;
 
 /// How long a ServiceMonitor CRD lookup is trusted before asking discovery again.
@@ -77,6 +83,31 @@ impl Context {
         if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
+    }
+
+    /// Server-side applies `status` to `obj`'s status subresource (our field manager, forced:
+    /// the operator owns the status of the resources it reconciles).
+    pub async fn apply_status<K>(&self, obj: &K, status: &impl Serialize) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let api: Api<K> =
+            Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        let patch = json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Whether ServiceMonitors can be created (cached for [`DISCOVERY_TTL`]).

@@ -13,7 +13,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::{self, TokenRequest};
@@ -106,7 +105,7 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
 
     if is_paused(producer.annotations()) {
         status.conditions = condition::merge(&old, vec![condition::new(types::PAUSED, true, "PausedByAnnotation", "reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume", generation, now)]);
-        patch_status(ctx, producer, &status).await?;
+        ctx.apply_status(producer, &status).await?;
         return Ok(Action::await_change());
     }
 
@@ -132,12 +131,12 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
                 "FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"
             ),
         );
-        patch_status(ctx, producer, &status).await?;
+        ctx.apply_status(producer, &status).await?;
         return Ok(Action::requeue(REQUEUE_BLOCKED));
     };
     if !kernel.allows_producer_namespace(&ns) {
         blocked(&mut status, "NamespaceNotAllowed", format!("FdcKernel {kernel_ns}/{kernel_name} does not accept Producers from namespace {ns}; add it to the kernel's spec.auth.allowedProducerNamespaces"));
-        patch_status(ctx, producer, &status).await?;
+        ctx.apply_status(producer, &status).await?;
         return Ok(Action::await_change());
     }
     let stream = producer
@@ -154,7 +153,7 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
                 kernel.spec.streams
             ),
         );
-        patch_status(ctx, producer, &status).await?;
+        ctx.apply_status(producer, &status).await?;
         return Ok(Action::await_change());
     }
     let ttl = token_ttl(producer, &kernel)?;
@@ -170,7 +169,7 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
             "IssuerKeyNotReady",
             format!("FdcKernel {kernel_ns}/{kernel_name} has no issuer key yet; see its status"),
         );
-        patch_status(ctx, producer, &status).await?;
+        ctx.apply_status(producer, &status).await?;
         return Ok(Action::requeue(REQUEUE_BLOCKED));
     };
     let keys = IssuerKeySet::from_secret(&key_secret)?;
@@ -241,7 +240,7 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
                         condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
                     ],
                 );
-                patch_status(ctx, producer, &status).await?;
+                ctx.apply_status(producer, &status).await?;
                 return Ok(Action::requeue(requeue));
             }
         }
@@ -342,7 +341,7 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     ];
     conditions.extend(key_condition);
     status.conditions = condition::merge(&old, conditions);
-    patch_status(ctx, producer, &status).await?;
+    ctx.apply_status(producer, &status).await?;
 
     let wait = renew.duration_since(now).unsigned_abs();
     Ok(Action::requeue(if renew > now {
@@ -445,27 +444,4 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
             Err(e.into())
         }
     }
-}
-
-async fn patch_status(
-    ctx: &Context,
-    producer: &Producer,
-    status: &ProducerStatus,
-) -> Result<(), Error> {
-    let api: Api<Producer> = Api::namespaced(
-        ctx.client.clone(),
-        &producer.namespace().unwrap_or_default(),
-    );
-    let patch = json!({
-        "apiVersion": Producer::api_version(&()),
-        "kind": Producer::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &producer.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
-    Ok(())
 }
