@@ -12,7 +12,7 @@
 //! state: its entries are left undecided (`None`), and the gate keeps them pending.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -25,14 +25,12 @@ use super::last_seen::LastSeen;
 use super::metrics::AuthMetrics;
 use super::outage::OutageBreaker;
 use super::producers_db::{self, SeenProducer};
-use super::token::{Claims, TokenError, TokenVerifier};
+use super::token::{Claims, TokenVerifier};
 
 /// Who sent an entry, from its verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
     pub producer_id: Uuid,
-    pub name: String,
-    pub schema: Option<String>,
 }
 
 /// Why an entry was refused: `why` is the metric label and the DLQ `detail`.
@@ -54,8 +52,10 @@ pub enum AuthSetupError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// Shared, not cloned: a batch of a thousand entries from one producer looks its claims up a
+/// thousand times.
 struct CachedClaims {
-    claims: Claims,
+    claims: Arc<Claims>,
     until: Instant,
 }
 
@@ -141,8 +141,7 @@ impl Authenticator {
     /// `None` (undecided; the caller keeps them pending).
     pub async fn authenticate_batch(&self, tokens: &[Option<&str>]) -> Vec<Option<Verdict>> {
         let now = Instant::now();
-        let claims: Vec<Result<Claims, &'static str>> =
-            tokens.iter().map(|t| self.verify_cached(*t, now)).collect();
+        let claims = self.verify_all(tokens, now);
 
         // Producers whose revocation state must come from Postgres.
         let mut unknown: HashMap<Uuid, SeenProducer> = HashMap::new();
@@ -203,11 +202,7 @@ impl Authenticator {
                 if revoked {
                     return Some(Err(Denial { why: "revoked" }));
                 }
-                Some(Ok(Identity {
-                    producer_id: c.sub,
-                    name: c.name,
-                    schema: c.schema,
-                }))
+                Some(Ok(Identity { producer_id: c.sub }))
             })
             .collect();
         drop(cache);
@@ -220,41 +215,81 @@ impl Authenticator {
         verdicts
     }
 
-    /// Verified claims from the cache or the verifier; the error is the denial label.
-    fn verify_cached(&self, token: Option<&str>, now: Instant) -> Result<Claims, &'static str> {
-        let token = token.filter(|t| !t.is_empty()).ok_or("missing")?;
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    /// Verified claims of each token, from the cache or the verifier; the error is the denial
+    /// label. The cache is locked once for the lookups and once for the new entries, and a
+    /// token new to the cache is verified once per batch however often it occurs in it.
+    fn verify_all(
+        &self,
+        tokens: &[Option<&str>],
+        now: Instant,
+    ) -> Vec<Result<Arc<Claims>, &'static str>> {
+        let keys: Vec<Option<[u8; 32]>> = tokens
+            .iter()
+            .map(|t| {
+                t.filter(|t| !t.is_empty())
+                    .map(|t| Sha256::digest(t.as_bytes()).into())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut missed = Vec::new();
         {
             let cache = self.tokens.lock().expect("token cache lock");
-            if let Some(hit) = cache.get(&key).filter(|c| c.until > now) {
-                self.metrics.token_cache.with_label_values(&["hit"]).inc();
-                return Ok(hit.claims.clone());
+            for (i, key) in keys.iter().enumerate() {
+                out.push(match key {
+                    None => Err("missing"),
+                    Some(key) => match cache.get(key).filter(|c| c.until > now) {
+                        Some(hit) => Ok(hit.claims.clone()),
+                        None => {
+                            missed.push(i);
+                            Err("unverified")
+                        }
+                    },
+                });
             }
         }
-        self.metrics.token_cache.with_label_values(&["miss"]).inc();
-        let claims = self
-            .verifier
-            .verify(token)
-            .map_err(|e: TokenError| e.why())?;
-        // Never cache past the token's own expiry.
-        let left = claims.exp - chrono::Utc::now().timestamp();
-        let until = now + self.ttl.min(Duration::from_secs(left.max(0) as u64));
-        let mut cache = self.tokens.lock().expect("token cache lock");
-        if cache.len() >= self.max_entries {
-            cache.retain(|_, c| c.until > now);
-            if cache.len() >= self.max_entries {
-                // Still full of live entries: start over rather than grow without bound.
-                cache.clear();
-            }
+
+        let mut verified: HashMap<[u8; 32], Result<CachedClaims, &'static str>> = HashMap::new();
+        for i in missed {
+            let (Some(key), Some(token)) = (keys[i], tokens[i]) else {
+                continue;
+            };
+            let result = verified.entry(key).or_insert_with(|| {
+                let claims = Arc::new(self.verifier.verify(token).map_err(|e| e.why())?);
+                // Never cache past the token's own expiry.
+                let left = claims.exp - chrono::Utc::now().timestamp();
+                let until = now + self.ttl.min(Duration::from_secs(left.max(0) as u64));
+                Ok(CachedClaims { claims, until })
+            });
+            out[i] = result
+                .as_ref()
+                .map(|c| c.claims.clone())
+                .map_err(|why| *why);
         }
-        cache.insert(
-            key,
-            CachedClaims {
-                claims: claims.clone(),
-                until,
-            },
-        );
-        Ok(claims)
+        let checked = keys.iter().flatten().count();
+        let metrics = &self.metrics.token_cache;
+        metrics
+            .with_label_values(&["hit"])
+            .inc_by((checked - verified.len()) as u64);
+        metrics
+            .with_label_values(&["miss"])
+            .inc_by(verified.len() as u64);
+        let verified: Vec<_> = verified
+            .into_iter()
+            .filter_map(|(key, result)| Some((key, result.ok()?)))
+            .take(self.max_entries)
+            .collect();
+        if !verified.is_empty() {
+            let mut cache = self.tokens.lock().expect("token cache lock");
+            if cache.len() + verified.len() > self.max_entries {
+                cache.retain(|_, c| c.until > now);
+                if cache.len() + verified.len() > self.max_entries {
+                    // Still full of live entries: start over rather than grow without bound.
+                    cache.clear();
+                }
+            }
+            cache.extend(verified);
+        }
+        out
     }
 }
 
@@ -268,4 +303,69 @@ pub fn verifier_from_config(config: &AuthConfig) -> Result<TokenVerifier, keys::
         verifier.add_key(&keys::load_signing_key(path)?.verifying_key());
     }
     Ok(verifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::token::TokenIssuer;
+    use crate::testsupport::TestEnv;
+
+    fn cache_count(metrics: &AuthMetrics, result: &str) -> u64 {
+        metrics.token_cache.with_label_values(&[result]).get()
+    }
+
+    #[tokio::test]
+    async fn a_token_is_verified_once_and_then_answered_from_the_cache() {
+        let env = TestEnv::start().await.unwrap();
+        let pool = env.pg().await;
+        crate::store::MIGRATOR.run(&pool).await.unwrap();
+        let key = keys::generate();
+        let config = AuthConfig::default();
+        let issuer = TokenIssuer::new(&key, &config.issuer, &config.audience).unwrap();
+        let verifier =
+            TokenVerifier::new(&config.issuer, &config.audience).with_key(&key.verifying_key());
+        let metrics = AuthMetrics::register(&prometheus::Registry::new()).unwrap();
+        let auth = Authenticator::new(verifier, pool, &config, metrics.clone());
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let token_a = issuer
+            .issue(a, "a", None, Duration::from_secs(600))
+            .unwrap()
+            .token;
+        let token_b = issuer
+            .issue(b, "b", None, Duration::from_secs(600))
+            .unwrap()
+            .token;
+
+        // One batch: token a three times, b once, one entry without a token, one malformed.
+        let batch = [
+            Some(token_a.as_str()),
+            Some(token_a.as_str()),
+            None,
+            Some(token_b.as_str()),
+            Some("not-a-jwt"),
+            Some(token_a.as_str()),
+        ];
+        let ids: Vec<Result<Uuid, &str>> = auth
+            .authenticate_batch(&batch)
+            .await
+            .into_iter()
+            .map(|v| v.unwrap().map(|i| i.producer_id).map_err(|d| d.why))
+            .collect();
+        assert_eq!(
+            ids,
+            [Ok(a), Ok(a), Err("missing"), Ok(b), Err("malformed"), Ok(a)]
+        );
+        // Signature checks: a, b and the malformed one; the other two a's reuse a's.
+        assert_eq!(cache_count(&metrics, "miss"), 3);
+        assert_eq!(cache_count(&metrics, "hit"), 2);
+
+        // The next batch finds a and b cached; a refused token is never cached.
+        let again = auth
+            .authenticate_batch(&[Some(&token_b), Some("not-a-jwt"), Some(&token_a)])
+            .await;
+        assert_eq!(again.len(), 3);
+        assert_eq!(cache_count(&metrics, "miss"), 4);
+        assert_eq!(cache_count(&metrics, "hit"), 4);
+    }
 }

@@ -24,7 +24,8 @@ pub const REGISTER_STATUS: [&str; 4] = ["issued", "pending", "denied", "invalid"
 pub struct AuthMetrics {
     /// `kernel_auth_denied_total{why}`: entries refused for authentication.
     pub denied: IntCounterVec,
-    /// `kernel_auth_token_cache_total{result="hit|miss"}`.
+    /// `kernel_auth_token_cache_total{result="hit|miss"}`: tokens whose signature was verified
+    /// (miss) or whose verified claims were reused (hit, from the cache or from the same batch).
     pub token_cache: IntCounterVec,
     /// `kernel_auth_register_total{status}`: registration replies by status.
     pub register: IntCounterVec,
@@ -57,7 +58,7 @@ impl AuthMetrics {
         let token_cache = IntCounterVec::new(
             Opts::new(
                 "kernel_auth_token_cache_total",
-                "Token verification cache lookups, by result.",
+                "Tokens checked: miss = signature verified, hit = verified claims reused.",
             ),
             &["result"],
         )?;
