@@ -5,21 +5,21 @@
 
 mod fault_support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 
 use fault_support::*;
-use fdc_kernel::protocol::{Entry, EntryRef, Event};
+use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{batch, codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
 use fdc_kernel::testsupport::*;
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.
-fn batch_of(n: usize, tag: &str) -> (Vec<Event>, HashMap<EntryRef, Entry>) {
+fn batch_of(n: usize, tag: &str) -> (Vec<Event>, EntriesByRef) {
     let now = now_ns();
     let mut events = Vec::new();
-    let mut entries = HashMap::new();
+    let mut entries = EntriesByRef::default();
     for i in 0..n {
         let source = EntryRef {
             stream: "events".into(),

@@ -9,9 +9,9 @@
 //! The gate never waits for Postgres (see `docs/auth.md`, "Postgres outages"): the writer's
 //! store/spill step handles the outage for the entries it can decide.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use foldhash::{HashMap, HashSet, HashSetExt};
 use uuid::Uuid;
 
 use super::authenticator::Authenticator;

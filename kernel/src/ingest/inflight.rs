@@ -6,8 +6,10 @@
 //! refreshes the idle time of these entries so no replica claims work that is merely slow
 //! (a Postgres outage without spill).
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+
+// Per-entry bookkeeping on the hot path: foldhash, not SipHash (ids come from our Redis).
+use foldhash::{HashMap, HashSet};
 
 use crate::protocol::{Entry, EntryRef};
 

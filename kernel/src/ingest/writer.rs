@@ -2,10 +2,10 @@
 //! invalid, and only then acknowledges. Nothing is acknowledged that is not stored or
 //! dead-lettered.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -14,7 +14,9 @@ use super::{dlq, republish, Chunk, InFlight};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::protocol::{self, Entry, EntryRef, Event, Limits, Message, Reason, Rejection};
+use crate::protocol::{
+    self, EntriesByRef, Entry, EntryRef, Event, Limits, Message, Reason, Rejection,
+};
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::SpillHandle;
 use crate::store::{Store, StoreError, WriteOutcome};
@@ -46,7 +48,7 @@ struct Sorted {
     dead: Vec<(Entry, Rejection)>,
     events: Vec<Event>,
     /// The entry behind each event, for the DLQ should Postgres reject the event.
-    event_entries: HashMap<EntryRef, Entry>,
+    event_entries: EntriesByRef,
 }
 
 /// Raised when a batch could not be finished: its entries stay pending.
@@ -63,7 +65,7 @@ pub(crate) enum GaveUp {
 pub(crate) enum OnOutage<'a> {
     /// Spill the batch (with these entries, for a later DLQ copy) if a spill is configured
     /// and has room, then count it as done; otherwise retry until Postgres is back.
-    Spill(&'a HashMap<EntryRef, Entry>),
+    Spill(&'a EntriesByRef),
     /// Return `GaveUp::Outage` at once: spill replay keeps the record and retries later.
     Fail,
 }
@@ -204,7 +206,7 @@ impl Writer {
                 .or_default()
                 .push(&entry.at.id);
         }
-        let mut pending = std::collections::HashSet::new();
+        let mut pending = HashSet::new();
         for (stream, ids) in by_stream {
             let counts = self.client.delivery_counts(stream, &ids).await?;
             pending.extend(counts.into_keys().map(|id| (stream.to_string(), id)));
@@ -447,7 +449,7 @@ async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<
 
 /// The events this batch stored, each id once (a batch may carry the same id twice).
 fn stored_events<'a>(events: &'a [Event], outcome: &WriteOutcome) -> Vec<&'a Event> {
-    let mut seen = std::collections::HashSet::with_capacity(outcome.stored.len());
+    let mut seen = HashSet::with_capacity(outcome.stored.len());
     events
         .iter()
         .filter(|e| outcome.stored.contains(&e.id) && seen.insert(e.id))

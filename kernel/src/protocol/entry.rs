@@ -9,6 +9,10 @@ pub struct EntryRef {
     pub id: String,
 }
 
+/// The entry behind each event of a batch (for a dead letter or a spill record). foldhash, not
+/// SipHash: a lookup per event on the hot path, and the ids come from our own Redis.
+pub type EntriesByRef = foldhash::HashMap<EntryRef, Entry>;
+
 /// One stream entry: its fields in order. `fields` is `None` when the entry was trimmed from
 /// the stream while still pending (Redis returns the id with no body).
 #[derive(Debug, Clone)]

@@ -1,7 +1,8 @@
 //! Validation of a raw entry against protocol v1 and the configured limits.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
+use foldhash::{HashSet, HashSetExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;

@@ -2,7 +2,6 @@
 //! spilling a batch on a Postgres outage, and replaying spilled batches
 //! through the writer's normal write path.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::ingest::{GaveUp, OnOutage, Writer};
 use crate::metrics::Metrics;
-use crate::protocol::{Entry, EntryRef, Event};
+use crate::protocol::{EntriesByRef, Event};
 use crate::store::Store;
 
 /// Opens `spill.dir` when configured and registers the spill metrics.
@@ -66,7 +65,7 @@ pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHand
 pub async fn spill_batch(
     spill: &SpillHandle,
     events: &[Event],
-    entries: &HashMap<EntryRef, Entry>,
+    entries: &EntriesByRef,
     health: &Health,
 ) -> bool {
     let record = match encode_batch(events, entries) {

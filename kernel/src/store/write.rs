@@ -1,8 +1,9 @@
 //! The batch write: one transaction per batch, de-duplicated by `event_index`.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use foldhash::{HashSet, HashSetExt};
 use uuid::Uuid;
 
 use sqlx::PgConnection;

@@ -10,9 +10,7 @@
 //! error that replay answers by quarantining the record, never by dropping it.
 //! Upgrade and rollback rules: `docs/spill.md`.
 
-use std::collections::HashMap;
-
-use crate::protocol::{Entry, EntryRef, Event};
+use crate::protocol::{EntriesByRef, Entry, Event};
 
 mod v1;
 
@@ -48,7 +46,7 @@ pub struct SpilledBatch {
     pub events: Vec<Event>,
     /// Entry of each event (fields without `token`), for dead-lettering it
     /// should Postgres reject the event on replay.
-    pub entries: HashMap<EntryRef, Entry>,
+    pub entries: EntriesByRef,
 }
 
 /// Only the version; every other field is left to the version's decoder.
@@ -59,10 +57,7 @@ struct VersionOnly {
 
 /// Serializes `events` with the fields of their entries (looked up in
 /// `entries`) as a record of [`CURRENT_VERSION`].
-pub fn encode_batch(
-    events: &[Event],
-    entries: &HashMap<EntryRef, Entry>,
-) -> Result<Vec<u8>, BatchCodecError> {
+pub fn encode_batch(events: &[Event], entries: &EntriesByRef) -> Result<Vec<u8>, BatchCodecError> {
     v1::encode(events, entries).map_err(BatchCodecError::Encode)
 }
 
@@ -100,6 +95,7 @@ fn entry_of(event: &Event, fields: Vec<(String, Vec<u8>)>) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::EntryRef;
     use uuid::Uuid;
 
     fn event(i: u32) -> Event {
@@ -120,7 +116,7 @@ mod tests {
     #[test]
     fn round_trip_of_the_current_version_keeps_events_and_drops_the_token() {
         let events: Vec<Event> = (0..3).map(event).collect();
-        let mut entries = HashMap::new();
+        let mut entries = EntriesByRef::default();
         for e in &events[..2] {
             entries.insert(
                 e.source.clone(),

@@ -14,15 +14,13 @@
 //! change freely. Unknown fields are refused: a writer that changed the layout
 //! without a new version must not have its records half-read.
 
-use std::collections::HashMap;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::{entry_of, spilled_fields, SpilledBatch};
-use crate::protocol::{Entry, EntryRef, Event};
+use crate::protocol::{EntriesByRef, EntryRef, Event};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,10 +117,7 @@ impl From<EventV1> for Event {
     }
 }
 
-pub(super) fn encode(
-    events: &[Event],
-    entries: &HashMap<EntryRef, Entry>,
-) -> serde_json::Result<Vec<u8>> {
+pub(super) fn encode(events: &[Event], entries: &EntriesByRef) -> serde_json::Result<Vec<u8>> {
     let events = events
         .iter()
         .map(|e| SpilledEvent {
@@ -156,6 +151,7 @@ pub(super) fn decode(bytes: &[u8]) -> serde_json::Result<SpilledBatch> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::protocol::Entry;
 
     /// A version-1 record exactly as kernels write it. Must keep decoding,
     /// and encoding its events must keep producing exactly these bytes.
@@ -221,7 +217,7 @@ pub(super) mod tests {
     #[test]
     fn encoding_the_golden_events_gives_the_golden_bytes() {
         let events = golden_events();
-        let mut entries = HashMap::new();
+        let mut entries = EntriesByRef::default();
         entries.insert(
             events[0].source.clone(),
             Entry {
