@@ -1,7 +1,8 @@
 //! The ingest side of auth: token -> producer identity, or a denial with a `why` label.
 //!
 //! Signature checks are the expensive part, so verified claims are cached for `cache_ttl`,
-//! keyed by SHA-256 of the token (the token itself is never kept as a key or logged).
+//! keyed by SHA-256 of the token (the token itself is never kept as a key or logged); within a
+//! batch each distinct token is hashed and looked up once.
 //! Revocation lives in Postgres; each producer's state is cached for `cache_ttl` as well, so a
 //! revocation takes effect on every replica within `cache_ttl`.
 //!
@@ -216,80 +217,91 @@ impl Authenticator {
     }
 
     /// Verified claims of each token, from the cache or the verifier; the error is the denial
-    /// label. The cache is locked once for the lookups and once for the new entries, and a
-    /// token new to the cache is verified once per batch however often it occurs in it.
+    /// label. Work is per distinct token of the batch, not per entry (a producer's entries
+    /// repeat its token): one SHA-256, one cache lookup, at most one signature check each.
+    /// The batch's own token map borrows the entries' tokens and is gone after the call.
     fn verify_all(
         &self,
         tokens: &[Option<&str>],
         now: Instant,
     ) -> Vec<Result<Arc<Claims>, &'static str>> {
-        let keys: Vec<Option<[u8; 32]>> = tokens
+        let mut distinct: Vec<&str> = Vec::new();
+        let mut index: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
+        let slots: Vec<Option<usize>> = tokens
             .iter()
             .map(|t| {
-                t.filter(|t| !t.is_empty())
-                    .map(|t| Sha256::digest(t.as_bytes()).into())
+                let t = t.filter(|t| !t.is_empty())?;
+                Some(*index.entry(t).or_insert_with(|| {
+                    distinct.push(t);
+                    distinct.len() - 1
+                }))
             })
             .collect();
-        let mut out = Vec::with_capacity(tokens.len());
-        let mut missed = Vec::new();
-        {
+        let keys: Vec<[u8; 32]> = distinct
+            .iter()
+            .map(|t| Sha256::digest(t.as_bytes()).into())
+            .collect();
+        let cached: Vec<Option<Arc<Claims>>> = {
             let cache = self.tokens.lock().expect("token cache lock");
-            for (i, key) in keys.iter().enumerate() {
-                out.push(match key {
-                    None => Err("missing"),
-                    Some(key) => match cache.get(key).filter(|c| c.until > now) {
-                        Some(hit) => Ok(hit.claims.clone()),
-                        None => {
-                            missed.push(i);
-                            Err("unverified")
-                        }
-                    },
-                });
-            }
-        }
-
-        let mut verified: HashMap<[u8; 32], Result<CachedClaims, &'static str>> = HashMap::new();
-        for i in missed {
-            let (Some(key), Some(token)) = (keys[i], tokens[i]) else {
-                continue;
-            };
-            let result = verified.entry(key).or_insert_with(|| {
+            keys.iter()
+                .map(|key| {
+                    let hit = cache.get(key).filter(|c| c.until > now)?;
+                    Some(hit.claims.clone())
+                })
+                .collect()
+        };
+        let from_cache = cached.iter().flatten().count();
+        let mut fresh = Vec::new();
+        let results: Vec<Result<Arc<Claims>, &'static str>> = distinct
+            .iter()
+            .zip(&keys)
+            .zip(cached)
+            .map(|((token, key), cached)| {
+                if let Some(claims) = cached {
+                    return Ok(claims);
+                }
                 let claims = Arc::new(self.verifier.verify(token).map_err(|e| e.why())?);
                 // Never cache past the token's own expiry.
                 let left = claims.exp - chrono::Utc::now().timestamp();
                 let until = now + self.ttl.min(Duration::from_secs(left.max(0) as u64));
-                Ok(CachedClaims { claims, until })
-            });
-            out[i] = result
-                .as_ref()
-                .map(|c| c.claims.clone())
-                .map_err(|why| *why);
-        }
-        let checked = keys.iter().flatten().count();
+                fresh.push((
+                    *key,
+                    CachedClaims {
+                        claims: claims.clone(),
+                        until,
+                    },
+                ));
+                Ok(claims)
+            })
+            .collect();
+
+        // miss: a signature checked (valid or not); hit: verified claims reused.
+        let checked = slots.iter().flatten().count();
+        let verified = distinct.len() - from_cache;
         let metrics = &self.metrics.token_cache;
         metrics
             .with_label_values(&["hit"])
-            .inc_by((checked - verified.len()) as u64);
-        metrics
-            .with_label_values(&["miss"])
-            .inc_by(verified.len() as u64);
-        let verified: Vec<_> = verified
-            .into_iter()
-            .filter_map(|(key, result)| Some((key, result.ok()?)))
-            .take(self.max_entries)
-            .collect();
-        if !verified.is_empty() {
+            .inc_by((checked - verified) as u64);
+        metrics.with_label_values(&["miss"]).inc_by(verified as u64);
+        if !fresh.is_empty() {
+            fresh.truncate(self.max_entries);
             let mut cache = self.tokens.lock().expect("token cache lock");
-            if cache.len() + verified.len() > self.max_entries {
+            if cache.len() + fresh.len() > self.max_entries {
                 cache.retain(|_, c| c.until > now);
-                if cache.len() + verified.len() > self.max_entries {
+                if cache.len() + fresh.len() > self.max_entries {
                     // Still full of live entries: start over rather than grow without bound.
                     cache.clear();
                 }
             }
-            cache.extend(verified);
+            cache.extend(fresh);
         }
-        out
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Some(i) => results[i].clone(),
+                None => Err("missing"),
+            })
+            .collect()
     }
 }
 
