@@ -92,6 +92,9 @@ pub struct IngestConfig {
     pub batch_max_wait: Duration,
     /// Batches buffered between the Redis reader and the Postgres writer: the memory bound.
     pub queue_batches: usize,
+    /// The reader stops reading while the entries read and not yet acknowledged are over this
+    /// many bytes: the memory bound in bytes (entries can be up to `limits.max_entry_bytes`).
+    pub max_inflight_bytes: usize,
     /// Writer lanes, each with its own Postgres transaction in flight: one lane parses while
     /// another commits, and Postgres works on several cores.
     pub writers: usize,
@@ -115,6 +118,7 @@ impl Default for IngestConfig {
             batch_max_size: 1000,
             batch_max_wait: Duration::from_millis(50),
             queue_batches: 4,
+            max_inflight_bytes: 64 * 1024 * 1024,
             writers: 2,
             claim_idle: Duration::from_secs(60),
             claim_interval: Duration::from_secs(10),

@@ -121,6 +121,16 @@ impl Config {
                 "use at least 1 (default 4)",
             ));
         }
+        if ingest.max_inflight_bytes < self.limits.max_entry_bytes {
+            return Err(invalid(
+                "ingest.max_inflight_bytes",
+                format!(
+                    "{} is below limits.max_entry_bytes ({})",
+                    ingest.max_inflight_bytes, self.limits.max_entry_bytes
+                ),
+                "use at least limits.max_entry_bytes, better many times it (default 67108864, 64 MiB)",
+            ));
+        }
         if ingest.writers == 0 || ingest.writers > 64 {
             return Err(invalid(
                 "ingest.writers",
@@ -185,5 +195,26 @@ impl Config {
             .map_err(|e| invalid(e.key, e.problem, e.fix))?;
         self.spill.as_ref().map_or(Ok(()), |s| s.validate())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_inflight_bytes_below_one_entry_names_the_key_and_the_fix() {
+        let mut config = Config::default();
+        config.validate().unwrap();
+        config.ingest.max_inflight_bytes = config.limits.max_entry_bytes - 1;
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid config key `ingest.max_inflight_bytes`: 65535 is below \
+             limits.max_entry_bytes (65536); fix: use at least limits.max_entry_bytes, better \
+             many times it (default 67108864, 64 MiB)"
+        );
+        config.ingest.max_inflight_bytes = config.limits.max_entry_bytes;
+        config.validate().unwrap();
     }
 }

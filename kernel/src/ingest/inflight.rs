@@ -5,88 +5,161 @@
 //! processed twice, its delivery count climbing towards `max_deliveries`. The reader also
 //! refreshes the idle time of these entries so no replica claims work that is merely slow
 //! (a Postgres outage without spill).
+//!
+//! It also counts their bytes: the reader does not read more while the entries held are over
+//! `ingest.max_inflight_bytes`, so memory is bounded in bytes, not only in entries.
 
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 // Per-entry bookkeeping on the hot path: foldhash, not SipHash (ids come from our Redis).
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use crate::protocol::{Entry, EntryRef};
 
 #[derive(Clone, Default)]
 pub struct InFlight {
-    by_stream: Arc<Mutex<HashMap<String, HashSet<String>>>>,
+    inner: Arc<Mutex<Held>>,
+    released: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// stream -> entry id -> the entry's size in bytes.
+    by_stream: HashMap<String, HashMap<String, usize>>,
+    bytes: usize,
 }
 
 impl InFlight {
     /// Keeps the entries not already in flight and marks them in flight.
     pub fn admit(&self, entries: Vec<Entry>) -> Vec<Entry> {
-        let mut map = self.by_stream.lock().expect("in-flight set poisoned");
+        let mut held = self.inner.lock().expect("in-flight set poisoned");
+        let held = &mut *held;
         entries
             .into_iter()
             .filter(|e| {
-                map.entry(e.at.stream.clone())
-                    .or_default()
-                    .insert(e.at.id.clone())
+                let ids = held.by_stream.entry(e.at.stream.clone()).or_default();
+                if ids.contains_key(&e.at.id) {
+                    return false;
+                }
+                let size = e.size();
+                ids.insert(e.at.id.clone(), size);
+                held.bytes += size;
+                true
             })
             .collect()
     }
 
     /// The writer is done with these entries (acknowledged, or left for redelivery).
     pub fn release<'a>(&self, refs: impl IntoIterator<Item = &'a EntryRef>) {
-        let mut map = self.by_stream.lock().expect("in-flight set poisoned");
-        for at in refs {
-            if let Some(ids) = map.get_mut(&at.stream) {
-                ids.remove(&at.id);
+        {
+            let mut held = self.inner.lock().expect("in-flight set poisoned");
+            let held = &mut *held;
+            for at in refs {
+                if let Some(size) = held
+                    .by_stream
+                    .get_mut(&at.stream)
+                    .and_then(|ids| ids.remove(&at.id))
+                {
+                    held.bytes -= size;
+                }
             }
         }
+        self.released.notify_waiters();
     }
 
     /// Ids in flight on `stream`.
     pub fn ids(&self, stream: &str) -> Vec<String> {
-        let map = self.by_stream.lock().expect("in-flight set poisoned");
-        map.get(stream)
-            .map(|ids| ids.iter().cloned().collect())
+        let held = self.inner.lock().expect("in-flight set poisoned");
+        held.by_stream
+            .get(stream)
+            .map(|ids| ids.keys().cloned().collect())
             .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        let map = self.by_stream.lock().expect("in-flight set poisoned");
-        map.values().map(HashSet::len).sum()
+        let held = self.inner.lock().expect("in-flight set poisoned");
+        held.by_stream.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes of the entries in flight (field names and values, as the entry-size limit counts).
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().expect("in-flight set poisoned").bytes
+    }
+
+    /// Waits until the entries in flight are at most `limit` bytes. The reader calls it after
+    /// handing over each read, so it holds at most the limit plus one read; an entry bigger
+    /// than the limit still goes through (the wait ends once the writer is done with it).
+    pub async fn wait_for_room(&self, limit: usize) {
+        loop {
+            // Registered before the check, so a release between the check and the wait is
+            // not missed.
+            let released = self.released.notified();
+            if self.bytes() <= limit {
+                return;
+            }
+            released.await;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn entry(id: &str) -> Entry {
+    fn entry(id: &str, value_bytes: usize) -> Entry {
         Entry {
             at: EntryRef {
-                stream: "s".into(),
+                stream: "events".into(),
                 id: id.into(),
             },
-            fields: None,
+            fields: Some(vec![("data".into(), vec![b'x'; value_bytes])]),
             deliveries: 1,
         }
     }
 
     #[test]
-    fn an_entry_is_admitted_once_until_released() {
+    fn counts_bytes_of_admitted_entries_once() {
         let inflight = InFlight::default();
-        assert_eq!(inflight.admit(vec![entry("1-0"), entry("2-0")]).len(), 2);
-        let again = inflight.admit(vec![entry("2-0"), entry("3-0")]);
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].at.id, "3-0");
-        inflight.release([&entry("2-0").at]);
-        assert_eq!(inflight.admit(vec![entry("2-0")]).len(), 1);
-        assert_eq!(inflight.len(), 3);
-        let mut ids = inflight.ids("s");
-        ids.sort();
-        assert_eq!(ids, ["1-0", "2-0", "3-0"]);
+        let kept = inflight.admit(vec![entry("1-0", 96), entry("2-0", 196)]);
+        assert_eq!(kept.len(), 2);
+        // "data" (4 bytes) + the value.
+        assert_eq!(inflight.bytes(), 100 + 200);
+        // Delivered again while held: not admitted, not counted twice.
+        assert!(inflight.admit(vec![entry("1-0", 96)]).is_empty());
+        assert_eq!(inflight.bytes(), 300);
+        inflight.release(&[kept[0].at.clone()]);
+        assert_eq!(inflight.bytes(), 200);
+        assert_eq!(inflight.ids("events"), vec!["2-0".to_string()]);
+        // Releasing an entry not held changes nothing.
+        inflight.release(&[kept[0].at.clone()]);
+        assert_eq!(inflight.bytes(), 200);
+    }
+
+    #[tokio::test]
+    async fn waits_for_room_until_the_writer_releases() {
+        let inflight = InFlight::default();
+        let kept = inflight.admit(vec![entry("1-0", 996), entry("2-0", 996)]);
+        inflight.wait_for_room(2000).await; // 2000 held: at the limit is fine
+
+        let waiter = {
+            let inflight = inflight.clone();
+            tokio::spawn(async move { inflight.wait_for_room(1500).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "2000 bytes held, limit 1500");
+        inflight.release(&[kept[0].at.clone()]);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("released below the limit")
+            .unwrap();
+        assert_eq!(inflight.bytes(), 1000);
     }
 }

@@ -209,19 +209,47 @@ impl Reader {
         Ok(())
     }
 
-    /// Hands entries to the writer, waiting while the queue is full (backpressure). Returns
-    /// false when the writer is gone.
+    /// Hands entries to the writer, waiting while the queue is full, then while the entries
+    /// in flight are over `ingest.max_inflight_bytes` (backpressure: the backlog stays in
+    /// Redis). Returns false when the writer is gone.
     async fn forward(&self, entries: Vec<Entry>) -> bool {
         let entries = self.inflight.admit(entries);
-        if entries.is_empty() {
-            return true;
+        if !entries.is_empty() {
+            self.metrics.redis_read.inc_by(entries.len() as u64);
+            self.metrics.queue_batches.inc();
+            if self.keeping_alive(self.queue.send(entries)).await.is_err() {
+                self.metrics.queue_batches.dec();
+                return false;
+            }
         }
-        self.metrics.redis_read.inc_by(entries.len() as u64);
-        self.metrics.queue_batches.inc();
-        let sent = self.queue.send(entries).await.is_ok();
-        if !sent {
-            self.metrics.queue_batches.dec();
+        let room = self.inflight.wait_for_room(self.config.max_inflight_bytes);
+        tokio::select! {
+            _ = self.keeping_alive(room) => {}
+            // Nothing more will be read: no need to wait for room.
+            _ = self.shutdown.cancelled() => {}
         }
-        sent
+        true
+    }
+
+    /// Runs `work` (a wait for the writer) while refreshing the idle time of the entries in
+    /// flight, so that a slow or blocked writer (Postgres down, no spill) does not make them
+    /// look abandoned to the other replicas' claim sweep.
+    async fn keeping_alive<F: std::future::Future>(&self, work: F) -> F::Output {
+        let period = self.config.claim_idle / 3;
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = refresh.tick() => {
+                    for stream in &self.config.streams {
+                        let ids = self.inflight.ids(stream);
+                        if let Err(e) = self.client.keep_alive(stream, &ids).await {
+                            warn!(stream, error = %e, "cannot refresh the idle time of entries in flight");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,77 @@
+//! Memory bound in bytes: with Postgres down and no spill the writer cannot finish anything,
+//! and the reader stops once the entries it holds are over `ingest.max_inflight_bytes` (plus
+//! at most one read), although the entry-count bound (queue_batches) would let it take all.
+//! The rest of the backlog stays in Redis; once Postgres is back every entry is stored once.
+
+mod fault_support;
+
+use std::time::Duration;
+
+use fault_support::*;
+use fdc_kernel::service;
+use fdc_kernel::testsupport::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
+    let mut env = TestEnv::start().await.unwrap();
+    let mut config = env.config();
+    config.postgres.connect_timeout = Duration::from_secs(1);
+    let read = 2;
+    config.ingest.batch_max_size = read;
+    config.ingest.queue_batches = 100;
+    config.ingest.writers = 1;
+    let limit = config.limits.max_entry_bytes;
+    config.ingest.max_inflight_bytes = limit;
+    let kernel = service::start(config).await.unwrap();
+    let a = kernel.http_addr;
+    assert_eq!(
+        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
+        200
+    );
+    let redis = env.redis_conn().await;
+
+    // 40 entries of about 8 KiB each: 320 KiB in all, five times the limit.
+    let mut set = EventSet::new(40, 0);
+    let filler = "x".repeat(8000);
+    for entry in &mut set.entries {
+        let data = entry.iter_mut().find(|(k, _)| k == "data").unwrap();
+        let mut body: serde_json::Value = serde_json::from_str(&data.1).unwrap();
+        body["payload"]["filler"] = filler.clone().into();
+        data.1 = body.to_string();
+    }
+    let sizes: Vec<usize> = set
+        .entries
+        .iter()
+        .map(|e| e.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .collect();
+    // Bytes of the first n entries: the reader takes them in stream order.
+    let first = |n: usize| sizes[..n].iter().sum::<usize>();
+
+    env.postgres.kill();
+    publish(&redis, "events", &set.entries).await;
+    // The reader reads until it holds more than the limit, then waits for the writer.
+    let over = (1..=sizes.len()).find(|&n| first(n) > limit).unwrap() as i64;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut held = 0;
+    while held < over && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = pending(&redis, "events", "kernel").await;
+    }
+    let held = held as usize;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held_later = pending(&redis, "events", "kernel").await as usize;
+    assert_eq!(held_later, held, "the reader stopped reading");
+    // Over the limit, but only by the last read: before it, the reader held at most the limit.
+    assert!(
+        first(held) > limit && first(held - read) <= limit,
+        "holds {held} entries ({} bytes); limit {limit}",
+        first(held)
+    );
+    assert!(held < set.entries.len());
+
+    env.postgres.restart().await.unwrap();
+    let pg = env.pg().await;
+    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
+    assert_exact(&pg, &redis, &set).await;
+    kernel.shutdown().await;
+}
