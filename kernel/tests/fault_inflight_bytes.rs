@@ -1,7 +1,8 @@
 //! Memory bound in bytes: with Postgres down and no spill the writer cannot finish anything,
 //! and the reader stops once the entries it holds are over `ingest.max_inflight_bytes` (plus
 //! at most one read), although the entry-count bound (queue_batches) would let it take all.
-//! The rest of the backlog stays in Redis; once Postgres is back every entry is stored once.
+//! The rest of the backlog stays in Redis, the entries held keep being refreshed (not idle to
+//! other replicas), and once Postgres is back every entry is stored once.
 
 mod fault_support;
 
@@ -22,6 +23,10 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
     config.ingest.writers = 1;
     let limit = config.limits.max_entry_bytes;
     config.ingest.max_inflight_bytes = limit;
+    // Short enough to pass while the reader waits: the entries it holds must not look idle.
+    config.ingest.claim_idle = Duration::from_secs(3);
+    config.postgres.statement_timeout = Duration::from_secs(1);
+    config.shutdown.timeout = Duration::from_secs(2);
     let kernel = service::start(config).await.unwrap();
     let a = kernel.http_addr;
     assert_eq!(
@@ -69,9 +74,34 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
     );
     assert!(held < set.entries.len());
 
+    // Held for longer than claim_idle by now, yet refreshed while the reader waits: another
+    // replica's claim sweep would not take them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let idle = idle_ms(&redis).await;
+    assert_eq!(idle.len(), held);
+    assert!(
+        idle.iter().all(|&ms| ms < 3000),
+        "idle times {idle:?} (claim_idle 3 s)"
+    );
+
     env.postgres.restart().await.unwrap();
     let pg = env.pg().await;
     assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
     assert_exact(&pg, &redis, &set).await;
     kernel.shutdown().await;
+}
+
+/// Idle time (ms) of every entry pending in the group (extended XPENDING).
+async fn idle_ms(redis: &redis::aio::MultiplexedConnection) -> Vec<u64> {
+    let mut conn = redis.clone();
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("events")
+        .arg("kernel")
+        .arg("-")
+        .arg("+")
+        .arg(1000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    rows.into_iter().map(|(_, _, idle, _)| idle).collect()
 }
