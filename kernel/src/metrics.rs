@@ -29,6 +29,8 @@ pub struct Metrics {
     pub group_pending: IntGaugeVec,
     pub group_lag: IntGaugeVec,
     pub queue_batches: IntGauge,
+    /// Bytes of the entries read and not yet done with (`ingest.max_inflight_bytes` bounds it).
+    pub inflight_bytes: IntGauge,
     pub partitions_dropped: IntCounter,
     pub stage_seconds: HistogramVec,
 }
@@ -113,6 +115,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(queue_batches.clone()))
             .expect("unique metric");
+        let inflight_bytes = IntGauge::new(
+            "kernel_inflight_bytes",
+            "Bytes of the entries read from Redis and not yet stored, dead-lettered or given back.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(inflight_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
             redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
@@ -190,6 +199,7 @@ impl Metrics {
                 &["stream"],
             ),
             queue_batches,
+            inflight_bytes,
             partitions_dropped: counter(
                 r,
                 "kernel_partitions_dropped_total",

@@ -180,7 +180,7 @@ async fn run(
 
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
-    let inflight = InFlight::default();
+    let inflight = InFlight::with_gauge(metrics.inflight_bytes.clone());
     let replay = crate::spill::pipeline::spawn_replay(
         Writer {
             config: config.clone(),

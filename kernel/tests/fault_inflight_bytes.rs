@@ -73,6 +73,7 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
         first(held)
     );
     assert!(held < set.entries.len());
+    assert_eq!(metric(a, "kernel_inflight_bytes").await, first(held) as f64);
 
     // Held for longer than claim_idle by now, yet refreshed while the reader waits: another
     // replica's claim sweep would not take them.
@@ -88,6 +89,10 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
     let pg = env.pg().await;
     assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
     assert_exact(&pg, &redis, &set).await;
+    assert_eq!(
+        wait_for(WAIT, 0.0, || metric(a, "kernel_inflight_bytes")).await,
+        0.0
+    );
     kernel.shutdown().await;
 }
 

@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use prometheus::IntGauge;
 use tokio::sync::Notify;
 
 // Per-entry bookkeeping on the hot path: foldhash, not SipHash (ids come from our Redis).
@@ -22,6 +23,8 @@ use crate::protocol::{Entry, EntryRef};
 pub struct InFlight {
     inner: Arc<Mutex<Held>>,
     released: Arc<Notify>,
+    /// `kernel_inflight_bytes`, kept equal to the bytes held (the pipeline's set only).
+    gauge: Option<IntGauge>,
 }
 
 #[derive(Default)]
@@ -32,11 +35,19 @@ struct Held {
 }
 
 impl InFlight {
+    /// The pipeline's set, reporting its bytes on `gauge`.
+    pub fn with_gauge(gauge: IntGauge) -> InFlight {
+        InFlight {
+            gauge: Some(gauge),
+            ..InFlight::default()
+        }
+    }
+
     /// Keeps the entries not already in flight and marks them in flight.
     pub fn admit(&self, entries: Vec<Entry>) -> Vec<Entry> {
         let mut held = self.inner.lock().expect("in-flight set poisoned");
         let held = &mut *held;
-        entries
+        let kept = entries
             .into_iter()
             .filter(|e| {
                 let ids = held.by_stream.entry(e.at.stream.clone()).or_default();
@@ -48,7 +59,15 @@ impl InFlight {
                 held.bytes += size;
                 true
             })
-            .collect()
+            .collect();
+        self.report(held.bytes);
+        kept
+    }
+
+    fn report(&self, bytes: usize) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(bytes as i64);
+        }
     }
 
     /// The writer is done with these entries (acknowledged, or left for redelivery).
@@ -65,6 +84,7 @@ impl InFlight {
                     held.bytes -= size;
                 }
             }
+            self.report(held.bytes);
         }
         self.released.notify_waiters();
     }
