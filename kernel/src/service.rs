@@ -206,6 +206,8 @@ async fn run(
             queue: queue_tx,
             shutdown: stop.clone(),
             inflight: inflight.clone(),
+            max_entry_bytes: config.limits.max_entry_bytes,
+            next_refresh: Default::default(),
         }
         .run(),
     );
@@ -240,13 +242,15 @@ async fn run(
         timeout_s = config.shutdown.timeout.as_secs(),
         "shutting down: finishing the batch in flight"
     );
-    if tokio::time::timeout(config.shutdown.timeout, tasks.join_unfinished())
-        .await
-        .is_err()
+    let failed = match tokio::time::timeout(config.shutdown.timeout, tasks.join_unfinished()).await
     {
-        give_up.cancel();
-        warn!("shutdown timeout passed; unacknowledged entries stay pending for redelivery");
-    }
+        Ok(panicked) => failed.or(panicked),
+        Err(_) => {
+            give_up.cancel();
+            warn!("shutdown timeout passed; unacknowledged entries stay pending for redelivery");
+            failed
+        }
+    };
     housekeeping.abort();
     match client.leave_group_if_idle(&config.ingest.streams).await {
         Ok(true) => info!("left the consumer group (nothing pending)"),

@@ -63,11 +63,24 @@ impl Supervised {
     }
 
     /// Waits for every task not yet joined, in the order they were added (the reader first,
-    /// so that the writer sees its queue close).
-    pub async fn join_unfinished(self) {
-        for handle in self.tasks.into_iter().filter_map(|t| t.handle) {
-            let _ = handle.await;
+    /// so that the writer sees its queue close). Returns the name of one that panicked: the
+    /// process must not exit 0 after a panic, even one during shutdown.
+    pub async fn join_unfinished(self) -> Option<&'static str> {
+        let mut panicked = None;
+        for task in self.tasks {
+            let Some(handle) = task.handle else { continue };
+            if let Err(e) = handle.await {
+                if e.is_panic() {
+                    error!(
+                        task = task.name,
+                        panic = panic_message(e),
+                        "a kernel task panicked during shutdown"
+                    );
+                    panicked = panicked.or(Some(task.name));
+                }
+            }
         }
+        panicked
     }
 }
 
@@ -127,7 +140,7 @@ mod tests {
         tasks.add("writer", until_stop(&stop, &finished));
         stop.cancel();
         assert_eq!(tasks.first_to_end(&stop).await, None);
-        tasks.join_unfinished().await;
+        assert_eq!(tasks.join_unfinished().await, None);
         assert_eq!(finished.load(Ordering::SeqCst), 2);
     }
 
@@ -141,7 +154,7 @@ mod tests {
         assert_eq!(tasks.first_to_end(&stop).await, Some("writer"));
         // The ended task was joined already; the others are joined after the stop.
         stop.cancel();
-        tasks.join_unfinished().await;
+        assert_eq!(tasks.join_unfinished().await, None);
         assert_eq!(finished.load(Ordering::SeqCst), 1);
     }
 
@@ -164,8 +177,25 @@ mod tests {
             "supervision reports; the caller stops"
         );
         stop.cancel();
-        tasks.join_unfinished().await;
+        assert_eq!(tasks.join_unfinished().await, None);
         assert_eq!(finished.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panic_during_shutdown_is_reported() {
+        let stop = CancellationToken::new();
+        let mut tasks = Supervised::default();
+        let panics_on_stop = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                panic!("broke while draining");
+            })
+        };
+        tasks.add("writer", panics_on_stop);
+        stop.cancel();
+        assert_eq!(tasks.first_to_end(&stop).await, None);
+        assert_eq!(tasks.join_unfinished().await, Some("writer"));
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Memory bound in bytes: with Postgres down and no spill the writer cannot finish anything,
-//! and the reader stops once the entries it holds are over `ingest.max_inflight_bytes` (plus
-//! at most one read), although the entry-count bound (queue_batches) would let it take all.
+//! and the reader stops once no further entry of `limits.max_entry_bytes` would fit under
+//! `ingest.max_inflight_bytes`, never going over it, although the entry-count bound
+//! (queue_batches × batch_max_size) would let it take everything.
 //! The rest of the backlog stays in Redis, the entries held keep being refreshed (not idle to
 //! other replicas), and once Postgres is back every entry is stored once.
 
@@ -13,15 +14,14 @@ use fdc_kernel::service;
 use fdc_kernel::testsupport::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
+async fn reader_holds_at_most_max_inflight_bytes() {
     let mut env = TestEnv::start().await.unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);
-    let read = 2;
-    config.ingest.batch_max_size = read;
     config.ingest.queue_batches = 100;
     config.ingest.writers = 1;
-    let limit = config.limits.max_entry_bytes;
+    let max_entry = config.limits.max_entry_bytes;
+    let limit = 4 * max_entry;
     config.ingest.max_inflight_bytes = limit;
     // Short enough to pass while the reader waits: the entries it holds must not look idle.
     config.ingest.claim_idle = Duration::from_secs(3);
@@ -35,7 +35,7 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
     );
     let redis = env.redis_conn().await;
 
-    // 40 entries of about 8 KiB each: 320 KiB in all, five times the limit.
+    // 40 entries of about 8 KiB each: 320 KiB in all, more than the limit (256 KiB).
     let mut set = EventSet::new(40, 0);
     let filler = "x".repeat(8000);
     for entry in &mut set.entries {
@@ -54,11 +54,13 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
 
     env.postgres.kill();
     publish(&redis, "events", &set.entries).await;
-    // The reader reads until it holds more than the limit, then waits for the writer.
-    let over = (1..=sizes.len()).find(|&n| first(n) > limit).unwrap() as i64;
+    // The reader reads until the room left is less than one entry of max_entry bytes.
+    let stops_at = (1..=sizes.len())
+        .find(|&n| first(n) > limit - max_entry)
+        .unwrap() as i64;
     let deadline = tokio::time::Instant::now() + WAIT;
     let mut held = 0;
-    while held < over && tokio::time::Instant::now() < deadline {
+    while held < stops_at && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
         held = pending(&redis, "events", "kernel").await;
     }
@@ -66,10 +68,9 @@ async fn reader_holds_at_most_max_inflight_bytes_plus_one_read() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let held_later = pending(&redis, "events", "kernel").await as usize;
     assert_eq!(held_later, held, "the reader stopped reading");
-    // Over the limit, but only by the last read: before it, the reader held at most the limit.
     assert!(
-        first(held) > limit && first(held - read) <= limit,
-        "holds {held} entries ({} bytes); limit {limit}",
+        first(held) <= limit && first(held) > limit - max_entry,
+        "holds {held} entries ({} bytes); limit {limit}, max entry {max_entry}",
         first(held)
     );
     assert!(held < set.entries.len());

@@ -275,13 +275,19 @@ impl Authenticator {
             })
             .collect();
 
-        // miss: a signature checked (valid or not); hit: verified claims reused.
-        let checked = slots.iter().flatten().count();
+        // miss: a signature checked (valid or not); hit: an accepted entry whose claims were
+        // verified before (cache, or an earlier entry of this batch). A refused token repeated
+        // in a batch is neither: a healthy hit ratio must not hide refusals.
         let verified = distinct.len() - from_cache;
+        let accepted = slots
+            .iter()
+            .flatten()
+            .filter(|&&i| results[i].is_ok())
+            .count();
         let metrics = &self.metrics.token_cache;
         metrics
             .with_label_values(&["hit"])
-            .inc_by((checked - verified) as u64);
+            .inc_by((accepted - fresh.len()) as u64);
         metrics.with_label_values(&["miss"]).inc_by(verified as u64);
         if !fresh.is_empty() {
             fresh.truncate(self.max_entries);
@@ -378,6 +384,14 @@ mod tests {
             .await;
         assert_eq!(again.len(), 3);
         assert_eq!(cache_count(&metrics, "miss"), 4);
+        assert_eq!(cache_count(&metrics, "hit"), 4);
+
+        // A refused token repeated: checked once, and no hits for it.
+        let refused = auth
+            .authenticate_batch(&[Some("not-a-jwt"), Some("not-a-jwt")])
+            .await;
+        assert!(refused.iter().all(|v| matches!(v, Some(Err(_)))));
+        assert_eq!(cache_count(&metrics, "miss"), 5);
         assert_eq!(cache_count(&metrics, "hit"), 4);
     }
 }

@@ -25,7 +25,7 @@ pub struct AuthMetrics {
     /// `kernel_auth_denied_total{why}`: entries refused for authentication.
     pub denied: IntCounterVec,
     /// `kernel_auth_token_cache_total{result="hit|miss"}`: tokens whose signature was verified
-    /// (miss) or whose verified claims were reused (hit, from the cache or from the same batch).
+    /// (miss) or accepted on claims verified before (hit: the cache, or earlier in the batch).
     pub token_cache: IntCounterVec,
     /// `kernel_auth_register_total{status}`: registration replies by status.
     pub register: IntCounterVec,
@@ -58,7 +58,7 @@ impl AuthMetrics {
         let token_cache = IntCounterVec::new(
             Opts::new(
                 "kernel_auth_token_cache_total",
-                "Tokens checked: miss = signature verified, hit = verified claims reused.",
+                "Tokens checked: miss = signature verified, hit = accepted on claims verified before.",
             ),
             &["result"],
         )?;

@@ -92,8 +92,8 @@ pub struct IngestConfig {
     pub batch_max_wait: Duration,
     /// Batches buffered between the Redis reader and the Postgres writer: the memory bound.
     pub queue_batches: usize,
-    /// The reader stops reading while the entries read and not yet acknowledged are over this
-    /// many bytes: the memory bound in bytes (entries can be up to `limits.max_entry_bytes`).
+    /// Most bytes of entries read and not yet done with: the reader asks Redis for no more
+    /// entries than fit were each `limits.max_entry_bytes`. The memory bound in bytes.
     pub max_inflight_bytes: usize,
     /// Writer lanes, each with its own Postgres transaction in flight: one lane parses while
     /// another commits, and Postgres works on several cores.

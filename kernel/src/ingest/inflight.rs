@@ -6,7 +6,7 @@
 //! refreshes the idle time of these entries so no replica claims work that is merely slow
 //! (a Postgres outage without spill).
 //!
-//! It also counts their bytes: the reader does not read more while the entries held are over
+//! It also counts their bytes: the reader sizes its reads so that the entries held stay within
 //! `ingest.max_inflight_bytes`, so memory is bounded in bytes, not only in entries.
 
 use std::sync::{Arc, Mutex};
@@ -112,9 +112,7 @@ impl InFlight {
         self.inner.lock().expect("in-flight set poisoned").bytes
     }
 
-    /// Waits until the entries in flight are at most `limit` bytes. The reader calls it after
-    /// handing over each read, so it holds at most the limit plus one read; an entry bigger
-    /// than the limit still goes through (the wait ends once the writer is done with it).
+    /// Waits until the entries in flight are at most `limit` bytes (the writer releases them).
     pub async fn wait_for_room(&self, limit: usize) {
         loop {
             // Registered before the check, so a release between the check and the wait is

@@ -21,6 +21,11 @@ pub struct Reader {
     pub shutdown: CancellationToken,
     /// Entries handed to the writer and not yet released by it.
     pub inflight: InFlight,
+    /// `limits.max_entry_bytes`: what one entry may weigh when sizing a read.
+    pub max_entry_bytes: usize,
+    /// When the entries in flight are next due for an idle-time refresh while the reader
+    /// waits for the writer; one deadline for all waits, so that many short ones still refresh.
+    pub next_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Backoff between failed Redis calls; a restarted Redis is picked up within a second or two.
@@ -85,7 +90,7 @@ impl Reader {
                 .read(
                     &streams,
                     &news,
-                    self.config.batch_max_size,
+                    self.read_count(),
                     Some(self.config.batch_max_wait),
                 )
                 .await?;
@@ -108,7 +113,7 @@ impl Reader {
                 .read(
                     &[stream.to_string()],
                     std::slice::from_ref(&cursor),
-                    self.config.batch_max_size,
+                    self.read_count(),
                     None,
                 )
                 .await?;
@@ -164,12 +169,7 @@ impl Reader {
         loop {
             let page = self
                 .client
-                .autoclaim(
-                    stream,
-                    self.config.claim_idle,
-                    &cursor,
-                    self.config.batch_max_size,
-                )
+                .autoclaim(stream, self.config.claim_idle, &cursor, self.read_count())
                 .await?;
             if !page.deleted.is_empty() {
                 // Trimmed while pending: Redis has dropped them from the pending list already.
@@ -209,9 +209,10 @@ impl Reader {
         Ok(())
     }
 
-    /// Hands entries to the writer, waiting while the queue is full, then while the entries
-    /// in flight are over `ingest.max_inflight_bytes` (backpressure: the backlog stays in
-    /// Redis). Returns false when the writer is gone.
+    /// Hands entries to the writer, waiting while the queue is full, then until another
+    /// entry of `limits.max_entry_bytes` fits under `ingest.max_inflight_bytes` (backpressure:
+    /// the backlog stays in Redis). Returns false when reading must stop: the writer is gone,
+    /// or shutdown was asked for (no more pages of pending or idle entries either).
     async fn forward(&self, entries: Vec<Entry>) -> bool {
         let entries = self.inflight.admit(entries);
         if !entries.is_empty() {
@@ -222,32 +223,56 @@ impl Reader {
                 return false;
             }
         }
-        let room = self.inflight.wait_for_room(self.config.max_inflight_bytes);
+        let room = self.inflight.wait_for_room(
+            self.config
+                .max_inflight_bytes
+                .saturating_sub(self.max_entry_bytes),
+        );
         tokio::select! {
             _ = self.keeping_alive(room) => {}
             // Nothing more will be read: no need to wait for room.
             _ = self.shutdown.cancelled() => {}
         }
-        true
+        !self.shutdown.is_cancelled()
+    }
+
+    /// Entries to ask Redis for: as many as fit in the room left under
+    /// `ingest.max_inflight_bytes` were each as big as allowed, so that entries within
+    /// `limits.max_entry_bytes` never take the total over it; at least one (`forward` waits
+    /// until one fits), at most `batch_max_size`.
+    fn read_count(&self) -> usize {
+        let room = self
+            .config
+            .max_inflight_bytes
+            .saturating_sub(self.inflight.bytes());
+        (room / self.max_entry_bytes.max(1)).clamp(1, self.config.batch_max_size)
     }
 
     /// Runs `work` (a wait for the writer) while refreshing the idle time of the entries in
     /// flight, so that a slow or blocked writer (Postgres down, no spill) does not make them
     /// look abandoned to the other replicas' claim sweep.
     async fn keeping_alive<F: std::future::Future>(&self, work: F) -> F::Output {
-        let period = self.config.claim_idle / 3;
-        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let period = (self.config.claim_idle / 3).max(Duration::from_millis(100));
+        let due = || {
+            *self
+                .next_refresh
+                .lock()
+                .expect("refresh deadline lock")
+                .get_or_insert_with(|| tokio::time::Instant::now() + period)
+        };
         tokio::pin!(work);
         loop {
             tokio::select! {
                 out = &mut work => return out,
-                _ = refresh.tick() => {
+                _ = tokio::time::sleep_until(due()) => {
                     for stream in &self.config.streams {
                         let ids = self.inflight.ids(stream);
                         if let Err(e) = self.client.keep_alive(stream, &ids).await {
                             warn!(stream, error = %e, "cannot refresh the idle time of entries in flight");
                         }
                     }
+                    *self.next_refresh.lock().expect("refresh deadline lock") =
+                        Some(tokio::time::Instant::now() + period);
                 }
             }
         }
