@@ -111,3 +111,46 @@ async fn idle_ms(redis: &redis::aio::MultiplexedConnection) -> Vec<u64> {
         .unwrap();
     rows.into_iter().map(|(_, _, idle, _)| idle).collect()
 }
+
+/// Reads sized for the byte bound make chunks smaller than a batch; lanes merge queued chunks
+/// into batches, and a batch must still never exceed `ingest.batch_max_size` (what does not
+/// fit starts the next batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_chunks_never_make_a_batch_over_batch_max_size() {
+    let mut env = TestEnv::start().await.unwrap();
+    let mut config = env.config();
+    config.postgres.connect_timeout = Duration::from_secs(1);
+    config.ingest.batch_max_size = 100;
+    config.ingest.queue_batches = 100;
+    // Room for 60 entries of max size: reads of at most 60 entries.
+    config.ingest.max_inflight_bytes = 60 * config.limits.max_entry_bytes;
+    let kernel = service::start(config).await.unwrap();
+    let a = kernel.http_addr;
+    assert_eq!(
+        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
+        200
+    );
+    let redis = env.redis_conn().await;
+
+    // Postgres down while the backlog arrives: chunks pile up in the queue, so the lanes
+    // merge several into each batch once it is back.
+    env.postgres.kill();
+    let set = EventSet::new(3000, 0);
+    publish(&redis, "events", &set.entries).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.postgres.restart().await.unwrap();
+    let pg = env.pg().await;
+    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
+    assert_exact(&pg, &redis, &set).await;
+
+    let batches = metric(a, "kernel_pg_batch_size_count").await;
+    assert_eq!(metric(a, "kernel_pg_batch_size_sum").await, 3000.0);
+    assert_eq!(
+        metric(a, "kernel_pg_batch_size_bucket{le=\"100\"}").await,
+        batches,
+        "every batch at most 100 events"
+    );
+    // Merging happened: 3000 events in 60-entry chunks would be 50 batches.
+    assert!(batches < 50.0, "{batches} batches");
+    kernel.shutdown().await;
+}

@@ -83,7 +83,10 @@ impl Writer {
     pub async fn run(self, queue: mpsc::Receiver<Chunk>) {
         let lanes = self.config.ingest.writers.max(1);
         let writer = Arc::new(self);
-        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let queue = Arc::new(tokio::sync::Mutex::new(LaneQueue {
+            chunks: queue,
+            leftover: Chunk::new(),
+        }));
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..lanes {
             tasks.spawn(lane(writer.clone(), queue.clone()));
@@ -97,17 +100,20 @@ impl Writer {
     /// Adds the chunks already queued to `batch`, up to `batch_max_size`, without waiting:
     /// a lane that is free writes at once (low latency at low rates), and while lanes are
     /// busy chunks pile up in the queue and make the next batches full (throughput under
-    /// load).
-    fn take_queued(&self, mut batch: Chunk, queue: &mut mpsc::Receiver<Chunk>) -> Chunk {
+    /// load). What does not fit is kept, in order, for the next batch.
+    fn take_queued(&self, mut batch: Chunk, queue: &mut LaneQueue) -> Chunk {
         let max = self.config.ingest.batch_max_size;
         while batch.len() < max {
-            match queue.try_recv() {
+            match queue.chunks.try_recv() {
                 Ok(more) => {
                     self.metrics.queue_batches.dec();
                     batch.extend(more);
                 }
                 Err(_) => break,
             }
+        }
+        if batch.len() > max {
+            queue.leftover = batch.split_off(max);
         }
         batch
     }
@@ -429,15 +435,27 @@ impl Writer {
 }
 
 /// One writer lane: batches off the shared queue until it closes or shutdown gives up.
-async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Chunk>>>) {
+/// The lanes' end of the reader's queue (one lane at a time holds it).
+struct LaneQueue {
+    chunks: mpsc::Receiver<Chunk>,
+    /// The part of a chunk that did not fit the last batch: the next batch starts with it.
+    leftover: Chunk,
+}
+
+async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
     loop {
         let batch = {
             // One idle lane waits on the queue at a time; the others wait for this lock.
             let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
+            let first = if queue.leftover.is_empty() {
+                let Some(chunk) = queue.chunks.recv().await else {
+                    return;
+                };
+                writer.metrics.queue_batches.dec();
+                chunk
+            } else {
+                std::mem::take(&mut queue.leftover)
             };
-            writer.metrics.queue_batches.dec();
             writer.take_queued(first, &mut queue)
         };
         if writer.process(batch).await.is_err() {
