@@ -10,7 +10,6 @@ mod fault_support;
 use std::time::Duration;
 
 use fault_support::*;
-use fdc_kernel::service;
 use fdc_kernel::testsupport::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,12 +26,8 @@ async fn reader_holds_at_most_max_inflight_bytes() {
     config.ingest.claim_idle = Duration::from_secs(3);
     config.postgres.statement_timeout = Duration::from_secs(1);
     config.shutdown.timeout = Duration::from_secs(2);
-    let kernel = service::start(config).await.unwrap();
+    let kernel = start_ready(config).await;
     let a = kernel.http_addr;
-    assert_eq!(
-        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
-        200
-    );
     let redis = env.redis_conn().await;
 
     // 40 entries of about 8 KiB each: 320 KiB in all, more than the limit (256 KiB).
@@ -124,12 +119,8 @@ async fn merged_chunks_never_make_a_batch_over_batch_max_size() {
     config.ingest.queue_batches = 100;
     // Room for 60 entries of max size: reads of at most 60 entries.
     config.ingest.max_inflight_bytes = 60 * config.limits.max_entry_bytes;
-    let kernel = service::start(config).await.unwrap();
+    let kernel = start_ready(config).await;
     let a = kernel.http_addr;
-    assert_eq!(
-        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
-        200
-    );
     let redis = env.redis_conn().await;
 
     // Postgres down while the backlog arrives: chunks pile up in the queue, so the lanes

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use fault_support::*;
-use fdc_kernel::service;
 use fdc_kernel::spill::{batch, codec};
 use fdc_kernel::testsupport::*;
 
@@ -36,12 +35,8 @@ async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
     config.postgres.connect_timeout = Duration::from_millis(500);
     config.ingest.batch_max_size = 50;
     config.spill = Some(spill_config(spill_dir.path(), 100_000));
-    let kernel = service::start(config).await.unwrap();
+    let kernel = start_ready(config).await;
     let a = kernel.http_addr;
-    assert_eq!(
-        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
-        200
-    );
     let redis = env.redis_conn().await;
 
     env.postgres.kill();

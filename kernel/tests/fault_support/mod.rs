@@ -112,6 +112,18 @@ pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
     }
 }
 
+/// The kernel in-process with `config`, once `/readyz` answers 200.
+pub async fn start_ready(config: fdc_kernel::config::Config) -> fdc_kernel::service::RunningKernel {
+    let kernel = fdc_kernel::service::start(config).await.unwrap();
+    let a = kernel.http_addr;
+    assert_eq!(
+        wait_for(WAIT, 200, || async { http_get(a, "/readyz").await.0 }).await,
+        200,
+        "kernel never became ready"
+    );
+    kernel
+}
+
 pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
     let (_, body) = http_get(addr, "/metrics").await;
     metric_value(&body, series).unwrap_or(-1.0)
