@@ -13,6 +13,8 @@ pub struct Metrics {
     pub redis_read: IntCounter,
     pub redis_ack: IntCounter,
     pub redis_dlq: IntCounterVec,
+    /// Older dead letters removed by the `MAXLEN ~` cap of the dead-letter streams.
+    pub redis_dlq_trimmed: IntCounter,
     pub redis_batch_seconds: Histogram,
     pub redis_claimed: IntCounter,
     pub redis_trimmed: IntCounter,
@@ -126,6 +128,11 @@ impl Metrics {
             redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
             redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
             redis_dlq,
+            redis_dlq_trimmed: counter(
+                r,
+                "kernel_redis_dlq_trimmed_total",
+                "Dead letters removed from dead-letter streams by their ingest.dlq_max_len cap.",
+            ),
             redis_batch_seconds: histogram(
                 r,
                 "kernel_redis_batch_seconds",

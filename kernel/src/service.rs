@@ -82,7 +82,11 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &config.ingest.group,
         &consumer,
         config.ingest.batch_max_wait,
-    )?;
+    )?
+    .with_entry_bounds(crate::redis_io::EntryBounds {
+        max_entry_bytes: config.limits.max_entry_bytes,
+        prefix_bytes: config.ingest.dlq_field_bytes,
+    });
 
     let spill = crate::spill::pipeline::open(&config, &metrics).await?;
 

@@ -43,6 +43,7 @@ fn batch_of(n: usize, tag: &str) -> (Vec<Event>, EntriesByRef) {
                     ("token".into(), b"secret-token".to_vec()),
                 ]),
                 deliveries: 1,
+                flaw: None,
             },
         );
     }

@@ -43,6 +43,7 @@ fn batch_of(n: usize, base: u64) -> (Vec<Event>, EntriesByRef) {
                 at: source,
                 fields: Some(vec![("type".into(), b"data".to_vec())]),
                 deliveries: 1,
+                flaw: None,
             },
         );
     }

@@ -107,6 +107,11 @@ pub struct IngestConfig {
     pub max_deliveries: u64,
     /// The dead-letter stream of stream `S` is `S` followed by this suffix.
     pub dlq_suffix: String,
+    /// Bytes a dead letter keeps of each original field name and value; a longer value is
+    /// kept as this prefix plus its size and SHA-256.
+    pub dlq_field_bytes: usize,
+    /// Approximate cap (`MAXLEN ~`) of every dead-letter stream; older letters are trimmed.
+    pub dlq_max_len: usize,
 }
 
 impl Default for IngestConfig {
@@ -124,6 +129,8 @@ impl Default for IngestConfig {
             claim_interval: Duration::from_secs(10),
             max_deliveries: 5,
             dlq_suffix: ":dlq".into(),
+            dlq_field_bytes: 1024,
+            dlq_max_len: 100_000,
         }
     }
 }

@@ -152,6 +152,20 @@ impl Config {
                 "e.g. :dlq",
             ));
         }
+        if ingest.dlq_field_bytes < 64 || ingest.dlq_field_bytes > 1024 * 1024 {
+            return Err(invalid(
+                "ingest.dlq_field_bytes",
+                format!("{} is out of range", ingest.dlq_field_bytes),
+                "use 64 to 1048576 (default 1024)",
+            ));
+        }
+        if ingest.dlq_max_len == 0 {
+            return Err(invalid(
+                "ingest.dlq_max_len",
+                "is 0, so every dead letter would be trimmed at once",
+                "use at least 1 (default 100000)",
+            ));
+        }
         if ingest.claim_idle <= self.postgres.statement_timeout {
             return Err(invalid(
                 "ingest.claim_idle",

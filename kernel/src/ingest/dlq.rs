@@ -1,59 +1,128 @@
-//! Dead letters: the original fields (never the token) plus why, on `<stream><dlq_suffix>`.
+//! Dead letters: a bounded copy of the original fields (never the token) plus why, on
+//! `<stream><dlq_suffix>`, each dead-letter stream capped with `MAXLEN ~`.
+//!
+//! Each original name and value is kept up to `ingest.dlq_field_bytes`; a value cut short
+//! gets two more fields, `<name>.size` (its length in bytes) and `<name>.sha256` (hex SHA-256
+//! of all of it). Fields an oversized entry had beyond its summary's bound are counted in
+//! `omitted_fields`.
+
+use std::collections::{BTreeMap, HashSet};
 
 use redis::aio::ConnectionManager;
 
-use crate::protocol::{Entry, Rejection};
+use crate::protocol::{Clipped, Entry, Rejection};
 use crate::redis_io::RedisIoError;
 
 /// Fields the kernel adds; an original field of the same name is kept as `orig_<name>`.
-const ADDED: [&str; 4] = ["error", "detail", "source_stream", "source_id"];
+const ADDED: [&str; 5] = [
+    "error",
+    "detail",
+    "source_stream",
+    "source_id",
+    "omitted_fields",
+];
 
-/// The fields of the dead letter for `entry`.
-pub fn dead_letter_fields(entry: &Entry, why: &Rejection) -> Vec<(String, Vec<u8>)> {
+/// The fields of the dead letter for `entry`, each original name and value cut to
+/// `field_bytes`.
+pub fn dead_letter_fields(
+    entry: &Entry,
+    why: &Rejection,
+    field_bytes: usize,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (clipped, omitted): (Vec<Clipped>, usize) = match &entry.flaw {
+        Some(flaw) => (flaw.fields.clone(), flaw.omitted),
+        None => (
+            entry
+                .fields
+                .iter()
+                .flatten()
+                .map(|(k, v)| Clipped::of(k.as_bytes(), v, field_bytes))
+                .collect(),
+            0,
+        ),
+    };
+    let kept: Vec<&Clipped> = clipped
+        .iter()
+        .filter(|c| !(c.name_len == 5 && c.name == b"token"))
+        .collect();
+    let mut reserved: HashSet<Vec<u8>> = ADDED.iter().map(|a| a.as_bytes().to_vec()).collect();
+    for c in &kept {
+        if c.value_sha256.is_some() {
+            reserved.insert(suffixed(&c.name, b".size"));
+            reserved.insert(suffixed(&c.name, b".sha256"));
+        }
+    }
     let mut fields = vec![
-        ("error".to_string(), why.reason.code().as_bytes().to_vec()),
-        ("detail".to_string(), why.detail.as_bytes().to_vec()),
+        (b"error".to_vec(), why.reason.code().as_bytes().to_vec()),
+        (b"detail".to_vec(), why.detail.as_bytes().to_vec()),
         (
-            "source_stream".to_string(),
+            b"source_stream".to_vec(),
             entry.at.stream.as_bytes().to_vec(),
         ),
-        ("source_id".to_string(), entry.at.id.as_bytes().to_vec()),
+        (b"source_id".to_vec(), entry.at.id.as_bytes().to_vec()),
     ];
-    for (name, value) in entry.fields.iter().flatten() {
-        if name == "token" {
-            continue;
-        }
-        let name = if ADDED.contains(&name.as_str()) {
-            format!("orig_{name}")
+    if omitted > 0 {
+        fields.push((b"omitted_fields".to_vec(), omitted.to_string().into_bytes()));
+    }
+    for c in kept {
+        let name = if reserved.contains(&c.name) {
+            suffixed(b"orig_", &c.name)
         } else {
-            name.clone()
+            c.name.clone()
         };
-        fields.push((name, value.clone()));
+        fields.push((name, c.value.clone()));
+        if let Some(sha) = c.value_sha256 {
+            fields.push((
+                suffixed(&c.name, b".size"),
+                c.value_len.to_string().into_bytes(),
+            ));
+            fields.push((suffixed(&c.name, b".sha256"), hex::encode(sha).into_bytes()));
+        }
     }
     fields
+}
+
+fn suffixed(a: &[u8], b: &[u8]) -> Vec<u8> {
+    [a, b].concat()
 }
 
 /// Writes all dead letters in one round trip and acknowledges their source entries in the
 /// same MULTI/EXEC transaction, so a crash cannot leave a dead letter whose entry is still
 /// pending (it would be dead-lettered again on redelivery). `dlq_stream` maps a source stream
-/// to its dead-letter stream. Acknowledging an already acknowledged entry (spill replay) is a
-/// no-op.
+/// to its dead-letter stream; each is capped at about `max_len` letters (`MAXLEN ~`).
+/// Acknowledging an already acknowledged entry (spill replay) is a no-op.
+///
+/// Returns how many older letters the cap trimmed: the transaction also reads each
+/// dead-letter stream's length before and after (XLEN), so the count is exact.
 pub async fn send(
     conn: &mut ConnectionManager,
     letters: &[&(Entry, Rejection)],
     group: &str,
     dlq_stream: impl Fn(&str) -> String,
-) -> Result<(), RedisIoError> {
+    field_bytes: usize,
+    max_len: usize,
+) -> Result<u64, RedisIoError> {
     if letters.is_empty() {
-        return Ok(());
+        return Ok(0);
+    }
+    // Dead-letter stream -> letters added to it.
+    let mut added: BTreeMap<String, u64> = BTreeMap::new();
+    for (entry, _) in letters.iter().copied() {
+        *added.entry(dlq_stream(&entry.at.stream)).or_default() += 1;
     }
     let mut pipe = redis::pipe();
     pipe.atomic();
+    for stream in added.keys() {
+        pipe.cmd("XLEN").arg(stream);
+    }
     for (entry, why) in letters.iter().copied() {
         pipe.cmd("XADD")
             .arg(dlq_stream(&entry.at.stream))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len)
             .arg("*")
-            .arg(dead_letter_fields(entry, why))
+            .arg(dead_letter_fields(entry, why, field_bytes))
             .ignore();
         pipe.cmd("XACK")
             .arg(&entry.at.stream)
@@ -61,8 +130,17 @@ pub async fn send(
             .arg(&entry.at.id)
             .ignore();
     }
-    pipe.query_async::<()>(conn).await?;
-    Ok(())
+    for stream in added.keys() {
+        pipe.cmd("XLEN").arg(stream);
+    }
+    let lens: Vec<u64> = pipe.query_async(conn).await?;
+    let n = added.len();
+    let trimmed = added
+        .values()
+        .zip(lens.iter().take(n).zip(lens.iter().skip(n)))
+        .map(|(added, (before, after))| (before + added).saturating_sub(*after))
+        .sum();
+    Ok(trimmed)
 }
 
 #[cfg(test)]
@@ -83,9 +161,13 @@ mod tests {
                 ("error".into(), b"mine".to_vec()),
             ]),
             deliveries: 1,
+            flaw: None,
         };
-        let fields = dead_letter_fields(&entry, &Rejection::new(Reason::BadType, "nope"));
-        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        let fields = dead_letter_fields(&entry, &Rejection::new(Reason::BadType, "nope"), 1024);
+        let names: Vec<&str> = fields
+            .iter()
+            .map(|(k, _)| std::str::from_utf8(k).unwrap())
+            .collect();
         assert_eq!(
             names,
             [
@@ -99,5 +181,39 @@ mod tests {
         );
         assert!(!fields.iter().any(|(_, v)| v == b"secret"));
         assert_eq!(fields[0].1, b"bad_type");
+    }
+
+    #[test]
+    fn long_values_are_cut_with_their_size_and_sha256() {
+        use sha2::{Digest, Sha256};
+        let big = vec![b'q'; 5000];
+        let entry = Entry {
+            at: EntryRef {
+                stream: "events".into(),
+                id: "5-1".into(),
+            },
+            fields: Some(vec![
+                ("data".into(), big.clone()),
+                ("data.size".into(), b"mine".to_vec()),
+                ("type".into(), b"data".to_vec()),
+            ]),
+            deliveries: 1,
+            flaw: None,
+        };
+        let fields = dead_letter_fields(&entry, &Rejection::new(Reason::BadData, "x"), 100);
+        let get = |name: &[u8]| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get(b"data"), Some(vec![b'q'; 100]));
+        assert_eq!(get(b"data.size"), Some(b"5000".to_vec()));
+        assert_eq!(
+            get(b"data.sha256"),
+            Some(hex::encode(Sha256::digest(&big)).into_bytes())
+        );
+        assert_eq!(get(b"orig_data.size"), Some(b"mine".to_vec()));
+        assert_eq!(get(b"type"), Some(b"data".to_vec()));
     }
 }

@@ -140,6 +140,7 @@ mod tests {
             },
             fields: Some(vec![("data".into(), vec![b'x'; value_bytes])]),
             deliveries: 1,
+            flaw: None,
         }
     }
 

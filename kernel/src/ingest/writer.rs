@@ -173,23 +173,30 @@ impl Writer {
         pending_in_group: bool,
     ) -> Result<(), GaveUp> {
         let mut first_attempt = true;
-        self.retry_redis("dead-letter", || {
-            let retry = !std::mem::replace(&mut first_attempt, false);
-            let mut conn = self.client.ops();
-            let config = &self.config;
-            async move {
-                let unsent = if retry && pending_in_group {
-                    self.still_pending(dead).await?
-                } else {
-                    dead.iter().collect()
-                };
-                dlq::send(&mut conn, &unsent, &config.ingest.group, |s| {
-                    config.dlq_stream(s)
-                })
-                .await
-            }
-        })
-        .await?;
+        let trimmed = self
+            .retry_redis("dead-letter", || {
+                let retry = !std::mem::replace(&mut first_attempt, false);
+                let mut conn = self.client.ops();
+                let config = &self.config;
+                async move {
+                    let unsent = if retry && pending_in_group {
+                        self.still_pending(dead).await?
+                    } else {
+                        dead.iter().collect()
+                    };
+                    dlq::send(
+                        &mut conn,
+                        &unsent,
+                        &config.ingest.group,
+                        |s| config.dlq_stream(s),
+                        config.ingest.dlq_field_bytes,
+                        config.ingest.dlq_max_len,
+                    )
+                    .await
+                }
+            })
+            .await?;
+        self.metrics.redis_dlq_trimmed.inc_by(trimmed);
         for (entry, why) in dead {
             self.metrics
                 .redis_dlq
@@ -236,6 +243,12 @@ impl Writer {
                 warn!(stream = %entry.at.stream, id = %entry.at.id, "pending entry was trimmed from the stream");
                 self.metrics.redis_trimmed.inc();
                 sorted.settled.push(entry.at);
+                continue;
+            }
+            if let Some(flaw) = &entry.flaw {
+                // Unreadable or oversized: held only as a summary, never stored.
+                let why = flaw.why.clone();
+                sorted.dead.push((entry, why));
                 continue;
             }
             if entry.deliveries > self.config.ingest.max_deliveries {

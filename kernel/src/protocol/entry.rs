@@ -1,6 +1,9 @@
 //! Raw stream entries as read from Redis.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Rejection;
 
 /// Where an entry lives in Redis: what XACK and the DLQ need.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -21,6 +24,50 @@ pub struct Entry {
     pub fields: Option<Vec<(String, Vec<u8>)>>,
     /// How often Redis has delivered this entry, including this time.
     pub deliveries: u64,
+    /// Set when the entry cannot be stored whatever it says (then `fields` is empty): it goes
+    /// to the dead-letter stream as this summary.
+    pub flaw: Option<Box<Flaw>>,
+}
+
+/// An entry read only as a bounded summary: a field name that is not UTF-8, an odd field
+/// list, or more bytes than `limits.max_entry_bytes` (such an entry is never held whole).
+#[derive(Debug, Clone)]
+pub struct Flaw {
+    pub why: Rejection,
+    /// The original fields in order, each cut to the dead-letter prefix.
+    pub fields: Vec<Clipped>,
+    /// Fields left out of `fields` so that the summary stays within its bound.
+    pub omitted: usize,
+}
+
+/// A field as a dead letter keeps it: at most a prefix of its name and of its value, with the
+/// value's full length and SHA-256 when the prefix is not all of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clipped {
+    pub name: Vec<u8>,
+    pub name_len: usize,
+    pub value: Vec<u8>,
+    pub value_len: usize,
+    /// SHA-256 of the whole value; `None` when `value` is all of it.
+    pub value_sha256: Option<[u8; 32]>,
+}
+
+impl Clipped {
+    /// The clipped form of a field held whole.
+    pub fn of(name: &[u8], value: &[u8], prefix: usize) -> Clipped {
+        Clipped {
+            name: name[..name.len().min(prefix)].to_vec(),
+            name_len: name.len(),
+            value: value[..value.len().min(prefix)].to_vec(),
+            value_len: value.len(),
+            value_sha256: (value.len() > prefix).then(|| Sha256::digest(value).into()),
+        }
+    }
+
+    /// Bytes this summary holds (what the in-flight byte bound counts for it).
+    pub fn kept_bytes(&self) -> usize {
+        self.name.len() + self.value.len() + if self.value_sha256.is_some() { 32 } else { 0 }
+    }
 }
 
 impl Entry {
@@ -32,13 +79,32 @@ impl Entry {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Bytes of all field names and values: what the entry-size limit counts.
+    /// An entry with readable fields (the usual case).
+    pub fn new(at: EntryRef, fields: Option<Vec<(String, Vec<u8>)>>) -> Entry {
+        Entry {
+            at,
+            fields,
+            deliveries: 1,
+            flaw: None,
+        }
+    }
+
+    /// Bytes of all field names and values: what the entry-size limit counts. For a flawed
+    /// entry, the bytes of its summary (what the kernel holds of it).
     pub fn size(&self) -> usize {
-        self.fields
+        let fields: usize = self
+            .fields
             .iter()
             .flatten()
             .map(|(k, v)| k.len() + v.len())
-            .sum()
+            .sum();
+        let summary: usize = self
+            .flaw
+            .iter()
+            .flat_map(|f| &f.fields)
+            .map(Clipped::kept_bytes)
+            .sum();
+        fields + summary
     }
 }
 

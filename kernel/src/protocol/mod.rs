@@ -8,7 +8,7 @@ mod event;
 mod parse;
 mod rejection;
 
-pub use entry::{EntriesByRef, Entry, EntryRef, Token};
+pub use entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, Token};
 pub use event::Event;
 pub use parse::{parse, Limits};
 pub use rejection::{Reason, Rejection};

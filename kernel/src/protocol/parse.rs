@@ -330,6 +330,7 @@ mod tests {
                     .collect(),
             ),
             deliveries: 1,
+            flaw: None,
         }
     }
 

@@ -4,6 +4,7 @@
 /// `kernel_redis_dlq_total`. Stable: documented in docs/protocol.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
+    BadEncoding,
     MissingField,
     DuplicateField,
     TooLarge,
@@ -22,7 +23,8 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
+        Reason::BadEncoding,
         Reason::MissingField,
         Reason::DuplicateField,
         Reason::TooLarge,
@@ -42,6 +44,7 @@ impl Reason {
 
     pub fn code(self) -> &'static str {
         match self {
+            Reason::BadEncoding => "bad_encoding",
             Reason::MissingField => "missing_field",
             Reason::DuplicateField => "duplicate_field",
             Reason::TooLarge => "too_large",

@@ -1,12 +1,19 @@
 //! The kernel's Redis side: consumer-group reads, claims, acks, dead letters.
 //!
-//! Two connections: a blocking XREADGROUP must not hold up acks queued behind it on a
-//! multiplexed connection. Both reconnect on their own (redis-rs `ConnectionManager`).
+//! Commands that return entry bodies (XREADGROUP, XAUTOCLAIM, XCLAIM) go over a connection of
+//! our own whose decoder holds each entry within a byte bound (`entry_conn`, `entry_reply`,
+//! `resp`); acks, dead letters and the rest use a redis-rs `ConnectionManager`, which
+//! reconnects on its own.
 
+mod entry_conn;
+mod entry_reply;
 mod reply;
+pub mod resp;
 mod streams;
 
-pub use reply::{parse_entries, ReplyError};
+pub use entry_conn::{EntryConn, LinkError};
+pub use entry_reply::EntryBounds;
+pub use reply::ReplyError;
 pub use streams::{ClaimPage, GroupInfo, StreamClient};
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +22,8 @@ pub enum RedisIoError {
     Command(#[from] redis::RedisError),
     #[error("unexpected Redis reply: {0}")]
     Reply(#[from] ReplyError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error("redis.url is invalid: {0}")]
     Url(String),
 }

@@ -1,23 +1,33 @@
 //! Consumer-group commands on the streams the kernel reads.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
-use super::reply::{self, parse_entries};
+use super::entry_conn::EntryConn;
+use super::entry_reply::EntryBounds;
+use super::reply;
 use super::RedisIoError;
 use crate::protocol::Entry;
 
 /// Redis access for one consumer of one group.
 #[derive(Clone)]
 pub struct StreamClient {
-    reader: ConnectionManager,
+    /// XREADGROUP, XAUTOCLAIM and XCLAIM with bodies: the reader's own link.
+    entries: Arc<tokio::sync::Mutex<EntryConn>>,
+    bounds: EntryBounds,
+    /// Longest wait for a reply on `entries`: the longest BLOCK plus a margin.
+    entries_timeout: Duration,
     ops: ConnectionManager,
     group: String,
     consumer: String,
 }
+
+/// Longest wait for a reply to a command that does not block.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One XAUTOCLAIM step: claimed entries, ids deleted from the stream meanwhile, next cursor.
 #[derive(Debug, Default)]
@@ -61,12 +71,26 @@ impl StreamClient {
     ) -> Result<StreamClient, RedisIoError> {
         let client = redis::Client::open(url)
             .map_err(|e| RedisIoError::Url(crate::config::redact_url(&e.to_string())))?;
+        let defaults = crate::config::Config::default();
         Ok(StreamClient {
-            reader: manager(&client, max_block + Duration::from_secs(5))?,
-            ops: manager(&client, Duration::from_secs(10))?,
+            entries: Arc::new(tokio::sync::Mutex::new(EntryConn::new(
+                client.get_connection_info(),
+            )?)),
+            bounds: EntryBounds {
+                max_entry_bytes: defaults.limits.max_entry_bytes,
+                prefix_bytes: defaults.ingest.dlq_field_bytes,
+            },
+            entries_timeout: max_block + Duration::from_secs(5),
+            ops: manager(&client, REPLY_TIMEOUT)?,
             group: group.to_string(),
             consumer: consumer.to_string(),
         })
+    }
+
+    /// How much of each entry read is held (by default, the defaults of `limits` and `ingest`).
+    pub fn with_entry_bounds(mut self, bounds: EntryBounds) -> StreamClient {
+        self.bounds = bounds;
+        self
     }
 
     pub fn consumer(&self) -> &str {
@@ -80,6 +104,11 @@ impl StreamClient {
     /// A connection for other commands (DLQ, re-publish), sharing the non-blocking link.
     pub fn ops(&self) -> ConnectionManager {
         self.ops.clone()
+    }
+
+    /// The bounds entries are read with.
+    pub fn entry_bounds(&self) -> EntryBounds {
+        self.bounds
     }
 
     pub async fn ping(&self) -> bool {
@@ -119,19 +148,17 @@ impl StreamClient {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, RedisIoError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(count);
+        let mut args = words(&["GROUP", &self.group, &self.consumer, "COUNT"]);
+        args.push(count.to_string().into_bytes());
         if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+            args.push(b"BLOCK".to_vec());
+            args.push((block.as_millis().max(1) as u64).to_string().into_bytes());
         }
-        cmd.arg("STREAMS").arg(streams).arg(ids);
-        let mut conn = self.reader.clone();
-        let value: Value = cmd.query_async(&mut conn).await?;
-        Ok(reply::parse_read(&value)?)
+        args.push(b"STREAMS".to_vec());
+        args.extend(streams.iter().map(|s| s.as_bytes().to_vec()));
+        args.extend(ids.iter().map(|s| s.as_bytes().to_vec()));
+        let mut conn = self.entries.lock().await;
+        Ok(conn.read(&args, &self.bounds, self.entries_timeout).await?)
     }
 
     /// Claims up to `count` entries idle for `min_idle` from any consumer of the group.
@@ -142,35 +169,22 @@ impl StreamClient {
         cursor: &str,
         count: usize,
     ) -> Result<ClaimPage, RedisIoError> {
-        let mut conn = self.ops.clone();
-        let value: Value = redis::cmd("XAUTOCLAIM")
-            .arg(stream)
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg(min_idle.as_millis() as u64)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
+        let idle = (min_idle.as_millis() as u64).to_string();
+        let count = count.to_string();
+        let args = words(&[
+            stream,
+            &self.group,
+            &self.consumer,
+            &idle,
+            cursor,
+            "COUNT",
+            &count,
+        ]);
+        let mut conn = self.entries.lock().await;
+        // Redis 7 also lists ids it found deleted and has dropped from the pending list.
+        let (next, entries, deleted) = conn
+            .autoclaim(stream, &args, &self.bounds, REPLY_TIMEOUT)
             .await?;
-        let parts = reply::array(&value)?;
-        let next = parts
-            .first()
-            .map(reply::string)
-            .transpose()?
-            .unwrap_or_else(|| "0-0".into());
-        let entries = match parts.get(1) {
-            Some(v) => parse_entries(stream, v)?,
-            None => Vec::new(),
-        };
-        // Redis 7 lists ids it found deleted and has dropped from the pending list.
-        let deleted = match parts.get(2) {
-            Some(v) => reply::array(v)?
-                .iter()
-                .map(reply::string)
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
         Ok(ClaimPage {
             entries,
             deleted,
@@ -242,16 +256,12 @@ impl StreamClient {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.ops.clone();
-        let value: Value = redis::cmd("XCLAIM")
-            .arg(stream)
-            .arg(&self.group)
-            .arg(&self.consumer)
-            .arg(0)
-            .arg(ids)
-            .query_async(&mut conn)
-            .await?;
-        Ok(parse_entries(stream, &value)?)
+        let mut args = words(&[stream, &self.group, &self.consumer, "0"]);
+        args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
+        let mut conn = self.entries.lock().await;
+        Ok(conn
+            .claim(stream, &args, &self.bounds, REPLY_TIMEOUT)
+            .await?)
     }
 
     /// Resets the idle time of our own pending `ids` (XCLAIM … JUSTID to ourselves), without
@@ -351,4 +361,8 @@ impl StreamClient {
         }
         Ok(true)
     }
+}
+
+fn words(items: &[&str]) -> Vec<Vec<u8>> {
+    items.iter().map(|s| s.as_bytes().to_vec()).collect()
 }

@@ -89,6 +89,7 @@ fn entry_of(event: &Event, fields: Vec<(String, Vec<u8>)>) -> Entry {
         at: event.source.clone(),
         fields: Some(fields),
         deliveries: 1,
+        flaw: None,
     }
 }
 
@@ -128,6 +129,7 @@ mod tests {
                         ("bin".into(), vec![0, 255, 10]),
                     ]),
                     deliveries: 3,
+                    flaw: None,
                 },
             );
         }

@@ -228,6 +228,7 @@ pub(super) mod tests {
                     ("bin".into(), vec![0, 255, 10]),
                 ]),
                 deliveries: 2,
+                flaw: None,
             },
         );
         let bytes = encode(&events, &entries).unwrap();
