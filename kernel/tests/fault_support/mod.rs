@@ -223,6 +223,15 @@ pub async fn pending_of(redis: &MultiplexedConnection, consumer: &str) -> usize 
 }
 
 impl KernelProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {

@@ -261,6 +261,30 @@ pub fn verify(
     })
 }
 
+/// A request refused before its fields could be read in full (over the stream's byte bound,
+/// or a field name that is not UTF-8): `invalid` with `error`, addressed to the key's reply
+/// stream when `readable` (the fields that were read whole) holds a valid `public_key`.
+pub fn refuse(readable: &[(String, Vec<u8>)], error: RequestError) -> Invalid {
+    let f = Fields { fields: readable };
+    let fingerprint = f
+        .require("public_key", MAX_PUBLIC_KEY_LEN)
+        .and_then(|pk| decode_exact("public_key", pk, 32, 32))
+        .ok()
+        .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+        .and_then(|arr| VerifyingKey::from_bytes(&arr).ok())
+        .map(|vk| keys::fingerprint(&vk));
+    let nonce = f
+        .get("nonce", MAX_NONCE_LEN)
+        .ok()
+        .flatten()
+        .map(str::to_string);
+    Invalid {
+        fingerprint,
+        nonce,
+        error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

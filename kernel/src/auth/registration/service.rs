@@ -20,6 +20,7 @@ use super::{seal, stream};
 use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
 use crate::auth::token::TokenIssuer;
+use crate::protocol::{Entry, Flaw, Reason};
 
 const BLOCK: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -43,6 +44,8 @@ pub struct Answer {
 pub enum RegistrationError {
     #[error("redis error on the registration stream: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("reading the registration stream: {0}")]
+    Link(#[from] crate::redis_io::LinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -116,7 +119,8 @@ impl RegistrationService {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RegistrationError> {
         tokio::pin!(shutdown);
         let stream_name = self.config.register.stream.clone();
-        let mut read_conn = stream::manager(&self.redis, BLOCK)?;
+        let mut read_conn = crate::redis_io::EntryConn::new(self.redis.get_connection_info())?;
+        let bounds = stream::request_bounds(self.config.register.max_name_len);
         let mut write_conn = stream::manager(&self.redis, Duration::ZERO)?;
         stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
         // Own pending entries first (a previous run may have died mid-request).
@@ -131,7 +135,7 @@ impl RegistrationService {
                 last_prune = Instant::now();
             }
             let from = if backlog { "0" } else { ">" };
-            let read = stream::read_group(
+            let read = stream::read_requests(
                 &mut read_conn,
                 &stream_name,
                 &self.group,
@@ -139,6 +143,7 @@ impl RegistrationService {
                 from,
                 16,
                 BLOCK,
+                &bounds,
             );
             let entries = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
@@ -158,8 +163,9 @@ impl RegistrationService {
             if backlog && entries.is_empty() {
                 backlog = false;
             }
-            for (id, fields) in entries {
-                match self.process(&mut write_conn, &fields).await {
+            for entry in entries {
+                let id = entry.at.id.clone();
+                match self.process(&mut write_conn, &entry).await {
                     Ok(()) => {
                         // A failed ack is harmless: the request is read again and its stored
                         // reply resent.
@@ -198,13 +204,20 @@ impl RegistrationService {
     async fn process(
         &self,
         conn: &mut ConnectionManager,
-        fields: &[(String, Vec<u8>)],
+        entry: &Entry,
     ) -> Result<(), RegistrationError> {
+        let answer = match &entry.flaw {
+            Some(flaw) => refused(flaw),
+            None => {
+                self.decide(entry.fields.as_deref().unwrap_or_default())
+                    .await?
+            }
+        };
         let Answer {
             fingerprint,
             reply,
             resent,
-        } = self.decide(fields).await?;
+        } = answer;
         if resent {
             self.metrics.register_resent.inc();
         } else {
@@ -330,5 +343,36 @@ impl RegistrationService {
             reply,
             resent,
         })
+    }
+}
+
+/// The answer to a request read only as a summary (over the byte bound, or a field name that
+/// is not UTF-8): `invalid` / `too_large` or `bad_text`, to the key's reply stream when its
+/// `public_key` was read whole.
+fn refused(flaw: &Flaw) -> Answer {
+    let readable: Vec<(String, Vec<u8>)> = flaw
+        .fields
+        .iter()
+        .filter(|c| c.value_sha256.is_none() && c.name_len == c.name.len())
+        .filter_map(|c| Some((String::from_utf8(c.name.clone()).ok()?, c.value.clone())))
+        .collect();
+    let error = match flaw.why.reason {
+        Reason::TooLarge => request::RequestError::TooLarge("request"),
+        _ => request::RequestError::BadText("field name"),
+    };
+    let Invalid {
+        fingerprint,
+        nonce,
+        error,
+    } = request::refuse(&readable, error);
+    Answer {
+        fingerprint,
+        reply: Reply {
+            status: Status::Invalid,
+            detail: error.why().to_string(),
+            nonce,
+            grant: None,
+        },
+        resent: false,
     }
 }

@@ -8,8 +8,59 @@ use redis::aio::{
 };
 use redis::{AsyncConnectionConfig, Value};
 
+use crate::protocol::Entry;
+use crate::redis_io::{EntryBounds, EntryConn, LinkError};
+
 /// One entry: id and fields in order.
 pub type RawEntry = (String, Vec<(String, Vec<u8>)>);
+
+/// Bytes (names plus values) a registration request may have: a request is a few short
+/// fields plus `name` and `schema` of at most `max_name_len` each. A larger entry is read
+/// only as a bounded summary and answered `invalid` / `too_large`.
+pub fn max_request_bytes(max_name_len: usize) -> usize {
+    16 * 1024 + 2 * max_name_len
+}
+
+/// How the registration stream is read: entries within [`max_request_bytes`], and 256 bytes
+/// of each field of a larger one (enough for `public_key` and `nonce`, to address the reply).
+pub fn request_bounds(max_name_len: usize) -> EntryBounds {
+    EntryBounds {
+        max_entry_bytes: max_request_bytes(max_name_len),
+        prefix_bytes: 256,
+    }
+}
+
+/// XREADGROUP on the registration stream through a bounded reader: `from = "0"` re-reads
+/// `consumer`'s own pending entries, `">"` new ones. No entry is held beyond `bounds`.
+#[allow(clippy::too_many_arguments)]
+pub async fn read_requests(
+    conn: &mut EntryConn,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    from: &str,
+    count: usize,
+    block: Duration,
+    bounds: &EntryBounds,
+) -> Result<Vec<Entry>, LinkError> {
+    let args: Vec<Vec<u8>> = [
+        "GROUP",
+        group,
+        consumer,
+        "COUNT",
+        &count.to_string(),
+        "BLOCK",
+        &(block.as_millis().max(1) as u64).to_string(),
+        "STREAMS",
+        stream,
+        from,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    conn.read(&args, bounds, block + Duration::from_secs(5))
+        .await
+}
 
 /// A connection whose response timeout allows for `BLOCK`ing reads.
 pub async fn connect(

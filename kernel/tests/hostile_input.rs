@@ -1,0 +1,402 @@
+//! Entries a buggy or hostile producer can write: whatever bytes they hold, they are stored or
+//! dead-lettered with a reason and acknowledged within one delivery, never stalling the
+//! group; oversized ones are never held whole (peak RSS of the kernel process); dead letters
+//! keep a bounded prefix of each field and dead-letter streams are capped.
+
+mod fault_support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use fault_support::{metric, start_ready, KernelProcess, WAIT};
+
+use fdc_kernel::config::Config;
+use fdc_kernel::testsupport::*;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The entry of the report: a valid `data` message plus a field whose *name* is `\xff\xfe`
+/// followed by `name`.
+/// An entry's raw fields: (name, value) byte strings.
+type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn bad_name_entry() -> RawFields {
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> =
+        data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({"payload": {}}))
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect();
+    fields.push((b"\xff\xfename".to_vec(), b"v".to_vec()));
+    fields
+}
+
+fn good_entries(n: usize) -> Vec<Vec<(String, String)>> {
+    let now = now_ns();
+    (0..n)
+        .map(|i| data_fields(Uuid::now_v7(), now, None, &[], json!({ "i": i })))
+        .collect()
+}
+
+/// Every entry of `stream` as raw (name, value) pairs, oldest first.
+async fn raw_entries(redis: &MultiplexedConnection, stream: &str) -> Vec<RawFields> {
+    let mut conn = redis.clone();
+    let reply: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply
+        .into_iter()
+        .map(|(_, flat)| {
+            flat.chunks(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect()
+        })
+        .collect()
+}
+
+fn field<'a>(letter: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    letter
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+}
+
+async fn stored(pg: &sqlx::PgPool) -> i64 {
+    count(pg, "SELECT count(*) FROM events").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_utf8_field_name_is_dead_lettered_and_the_entries_behind_it_stored() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let a = start_ready(env.config()).await;
+    let b = start_ready(env.config()).await;
+
+    publish(&redis, "events", &good_entries(50)).await;
+    publish(&redis, "events", &[bad_name_entry()]).await;
+    publish(&redis, "events", &good_entries(50)).await;
+
+    let pg = env.pg().await;
+    assert_eq!(wait_for(WAIT, 100, || stored(&pg)).await, 100);
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    let letters = raw_entries(&redis, "events:dlq").await;
+    assert_eq!(field(&letters[0], "error"), Some(&b"bad_encoding"[..]));
+    // The original field, name bytes as they were.
+    assert_eq!(
+        letters[0]
+            .iter()
+            .find(|(k, _)| k == b"\xff\xfename")
+            .map(|(_, v)| v.as_slice()),
+        Some(&b"v"[..])
+    );
+    let series = "kernel_redis_dlq_total{reason=\"bad_encoding\"}";
+    assert_eq!(
+        metric(a.http_addr, series).await + metric(b.http_addr, series).await,
+        1.0
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A consumer that reads `count` new entries and dies without acknowledging them.
+async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
+    let mut conn = redis.clone();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("events")
+        .arg("kernel")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("kernel")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The startup re-read of the kernel's own pending entries and the XAUTOCLAIM of a dead
+/// consumer's entries read such entries the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_entries_pending_on_us_or_on_a_dead_consumer_are_dead_lettered() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let mut config = env.config();
+    config.postgres.statement_timeout = Duration::from_secs(1);
+    config.shutdown.timeout = Duration::from_secs(1);
+    config.ingest.claim_idle = Duration::from_millis(1500);
+    config.ingest.claim_interval = Duration::from_millis(200);
+    let me = config.ingest.consumer.clone().unwrap();
+
+    // Pending on a dead consumer: good, bad, good.
+    publish(&redis, "events", &good_entries(5)).await;
+    publish(&redis, "events", &[bad_name_entry()]).await;
+    publish(&redis, "events", &good_entries(5)).await;
+    read_without_ack(&redis, "ghost", 11).await;
+    // Pending on the kernel's own name from an earlier run: bad, good.
+    publish(&redis, "events", &[bad_name_entry()]).await;
+    publish(&redis, "events", &good_entries(5)).await;
+    read_without_ack(&redis, &me, 6).await;
+    assert_eq!(pending(&redis, "events", "kernel").await, 17);
+
+    let kernel = start_ready(config).await;
+    let pg = env.pg().await;
+    assert_eq!(wait_for(WAIT, 15, || stored(&pg)).await, 15);
+    assert_eq!(wait_for(WAIT, 2, || xlen(&redis, "events:dlq")).await, 2);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    for letter in raw_entries(&redis, "events:dlq").await {
+        assert_eq!(field(&letter, "error"), Some(&b"bad_encoding"[..]));
+    }
+    assert_eq!(
+        metric(kernel.http_addr, "kernel_redis_claimed_total").await,
+        11.0
+    );
+    kernel.shutdown().await;
+}
+
+/// `sha256sum` (coreutils) of `bytes`, in hex.
+fn sha256sum(bytes: &[u8]) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), bytes).unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(file.path())
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let mut config: Config = env.config();
+    config.ingest.dlq_field_bytes = 100;
+    config.ingest.dlq_max_len = 50;
+    let kernel = start_ready(config).await;
+    let a = kernel.http_addr;
+
+    // Invalid (bad type), with a 5,000-byte field and a token: within max_entry_bytes.
+    let blob: String = (0..5000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    let mut bad_type = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({"p": 1}));
+    bad_type[0].1 = "nonsense".into();
+    bad_type.push(("blob".into(), blob.clone()));
+    bad_type.push(("token".into(), "secret-token-value".into()));
+    // Over max_entry_bytes (64 KiB): one 200,000-byte field.
+    let huge: String = (0..200_000)
+        .map(|i| (b'0' + (i % 10) as u8) as char)
+        .collect();
+    let mut too_large = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({"p": 2}));
+    too_large.push(("huge".into(), huge.clone()));
+    too_large.push(("token".into(), "secret-token-value".into()));
+    publish(&redis, "events", &[bad_type, too_large]).await;
+    publish(&redis, "events", &good_entries(3)).await;
+
+    let pg = env.pg().await;
+    assert_eq!(wait_for(WAIT, 3, || stored(&pg)).await, 3);
+    assert_eq!(wait_for(WAIT, 2, || xlen(&redis, "events:dlq")).await, 2);
+    let letters = raw_entries(&redis, "events:dlq").await;
+    let by_error: HashMap<&[u8], &RawFields> = letters
+        .iter()
+        .map(|l| (field(l, "error").unwrap(), l))
+        .collect();
+
+    let l = by_error[&b"bad_type"[..]];
+    assert_eq!(field(l, "blob"), Some(&blob.as_bytes()[..100]));
+    assert_eq!(field(l, "blob.size"), Some(&b"5000"[..]));
+    assert_eq!(
+        field(l, "blob.sha256"),
+        Some(sha256sum(blob.as_bytes()).as_bytes())
+    );
+    assert_eq!(field(l, "type"), Some(&b"nonsense"[..]));
+    assert!(field(l, "type.size").is_none(), "short values are whole");
+    assert!(field(l, "token").is_none());
+
+    let l = by_error[&b"too_large"[..]];
+    assert_eq!(field(l, "huge"), Some(&huge.as_bytes()[..100]));
+    assert_eq!(field(l, "huge.size"), Some(&b"200000"[..]));
+    assert_eq!(
+        field(l, "huge.sha256"),
+        Some(sha256sum(huge.as_bytes()).as_bytes())
+    );
+    assert!(field(l, "token").is_none());
+    assert!(l.iter().all(|(k, v)| k.len() <= 100 && v.len() <= 200));
+    assert!(!l.iter().any(|(_, v)| v == b"secret-token-value"));
+
+    // 400 more letters: the stream stays near its cap (MAXLEN ~ trims whole nodes of up to
+    // 100 entries), and every trimmed letter is counted.
+    let mut bad: Vec<Vec<(String, String)>> = good_entries(400);
+    for e in &mut bad {
+        e[0].1 = "nonsense".into();
+    }
+    publish(&redis, "events", &bad).await;
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    assert_eq!(
+        fault_support::wait_metric_at_least(
+            a,
+            "kernel_redis_dlq_total{reason=\"bad_type\"}",
+            401.0
+        )
+        .await,
+        401.0
+    );
+    let len = xlen(&redis, "events:dlq").await;
+    assert!((50..=150).contains(&len), "dead-letter stream length {len}");
+    assert_eq!(
+        metric(a, "kernel_redis_dlq_trimmed_total").await,
+        (402 - len) as f64
+    );
+    kernel.shutdown().await;
+}
+
+/// Peak RSS of the kernel process stays within the bound of docs/operator.md although 32
+/// entries of 10 MB wait in the stream and 32 registration requests with a 10 MB `name` wait
+/// on the registration stream when a kernel with the default limits (auth on) starts: each is
+/// dead-lettered (`too_large`) or answered (`invalid` / `too_large`) and acknowledged, and
+/// the normal entries between them are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_entries_and_requests_are_never_held_whole() {
+    use fdc_kernel::auth::keys;
+    use fdc_kernel::auth::registration::request;
+    use fdc_kernel::auth::token::TokenIssuer;
+
+    const BIG: usize = 10 * 1024 * 1024;
+    const N: usize = 32;
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
+    let issuer = TokenIssuer::new(
+        &keys::load_signing_key(&files.private_key).unwrap(),
+        "fdc-test",
+        "fdc-kernel-test",
+    )
+    .unwrap();
+    let config_file = dir.path().join("kernel.yaml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "auth:\n  enabled: true\n  issuer: fdc-test\n  audience: fdc-kernel-test\n  verify_keys: [{:?}]\n  signing_key: {:?}\n",
+            files.public_key, files.private_key
+        ),
+    )
+    .unwrap();
+    let token = issuer
+        .issue(Uuid::now_v7(), "p", None, Duration::from_secs(3600))
+        .unwrap()
+        .token;
+    let with_token = |mut fields: Vec<(String, String)>| {
+        fields.push(("token".into(), token.clone()));
+        fields
+    };
+
+    // The backlog: good, 10 MB, good, … on `events`.
+    let big = "x".repeat(BIG);
+    let mut conn = redis.clone();
+    for i in 0..N {
+        let good = good_entries(2);
+        publish(&redis, "events", &[with_token(good[0].clone())]).await;
+        let mut huge = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({ "i": i }));
+        huge.push(("blob".into(), big.clone()));
+        publish(&redis, "events", &[with_token(huge)]).await;
+        publish(&redis, "events", &[with_token(good[1].clone())]).await;
+    }
+    // Registration requests from 32 keys, each with a 10 MB name.
+    let mut fingerprints = Vec::new();
+    for _ in 0..N {
+        let key = keys::generate();
+        fingerprints.push(keys::fingerprint(&key.verifying_key()));
+        let fields = request::build(&key, &big, None, &request::new_nonce(), now_ns());
+        let _: String = redis::cmd("XADD")
+            .arg("fdc:register")
+            .arg("*")
+            .arg(&fields)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    drop(big);
+
+    let config_path = config_file.to_str().unwrap().to_string();
+    let kernel = KernelProcess::start(&env, "mem-test", &[("FDC_CONFIG", config_path.as_str())]);
+    kernel.wait_ready().await;
+    let pg = env.pg().await;
+    assert_eq!(
+        wait_for(WAIT, 2 * N as i64, || stored(&pg)).await,
+        2 * N as i64,
+        "log:\n{}",
+        kernel.log()
+    );
+    assert_eq!(
+        wait_for(WAIT, N as i64, || xlen(&redis, "events:dlq")).await,
+        N as i64
+    );
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    for letter in raw_entries(&redis, "events:dlq").await {
+        assert_eq!(field(&letter, "error"), Some(&b"too_large"[..]));
+        assert_eq!(
+            field(&letter, "blob.size"),
+            Some(BIG.to_string().as_bytes())
+        );
+        assert!(field(&letter, "token").is_none());
+    }
+    // Every request answered and removed from the registration stream.
+    assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
+    assert_eq!(pending(&redis, "fdc:register", "kernel").await, 0);
+    for fp in &fingerprints {
+        let replies = read_stream(&redis, &format!("fdc:register:reply:{fp}")).await;
+        assert_eq!(replies.len(), 1, "one reply for {fp}");
+        assert_eq!(replies[0]["status"], "invalid");
+        assert_eq!(replies[0]["detail"], "too_large");
+    }
+
+    let peak_kib = vm_hwm_kib(kernel.pid());
+    let defaults = Config::default();
+    // docs/operator.md: about 4 x ingest.max_inflight_bytes + 40 MiB.
+    let bound_kib = (4 * defaults.ingest.max_inflight_bytes + 40 * 1024 * 1024) as u64 / 1024;
+    eprintln!(
+        "peak RSS {} MiB (bound {} MiB)",
+        peak_kib / 1024,
+        bound_kib / 1024
+    );
+    assert!(
+        peak_kib < bound_kib,
+        "peak RSS {peak_kib} KiB, bound {bound_kib} KiB"
+    );
+}
+
+/// Peak resident set size (`VmHWM` of `/proc/<pid>/status`), in KiB.
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM")
+}
