@@ -152,11 +152,16 @@ impl Config {
                 "e.g. :dlq",
             ));
         }
-        if ingest.dlq_field_bytes < 64 || ingest.dlq_field_bytes > 1024 * 1024 {
+        if ingest.dlq_field_bytes < 64
+            || ingest.dlq_field_bytes.saturating_mul(4) > self.limits.max_entry_bytes
+        {
             return Err(invalid(
                 "ingest.dlq_field_bytes",
-                format!("{} is out of range", ingest.dlq_field_bytes),
-                "use 64 to 1048576 (default 1024)",
+                format!(
+                    "{} is out of range (limits.max_entry_bytes is {})",
+                    ingest.dlq_field_bytes, self.limits.max_entry_bytes
+                ),
+                "use 64 up to limits.max_entry_bytes / 4 (default 1024)",
             ));
         }
         if ingest.dlq_max_len == 0 {
@@ -230,5 +235,26 @@ mod tests {
         );
         config.ingest.max_inflight_bytes = config.limits.max_entry_bytes;
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn dead_letter_keys_are_checked() {
+        let mut config = Config::default();
+        config.ingest.dlq_field_bytes = 32 * 1024;
+        let err = config.validate().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid config key `ingest.dlq_field_bytes`: 32768 is out of range \
+             (limits.max_entry_bytes is 65536); fix: use 64 up to limits.max_entry_bytes / 4 \
+             (default 1024)"
+        );
+        config.ingest.dlq_field_bytes = 16 * 1024;
+        config.validate().unwrap();
+        config.ingest.dlq_max_len = 0;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`ingest.dlq_max_len`"));
     }
 }

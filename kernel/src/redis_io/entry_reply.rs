@@ -15,6 +15,10 @@ use crate::protocol::{Clipped, Entry, EntryRef, Flaw, Reason, Rejection};
 const MAX_NAME: usize = 64 * 1024;
 /// What one clipped field costs a summary beyond its kept bytes (lengths, vector headers).
 const FIELD_OVERHEAD: usize = 96;
+/// Most fields (name/value pairs) of an entry held whole: each field costs memory beyond its
+/// bytes, so an entry of many tiny fields is `too_large` too. Protocol v1 entries have fewer
+/// than ten.
+pub const MAX_FIELDS: usize = 256;
 
 /// How much of an entry the kernel holds.
 #[derive(Debug, Clone, Copy)]
@@ -26,7 +30,10 @@ pub struct EntryBounds {
 }
 
 impl EntryBounds {
-    /// Most bytes one summary holds: fields beyond it are only counted.
+    /// Most bytes one summary holds (its fields' kept bytes plus [`FIELD_OVERHEAD`] each):
+    /// fields beyond it are only counted. Room for at least four fields; config validation
+    /// keeps `4 × dlq_field_bytes` within `max_entry_bytes`, so this is about
+    /// `max_entry_bytes`.
     fn summary_budget(&self) -> usize {
         self.max_entry_bytes
             .max(4 * (self.prefix_bytes + FIELD_OVERHEAD))
@@ -138,14 +145,16 @@ async fn fields<R: AsyncBufRead + Unpin>(
     values: usize,
     bounds: &EntryBounds,
 ) -> Result<Entry, RespError> {
+    let pairs = values / 2;
+    let too_many = pairs + values % 2 > MAX_FIELDS;
     let mut f = Fields {
         whole: Vec::new(),
-        clipped: None,
+        // Too many fields: a summary from the start.
+        clipped: too_many.then(Vec::new),
         summary_bytes: 0,
         omitted: 0,
         total: 0,
     };
-    let pairs = values / 2;
     for _ in 0..pairs {
         let name_len = bulk_len(r).await?;
         f.grow(name_len, bounds);
@@ -164,15 +173,20 @@ async fn fields<R: AsyncBufRead + Unpin>(
     }
     let total = f.total;
     if let Some(clipped) = f.clipped {
+        let detail = if too_many {
+            format!(
+                "entry has {} fields, more than {MAX_FIELDS}",
+                pairs + values % 2
+            )
+        } else {
+            format!(
+                "entry is {total} bytes, limit is {} (limits.max_entry_bytes)",
+                bounds.max_entry_bytes
+            )
+        };
         return Ok(flawed(
             at,
-            Rejection::new(
-                Reason::TooLarge,
-                format!(
-                    "entry is {total} bytes, limit is {} (limits.max_entry_bytes)",
-                    bounds.max_entry_bytes
-                ),
-            ),
+            Rejection::new(Reason::TooLarge, detail),
             clipped,
             f.omitted,
         ));
@@ -461,6 +475,28 @@ mod tests {
     }
 
     #[test]
+    fn more_than_max_fields_is_too_large_even_within_the_bytes() {
+        let bounds = EntryBounds {
+            max_entry_bytes: 64 * 1024,
+            prefix_bytes: 100,
+        };
+        let mut reply = read_reply_of(
+            "events",
+            &[entry("1-0", &vec![&b"k"[..]; 2 * MAX_FIELDS + 2])],
+        );
+        let entries = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(read_reply(&mut RespReader::new(&reply[..]), &bounds))
+            .unwrap();
+        let flaw = entries[0].flaw.as_ref().unwrap();
+        assert_eq!(flaw.why.reason, Reason::TooLarge);
+        assert_eq!(flaw.why.detail, "entry has 257 fields, more than 256");
+        assert_eq!(flaw.fields.len() + flaw.omitted, MAX_FIELDS + 1);
+        reply.clear();
+    }
+
+    #[test]
     fn error_replies_and_resp3_maps() {
         assert!(matches!(
             run(b"-NOGROUP no group\r\n"),
@@ -509,7 +545,7 @@ mod tests {
             let refs: Vec<&[u8]> = fields.iter().map(|f| f.as_slice()).collect();
             let entries = run(&read_reply_of("s", &[entry("1-0", &refs), entry("2-0", &[b"k", b"v"])])).unwrap();
             prop_assert_eq!(entries.len(), 2);
-            prop_assert!(entries[0].size() <= BOUNDS.summary_budget().max(BOUNDS.max_entry_bytes));
+            prop_assert!(entries[0].size() <= BOUNDS.max_entry_bytes + 40 * 32);
             let total: usize = fields.iter().map(Vec::len).sum();
             if total > BOUNDS.max_entry_bytes {
                 prop_assert_eq!(entries[0].flaw.as_ref().unwrap().why.reason, Reason::TooLarge);

@@ -1,0 +1,165 @@
+//! The bounded entry reader's own connection against a real Redis: the URL forms the kernel
+//! accepts (password, user and password, database), BLOCK timeouts, reconnecting after a
+//! Redis restart or a call cut short, and connection errors that name the server and the OS
+//! cause.
+
+use std::time::{Duration, Instant};
+
+use fdc_kernel::redis_io::{EntryBounds, EntryConn};
+use fdc_kernel::testsupport::*;
+
+const BOUNDS: EntryBounds = EntryBounds {
+    max_entry_bytes: 64 * 1024,
+    prefix_bytes: 1024,
+};
+
+fn conn(url: &str) -> EntryConn {
+    EntryConn::new(redis::Client::open(url).unwrap().get_connection_info()).unwrap()
+}
+
+fn args(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).collect()
+}
+
+/// XREADGROUP of new entries on `events` for consumer `c`, blocking up to `block_ms`.
+async fn read(
+    conn: &mut EntryConn,
+    block_ms: u64,
+) -> Result<Vec<fdc_kernel::protocol::Entry>, fdc_kernel::redis_io::LinkError> {
+    let block = block_ms.to_string();
+    conn.read(
+        &args(&[
+            "GROUP", "g", "c", "COUNT", "10", "BLOCK", &block, "STREAMS", "events", ">",
+        ]),
+        &BOUNDS,
+        Duration::from_millis(block_ms) + Duration::from_secs(5),
+    )
+    .await
+}
+
+async fn setup(url: &str, entries: usize) {
+    let mut c = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("events")
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    for i in 0..entries {
+        let _: String = redis::cmd("XADD")
+            .arg("events")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn password_user_and_database_from_the_url() {
+    let server = RedisServer::start().await.unwrap();
+    let port = server.port();
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "reader", "on", ">reader-pw", "~*", "&*", "+@all"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "default-pw"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    // Password only, database 2: sees what was written to database 2 only.
+    let url = format!("redis://:default-pw@127.0.0.1:{port}/2");
+    setup(&url, 3).await;
+    assert_eq!(read(&mut conn(&url), 10).await.unwrap().len(), 3);
+    // User and password, database 3 (empty).
+    let url = format!("redis://reader:reader-pw@127.0.0.1:{port}/3");
+    setup(&url, 1).await;
+    let got = read(&mut conn(&url), 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].field("n"), Some(&b"0"[..]));
+
+    // A wrong password: Redis's answer, never the password.
+    let url = format!("redis://reader:not-the-pw@127.0.0.1:{port}/3");
+    let err = read(&mut conn(&url), 10).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("Redis at 127.0.0.1:{port} answered: WRONGPASS")),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-pw"), "{err}");
+}
+
+#[tokio::test]
+async fn blocks_for_block_then_returns_nothing() {
+    let server = RedisServer::start().await.unwrap();
+    setup(&server.url(), 0).await;
+    let mut c = conn(&server.url());
+    let started = Instant::now();
+    assert!(read(&mut c, 300).await.unwrap().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // And the link is still good for the next read.
+    setup(&server.url(), 2).await;
+    assert_eq!(read(&mut c, 300).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn reconnects_after_a_restart_and_after_a_call_cut_short() {
+    let mut server = RedisServer::start().await.unwrap();
+    setup(&server.url(), 1).await;
+    let mut c = conn(&server.url());
+    assert_eq!(read(&mut c, 10).await.unwrap().len(), 1);
+
+    server.restart().await.unwrap();
+    // The old link is dead: the first call may fail on it, a later one connects afresh.
+    let _ = read(&mut c, 10).await;
+    setup(&server.url(), 2).await;
+    assert_eq!(read(&mut c, 10).await.unwrap().len(), 2);
+
+    // A blocking read abandoned mid-wait leaves its reply unread on the link; the next call
+    // must not take that reply for its own.
+    let cut = tokio::time::timeout(Duration::from_millis(100), read(&mut c, 2000)).await;
+    assert!(cut.is_err(), "the read was cut short");
+    let started = Instant::now();
+    assert!(read(&mut c, 10).await.unwrap().is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered by a fresh link, not by the end of the abandoned BLOCK"
+    );
+    setup(&server.url(), 1).await;
+    let got = read(&mut c, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].field("n"), Some(&b"0"[..]));
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_server_and_the_os_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = read(&mut conn(&format!("redis://127.0.0.1:{port}/")), 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("cannot connect to Redis at 127.0.0.1:{port}: Connection refused (os error 111)")
+    );
+}
