@@ -130,7 +130,7 @@ impl Default for IngestConfig {
             max_deliveries: 5,
             dlq_suffix: ":dlq".into(),
             dlq_field_bytes: 1024,
-            dlq_max_len: 100_000,
+            dlq_max_len: 10_000,
         }
     }
 }

@@ -168,7 +168,7 @@ impl Config {
             return Err(invalid(
                 "ingest.dlq_max_len",
                 "is 0, so every dead letter would be trimmed at once",
-                "use at least 1 (default 100000)",
+                "use at least 1 (default 10000)",
             ));
         }
         if ingest.claim_idle <= self.postgres.statement_timeout {
