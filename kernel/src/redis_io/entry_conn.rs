@@ -4,12 +4,18 @@
 //!
 //! Connects lazily to the server of `redis.url` (TCP host/port or a Unix socket, with the
 //! URL's user, password and database), one command at a time. After any error or a call that
-//! was cut short, the link is dropped and the next call connects again.
+//! was cut short, the link is dropped and the next call connects again. A call fails when
+//! Redis sends nothing for its timeout (a BLOCK plus a margin), however long a large reply
+//! takes as a whole.
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
 use super::entry_reply::{self, EntryBounds};
 use super::resp::{encode_command, Header, RespError, RespReader};
@@ -36,7 +42,7 @@ pub enum LinkError {
         server: String,
         source: std::io::Error,
     },
-    #[error("Redis at {server} did not answer within {secs} s")]
+    #[error("Redis at {server} sent nothing for {secs} s")]
     Timeout { server: String, secs: u64 },
     #[error("Redis at {server} closed the connection mid-reply")]
     Closed { server: String },
@@ -84,6 +90,9 @@ pub struct EntryConn {
     /// A command went out whose reply was not read in full (a cancelled call): the link is
     /// out of step and is dropped before the next command.
     busy: bool,
+    /// Bytes received so far: a call times out when this stops growing, not when a long
+    /// reply (many big entries) merely takes long.
+    progress: Arc<AtomicU64>,
 }
 
 /// What a command's reply holds.
@@ -123,6 +132,7 @@ impl EntryConn {
             db: settings.db(),
             link: None,
             busy: false,
+            progress: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -202,7 +212,8 @@ impl EntryConn {
         words.push(command);
         words.extend(args.iter().map(Vec::as_slice));
         let request = encode_command(&words);
-        let outcome = tokio::time::timeout(timeout, async {
+        let progress = self.progress.clone();
+        let work = async {
             if self.link.is_none() {
                 self.link = Some(self.connect().await?);
             }
@@ -226,8 +237,8 @@ impl EntryConn {
                 }
             };
             reply.map_err(|e| LinkError::from_resp(&server, e))
-        })
-        .await;
+        };
+        let outcome = until_idle(work, &progress, timeout).await;
         match outcome {
             Ok(Ok(reply)) => {
                 self.busy = false;
@@ -273,6 +284,10 @@ impl EntryConn {
                     .map_err(failed)?,
             ),
         };
+        let io: Box<dyn Io> = Box::new(Counting {
+            inner: io,
+            read: self.progress.clone(),
+        });
         let mut link = RespReader::new(BufReader::with_capacity(BUFFER, io));
         if let Some(password) = &self.password {
             let mut auth: Vec<&[u8]> = vec![b"AUTH"];
@@ -313,4 +328,90 @@ async fn send(link: &mut Link, request: &[u8]) -> Result<(), RespError> {
     io.write_all(request).await?;
     io.flush().await?;
     Ok(())
+}
+
+/// Runs `work` until it ends, or until `progress` has not grown for `idle` (then `Err(())`).
+async fn until_idle<F: std::future::Future>(
+    work: F,
+    progress: &AtomicU64,
+    idle: Duration,
+) -> Result<F::Output, ()> {
+    tokio::pin!(work);
+    let mut seen = progress.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            out = &mut work => return Ok(out),
+            _ = tokio::time::sleep(idle) => {
+                let now = progress.load(Ordering::Relaxed);
+                if now == seen {
+                    return Err(());
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
+/// The socket, counting the bytes it receives.
+struct Counting {
+    inner: Box<dyn Io>,
+    read: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = buf.filled().len() - before;
+        if got > 0 {
+            self.read.fetch_add(got as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_slow_reply_that_keeps_coming_is_not_cut_but_silence_is() {
+        let progress = AtomicU64::new(0);
+        let trickle = async {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        // 400 ms in all, never 300 ms without a byte.
+        assert!(until_idle(trickle, &progress, Duration::from_millis(300))
+            .await
+            .is_ok());
+        let silent = tokio::time::sleep(Duration::from_secs(10));
+        assert!(until_idle(silent, &progress, Duration::from_millis(300))
+            .await
+            .is_err());
+    }
 }

@@ -19,7 +19,7 @@ pub struct StreamClient {
     /// XREADGROUP, XAUTOCLAIM and XCLAIM with bodies: the reader's own link.
     entries: Arc<tokio::sync::Mutex<EntryConn>>,
     bounds: EntryBounds,
-    /// Longest wait for a reply on `entries`: the longest BLOCK plus a margin.
+    /// Longest silence while waiting for a reply on `entries`: the longest BLOCK plus a margin.
     entries_timeout: Duration,
     ops: ConnectionManager,
     group: String,
