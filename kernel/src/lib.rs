@@ -3,8 +3,10 @@
 
 pub mod auth;
 pub mod bench;
+pub mod check_config;
 pub mod config;
 pub mod dev;
+pub mod error_chain;
 pub mod health;
 pub mod http;
 pub mod ingest;
