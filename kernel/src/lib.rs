@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod readiness;
 pub mod redis_io;
 pub mod service;
 pub mod spill;

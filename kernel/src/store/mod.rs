@@ -89,12 +89,16 @@ impl Store {
     }
 
     /// Fails at once when a new connection would be needed and nothing answers at the server's
-    /// address; a silent network fails after `postgres.connect_timeout`.
+    /// address; a silent network fails after `postgres.connect_timeout`. Costs a socket only
+    /// when the pool is about to open a connection anyway.
     pub async fn reachable(&self) -> Result<(), StoreError> {
         let Some(endpoint) = &self.endpoint else {
             return Ok(());
         };
-        if self.pool.num_idle() > 0 {
+        // Only when the pool would open a connection: none idle and room for one more (a
+        // full pool waits for a connection to come back instead).
+        if self.pool.num_idle() > 0 || self.pool.size() >= self.pool.options().get_max_connections()
+        {
             return Ok(());
         }
         endpoint
