@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs README.md's commands exactly as written: every fenced block that follows a
-# `<!-- readme-test: NAME -->` line is taken from README.md itself, so the text and the test
-# cannot drift apart.
+# Runs the README's commands exactly as written: every fenced block that follows a
+# `<!-- readme-test: NAME -->` line is taken from README.md (or docs/auth.md) itself, so the
+# text and the test cannot drift apart.
 #
 #   install        `cargo install …` into a temp CARGO_INSTALL_ROOT, which goes first on PATH
 #   smoke          `fdc-kernel dev --smoke`
 #   check-config   the shipped config validates
 #   auth-kernel    started in the background; the test waits for the env file it writes
 #   auth-producer  the walkthrough (bash -e) against it; then Postgres must hold its 2 events
+#   auth-preapprove  docs/auth.md: a pre-approved key is issued at once, against the same kernel
 #
 # FDC_README_BIN_DIR=target/debug skips `install` and uses that directory instead (a quick
 # local run; CI always installs).
@@ -15,12 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 block() {
-  # The fenced block after the marker line `<!-- readme-test: $1 -->`.
+  # The fenced block after the marker line `<!-- readme-test: $1 -->` in ${2:-README.md}.
   awk -v name="$1" '
     $0 == "<!-- readme-test: " name " -->" { want = 1; next }
     want && /^```/ { if (inside) exit; inside = 1; next }
     inside { print }
-  ' README.md
+  ' "${2:-README.md}"
 }
 
 for name in install smoke check-config auth-kernel auth-producer; do
@@ -29,6 +30,10 @@ for name in install smoke check-config auth-kernel auth-producer; do
     exit 1
   fi
 done
+if [ -z "$(block auth-preapprove docs/auth.md)" ]; then
+  echo "readme.sh: docs/auth.md has no block marked readme-test: auth-preapprove" >&2
+  exit 1
+fi
 
 work=$(mktemp -d)
 dev_pid=
@@ -89,6 +94,10 @@ if [ "$stored" != 2 ]; then
   cat "$work/dev.err" >&2
   exit 1
 fi
+
+echo "== docs/auth.md: pre-approved key"
+TMPDIR="$work" bash -euo pipefail -c "$(block auth-preapprove docs/auth.md)" | tee "$work/preapprove.out"
+grep -q '^status:      issued$' "$work/preapprove.out" || { echo "the pre-approved key was not issued" >&2; exit 1; }
 
 kill -INT "$dev_pid"
 wait "$dev_pid"

@@ -128,8 +128,6 @@ impl DevEnvironment {
         env_file: Option<&Path>,
     ) -> String {
         let stream = &config.ingest.streams[0];
-        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-        let id = Uuid::now_v7();
         let rport = self.redis.port();
         let dlq = config.dlq_stream(stream);
         let pg = self.postgres.url();
@@ -137,7 +135,8 @@ impl DevEnvironment {
         match &self.auth {
             None => out.push_str(&format!(
                 "Publish an event:\n  \
-                 redis-cli -p {rport} XADD {stream} '*' type data version 1.0.0 id {id} ts {now_ns} \
+                 redis-cli -p {rport} XADD {stream} '*' type data version 1.0.0 \
+                 id \"$(cat /proc/sys/kernel/random/uuid)\" ts \"$(date +%s%N)\" \
                  data '{SAMPLE_DATA}'\n\n"
             )),
             Some(_) => {

@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 
 /// Directives added to `log.level` unless it mentions sqlx.
-const QUIET: &str = "sqlx::postgres::notice=warn,sqlx::pool=error";
+const QUIET: &str = "sqlx::postgres::notice=warn,sqlx::pool=error,sqlx_core::pool=error";
 
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -64,7 +64,7 @@ mod tests {
     fn the_default_filter_quiets_notices_and_pool_warnings_unless_sqlx_is_named() {
         assert_eq!(
             filter_directives("info"),
-            "info,sqlx::postgres::notice=warn,sqlx::pool=error"
+            "info,sqlx::postgres::notice=warn,sqlx::pool=error,sqlx_core::pool=error"
         );
         assert_eq!(filter_directives("info,sqlx=debug"), "info,sqlx=debug");
         EnvFilter::try_new(filter_directives("fdc_kernel=debug,warn")).unwrap();

@@ -211,3 +211,24 @@ fn keygen_refusing_to_overwrite_mentions_force() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--force"), "{err}");
 }
+
+#[tokio::test]
+async fn migrate_logs_one_json_line_without_postgres_notices() {
+    let env = fdc_kernel::testsupport::TestEnv::start().await.unwrap();
+    for round in 0..2 {
+        let out = bin()
+            .arg("migrate")
+            .env("FDC_POSTGRES__URL", env.postgres.url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.stdout.is_empty(), "everything goes to the log");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect();
+        assert_eq!(lines.len(), 1, "round {round}: {stderr}");
+        assert_eq!(lines[0]["message"], "migrations applied");
+    }
+}
