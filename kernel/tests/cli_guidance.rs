@@ -232,3 +232,32 @@ async fn migrate_logs_one_json_line_without_postgres_notices() {
         assert_eq!(lines[0]["message"], "migrations applied");
     }
 }
+
+#[test]
+fn a_fatal_start_error_is_logged_once_as_json() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let closed = free_port().unwrap();
+    let out = bin()
+        .arg("run")
+        .env("FDC_HTTP__LISTEN", addr.to_string())
+        .env("FDC_REDIS__URL", format!("redis://127.0.0.1:{closed}/"))
+        .env(
+            "FDC_POSTGRES__URL",
+            format!("postgres://u@127.0.0.1:{closed}/db"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .filter(|l: &serde_json::Value| l["level"] == "ERROR")
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let error = errors[0]["error"].as_str().unwrap();
+    assert!(error.contains(&format!("http.listen {addr}")), "{error}");
+    let in_use = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
+    assert_eq!(error.matches(&in_use).count(), 1, "said once: {error}");
+}
