@@ -29,6 +29,9 @@ fi
 
 cargo test --workspace --locked
 
+# README.md's commands, as written (installs fdc-kernel into a temp dir first).
+bash scripts/readme.sh
+
 if [ -x .ci/operator-checks ] || [ -f .ci/operator-checks ]; then
   bash .ci/operator-checks
 fi

@@ -1,8 +1,12 @@
-//! What `/readyz` reports besides live probes: start-up progress, shutdown, blocked ingest.
+//! What `/readyz` reports: start-up progress, shutdown, blocked ingest, and the last answer of
+//! each server the kernel needs (kept up to date by [`crate::readiness`], so that `/readyz`
+//! answers from memory, at once, in every state).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
@@ -12,9 +16,12 @@ pub struct Health {
     stop: CancellationToken,
 }
 
-#[derive(Default)]
 struct Flags {
-    migrated: AtomicBool,
+    /// Migrations applied (and today's partitions made): background work may start.
+    migrated: watch::Sender<bool>,
+    /// Per server (`Redis`, `Postgres`): why it is not usable, as last probed; absent when it
+    /// answered.
+    dependencies: Mutex<BTreeMap<&'static str, String>>,
     /// A part of the kernel died: `/healthz` fails so the process is restarted.
     failed: AtomicBool,
     /// The writer cannot store (Postgres down and nowhere else to put batches).
@@ -23,20 +30,67 @@ struct Flags {
     spill_full: AtomicBool,
 }
 
+/// The servers the kernel needs, reported not ready until their first probe.
+pub const DEPENDENCIES: [&str; 2] = ["Redis", "Postgres"];
+
 impl Health {
     pub fn new(stop: CancellationToken) -> Health {
+        let dependencies = DEPENDENCIES
+            .iter()
+            .map(|name| (*name, format!("{name} not checked yet")))
+            .collect();
         Health {
-            inner: Arc::default(),
+            inner: Arc::new(Flags {
+                migrated: watch::Sender::new(false),
+                dependencies: Mutex::new(dependencies),
+                failed: AtomicBool::default(),
+                writer_blocked: AtomicBool::default(),
+                spill_full: AtomicBool::default(),
+            }),
             stop,
         }
     }
 
     pub fn set_migrated(&self) {
-        self.inner.migrated.store(true, Ordering::SeqCst);
+        self.inner.migrated.send_replace(true);
     }
 
     pub fn migrated(&self) -> bool {
-        self.inner.migrated.load(Ordering::SeqCst)
+        *self.inner.migrated.borrow()
+    }
+
+    /// Resolves once migrations are applied (at once if they are): background tasks that need
+    /// the schema wait for it.
+    pub fn wait_migrated(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut migrated = self.inner.migrated.subscribe();
+        async move {
+            // Err: the sender is gone with the kernel; nothing to wait for any more.
+            let _ = migrated.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Records the last probe of a server: `None` when it answered, else why not.
+    pub fn set_dependency(&self, name: &'static str, problem: Option<String>) {
+        let mut deps = self
+            .inner
+            .dependencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match problem {
+            Some(problem) => deps.insert(name, problem),
+            None => deps.remove(name),
+        };
+    }
+
+    /// What the last probes found wrong, one line per server.
+    pub fn dependency_problems(&self) -> Vec<String> {
+        self.inner
+            .dependencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn set_failed(&self) {

@@ -3,14 +3,17 @@
 
 pub mod auth;
 pub mod bench;
+pub mod check_config;
 pub mod config;
 pub mod dev;
+pub mod error_chain;
 pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod readiness;
 pub mod redis_io;
 pub mod service;
 pub mod spill;

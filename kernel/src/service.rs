@@ -111,15 +111,21 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &config.ingest.group,
         &consumer,
         stop.clone(),
+        health.wait_migrated(),
     )
     .await?
     .map(|a| a.gate);
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
-        store: store.clone(),
-        redis: client.clone(),
     });
+    tokio::spawn(crate::readiness::probe_dependencies(
+        health.clone(),
+        store.clone(),
+        client.clone(),
+        crate::config::redact_url(&config.redis.url),
+        stop.clone(),
+    ));
     let http_stop = CancellationToken::new();
     let http_task = {
         let http_stop = http_stop.clone();

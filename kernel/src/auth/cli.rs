@@ -44,12 +44,15 @@ pub enum TokenCommand {
 #[derive(Args, Debug, Clone)]
 pub struct TokenIssueArgs {
     /// PKCS#8 PEM Ed25519 private key (the kernel's auth.signing_key or another verify key's pair).
-    #[arg(long)]
+    #[arg(long, env = "FDC_AUTH__SIGNING_KEY")]
     pub signing_key: PathBuf,
+    /// The producer's id (its `sub` claim; stored with each of its events).
     #[arg(long)]
     pub producer_id: Uuid,
+    /// The producer's name (used when its producer row is created).
     #[arg(long)]
     pub name: String,
+    /// Schema id or name for the token's `schema` claim.
     #[arg(long)]
     pub schema: Option<String>,
     /// Lifetime, e.g. 24h.
@@ -65,12 +68,25 @@ pub struct TokenIssueArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct RedisArgs {
-    #[arg(
-        long,
-        env = "FDC_REDIS__URL",
-        default_value = "redis://127.0.0.1:6379/"
-    )]
+    /// The Redis the kernel reads (its redis.url), e.g. redis://127.0.0.1:6379/. No default:
+    /// publishing to the wrong server would succeed silently.
+    #[arg(long, env = "FDC_REDIS__URL")]
     pub redis_url: String,
+}
+
+impl RedisArgs {
+    /// The URL with any password replaced, for messages.
+    pub fn shown(&self) -> String {
+        crate::config::redact_url(&self.redis_url)
+    }
+
+    async fn connect(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.redis_url.as_str())
+            .with_context(|| format!("--redis-url {} is invalid", self.shown()))?;
+        stream::connect(&client, Duration::from_secs(1))
+            .await
+            .with_context(|| format!("cannot connect to Redis at {}", self.shown()))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,18 +94,22 @@ pub struct RegisterArgs {
     /// Key directory made by `fdc-kernel keygen` (uses producer.key).
     #[arg(long)]
     pub key: PathBuf,
+    /// Producer name asked for (an admin sees it when approving).
     #[arg(long)]
     pub name: String,
+    /// Schema id or name asked for.
     #[arg(long)]
     pub schema: Option<String>,
     #[command(flatten)]
     pub redis: RedisArgs,
+    /// The kernel's registration stream (auth.register.stream).
     #[arg(
         long,
         env = "FDC_AUTH__REGISTER__STREAM",
         default_value = "fdc:register"
     )]
     pub stream: String,
+    /// Prefix of the kernel's reply streams (auth.register.reply_prefix).
     #[arg(
         long,
         env = "FDC_AUTH__REGISTER__REPLY_PREFIX",
@@ -106,6 +126,7 @@ pub struct RegisterArgs {
     /// (0: ask once; exit code 2 means pending).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub wait: Duration,
+    /// Pause between two requests while waiting for approval (with --wait).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
     pub interval: Duration,
 }
@@ -115,6 +136,7 @@ pub struct PublishArgs {
     /// File holding the producer's token (as saved by `register`).
     #[arg(long)]
     pub token_file: PathBuf,
+    /// The stream to add entries to (one of the kernel's ingest.streams).
     #[arg(long, default_value = "events")]
     pub stream: String,
     #[command(flatten)]
@@ -122,6 +144,10 @@ pub struct PublishArgs {
     /// Send one heartbeat and exit instead of reading stdin.
     #[arg(long)]
     pub heartbeat: bool,
+    /// Publish even what the kernel will dead-letter (an expired or malformed token, a
+    /// `payload` that is not a JSON object).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -140,20 +166,30 @@ pub struct AdminArgs {
 pub enum AdminCommand {
     /// List registrations (pending by default).
     Registrations {
+        /// pending, approved, rejected or all.
         #[arg(long, default_value = "pending")]
         status: String,
     },
     /// Approve a pending registration, binding its key to a new or an existing producer.
+    /// Name it by id, or by the producer's public key (its pending registration is found).
     Approve {
-        registration_id: Uuid,
+        /// The registration id (from `admin registrations`).
+        #[arg(required_unless_present = "public_key")]
+        registration_id: Option<Uuid>,
+        /// The producer's public key file (producer.pub) instead of a registration id.
+        #[arg(long, conflicts_with = "registration_id")]
+        public_key: Option<PathBuf>,
+        /// Bind the key to this existing producer instead of creating one.
         #[arg(long)]
         producer_id: Option<Uuid>,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: String,
     },
     /// Pre-approve a public key the producer holds itself, for a producer id (created when
     /// missing): the key's first `register` is then issued. Repeating it changes nothing.
     ApproveKey {
+        /// The producer the key belongs to (created when missing).
         producer_id: Uuid,
         /// The producer's public key file: SPKI PEM (e.g. producer.pub from `keygen`).
         #[arg(long)]
@@ -161,14 +197,18 @@ pub enum AdminCommand {
         /// Producer name (used when the producer is created).
         #[arg(long)]
         name: String,
+        /// Schema id or name for the producer.
         #[arg(long)]
         schema: Option<String>,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: String,
     },
     /// Reject a pending registration (its key is refused from then on).
     Reject {
+        /// The registration id (from `admin registrations`).
         registration_id: Uuid,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: String,
     },
@@ -179,14 +219,18 @@ pub enum AdminCommand {
     },
     /// Issue a token for a producer and print it on stdout.
     Token {
+        /// The producer to issue for.
         producer_id: Uuid,
+        /// Lifetime, e.g. 24h (default: the kernel's auth.token_ttl).
         #[arg(long)]
         ttl: Option<String>,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Recent decisions, newest first.
     Decisions {
+        /// How many to show.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -194,13 +238,19 @@ pub enum AdminCommand {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum RevokeTarget {
+    /// Revoke a producer: every token it holds is refused from now on.
     Producer {
+        /// The producer to revoke.
         producer_id: Uuid,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: String,
     },
+    /// Revoke a key: registration issues no more tokens to it.
     Key {
+        /// The key's fingerprint (hex SHA-256 of the raw public key, as `keygen` prints).
         fingerprint: String,
+        /// Why (recorded in the audit log, auth_decisions).
         #[arg(long)]
         reason: String,
     },
@@ -229,8 +279,8 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
     let key_path = args.key.join(keys::PRIVATE_KEY_FILE);
     let key = keys::load_signing_key(&key_path)?;
     let fingerprint = keys::fingerprint(&key.verifying_key());
-    let client = redis::Client::open(args.redis.redis_url.as_str()).context("redis url")?;
-    let mut conn = stream::connect(&client, Duration::from_secs(1)).await?;
+    let mut conn = args.redis.connect().await?;
+    let redis_shown = args.redis.shown();
     let reply_key = format!("{}{}", args.reply_prefix, fingerprint);
     let deadline = Instant::now() + args.wait;
     loop {
@@ -244,8 +294,13 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
         for (k, v) in &fields {
             cmd.arg(k).arg(v);
         }
-        let _: String = cmd.query_async(&mut conn).await?;
-        let reply = wait_reply(&mut conn, &reply_key, &nonce, args.timeout).await?;
+        let _: String = cmd
+            .query_async(&mut conn)
+            .await
+            .with_context(|| format!("cannot add to {} at {redis_shown}", args.stream))?;
+        let reply = wait_reply(&mut conn, &reply_key, &nonce, args.timeout)
+            .await
+            .with_context(|| format!("waiting for the reply on {reply_key} at {redis_shown}"))?;
         match reply.status {
             Status::Issued => {
                 let grant = reply
@@ -262,7 +317,10 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
                 write_secret(&out, &token)?;
                 println!("status:      issued");
                 println!("producer id: {}", grant.producer_id);
-                println!("expires at:  {}", grant.expires_at);
+                println!(
+                    "expires at:  {}",
+                    expiry_text(grant.expires_at, chrono::Utc::now())
+                );
                 println!("token saved: {}", out.display());
                 return Ok(());
             }
@@ -336,17 +394,37 @@ fn write_secret(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The `data` field for one input line: an object with `payload` is taken as the protocol's
-/// data object (`subject`, `tags`, `payload`); any other object becomes the payload.
-pub fn data_for_line(line: &str) -> anyhow::Result<String> {
+/// data object (`subject`, `tags`, `payload`); any other object becomes the payload. A
+/// `payload` that is not an object is refused (the kernel dead-letters it) unless `force`.
+pub fn data_for_line(line: &str, force: bool) -> anyhow::Result<String> {
     let v: serde_json::Value = serde_json::from_str(line).context("line is not JSON")?;
     let obj = v
         .as_object()
         .ok_or_else(|| anyhow!("line is not a JSON object"))?;
-    if obj.contains_key("payload") {
-        Ok(line.to_string())
-    } else {
-        Ok(serde_json::json!({ "payload": v }).to_string())
+    match obj.get("payload") {
+        Some(payload) if !payload.is_object() && !force => bail!(
+            "`payload` is not a JSON object, so the kernel would dead-letter it; wrap it \
+             (\"payload\": {{\"value\": …}}) or pass --force"
+        ),
+        Some(_) => Ok(line.to_string()),
+        None => Ok(serde_json::json!({ "payload": v }).to_string()),
     }
+}
+
+/// `2026-12-02 16:00:00 UTC (in 23h 59m)` for a time in seconds since the epoch.
+pub fn expiry_text(epoch_secs: i64, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Some(at) = chrono::DateTime::from_timestamp(epoch_secs, 0) else {
+        return format!("{epoch_secs} (seconds since the epoch)");
+    };
+    let left = at.signed_duration_since(now).num_seconds();
+    let relative = match u64::try_from(left) {
+        Ok(secs) => format!(
+            "in {}",
+            humantime::format_duration(Duration::from_secs(secs - secs % 60))
+        ),
+        Err(_) => "expired".to_string(),
+    };
+    format!("{} ({relative})", at.format("%Y-%m-%d %H:%M:%S UTC"))
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
@@ -356,8 +434,18 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
             .trim()
             .to_string(),
     );
-    let client = redis::Client::open(args.redis.redis_url.as_str()).context("redis url")?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    if !args.force {
+        let now = chrono::Utc::now().timestamp();
+        super::token::precheck(&token, now).map_err(|e| {
+            anyhow!(
+                "{}: {e}; the kernel would dead-letter every entry (error=auth). Get a new \
+                 token (fdc-kernel register), or pass --force to publish anyway",
+                args.token_file.display()
+            )
+        })?;
+    }
+    let mut conn = args.redis.connect().await?;
+    let redis_shown = args.redis.shown();
     let send = |kind: &'static str, data: Option<String>| {
         let mut cmd = redis::cmd("XADD");
         let id = Uuid::now_v7();
@@ -380,7 +468,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     };
     if args.heartbeat {
         let (id, cmd) = send("heartbeat", None);
-        let _: String = cmd.query_async(&mut conn).await?;
+        let _: String = cmd
+            .query_async(&mut conn)
+            .await
+            .with_context(|| format!("cannot add to {} at {redis_shown}", args.stream))?;
         println!("{id}");
         return Ok(());
     }
@@ -391,13 +482,21 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let data = data_for_line(&line).with_context(|| format!("stdin line {}", n + 1))?;
+        let data = data_for_line(&line, args.force)
+            .with_context(|| format!("stdin line {} (nothing after it was published)", n + 1))?;
         let (id, cmd) = send("data", Some(data));
-        let _: String = cmd.query_async(&mut conn).await?;
+        let _: String = cmd
+            .query_async(&mut conn)
+            .await
+            .with_context(|| format!("cannot add to {} at {redis_shown}", args.stream))?;
         println!("{id}");
         sent += 1;
     }
-    eprintln!("published {sent} events to {}", args.stream);
+    eprintln!(
+        "published {sent} {} to {} at {redis_shown}",
+        if sent == 1 { "event" } else { "events" },
+        args.stream
+    );
     Ok(())
 }
 
@@ -410,6 +509,14 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     );
     let base = args.url.trim_end_matches('/');
     let http = reqwest::Client::new();
+    let approve_id = match &args.command {
+        AdminCommand::Approve {
+            registration_id: None,
+            public_key: Some(path),
+            ..
+        } => Some(pending_registration_of(&http, base, &token, path).await?),
+        _ => None,
+    };
     let req = match &args.command {
         AdminCommand::Registrations { status } => http
             .get(format!("{base}/v1/registrations"))
@@ -418,8 +525,12 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             registration_id,
             producer_id,
             reason,
+            ..
         } => http
-            .post(format!("{base}/v1/registrations/{registration_id}/approve"))
+            .post(format!(
+                "{base}/v1/registrations/{}/approve",
+                registration_id.or(approve_id).unwrap_or_default()
+            ))
             .json(&serde_json::json!({"producer_id": producer_id, "reason": reason})),
         AdminCommand::ApproveKey {
             producer_id,
@@ -474,11 +585,14 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         .bearer_auth(token.as_str())
         .send()
         .await
-        .context("admin API unreachable")?;
+        .map_err(|e| unreachable_admin(base, &e))?;
     let status = resp.status();
-    let body = resp.text().await?;
+    let body = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of the admin API at {base}"))?;
     if !status.is_success() {
-        bail!("admin API answered {status}: {body}");
+        bail!("admin API at {base} answered {status}: {}", body.trim());
     }
     match (
         &args.command,
@@ -493,6 +607,55 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error for an admin API that did not answer: where, and the innermost cause (reqwest's
+/// own text is only `error sending request`).
+fn unreachable_admin(base: &str, e: &reqwest::Error) -> anyhow::Error {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    anyhow!("admin API at {base} unreachable (--url, FDC_ADMIN_URL): {cause}")
+}
+
+/// The id of the pending registration of the key in `public_key`.
+async fn pending_registration_of(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    public_key: &std::path::Path,
+) -> anyhow::Result<Uuid> {
+    let key = keys::load_verifying_key(public_key)?;
+    let fingerprint = keys::fingerprint(&key);
+    let resp = http
+        .get(format!("{base}/v1/registrations"))
+        .query(&[("status", "pending")])
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| unreachable_admin(base, &e))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of the admin API at {base}"))?;
+    if !status.is_success() {
+        bail!("admin API at {base} answered {status}: {}", body.trim());
+    }
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body)
+        .with_context(|| format!("unexpected registration list from {base}"))?;
+    list.iter()
+        .filter(|r| r["fingerprint"].as_str() == Some(fingerprint.as_str()))
+        .filter_map(|r| r["registration_id"].as_str()?.parse().ok())
+        .next_back()
+        .ok_or_else(|| {
+            anyhow!(
+                "no pending registration for the key in {} (fingerprint {fingerprint}); the \
+                 producer runs `fdc-kernel register` first",
+                public_key.display()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,13 +663,32 @@ mod tests {
     #[test]
     fn lines_become_data_objects() {
         assert_eq!(
-            data_for_line(r#"{"payload":{"a":1},"subject":"s"}"#).unwrap(),
+            data_for_line(r#"{"payload":{"a":1},"subject":"s"}"#, false).unwrap(),
             r#"{"payload":{"a":1},"subject":"s"}"#
         );
         let wrapped: serde_json::Value =
-            serde_json::from_str(&data_for_line(r#"{"a":1}"#).unwrap()).unwrap();
+            serde_json::from_str(&data_for_line(r#"{"a":1}"#, false).unwrap()).unwrap();
         assert_eq!(wrapped, serde_json::json!({"payload": {"a": 1}}));
-        assert!(data_for_line("[1]").is_err());
-        assert!(data_for_line("nope").is_err());
+        assert!(data_for_line("[1]", false).is_err());
+        assert!(data_for_line("nope", false).is_err());
+        let err = data_for_line(r#"{"payload": 5}"#, false).unwrap_err();
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(
+            data_for_line(r#"{"payload": 5}"#, true).unwrap(),
+            r#"{"payload": 5}"#
+        );
+    }
+
+    #[test]
+    fn expiry_reads_as_a_date_and_a_duration() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        assert_eq!(
+            expiry_text(1_800_000_000 + 86_400 + 30, now),
+            "2027-01-16 08:00:30 UTC (in 1day)"
+        );
+        assert_eq!(
+            expiry_text(1_800_000_000 - 5, now),
+            "2027-01-15 07:59:55 UTC (expired)"
+        );
     }
 }

@@ -37,7 +37,7 @@ pub enum KeyError {
     BadPrivateKey { path: PathBuf },
     #[error("{path} is not an SPKI PEM Ed25519 public key")]
     BadPublicKey { path: PathBuf },
-    #[error("{path} already exists; refusing to overwrite a key")]
+    #[error("{path} already exists; refusing to overwrite a key (pass --force to replace it)")]
     Exists { path: PathBuf },
     #[error("cannot encode key as PEM")]
     Encode,

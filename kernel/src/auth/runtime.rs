@@ -59,8 +59,10 @@ pub fn issuer_from_config(config: &AuthConfig) -> Result<Option<TokenIssuer>, Au
     )?))
 }
 
-/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false. Background tasks stop when
-/// `stop` is cancelled.
+/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false. The background tasks that
+/// use the auth tables (last-seen writes, the registration service with its nonce pruning)
+/// start once `schema_ready` resolves (migrations applied), and stop when `stop` is cancelled.
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     config: &AuthConfig,
     pool: PgPool,
@@ -69,6 +71,7 @@ pub async fn start(
     group: &str,
     consumer: &str,
     stop: CancellationToken,
+    schema_ready: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Option<AuthRuntime>, AuthStartError> {
     if !config.enabled {
         return Ok(None);
@@ -86,10 +89,8 @@ pub async fn start(
         "auth enabled"
     );
 
-    tokio::spawn(write_last_seen(authenticator.clone(), stop.clone()));
-
-    if config.register.enabled {
-        let service = Arc::new(RegistrationService::new(
+    let registration = if config.register.enabled {
+        Some(Arc::new(RegistrationService::new(
             config,
             pool.clone(),
             redis::Client::open(redis_url)?,
@@ -97,9 +98,24 @@ pub async fn start(
             metrics.clone(),
             group,
             consumer,
-        ));
-        // Supervised: Redis trouble (even at start) delays registration, never ends it.
-        tokio::spawn(service.serve(stop.clone()));
+        )))
+    } else {
+        None
+    };
+    {
+        let authenticator = authenticator.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = schema_ready => {}
+            }
+            tokio::spawn(write_last_seen(authenticator, stop.clone()));
+            if let Some(service) = registration {
+                // Supervised: Redis trouble (even at start) delays registration, never ends it.
+                tokio::spawn(service.serve(stop));
+            }
+        });
     }
 
     let mut admin_addr = None;

@@ -333,6 +333,29 @@ impl TokenVerifier {
     }
 }
 
+/// What a producer can check about its own token without the kernel's keys: a JWT with an
+/// `EdDSA` header and a `kid`, claims of the right shape, not expired at `now` (seconds since
+/// the epoch). The signature is not checked. `publish` uses it to refuse entries the kernel
+/// would dead-letter for sure.
+pub fn precheck(token: &str, now: i64) -> Result<Claims, TokenError> {
+    let header = parse_header(token)?;
+    if header.alg.as_deref() != Some("EdDSA") {
+        return Err(TokenError::Algorithm);
+    }
+    if header.kid.as_deref().unwrap_or_default().is_empty() {
+        return Err(TokenError::UnknownKey);
+    }
+    let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| TokenError::Claims)?;
+    if claims.exp <= now {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
 /// Decode the JOSE header ourselves so the algorithm is checked before anything else and
 /// unsupported algorithm names (e.g. `none`) are reported as such rather than as bad JSON.
 fn parse_header(token: &str) -> Result<RawHeader, TokenError> {
@@ -649,5 +672,30 @@ mod tests {
         ];
         let whys: std::collections::HashSet<_> = all.iter().map(|e| e.why()).collect();
         assert_eq!(whys.len(), all.len());
+    }
+
+    #[test]
+    fn precheck_refuses_what_the_kernel_would_refuse_for_sure() {
+        let (_, issuer, _) = setup();
+        let now = now_secs();
+        let good = issuer.sign_claims(&claims_at(now, now + 60, None)).unwrap();
+        assert_eq!(precheck(&good, now).unwrap().exp, now + 60);
+        let expired = issuer
+            .sign_claims(&claims_at(now - 120, now - 60, None))
+            .unwrap();
+        assert_eq!(precheck(&expired, now), Err(TokenError::Expired));
+        assert_eq!(precheck("garbage", now), Err(TokenError::Malformed));
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none"})),
+            b64(&serde_json::json!({"sub": "x"}))
+        );
+        assert_eq!(precheck(&none, now), Err(TokenError::Algorithm));
+        let bad_claims = format!(
+            "{}.{}.sig",
+            b64(&serde_json::json!({"alg": "EdDSA", "kid": "k"})),
+            b64(&serde_json::json!({"sub": "not-a-uuid", "exp": now + 60}))
+        );
+        assert_eq!(precheck(&bad_claims, now), Err(TokenError::Claims));
     }
 }

@@ -264,6 +264,12 @@ impl Default for ShutdownConfig {
 impl Config {
     /// Loads `path` (when given) and the `FDC_*` environment, then validates.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(Self::sources(path)?)
+    }
+
+    /// The config file (when given) and the `FDC_*` environment, merged but not extracted:
+    /// `check-config` reads the values as written from it.
+    pub fn sources(path: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
         if let Some(path) = path {
             if !path.exists() {
@@ -279,7 +285,7 @@ impl Config {
                 .filter(|key| key.as_str().contains("__"))
                 .split("__"),
         );
-        Self::from_figment(figment)
+        Ok(figment)
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {

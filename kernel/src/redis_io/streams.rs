@@ -112,11 +112,16 @@ impl StreamClient {
     }
 
     pub async fn ping(&self) -> bool {
+        self.check().await.is_ok()
+    }
+
+    /// A PING; the error says why Redis did not answer.
+    pub async fn check(&self) -> Result<(), redis::RedisError> {
         let mut conn = self.ops.clone();
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .is_ok()
+            .map(drop)
     }
 
     /// Creates the group on each stream (and the stream, MKSTREAM) if missing. A new group

@@ -6,6 +6,13 @@ pub enum StoreError {
     Config(String),
     #[error("Postgres unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// Nothing answers at the server's address (refused, unresolvable, silent).
+    #[error("Postgres at {server} unreachable: {source}")]
+    Unreachable {
+        server: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Postgres rejected the data: {0}")]
     Data(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -16,14 +23,17 @@ impl StoreError {
     /// An outage (connection lost, server shutting down, read-only, out of disk, timeout):
     /// the batch is fine and can be retried or spilled.
     pub fn is_outage(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Unreachable { .. }
+        )
     }
 
     /// A short label for the `kernel_pg_errors_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
             StoreError::Config(_) => "config",
-            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Unavailable(_) | StoreError::Unreachable { .. } => "unavailable",
             StoreError::Data(_) => "data",
             StoreError::Migrate(_) => "migrate",
         }

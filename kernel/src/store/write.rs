@@ -45,7 +45,16 @@ impl Store {
     /// Stores `events` exactly once each: already stored ids are counted, not written again.
     /// One transaction: claim the ids in `event_index`, then `COPY` the new events and their
     /// tags; nothing is visible (or acknowledged by the caller) before the commit.
+    /// A refused connection fails at once (see [`Store::reachable`]); an error names the
+    /// server when sqlx does not.
     pub async fn write_batch(&self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
+        self.reachable().await?;
+        self.write_batch_unchecked(events)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    async fn write_batch_unchecked(&self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<&Event> = events.iter().filter(|e| seen.insert(e.id)).collect();
         let repeated_in_batch = events.len() - unique.len();
