@@ -89,6 +89,18 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
     }
 
     async fn raw_header(&mut self) -> Result<Raw, RespError> {
+        // Fast path, no allocation: a length or integer line already in the buffer (the
+        // headers of arrays and bulk strings, nearly every line of an entry reply).
+        let buf = self.inner.fill_buf().await?;
+        if let Some(end) = buf.iter().take(32).position(|&b| b == b'\n') {
+            if end >= 2 && buf[end - 1] == b'\r' {
+                let quick = numeric_header(buf[0], &buf[1..end - 1]);
+                if let Some(header) = quick {
+                    self.inner.consume(end + 1);
+                    return header.map(Raw::Value);
+                }
+            }
+        }
         let line = self.line().await?;
         let (kind, rest) = line
             .split_first()
@@ -287,6 +299,18 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
     }
 }
 
+/// The header of a line `kind` + `rest` when it is all numbers (`*`, `~`, `>`, `$`, `=`,
+/// `:`); `None` for the other kinds.
+fn numeric_header(kind: u8, rest: &[u8]) -> Option<Result<Header, RespError>> {
+    let header = match kind {
+        b'*' | b'~' | b'>' => length(rest).map(|n| n.map_or(Header::Nil, Header::Array)),
+        b'$' | b'=' => length(rest).map(|n| n.map_or(Header::Nil, Header::Bulk)),
+        b':' => integer(rest).map(Header::Int),
+        _ => return None,
+    };
+    Some(header)
+}
+
 fn integer(text: &[u8]) -> Result<i64, RespError> {
     std::str::from_utf8(text)
         .ok()
@@ -399,6 +423,18 @@ mod tests {
             assert_eq!(bulk.len, 100_000);
             assert_eq!(bulk.sha256, Some(Sha256::digest(&value).into()));
             assert_eq!(r.header().await.unwrap(), Header::Int(7));
+        });
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_joined() {
+        block_on(async {
+            let bytes = b"*2\r\n$12345\r\n:-7\r\n";
+            let mut r = RespReader::new(tokio::io::BufReader::with_capacity(3, &bytes[..]));
+            assert_eq!(r.header().await.unwrap(), Header::Array(2));
+            assert_eq!(r.header().await.unwrap(), Header::Bulk(12345));
+            let mut r = RespReader::new(tokio::io::BufReader::with_capacity(2, &b":-7\r\n"[..]));
+            assert_eq!(r.header().await.unwrap(), Header::Int(-7));
         });
     }
 
