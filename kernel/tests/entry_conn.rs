@@ -163,3 +163,71 @@ async fn a_refused_connection_names_the_server_and_the_os_cause() {
         format!("cannot connect to Redis at 127.0.0.1:{port}: Connection refused (os error 111)")
     );
 }
+
+/// XCLAIM and XAUTOCLAIM replies through the bounded reader: a field name that is not UTF-8
+/// and a 200 KB value come back as flawed entries beside a good one, not as a failed reply.
+#[tokio::test]
+async fn claims_carry_flawed_entries_beside_good_ones() {
+    use fdc_kernel::protocol::Reason;
+
+    let server = RedisServer::start().await.unwrap();
+    setup(&server.url(), 0).await;
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for fields in [
+        vec![(b"n".to_vec(), b"1".to_vec())],
+        vec![(b"\xff\xfename".to_vec(), b"v".to_vec())],
+        vec![(b"big".to_vec(), vec![b'b'; 200_000])],
+    ] {
+        let id: String = redis::cmd("XADD")
+            .arg("events")
+            .arg("*")
+            .arg(&fields)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // Delivered to a consumer that never acknowledges.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "g", "ghost", "STREAMS", "events", ">"][..])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    let mut c = conn(&server.url());
+    let mut claim = args(&["events", "g", "c", "0"]);
+    claim.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
+    let got = c
+        .claim("events", &claim, &BOUNDS, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let reasons: Vec<Option<Reason>> = got
+        .iter()
+        .map(|e| e.flaw.as_ref().map(|f| f.why.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [None, Some(Reason::BadEncoding), Some(Reason::TooLarge)]
+    );
+    let big = &got[2].flaw.as_ref().unwrap().fields[0];
+    assert_eq!((big.value.len(), big.value_len), (1024, 200_000));
+
+    let (next, got, deleted) = c
+        .autoclaim(
+            "events",
+            &args(&["events", "g", "d", "0", "0-0", "COUNT", "10"]),
+            &BOUNDS,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, "0-0");
+    assert!(deleted.is_empty());
+    assert_eq!(got.len(), 3);
+    assert!(got[0].flaw.is_none() && got[1].flaw.is_some() && got[2].flaw.is_some());
+}
