@@ -5,11 +5,15 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::stall::StallBoard;
+
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Flags>,
     /// The kernel's stop token: readiness drops the moment shutdown is asked for.
     stop: CancellationToken,
+    /// Workers failing on the same work: past `ingest.stall_after` they make `/readyz` fail.
+    stalls: StallBoard,
 }
 
 #[derive(Default)]
@@ -28,6 +32,7 @@ impl Health {
         Health {
             inner: Arc::default(),
             stop,
+            stalls: StallBoard::default(),
         }
     }
 
@@ -65,5 +70,10 @@ impl Health {
 
     pub fn spill_full(&self) -> bool {
         self.inner.spill_full.load(Ordering::SeqCst)
+    }
+
+    /// The reader's and writer lanes' failing state (see [`crate::stall`]).
+    pub fn stalls(&self) -> &StallBoard {
+        &self.stalls
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP endpoints: `/metrics`, `/healthz` (the process is alive), `/readyz` (it can do its
-//! job: Redis and Postgres answer, migrations are applied, ingest is not blocked, not
-//! shutting down).
+//! job: Redis and Postgres answer, migrations are applied, ingest is not blocked or stalled,
+//! not shutting down).
 
 use std::time::Duration;
 
@@ -51,29 +51,35 @@ async fn healthz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
-    let mut problems = Vec::new();
+    let mut problems: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     if state.health.shutting_down() {
-        problems.push("shutting down");
+        problems.push("shutting down".into());
     }
     if !state.health.migrated() {
-        problems.push("migrations not applied yet");
+        problems.push("migrations not applied yet".into());
     }
     if state.health.writer_blocked() {
-        problems.push(if state.health.spill_full() {
-            "writer blocked: Postgres unavailable and spill full (spill.max_bytes reached)"
-        } else {
-            "writer blocked: Postgres unavailable"
-        });
+        problems.push(
+            if state.health.spill_full() {
+                "writer blocked: Postgres unavailable and spill full (spill.max_bytes reached)"
+            } else {
+                "writer blocked: Postgres unavailable"
+            }
+            .into(),
+        );
+    }
+    for stall in state.health.stalls().stalled() {
+        problems.push(stall.to_string().into());
     }
     let (pg_ok, redis_ok) = tokio::join!(
         state.store.ping(PROBE_TIMEOUT),
         tokio::time::timeout(PROBE_TIMEOUT, state.redis.ping())
     );
     if !pg_ok {
-        problems.push("Postgres unreachable");
+        problems.push("Postgres unreachable".into());
     }
     if !matches!(redis_ok, Ok(true)) {
-        problems.push("Redis unreachable");
+        problems.push("Redis unreachable".into());
     }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n".into())

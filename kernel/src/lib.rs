@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod redis_io;
 pub mod service;
 pub mod spill;
+pub mod stall;
 pub mod store;
 pub mod supervise;
 pub mod testsupport;

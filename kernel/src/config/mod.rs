@@ -107,6 +107,10 @@ pub struct IngestConfig {
     pub max_deliveries: u64,
     /// The dead-letter stream of stream `S` is `S` followed by this suffix.
     pub dlq_suffix: String,
+    /// The reader or a writer lane failing on the same work for this long is stalled:
+    /// `/readyz` answers 503 naming it and `kernel_stalled{stage}` reads 1.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -124,6 +128,7 @@ impl Default for IngestConfig {
             claim_interval: Duration::from_secs(10),
             max_deliveries: 5,
             dlq_suffix: ":dlq".into(),
+            stall_after: Duration::from_secs(60),
         }
     }
 }

@@ -152,6 +152,13 @@ impl Config {
                 "e.g. :dlq",
             ));
         }
+        if ingest.stall_after.is_zero() {
+            return Err(invalid(
+                "ingest.stall_after",
+                "is 0, so every retried failure would make the kernel unready",
+                "use a duration such as 60s (the default)",
+            ));
+        }
         if ingest.claim_idle <= self.postgres.statement_timeout {
             return Err(invalid(
                 "ingest.claim_idle",
