@@ -149,6 +149,9 @@ pub struct LimitsConfig {
     /// (which would land in 1970) and bounds the partitions old events create.
     #[serde(with = "humantime_serde")]
     pub max_past_age: Duration,
+    /// Deepest nesting of objects and arrays in an event's `payload` (the payload object is
+    /// level 1); deeper payloads are dead-lettered as `bad_payload`.
+    pub max_json_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -161,6 +164,7 @@ impl Default for LimitsConfig {
             max_subject_len: 256,
             max_future_skew: Duration::from_secs(300),
             max_past_age: Duration::from_secs(366 * 86_400),
+            max_json_depth: 64,
         }
     }
 }

@@ -176,6 +176,13 @@ impl Config {
                 "raise ingest.claim_idle or lower shutdown.timeout",
             ));
         }
+        if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 100 {
+            return Err(invalid(
+                "limits.max_json_depth",
+                format!("{} is out of range", self.limits.max_json_depth),
+                "use 1..=100 (default 64)",
+            ));
+        }
         if self.limits.max_entry_bytes < 256 {
             return Err(invalid(
                 "limits.max_entry_bytes",
