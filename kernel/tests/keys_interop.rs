@@ -126,3 +126,58 @@ print(key.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw).hex())
         public_hex.trim()
     );
 }
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn a_token_without_kid_minted_by_openssl_is_verified_against_the_configured_keys() {
+    use fdc_kernel::auth::token::{TokenError, TokenVerifier};
+
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("issuer.key");
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private));
+    let now = chrono::Utc::now().timestamp();
+    let producer = uuid::Uuid::now_v7();
+    // A JWS with no `kid` in its header, signed by the openssl binary over the signing input.
+    let mint = |exp: i64| {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT"});
+        let claims = serde_json::json!({
+            "iss": "fdc", "aud": "fdc-kernel", "sub": producer, "name": "sensor",
+            "iat": now, "exp": exp, "jti": "openssl-1",
+        });
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let input_file = dir.path().join("input");
+        let sig_file = dir.path().join("sig");
+        std::fs::write(&input_file, &input).unwrap();
+        run(Command::new("openssl")
+            .args(["pkeyutl", "-sign", "-rawin", "-inkey"])
+            .arg(&private)
+            .arg("-in")
+            .arg(&input_file)
+            .arg("-out")
+            .arg(&sig_file));
+        format!("{input}.{}", b64url(&std::fs::read(&sig_file).unwrap()))
+    };
+    let signer = keys::load_signing_key(&private).unwrap();
+    // The right key among others (a rotation): accepted.
+    let verifier = TokenVerifier::new("fdc", "fdc-kernel")
+        .with_key(&keys::generate().verifying_key())
+        .with_key(&signer.verifying_key())
+        .with_key(&keys::generate().verifying_key());
+    let claims = verifier.verify(&mint(now + 600)).unwrap();
+    assert_eq!(claims.sub, producer);
+    assert_eq!(verifier.verify(&mint(now - 600)), Err(TokenError::Expired));
+    // None of the configured keys signed it: refused for its signature.
+    let others =
+        TokenVerifier::new("fdc", "fdc-kernel").with_key(&keys::generate().verifying_key());
+    assert_eq!(others.verify(&mint(now + 600)), Err(TokenError::Signature));
+}
