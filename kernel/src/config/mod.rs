@@ -107,6 +107,10 @@ pub struct IngestConfig {
     pub max_deliveries: u64,
     /// The dead-letter stream of stream `S` is `S` followed by this suffix.
     pub dlq_suffix: String,
+    /// The reader or a writer lane failing on the same work for this long is stalled:
+    /// `/readyz` answers 503 naming it and `kernel_stalled{stage}` reads 1.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -124,6 +128,7 @@ impl Default for IngestConfig {
             claim_interval: Duration::from_secs(10),
             max_deliveries: 5,
             dlq_suffix: ":dlq".into(),
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -144,6 +149,9 @@ pub struct LimitsConfig {
     /// (which would land in 1970) and bounds the partitions old events create.
     #[serde(with = "humantime_serde")]
     pub max_past_age: Duration,
+    /// Deepest nesting of objects and arrays in an event's `payload` (the payload object is
+    /// level 1); deeper payloads are dead-lettered as `bad_payload`.
+    pub max_json_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -156,6 +164,7 @@ impl Default for LimitsConfig {
             max_subject_len: 256,
             max_future_skew: Duration::from_secs(300),
             max_past_age: Duration::from_secs(366 * 86_400),
+            max_json_depth: 64,
         }
     }
 }

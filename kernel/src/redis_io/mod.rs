@@ -3,6 +3,7 @@
 //! Two connections: a blocking XREADGROUP must not hold up acks queued behind it on a
 //! multiplexed connection. Both reconnect on their own (redis-rs `ConnectionManager`).
 
+mod lag;
 mod reply;
 mod streams;
 

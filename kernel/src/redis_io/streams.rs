@@ -31,7 +31,8 @@ pub struct ClaimPage {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GroupInfo {
     pub pending: i64,
-    /// Entries not yet delivered to the group; `None` when Redis cannot tell.
+    /// Entries not yet delivered to the group (0 once the last-delivered-id is the stream's
+    /// last id); `None` when Redis cannot tell.
     pub lag: Option<i64>,
 }
 
@@ -292,7 +293,7 @@ impl StreamClient {
         Ok(acked)
     }
 
-    /// The group's pending count and lag on `stream`.
+    /// The group's pending count and lag on `stream` (lag from ids, see `lag.rs`).
     pub async fn group_info(&self, stream: &str) -> Result<GroupInfo, RedisIoError> {
         let mut conn = self.ops.clone();
         let value: Value = redis::cmd("XINFO")
@@ -319,9 +320,21 @@ impl StreamClient {
                 Some(Value::Int(n)) => Some(*n),
                 _ => None,
             };
+            let last_delivered = fields
+                .get("last-delivered-id")
+                .and_then(|v| reply::string(v).ok());
+            let (last_generated, length): (String, i64) = super::lag::tail_script()
+                .key(stream)
+                .invoke_async(&mut conn)
+                .await?;
             return Ok(GroupInfo {
                 pending: int("pending").unwrap_or(0),
-                lag: int("lag"),
+                lag: super::lag::true_lag(
+                    last_delivered.as_deref(),
+                    &last_generated,
+                    int("lag"),
+                    length,
+                ),
             });
         }
         Ok(GroupInfo::default())
