@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Installs what the tests need when it is missing
-# (redis-server and PostgreSQL, via apt-get when run as root). The tests start their own
+# (redis-server, PostgreSQL and openssl, via apt-get when run as root). The tests start their own
 # private Redis and Postgres; they never use a server already running on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ have_postgres() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 have_postgres || missing+=(postgresql)
+# The key interop tests run the real openssl on keys the kernel writes and reads.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}"

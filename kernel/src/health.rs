@@ -9,11 +9,15 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::stall::StallBoard;
+
 #[derive(Clone)]
 pub struct Health {
     inner: Arc<Flags>,
     /// The kernel's stop token: readiness drops the moment shutdown is asked for.
     stop: CancellationToken,
+    /// Workers failing on the same work: past `ingest.stall_after` they make `/readyz` fail.
+    stalls: StallBoard,
 }
 
 struct Flags {
@@ -48,6 +52,7 @@ impl Health {
                 spill_full: AtomicBool::default(),
             }),
             stop,
+            stalls: StallBoard::default(),
         }
     }
 
@@ -119,5 +124,10 @@ impl Health {
 
     pub fn spill_full(&self) -> bool {
         self.inner.spill_full.load(Ordering::SeqCst)
+    }
+
+    /// The reader's and writer lanes' failing state (see [`crate::stall`]).
+    pub fn stalls(&self) -> &StallBoard {
+        &self.stalls
     }
 }

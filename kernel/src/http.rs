@@ -1,6 +1,6 @@
 //! The HTTP endpoints: `/metrics`, `/healthz` (the process is alive), `/readyz` (it can do its
-//! job: Redis and Postgres answer, migrations are applied, ingest is not blocked, not
-//! shutting down). Both answer from memory: the servers are probed in the background
+//! job: Redis and Postgres answer, migrations are applied, ingest is not blocked or stalled,
+//! not shutting down). Both answer from memory: the servers are probed in the background
 //! ([`crate::readiness`]), so a silent server never makes a probe of the kernel time out.
 
 use axum::extract::State;
@@ -59,6 +59,9 @@ async fn readyz(State(state): State<HttpState>) -> (StatusCode, String) {
         });
     }
     problems.extend(state.health.dependency_problems());
+    for stall in state.health.stalls().stalled() {
+        problems.push(stall.to_string());
+    }
     if problems.is_empty() {
         (StatusCode::OK, "ready\n".into())
     } else {

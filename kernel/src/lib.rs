@@ -17,6 +17,7 @@ pub mod readiness;
 pub mod redis_io;
 pub mod service;
 pub mod spill;
+pub mod stall;
 pub mod store;
 pub mod supervise;
 pub mod testsupport;

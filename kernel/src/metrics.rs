@@ -35,6 +35,8 @@ pub struct Metrics {
     pub inflight_bytes: IntGauge,
     pub partitions_dropped: IntCounter,
     pub stage_seconds: HistogramVec,
+    /// 1 while the reader / a writer lane has failed on the same work for `ingest.stall_after`.
+    pub stalled: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -124,7 +126,17 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(inflight_bytes.clone()))
             .expect("unique metric");
+        let stalled = gauge_vec(
+            r,
+            "kernel_stalled",
+            "1 while the stage (reader, writer) keeps failing on the same work for longer than ingest.stall_after.",
+            &["stage"],
+        );
+        for stage in crate::stall::Stage::ALL {
+            stalled.with_label_values(&[stage.label()]);
+        }
         Metrics {
+            stalled,
             redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
             redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
             redis_dlq,

@@ -76,6 +76,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     let metrics = Metrics::new();
     let stop = CancellationToken::new();
     let health = Health::new(stop.clone());
+    health.stalls().set_after(config.ingest.stall_after);
     let store = Store::connect_lazy(&config.postgres, &consumer)?;
     let client = StreamClient::new(
         &config.redis.url,
@@ -188,6 +189,11 @@ async fn run(
         stop.clone(),
     ));
 
+    let stall_gauge = tokio::spawn(crate::stall::publish(
+        health.stalls().clone(),
+        metrics.stalled.clone(),
+        stop.clone(),
+    ));
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
     let inflight = InFlight::with_gauge(metrics.inflight_bytes.clone());
@@ -218,6 +224,7 @@ async fn run(
             inflight: inflight.clone(),
             max_entry_bytes: config.limits.max_entry_bytes,
             next_refresh: Default::default(),
+            stall: health.stalls().ticket(crate::stall::Stage::Reader),
         }
         .run(),
     );
@@ -262,6 +269,7 @@ async fn run(
         }
     };
     housekeeping.abort();
+    stall_gauge.abort();
     match client.leave_group_if_idle(&config.ingest.streams).await {
         Ok(true) => info!("left the consumer group (nothing pending)"),
         Ok(false) => info!("staying in the consumer group: entries still pending"),

@@ -286,3 +286,55 @@ async fn auth_off_ignores_tokens_and_stores_no_producer() {
     assert_eq!(xlen(&redis, "events:dlq").await, 0);
     kernel.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_token_without_kid_is_verified_against_the_configured_keys() {
+    let k = AuthKernel::start(Options::default()).await;
+    let redis = k.env.redis_conn().await;
+    let pg = k.env.pg().await;
+    let producer = Uuid::now_v7();
+    let now = chrono::Utc::now().timestamp();
+    let body = claims(&k, producer, now, now + 600, None);
+    let sign_without_kid = |key: &ed25519_dalek::SigningKey| {
+        let der = key.to_pkcs8_der().unwrap();
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &body,
+            &EncodingKey::from_ed_der(der.as_bytes()),
+        )
+        .unwrap()
+    };
+    let ours = sign_without_kid(&k.signing_key);
+    let strangers = sign_without_kid(&keys::generate());
+    publish(
+        &redis,
+        "events",
+        &[data_entry(Some(&ours), 1), data_entry(Some(&strangers), 2)],
+    )
+    .await;
+
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    assert_eq!(
+        count(
+            &pg,
+            &format!("SELECT count(*) FROM events WHERE producer_id = '{producer}'")
+        )
+        .await,
+        1
+    );
+    let dlq = read_stream(&redis, "events:dlq").await;
+    assert_eq!(
+        (dlq[0]["error"].as_str(), dlq[0]["detail"].as_str()),
+        ("auth", "signature")
+    );
+    assert_eq!(
+        k.metric("kernel_auth_denied_total{why=\"unknown_kid\"}")
+            .await,
+        0.0
+    );
+    k.kernel.shutdown().await;
+}

@@ -527,3 +527,77 @@ async fn registration_starts_once_redis_comes_up_after_the_kernel() {
     assert_eq!(r.status, Status::Pending);
     k.kernel.shutdown().await;
 }
+
+#[tokio::test]
+async fn registration_floods_are_denied_by_open_registrations_and_new_key_rate() {
+    let k = AuthKernel::start_with(TestEnv::start().await.unwrap(), Options::default(), |c| {
+        c.auth.register.max_pending = 3;
+        c.auth.register.new_keys_limit = 4;
+        c.auth.register.new_keys_window = Duration::from_secs(3600);
+    })
+    .await;
+    let redis = k.env.redis_conn().await;
+    let pg = k.env.pg().await;
+    let keys: Vec<SigningKey> = (0..5).map(|_| keys::generate()).collect();
+    let fps: Vec<String> = keys
+        .iter()
+        .map(|k| keys::fingerprint(&k.verifying_key()))
+        .collect();
+    let asks = |i: usize| {
+        let request = request_for(&keys[i], "flood");
+        let (redis, fp) = (&redis, &fps[i]);
+        async move { ask(redis, fp, &request).await }
+    };
+
+    for i in 0..3 {
+        assert_eq!(asks(i).await.status, Status::Pending);
+    }
+    // A fourth open registration would pass max_pending: refused, and nothing is kept.
+    let r = asks(3).await;
+    assert_eq!(
+        (r.status, r.detail.as_str()),
+        (Status::Denied, "too_many_pending")
+    );
+    let keys_of =
+        |fp: &str| format!("SELECT count(*) FROM producer_keys WHERE fingerprint = '{fp}'");
+    assert_eq!(count(&pg, &keys_of(&fps[3])).await, 0);
+    // A key already waiting is not new: it still gets its pending answer.
+    assert_eq!(asks(2).await.status, Status::Pending);
+
+    // An admin decides one: there is room again for the refused key.
+    approve(&k, pending_registration(&pg, &fps[0]).await, None).await;
+    assert_eq!(asks(3).await.status, Status::Pending);
+    // Four new keys within new_keys_window: the fifth is refused although one is decided.
+    approve(&k, pending_registration(&pg, &fps[1]).await, None).await;
+    let r = asks(4).await;
+    assert_eq!(
+        (r.status, r.detail.as_str()),
+        (Status::Denied, "rate_limited")
+    );
+    assert_eq!(count(&pg, &keys_of(&fps[4])).await, 0);
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM producer_registrations").await,
+        4
+    );
+    assert_eq!(
+        k.metric("kernel_auth_register_denied_total{reason=\"too_many_pending\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        k.metric("kernel_auth_register_denied_total{reason=\"rate_limited\"}")
+            .await,
+        1.0
+    );
+    // Every reply stream, a refused key's too, is capped and expires.
+    let mut conn = redis.clone();
+    for fp in &fps {
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("fdc:register:reply:{fp}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 600, "reply stream TTL {ttl}");
+    }
+    k.kernel.shutdown().await;
+}

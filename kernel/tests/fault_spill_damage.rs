@@ -55,9 +55,9 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
     let env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpillConfig {
-        dir: dir.path().to_path_buf(),
         max_bytes: 64 << 20,
         segment_bytes: 64 << 20,
+        ..SpillConfig::new(dir.path().to_path_buf())
     };
     let batches: Vec<_> = ["r1", "r2", "r3", "r4", "r5"]
         .iter()

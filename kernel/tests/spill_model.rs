@@ -133,9 +133,9 @@ impl Model {
 
 fn config(dir: &Path) -> SpillConfig {
     SpillConfig {
-        dir: dir.to_path_buf(),
         max_bytes: MAX_BYTES,
         segment_bytes: SEGMENT_BYTES,
+        ..SpillConfig::new(dir.to_path_buf())
     }
 }
 

@@ -9,9 +9,9 @@ use proptest::prelude::*;
 
 fn cfg(dir: &Path) -> SpillConfig {
     SpillConfig {
-        dir: dir.to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: 1 << 20,
+        ..SpillConfig::new(dir.to_path_buf())
     }
 }
 

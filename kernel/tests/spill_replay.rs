@@ -19,9 +19,9 @@ fn cfg() -> ReplayConfig {
 
 async fn spill(dir: &std::path::Path) -> SpillHandle {
     let c = SpillConfig {
-        dir: dir.to_path_buf(),
         max_bytes: 1 << 20,
         segment_bytes: 256,
+        ..SpillConfig::new(dir.to_path_buf())
     };
     SpillHandle::open(c, SpillMetrics::new()).await.unwrap().0
 }

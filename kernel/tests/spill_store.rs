@@ -11,9 +11,9 @@ const HEADER: u64 = codec::SEGMENT_HEADER_LEN as u64;
 
 fn cfg(dir: &Path, max_bytes: u64, segment_bytes: u64) -> SpillConfig {
     SpillConfig {
-        dir: dir.to_path_buf(),
         max_bytes,
         segment_bytes,
+        ..SpillConfig::new(dir.to_path_buf())
     }
 }
 
@@ -245,15 +245,47 @@ fn replay_reads_the_active_segment_while_appending() {
 }
 
 #[test]
-fn second_store_on_same_dir_is_refused() {
+fn second_store_on_same_dir_is_refused_after_lock_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cfg(dir.path(), 1 << 20, 1 << 20);
+    let c = SpillConfig {
+        lock_wait: std::time::Duration::from_millis(300),
+        ..cfg(dir.path(), 1 << 20, 1 << 20)
+    };
     let (_s, _) = open(&c);
+    let started = std::time::Instant::now();
     match SpillStore::open(c.clone(), SpillMetrics::new()) {
-        Err(SpillError::Locked { .. }) => {}
+        Err(e @ SpillError::Locked { .. }) => {
+            assert!(e.to_string().contains("spill.lock_wait"), "{e}");
+        }
         Err(e) => panic!("expected Locked, got {e}"),
         Ok(_) => panic!("expected Locked, got a store"),
     }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+}
+
+#[test]
+fn a_store_waits_for_the_lock_its_predecessor_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = SpillConfig {
+        lock_wait: std::time::Duration::from_secs(20),
+        ..cfg(dir.path(), 1 << 20, 1 << 20)
+    };
+    let (mut old, _) = open(&c);
+    old.append(b"left by the old store").unwrap();
+    // The old store (a replaced kernel still stopping) lets go a moment later.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(old);
+    });
+    let started = std::time::Instant::now();
+    let (mut new, report) = SpillStore::open(c, SpillMetrics::new()).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(400));
+    release.join().unwrap();
+    assert_eq!(report.records, 1);
+    assert_eq!(
+        new.next_record().unwrap().unwrap().data,
+        b"left by the old store"
+    );
 }
 
 #[test]

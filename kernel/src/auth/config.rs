@@ -81,6 +81,14 @@ pub struct RegisterConfig {
     #[serde(with = "humantime_serde")]
     pub rate_window: Duration,
     pub max_name_len: usize,
+    /// Most registrations waiting for an admin decision: a request from a new key beyond it
+    /// gets `denied` (`too_many_pending`) and leaves no row.
+    pub max_pending: u32,
+    /// Most new keys (new registrations) accepted within `new_keys_window`, over all keys:
+    /// beyond it a new key's request gets `denied` (`rate_limited`) and leaves no row.
+    pub new_keys_limit: u32,
+    #[serde(with = "humantime_serde")]
+    pub new_keys_window: Duration,
 }
 
 impl Default for RegisterConfig {
@@ -94,6 +102,9 @@ impl Default for RegisterConfig {
             rate_limit: 10,
             rate_window: Duration::from_secs(3600),
             max_name_len: 128,
+            max_pending: 1000,
+            new_keys_limit: 500,
+            new_keys_window: Duration::from_secs(3600),
         }
     }
 }
@@ -158,6 +169,20 @@ impl AuthConfig {
                 "auth.register.rate_limit",
                 "rate_limit and rate_window must be positive",
                 "e.g. rate_limit: 10, rate_window: 1h",
+            ));
+        }
+        if r.max_pending == 0 {
+            return Err(bad(
+                "auth.register.max_pending",
+                "is 0, so no new key could ever register",
+                "e.g. max_pending: 1000",
+            ));
+        }
+        if r.new_keys_limit == 0 || r.new_keys_window.is_zero() {
+            return Err(bad(
+                "auth.register.new_keys_limit",
+                "new_keys_limit and new_keys_window must be positive",
+                "e.g. new_keys_limit: 500, new_keys_window: 1h",
             ));
         }
         if r.max_skew.is_zero() {

@@ -11,7 +11,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -76,8 +78,17 @@ pub fn verifying_key_from_pem(pem: &str, origin: &Path) -> Result<VerifyingKey, 
 }
 
 /// PKCS#8 PEM of a private key. The returned string zeroizes itself on drop.
+///
+/// Written as PKCS#8 v1 (RFC 5208: the private key alone, no embedded public key), the form
+/// `openssl genpkey` writes and every tool reads; OpenSSL 3.0 and Python `cryptography`
+/// refuse the v2 form (RFC 5958 with the public key attribute) for Ed25519. Both forms load.
 pub fn signing_key_to_pem(key: &SigningKey) -> Result<zeroize::Zeroizing<String>, KeyError> {
-    key.to_pkcs8_pem(LineEnding::LF)
+    let bytes = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    bytes
+        .to_pkcs8_pem(LineEnding::LF)
         .map_err(|_| KeyError::Encode)
 }
 
@@ -207,6 +218,25 @@ MCowBQYDK2VwAyEAs9eYqNbHRuuTZafmRtVl8oxjo9TMIieFfGgyOtxcn+M=\n\
         assert_eq!(kid(&vk), full[..16]);
         assert_eq!(fingerprint(&vk), full);
         assert_eq!(kid(&vk), kid(&vk).to_lowercase());
+    }
+
+    #[test]
+    fn private_keys_are_written_as_pkcs8_v1_and_v2_keys_still_load() {
+        let sk = generate();
+        let pem = signing_key_to_pem(&sk).unwrap();
+        // v1: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING } = 48 bytes of DER.
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(b64.len(), 64, "{}", pem.as_str());
+        assert!(b64.starts_with("MC4CAQAw"), "{}", pem.as_str());
+        // What earlier kernels wrote (v2, public key included) keeps loading.
+        let v2 = sk.to_pkcs8_pem(LineEnding::LF).unwrap();
+        assert_ne!(v2.as_str(), pem.as_str());
+        assert_eq!(
+            signing_key_from_pem(&v2, Path::new("mem"))
+                .unwrap()
+                .to_bytes(),
+            sk.to_bytes()
+        );
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub const DENIED_WHY: [&str; 11] = [
 
 /// Registration reply statuses.
 pub const REGISTER_STATUS: [&str; 4] = ["issued", "pending", "denied", "invalid"];
+/// Reasons of `denied` registration replies.
+pub const REGISTER_DENIED: [&str; 5] = [
+    "rejected",
+    "revoked",
+    "rate_limited",
+    "too_many_pending",
+    "no_signing_key",
+];
 
 #[derive(Clone)]
 pub struct AuthMetrics {
@@ -43,6 +51,9 @@ pub struct AuthMetrics {
     pub last_seen_failures: IntCounter,
     /// `kernel_auth_register_resent_total`: registration replies resent for a retried request.
     pub register_resent: IntCounter,
+    /// `kernel_auth_register_denied_total{reason}`: registration requests answered `denied`,
+    /// by reason (`too_many_pending` and `rate_limited` count floods held off).
+    pub register_denied: IntCounterVec,
 }
 
 impl AuthMetrics {
@@ -93,6 +104,17 @@ impl AuthMetrics {
             "kernel_auth_register_resent_total",
             "Registration replies resent for a retried identical request.",
         )?;
+        let register_denied = IntCounterVec::new(
+            Opts::new(
+                "kernel_auth_register_denied_total",
+                "Registration requests answered denied, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(register_denied.clone()))?;
+        for reason in REGISTER_DENIED {
+            register_denied.with_label_values(&[reason]);
+        }
         registry.register(Box::new(denied.clone()))?;
         registry.register(Box::new(stale_decisions.clone()))?;
         registry.register(Box::new(undecided.clone()))?;
@@ -121,6 +143,7 @@ impl AuthMetrics {
             parked,
             last_seen_failures,
             register_resent,
+            register_denied,
         })
     }
 

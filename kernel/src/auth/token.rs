@@ -7,7 +7,8 @@
 //! Security notes (why the verifier looks the way it does):
 //! - the header is inspected before any key is chosen, and only `alg: EdDSA` is accepted, so
 //!   `alg: none` and HS256-signed-with-the-public-key tokens are refused up front;
-//! - the verify key comes only from our configured set, by `kid`; there is no default key;
+//! - the verify key comes only from our configured set, by `kid`; there is no default key
+//!   (a token without `kid` is tried against each configured key, never another one);
 //! - errors carry a short reason and never the token text.
 
 use std::collections::HashMap;
@@ -90,7 +91,7 @@ pub enum TokenError {
     Malformed,
     #[error("token algorithm is not EdDSA")]
     Algorithm,
-    #[error("token has no kid or an unknown kid")]
+    #[error("token kid is unknown, or no verify key is configured")]
     UnknownKey,
     #[error("token signature is invalid")]
     Signature,
@@ -319,13 +320,14 @@ impl TokenVerifier {
         if header.alg.as_deref() != Some("EdDSA") {
             return Err(TokenError::Algorithm);
         }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|k| self.keys.get(k))
-            .ok_or(TokenError::UnknownKey)?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(map_jwt_error)?;
+        let data = match header.kid.as_deref() {
+            Some(kid) => {
+                let key = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+                jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+                    .map_err(map_jwt_error)?
+            }
+            None => self.decode_without_kid(token)?,
+        };
         let mut claims = data.claims;
         // Validation proved the configured audience is among the token's; normalize to it.
         claims.aud = self.audience.clone();
@@ -333,17 +335,39 @@ impl TokenVerifier {
     }
 }
 
+impl TokenVerifier {
+    /// A token without `kid` (optional in JWS, RFC 7515) is tried against every configured
+    /// key, in kid order. The signature is checked before the claims, so the first key whose
+    /// verdict is not "bad signature" signed it and its verdict stands; when none did, the
+    /// token is refused for its signature. The key set is small (a rotation's worth), so this
+    /// costs a few signature checks at most.
+    fn decode_without_kid(
+        &self,
+        token: &str,
+    ) -> Result<jsonwebtoken::TokenData<Claims>, TokenError> {
+        if self.keys.is_empty() {
+            return Err(TokenError::UnknownKey);
+        }
+        for kid in self.kids() {
+            match jsonwebtoken::decode::<Claims>(token, &self.keys[&kid], &self.validation)
+                .map_err(map_jwt_error)
+            {
+                Err(TokenError::Signature) => continue,
+                verdict => return verdict,
+            }
+        }
+        Err(TokenError::Signature)
+    }
+}
+
 /// What a producer can check about its own token without the kernel's keys: a JWT with an
-/// `EdDSA` header and a `kid`, claims of the right shape, not expired at `now` (seconds since
+/// `EdDSA` header (a `kid` is optional), claims of the right shape, not expired at `now` (seconds since
 /// the epoch). The signature is not checked. `publish` uses it to refuse entries the kernel
 /// would dead-letter for sure.
 pub fn precheck(token: &str, now: i64) -> Result<Claims, TokenError> {
     let header = parse_header(token)?;
     if header.alg.as_deref() != Some("EdDSA") {
         return Err(TokenError::Algorithm);
-    }
-    if header.kid.as_deref().unwrap_or_default().is_empty() {
-        return Err(TokenError::UnknownKey);
     }
     let payload = token.split('.').nth(1).ok_or(TokenError::Malformed)?;
     let bytes = URL_SAFE_NO_PAD
@@ -486,18 +510,41 @@ mod tests {
         drop(other_issuer);
     }
 
-    #[test]
-    fn missing_kid_rejected() {
-        let (sk, _, verifier) = setup();
-        let c = claims_at(now_secs(), now_secs() + 60, None);
+    fn sign_without_kid(sk: &SigningKey, c: &Claims) -> String {
         let der = sk.to_pkcs8_der().unwrap();
-        let tok = jsonwebtoken::encode(
-            &Header::new(Algorithm::EdDSA),
-            &c,
-            &EncodingKey::from_ed_der(der.as_bytes()),
-        )
-        .unwrap();
-        assert_eq!(verifier.verify(&tok), Err(TokenError::UnknownKey));
+        let header = Header::new(Algorithm::EdDSA);
+        assert_eq!(header.kid, None);
+        jsonwebtoken::encode(&header, c, &EncodingKey::from_ed_der(der.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn missing_kid_is_tried_against_every_configured_key() {
+        let (sk, _, verifier) = setup();
+        // Another configured key first or last in kid order: the signing key is still found.
+        let verifier = verifier.with_key(&keys::generate().verifying_key());
+        let c = claims_at(now_secs(), now_secs() + 60, None);
+        assert_eq!(
+            verifier.verify(&sign_without_kid(&sk, &c)).unwrap().sub,
+            c.sub
+        );
+        // Signed by a key we do not know: refused for its signature.
+        let stranger = keys::generate();
+        assert_eq!(
+            verifier.verify(&sign_without_kid(&stranger, &c)),
+            Err(TokenError::Signature)
+        );
+        // Signed by our key but expired: the verdict of the key that signed it.
+        let old = claims_at(now_secs() - 3600, now_secs() - 600, None);
+        assert_eq!(
+            verifier.verify(&sign_without_kid(&sk, &old)),
+            Err(TokenError::Expired)
+        );
+        // No keys at all: nothing can verify it.
+        let empty = TokenVerifier::new(ISS, AUD);
+        assert_eq!(
+            empty.verify(&sign_without_kid(&sk, &c)),
+            Err(TokenError::UnknownKey)
+        );
     }
 
     #[test]

@@ -112,6 +112,10 @@ pub struct IngestConfig {
     pub dlq_field_bytes: usize,
     /// Approximate cap (`MAXLEN ~`) of every dead-letter stream; older letters are trimmed.
     pub dlq_max_len: usize,
+    /// The reader or a writer lane failing on the same work for this long is stalled:
+    /// `/readyz` answers 503 naming it and `kernel_stalled{stage}` reads 1.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 impl Default for IngestConfig {
@@ -131,6 +135,7 @@ impl Default for IngestConfig {
             dlq_suffix: ":dlq".into(),
             dlq_field_bytes: 1024,
             dlq_max_len: 10_000,
+            stall_after: Duration::from_secs(60),
         }
     }
 }
@@ -151,6 +156,9 @@ pub struct LimitsConfig {
     /// (which would land in 1970) and bounds the partitions old events create.
     #[serde(with = "humantime_serde")]
     pub max_past_age: Duration,
+    /// Deepest nesting of objects and arrays in an event's `payload` (the payload object is
+    /// level 1); deeper payloads are dead-lettered as `bad_payload`.
+    pub max_json_depth: usize,
 }
 
 impl Default for LimitsConfig {
@@ -163,6 +171,7 @@ impl Default for LimitsConfig {
             max_subject_len: 256,
             max_future_skew: Duration::from_secs(300),
             max_past_age: Duration::from_secs(366 * 86_400),
+            max_json_depth: 64,
         }
     }
 }

@@ -171,6 +171,13 @@ impl Config {
                 "use at least 1 (default 10000)",
             ));
         }
+        if ingest.stall_after.is_zero() {
+            return Err(invalid(
+                "ingest.stall_after",
+                "is 0, so every retried failure would make the kernel unready",
+                "use a duration such as 60s (the default)",
+            ));
+        }
         if ingest.claim_idle <= self.postgres.statement_timeout {
             return Err(invalid(
                 "ingest.claim_idle",
@@ -186,6 +193,13 @@ impl Config {
                 "ingest.claim_idle",
                 "does not exceed shutdown.timeout, so a draining replica's batch could be claimed",
                 "raise ingest.claim_idle or lower shutdown.timeout",
+            ));
+        }
+        if self.limits.max_json_depth == 0 || self.limits.max_json_depth > 100 {
+            return Err(invalid(
+                "limits.max_json_depth",
+                format!("{} is out of range", self.limits.max_json_depth),
+                "use 1..=100 (default 64)",
             ));
         }
         if self.limits.max_entry_bytes < 256 {

@@ -12,6 +12,7 @@ use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::protocol::Entry;
 use crate::redis_io::{RedisIoError, StreamClient};
+use crate::stall::StallTicket;
 
 pub struct Reader {
     pub client: StreamClient,
@@ -26,6 +27,9 @@ pub struct Reader {
     /// When the entries in flight are next due for an idle-time refresh while the reader
     /// waits for the writer; one deadline for all waits, so that many short ones still refresh.
     pub next_refresh: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Failed reads and claims go here; `ingest.stall_after` of them without a read makes
+    /// the reader stalled.
+    pub stall: StallTicket,
 }
 
 /// Backoff between failed Redis calls; a restarted Redis is picked up within a second or two.
@@ -37,10 +41,12 @@ impl Reader {
     pub async fn run(self) {
         let mut delay = RETRY_MIN;
         let mut recovered = false;
+        let mut claim_failing = false;
         while !self.shutdown.is_cancelled() {
-            match self.run_once(&mut recovered).await {
+            match self.run_once(&mut recovered, &mut claim_failing).await {
                 Ok(()) => return,
                 Err(e) => {
+                    self.stall.failed(&e);
                     self.metrics.redis_errors.inc();
                     warn!(error = %e, "redis read failed; retrying");
                     tokio::select! {
@@ -55,7 +61,13 @@ impl Reader {
 
     /// One session: set up groups, recover pending (once per process: after a reconnect our
     /// pending entries are the ones in flight), then read until shutdown or an error.
-    async fn run_once(&self, recovered: &mut bool) -> Result<(), RedisIoError> {
+    /// A claim sweep that failed (`claim_failing`) is retried first, and reads do not count
+    /// as progress until it succeeds: it is the same work failing again.
+    async fn run_once(
+        &self,
+        recovered: &mut bool,
+        claim_failing: &mut bool,
+    ) -> Result<(), RedisIoError> {
         for stream in &self.config.streams {
             self.client.ensure_group(stream).await?;
         }
@@ -71,15 +83,21 @@ impl Reader {
         }
         let streams = self.config.streams.clone();
         let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
-        let mut next_claim = Instant::now() + self.config.claim_interval;
+        let mut next_claim = if *claim_failing {
+            Instant::now()
+        } else {
+            Instant::now() + self.config.claim_interval
+        };
         loop {
             if self.shutdown.is_cancelled() {
                 return Ok(());
             }
             if Instant::now() >= next_claim {
+                *claim_failing = true;
                 for stream in &streams {
                     self.claim_idle(stream).await?;
                 }
+                *claim_failing = false;
                 next_claim = Instant::now() + self.config.claim_interval;
             }
             let started = Instant::now();
@@ -94,6 +112,7 @@ impl Reader {
                     Some(self.config.batch_max_wait),
                 )
                 .await?;
+            self.stall.progressed();
             self.metrics
                 .redis_batch_seconds
                 .observe(started.elapsed().as_secs_f64());

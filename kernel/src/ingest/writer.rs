@@ -330,6 +330,7 @@ impl Writer {
             let started = Instant::now();
             match self.store.write_batch(events).await {
                 Ok(outcome) => {
+                    crate::stall::report_progress();
                     self.health.set_writer_blocked(false);
                     self.metrics.pg_batch_size.observe(events.len() as f64);
                     self.metrics
@@ -343,6 +344,7 @@ impl Writer {
                         warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
                         return Ok(Err(e));
                     }
+                    crate::stall::report_failure(&e);
                     match on_outage {
                         OnOutage::Fail => return Err(GaveUp::Outage(e)),
                         OnOutage::Spill(entries) => {
@@ -355,6 +357,7 @@ impl Writer {
                                 )
                                 .await
                                 {
+                                    crate::stall::report_progress();
                                     self.health.set_writer_blocked(false);
                                     return Ok(Ok(WriteOutcome::default()));
                                 }
@@ -432,8 +435,12 @@ impl Writer {
         let mut delay = RETRY_MIN;
         loop {
             match call().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    crate::stall::report_progress();
+                    return Ok(v);
+                }
                 Err(e) => {
+                    crate::stall::report_failure(&format_args!("Redis {what} failed: {e}"));
                     self.metrics.redis_errors.inc();
                     warn!(error = %e, what, "Redis call failed; retrying");
                 }
@@ -456,6 +463,8 @@ struct LaneQueue {
 }
 
 async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
+    // Failed writes, dead letters and acks of the lane's batch are reported here.
+    let stall = Arc::new(writer.health.stalls().ticket(crate::stall::Stage::Writer));
     loop {
         let batch = {
             // One idle lane waits on the queue at a time; the others wait for this lock.
@@ -471,10 +480,12 @@ async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
             };
             writer.take_queued(first, &mut queue)
         };
-        if writer.process(batch).await.is_err() {
+        let done = crate::stall::with_ticket(stall.clone(), writer.process(batch)).await;
+        if done.is_err() {
             warn!("shutdown timeout reached; unfinished entries stay pending for redelivery");
             return;
         }
+        stall.progressed();
     }
 }
 

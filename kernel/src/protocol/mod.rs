@@ -3,11 +3,13 @@
 //! `parse` turns the raw fields of an entry into a [`Message`] or a [`Rejection`] whose reason
 //! code goes to the dead-letter stream. Parsing is pure: no I/O, the clock is an argument.
 
+mod depth;
 mod entry;
 mod event;
 mod parse;
 mod rejection;
 
+pub use depth::deeper_than;
 pub use entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, Token};
 pub use event::Event;
 pub use parse::{parse, Limits};

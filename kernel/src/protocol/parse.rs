@@ -190,8 +190,8 @@ struct DataBody<'a> {
     subject: Option<String>,
     #[serde(default, borrow)]
     tags: Option<&'a RawValue>,
-    #[serde(borrow)]
-    payload: &'a RawValue,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
 }
 
 struct DataFields<'a> {
@@ -201,6 +201,17 @@ struct DataFields<'a> {
 }
 
 fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a>, Rejection> {
+    // Measured before parsing: the parser's own recursion limit and Postgres's stack depth
+    // never decide. `data` is one level above `payload`.
+    if super::deeper_than(data, limits.max_json_depth.saturating_add(1)) {
+        return Err(Rejection::new(
+            Reason::BadPayload,
+            format!(
+                "`payload` nests deeper than limits.max_json_depth = {}",
+                limits.max_json_depth
+            ),
+        ));
+    }
     let raw: DataBody = serde_json::from_slice(data).map_err(|e| {
         Rejection::new(
             Reason::BadData,
@@ -216,10 +227,16 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
             )
         })?,
     };
+    let Some(payload) = raw.payload else {
+        return Err(Rejection::new(
+            Reason::BadPayload,
+            "`data` has no `payload` (or it is null)",
+        ));
+    };
     let body = DataFields {
         subject: raw.subject,
         tags,
-        payload: raw.payload,
+        payload,
     };
     let payload = body.payload.get();
     if !payload.starts_with('{') {
@@ -377,10 +394,42 @@ mod tests {
         assert!(event.tags.is_empty());
     }
 
+    /// A payload nested `levels` deep: `{"a":{"a":…{}}}`.
+    fn nested(levels: usize) -> String {
+        format!(
+            r#"{{"payload":{}{}}}"#,
+            r#"{"a":"#.repeat(levels - 1) + "{}",
+            "}".repeat(levels - 1)
+        )
+    }
+
+    #[test]
+    fn payload_depth_is_bounded_by_max_json_depth_before_parsing() {
+        let limits = limits();
+        let max = limits.config.max_json_depth;
+        assert!(parse(&data(&nested(max)), &limits).is_ok());
+        let e = parse(&data(&nested(max + 1)), &limits).unwrap_err();
+        assert_eq!(e.reason, Reason::BadPayload);
+        assert!(e.detail.contains("limits.max_json_depth"), "{}", e.detail);
+        // Deeper than serde_json's own recursion limit (128): still our bound that decides.
+        assert_eq!(reason(&data(&nested(5_000))), Reason::BadPayload);
+        let mut small = limits.clone();
+        small.config.max_json_depth = 2;
+        assert!(parse(&data(r#"{"payload":{"a":[1]}}"#), &small).is_ok());
+        assert_eq!(
+            parse(&data(r#"{"payload":{"a":[[1]]}}"#), &small)
+                .unwrap_err()
+                .reason,
+            Reason::BadPayload
+        );
+    }
+
     #[test]
     fn each_invalid_class_has_its_reason() {
         assert_eq!(reason(&data("not json")), Reason::BadData);
-        assert_eq!(reason(&data(r#"{"tags":{}}"#)), Reason::BadData);
+        assert_eq!(reason(&data(r#"{"tags":{}}"#)), Reason::BadPayload);
+        assert_eq!(reason(&data(r#"{"payload":null}"#)), Reason::BadPayload);
+        assert_eq!(reason(&data(r#"{"payload":{},"x":1}"#)), Reason::BadData);
         assert_eq!(reason(&data(r#"{"payload":[1]}"#)), Reason::BadPayload);
         assert_eq!(reason(&data(r#"{"payload":"x"}"#)), Reason::BadPayload);
         assert_eq!(

@@ -78,3 +78,35 @@ impl Rejection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The codes in the "Reason codes" table of docs/protocol.md.
+    fn documented_codes() -> BTreeSet<String> {
+        let doc = include_str!("../../../docs/protocol.md");
+        let table = doc
+            .split_once("Reason codes")
+            .expect("docs/protocol.md has a \"Reason codes\" table")
+            .1;
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let cell = l.split('|').nth(1)?.trim();
+                Some(cell.strip_prefix('`')?.strip_suffix('`')?.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn docs_list_exactly_the_reason_codes_of_the_code() {
+        let code: BTreeSet<String> = Reason::ALL.iter().map(|r| r.code().to_string()).collect();
+        assert_eq!(code.len(), Reason::ALL.len(), "a code is used twice");
+        assert_eq!(documented_codes(), code);
+    }
+}

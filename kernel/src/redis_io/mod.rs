@@ -7,6 +7,7 @@
 
 mod entry_conn;
 mod entry_reply;
+mod lag;
 mod reply;
 pub mod resp;
 mod streams;

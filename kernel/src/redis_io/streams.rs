@@ -41,7 +41,8 @@ pub struct ClaimPage {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GroupInfo {
     pub pending: i64,
-    /// Entries not yet delivered to the group; `None` when Redis cannot tell.
+    /// Entries not yet delivered to the group (0 once the last-delivered-id is the stream's
+    /// last id); `None` when Redis cannot tell.
     pub lag: Option<i64>,
 }
 
@@ -302,7 +303,7 @@ impl StreamClient {
         Ok(acked)
     }
 
-    /// The group's pending count and lag on `stream`.
+    /// The group's pending count and lag on `stream` (lag from ids, see `lag.rs`).
     pub async fn group_info(&self, stream: &str) -> Result<GroupInfo, RedisIoError> {
         let mut conn = self.ops.clone();
         let value: Value = redis::cmd("XINFO")
@@ -329,9 +330,29 @@ impl StreamClient {
                 Some(Value::Int(n)) => Some(*n),
                 _ => None,
             };
+            let last_delivered = fields
+                .get("last-delivered-id")
+                .and_then(|v| reply::string(v).ok());
+            // A Redis that refuses the script (ACLs without EVAL) still gets Redis's own lag.
+            let tail: Result<(String, i64), _> = super::lag::tail_script()
+                .key(stream)
+                .invoke_async(&mut conn)
+                .await;
+            let lag = match tail {
+                Ok((last_generated, length)) => super::lag::true_lag(
+                    last_delivered.as_deref(),
+                    &last_generated,
+                    int("lag"),
+                    length,
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, stream, "cannot read the stream's last id; reporting Redis's lag");
+                    int("lag")
+                }
+            };
             return Ok(GroupInfo {
                 pending: int("pending").unwrap_or(0),
-                lag: int("lag"),
+                lag,
             });
         }
         Ok(GroupInfo::default())

@@ -1,6 +1,7 @@
 //! `spill` section of the kernel config.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,17 @@ pub struct SpillConfig {
     /// A segment is sealed and a new one started once it would exceed this.
     #[serde(default = "default_segment_bytes")]
     pub segment_bytes: u64,
+    /// How long opening waits for the directory's lock while another process holds it (a
+    /// replaced kernel's old process still stopping) before giving up.
+    #[serde(default = "default_lock_wait", with = "humantime_serde")]
+    pub lock_wait: Duration,
+}
+
+/// Default wait for the directory lock: 30 s.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn default_lock_wait() -> Duration {
+    DEFAULT_LOCK_WAIT
 }
 
 fn default_max_bytes() -> u64 {
@@ -43,6 +55,7 @@ impl SpillConfig {
             dir: dir.into(),
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            lock_wait: DEFAULT_LOCK_WAIT,
         }
     }
 
@@ -100,6 +113,7 @@ mod tests {
         assert_eq!(spill.dir.to_str(), Some("/var/lib/fdc/spill"));
         assert_eq!(spill.max_bytes, 1000);
         assert_eq!(spill.segment_bytes, super::DEFAULT_SEGMENT_BYTES);
+        assert_eq!(spill.lock_wait, super::DEFAULT_LOCK_WAIT);
         let typo = Config::from_figment(
             Figment::new().merge(Yaml::string("spill:\n  dir: /x\n  max_byte: 1\n")),
         );

@@ -15,9 +15,13 @@ pub enum SpillError {
     /// The record can never fit, even into an empty spill. Nothing was written.
     #[error("record of {len} bytes can never fit the spill (limit {limit})")]
     RecordTooLarge { len: u64, limit: u64 },
-    /// Another process (or store in this process) owns the directory.
-    #[error("spill directory {dir} is locked by another store")]
-    Locked { dir: PathBuf },
+    /// Another process (or store in this process) still owned the directory after
+    /// `spill.lock_wait`.
+    #[error("spill directory {dir} is still locked by another store after waiting {}s (spill.lock_wait); is another kernel using it?", waited.as_secs())]
+    Locked {
+        dir: PathBuf,
+        waited: std::time::Duration,
+    },
     #[error("spill i/o failed ({op} {path}): {source}")]
     Io {
         op: &'static str,

@@ -162,7 +162,7 @@ impl SpillStore {
                 files::sync_dir(parent)?;
             }
         }
-        let lock = lock_dir(&dir)?;
+        let lock = lock_dir(&dir, cfg.lock_wait)?;
         let cursor = files::read_cursor(&dir)?;
         let mut report = RecoveryReport::default();
         let mut dir_changed = false;
@@ -676,7 +676,11 @@ fn clamp_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn lock_dir(dir: &Path) -> Result<File, SpillError> {
+/// How often a locked directory is tried again while `spill.lock_wait` runs.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Takes the directory's lock, retrying for up to `wait` while another process holds it.
+fn lock_dir(dir: &Path, wait: std::time::Duration) -> Result<File, SpillError> {
     let path = dir.join(files::LOCK_FILE);
     let f = OpenOptions::new()
         .write(true)
@@ -684,12 +688,32 @@ fn lock_dir(dir: &Path) -> Result<File, SpillError> {
         .truncate(false)
         .open(&path)
         .map_err(io_err("open", &path))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(TryLockError::WouldBlock) => Err(SpillError::Locked {
-            dir: dir.to_path_buf(),
-        }),
-        Err(TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    let deadline = std::time::Instant::now() + wait;
+    let mut waiting = false;
+    loop {
+        match f.try_lock() {
+            Ok(()) => {
+                if waiting {
+                    tracing::info!(dir = %dir.display(), "spill directory lock taken");
+                }
+                return Ok(f);
+            }
+            Err(TryLockError::WouldBlock) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Err(SpillError::Locked {
+                        dir: dir.to_path_buf(),
+                        waited: wait,
+                    });
+                }
+                if !waiting {
+                    tracing::warn!(dir = %dir.display(), wait_s = wait.as_secs(), "spill directory locked by another store; waiting for it (spill.lock_wait)");
+                    waiting = true;
+                }
+                std::thread::sleep(LOCK_RETRY.min(left));
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err("lock", &path)(e)),
+        }
     }
 }
 

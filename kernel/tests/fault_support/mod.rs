@@ -106,9 +106,9 @@ pub async fn wait_stored(pg: &PgPool, n: usize) -> i64 {
 
 pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
     SpillConfig {
-        dir: dir.to_path_buf(),
         max_bytes,
         segment_bytes: 256 * 1024,
+        ..SpillConfig::new(dir.to_path_buf())
     }
 }
 

@@ -225,6 +225,12 @@ impl RegistrationService {
                 .register
                 .with_label_values(&[reply.status.as_str()])
                 .inc();
+            if reply.status == Status::Denied {
+                self.metrics
+                    .register_denied
+                    .with_label_values(&[reply.detail.as_str()])
+                    .inc();
+            }
         }
         tracing::info!(
             fingerprint = fingerprint.as_deref().unwrap_or("-"),
@@ -288,6 +294,9 @@ impl RegistrationService {
             token_ttl: self.config.token_ttl,
             rate_limit: self.config.register.rate_limit,
             rate_window: self.config.register.rate_window,
+            max_pending: self.config.register.max_pending,
+            new_keys_limit: self.config.register.new_keys_limit,
+            new_keys_window: self.config.register.new_keys_window,
         };
         let nonce = Some(req.nonce.clone());
         let reply_for = |decision: Decision| -> Result<Reply, StoreError> {

@@ -24,7 +24,8 @@ pub enum Decision {
     Issued(IssuedToken),
     /// Unknown or not yet approved key: waits for an admin.
     Pending { registration_id: Uuid },
-    /// Refused: `rejected`, `revoked`, `rate_limited` or `no_signing_key`.
+    /// Refused: `rejected`, `revoked`, `rate_limited`, `too_many_pending` or
+    /// `no_signing_key`.
     Denied(&'static str),
 }
 
@@ -53,7 +54,15 @@ pub struct IssuePolicy<'a> {
     pub token_ttl: Duration,
     pub rate_limit: u32,
     pub rate_window: Duration,
+    /// Bounds on new keys: open registrations, and new registrations per window.
+    pub max_pending: u32,
+    pub new_keys_limit: u32,
+    pub new_keys_window: Duration,
 }
+
+/// The advisory lock every new key's registration takes, so that replicas count open and
+/// recent registrations one at a time and cannot pass the bounds together.
+const NEW_KEYS_LOCK: &str = "fdc:register:new-keys";
 
 /// Decide a verified request and store its reply (built by `reply_for` from the decision)
 /// with the nonce, all in one transaction; or find the stored reply of the same request.
@@ -103,6 +112,20 @@ where
             .await?;
     let decision = match key {
         None => {
+            if let Some(refused) = new_key_refused(&mut tx, policy).await? {
+                let reply = reply_for(Decision::Denied(refused))?;
+                // No key row: the key may ask again once there is room.
+                sqlx::query(
+                    "UPDATE auth_nonces SET reply = $3 WHERE fingerprint = $1 AND nonce = $2",
+                )
+                .bind(&req.fingerprint)
+                .bind(&req.nonce)
+                .bind(reply.to_json())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                return Ok(Outcome::Decided(reply));
+            }
             sqlx::query(
                 "INSERT INTO producer_keys (fingerprint, public_key, status) VALUES ($1, $2, 'pending')",
             )
@@ -128,6 +151,36 @@ where
         .await?;
     tx.commit().await?;
     Ok(Outcome::Decided(reply))
+}
+
+/// Why a new key may not open a registration now (`too_many_pending`, `rate_limited`), if so.
+async fn new_key_refused(
+    tx: &mut sqlx::PgConnection,
+    policy: &IssuePolicy<'_>,
+) -> Result<Option<&'static str>, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(NEW_KEYS_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM producer_registrations WHERE status = 'pending'")
+            .fetch_one(&mut *tx)
+            .await?;
+    if open >= i64::from(policy.max_pending) {
+        return Ok(Some("too_many_pending"));
+    }
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM producer_registrations
+          WHERE status IN ('pending', 'approved', 'rejected')
+            AND requested_at > now() - make_interval(secs => $1)",
+    )
+    .bind(policy.new_keys_window.as_secs_f64())
+    .fetch_one(&mut *tx)
+    .await?;
+    if recent >= i64::from(policy.new_keys_limit) {
+        return Ok(Some("rate_limited"));
+    }
+    Ok(None)
 }
 
 /// Open (or keep) the key's single pending registration.
