@@ -400,3 +400,74 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .expect("VmHWM")
 }
+
+/// A registration request with a field name that is not UTF-8 is answered `invalid` /
+/// `bad_text` on its key's reply stream and removed, and one over the request byte bound
+/// (a 20 KB `name`) `invalid` / `too_large`; the registration stream keeps flowing (a valid
+/// request behind them is answered too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_invalid() {
+    use fdc_kernel::auth::keys;
+    use fdc_kernel::auth::registration::request;
+
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
+    let mut config = env.config();
+    config.auth.enabled = true;
+    config.auth.issuer = "fdc-test".into();
+    config.auth.audience = "fdc-kernel-test".into();
+    config.auth.verify_keys = vec![files.public_key.clone()];
+    config.auth.signing_key = Some(files.private_key.clone());
+    let kernel = start_ready(config).await;
+    let mut conn = redis.clone();
+
+    let mut asked = Vec::new();
+    for (junk, name) in [
+        (Some(b"\xff\xfejunk".to_vec()), "sensor".to_string()),
+        (None, "n".repeat(20_000)),
+        (None, "fine".to_string()),
+    ] {
+        let key = keys::generate();
+        let fp = keys::fingerprint(&key.verifying_key());
+        let nonce = request::new_nonce();
+        let mut fields: RawFields = request::build(&key, &name, None, &nonce, now_ns())
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect();
+        if let Some(junk) = junk {
+            fields.push((junk, b"x".to_vec()));
+        }
+        let _: String = redis::cmd("XADD")
+            .arg("fdc:register")
+            .arg("*")
+            .arg(&fields)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        asked.push((fp, nonce));
+    }
+    let mut answers = Vec::new();
+    for (fp, nonce) in &asked {
+        let key = format!("fdc:register:reply:{fp}");
+        assert_eq!(
+            wait_for(WAIT, 1, || xlen(&redis, &key)).await,
+            1,
+            "a reply for {fp}"
+        );
+        let reply = &read_stream(&redis, &key).await[0];
+        assert_eq!(&reply["nonce"], nonce);
+        answers.push((reply["status"].clone(), reply["detail"].clone()));
+    }
+    assert_eq!(
+        answers,
+        [
+            ("invalid".to_string(), "bad_text".to_string()),
+            ("invalid".to_string(), "too_large".to_string()),
+            ("pending".to_string(), "awaiting_approval".to_string()),
+        ]
+    );
+    assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
+    kernel.shutdown().await;
+}
