@@ -1,5 +1,5 @@
-//! Minimal Redis stream helpers for the registration flow (a low-volume control stream, so a
-//! plain XREADGROUP loop is enough).
+//! Minimal Redis stream helpers for the registration flow: requests are read through the
+//! bounded entry reader (`read_requests`), replies written with redis-rs.
 
 use std::time::Duration;
 
@@ -108,32 +108,6 @@ pub async fn ensure_group(
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
         other => other,
     }
-}
-
-/// Read entries for `consumer`: `from = "0"` re-reads its own pending entries, `">"` new ones.
-pub async fn read_group(
-    conn: &mut impl ConnectionLike,
-    stream: &str,
-    group: &str,
-    consumer: &str,
-    from: &str,
-    count: usize,
-    block: Duration,
-) -> Result<Vec<RawEntry>, redis::RedisError> {
-    let v: Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(group)
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("BLOCK")
-        .arg(block.as_millis() as u64)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(from)
-        .query_async(conn)
-        .await?;
-    Ok(parse_read(&v))
 }
 
 /// Entries of a plain XRANGE/XREAD on one stream (the reference producer reads its replies).
