@@ -17,6 +17,8 @@ pub struct StreamClient {
     ops: ConnectionManager,
     group: String,
     consumer: String,
+    /// The URL without its password, for errors.
+    server: std::sync::Arc<str>,
 }
 
 /// One XAUTOCLAIM step: claimed entries, ids deleted from the stream meanwhile, next cursor.
@@ -66,7 +68,16 @@ impl StreamClient {
             ops: manager(&client, Duration::from_secs(10))?,
             group: group.to_string(),
             consumer: consumer.to_string(),
+            server: crate::config::redact_url(url).into(),
         })
+    }
+
+    /// A Redis error of this client, naming the server (its URL without a password).
+    fn at(&self, source: redis::RedisError) -> RedisIoError {
+        RedisIoError::At {
+            server: self.server.clone(),
+            source,
+        }
     }
 
     pub fn consumer(&self) -> &str {
@@ -111,7 +122,7 @@ impl StreamClient {
         match created {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.at(e)),
         }
     }
 
@@ -135,7 +146,7 @@ impl StreamClient {
         }
         cmd.arg("STREAMS").arg(streams).arg(ids);
         let mut conn = self.reader.clone();
-        let value: Value = cmd.query_async(&mut conn).await?;
+        let value: Value = cmd.query_async(&mut conn).await.map_err(|e| self.at(e))?;
         Ok(reply::parse_read(&value)?)
     }
 
@@ -157,7 +168,8 @@ impl StreamClient {
             .arg("COUNT")
             .arg(count)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         let parts = reply::array(&value)?;
         let next = parts
             .first()
@@ -203,7 +215,7 @@ impl StreamClient {
                 .arg(1);
         }
         let mut conn = self.ops.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| self.at(e))?;
         let mut counts = HashMap::new();
         for reply in &replies {
             for row in reply::array(reply)? {
@@ -231,7 +243,8 @@ impl StreamClient {
             .arg(count)
             .arg(&self.consumer)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         reply::array(&value)?
             .iter()
             .map(|row| {
@@ -255,7 +268,8 @@ impl StreamClient {
             .arg(0)
             .arg(ids)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         Ok(parse_entries(stream, &value)?)
     }
 
@@ -272,7 +286,8 @@ impl StreamClient {
                 .arg(chunk)
                 .arg("JUSTID")
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
         }
         Ok(())
     }
@@ -288,7 +303,8 @@ impl StreamClient {
             .arg(&self.group)
             .arg(ids)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         Ok(acked)
     }
 
@@ -299,7 +315,8 @@ impl StreamClient {
             .arg("GROUPS")
             .arg(stream)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         for group in reply::array(&value)? {
             let fields: HashMap<String, &Value> = match group {
                 Value::Map(pairs) => pairs
@@ -340,7 +357,8 @@ impl StreamClient {
                 .arg(1)
                 .arg(&self.consumer)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
             if !reply::array(&pending)?.is_empty() {
                 return Ok(false);
             }
@@ -352,8 +370,27 @@ impl StreamClient {
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
         }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_name_the_server_without_its_password() {
+        let port = crate::testsupport::ports::free_port().unwrap();
+        let url = format!("redis://:hunter2@127.0.0.1:{port}/");
+        let client = StreamClient::new(&url, "g", "c", Duration::from_millis(10)).unwrap();
+        let err = client.group_info("events").await.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("Redis at redis://:***@127.0.0.1:{port}/: ")),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }
