@@ -280,3 +280,23 @@ fn run_reports_an_invalid_config_as_one_json_line() {
     assert!(error.contains("ingest.batch_max_size"), "{error}");
     assert!(error.contains("fix:"), "{error}");
 }
+
+#[test]
+fn dev_smoke_stores_a_sample_event_with_and_without_auth_and_exits_0() {
+    for extra in [&[][..], &["--auth"][..]] {
+        let out = bin()
+            .args(["dev", "--smoke"])
+            .args(extra)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("smoke test passed: sample event "),
+            "{stdout}"
+        );
+        // Logs on a pipe carry no colour codes.
+        assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
+    }
+}
