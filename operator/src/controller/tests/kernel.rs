@@ -210,6 +210,24 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["timeoutSeconds"], 3);
+    assert_eq!(c["livenessProbe"]["timeoutSeconds"], 3);
+    // Hardened container: read-only root, non-root, no capabilities, RuntimeDefault seccomp;
+    // the spill volume is the one writable path.
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let writable: Vec<&Value> = mounts
+        .iter()
+        .filter(|m| m["readOnly"] != true)
+        .map(|m| &m["mountPath"])
+        .collect();
+    assert_eq!(writable, [&json!("/var/lib/fdc/spill")]);
     let consumer = c["env"]
         .as_array()
         .unwrap()
