@@ -161,9 +161,9 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = statefulsets.get_opt(&name).await?;
     let plan = plan_replicas(kernel, existing.as_ref(), ctx).await?;
-    if let Some(pod) = &plan.removed_pod {
+    if let Some((pod, why)) = &plan.removed_pod {
         let note = format!(
-            "removing pod {pod} (Ready, spill empty): replicas {} -> {}, target {}",
+            "removing pod {pod} ({why}): replicas {} -> {}, target {}",
             plan.replicas + 1,
             plan.replicas,
             kernel.spec.replicas
@@ -436,8 +436,8 @@ pub struct ReplicaPlan {
     pub replicas: i32,
     /// `Some(message)` while a scale-in waits for a spill to drain.
     pub waiting: Option<String>,
-    /// The pod this pass removes (its spill was empty).
-    pub removed_pod: Option<String>,
+    /// The pod this pass removes, and why it may go.
+    pub removed_pod: Option<(String, &'static str)>,
 }
 
 /// Scale-out is immediate. Scale-in removes the highest ordinal only once it is Ready and
@@ -465,7 +465,7 @@ async fn plan_replicas(
         return Ok(ReplicaPlan {
             replicas: current - 1,
             waiting: None,
-            removed_pod: Some(victim),
+            removed_pod: Some((victim, "no such pod; its volume is kept")),
         });
     };
     // Not Ready means its /readyz fails: Postgres (or Redis) unreachable or ingest blocked.
@@ -484,7 +484,7 @@ async fn plan_replicas(
         None => ReplicaPlan {
             replicas: current - 1,
             waiting: None,
-            removed_pod: Some(victim),
+            removed_pod: Some((victim, "Ready, spill empty")),
         },
         Some(w) => ReplicaPlan {
             replicas: current,
