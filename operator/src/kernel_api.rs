@@ -366,7 +366,17 @@ fn url_host(ip: &str) -> String {
 fn transport(url: &str, e: impl std::error::Error) -> KernelApiError {
     KernelApiError::Transport {
         url: url.to_string(),
-        reason: error_chain(&e),
+        reason: with_hint(error_chain(&e)),
+    }
+}
+
+/// A name that did not resolve is usually an operator outside the cluster, where `*.svc`
+/// names mean nothing: say so, with the option that helps.
+fn with_hint(reason: String) -> String {
+    if reason.contains("dns error") {
+        format!("{reason} (the host name did not resolve; outside the cluster, run the operator with --kernel-access pod-ip, see docs/operator.md)")
+    } else {
+        reason
     }
 }
 
@@ -544,6 +554,11 @@ mod tests {
             error_chain(&e),
             "client error (Connect): dns error: failed to lookup address information: Name or service not known"
         );
+        assert_eq!(
+            super::with_hint(error_chain(&e)),
+            "client error (Connect): dns error: failed to lookup address information: Name or service not known (the host name did not resolve; outside the cluster, run the operator with --kernel-access pod-ip, see docs/operator.md)"
+        );
+        assert_eq!(super::with_hint("refused".into()), "refused");
     }
 
     #[tokio::test]
@@ -556,6 +571,16 @@ mod tests {
         let err = api.readyz(&pod(Some("x"))).await.unwrap_err().to_string();
         assert!(err.contains("Connection refused"), "{err}");
         assert!(err.contains(&addr.to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_name_says_so() {
+        use super::{Endpoints, KernelApi};
+        // `.invalid` never resolves (RFC 6761).
+        let api = KernelApi::new(Endpoints::Fixed("http://fdc-kernel.invalid:8080".into()));
+        let err = api.readyz(&pod(Some("x"))).await.unwrap_err().to_string();
+        assert!(err.contains("dns error"), "{err}");
+        assert!(err.contains("the host name did not resolve"), "{err}");
     }
 
     #[test]
