@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::keys;
 use crate::auth::token::TokenIssuer;
 use crate::config::Config;
-use crate::testsupport::{PostgresServer, RedisServer, ServerError};
+use fdc_testenv::{PostgresServer, RedisServer, ServerError};
 
 /// Private servers that live as long as this value; their temp dirs go with it.
 pub struct DevEnvironment {
@@ -72,7 +72,7 @@ impl DevEnvironment {
         rand::thread_rng().fill_bytes(&mut raw);
         let token = base64::engine::general_purpose::STANDARD.encode(raw);
         write_private(&dir.path().join("admin-token"), &format!("{token}\n"))?;
-        let port = crate::testsupport::ports::free_port()?;
+        let port = fdc_testenv::ports::free_port()?;
         self.auth = Some(DevAuth {
             dir,
             admin_url: format!("http://127.0.0.1:{port}"),

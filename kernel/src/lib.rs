@@ -20,4 +20,3 @@ pub mod spill;
 pub mod stall;
 pub mod store;
 pub mod supervise;
-pub mod testsupport;

@@ -2,13 +2,14 @@
 //! decisions, and the newcomer path through the real binary.
 
 mod auth_support;
+mod support;
 
 use std::process::{Command, Stdio};
 
 use auth_support::*;
 use fdc_kernel::auth::keys;
 use fdc_kernel::auth::registration::request;
-use fdc_kernel::testsupport::*;
+use support::*;
 use uuid::Uuid;
 
 async fn snapshot(pg: &sqlx::PgPool) -> Vec<i64> {

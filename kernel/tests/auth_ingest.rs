@@ -1,6 +1,7 @@
 //! Auth on the ingest path: real Redis and Postgres, exact DLQ entries, counts and metrics.
 
 mod auth_support;
+mod support;
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use fdc_kernel::auth::keys;
 use fdc_kernel::auth::token::{Claims, TokenIssuer};
-use fdc_kernel::testsupport::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use support::*;
 use uuid::Uuid;
 
 fn claims(k: &AuthKernel, sub: Uuid, iat: i64, exp: i64, nbf: Option<i64>) -> Claims {

@@ -3,6 +3,7 @@
 //! unauthorized calls change nothing.
 
 mod auth_support;
+mod support;
 
 use std::process::{Command, Stdio};
 
@@ -12,8 +13,8 @@ use fdc_kernel::auth::keys::{self, SigningKey};
 use fdc_kernel::auth::registration::reply::Status;
 use fdc_kernel::auth::registration::{request, seal};
 use fdc_kernel::auth::token::TokenVerifier;
-use fdc_kernel::testsupport::*;
 use serde_json::{json, Value};
+use support::*;
 use uuid::Uuid;
 
 fn pem(key: &SigningKey) -> String {

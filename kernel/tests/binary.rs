@@ -1,12 +1,13 @@
 //! The real `fdc-kernel` binary: config from the environment, clear config errors, migrate,
 //! and a SIGTERM that loses nothing.
 
+mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fdc_kernel::testsupport::ports::free_port;
-use fdc_kernel::testsupport::*;
+use fdc_testenv::ports::free_port;
 use serde_json::json;
+use support::*;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdc-kernel");

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use fdc_kernel::testsupport::ports::free_port;
+use fdc_testenv::ports::free_port;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdc-kernel");
 
@@ -214,7 +214,7 @@ fn keygen_refusing_to_overwrite_mentions_force() {
 
 #[tokio::test]
 async fn migrate_logs_one_json_line_without_postgres_notices() {
-    let env = fdc_kernel::testsupport::TestEnv::start().await.unwrap();
+    let env = fdc_testenv::TestEnv::start().await.unwrap();
     for round in 0..2 {
         let out = bin()
             .arg("migrate")

@@ -3,10 +3,11 @@
 //! Redis restart or a call cut short, and connection errors that name the server and the OS
 //! cause.
 
+mod support;
 use std::time::{Duration, Instant};
 
 use fdc_kernel::redis_io::{EntryBounds, EntryConn};
-use fdc_kernel::testsupport::*;
+use support::*;
 
 const BOUNDS: EntryBounds = EntryBounds {
     max_entry_bytes: 64 * 1024,

@@ -6,6 +6,7 @@
 
 mod auth_support;
 mod fault_support;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -13,10 +14,10 @@ use std::time::Duration;
 use auth_support::{AuthKernel, Options};
 use fault_support::{metric, spill_config, wait_metric_at_least, wait_stored, WAIT};
 use fdc_kernel::config::Config;
-use fdc_kernel::testsupport::*;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;
+use support::*;
 use uuid::Uuid;
 
 /// Entries with a token each, and the producer every event id must be stored with.

@@ -6,11 +6,12 @@
 //! other replicas), and once Postgres is back every entry is stored once.
 
 mod fault_support;
+mod support;
 
 use std::time::Duration;
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_holds_at_most_max_inflight_bytes() {

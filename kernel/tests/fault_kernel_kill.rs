@@ -3,9 +3,10 @@
 //! nothing stored twice.
 
 mod fault_support;
+mod support;
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_killed_mid_batch_resumes_its_pending_entries() {

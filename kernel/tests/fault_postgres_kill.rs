@@ -3,12 +3,13 @@
 //! then are replayed; every event ends up stored exactly once.
 
 mod fault_support;
+mod support;
 
 use std::time::Duration;
 
 use fault_support::*;
 use fdc_kernel::service;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_killed_mid_flow_spills_then_replays() {

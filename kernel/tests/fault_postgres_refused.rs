@@ -4,11 +4,12 @@
 //! waited for it would fail the test.
 
 mod fault_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_postgres_spills_each_batch_without_waiting_the_connect_timeout() {

@@ -3,12 +3,13 @@
 //! the group's state; the lag it reports ends at 0 even when Redis's own counter drifts.
 
 mod fault_support;
+mod support;
 
 use std::time::Duration;
 
 use fault_support::*;
 use fdc_kernel::service;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_loses_nothing() {

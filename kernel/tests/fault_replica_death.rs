@@ -2,9 +2,10 @@
 //! pending entries. The survivor claims them after `ingest.claim_idle`.
 
 mod fault_support;
+mod support;
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_claims_the_dead_replicas_pending_entries() {

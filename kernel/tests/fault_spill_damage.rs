@@ -4,6 +4,7 @@
 //! spilled event Postgres rejects for its content is isolated into the DLQ.
 
 mod fault_support;
+mod support;
 
 use std::collections::HashSet;
 use std::fs;
@@ -12,7 +13,7 @@ use fault_support::*;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{batch, codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
-use fdc_kernel::testsupport::*;
+use support::*;
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.

@@ -3,13 +3,14 @@
 //! (or the DLQ) holds; after Postgres returns, everything arrives.
 
 mod fault_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use fault_support::*;
 use fdc_kernel::spill::{batch, codec};
-use fdc_kernel::testsupport::*;
+use support::*;
 
 /// Events inside the spill's segment files, read straight from disk.
 fn events_on_disk(dir: &Path) -> usize {

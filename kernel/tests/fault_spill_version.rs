@@ -6,6 +6,7 @@
 //! build can decode (left by an older build) is put back and replayed.
 
 mod fault_support;
+mod support;
 
 use std::collections::HashSet;
 use std::fs;
@@ -15,7 +16,7 @@ use fault_support::*;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{batch, SpillConfig, SpillMetrics, SpillStore};
-use fdc_kernel::testsupport::*;
+use support::*;
 use uuid::Uuid;
 
 /// `n` events as the pipeline spills them, entry ids `<base>-<i>`.

@@ -3,12 +3,13 @@
 //! claimer counts them in a metric and carries on with the rest.
 
 mod fault_support;
+mod support;
 
 use std::time::Duration;
 
 use fault_support::*;
 use fdc_kernel::service;
-use fdc_kernel::testsupport::*;
+use support::*;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 //! keep a bounded prefix of each field and dead-letter streams are capped.
 
 mod fault_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,9 +12,9 @@ use std::time::Duration;
 use fault_support::{metric, start_ready, KernelProcess, WAIT};
 
 use fdc_kernel::config::Config;
-use fdc_kernel::testsupport::*;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
+use support::*;
 use uuid::Uuid;
 
 /// The entry of the report: a valid `data` message plus a field whose *name* is `\xff\xfe`

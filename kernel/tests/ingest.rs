@@ -1,10 +1,11 @@
 //! End to end through the library: real Redis, real Postgres, exact counts.
 
+mod support;
 use std::time::Duration;
 
 use fdc_kernel::service;
-use fdc_kernel::testsupport::*;
 use serde_json::json;
+use support::*;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -2,9 +2,10 @@
 //! `payload` are dead-lettered as `bad_payload` before Postgres sees them.
 
 mod fault_support;
+mod support;
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
+use support::*;
 use uuid::Uuid;
 
 /// A `data` entry whose `data` field is `data` verbatim.

@@ -6,13 +6,14 @@
 //! still answers PING, reads and acks, so nothing but the stall says that ingest is stuck.
 
 mod fault_support;
+mod support;
 
 use std::time::Duration;
 
 use fault_support::*;
-use fdc_kernel::testsupport::*;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
+use support::*;
 use uuid::Uuid;
 
 const READER: &str = "kernel_stalled{stage=\"reader\"}";

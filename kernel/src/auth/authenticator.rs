@@ -327,7 +327,7 @@ pub fn verifier_from_config(config: &AuthConfig) -> Result<TokenVerifier, keys::
 mod tests {
     use super::*;
     use crate::auth::token::TokenIssuer;
-    use crate::testsupport::TestEnv;
+    use fdc_testenv::TestEnv;
 
     fn cache_count(metrics: &AuthMetrics, result: &str) -> u64 {
         metrics.token_cache.with_label_values(&[result]).get()

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use super::procfs;
 use super::BenchError;
 use crate::store::MIGRATOR;
-use crate::testsupport::{PostgresOptions, PostgresServer, RedisServer};
+use fdc_testenv::{PostgresOptions, PostgresServer, RedisServer};
 
 pub struct BenchEnv {
     pub redis: RedisServer,

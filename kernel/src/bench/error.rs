@@ -1,6 +1,6 @@
 //! Why a benchmark run failed.
 
-use crate::testsupport::ServerError;
+use fdc_testenv::ServerError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

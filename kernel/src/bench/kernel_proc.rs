@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{procfs, BenchError};
-use crate::testsupport::ports::free_port;
-use crate::testsupport::{http_get, metric_value};
+use fdc_testenv::ports::free_port;
+use fdc_testenv::{http_get, metric_value};
 
 pub struct KernelProcess {
     child: Child,

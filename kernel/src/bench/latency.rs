@@ -22,7 +22,7 @@ use super::env::{BenchEnv, RunDb};
 use super::kernel_proc::KernelProcess;
 use super::workload::{data_json, W1};
 use super::BenchError;
-use crate::testsupport::{metric_value, now_ns};
+use fdc_testenv::{metric_value, now_ns};
 
 const POLL: Duration = Duration::from_millis(5);
 

@@ -416,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_name_the_server_without_its_password() {
-        let port = crate::testsupport::ports::free_port().unwrap();
+        let port = fdc_testenv::ports::free_port().unwrap();
         let url = format!("redis://:hunter2@127.0.0.1:{port}/");
         let client = StreamClient::new(&url, "g", "c", Duration::from_millis(10)).unwrap();
         let err = client.group_info("events").await.unwrap_err().to_string();

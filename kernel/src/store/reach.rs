@@ -88,7 +88,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_fails_at_once_with_the_os_error() {
-        let port = crate::testsupport::ports::free_port().unwrap();
+        let port = fdc_testenv::ports::free_port().unwrap();
         let endpoint = Endpoint::Tcp {
             host: "127.0.0.1".into(),
             port,

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::spill::SpillConfig;
-use fdc_kernel::testsupport::*;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;

@@ -8,9 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{PostgresServer, RedisServer, ServerError};
-use crate::config::Config;
 
-/// A private Redis and Postgres, plus a config pointing at them with test-friendly timings.
+/// A private Redis and Postgres.
 pub struct TestEnv {
     pub redis: RedisServer,
     pub postgres: PostgresServer,
@@ -23,18 +22,6 @@ impl TestEnv {
             redis: redis?,
             postgres: postgres?,
         })
-    }
-
-    /// Defaults, pointed at the private servers, HTTP on a free port, short waits.
-    pub fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.redis.url = self.redis.url();
-        config.postgres.url = self.postgres.url();
-        config.http.listen = "127.0.0.1:0".parse().expect("static address");
-        config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
-        config.ingest.batch_max_wait = Duration::from_millis(20);
-        config.shutdown.timeout = Duration::from_secs(10);
-        config
     }
 
     pub async fn redis_conn(&self) -> MultiplexedConnection {

@@ -1,6 +1,6 @@
 //! The private servers start, answer, survive a kill/restart, and clean up.
 
-use fdc_kernel::testsupport::{PostgresServer, RedisServer};
+use fdc_testenv::{PostgresServer, RedisServer};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -29,10 +29,9 @@ async fn postgres_restarts_after_kill_and_keeps_data() {
 
 #[tokio::test]
 async fn redis_with_aof_keeps_stream_across_restart() {
-    let mut redis =
-        RedisServer::start_with(fdc_kernel::testsupport::RedisOptions { appendonly: true })
-            .await
-            .unwrap();
+    let mut redis = RedisServer::start_with(fdc_testenv::RedisOptions { appendonly: true })
+        .await
+        .unwrap();
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let _: String = redis::cmd("XADD")

@@ -1,4 +1,5 @@
-//! Private, throwaway Redis and Postgres servers for tests, the benchmark and `fdc-kernel dev`.
+//! fdc-testenv: private, throwaway Redis and Postgres servers for tests, the benchmark and
+//! `fdc-kernel dev`.
 //!
 //! Each server gets a fresh temp directory and a free loopback port, so tests are hermetic and
 //! can run in parallel. Servers are killed and their directories removed on drop. Tests can kill
