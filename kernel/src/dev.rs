@@ -171,7 +171,6 @@ impl DevEnvironment {
     pub async fn smoke(&self, config: &Config, within: Duration) -> Result<Uuid, DevError> {
         let stream = &config.ingest.streams[0];
         let id = Uuid::now_v7();
-        let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         let mut cmd = redis::cmd("XADD");
         cmd.arg(stream)
             .arg("*")
@@ -182,7 +181,7 @@ impl DevEnvironment {
             .arg("id")
             .arg(id.to_string())
             .arg("ts")
-            .arg(now_ns.to_string())
+            .arg(fdc_testenv::now_ns().to_string())
             .arg("data")
             .arg(SAMPLE_DATA);
         if let Some(auth) = &self.auth {

@@ -2,6 +2,7 @@
 //! start only once the schema is there: before, they would only fail on missing tables.
 
 mod support;
+
 use std::time::Duration;
 
 use fdc_kernel::auth::keys;

@@ -2,6 +2,7 @@
 //! and a SIGTERM that loses nothing.
 
 mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! counted, and re-publish of stored events.
 
 mod support;
+
 use std::time::Duration;
 
 use fdc_kernel::config::Config;

@@ -4,6 +4,7 @@
 //! cause.
 
 mod support;
+
 use std::time::{Duration, Instant};
 
 use fdc_kernel::redis_io::{EntryBounds, EntryConn};
@@ -150,11 +151,7 @@ async fn reconnects_after_a_restart_and_after_a_call_cut_short() {
 
 #[tokio::test]
 async fn a_refused_connection_names_the_server_and_the_os_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port().unwrap();
     let err = read(&mut conn(&format!("redis://127.0.0.1:{port}/")), 10)
         .await
         .unwrap_err()

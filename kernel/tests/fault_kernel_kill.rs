@@ -13,15 +13,15 @@ async fn kernel_killed_mid_batch_resumes_its_pending_entries() {
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
     let opts = [("FDC_INGEST__BATCH_MAX_SIZE", "200")];
-    let mut kernel = KernelProcess::start(&env, "k1", &opts);
-    kernel.wait_ready().await;
+    let mut kernel = start_kernel(&env, "k1", &opts);
+    kernel.wait_ready(WAIT).await.unwrap();
 
     let set = EventSet::new(4000, 40);
     publish(&redis, "events", &set.entries).await;
     let pg = env.pg().await;
     assert!(wait_stored_at_least(&pg, 1).await >= 1);
     // Dies with a batch in hand: read, maybe written, not acknowledged.
-    let held = kernel.kill_holding_pending(&redis).await;
+    let held = kill_holding_pending(&mut kernel, &redis).await;
     assert!(held > 0);
     let stored_at_kill = count(&pg, "SELECT count(*) FROM events").await;
     assert!(
@@ -29,7 +29,7 @@ async fn kernel_killed_mid_batch_resumes_its_pending_entries() {
         "the kill came too late to test anything"
     );
 
-    let kernel = KernelProcess::start(&env, "k1", &opts);
+    let kernel = start_kernel(&env, "k1", &opts);
     assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
     assert_exact(&pg, &redis, &set).await;
     drop(kernel);

@@ -19,14 +19,14 @@ async fn survivor_claims_the_dead_replicas_pending_entries() {
         ("FDC_POSTGRES__STATEMENT_TIMEOUT", "2s"),
         ("FDC_SHUTDOWN__TIMEOUT", "2s"),
     ];
-    let survivor = KernelProcess::start(&env, "survivor", &opts);
-    let mut doomed = KernelProcess::start(&env, "doomed", &opts);
-    survivor.wait_ready().await;
-    doomed.wait_ready().await;
+    let mut survivor = start_kernel(&env, "survivor", &opts);
+    let mut doomed = start_kernel(&env, "doomed", &opts);
+    survivor.wait_ready(WAIT).await.unwrap();
+    doomed.wait_ready(WAIT).await.unwrap();
 
     let set = EventSet::new(4000, 40);
     publish(&redis, "events", &set.entries).await;
-    let held = doomed.kill_holding_pending(&redis).await;
+    let held = kill_holding_pending(&mut doomed, &redis).await;
     assert!(held > 0);
 
     let pg = env.pg().await;

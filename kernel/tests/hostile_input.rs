@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fault_support::{metric, start_ready, KernelProcess, WAIT};
+use fault_support::{metric, start_kernel, start_ready, WAIT};
 
 use fdc_kernel::config::Config;
 use redis::aio::MultiplexedConnection;
@@ -342,8 +342,8 @@ async fn oversized_entries_and_requests_are_never_held_whole() {
     drop(big);
 
     let config_path = config_file.to_str().unwrap().to_string();
-    let kernel = KernelProcess::start(&env, "mem-test", &[("FDC_CONFIG", config_path.as_str())]);
-    kernel.wait_ready().await;
+    let mut kernel = start_kernel(&env, "mem-test", &[("FDC_CONFIG", config_path.as_str())]);
+    kernel.wait_ready(WAIT).await.unwrap();
     let pg = env.pg().await;
     assert_eq!(
         wait_for(WAIT, 2 * N as i64, || stored(&pg)).await,

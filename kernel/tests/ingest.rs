@@ -1,6 +1,7 @@
 //! End to end through the library: real Redis, real Postgres, exact counts.
 
 mod support;
+
 use std::time::Duration;
 
 use fdc_kernel::service;

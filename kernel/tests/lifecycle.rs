@@ -1,6 +1,7 @@
 //! Readiness follows the dependencies; retention drops whole old partitions.
 
 mod support;
+
 use std::time::Duration;
 
 use fdc_kernel::service;

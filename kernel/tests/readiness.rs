@@ -2,6 +2,7 @@
 //! 503 with the cause at once, never time out the kubelet's probe.
 
 mod support;
+
 use std::time::{Duration, Instant};
 
 use fdc_kernel::service;

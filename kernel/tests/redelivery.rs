@@ -2,6 +2,7 @@
 //! Redis reconnect, not by the claim sweep while Postgres is slow.
 
 mod support;
+
 use std::time::Duration;
 
 use fdc_kernel::service;

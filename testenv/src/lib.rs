@@ -7,12 +7,14 @@
 
 mod binaries;
 mod fixtures;
+mod kernel_process;
 pub mod ports;
 mod postgres;
 mod process;
 mod redis;
 
 pub use fixtures::*;
+pub use kernel_process::{KernelProcess, KernelProcessError};
 pub use postgres::{PostgresOptions, PostgresServer};
 pub use redis::{RedisOptions, RedisServer};
 

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 
 use super::env::{BenchEnv, RunDb};
-use super::kernel_proc::KernelProcess;
+use super::procfs;
 use super::workload::{entry_fields, W1};
 use super::{BenchError, Sample};
 use crate::redis_io::StreamClient;
+use fdc_testenv::KernelProcess;
 
 /// The kernel's default stream and group.
 pub const STREAM: &str = "events";
@@ -73,7 +74,7 @@ async fn measure(
             &db.url,
             &format!("bench-{}-{i}", setup.label),
             &setup.extra_env,
-            logs.path(),
+            Some(logs.path()),
         )?);
     }
     let started = Instant::now();
@@ -92,7 +93,7 @@ async fn measure(
             if !*ready {
                 *ready = kernel.is_ready().await;
                 if !*ready && started.elapsed() >= READY_TIMEOUT {
-                    return Err(kernel.not_ready(READY_TIMEOUT));
+                    return Err(kernel.not_ready(READY_TIMEOUT).into());
                 }
             }
         }
@@ -110,8 +111,8 @@ async fn measure(
     let mut stored_by = Vec::new();
     let mut duplicates = 0.0;
     for kernel in &kernels {
-        kernel_cpu += kernel.cpu_seconds();
-        peak_rss_kib = peak_rss_kib.max(kernel.peak_rss_kib());
+        kernel_cpu += procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
+        peak_rss_kib = peak_rss_kib.max(procfs::peak_rss_kib(kernel.pid()));
         stored_by.push(kernel.metric("kernel_events_stored_total").await as u64);
         duplicates += kernel.metric("kernel_events_duplicate_total").await;
     }

@@ -1,6 +1,6 @@
 //! Why a benchmark run failed.
 
-use fdc_testenv::ServerError;
+use fdc_testenv::{KernelProcessError, ServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -25,4 +25,16 @@ pub enum BenchError {
     Check(String),
     #[error("timed out: {0}")]
     Timeout(String),
+}
+
+impl From<KernelProcessError> for BenchError {
+    fn from(e: KernelProcessError) -> BenchError {
+        match e {
+            KernelProcessError::Io(e) => BenchError::Io(e),
+            KernelProcessError::NotReady { .. } | KernelProcessError::ShutdownTimeout => {
+                BenchError::Timeout(e.to_string())
+            }
+            _ => BenchError::Kernel(e.to_string()),
+        }
+    }
 }

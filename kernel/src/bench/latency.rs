@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 
 use super::drain::{GROUP, STREAM};
 use super::env::{BenchEnv, RunDb};
-use super::kernel_proc::KernelProcess;
+use super::procfs;
 use super::workload::{data_json, W1};
 use super::BenchError;
+use fdc_testenv::KernelProcess;
 use fdc_testenv::{metric_value, now_ns};
 
 const POLL: Duration = Duration::from_millis(5);
@@ -79,10 +80,10 @@ async fn measure(
         &db.url,
         "bench-latency",
         kernel_env,
-        logs.path(),
+        Some(logs.path()),
     )?;
     kernel.wait_ready(Duration::from_secs(30)).await?;
-    let cpu_before = kernel.cpu_seconds();
+    let cpu_before = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
 
     let (sent_tx, sent_rx) = mpsc::unbounded_channel();
     let observer = tokio::spawn(observe(env.redis(), sent_rx));
@@ -93,10 +94,10 @@ async fn measure(
         .await
         .map_err(|_| BenchError::Timeout("acknowledgement of the paced events".into()))?
         .map_err(|e| BenchError::Kernel(format!("observer failed: {e}")))??;
-    let cpu = kernel.cpu_seconds() - cpu_before;
+    let cpu = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0) - cpu_before;
     let elapsed = started.elapsed().as_secs_f64();
     let metrics = kernel.metrics().await;
-    let peak_rss_mib = kernel.peak_rss_kib() as f64 / 1024.0;
+    let peak_rss_mib = procfs::peak_rss_kib(kernel.pid()) as f64 / 1024.0;
     kernel.stop(Duration::from_secs(30))?;
 
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")

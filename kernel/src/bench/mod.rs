@@ -9,7 +9,6 @@ mod auth_run;
 mod drain;
 mod env;
 mod error;
-mod kernel_proc;
 mod latency;
 mod limit;
 mod procfs;

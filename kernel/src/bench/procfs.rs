@@ -28,6 +28,11 @@ fn field(fields: &[String], number: usize) -> u64 {
         .unwrap_or(0)
 }
 
+/// Peak resident set size of `pid` so far (`VmHWM`), in KiB; 0 when unknown.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM").unwrap_or(0)
+}
+
 /// User + system CPU seconds of `pid`, plus those of its reaped children.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let f = stat_fields(pid)?;

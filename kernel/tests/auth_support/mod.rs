@@ -74,15 +74,6 @@ pub fn key_secrets(key: &SigningKey) -> Vec<String> {
     ]
 }
 
-/// A port free right now (the harness' helper is private to it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct AuthKernel {
     pub env: TestEnv,
     pub dir: tempfile::TempDir,
@@ -133,7 +124,9 @@ impl AuthKernel {
         config.auth.verify_keys = vec![files.public_key.clone()];
         config.auth.signing_key = Some(files.private_key.clone());
         config.auth.admin_token_file = Some(admin_token_file);
-        config.auth.admin_listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
+            .parse()
+            .unwrap();
         config.auth.cache_ttl = options.cache_ttl;
         config.auth.register.rate_limit = options.rate_limit;
         configure(&mut config);

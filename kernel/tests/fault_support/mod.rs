@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
@@ -140,70 +139,23 @@ pub async fn wait_metric_at_least(addr: SocketAddr, series: &str, min: f64) -> f
     }
 }
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// The `fdc-kernel` binary as a child process, configured through `FDC_*`.
-pub struct KernelProcess {
-    child: Child,
-    log: tempfile::NamedTempFile,
-    pub http: SocketAddr,
-    pub consumer: String,
-}
-
-impl KernelProcess {
-    pub fn start(env: &TestEnv, consumer: &str, extra: &[(&str, &str)]) -> KernelProcess {
-        let http = free_addr();
-        let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
-        cmd.arg("run")
-            .env("FDC_REDIS__URL", env.redis.url())
-            .env("FDC_POSTGRES__URL", env.postgres.url())
-            .env("FDC_HTTP__LISTEN", http.to_string())
-            .env("FDC_INGEST__CONSUMER", consumer)
-            .env("FDC_INGEST__BATCH_MAX_WAIT", "20ms")
-            .env("FDC_LOG__LEVEL", "warn")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log.reopen().unwrap());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        KernelProcess {
-            child: cmd.spawn().expect("spawn fdc-kernel"),
-            log,
-            http,
-            consumer: consumer.to_string(),
-        }
-    }
-
-    /// SIGKILL: no shutdown path runs.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub async fn wait_ready(&self) {
-        let ok = wait_for(WAIT, 200, || async {
-            http_get(self.http, "/readyz").await.0
-        })
-        .await;
-        if ok != 200 {
-            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
-            panic!(
-                "kernel process {} never became ready; log:\n{log}",
-                self.consumer
-            );
-        }
-    }
-}
-
-impl Drop for KernelProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The `fdc-kernel` binary as a child process (to SIGKILL it), configured through `FDC_*`:
+/// short batch waits, warnings only, plus `extra`.
+pub fn start_kernel(env: &TestEnv, consumer: &str, extra: &[(&str, &str)]) -> KernelProcess {
+    let mut vars = vec![
+        ("FDC_INGEST__BATCH_MAX_WAIT".to_string(), "20ms".to_string()),
+        ("FDC_LOG__LEVEL".to_string(), "warn".to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    KernelProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_fdc-kernel")),
+        &env.redis.url(),
+        &env.postgres.url(),
+        consumer,
+        &vars,
+        None,
+    )
+    .expect("spawn fdc-kernel")
 }
 
 /// Entries pending on one consumer of group `kernel` on stream `events`.
@@ -222,43 +174,28 @@ pub async fn pending_of(redis: &MultiplexedConnection, consumer: &str) -> usize 
     reply.len()
 }
 
-impl KernelProcess {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The process's log so far (stderr).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
+/// Freezes the process at a moment it holds pending entries, then SIGKILLs
+/// it: a replica that died with work in hand. Returns how many it held.
+pub async fn kill_holding_pending(
+    kernel: &mut KernelProcess,
+    redis: &MultiplexedConnection,
+) -> usize {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        kernel.signal(libc::SIGSTOP);
+        // Let the stop take effect and commands already sent reach Redis.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let held = pending_of(redis, &kernel.consumer).await;
+        if held > 0 {
+            kernel.kill();
+            return held;
         }
-    }
-
-    /// Freezes the process at a moment it holds pending entries, then SIGKILLs
-    /// it: a replica that died with work in hand. Returns how many it held.
-    pub async fn kill_holding_pending(&mut self, redis: &MultiplexedConnection) -> usize {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            self.signal(libc::SIGSTOP);
-            // Let the stop take effect and commands already sent reach Redis.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let held = pending_of(redis, &self.consumer).await;
-            if held > 0 {
-                self.kill();
-                return held;
-            }
-            self.signal(libc::SIGCONT);
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} never held pending entries",
-                self.consumer
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        kernel.signal(libc::SIGCONT);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never held pending entries",
+            kernel.consumer
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
