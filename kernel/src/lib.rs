@@ -2,7 +2,6 @@
 //! them in partitioned Postgres tables. See README.md and docs/.
 
 pub mod auth;
-pub mod bench;
 pub mod check_config;
 pub mod config;
 pub mod dev;

@@ -11,7 +11,7 @@ pub enum BenchError {
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] fdc_kernel::store::StoreError),
     #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("I/O: {0}")]

@@ -1,30 +1,17 @@
-//! `fdc-bench`: the benchmark of issue 6 (docs/benchmark.md).
-//!
-//! It starts a private Redis and Postgres, then per repeat measures the storage limit (binary
-//! COPY, no kernel), the drain of a preloaded W1 backlog by the real `fdc-kernel` binary, the
-//! same drain with two replicas, and the commit latency at a paced rate. Each run gets a fresh
-//! database; figures are reported as medians.
-
-mod auth_run;
-mod drain;
-mod env;
-mod error;
-mod latency;
-mod limit;
-mod procfs;
-mod report;
-pub mod workload;
+//! The whole benchmark: it starts a private Redis and Postgres, then per repeat measures the
+//! storage limit (binary COPY, no kernel), the drain of a preloaded W1 backlog by the real
+//! `fdc-kernel` binary, the same drain with two replicas, and the commit latency at a paced
+//! rate. Each run gets a fresh database; figures are reported as medians.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use error::BenchError;
-pub use report::{Report, Sample};
-
-use drain::DrainSetup;
-use env::BenchEnv;
-use report::{LatencySummary, Machine, Summary};
-use workload::W1;
+use super::drain::{self, DrainSetup};
+use super::env::BenchEnv;
+use super::error::BenchError;
+use super::report::{LatencySummary, Machine, Report, Summary};
+use super::workload::{self, W1};
+use super::{auth_run, latency, limit};
 
 /// The runs the benchmark can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use super::procfs;
 use super::BenchError;
-use crate::store::MIGRATOR;
+use fdc_kernel::store::MIGRATOR;
 use fdc_testenv::{PostgresOptions, PostgresServer, RedisServer};
 
 pub struct BenchEnv {

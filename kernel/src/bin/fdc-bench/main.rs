@@ -1,11 +1,29 @@
 //! `fdc-bench`: measures the kernel against Postgres's own storage limit (docs/benchmark.md).
+//!
+//! This file is the command line; the benchmark's modules sit beside it, outside the kernel
+//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`,
+//! `env` (the private servers), `procfs`, `report`, `error`.
+
+mod auth_run;
+mod drain;
+mod env;
+mod error;
+mod latency;
+mod limit;
+mod procfs;
+mod report;
+mod run;
+mod workload;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fdc_kernel::bench::{self, Options, RunKind};
+
+use error::BenchError;
+use report::Sample;
+use run::{Options, RunKind};
 
 #[derive(Parser)]
 #[command(
@@ -95,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    let report = runtime.block_on(bench::run(&options))?;
+    let report = runtime.block_on(run::run(&options))?;
     print!("{}", report.table());
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(&cli.json, json + "\n")

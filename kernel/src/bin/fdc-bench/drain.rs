@@ -10,7 +10,7 @@ use super::env::{BenchEnv, RunDb};
 use super::procfs;
 use super::workload::{entry_fields, W1};
 use super::{BenchError, Sample};
-use crate::redis_io::StreamClient;
+use fdc_kernel::redis_io::StreamClient;
 use fdc_testenv::KernelProcess;
 
 /// The kernel's default stream and group.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::env::{BenchEnv, RunDb};
 use super::workload::{W1Event, TAG_VALUES, W1};
 use super::{BenchError, Sample};
-use crate::store::{CopyBinary, Partitions};
+use fdc_kernel::store::{CopyBinary, Partitions};
 
 /// Encoded COPY streams of one batch.
 struct Batch {
@@ -48,7 +48,7 @@ async fn measure(
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
     // The same socket option as the kernel's pool (see store::set_nodelay): without it
     // every COPY waits for a delayed ACK and the "limit" would measure TCP, not Postgres.
-    crate::store::set_nodelay(&mut conn).await?;
+    fdc_kernel::store::set_nodelay(&mut conn).await?;
     env.checkpoint().await?;
 
     let (tx, mut rx) = mpsc::channel::<Batch>(4);
