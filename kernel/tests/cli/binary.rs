@@ -1,14 +1,12 @@
 //! The real `fdc-kernel` binary: config from the environment, clear config errors, migrate,
 //! and a SIGTERM that loses nothing.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_testenv::ports::free_port;
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdc-kernel");
