@@ -1,14 +1,12 @@
 //! Entries the writer is still working on are not delivered to it a second time: not after a
 //! Redis reconnect, not by the claim sweep while Postgres is slow.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::service;
 use serde_json::json;
 use sqlx::Connection;
-use support::*;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,12 +1,10 @@
 //! `/readyz` answers from memory in every state: a silent or refusing Postgres makes it answer
 //! 503 with the cause at once, never time out the kubelet's probe.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use fdc_kernel::service;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The chart's probes time out after 2 s; the kernel answers well within this.

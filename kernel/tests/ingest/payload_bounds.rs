@@ -1,11 +1,8 @@
 //! Payload shape bounds end to end: too deeply nested payloads and a `data` without
 //! `payload` are dead-lettered as `bad_payload` before Postgres sees them.
 
-mod fault_support;
-mod support;
-
-use fault_support::*;
-use support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use uuid::Uuid;
 
 /// A `data` entry whose `data` field is `data` verbatim.

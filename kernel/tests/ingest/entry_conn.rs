@@ -3,12 +3,10 @@
 //! Redis restart or a call cut short, and connection errors that name the server and the OS
 //! cause.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use fdc_kernel::redis_io::{EntryBounds, EntryConn};
-use support::*;
 
 const BOUNDS: EntryBounds = EntryBounds {
     max_entry_bytes: 64 * 1024,

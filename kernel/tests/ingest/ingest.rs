@@ -1,12 +1,10 @@
 //! End to end through the library: real Redis, real Postgres, exact counts.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::service;
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

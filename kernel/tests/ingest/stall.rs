@@ -5,15 +5,12 @@
 //! refuses commands that add data (XGROUP CREATE, XADD to the dead-letter stream) while it
 //! still answers PING, reads and acks, so nothing but the stall says that ingest is stuck.
 
-mod fault_support;
-mod support;
-
 use std::time::Duration;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 const READER: &str = "kernel_stalled{stage=\"reader\"}";

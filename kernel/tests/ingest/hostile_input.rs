@@ -3,18 +3,15 @@
 //! group; oversized ones are never held whole (peak RSS of the kernel process); dead letters
 //! keep a bounded prefix of each field and dead-letter streams are capped.
 
-mod fault_support;
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use fault_support::{metric, start_kernel, start_ready, WAIT};
+use crate::fault_support::{metric, start_kernel, start_ready, WAIT};
 
+use crate::support::*;
 use fdc_kernel::config::Config;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 /// The entry of the report: a valid `data` message plus a field whose *name* is `\xff\xfe`
@@ -256,7 +253,7 @@ async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
         0
     );
     assert_eq!(
-        fault_support::wait_metric_at_least(
+        crate::fault_support::wait_metric_at_least(
             a,
             "kernel_redis_dlq_total{reason=\"bad_type\"}",
             401.0

@@ -1,15 +1,13 @@
 //! Pending entries of a dead consumer: claimed, poison entries dead-lettered, trimmed ones
 //! counted, and re-publish of stored events.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::config::Config;
 use fdc_kernel::service;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,13 +1,11 @@
 //! Readiness follows the dependencies; retention drops whole old partitions.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::service;
 use fdc_kernel::store::{day_name, Store};
 use serde_json::json;
-use support::*;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,19 @@
+//! End-to-end ingest through the library and the binary's HTTP: storage, redelivery,
+//! claims, lifecycle, the bounded entry reader, readiness, stalls and hostile input.
+//!
+//! One module per concern; a test runs as `<module>::<test>`.
+
+#[path = "../fault_support/mod.rs"]
+mod fault_support;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod claims;
+mod entry_conn;
+mod hostile_input;
+mod ingest;
+mod lifecycle;
+mod payload_bounds;
+mod readiness;
+mod redelivery;
+mod stall;
