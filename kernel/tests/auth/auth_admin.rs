@@ -1,15 +1,12 @@
 //! The admin API and the CLI: 401 without the admin token (and nothing changes), recorded
 //! decisions, and the newcomer path through the real binary.
 
-mod auth_support;
-mod support;
-
 use std::process::{Command, Stdio};
 
-use auth_support::*;
+use crate::auth_support::*;
+use crate::support::*;
 use fdc_kernel::auth::keys;
 use fdc_kernel::auth::registration::request;
-use support::*;
 use uuid::Uuid;
 
 async fn snapshot(pg: &sqlx::PgPool) -> Vec<i64> {

@@ -2,19 +2,16 @@
 //! approve-key`): the key's first `register` is issued, repeats change nothing, conflicts and
 //! unauthorized calls change nothing.
 
-mod auth_support;
-mod support;
-
 use std::process::{Command, Stdio};
 
-use auth_support::*;
+use crate::auth_support::*;
+use crate::support::*;
 use base64::Engine;
 use fdc_kernel::auth::keys::{self, SigningKey};
 use fdc_kernel::auth::registration::reply::Status;
 use fdc_kernel::auth::registration::{request, seal};
 use fdc_kernel::auth::token::TokenVerifier;
 use serde_json::{json, Value};
-use support::*;
 use uuid::Uuid;
 
 fn pem(key: &SigningKey) -> String {

@@ -1,17 +1,14 @@
 //! The registration flow on `fdc:register` against a running kernel: exact replies and rows.
 
-mod auth_support;
-mod support;
-
 use std::time::Duration;
 
-use auth_support::*;
+use crate::auth_support::*;
+use crate::support::*;
 use fdc_kernel::auth::keys::{self, SigningKey};
 use fdc_kernel::auth::registration::reply::{Reply, Status};
 use fdc_kernel::auth::registration::{request, seal, stream};
 use fdc_kernel::auth::token::TokenVerifier;
 use redis::aio::MultiplexedConnection;
-use support::*;
 use uuid::Uuid;
 
 fn fields_of(f: &[(String, String)]) -> Vec<(String, String)> {

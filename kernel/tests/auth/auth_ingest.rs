@@ -1,18 +1,15 @@
 //! Auth on the ingest path: real Redis and Postgres, exact DLQ entries, counts and metrics.
 
-mod auth_support;
-mod support;
-
 use std::time::Duration;
 
-use auth_support::*;
+use crate::auth_support::*;
+use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use fdc_kernel::auth::keys;
 use fdc_kernel::auth::token::{Claims, TokenIssuer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use support::*;
 use uuid::Uuid;
 
 fn claims(k: &AuthKernel, sub: Uuid, iat: i64, exp: i64, nbf: Option<i64>) -> Claims {

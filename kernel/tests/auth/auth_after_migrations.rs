@@ -1,15 +1,13 @@
 //! The auth background tasks (registration service with its nonce pruning, last-seen writes)
 //! start only once the schema is there: before, they would only fail on missing tables.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use fdc_kernel::auth::keys;
 use fdc_kernel::service;
 use fdc_kernel::store::Store;
 use fdc_testenv::ports::free_port;
-use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

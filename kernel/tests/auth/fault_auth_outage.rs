@@ -4,20 +4,16 @@
 //! acknowledged nor dead-lettered) until Postgres is back. Every event ends up stored exactly
 //! once with the producer id of its token.
 
-mod auth_support;
-mod fault_support;
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use auth_support::{AuthKernel, Options};
-use fault_support::{metric, spill_config, wait_metric_at_least, wait_stored, WAIT};
+use crate::auth_support::{AuthKernel, Options};
+use crate::fault_support::{metric, spill_config, wait_metric_at_least, wait_stored, WAIT};
+use crate::support::*;
 use fdc_kernel::config::Config;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;
-use support::*;
 use uuid::Uuid;
 
 /// Entries with a token each, and the producer every event id must be stored with.
