@@ -16,6 +16,14 @@ use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(90);
 
+/// The fault tests share one test binary but run one at a time: each takes this lock first.
+/// They kill servers and processes and wait on claim and retry timeouts, which on a small
+/// machine must not compete with another fault test (as separate binaries they never did).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
+}
+
 /// A known set of entries: `valid` data events (ids kept) and `invalid` ones
 /// (bad protocol version) that must end in the DLQ.
 pub struct EventSet {

@@ -5,16 +5,14 @@
 //! The rest of the backlog stays in Redis, the entries held keep being refreshed (not idle to
 //! other replicas), and once Postgres is back every entry is stored once.
 
-mod fault_support;
-mod support;
-
 use std::time::Duration;
 
-use fault_support::*;
-use support::*;
+use crate::fault_support::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_holds_at_most_max_inflight_bytes() {
+    let _serial = serial().await;
     let mut env = TestEnv::start().await.unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);
@@ -113,6 +111,7 @@ async fn idle_ms(redis: &redis::aio::MultiplexedConnection) -> Vec<u64> {
 /// fit starts the next batch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_chunks_never_make_a_batch_over_batch_max_size() {
+    let _serial = serial().await;
     let mut env = TestEnv::start().await.unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);

@@ -3,17 +3,14 @@
 //! Every valid batch is replayed into Postgres, the damage is counted, and a
 //! spilled event Postgres rejects for its content is isolated into the DLQ.
 
-mod fault_support;
-mod support;
-
 use std::collections::HashSet;
 use std::fs;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{batch, codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
-use support::*;
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.
@@ -53,6 +50,7 @@ fn batch_of(n: usize, tag: &str) -> (Vec<Event>, EntriesByRef) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
+    let _serial = serial().await;
     let env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpillConfig {

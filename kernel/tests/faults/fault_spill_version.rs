@@ -5,18 +5,15 @@
 //! stored, and every other record is replayed. A quarantined record this
 //! build can decode (left by an older build) is put back and replayed.
 
-mod fault_support;
-mod support;
-
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{batch, SpillConfig, SpillMetrics, SpillStore};
-use support::*;
 use uuid::Uuid;
 
 /// `n` events as the pipeline spills them, entry ids `<base>-<i>`.
@@ -72,6 +69,7 @@ fn quarantine_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
+    let _serial = serial().await;
     let env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpillConfig::new(dir.path());

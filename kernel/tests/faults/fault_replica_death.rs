@@ -1,14 +1,12 @@
 //! Fault 3: two kernels in one group; one is SIGKILLed for good while holding
 //! pending entries. The survivor claims them after `ingest.claim_idle`.
 
-mod fault_support;
-mod support;
-
-use fault_support::*;
-use support::*;
+use crate::fault_support::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_claims_the_dead_replicas_pending_entries() {
+    let _serial = serial().await;
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
     let opts = [

@@ -2,14 +2,12 @@
 //! same consumer name: it re-reads its own pending entries; nothing is lost,
 //! nothing stored twice.
 
-mod fault_support;
-mod support;
-
-use fault_support::*;
-use support::*;
+use crate::fault_support::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_killed_mid_batch_resumes_its_pending_entries() {
+    let _serial = serial().await;
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
     let opts = [("FDC_INGEST__BATCH_MAX_SIZE", "200")];

@@ -2,18 +2,16 @@
 //! Redis 7 drops them from the pending list when they are claimed; the
 //! claimer counts them in a metric and carries on with the rest.
 
-mod fault_support;
-mod support;
-
 use std::time::Duration;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::service;
-use support::*;
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimmed_pending_entries_are_counted_and_never_crash_the_claimer() {
+    let _serial = serial().await;
     let env = TestEnv::start().await.unwrap();
     let mut redis = env.redis_conn().await;
     let set = EventSet::new(2000, 40);

@@ -2,17 +2,15 @@
 //! Batches go to the spill meanwhile (and are acknowledged only once durable),
 //! then are replayed; every event ends up stored exactly once.
 
-mod fault_support;
-mod support;
-
 use std::time::Duration;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::service;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_killed_mid_flow_spills_then_replays() {
+    let _serial = serial().await;
     let mut env = TestEnv::start().await.unwrap();
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();

@@ -2,17 +2,15 @@
 //! kernel reconnects with backoff, is not ready meanwhile, and resumes from
 //! the group's state; the lag it reports ends at 0 even when Redis's own counter drifts.
 
-mod fault_support;
-mod support;
-
 use std::time::Duration;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::service;
-use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_loses_nothing() {
+    let _serial = serial().await;
     let (redis, postgres) = tokio::join!(
         RedisServer::start_with(RedisOptions { appendonly: true }),
         PostgresServer::start()

@@ -3,16 +3,14 @@
 //! for silent networks only. Here it is longer than the whole test may wait, so a batch that
 //! waited for it would fail the test.
 
-mod fault_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use fault_support::*;
-use support::*;
+use crate::fault_support::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_postgres_spills_each_batch_without_waiting_the_connect_timeout() {
+    let _serial = serial().await;
     let mut env = TestEnv::start().await.unwrap();
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();

@@ -2,15 +2,12 @@
 //! reading, reports not-ready and acknowledges nothing beyond what the spill
 //! (or the DLQ) holds; after Postgres returns, everything arrives.
 
-mod fault_support;
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use fault_support::*;
+use crate::fault_support::*;
+use crate::support::*;
 use fdc_kernel::spill::{batch, codec};
-use support::*;
 
 /// Events inside the spill's segment files, read straight from disk.
 fn events_on_disk(dir: &Path) -> usize {
@@ -30,6 +27,7 @@ fn events_on_disk(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
+    let _serial = serial().await;
     let mut env = TestEnv::start().await.unwrap();
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();
