@@ -245,11 +245,11 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
             "`payload` must be a JSON object",
         ));
     }
-    // Postgres `jsonb` cannot hold U+0000; it would fail the whole batch later.
-    if payload.contains("\\u0000") {
+    // Postgres `jsonb` cannot hold these; they would fail the whole batch later.
+    if let Some(what) = super::unstorable_escape(payload.as_bytes()) {
         return Err(Rejection::new(
             Reason::BadPayload,
-            "`payload` contains \\u0000, which Postgres jsonb cannot store",
+            format!("`payload` contains {what}, which Postgres jsonb cannot store"),
         ));
     }
     if let Some(subject) = &body.subject {
