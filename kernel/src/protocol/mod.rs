@@ -10,7 +10,7 @@ mod event;
 mod parse;
 mod rejection;
 
-pub use depth::deeper_than;
+pub use depth::{deeper_than, too_deep_under};
 pub use entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, Token};
 pub use escapes::unstorable_escape;
 pub use event::Event;
