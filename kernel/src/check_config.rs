@@ -51,6 +51,13 @@ pub fn validate_like_run(config: &Config) -> Result<(), ConfigError> {
             })?;
         }
     }
+    if let Some(spill) = &config.spill {
+        usable_dir(&spill.dir).map_err(|problem| ConfigError::Invalid {
+            key: "spill.dir",
+            problem,
+            fix: "point it at a directory the kernel can write (it is created when missing)",
+        })?;
+    }
     redis::Client::open(config.redis.url.as_str()).map_err(|e| ConfigError::Invalid {
         key: "redis.url",
         problem: redact_url(&e.to_string()),
@@ -62,6 +69,43 @@ pub fn validate_like_run(config: &Config) -> Result<(), ConfigError> {
         fix: "set it like postgres://user:password@host:5432/db",
     })?;
     Ok(())
+}
+
+/// `dir` is a writable directory, or can be created: its nearest existing ancestor is a
+/// writable directory. Looks only; creates nothing.
+fn usable_dir(dir: &Path) -> Result<(), String> {
+    let mut probe = dir;
+    loop {
+        match std::fs::metadata(probe) {
+            Ok(meta) if meta.is_dir() => break,
+            Ok(_) => return Err(format!("{} is not a directory", probe.display())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match probe.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => probe = parent,
+                    _ => return Ok(()),
+                }
+            }
+            Err(e) => return Err(format!("cannot look at {}: {e}", probe.display())),
+        }
+    }
+    let c_path = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", probe.display()))?;
+    // SAFETY: access() only reads the NUL-terminated path.
+    let rc = unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not writable: {}",
+            probe.display(),
+            std::io::Error::last_os_error()
+        ))
+    }
 }
 
 /// The effective config as YAML: secrets redacted, each duration as it was written (or in its
@@ -175,6 +219,18 @@ async fn ping_redis(url: &str, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spill_dir_below_a_file_is_refused_and_a_missing_one_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = usable_dir(&file.join("spill")).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        usable_dir(&dir.path().join("a/b/spill")).unwrap();
+        usable_dir(dir.path()).unwrap();
+        assert!(!dir.path().join("a").exists(), "nothing created");
+    }
 
     #[test]
     fn durations_in_their_largest_whole_unit() {

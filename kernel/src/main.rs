@@ -161,8 +161,16 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.http.listen = "127.0.0.1:0".parse()?;
     let kernel = service::start(config.clone()).await?;
     let stop = kernel.stop_token();
-    let ready = wait_migrated(&kernel.health, Duration::from_secs(60)).await;
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stop.cancel();
+        });
+    }
+    let ready = wait_migrated(&kernel.health, &stop, Duration::from_secs(60)).await;
     let outcome = match (ready, args.smoke) {
+        (false, _) if stop.is_cancelled() => Ok(()),
         (false, _) => Err(anyhow::anyhow!(
             "the kernel did not get the database ready within 60s"
         )),
@@ -173,18 +181,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .map_err(Into::into),
         (true, false) => {
             if let Some(path) = &args.env_file {
-                env.write_env_file(path)
-                    .with_context(|| format!("cannot write --env-file {}", path.display()))?;
+                if let Err(e) = env.write_env_file(path) {
+                    stop.cancel();
+                    let _ = kernel.wait().await;
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot write --env-file {}", path.display())));
+                }
             }
             println!(
                 "{}",
                 env.instructions(&config, kernel.http_addr, args.env_file.as_deref())
             );
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                wait_for_signal().await;
-                stop.cancel();
-            });
             Ok(())
         }
     };
@@ -201,10 +208,15 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     Ok(stopped?)
 }
 
-async fn wait_migrated(health: &fdc_kernel::health::Health, within: Duration) -> bool {
+/// True once migrations are applied; false after `within` or when `stop` fires first.
+async fn wait_migrated(
+    health: &fdc_kernel::health::Health,
+    stop: &CancellationToken,
+    within: Duration,
+) -> bool {
     let started = std::time::Instant::now();
     while !health.migrated() {
-        if started.elapsed() >= within {
+        if started.elapsed() >= within || stop.is_cancelled() {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -261,3 +261,42 @@ fn a_fatal_start_error_is_logged_once_as_json() {
     let in_use = std::io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
     assert_eq!(error.matches(&in_use).count(), 1, "said once: {error}");
 }
+
+#[test]
+fn run_reports_an_invalid_config_as_one_json_line() {
+    let out = bin()
+        .arg("run")
+        .env("FDC_INGEST__BATCH_MAX_SIZE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let error = lines[0]["error"].as_str().unwrap();
+    assert!(error.contains("ingest.batch_max_size"), "{error}");
+    assert!(error.contains("fix:"), "{error}");
+}
+
+#[test]
+fn dev_smoke_stores_a_sample_event_with_and_without_auth_and_exits_0() {
+    for extra in [&[][..], &["--auth"][..]] {
+        let out = bin()
+            .args(["dev", "--smoke"])
+            .args(extra)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.starts_with("smoke test passed: sample event "),
+            "{stdout}"
+        );
+        // Logs on a pipe carry no colour codes.
+        assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
+    }
+}

@@ -26,14 +26,36 @@ pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 /// the spill volume: they are acknowledged data too, so a replica holding any is not drained.
 pub const SPILL_QUARANTINE_METRIC: &str = "kernel_spill_quarantine_files";
 
+/// Gauge the kernel sets to 1 per stage (`stage="reader"|"writer"`) that keeps failing on the
+/// same work while entries wait; its `/readyz` then answers 503 naming the cause.
+pub const STALLED_METRIC: &str = "kernel_stalled";
+
 /// Where kernel endpoints are.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoints {
-    /// In a cluster: the kernel Service for admin calls, pod IPs for metrics.
+    /// In a cluster (default): the kernel Service's DNS name (`<kernel>.<ns>.svc`) for admin
+    /// calls, pod IPs for `/metrics` and `/readyz`.
     Cluster,
-    /// Everything at one base URL (tests): admin at `{base}`, a pod's metrics at
-    /// `{base}/pods/{pod}/metrics`.
+    /// Pod IPs only, admin calls included (to a Ready kernel pod): for an operator outside
+    /// the cluster on a network that routes pod IPs but does not resolve cluster DNS.
+    PodIp,
+    /// Everything at one base URL (tests): admin at `{base}`, a pod's endpoints at
+    /// `{base}/pods/{pod}/{path}`.
     Fixed(String),
+}
+
+impl std::str::FromStr for Endpoints {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "service" => Ok(Endpoints::Cluster),
+            "pod-ip" => Ok(Endpoints::PodIp),
+            other => Err(format!(
+                "unknown kernel access mode {other:?}; use `service` (in the cluster) or `pod-ip` (outside it, with pod IPs routed)"
+            )),
+        }
+    }
 }
 
 /// A kernel HTTP call failed.
@@ -47,6 +69,8 @@ pub enum KernelApiError {
     Timeout { url: String, timeout: Duration },
     #[error("pod {0} has no IP yet")]
     NoPodIp(String),
+    #[error("FdcKernel {0} has no Ready pod with an IP to send admin calls to")]
+    NoReadyPod(String),
     #[error("{url} does not export {metric}")]
     MissingMetric { url: String, metric: &'static str },
 }
@@ -57,6 +81,8 @@ pub struct KernelApi {
     http: Client<HttpConnector, Full<Bytes>>,
     endpoints: Endpoints,
     timeout: Duration,
+    /// Timeout of the status probes (`/readyz`, `/metrics` of a pod that is not ready).
+    probe_timeout: Duration,
 }
 
 /// Result of a revocation call.
@@ -102,49 +128,97 @@ impl KernelApi {
             http: Client::builder(TokioExecutor::new()).build_http(),
             endpoints,
             timeout: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(3),
         }
     }
 
-    fn admin_base(&self, kernel: &FdcKernel) -> String {
+    /// Whether admin calls go to a pod IP (the caller then passes a Ready pod's IP).
+    pub fn admin_needs_pod_ip(&self) -> bool {
+        self.endpoints == Endpoints::PodIp
+    }
+
+    /// Base URL of `kernel`'s admin API; `pod_ip` is a Ready kernel pod's IP, used (and
+    /// required) in [`Endpoints::PodIp`] mode.
+    pub fn admin_base(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+    ) -> Result<String, KernelApiError> {
         match &self.endpoints {
-            Endpoints::Cluster => format!(
+            Endpoints::Cluster => Ok(format!(
                 "http://{}.{}.svc:{ADMIN_PORT}",
                 kernel.name_any(),
                 kernel.namespace().unwrap_or_default()
-            ),
-            Endpoints::Fixed(base) => base.clone(),
+            )),
+            Endpoints::PodIp => {
+                let ip = pod_ip.ok_or_else(|| {
+                    KernelApiError::NoReadyPod(format!(
+                        "{}/{}",
+                        kernel.namespace().unwrap_or_default(),
+                        kernel.name_any()
+                    ))
+                })?;
+                Ok(format!("http://{}:{ADMIN_PORT}", url_host(ip)))
+            }
+            Endpoints::Fixed(base) => Ok(base.clone()),
         }
     }
 
-    fn metrics_url(&self, pod: &Pod) -> Result<String, KernelApiError> {
+    /// URL of `path` (`/metrics`, `/readyz`) on `pod`'s HTTP port.
+    pub fn pod_url(&self, pod: &Pod, path: &str) -> Result<String, KernelApiError> {
         match &self.endpoints {
-            Endpoints::Cluster => {
+            Endpoints::Cluster | Endpoints::PodIp => {
                 let ip = pod
                     .status
                     .as_ref()
                     .and_then(|s| s.pod_ip.as_deref())
                     .ok_or_else(|| KernelApiError::NoPodIp(pod.name_any()))?;
-                // IPv6 pod IPs need brackets in a URL.
-                let host = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                Ok(format!("http://{host}:{HTTP_PORT}/metrics"))
+                Ok(format!("http://{}:{HTTP_PORT}{path}", url_host(ip)))
             }
-            Endpoints::Fixed(base) => Ok(format!("{base}/pods/{}/metrics", pod.name_any())),
+            Endpoints::Fixed(base) => Ok(format!("{base}/pods/{}{path}", pod.name_any())),
         }
+    }
+
+    /// The status and first line of `pod`'s `/readyz` answer (e.g. `503`, `not ready:
+    /// Postgres unreachable`).
+    pub async fn readyz(&self, pod: &Pod) -> Result<(u16, String), KernelApiError> {
+        let url = self.pod_url(pod, "/readyz")?;
+        let request = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
+        let text = String::from_utf8_lossy(&body);
+        Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
+    }
+
+    /// Stages `pod` reports stalled on its `/metrics` (`kernel_stalled{stage}` > 0); empty for
+    /// a kernel that does not export the gauge.
+    pub async fn stalled_stages(&self, pod: &Pod) -> Result<Vec<String>, KernelApiError> {
+        let url = self.pod_url(pod, "/metrics")?;
+        let request = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
+        if !(200..300).contains(&status) {
+            return Err(KernelApiError::Status { url, status });
+        }
+        Ok(stalled_stages(&String::from_utf8_lossy(&body)))
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
     pub async fn revoke_producer(
         &self,
         kernel: &FdcKernel,
+        pod_ip: Option<&str>,
         admin_token: &str,
         producer_id: Uuid,
         reason: &str,
     ) -> Result<Revoked, KernelApiError> {
-        let url = format!("{}{}", self.admin_base(kernel), revoke_path(producer_id));
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            revoke_path(producer_id)
+        );
         let body = serde_json::json!({ "reason": reason }).to_string();
         let request = http::Request::post(&url)
             .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
@@ -164,10 +238,15 @@ impl KernelApi {
     pub async fn approve_key(
         &self,
         kernel: &FdcKernel,
+        pod_ip: Option<&str>,
         admin_token: &str,
         req: &KeyApprovalRequest<'_>,
     ) -> Result<KeyApproval, KernelApiError> {
-        let url = format!("{}{}", self.admin_base(kernel), keys_path(req.producer_id));
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            keys_path(req.producer_id)
+        );
         let body = serde_json::json!({
             "public_key": req.public_key_pem,
             "name": req.name,
@@ -192,7 +271,7 @@ impl KernelApi {
     /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
     /// `/metrics`: 0 means its spill volume holds nothing that would be lost with it.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
-        let url = self.metrics_url(pod)?;
+        let url = self.pod_url(pod, "/metrics")?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
@@ -211,6 +290,15 @@ impl KernelApi {
         url: &str,
         request: http::Request<Full<Bytes>>,
     ) -> Result<(u16, Bytes), KernelApiError> {
+        self.send_within(url, request, self.timeout).await
+    }
+
+    async fn send_within(
+        &self,
+        url: &str,
+        request: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, Bytes), KernelApiError> {
         let call = async {
             let response = self
                 .http
@@ -226,11 +314,11 @@ impl KernelApi {
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| KernelApiError::Timeout {
                 url: url.to_string(),
-                timeout: self.timeout,
+                timeout,
             })?
     }
 }
@@ -266,11 +354,76 @@ fn refusal_message(body: &[u8]) -> String {
     one_line
 }
 
-fn transport(url: &str, e: impl std::fmt::Display) -> KernelApiError {
+/// An IP as a URL host (IPv6 in brackets).
+fn url_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+fn transport(url: &str, e: impl std::error::Error) -> KernelApiError {
     KernelApiError::Transport {
         url: url.to_string(),
-        reason: e.to_string(),
+        reason: with_hint(error_chain(&e)),
     }
+}
+
+/// A name that did not resolve is usually an operator outside the cluster, where `*.svc`
+/// names mean nothing: say so, with the option that helps.
+fn with_hint(reason: String) -> String {
+    if reason.contains("dns error") {
+        format!("{reason} (the host name did not resolve; outside the cluster, run the operator with --kernel-access pod-ip, see docs/operator.md)")
+    } else {
+        reason
+    }
+}
+
+/// An error and its sources on one line, each cause once: hyper's `client error (Connect)`
+/// alone does not say whether the name did not resolve or the connection was refused.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Some errors repeat their source in their own message.
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Stages with `kernel_stalled{stage="..."}` above zero, in order of appearance.
+fn stalled_stages(metrics: &str) -> Vec<String> {
+    let prefix = format!("{STALLED_METRIC}{{");
+    let mut stages = Vec::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        let stalled = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v > 0.0);
+        let stage = labels
+            .split(',')
+            .filter_map(|l| l.trim().strip_prefix("stage="))
+            .map(|v| v.trim_matches('"').to_string())
+            .next();
+        if let (true, Some(stage)) = (stalled, stage) {
+            if !stages.contains(&stage) {
+                stages.push(stage);
+            }
+        }
+    }
+    stages
 }
 
 /// Sum of all samples of `metric` (any labels) in Prometheus text format.
@@ -309,6 +462,127 @@ pub fn parse_gauge_sum(text: &str, metric: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    use crate::controller::fixtures::kernel;
+
+    fn pod(ip: Option<&str>) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "k-1", "namespace": "apps"},
+            "status": {"podIP": ip}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn urls_per_access_mode() {
+        use super::{Endpoints, KernelApi, KernelApiError};
+        let k = kernel("k", 2);
+        let cluster = KernelApi::new(Endpoints::Cluster);
+        assert!(!cluster.admin_needs_pod_ip());
+        assert_eq!(
+            cluster.admin_base(&k, None).unwrap(),
+            "http://k.apps.svc:8081"
+        );
+        assert_eq!(
+            cluster.pod_url(&pod(Some("10.1.2.3")), "/readyz").unwrap(),
+            "http://10.1.2.3:8080/readyz"
+        );
+        assert!(matches!(
+            cluster.pod_url(&pod(None), "/metrics"),
+            Err(KernelApiError::NoPodIp(p)) if p == "k-1"
+        ));
+
+        let pod_ip: Endpoints = "pod-ip".parse().unwrap();
+        let direct = KernelApi::new(pod_ip);
+        assert!(direct.admin_needs_pod_ip());
+        assert_eq!(
+            direct.admin_base(&k, Some("10.1.2.3")).unwrap(),
+            "http://10.1.2.3:8081"
+        );
+        assert_eq!(
+            direct.admin_base(&k, Some("fd00::7")).unwrap(),
+            "http://[fd00::7]:8081"
+        );
+        assert_eq!(
+            direct.admin_base(&k, None).unwrap_err().to_string(),
+            "FdcKernel apps/k has no Ready pod with an IP to send admin calls to"
+        );
+        assert_eq!(
+            direct.pod_url(&pod(Some("fd00::7")), "/metrics").unwrap(),
+            "http://[fd00::7]:8080/metrics"
+        );
+        assert_eq!("service".parse::<Endpoints>(), Ok(Endpoints::Cluster));
+        assert!("dns"
+            .parse::<Endpoints>()
+            .unwrap_err()
+            .contains("use `service` (in the cluster) or `pod-ip`"));
+    }
+
+    #[test]
+    fn stalled_stages_are_read_by_label() {
+        use super::stalled_stages;
+        let text = "# TYPE kernel_stalled gauge\nkernel_stalled{stage=\"reader\"} 0\nkernel_stalled{stage=\"writer\"} 1\nkernel_stalled_total 3\n";
+        assert_eq!(stalled_stages(text), vec!["writer".to_string()]);
+        assert!(stalled_stages("kernel_spill_pending_records 0\n").is_empty());
+    }
+
+    #[test]
+    fn error_chain_names_every_distinct_cause() {
+        use super::error_chain;
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "client error (Connect)",
+            Some(Box::new(E(
+                "dns error",
+                Some(Box::new(E(
+                    "failed to lookup address information: Name or service not known",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "client error (Connect): dns error: failed to lookup address information: Name or service not known"
+        );
+        assert_eq!(
+            super::with_hint(error_chain(&e)),
+            "client error (Connect): dns error: failed to lookup address information: Name or service not known (the host name did not resolve; outside the cluster, run the operator with --kernel-access pod-ip, see docs/operator.md)"
+        );
+        assert_eq!(super::with_hint("refused".into()), "refused");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        use super::{Endpoints, KernelApi};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let api = KernelApi::new(Endpoints::Fixed(format!("http://{addr}")));
+        let err = api.readyz(&pod(Some("x"))).await.unwrap_err().to_string();
+        assert!(err.contains("Connection refused"), "{err}");
+        assert!(err.contains(&addr.to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unresolvable_name_says_so() {
+        use super::{Endpoints, KernelApi};
+        // `.invalid` never resolves (RFC 6761).
+        let api = KernelApi::new(Endpoints::Fixed("http://fdc-kernel.invalid:8080".into()));
+        let err = api.readyz(&pod(Some("x"))).await.unwrap_err().to_string();
+        assert!(err.contains("dns error"), "{err}");
+        assert!(err.contains("the host name did not resolve"), "{err}");
+    }
+
     #[test]
     fn quarantine_files_count_as_backlog() {
         use super::spill_backlog;

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod builders;
 pub mod controller;
 pub mod crd;
+pub mod duration;
 pub mod kernel_api;
 pub mod labels;
 pub mod leader;

@@ -65,6 +65,11 @@ struct RunArgs {
     /// Address of /metrics, /healthz, /readyz.
     #[arg(long, env = "LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// How the operator reaches kernel pods: `service` (the kernel Service's cluster DNS name
+    /// for admin calls, pod IPs for /metrics and /readyz: in the cluster) or `pod-ip` (pod
+    /// IPs for everything: outside the cluster, on a network that routes pod IPs).
+    #[arg(long, env = "KERNEL_ACCESS", default_value = "service")]
+    kernel_access: Endpoints,
     /// Log filter (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -149,7 +154,7 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics.clone(),
-        KernelApi::new(Endpoints::Cluster),
+        KernelApi::new(args.kernel_access.clone()),
         Some(identity.clone()),
     ));
     let namespaces: Vec<Option<String>> = {

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -62,6 +63,7 @@ pub fn check_documents(yaml: &str) -> Result<Vec<Checked>, Vec<String>> {
             ("v1", "Secret") => strict::<Secret>(value),
             ("apps/v1", "Deployment") => strict::<Deployment>(value),
             ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(value),
+            ("coordination.k8s.io/v1", "Lease") => strict::<Lease>(value),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(value),
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
                 strict::<ClusterRoleBinding>(value)

@@ -40,3 +40,19 @@ app.kubernetes.io/component: operator
 {{- define "fdc.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/*
+Refuses value combinations that cannot work, at template time (helm install/upgrade/template
+fail with this message instead of installing something broken).
+*/}}
+{{- define "fdc.validate" -}}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository is not set. No public fdc-operator image is published: build and push the images first (scripts/images.sh --push REGISTRY; see \"On Kubernetes\" in README.md), then install with --set image.repository=REGISTRY/fdc-operator --set image.tag=TAG" }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail (printf "replicaCount=%v needs leaderElection.enabled=true: without the Lease every replica would reconcile the same objects at once. Set replicaCount=1, or leave leader election on" .Values.replicaCount) }}
+{{- end }}
+{{- if and .Values.exampleKernel.enabled (not .Values.exampleKernel.image) }}
+{{- fail "exampleKernel.enabled=true needs exampleKernel.image (e.g. --set exampleKernel.image=REGISTRY/fdc-kernel:TAG, the kernel image scripts/images.sh pushed)" }}
+{{- end }}
+{{- end }}

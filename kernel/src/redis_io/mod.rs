@@ -21,6 +21,12 @@ pub use streams::{ClaimPage, GroupInfo, StreamClient};
 pub enum RedisIoError {
     #[error("Redis command failed: {0}")]
     Command(#[from] redis::RedisError),
+    #[error("Redis at {server}: {source}")]
+    At {
+        server: std::sync::Arc<str>,
+        #[source]
+        source: redis::RedisError,
+    },
     #[error("unexpected Redis reply: {0}")]
     Reply(#[from] ReplyError),
     #[error(transparent)]

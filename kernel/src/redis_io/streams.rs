@@ -24,6 +24,8 @@ pub struct StreamClient {
     ops: ConnectionManager,
     group: String,
     consumer: String,
+    /// The URL without its password, for errors.
+    server: std::sync::Arc<str>,
 }
 
 /// Longest wait for a reply to a command that does not block.
@@ -85,6 +87,7 @@ impl StreamClient {
             ops: manager(&client, REPLY_TIMEOUT)?,
             group: group.to_string(),
             consumer: consumer.to_string(),
+            server: crate::config::redact_url(url).into(),
         })
     }
 
@@ -92,6 +95,14 @@ impl StreamClient {
     pub fn with_entry_bounds(mut self, bounds: EntryBounds) -> StreamClient {
         self.bounds = bounds;
         self
+    }
+
+    /// A Redis error of this client, naming the server (its URL without a password).
+    fn at(&self, source: redis::RedisError) -> RedisIoError {
+        RedisIoError::At {
+            server: self.server.clone(),
+            source,
+        }
     }
 
     pub fn consumer(&self) -> &str {
@@ -141,7 +152,7 @@ impl StreamClient {
         match created {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(self.at(e)),
         }
     }
 
@@ -218,7 +229,7 @@ impl StreamClient {
                 .arg(1);
         }
         let mut conn = self.ops.clone();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(|e| self.at(e))?;
         let mut counts = HashMap::new();
         for reply in &replies {
             for row in reply::array(reply)? {
@@ -246,7 +257,8 @@ impl StreamClient {
             .arg(count)
             .arg(&self.consumer)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         reply::array(&value)?
             .iter()
             .map(|row| {
@@ -283,7 +295,8 @@ impl StreamClient {
                 .arg(chunk)
                 .arg("JUSTID")
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
         }
         Ok(())
     }
@@ -299,7 +312,8 @@ impl StreamClient {
             .arg(&self.group)
             .arg(ids)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         Ok(acked)
     }
 
@@ -310,7 +324,8 @@ impl StreamClient {
             .arg("GROUPS")
             .arg(stream)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| self.at(e))?;
         for group in reply::array(&value)? {
             let fields: HashMap<String, &Value> = match group {
                 Value::Map(pairs) => pairs
@@ -371,7 +386,8 @@ impl StreamClient {
                 .arg(1)
                 .arg(&self.consumer)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
             if !reply::array(&pending)?.is_empty() {
                 return Ok(false);
             }
@@ -383,7 +399,8 @@ impl StreamClient {
                 .arg(&self.group)
                 .arg(&self.consumer)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(|e| self.at(e))?;
         }
         Ok(true)
     }
@@ -391,4 +408,22 @@ impl StreamClient {
 
 fn words(items: &[&str]) -> Vec<Vec<u8>> {
     items.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_name_the_server_without_its_password() {
+        let port = crate::testsupport::ports::free_port().unwrap();
+        let url = format!("redis://:hunter2@127.0.0.1:{port}/");
+        let client = StreamClient::new(&url, "g", "c", Duration::from_millis(10)).unwrap();
+        let err = client.group_info("events").await.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("Redis at redis://:***@127.0.0.1:{port}/: ")),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
 }

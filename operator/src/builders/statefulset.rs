@@ -34,6 +34,10 @@ pub const RUN_AS: i64 = 65532;
 /// Seconds added to the kernel's shutdown timeout for the pod's termination grace period,
 /// so the kubelet never SIGKILLs a kernel that is still finishing its last batch.
 pub const GRACE_MARGIN_SECS: i64 = 15;
+/// Probe timeout: the kernel answers `/readyz` within 500 ms, also when Postgres or Redis
+/// hangs (its own checks are bounded), so a 503 naming the cause arrives well before the
+/// kubelet gives up with "context deadline exceeded".
+pub const PROBE_TIMEOUT_SECS: i32 = 3;
 /// Name of the spill volume claim template (PVCs are `spill-<pod>`).
 pub const SPILL_VOLUME: &str = "spill";
 /// Name of the kernel container.
@@ -80,7 +84,7 @@ pub fn statefulset(
         }),
         period_seconds: Some(period),
         failure_threshold: Some(failures),
-        timeout_seconds: Some(2),
+        timeout_seconds: Some(PROBE_TIMEOUT_SECS),
         ..Probe::default()
     };
 

@@ -218,6 +218,10 @@ pub struct AdminCall {
 #[derive(Default)]
 struct FakeKernelState {
     spill: BTreeMap<String, u64>,
+    /// `/readyz` answer per pod.
+    readyz: BTreeMap<String, (u16, String)>,
+    /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
+    stalled: BTreeMap<String, Vec<String>>,
     revokes: Vec<AdminCall>,
     revoke_status: u16,
     key_approvals: Vec<AdminCall>,
@@ -258,10 +262,36 @@ impl FakeKernel {
             .route(
                 "/pods/{pod}/metrics",
                 get(|State(s): State<Shared>, Path(pod): Path<String>| async move {
-                    match s.lock().unwrap().spill.get(&pod) {
-                        Some(b) => (StatusCode::OK, format!("# TYPE kernel_spill_pending_records gauge\nkernel_spill_pending_records {b}\n")),
-                        None => (StatusCode::NOT_FOUND, String::new()),
+                    let s = s.lock().unwrap();
+                    let mut text = String::new();
+                    if let Some(b) = s.spill.get(&pod) {
+                        text.push_str(&format!("# TYPE kernel_spill_pending_records gauge\nkernel_spill_pending_records {b}\n"));
                     }
+                    if let Some(stages) = s.stalled.get(&pod) {
+                        text.push_str("# TYPE kernel_stalled gauge\n");
+                        for stage in ["reader", "writer"] {
+                            let v = u8::from(stages.iter().any(|x| x == stage));
+                            text.push_str(&format!("kernel_stalled{{stage=\"{stage}\"}} {v}\n"));
+                        }
+                    }
+                    if text.is_empty() {
+                        (StatusCode::NOT_FOUND, text)
+                    } else {
+                        (StatusCode::OK, text)
+                    }
+                }),
+            )
+            .route(
+                "/pods/{pod}/readyz",
+                get(|State(s): State<Shared>, Path(pod): Path<String>| async move {
+                    let (status, body) = s
+                        .lock()
+                        .unwrap()
+                        .readyz
+                        .get(&pod)
+                        .cloned()
+                        .unwrap_or((200, "ready\n".to_string()));
+                    (StatusCode::from_u16(status).unwrap(), body)
                 }),
             )
             .route(
@@ -296,6 +326,23 @@ impl FakeKernel {
             .unwrap()
             .spill
             .insert(pod.to_string(), bytes);
+    }
+
+    /// `pod`'s `/readyz` answers `status` with `body` (default: 200 `ready`).
+    pub fn set_readyz(&self, pod: &str, status: u16, body: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .readyz
+            .insert(pod.to_string(), (status, body.to_string()));
+    }
+
+    /// `pod` reports `stages` stalled on its `/metrics`.
+    pub fn set_stalled(&self, pod: &str, stages: &[&str]) {
+        self.state.lock().unwrap().stalled.insert(
+            pod.to_string(),
+            stages.iter().map(|s| s.to_string()).collect(),
+        );
     }
 
     pub fn set_revoke_status(&self, status: u16) {

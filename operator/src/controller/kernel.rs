@@ -10,11 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -22,10 +23,14 @@ use kube::{Resource, ResourceExt};
 
 use crate::builders::issuer_keys::{self, IssuerKeySet};
 use crate::builders::{config, config_check, pdb, service, service_monitor, statefulset};
+use crate::controller::kernel_status::{
+    self, one_line, pod_ready, pod_state_cause, Observed, UnreadyPod,
+};
 use crate::controller::{not_found_as_none, Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::kernel::SecretKeyRef;
 use crate::crd::{FdcKernel, FdcKernelStatus};
+use crate::duration;
 use crate::labels::{
     is_paused, kernel_selector_labels, names, selector_string, FIELD_MANAGER,
     ROTATE_ISSUER_KEY_ANNOTATION, ROTATION_HANDLED_ANNOTATION,
@@ -156,11 +161,12 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = statefulsets.get_opt(&name).await?;
     let plan = plan_replicas(kernel, existing.as_ref(), ctx).await?;
-    if plan.removed_pod.is_some() {
+    if let Some((pod, why)) = &plan.removed_pod {
         let note = format!(
-            "spill of {} is empty; scaling in to {} replicas",
-            plan.removed_pod.as_deref().unwrap_or_default(),
-            plan.replicas
+            "removing pod {pod} ({why}): replicas {} -> {}, target {}",
+            plan.replicas + 1,
+            plan.replicas,
+            kernel.spec.replicas
         );
         ctx.event(
             &kernel.object_ref(&()),
@@ -207,9 +213,56 @@ pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Actio
             .await?;
     }
 
-    // 6. Status.
-    let (status, busy) = workload_status(kernel, &sts, &plan, &keys, &rendered.hash, now);
+    // 6. Status, with the pods that are not ready and why.
+    let st = sts.status.clone().unwrap_or_default();
+    let unready = if st.ready_replicas.unwrap_or(0) < st.replicas.max(plan.replicas) {
+        unready_pods(kernel, ctx).await?
+    } else {
+        Vec::new()
+    };
+    let old_status = kernel.status.clone().unwrap_or_default();
+    let computed = kernel_status::compute(
+        &Observed {
+            kernel_name: &name,
+            generation,
+            desired: kernel.spec.replicas,
+            applied: plan.replicas,
+            settled: old_status.settled_replicas,
+            sts: &sts,
+            waiting: plan.waiting.as_deref(),
+            unready: &unready,
+        },
+        now,
+    );
+    let mut updates = computed.conditions;
+    updates.push(condition::new(
+        types::DEGRADED,
+        false,
+        "AsExpected",
+        "",
+        generation,
+        now,
+    ));
+    updates.push(condition::new(
+        types::PAUSED,
+        false,
+        "NotPaused",
+        "",
+        generation,
+        now,
+    ));
+    let status = FdcKernelStatus {
+        observed_generation: generation,
+        replicas: computed.replicas,
+        ready_replicas: computed.ready_replicas,
+        settled_replicas: computed.settled,
+        selector: selector_string(&kernel_selector_labels(&name)),
+        issuer_key_id: Some(keys.current_kid().to_string()),
+        config_hash: Some(rendered.hash.clone()),
+        conditions: condition::merge(&old_conditions, updates),
+    };
     ctx.apply_status(kernel, &status).await?;
+    let busy = computed.busy;
 
     let mut next = if busy { REQUEUE_BUSY } else { REQUEUE_IDLE };
     if let Some(expiry) = keys.next_expiry() {
@@ -323,7 +376,12 @@ async fn ensure_issuer_keys(
         changed = true;
         notes.push((
             "IssuerKeyRotated",
-            format!("issuer key rotated: {old} -> {new}; {old} stays trusted for {} (auth.tokenTTL + {}s)", kernel.spec.auth.token_ttl, issuer_keys::RETIRE_MARGIN.as_secs()),
+            format!(
+                "issuer key rotated: {old} -> {new}; {old} stays trusted for {} (auth.tokenTTL {} + {} margin)",
+                duration::exact(keep_for + issuer_keys::RETIRE_MARGIN),
+                duration::exact(keep_for),
+                duration::exact(issuer_keys::RETIRE_MARGIN)
+            ),
         ));
     }
     let retired = keys.prune(now);
@@ -378,8 +436,8 @@ pub struct ReplicaPlan {
     pub replicas: i32,
     /// `Some(message)` while a scale-in waits for a spill to drain.
     pub waiting: Option<String>,
-    /// The pod this pass removes (its spill was empty).
-    pub removed_pod: Option<String>,
+    /// The pod this pass removes, and why it may go.
+    pub removed_pod: Option<(String, &'static str)>,
 }
 
 /// Scale-out is immediate. Scale-in removes the highest ordinal only once it is Ready and
@@ -407,7 +465,7 @@ async fn plan_replicas(
         return Ok(ReplicaPlan {
             replicas: current - 1,
             waiting: None,
-            removed_pod: Some(victim),
+            removed_pod: Some((victim, "no such pod; its volume is kept")),
         });
     };
     // Not Ready means its /readyz fails: Postgres (or Redis) unreachable or ingest blocked.
@@ -426,7 +484,7 @@ async fn plan_replicas(
         None => ReplicaPlan {
             replicas: current - 1,
             waiting: None,
-            removed_pod: Some(victim),
+            removed_pod: Some((victim, "Ready, spill empty")),
         },
         Some(w) => ReplicaPlan {
             replicas: current,
@@ -436,117 +494,58 @@ async fn plan_replicas(
     })
 }
 
-/// Whether the pod's `Ready` condition is True (its readiness probe, `/readyz`, passes).
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+/// The kernel's pods that are not Ready, each with why: its container state, or (for a
+/// running container) the kernel's `/readyz` answer and its stalled stages. In ordinal order.
+async fn unready_pods(kernel: &FdcKernel, ctx: &Context) -> Result<Vec<UnreadyPod>, Error> {
+    let pods: Api<Pod> =
+        Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
+    let selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let mut unready: Vec<&Pod> = list.items.iter().filter(|p| !pod_ready(p)).collect();
+    unready.sort_by_key(|p| {
+        let name = p.name_any();
+        let ordinal = name.rsplit('-').next().and_then(|o| o.parse::<u32>().ok());
+        (ordinal, name)
+    });
+    Ok(join_all(unready.into_iter().map(|pod| diagnose(pod, ctx))).await)
 }
 
-/// Status from the applied StatefulSet; `true` when a quicker requeue is needed.
-fn workload_status(
-    kernel: &FdcKernel,
-    sts: &StatefulSet,
-    plan: &ReplicaPlan,
-    keys: &IssuerKeySet,
-    config_hash: &str,
-    now: Timestamp,
-) -> (FdcKernelStatus, bool) {
-    let generation = kernel.metadata.generation;
-    let desired = kernel.spec.replicas;
-    let st = sts.status.clone().unwrap_or_default();
-    let ready = st.ready_replicas.unwrap_or(0);
-    let updated = st.updated_replicas.unwrap_or(0);
-    let sts_generation_seen = st.observed_generation >= sts.metadata.generation;
-    let rolled_out = sts_generation_seen
-        && updated >= plan.replicas
-        && st.replicas == plan.replicas
-        && (st.update_revision.is_none() || st.current_revision == st.update_revision);
-
-    let (progressing, p_reason, p_message) = if plan.waiting.is_some() || plan.replicas > desired {
-        (
-            true,
-            "ScalingIn",
-            format!(
-                "scaling in from {} to {desired} replicas, one drained pod at a time",
-                plan.replicas
-            ),
-        )
-    } else if !rolled_out {
-        (
-            true,
-            "RollingOut",
-            format!("{updated}/{} pods updated, {ready} ready", plan.replicas),
-        )
-    } else {
-        (
-            false,
-            "RolledOut",
-            format!("all {} pods run the current spec", plan.replicas),
-        )
-    };
-    let is_ready = ready >= desired && !progressing;
-    let (r_reason, r_message) = if desired == 0 && is_ready {
-        ("ScaledToZero", "no replicas requested".to_string())
-    } else if is_ready {
-        (
-            "AllReplicasReady",
-            format!("{ready}/{desired} replicas ready"),
-        )
-    } else {
-        ("ReplicasNotReady", format!("{ready}/{desired} replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance={}`", kernel.name_any()))
-    };
-    let drained = match &plan.waiting {
-        Some(w) => condition::new(
-            types::SPILL_DRAINED,
-            false,
-            "SpillPending",
-            w.clone(),
-            generation,
-            now,
-        ),
-        None => condition::new(
-            types::SPILL_DRAINED,
-            true,
-            "Drained",
-            "no replica waits to drain its spill",
-            generation,
-            now,
-        ),
-    };
-    let old = kernel
+async fn diagnose(pod: &Pod, ctx: &Context) -> UnreadyPod {
+    let name = pod.name_any();
+    if let Some(cause) = pod_state_cause(pod) {
+        return UnreadyPod {
+            pod: name,
+            cause,
+            stalled: Vec::new(),
+        };
+    }
+    if pod
         .status
         .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let conditions = condition::merge(
-        &old,
-        vec![
-            condition::new(types::READY, is_ready, r_reason, r_message, generation, now),
-            condition::new(
-                types::PROGRESSING,
-                progressing,
-                p_reason,
-                p_message,
-                generation,
-                now,
-            ),
-            condition::new(types::DEGRADED, false, "AsExpected", "", generation, now),
-            drained,
-            condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-        ],
+        .and_then(|s| s.pod_ip.as_ref())
+        .is_none()
+    {
+        return UnreadyPod {
+            pod: name,
+            cause: "pending (no pod IP yet)".to_string(),
+            stalled: Vec::new(),
+        };
+    }
+    let (readyz, stalled) = futures::join!(
+        ctx.kernel_api.readyz(pod),
+        ctx.kernel_api.stalled_stages(pod)
     );
-    let status = FdcKernelStatus {
-        observed_generation: generation,
-        replicas: st.replicas,
-        ready_replicas: ready,
-        selector: selector_string(&kernel_selector_labels(&kernel.name_any())),
-        issuer_key_id: Some(keys.current_kid().to_string()),
-        config_hash: Some(config_hash.to_string()),
-        conditions,
+    let cause = match readyz {
+        Ok((200, _)) => "readiness probe failing (its /readyz answers ready now)".to_string(),
+        Ok((_, body)) if !body.is_empty() => one_line(&body),
+        Ok((status, _)) => format!("/readyz answered HTTP {status}"),
+        Err(e) => format!("/readyz: {e}"),
     };
-    (status, progressing || !is_ready)
+    UnreadyPod {
+        pod: name,
+        cause,
+        stalled: stalled.unwrap_or_default(),
+    }
 }
 
 /// Create/replace parameters carrying the operator's field manager (these writes cannot be

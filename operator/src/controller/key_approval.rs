@@ -113,11 +113,15 @@ pub async fn approve(
             now,
         )
     };
-    match ctx
-        .kernel_api
-        .approve_key(kernel, &admin_token, &request)
-        .await
-    {
+    let approval = match ctx.admin_pod_ip(kernel).await? {
+        Ok(pod_ip) => {
+            ctx.kernel_api
+                .approve_key(kernel, pod_ip.as_deref(), &admin_token, &request)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match approval {
         Ok(KeyApproval::Approved) => {
             ctx.event(
                 &producer.object_ref(&()),

@@ -1,6 +1,8 @@
 //! Reconcilers and the controllers that drive them.
 
+pub mod events;
 pub mod kernel;
+pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
 pub mod run;
@@ -14,10 +16,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,8 +28,9 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::builders::issuer_keys::KeySetError;
 use crate::builders::BuildError;
+use crate::crd::FdcKernel;
 use crate::kernel_api::{KernelApi, KernelApiError};
-use crate::labels::{CONTROLLER_NAME, FIELD_MANAGER};
+use crate::labels::{kernel_selector_labels, selector_string, CONTROLLER_NAME, FIELD_MANAGER};
 use crate::metrics::Metrics;
 
 /// How long a ServiceMonitor CRD lookup is trusted before asking discovery again.
@@ -37,7 +40,7 @@ const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 pub struct Context {
     pub client: Client,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: events::Publisher,
     pub kernel_api: KernelApi,
     /// Cached answer to "does the cluster serve monitoring.coreos.com/v1 ServiceMonitors?".
     service_monitor_crd: Mutex<Option<(Instant, bool)>>,
@@ -50,12 +53,8 @@ impl Context {
         kernel_api: KernelApi,
         instance: Option<String>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance,
-        };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: events::Publisher::new(client.clone(), CONTROLLER_NAME.into(), instance),
             client,
             metrics,
             kernel_api,
@@ -73,14 +72,12 @@ impl Context {
         action: &str,
         note: impl Into<String>,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.into()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
+        let note = note.into();
+        if let Err(e) = self
+            .events
+            .publish(regarding, type_, reason, action, &note)
+            .await
+        {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
     }
@@ -108,6 +105,34 @@ impl Context {
         )
         .await?;
         Ok(())
+    }
+
+    /// In pod-IP access mode, the IP of a Ready pod of `kernel` for admin calls (`Ok(Err)`
+    /// when it has none); `Ok(Ok(None))` in the other modes, which need none.
+    pub async fn admin_pod_ip(
+        &self,
+        kernel: &FdcKernel,
+    ) -> Result<Result<Option<String>, KernelApiError>, kube::Error> {
+        if !self.kernel_api.admin_needs_pod_ip() {
+            return Ok(Ok(None));
+        }
+        let pods: Api<Pod> =
+            Api::namespaced(self.client.clone(), &kernel.namespace().unwrap_or_default());
+        let selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let ip = list
+            .items
+            .iter()
+            .filter(|p| kernel_status::pod_ready(p))
+            .find_map(|p| p.status.as_ref().and_then(|s| s.pod_ip.clone()));
+        Ok(match ip {
+            Some(ip) => Ok(Some(ip)),
+            None => Err(KernelApiError::NoReadyPod(format!(
+                "{}/{}",
+                kernel.namespace().unwrap_or_default(),
+                kernel.name_any()
+            ))),
+        })
     }
 
     /// Whether ServiceMonitors can be created (cached for [`DISCOVERY_TTL`]).

@@ -23,6 +23,7 @@ use crate::controller::key_approval::{self, Outcome};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer, ProducerStatus};
+use crate::duration;
 use crate::kernel_api::Revoked;
 use crate::labels::{is_paused, names, FIELD_MANAGER, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
 
@@ -325,6 +326,13 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     status.secret_name = Some(secret_name.clone());
     status.fingerprint = Some(fingerprint);
     status.token_expires_at = Some(Time(expires_at));
+    let left = expires_at.duration_since(now).unsigned_abs();
+    let (expires_in, reading_holds) = if expires_at > now {
+        duration::remaining(left)
+    } else {
+        ("expired".to_string(), Duration::MAX)
+    };
+    status.token_expires_in = Some(expires_in);
     status.token_key_id = Some(keys.current_kid().to_string());
     let mut conditions = vec![
         condition::new(
@@ -343,12 +351,14 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     status.conditions = condition::merge(&old, conditions);
     ctx.apply_status(producer, &status).await?;
 
+    // Next pass: renewal, or when `tokenExpiresIn` would read one unit less.
     let wait = renew.duration_since(now).unsigned_abs();
-    Ok(Action::requeue(if renew > now {
-        wait.max(MIN_RENEW_DELAY)
+    let next = if renew > now {
+        wait.min(reading_holds)
     } else {
         MIN_RENEW_DELAY
-    }))
+    };
+    Ok(Action::requeue(next.max(MIN_RENEW_DELAY)))
 }
 
 /// Token TTL: the Producer's, capped at the kernel's (which bounds how long a rotated-out
@@ -369,8 +379,50 @@ fn token_ttl(producer: &Producer, kernel: &FdcKernel) -> Result<Duration, Error>
 }
 
 /// Revokes the producer at its kernel before the finalizer lets the object (and, through
-/// the owner reference, its Secret) go.
+/// the owner reference, its Secret) go. While revocation fails the Producer shows
+/// `Ready=False` `DeletionBlocked` with the cause and the way out, not the old
+/// `CredentialsIssued`.
 pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
+    match revoke(producer, ctx).await {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            let generation = producer.metadata.generation;
+            let now = Timestamp::now();
+            let mut status = producer.status.clone().unwrap_or_default();
+            status.conditions = condition::merge(
+                &status.conditions,
+                vec![condition::new(
+                    types::READY,
+                    false,
+                    "DeletionBlocked",
+                    deletion_blocked_message(producer, &e),
+                    generation,
+                    now,
+                )],
+            );
+            ctx.apply_status(producer, &status).await?;
+            Err(e)
+        }
+    }
+}
+
+/// Why a deletion waits, until when the producer's token stays valid, and how to give up.
+pub fn deletion_blocked_message(producer: &Producer, e: &Error) -> String {
+    let ns = producer.namespace().unwrap_or_default();
+    let kernel_ns = producer.kernel_namespace().unwrap_or(&ns).to_string();
+    let until = producer
+        .status
+        .as_ref()
+        .and_then(|s| s.token_expires_at.as_ref())
+        .map_or_else(|| "its expiry".to_string(), |t| t.0.to_string());
+    format!(
+        "deletion waits: the producer must be revoked at FdcKernel {kernel_ns}/{} first, which failed: {e}. Retried every 15s; meanwhile its token stays valid until {until}. To delete without revoking: kubectl -n {ns} annotate producer {} {SKIP_REVOKE_ANNOTATION}=true",
+        producer.spec.kernel_ref.name,
+        producer.name_any()
+    )
+}
+
+async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     let reference = producer.object_ref(&());
     if producer
         .annotations()
@@ -400,15 +452,20 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
         })?;
     let admin_token = issuer_keys::admin_token_from_secret(&admin)?;
     let id = producer_id(producer)?;
-    let outcome = ctx
-        .kernel_api
-        .revoke_producer(
-            &kernel,
-            &admin_token,
-            id,
-            &format!("Producer {ns}/{} deleted", producer.name_any()),
-        )
-        .await;
+    let outcome = match ctx.admin_pod_ip(&kernel).await? {
+        Ok(pod_ip) => {
+            ctx.kernel_api
+                .revoke_producer(
+                    &kernel,
+                    pod_ip.as_deref(),
+                    &admin_token,
+                    id,
+                    &format!("Producer {ns}/{} deleted", producer.name_any()),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match outcome {
         Ok(Revoked::Done) => {
             ctx.event(

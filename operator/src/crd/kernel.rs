@@ -409,6 +409,10 @@ pub struct FdcKernelStatus {
     /// Pods that pass their readiness probe.
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Replica count of the last finished rollout or scale. While a scale runs, `Ready`
+    /// needs the smaller of this and `spec.replicas` ready (at least one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settled_replicas: Option<i32>,
     /// Label selector of the pods (for the scale subresource and autoscalers).
     #[serde(default)]
     pub selector: String,

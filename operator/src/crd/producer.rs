@@ -29,7 +29,17 @@ use super::DURATION_PATTERN;
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.tokenExpiresAt"),
+    printcolumn(
+        name = "Expires In",
+        type_ = "string",
+        json_path = ".status.tokenExpiresIn"
+    ),
+    printcolumn(
+        name = "Expires At",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.tokenExpiresAt"
+    ),
     printcolumn(
         name = "Reason",
         type_ = "string",
@@ -104,6 +114,10 @@ pub struct ProducerStatus {
     /// When the current token expires (it is renewed before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_at: Option<Time>,
+    /// Time left on the current token, rounded down (`15h`; `40m` in 5-minute steps under an
+    /// hour; `<5m`; `expired`); refreshed whenever that reading drops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_in: Option<String>,
     /// `kid` of the issuer key that signed the current token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_key_id: Option<String>,

@@ -84,14 +84,34 @@ fn crds_have_names_subresources_and_printer_columns() {
     );
 
     let p = &Producer::crd().spec.versions[0];
-    let cols: Vec<_> = p
-        .additional_printer_columns
-        .as_ref()
-        .unwrap()
+    let columns = p.additional_printer_columns.as_ref().unwrap();
+    let cols: Vec<_> = columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        cols,
+        vec![
+            "Kernel",
+            "Ready",
+            "Expires In",
+            "Expires At",
+            "Reason",
+            "Age"
+        ]
+    );
+    // kubectl renders a `date` column as the age of a time, so a future expiry would read
+    // `<invalid>`: the expiry columns are strings (time left, and the timestamp).
+    for c in columns.iter().filter(|c| c.name.starts_with("Expires")) {
+        assert_eq!(c.type_, "string", "{}", c.name);
+    }
+    let dates: Vec<_> = columns
         .iter()
-        .map(|c| c.name.as_str())
+        .filter(|c| c.type_ == "date")
+        .map(|c| c.json_path.as_str())
         .collect();
-    assert_eq!(cols, vec!["Kernel", "Ready", "Expires", "Reason", "Age"]);
+    assert_eq!(
+        dates,
+        vec![".metadata.creationTimestamp"],
+        "only past times as dates"
+    );
 }
 
 #[test]

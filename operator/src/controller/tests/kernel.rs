@@ -37,6 +37,24 @@ fn sts_with_status(applied: &Value, replicas: i64, ready: i64) -> Value {
     sts
 }
 
+const PODS_URI: &str = "/api/v1/namespaces/apps/pods?&labelSelector=app.kubernetes.io%2Finstance%3Dk%2Capp.kubernetes.io%2Fname%3Dfdc-kernel";
+
+/// Answers the list of the kernel's pods (asked when some are not ready).
+async fn expect_pods(server: &mut ApiServer, pods: &[Value]) {
+    server.expect("GET", PODS_URI).await.ok(&json!({
+        "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods
+    }));
+}
+
+/// Pod `name`: `ip` None = just created (no IP), `ready` its Ready condition.
+fn pod(name: &str, ip: Option<&str>, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    })
+}
+
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["status"]["conditions"]
         .as_array()
@@ -130,6 +148,8 @@ async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
         .expect("GET", "/apis/monitoring.coreos.com/v1")
         .await
         .not_found();
+    // The pod is not ready: the status says which and why.
+    expect_pods(server, &[pod("k-0", None, false)]).await;
 
     let call = server.expect("PATCH", &status_uri("k")).await;
     let status = call.body.clone();
@@ -190,6 +210,24 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["timeoutSeconds"], 3);
+    assert_eq!(c["livenessProbe"]["timeoutSeconds"], 3);
+    // Hardened container: read-only root, non-root, no capabilities, RuntimeDefault seccomp;
+    // the spill volume is the one writable path.
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let writable: Vec<&Value> = mounts
+        .iter()
+        .filter(|m| m["readOnly"] != true)
+        .map(|m| &m["mountPath"])
+        .collect();
+    assert_eq!(writable, [&json!("/var/lib/fdc/spill")]);
     let consumer = c["env"]
         .as_array()
         .unwrap()
@@ -230,6 +268,12 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
     );
     assert_eq!(condition(&status, "Ready")["status"], "False");
     assert_eq!(condition(&status, "Ready")["reason"], "ReplicasNotReady");
+    assert_eq!(
+        condition(&status, "Ready")["message"],
+        "0/1 replicas ready: pod k-0: pending (no pod IP yet); see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+    );
+    assert_eq!(condition(&status, "Progressing")["reason"], "Starting");
+    assert_eq!(status["status"].get("settledReplicas"), None);
     assert_eq!(condition(&status, "Degraded")["status"], "False");
     assert_eq!(condition(&status, "SpillDrained")["status"], "True");
     assert_eq!(condition(&status, "Ready")["observedGeneration"], 1);
@@ -392,7 +436,7 @@ async fn scale_out_applies_replicas_and_a_pdb() {
     let (issuer, admin, sts1) = credentials().await;
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
-    let k = kernel("k", 3);
+    let k = settled_kernel(3, 1);
     let task = tokio::spawn({
         let ctx = ctx.clone();
         async move { reconcile_kernel(&k, &ctx).await }
@@ -428,13 +472,26 @@ async fn scale_out_applies_replicas_and_a_pdb() {
         .expect("GET", "/apis/monitoring.coreos.com/v1")
         .await
         .not_found();
+    let mut pulling = named_pod("k-2", false);
+    pulling["status"]["containerStatuses"] = json!([{
+        "name": "kernel", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied"}}
+    }]);
+    expect_pods(
+        &mut server,
+        &[named_pod("k-0", true), named_pod("k-1", false), pulling],
+    )
+    .await;
     let call = server.expect("PATCH", &status_uri("k")).await;
     assert_eq!(call.body["status"]["replicas"], 3);
     assert_eq!(call.body["status"]["readyReplicas"], 1);
+    // The one replica that served before the scale-out still does: available.
+    expect_summary(&call.body, ["True", "Available", "True", "ScalingOut"]);
     assert_eq!(
-        condition(&call.body, "Ready")["message"],
-        "1/3 replicas ready; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+        condition(&call.body, "Progressing")["message"],
+        "scaling out from 1 to 3 replicas: 1/3 ready"
     );
+    assert_eq!(call.body["status"]["settledReplicas"], 1);
     call.status_ok(&kernel("k", 1));
     assert_eq!(
         task.await.unwrap().unwrap(),
@@ -536,7 +593,9 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
         "{drained}"
     );
     assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
-    assert_eq!(condition(&status, "Ready")["status"], "False");
+    // Every pod is ready: the kernel is available while it scales in.
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["reason"], "Available");
 
     // Drained: one pod goes (3 -> 2), with an Event; the next pass handles the next pod.
     fake.set_spill("k-2", 0);
@@ -749,6 +808,13 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
         .as_str()
         .unwrap()
         .contains(&format!("-> {new_kid}")));
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .ends_with("stays trusted for 24h5m (auth.tokenTTL 24h + 5m margin)"),
+        "{event}"
+    );
     // Both keys are trusted by the kernel; the pods roll to pick them up.
     assert_eq!(
         config.matches("/etc/fdc/keys/").count(),
@@ -927,6 +993,302 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
         "{event}"
     );
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    drop(ctx);
+    server.expect_done().await;
+}
+
+/// One reconcile pass of kernel `k` whose StatefulSet has `current` replicas (all ready).
+/// `victim` is the pod the pass reads before a scale-in step (None when not scaling in);
+/// after the apply the StatefulSet reports `pods_after` pods (pods, ready), and when not all
+/// are ready the pod list answers `pods`. Returns the applied replicas, the status patch and
+/// the Event notes, and updates `k.status` as the API server would.
+#[allow(clippy::too_many_arguments)]
+async fn step(
+    ctx: &std::sync::Arc<crate::controller::Context>,
+    server: &mut ApiServer,
+    k: &mut FdcKernel,
+    creds: &(Value, Value, Value),
+    current: i64,
+    victim: Option<Value>,
+    pods_after: (i64, i64),
+    pods: &[Value],
+) -> (i64, Value, Vec<String>) {
+    let (issuer, admin, sts1) = creds;
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        let k = k.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    pass_until_sts_get(server, issuer, admin).await;
+    let mut existing = sts_with_status(sts1, current, current);
+    existing["spec"]["replicas"] = json!(current);
+    server.expect("GET", &sts_uri("k")).await.ok(&existing);
+    if let Some(victim) = victim {
+        let name = victim["metadata"]["name"].as_str().unwrap().to_string();
+        server.expect("GET", &core("pods", &name)).await.ok(&victim);
+    }
+    let mut notes = Vec::new();
+    let call = loop {
+        let call = server.next().await;
+        if call.method == "POST" && call.uri.contains("/events") {
+            notes.push(call.body["note"].as_str().unwrap().to_string());
+            call.echo();
+            continue;
+        }
+        assert_eq!(call.uri, format!("{}{APPLY}", sts_uri("k")));
+        break call;
+    };
+    let applied = call.body.clone();
+    let replicas = applied["spec"]["replicas"].as_i64().unwrap();
+    let mut answer = sts_with_status(&applied, pods_after.0, pods_after.1);
+    answer["status"]["updatedReplicas"] = json!(pods_after.0);
+    call.ok(&answer);
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    let pdb = format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k");
+    if replicas > 1 {
+        server
+            .expect("PATCH", &format!("{pdb}{APPLY}"))
+            .await
+            .echo();
+    } else {
+        server
+            .expect("DELETE", &format!("{pdb}?"))
+            .await
+            .not_found();
+    }
+    let mut call = server.next().await;
+    if call.uri == "/apis/monitoring.coreos.com/v1" {
+        call.not_found(); // asked once per context
+        call = server.next().await;
+    }
+    if pods_after.1 < pods_after.0.max(replicas) {
+        assert_eq!(call.uri, PODS_URI);
+        call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
+        call = server.next().await;
+    }
+    assert_eq!(
+        (call.method.as_str(), call.uri.as_str()),
+        ("PATCH", status_uri("k").as_str())
+    );
+    let status = call.body.clone();
+    call.status_ok(&*k);
+    task.await.unwrap().unwrap();
+    k.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
+    (replicas, status, notes)
+}
+
+fn summary(status: &Value) -> (String, String, String, String) {
+    let r = condition(status, "Ready");
+    let p = condition(status, "Progressing");
+    (
+        r["status"].as_str().unwrap().into(),
+        r["reason"].as_str().unwrap().into(),
+        p["status"].as_str().unwrap().into(),
+        p["reason"].as_str().unwrap().into(),
+    )
+}
+
+fn expect_summary(status: &Value, expected: [&str; 4]) {
+    let (a, b, c, d) = summary(status);
+    assert_eq!(
+        [a.as_str(), b.as_str(), c.as_str(), d.as_str()],
+        expected,
+        "{status}"
+    );
+}
+
+fn named_pod(name: &str, ready: bool) -> Value {
+    let mut p = victim_pod(ready);
+    p["metadata"]["name"] = json!(name);
+    p
+}
+
+/// A settled kernel with 3 ready replicas.
+fn settled_kernel(replicas: i32, settled: i32) -> FdcKernel {
+    let mut k = kernel("k", replicas);
+    k.status = Some(crate::crd::FdcKernelStatus {
+        settled_replicas: Some(settled),
+        ..Default::default()
+    });
+    k
+}
+
+#[tokio::test]
+async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
+    let creds = credentials().await;
+    let fake = FakeKernel::start().await;
+    fake.set_spill("k-2", 0);
+    fake.set_spill("k-1", 0);
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut k = settled_kernel(1, 3);
+    k.metadata.generation = Some(2);
+
+    // Pass 1: k-2 is drained and goes; 3 pods still exist (k-2 terminating), all ready.
+    let (replicas, status, notes) = step(
+        &ctx,
+        &mut server,
+        &mut k,
+        &creds,
+        3,
+        Some(named_pod("k-2", true)),
+        (3, 3),
+        &[],
+    )
+    .await;
+    assert_eq!(replicas, 2);
+    assert_eq!(
+        notes,
+        ["removing pod k-2 (Ready, spill empty): replicas 3 -> 2, target 1"]
+    );
+    expect_summary(&status, ["True", "Available", "True", "ScalingIn"]);
+    assert_eq!(status["status"]["settledReplicas"], 3);
+
+    // Pass 2: the next step, with its own Event (not folded into the first one's series).
+    let (replicas, status, notes) = step(
+        &ctx,
+        &mut server,
+        &mut k,
+        &creds,
+        2,
+        Some(named_pod("k-1", true)),
+        (2, 2),
+        &[],
+    )
+    .await;
+    assert_eq!(replicas, 1);
+    assert_eq!(
+        notes,
+        ["removing pod k-1 (Ready, spill empty): replicas 2 -> 1, target 1"]
+    );
+    expect_summary(&status, ["True", "Available", "True", "ScalingIn"]);
+
+    // Pass 3: k-1 still terminating (not ready): Ready holds on k-0, Progressing says why.
+    let mut terminating = named_pod("k-1", false);
+    terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let (replicas, status, notes) = step(
+        &ctx,
+        &mut server,
+        &mut k,
+        &creds,
+        1,
+        None,
+        (2, 1),
+        &[named_pod("k-0", true), terminating],
+    )
+    .await;
+    assert_eq!(replicas, 1);
+    assert!(notes.is_empty());
+    expect_summary(&status, ["True", "Available", "True", "ScalingIn"]);
+
+    // Pass 4: done.
+    let (_, status, _) = step(&ctx, &mut server, &mut k, &creds, 1, None, (1, 1), &[]).await;
+    expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
+    assert_eq!(condition(&status, "Ready")["message"], "1/1 replicas ready");
+    assert_eq!(status["status"]["settledReplicas"], 1);
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_rollout_keeps_ready_until_a_pod_is_actually_down() {
+    let creds = credentials().await;
+    let fake = FakeKernel::start().await;
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut k = settled_kernel(2, 2);
+
+    // Before the change: rolled out, both serve.
+    let (_, status, _) = step(&ctx, &mut server, &mut k, &creds, 2, None, (2, 2), &[]).await;
+    expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
+
+    // Mid-rollout: k-1 is being replaced and its new container is starting.
+    let task = tokio::spawn({
+        let ctx = ctx.clone();
+        let k = k.clone();
+        async move { reconcile_kernel(&k, &ctx).await }
+    });
+    let (issuer, admin, sts1) = &creds;
+    pass_until_sts_get(&mut server, issuer, admin).await;
+    let mut existing = sts_with_status(sts1, 2, 2);
+    existing["spec"]["replicas"] = json!(2);
+    server.expect("GET", &sts_uri("k")).await.ok(&existing);
+    let call = server
+        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
+        .await;
+    let mut answer = sts_with_status(&call.body, 2, 1);
+    answer["status"]["updatedReplicas"] = json!(1);
+    answer["status"]["updateRevision"] = json!("r2");
+    call.ok(&answer);
+    server
+        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
+        .await
+        .echo();
+    server
+        .expect(
+            "PATCH",
+            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
+        )
+        .await
+        .echo();
+    let mut creating = named_pod("k-1", false);
+    creating["status"]["containerStatuses"] = json!([{
+        "name": "kernel", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ContainerCreating"}}
+    }]);
+    expect_pods(&mut server, &[named_pod("k-0", true), creating]).await;
+    let call = server.expect("PATCH", &status_uri("k")).await;
+    let status = call.body.clone();
+    call.status_ok(&k);
+    task.await.unwrap().unwrap();
+    expect_summary(&status, ["False", "ReplicasNotReady", "True", "RollingOut"]);
+    assert_eq!(
+        condition(&status, "Ready")["message"],
+        "1/2 replicas ready: pod k-1: ContainerCreating; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+    );
+    assert_eq!(
+        condition(&status, "Progressing")["message"],
+        "1/2 pods updated, 1 ready"
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn an_outage_names_each_replica_and_the_stalled_stage() {
+    let creds = credentials().await;
+    let fake = FakeKernel::start().await;
+    fake.set_readyz(
+        "k-0",
+        503,
+        "not ready: writer stalled: Postgres unreachable\n",
+    );
+    fake.set_stalled("k-0", &["writer"]);
+    fake.set_readyz("k-1", 503, "not ready: Postgres unreachable\n");
+    fake.set_stalled("k-1", &[]);
+    let (ctx, mut server) = test_context(&fake.base);
+    let mut k = settled_kernel(2, 2);
+    let mut k0 = named_pod("k-0", false);
+    k0["status"]["podIP"] = json!("10.0.0.1");
+    let mut k1 = named_pod("k-1", false);
+    k1["status"]["podIP"] = json!("10.0.0.2");
+    let (_, status, _) = step(
+        &ctx,
+        &mut server,
+        &mut k,
+        &creds,
+        2,
+        None,
+        (2, 0),
+        &[k1, k0],
+    )
+    .await;
+    expect_summary(&status, ["False", "Stalled", "False", "RolledOut"]);
+    assert_eq!(
+        condition(&status, "Ready")["message"],
+        "0/2 replicas ready: pod k-0: writer stalled (kernel_stalled), not ready: writer stalled: Postgres unreachable; pod k-1: not ready: Postgres unreachable; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
+    );
     drop(ctx);
     server.expect_done().await;
 }

@@ -187,8 +187,10 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
         !status.to_string().contains(&decode(data, "token")),
         "no token in status"
     );
-    // Renewal once two thirds of the lifetime passed: 16h from now.
-    assert_requeue_near(action, Duration::from_secs(DAY * 2 / 3));
+    // The expiry column reads "23h" (24h minus the moments since issuance, rounded down)
+    // until an hour has passed: the next pass refreshes it, well before renewal (16h).
+    assert_eq!(st["tokenExpiresIn"], "23h");
+    assert_requeue_near(action, Duration::from_secs(3600));
 
     // Second pass: the stored token is still fresh: reused as is, no Event, same key pair.
     let task = run(producer("p", "k"), &ctx);
@@ -386,11 +388,84 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
             .contains("fdc.dev/skip-revoke=true"),
         "{event}"
     );
+    // The Producer no longer claims its credentials are fine: Ready=False with the cause.
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = condition(&call.body, "Ready").clone();
+    call.status_ok(&producer("p", "k"));
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "DeletionBlocked");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("deletion waits: the producer must be revoked at FdcKernel apps/k first, which failed: kernel API: "),
+        "{message}"
+    );
+    assert!(message.contains("answered HTTP 503"), "{message}");
+    assert!(
+        message.ends_with("To delete without revoking: kubectl -n apps annotate producer p fdc.dev/skip-revoke=true"),
+        "{message}"
+    );
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("answered HTTP 503"), "{err}");
     assert_eq!(fake.revokes().len(), 1);
     drop(ctx);
     server.expect_done().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
+    // Nothing listens there: the connection is refused, and the message says so (not just
+    // hyper's "client error (Connect)").
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let (ctx, mut server) = test_context(&format!("http://{addr}"));
+    let mut p = deleting();
+    p.status = Some(crate::crd::ProducerStatus {
+        token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2030-01-01T00:00:00Z".parse().unwrap(),
+        )),
+        ..Default::default()
+    });
+    let task = run(p, &ctx);
+    server
+        .expect("GET", &kernel_uri())
+        .await
+        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+    server
+        .expect("GET", &secret_uri("k-admin-token"))
+        .await
+        .ok(&admin_secret());
+    server.expect_event(NS, "RevocationFailed").await;
+    let call = server
+        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+        .await;
+    let ready = condition(&call.body, "Ready").clone();
+    call.status_ok(&producer("p", "k"));
+    task.await.unwrap().unwrap_err();
+    assert_eq!(ready["status"], "False");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("request to http://{addr}/v1/producers/")),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(
+        message.contains("its token stays valid until 2030-01-01T00:00:00Z"),
+        "{message}"
+    );
+    drop(ctx);
+    server.expect_done().await;
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
 #[tokio::test]

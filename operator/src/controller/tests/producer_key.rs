@@ -143,7 +143,10 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     );
     assert_eq!(key["observedGeneration"], 1);
     assert_eq!(condition(&status, "Ready")["status"], "True");
-    assert_requeue_near(action, Duration::from_secs(2400));
+    // A 1h token: the expiry column reads "55m" for 5 minutes, then the next pass refreshes
+    // it (renewal itself is at 40m).
+    assert_eq!(status["status"]["tokenExpiresIn"], "55m");
+    assert_requeue_near(action, Duration::from_secs(300));
 
     // Next reconcile: the kernel says "already approved" (200): asked again, no Event, and
     // the fresh token is reused, so nothing but the Secret and status applies follows.
