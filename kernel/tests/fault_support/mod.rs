@@ -16,12 +16,40 @@ use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(90);
 
-/// The fault tests share one test binary but run one at a time: each takes this lock first.
-/// They kill servers and processes and wait on claim and retry timeouts, which on a small
-/// machine must not compete with another fault test (as separate binaries they never did).
+/// The fault tests share one test binary but run one at a time: each takes this lock first
+/// (most through [`fault_env`]). They kill servers and processes and wait on claim and retry
+/// timeouts, which on a small machine must not compete with another fault test (as separate
+/// binaries they never did).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     SERIAL.lock().await
+}
+
+/// A fresh [`TestEnv`] held under the fault tests' lock ([`serial`]) until it is dropped.
+pub struct FaultEnv {
+    env: TestEnv,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+pub async fn fault_env() -> FaultEnv {
+    let serial = serial().await;
+    FaultEnv {
+        env: TestEnv::start().await.unwrap(),
+        _serial: serial,
+    }
+}
+
+impl std::ops::Deref for FaultEnv {
+    type Target = TestEnv;
+    fn deref(&self) -> &TestEnv {
+        &self.env
+    }
+}
+
+impl std::ops::DerefMut for FaultEnv {
+    fn deref_mut(&mut self) -> &mut TestEnv {
+        &mut self.env
+    }
 }
 
 /// A known set of entries: `valid` data events (ids kept) and `invalid` ones

@@ -12,8 +12,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_holds_at_most_max_inflight_bytes() {
-    let _serial = serial().await;
-    let mut env = TestEnv::start().await.unwrap();
+    let mut env = fault_env().await;
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);
     config.ingest.queue_batches = 100;
@@ -111,8 +110,7 @@ async fn idle_ms(redis: &redis::aio::MultiplexedConnection) -> Vec<u64> {
 /// fit starts the next batch).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_chunks_never_make_a_batch_over_batch_max_size() {
-    let _serial = serial().await;
-    let mut env = TestEnv::start().await.unwrap();
+    let mut env = fault_env().await;
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);
     config.ingest.batch_max_size = 100;

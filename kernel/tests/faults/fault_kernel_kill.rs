@@ -7,8 +7,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kernel_killed_mid_batch_resumes_its_pending_entries() {
-    let _serial = serial().await;
-    let env = TestEnv::start().await.unwrap();
+    let env = fault_env().await;
     let redis = env.redis_conn().await;
     let opts = [("FDC_INGEST__BATCH_MAX_SIZE", "200")];
     let mut kernel = start_kernel(&env, "k1", &opts);

@@ -10,8 +10,7 @@ use fdc_kernel::service;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_killed_mid_flow_spills_then_replays() {
-    let _serial = serial().await;
-    let mut env = TestEnv::start().await.unwrap();
+    let mut env = fault_env().await;
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);

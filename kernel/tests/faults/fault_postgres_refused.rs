@@ -10,8 +10,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_postgres_spills_each_batch_without_waiting_the_connect_timeout() {
-    let _serial = serial().await;
-    let mut env = TestEnv::start().await.unwrap();
+    let mut env = fault_env().await;
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = WAIT + Duration::from_secs(60);

@@ -6,8 +6,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_claims_the_dead_replicas_pending_entries() {
-    let _serial = serial().await;
-    let env = TestEnv::start().await.unwrap();
+    let env = fault_env().await;
     let redis = env.redis_conn().await;
     let opts = [
         ("FDC_INGEST__BATCH_MAX_SIZE", "100"),

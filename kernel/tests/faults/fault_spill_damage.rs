@@ -50,8 +50,7 @@ fn batch_of(n: usize, tag: &str) -> (Vec<Event>, EntriesByRef) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
-    let _serial = serial().await;
-    let env = TestEnv::start().await.unwrap();
+    let env = fault_env().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpillConfig {
         max_bytes: 64 << 20,

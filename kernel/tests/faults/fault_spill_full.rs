@@ -27,8 +27,7 @@ fn events_on_disk(dir: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
-    let _serial = serial().await;
-    let mut env = TestEnv::start().await.unwrap();
+    let mut env = fault_env().await;
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_millis(500);

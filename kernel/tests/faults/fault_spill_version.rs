@@ -69,8 +69,7 @@ fn quarantine_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
-    let _serial = serial().await;
-    let env = TestEnv::start().await.unwrap();
+    let env = fault_env().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = SpillConfig::new(dir.path());
 

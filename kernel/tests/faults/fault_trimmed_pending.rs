@@ -11,8 +11,7 @@ use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimmed_pending_entries_are_counted_and_never_crash_the_claimer() {
-    let _serial = serial().await;
-    let env = TestEnv::start().await.unwrap();
+    let env = fault_env().await;
     let mut redis = env.redis_conn().await;
     let set = EventSet::new(2000, 40);
 
