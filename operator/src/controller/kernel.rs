@@ -20,12 +20,14 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
+use tracing::Instrument;
 
 use crate::builders::issuer_keys::{self, IssuerKeySet};
 use crate::builders::{config, config_check, pdb, service, service_monitor, statefulset};
 use crate::controller::kernel_status::{
     self, one_line, pod_ready, pod_state_cause, Observed, UnreadyPod,
 };
+use crate::controller::span::reconcile_span;
 use crate::controller::{not_found_as_none, Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::kernel::SecretKeyRef;
@@ -47,7 +49,16 @@ const REQUEUE_BLOCKED: Duration = Duration::from_secs(30);
 const REQUEUE_IDLE: Duration = Duration::from_secs(300);
 
 /// Entry point for the controller: skips objects that do not deserialize (with an Event).
+/// The pass runs in the object's [`reconcile_span`].
 pub async fn reconcile(
+    obj: Arc<DeserializeGuard<FdcKernel>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let span = reconcile_span("FdcKernel", obj.meta());
+    reconcile_guarded(obj, ctx).instrument(span).await
+}
+
+async fn reconcile_guarded(
     obj: Arc<DeserializeGuard<FdcKernel>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {

@@ -6,6 +6,7 @@ pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
 pub mod run;
+pub mod span;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{self, TokenRequest};
@@ -20,6 +21,7 @@ use crate::builders::config::short_hash;
 use crate::builders::issuer_keys::{self, IssuerKeySet};
 use crate::builders::producer_secret::{self, Credentials, Stored};
 use crate::controller::key_approval::{self, Outcome};
+use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer, ProducerStatus};
@@ -35,8 +37,16 @@ const REQUEUE_BLOCKED: Duration = Duration::from_secs(30);
 /// Never requeue sooner than this for renewal (a tiny TTL must not spin the controller).
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
-/// Entry point for the controller.
+/// Entry point for the controller. The pass runs in the object's [`reconcile_span`].
 pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Producer>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let span = reconcile_span("Producer", obj.meta());
+    reconcile_guarded(obj, ctx).instrument(span).await
+}
+
+async fn reconcile_guarded(
     obj: Arc<DeserializeGuard<Producer>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
