@@ -162,6 +162,8 @@ impl Context {
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Fetch(#[from] kernel::fetch::FetchError),
     #[error("cannot build desired objects: {0}")]
     Build(#[from] BuildError),
     #[error("stored issuer keys unusable: {0}")]
@@ -178,7 +180,7 @@ impl Error {
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
+            Error::Kube(_) | Error::Fetch(_) => "kube",
             Error::Build(_) => "build",
             Error::Keys(_) => "keys",
             Error::Auth(_) => "auth",
