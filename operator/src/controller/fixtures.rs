@@ -498,8 +498,9 @@ impl KernelWorld {
 #[allow(clippy::large_enum_variant)]
 pub enum Scenario {
     /// A kernel reconcile against `world`: a blocked pass (missing Secret, refused config:
-    /// an Event, then the status) or a full one (credentials, ConfigMap, StatefulSet,
-    /// Service, PDB, ServiceMonitor, pods, status), whichever the reconcile takes.
+    /// an Event, then the status) or a full one (reads; credential writes; ConfigMap,
+    /// StatefulSet, Service, PDB, ServiceMonitor applies; deletes; pods; status), whichever
+    /// the reconcile takes.
     Kernel(KernelWorld),
     /// A paused kernel: only its status is written.
     Paused(crate::crd::FdcKernel),
@@ -644,42 +645,13 @@ impl Answering {
             return;
         }
 
-        // Credentials: created when absent, replaced on rotation or retirement.
+        // Reads: credentials, the workload (a scale-in step also reads the pod it removes),
+        // ServiceMonitor discovery (once per context).
         let issuer = core("secrets", &crate::labels::names::issuer_secret(&name));
         assert_call(&call, "GET", &issuer);
         answer(call, &w.issuer);
-        let mut call = self.next().await;
-        if w.issuer.is_none() {
-            assert_call(&call, "POST", &secrets_post());
-            self.seen.created.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
-        } else if call.method == "PUT" {
-            assert_call(&call, "PUT", &format!("{issuer}?"));
-            self.seen.replaced.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
-        }
-        assert_call(
-            &call,
-            "GET",
-            &core("secrets", &crate::labels::names::admin_secret(&name)),
-        );
-        answer(call, &w.admin);
-        let mut call = self.next().await;
-        if w.admin.is_none() {
-            assert_call(&call, "POST", &secrets_post());
-            self.seen.created.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
-        }
-
-        // Config, then the workload (a scale-in step first reads the pod it removes).
-        self.applied(
-            call,
-            "configmaps",
-            &core("configmaps", &crate::labels::names::config_map(&name)),
-        );
+        let admin = core("secrets", &crate::labels::names::admin_secret(&name));
+        answer(self.expect("GET", &admin).await, &w.admin);
         answer(self.expect("GET", &sts_uri(&name)).await, &w.sts);
         let current = w
             .sts
@@ -690,25 +662,6 @@ impl Answering {
             let victim = format!("{name}-{}", current - 1);
             answer(self.expect("GET", &core("pods", &victim)).await, &w.victim);
         }
-        let call = self.after_events().await;
-        assert_call(&call, "PATCH", &format!("{}{APPLY}", sts_uri(&name)));
-        self.seen.applied.insert("statefulsets", call.body.clone());
-        let answer_sts = (w.sts_after)(&call.body);
-        call.ok(&answer_sts);
-        let call = self.next().await;
-        self.applied(call, "services", &core("services", &name));
-
-        // PDB: applied, or deleted when none is wanted.
-        let call = self.next().await;
-        if call.method == "DELETE" {
-            assert_call(&call, "DELETE", &format!("{}?", pdb_uri(&name)));
-            self.seen.deleted.push("poddisruptionbudgets");
-            call.not_found();
-        } else {
-            self.applied(call, "poddisruptionbudgets", &pdb_uri(&name));
-        }
-
-        // ServiceMonitor: discovery once per context, then applied when wanted.
         let mut call = self.next().await;
         if call.uri == MONITORING_DISCOVERY {
             assert_call(&call, "GET", MONITORING_DISCOVERY);
@@ -723,8 +676,60 @@ impl Answering {
             }
             call = self.next().await;
         }
-        if call.uri.starts_with(&service_monitor_uri(&name)) {
+
+        // Writes: credentials created when absent (issuer key, then admin token) or
+        // replaced on rotation or retirement, each followed by its Events.
+        if w.issuer.is_none() {
+            assert_call(&call, "POST", &secrets_post());
+            self.seen.created.push(call.body.clone());
+            call.echo();
+            call = self.after_events().await;
+        } else if call.method == "PUT" {
+            assert_call(&call, "PUT", &format!("{issuer}?"));
+            self.seen.replaced.push(call.body.clone());
+            call.echo();
+            call = self.after_events().await;
+        }
+        if w.admin.is_none() {
+            assert_call(&call, "POST", &secrets_post());
+            self.seen.created.push(call.body.clone());
+            call.echo();
+            call = self.after_events().await;
+        }
+
+        // Config, then the workload (after the Event of a scale-in step).
+        self.applied(
+            call,
+            "configmaps",
+            &core("configmaps", &crate::labels::names::config_map(&name)),
+        );
+        let call = self.after_events().await;
+        assert_call(&call, "PATCH", &format!("{}{APPLY}", sts_uri(&name)));
+        self.seen.applied.insert("statefulsets", call.body.clone());
+        let answer_sts = (w.sts_after)(&call.body);
+        call.ok(&answer_sts);
+        let call = self.next().await;
+        self.applied(call, "services", &core("services", &name));
+
+        // Optional applies (PDB, ServiceMonitor), then deletes of what is not wanted.
+        let mut call = self.next().await;
+        if call.method == "PATCH" && call.uri.starts_with(&pdb_uri(&name)) {
+            self.applied(call, "poddisruptionbudgets", &pdb_uri(&name));
+            call = self.next().await;
+        }
+        if call.method == "PATCH" && call.uri.starts_with(&service_monitor_uri(&name)) {
             self.applied(call, "servicemonitors", &service_monitor_uri(&name));
+            call = self.next().await;
+        }
+        while call.method == "DELETE" {
+            let resource = if call.uri == format!("{}?", pdb_uri(&name)) {
+                "poddisruptionbudgets"
+            } else {
+                assert_call(&call, "DELETE", &format!("{}?", service_monitor_uri(&name)));
+                "servicemonitors"
+            };
+            self.seen.deleted.push(resource);
+            call.not_found();
             call = self.next().await;
         }
 

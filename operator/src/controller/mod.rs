@@ -1,5 +1,6 @@
 //! Reconcilers and the controllers that drive them.
 
+pub mod apply;
 pub mod events;
 pub mod kernel;
 pub mod kernel_status;
@@ -164,6 +165,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Fetch(#[from] kernel::fetch::FetchError),
+    #[error(transparent)]
+    Desired(#[from] kernel::build::DesiredError),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
     #[error("cannot build desired objects: {0}")]
     Build(#[from] BuildError),
     #[error("stored issuer keys unusable: {0}")]
@@ -180,7 +185,10 @@ impl Error {
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) | Error::Fetch(_) => "kube",
+            Error::Kube(_) | Error::Fetch(_) | Error::Apply(_) => "kube",
+            Error::Desired(kernel::build::DesiredError::Build(_)) => "build",
+            Error::Desired(kernel::build::DesiredError::Keys(_)) => "keys",
+            Error::Desired(kernel::build::DesiredError::Auth(_)) => "auth",
             Error::Build(_) => "build",
             Error::Keys(_) => "keys",
             Error::Auth(_) => "auth",

@@ -1,14 +1,20 @@
 //! Fetch: the reads of a kernel pass, as data for the steps after it.
 //!
 //! [`inputs`] reads what the spec refers to (the Secrets the pods read at start), which
-//! `validate` judges before anything else is read or written.
+//! `validate` judges before anything else is read or written. [`current`] reads, for a
+//! valid kernel only, what the operator owns: credential Secrets, the StatefulSet, the pod
+//! a scale-in step would remove and its spill backlog, and ServiceMonitor discovery. A
+//! blocked pass thus reads no more than its verdict needs.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
 use kube::ResourceExt;
 
+use crate::controller::kernel_status::pod_ready;
 use crate::controller::Context;
 use crate::crd::FdcKernel;
+use crate::labels::names;
 
 /// A read failed; the pass stops and the controller retries with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -54,4 +60,97 @@ async fn read_secret(
             what: format!("Secret {ns}/{name}"),
             source,
         })
+}
+
+/// What the operator owns for a kernel, as the API server holds it.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The issuer key Secret (`None`: not created yet).
+    pub issuer: Option<Secret>,
+    /// Whether the admin token Secret exists.
+    pub admin_token: bool,
+    /// The StatefulSet (`None`: not created yet).
+    pub sts: Option<StatefulSet>,
+    /// The pod a scale-in would remove next, when the spec asks for fewer replicas than the
+    /// StatefulSet has.
+    pub victim: Option<Victim>,
+    /// Whether ServiceMonitors can be created (asked only when the spec wants one).
+    pub service_monitor_crd: bool,
+}
+
+/// The highest-ordinal pod of a StatefulSet being scaled in.
+#[derive(Debug, Clone)]
+pub struct Victim {
+    /// Its name (`<kernel>-<ordinal>`).
+    pub name: String,
+    /// The pod (`None`: no such pod).
+    pub pod: Option<Pod>,
+    /// Its spill backlog in records, read from its `/metrics` when it is Ready (`Err`: why
+    /// it could not be read); `None` when not read.
+    pub spill: Option<Result<u64, String>>,
+}
+
+/// Reads the credential Secrets, the StatefulSet, the pod a scale-in step would remove
+/// (and its spill backlog), and whether ServiceMonitors exist.
+pub async fn current(kernel: &FdcKernel, ctx: &Context) -> Result<Current, FetchError> {
+    let ns = kernel.namespace().unwrap_or_default();
+    let name = kernel.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let issuer = read_secret(&secrets, &ns, &names::issuer_secret(&name)).await?;
+    let admin_token = read_secret(&secrets, &ns, &names::admin_secret(&name))
+        .await?
+        .is_some();
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sts = statefulsets
+        .get_opt(&name)
+        .await
+        .map_err(|source| FetchError::Read {
+            what: format!("StatefulSet {ns}/{name}"),
+            source,
+        })?;
+    let replicas = sts.as_ref().and_then(|s| s.spec.replicas);
+    let victim = match replicas {
+        Some(current) if kernel.spec.replicas < current => {
+            Some(victim(ctx, &ns, format!("{name}-{}", current - 1)).await?)
+        }
+        _ => None,
+    };
+    let service_monitor_crd = kernel.spec.service_monitor.enabled
+        && ctx
+            .has_service_monitor_crd()
+            .await
+            .map_err(|source| FetchError::Read {
+                what: "API group monitoring.coreos.com/v1".to_string(),
+                source,
+            })?;
+    Ok(Current {
+        issuer,
+        admin_token,
+        sts,
+        victim,
+        service_monitor_crd,
+    })
+}
+
+/// Reads pod `name` and, when it is Ready, its spill backlog. A pod that is not Ready is
+/// not asked: its answer could not make the scale-in proceed.
+async fn victim(ctx: &Context, ns: &str, name: String) -> Result<Victim, FetchError> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let pod = pods
+        .get_opt(&name)
+        .await
+        .map_err(|source| FetchError::Read {
+            what: format!("Pod {ns}/{name}"),
+            source,
+        })?;
+    let spill = match &pod {
+        Some(p) if pod_ready(p) => Some(
+            ctx.kernel_api
+                .spill_pending(p)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
+    Ok(Victim { name, pod, spill })
 }
