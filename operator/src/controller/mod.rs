@@ -169,6 +169,8 @@ pub enum Error {
     Desired(#[from] kernel::build::DesiredError),
     #[error(transparent)]
     Apply(#[from] apply::ApplyError),
+    #[error(transparent)]
+    Status(#[from] kernel::status::StatusError),
     #[error("cannot build desired objects: {0}")]
     Build(#[from] BuildError),
     #[error("stored issuer keys unusable: {0}")]
@@ -185,7 +187,7 @@ impl Error {
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) | Error::Fetch(_) | Error::Apply(_) => "kube",
+            Error::Kube(_) | Error::Fetch(_) | Error::Apply(_) | Error::Status(_) => "kube",
             Error::Desired(kernel::build::DesiredError::Build(_)) => "build",
             Error::Desired(kernel::build::DesiredError::Keys(_)) => "keys",
             Error::Desired(kernel::build::DesiredError::Auth(_)) => "auth",

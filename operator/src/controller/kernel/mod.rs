@@ -1,11 +1,15 @@
-//! `FdcKernel` reconciler.
+//! `FdcKernel` reconciler, a pipeline:
 //!
-//! Order of a pass: fetch the Secrets the pods need and validate (`validate.rs`: a missing
-//! Secret, or a rendered config the kernel's own loader would refuse, is reported as
-//! Degraded, not as a crash loop, and nothing is applied), make sure the
-//! credential Secrets exist (created once, rewritten only on rotation or key expiry), then
-//! apply config, StatefulSet, Service, PDB and ServiceMonitor with server-side apply, and
-//! finally the status.
+//! 1. `fetch::inputs`: the Secrets the pods need;
+//! 2. `validate`: a missing Secret, or a rendered config the kernel's own loader would
+//!    refuse, blocks the pass (reported as Degraded, not as a crash loop; nothing applied);
+//! 3. `fetch::current`: credential Secrets, StatefulSet, the pod a scale-in step removes and
+//!    its spill backlog, ServiceMonitor discovery;
+//! 4. `build` (pure): credentials to create or rotate, the objects, the replica plan, what
+//!    to delete;
+//! 5. `apply` through the one [`Applier`];
+//! 6. `status`: written once, from how the pass ended (paused, blocked or applied). A pass
+//!    that fails with an error writes none.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,22 +27,23 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use crate::builders::service_monitor;
-use crate::controller::apply::{Applier, ApplyError};
+use crate::controller::apply::{Applier, ApplyError, Note};
 use crate::controller::kernel_status::{
     self, one_line, pod_ready, pod_state_cause, Observed, UnreadyPod,
 };
 use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
-use crate::crd::condition::{self, types};
-use crate::crd::{FdcKernel, FdcKernelStatus};
+use crate::crd::FdcKernel;
 use crate::labels::{is_paused, kernel_selector_labels, selector_string};
 
 pub mod build;
 pub mod fetch;
+pub mod status;
 pub mod validate;
 
 use build::{Desired, Unwanted};
-use validate::{Blocked, RETRY_BLOCKED};
+use status::{Report, StatusError};
+use validate::RETRY_BLOCKED;
 
 /// Controller name in metrics.
 pub const CONTROLLER: &str = "fdckernel";
@@ -81,149 +86,90 @@ async fn reconcile_guarded(
     reconcile_kernel(kernel, &ctx).await
 }
 
-/// Reconciles one kernel.
+/// Reconciles one kernel: runs the pass, then writes the one status it ends with.
 pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Action, Error> {
-    let name = kernel.name_any();
-    let generation = kernel.metadata.generation;
     let now = Timestamp::now();
-    let old_conditions = kernel
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
+    let (report, action) = run_pass(kernel, ctx, now).await?;
+    let status = status::status(kernel, &report, now);
+    ctx.apply_status(kernel, &status)
+        .await
+        .map_err(|source| StatusError::Write {
+            what: format!(
+                "{}/{}",
+                kernel.namespace().unwrap_or_default(),
+                kernel.name_any()
+            ),
+            source,
+        })?;
+    Ok(action)
+}
 
+/// One pass up to the status: paused, blocked (a Warning Event), or fetched, built and
+/// applied, with the conditions computed from the result.
+async fn run_pass(
+    kernel: &FdcKernel,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(Report, Action), Error> {
     if is_paused(kernel.annotations()) {
-        let mut status = kernel.status.clone().unwrap_or_default();
-        status.conditions = condition::merge(
-            &old_conditions,
-            vec![condition::new(
-                types::PAUSED,
-                true,
-                "PausedByAnnotation",
-                "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
-                generation,
-                now,
-            )],
-        );
-        status.observed_generation = generation;
-        ctx.apply_status(kernel, &status).await?;
-        return Ok(Action::await_change());
+        return Ok((Report::Paused, Action::await_change()));
     }
 
-    // Fetch what the spec refers to, and judge it before anything is written.
+    // Fetch what the spec refers to, and judge it before anything is written. A blocked
+    // kernel cannot run as specified until the user acts: a Warning Event, and
+    // `Ready=False`/`Degraded=True`; nothing is applied, and the pass is retried after
+    // [`RETRY_BLOCKED`] (a spec edit triggers one sooner).
     let inputs = fetch::inputs(kernel, ctx).await?;
     let valid = match validate::validate(kernel, &inputs) {
         Ok(valid) => valid,
-        Err(Blocked { reason, message }) => {
-            return blocked(ctx, kernel, reason, message, now).await
+        Err(blocked) => {
+            let note = Note::warning(blocked.reason, "Reconcile", blocked.message.clone());
+            Applier::new(ctx, kernel).announce(&note).await;
+            return Ok((Report::Blocked(blocked), Action::requeue(RETRY_BLOCKED)));
         }
     };
+
     // Fetch what the operator owns, build what it should be, write it.
     let current = fetch::current(kernel, ctx).await?;
     let desired = build::build(&valid, &current, now)?;
     let sts = apply(&Applier::new(ctx, kernel), &desired).await?;
-    let keys = desired.keys;
-    let plan = desired.plan;
+    let (keys, plan) = (&desired.keys, &desired.plan);
 
-    // 6. Status, with the pods that are not ready and why.
+    // What came of it, with the pods that are not ready and why.
     let st = sts.status.clone().unwrap_or_default();
     let unready = if st.ready_replicas.unwrap_or(0) < st.replicas.max(plan.replicas) {
         unready_pods(kernel, ctx).await?
     } else {
         Vec::new()
     };
-    let old_status = kernel.status.clone().unwrap_or_default();
     let computed = kernel_status::compute(
         &Observed {
-            kernel_name: &name,
-            generation,
+            kernel_name: &kernel.name_any(),
+            generation: kernel.metadata.generation,
             desired: kernel.spec.replicas,
             applied: plan.replicas,
-            settled: old_status.settled_replicas,
+            settled: kernel.status.as_ref().and_then(|s| s.settled_replicas),
             sts: &sts,
             waiting: plan.waiting.as_deref(),
             unready: &unready,
         },
         now,
     );
-    let mut updates = computed.conditions;
-    updates.push(condition::new(
-        types::DEGRADED,
-        false,
-        "AsExpected",
-        "",
-        generation,
-        now,
-    ));
-    updates.push(condition::new(
-        types::PAUSED,
-        false,
-        "NotPaused",
-        "",
-        generation,
-        now,
-    ));
-    let status = FdcKernelStatus {
-        observed_generation: generation,
-        replicas: computed.replicas,
-        ready_replicas: computed.ready_replicas,
-        settled_replicas: computed.settled,
-        selector: selector_string(&kernel_selector_labels(&name)),
-        issuer_key_id: Some(keys.current_kid().to_string()),
-        config_hash: Some(desired.config_hash),
-        conditions: condition::merge(&old_conditions, updates),
+    let mut next = if computed.busy {
+        REQUEUE_BUSY
+    } else {
+        REQUEUE_IDLE
     };
-    ctx.apply_status(kernel, &status).await?;
-    let busy = computed.busy;
-
-    let mut next = if busy { REQUEUE_BUSY } else { REQUEUE_IDLE };
     if let Some(expiry) = keys.next_expiry() {
         let until = expiry.duration_since(now).unsigned_abs();
         next = next.min(until + Duration::from_secs(1));
     }
-    Ok(Action::requeue(next))
-}
-
-/// Reports a kernel that cannot run as specified until the user acts: a Warning Event, and
-/// `Ready=False`/`Degraded=True` with `reason` and `message`; applies nothing and retries
-/// after [`RETRY_BLOCKED`] (a spec edit triggers a reconcile sooner).
-async fn blocked(
-    ctx: &Context,
-    kernel: &FdcKernel,
-    reason: &str,
-    message: String,
-    now: Timestamp,
-) -> Result<Action, Error> {
-    let generation = kernel.metadata.generation;
-    ctx.event(
-        &kernel.object_ref(&()),
-        EventType::Warning,
-        reason,
-        "Reconcile",
-        message.clone(),
-    )
-    .await;
-    let mut status = kernel.status.clone().unwrap_or_default();
-    status.observed_generation = generation;
-    status.selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
-    let old = status.conditions.clone();
-    status.conditions = condition::merge(
-        &old,
-        vec![
-            condition::new(
-                types::READY,
-                false,
-                reason,
-                message.clone(),
-                generation,
-                now,
-            ),
-            condition::new(types::DEGRADED, true, reason, message, generation, now),
-            condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-        ],
-    );
-    ctx.apply_status(kernel, &status).await?;
-    Ok(Action::requeue(RETRY_BLOCKED))
+    let report = Report::Applied {
+        computed,
+        issuer_key_id: keys.current_kid().to_string(),
+        config_hash: desired.config_hash.clone(),
+    };
+    Ok((report, Action::requeue(next)))
 }
 
 /// Writes `desired` through the Applier: credentials (with their Events), the ConfigMap,
