@@ -62,6 +62,8 @@ pub struct Apply {
 pub enum Unwanted {
     /// With one replica a PDB would block node drains.
     Pdb(String),
+    /// `spec.serviceMonitor.enabled` is false (deleted only where the CRD exists).
+    ServiceMonitor(String),
 }
 
 /// Builds the desired state of `valid` given `current`.
@@ -116,10 +118,16 @@ pub fn build(
     if pdb.is_none() {
         delete.push(Unwanted::Pdb(name.clone()));
     }
-    let service_monitor = if kernel.spec.service_monitor.enabled && current.service_monitor_crd {
-        Some(service_monitor::service_monitor(kernel)?)
-    } else {
-        None
+    let service_monitor = match (
+        kernel.spec.service_monitor.enabled,
+        current.service_monitor_crd,
+    ) {
+        (true, true) => Some(service_monitor::service_monitor(kernel)?),
+        (false, true) => {
+            delete.push(Unwanted::ServiceMonitor(name.clone()));
+            None
+        }
+        (_, false) => None,
     };
     Ok(Desired {
         apply: Apply {

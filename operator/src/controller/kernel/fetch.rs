@@ -74,7 +74,8 @@ pub struct Current {
     /// The pod a scale-in would remove next, when the spec asks for fewer replicas than the
     /// StatefulSet has.
     pub victim: Option<Victim>,
-    /// Whether ServiceMonitors can be created (asked only when the spec wants one).
+    /// Whether the cluster serves ServiceMonitors (to apply one, or to delete one no longer
+    /// wanted).
     pub service_monitor_crd: bool,
 }
 
@@ -115,9 +116,8 @@ pub async fn current(kernel: &FdcKernel, ctx: &Context) -> Result<Current, Fetch
         }
         _ => None,
     };
-    let service_monitor_crd = kernel.spec.service_monitor.enabled
-        && ctx
-            .has_service_monitor_crd()
+    let service_monitor_crd =
+        ctx.has_service_monitor_crd()
             .await
             .map_err(|source| FetchError::Read {
                 what: "API group monitoring.coreos.com/v1".to_string(),

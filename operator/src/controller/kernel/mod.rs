@@ -197,6 +197,11 @@ async fn apply(applier: &Applier<'_>, desired: &Desired) -> Result<StatefulSet, 
     for unwanted in &desired.delete {
         match unwanted {
             Unwanted::Pdb(name) => applier.delete::<PodDisruptionBudget>(name).await?,
+            Unwanted::ServiceMonitor(name) => {
+                applier
+                    .delete_dynamic(name, &service_monitor::api_resource())
+                    .await?
+            }
         }
     }
     Ok(sts)

@@ -633,6 +633,40 @@ async fn service_monitor_is_applied_when_the_crd_exists() {
     server.expect_done().await;
 }
 
+#[tokio::test]
+async fn a_disabled_service_monitor_is_deleted_where_the_crd_exists() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+    let mut k = kernel("k", 1);
+    k.spec.service_monitor.enabled = false;
+
+    // The Prometheus Operator is installed: the ServiceMonitor (applied while it was
+    // enabled) is deleted, and none is applied.
+    let (ctx, server) = test_context(&fake.base);
+    let world = KernelWorld {
+        service_monitor_crd: true,
+        ..KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
+    assert_eq!(seen.deleted, ["poddisruptionbudgets", "servicemonitors"]);
+    assert!(!seen.applied.contains_key("servicemonitors"));
+    assert_eq!(condition(seen.status(), "Ready")["status"], "True");
+    drop(ctx);
+    server.expect_done().await;
+
+    // Not installed: there is nothing to delete, and nothing is asked to.
+    let (ctx, server) = test_context(&fake.base);
+    let world = KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1));
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
+    assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
+    drop(ctx);
+    server.expect_done().await;
+}
+
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
