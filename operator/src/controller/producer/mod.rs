@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::auth::{self, TokenRequest};
 use crate::builders::config::short_hash;
-use crate::builders::issuer_keys::{self, IssuerKeySet};
-use crate::builders::producer_secret::{self, Credentials, Stored};
+use crate::builders::issuer_keys;
+use crate::builders::producer_secret::{self, Credentials};
 use crate::controller::key_approval::{self, Outcome};
 use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
@@ -29,11 +29,14 @@ use crate::duration;
 use crate::kernel_api::Revoked;
 use crate::labels::{is_paused, names, FIELD_MANAGER, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
 
+pub mod fetch;
+pub mod validate;
+
+use validate::{Blocked, ValidProducer};
+
 /// Controller name in metrics.
 pub const CONTROLLER: &str = "producer";
 
-/// Requeue while waiting for the kernel or its keys.
-const REQUEUE_BLOCKED: Duration = Duration::from_secs(30);
 /// Never requeue sooner than this for renewal (a tiny TTL must not spin the controller).
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
@@ -130,69 +133,37 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
         );
     };
 
-    // The kernel, its namespace policy and its stream.
-    let kernel_ns = producer.kernel_namespace().unwrap_or(&ns).to_string();
-    let kernel_name = &producer.spec.kernel_ref.name;
-    let kernels: Api<FdcKernel> = Api::namespaced(ctx.client.clone(), &kernel_ns);
-    let Some(kernel) = kernels.get_opt(kernel_name).await? else {
-        blocked(
-            &mut status,
-            "KernelNotFound",
-            format!(
-                "FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"
-            ),
-        );
-        ctx.apply_status(producer, &status).await?;
-        return Ok(Action::requeue(REQUEUE_BLOCKED));
+    // The kernel, its namespace policy and its stream; then its issuer key and what is
+    // stored for this Producer.
+    let kernel = fetch::kernel(producer, ctx).await?;
+    let checked = match validate::validate(producer, id, kernel)? {
+        Ok(valid) => {
+            let current = fetch::current(producer, ctx).await?;
+            validate::issuer_keys(&valid, current.issuer.as_ref())?
+                .map(|keys| (valid, keys, current.stored))
+        }
+        Err(blocked) => Err(blocked),
     };
-    if !kernel.allows_producer_namespace(&ns) {
-        blocked(&mut status, "NamespaceNotAllowed", format!("FdcKernel {kernel_ns}/{kernel_name} does not accept Producers from namespace {ns}; add it to the kernel's spec.auth.allowedProducerNamespaces"));
-        ctx.apply_status(producer, &status).await?;
-        return Ok(Action::await_change());
-    }
-    let stream = producer
-        .spec
-        .stream
-        .clone()
-        .unwrap_or_else(|| kernel.spec.streams.first().cloned().unwrap_or_default());
-    if !kernel.spec.streams.contains(&stream) {
-        blocked(
-            &mut status,
-            "StreamNotServed",
-            format!(
-                "stream {stream:?} is not one of the kernel's streams {:?}",
-                kernel.spec.streams
-            ),
-        );
-        ctx.apply_status(producer, &status).await?;
-        return Ok(Action::await_change());
-    }
-    let ttl = token_ttl(producer, &kernel)?;
-
-    // The kernel's issuer key (created by the FdcKernel reconciler).
-    let kernel_secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &kernel_ns);
-    let Some(key_secret) = kernel_secrets
-        .get_opt(&names::issuer_secret(kernel_name))
-        .await?
-    else {
-        blocked(
-            &mut status,
-            "IssuerKeyNotReady",
-            format!("FdcKernel {kernel_ns}/{kernel_name} has no issuer key yet; see its status"),
-        );
-        ctx.apply_status(producer, &status).await?;
-        return Ok(Action::requeue(REQUEUE_BLOCKED));
+    let (valid, keys, stored) = match checked {
+        Ok(checked) => checked,
+        Err(Blocked {
+            reason,
+            message,
+            retry,
+        }) => {
+            blocked(&mut status, reason, message);
+            ctx.apply_status(producer, &status).await?;
+            return Ok(retry.map_or_else(Action::await_change, Action::requeue));
+        }
     };
-    let keys = IssuerKeySet::from_secret(&key_secret)?;
-
-    // What is stored now.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let ValidProducer {
+        kernel,
+        stream,
+        ttl,
+        ..
+    } = valid;
     let secret_name = names::producer_secret(&producer.name_any());
-    let stored = secrets
-        .get_opt(&secret_name)
-        .await?
-        .map(|s| Stored::read(&s))
-        .unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Key pair: the producer's own public key, else the stored generated pair, else a new one.
     let (public_pem, key_pair) = match &producer.spec.public_key {
@@ -369,23 +340,6 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
         MIN_RENEW_DELAY
     };
     Ok(Action::requeue(next.max(MIN_RENEW_DELAY)))
-}
-
-/// Token TTL: the Producer's, capped at the kernel's (which bounds how long a rotated-out
-/// issuer key must stay trusted).
-fn token_ttl(producer: &Producer, kernel: &FdcKernel) -> Result<Duration, Error> {
-    let invalid = |what: &str, e: humantime::DurationError| {
-        Error::Build(crate::builders::BuildError::Invalid(format!("{what}: {e}")))
-    };
-    let max = kernel
-        .token_ttl()
-        .map_err(|e| invalid("FdcKernel auth.tokenTTL", e))?;
-    Ok(match &producer.spec.token_ttl {
-        Some(t) => humantime::parse_duration(t)
-            .map_err(|e| invalid("tokenTTL", e))?
-            .min(max),
-        None => max,
-    })
 }
 
 /// Revokes the producer at its kernel before the finalizer lets the object (and, through
