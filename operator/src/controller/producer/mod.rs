@@ -1,13 +1,19 @@
 //! `Producer` reconciler: credentials Secret, token renewal, approval of an external public
 //! key at the kernel, revocation on delete.
+//!
+//! A pass is a pipeline: `fetch::kernel` → `validate` (kernel found, namespace allowed,
+//! stream served) → `fetch::current` (issuer key, stored credentials) →
+//! `validate::issuer_keys` → `build` (pure: key pair, token reused or issued, the Secret) →
+//! apply (approve `spec.publicKey` at the kernel, announce a new token, apply the Secret
+//! through the [`Applier`]) → `status`, written once from how the pass ended. The finalizer's
+//! cleanup (revocation) is a separate path.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -16,23 +22,22 @@ use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::{self, TokenRequest};
-use crate::builders::config::short_hash;
 use crate::builders::issuer_keys;
-use crate::builders::producer_secret::{self, Credentials};
 use crate::controller::key_approval::{self, Outcome};
 use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
-use crate::crd::{FdcKernel, Producer, ProducerStatus};
-use crate::duration;
+use crate::crd::{FdcKernel, Producer};
 use crate::kernel_api::Revoked;
-use crate::labels::{is_paused, names, FIELD_MANAGER, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
+use crate::labels::{is_paused, names, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
 
+pub mod build;
 pub mod fetch;
+pub mod status;
 pub mod validate;
 
-use validate::{Blocked, ValidProducer};
+use crate::controller::apply::Applier;
+use status::Report;
 
 /// Controller name in metrics.
 pub const CONTROLLER: &str = "producer";
@@ -100,38 +105,29 @@ pub fn renew_at(expires_at: Timestamp, ttl: Duration) -> Timestamp {
     expires_at - SignedDuration::try_from(ttl / 3).unwrap_or(SignedDuration::ZERO)
 }
 
-/// Ensures the credentials Secret holds a valid, current token.
+/// Ensures the credentials Secret holds a valid, current token: runs the pass, then writes
+/// the one status it ends with.
 pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
-    let ns = producer.namespace().unwrap_or_default();
-    let generation = producer.metadata.generation;
     let now = Timestamp::now();
-    let mut status = producer.status.clone().unwrap_or_default();
-    // `KeyApproved` exists only while spec.publicKey is set: drop it when the key is removed.
-    let old: Vec<_> = status
-        .conditions
-        .iter()
-        .filter(|c| producer.spec.public_key.is_some() || c.type_ != types::KEY_APPROVED)
-        .cloned()
-        .collect();
     let id = producer_id(producer)?;
-    status.producer_id = Some(id.to_string());
-    status.observed_generation = generation;
+    let (report, action) = run_pass(producer, id, ctx, now).await?;
+    let status = status::status(producer, id, &report, now);
+    ctx.apply_status(producer, &status).await?;
+    Ok(action)
+}
 
+/// One pass up to the status: fetch and validate the kernel, fetch its issuer key and
+/// what is stored, build the credentials, then apply: approve `spec.publicKey` at the
+/// kernel (an admin API call), announce a new token, apply the Secret.
+async fn run_pass(
+    producer: &Producer,
+    id: Uuid,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<(Report, Action), Error> {
     if is_paused(producer.annotations()) {
-        status.conditions = condition::merge(&old, vec![condition::new(types::PAUSED, true, "PausedByAnnotation", "reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume", generation, now)]);
-        ctx.apply_status(producer, &status).await?;
-        return Ok(Action::await_change());
+        return Ok((Report::Paused, Action::await_change()));
     }
-
-    let blocked = |status: &mut ProducerStatus, reason: &str, message: String| {
-        status.conditions = condition::merge(
-            &old,
-            vec![
-                condition::new(types::READY, false, reason, message, generation, now),
-                condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-            ],
-        );
-    };
 
     // The kernel, its namespace policy and its stream; then its issuer key and what is
     // stored for this Producer.
@@ -146,200 +142,66 @@ pub async fn apply(producer: &Producer, ctx: &Context) -> Result<Action, Error> 
     };
     let (valid, keys, stored) = match checked {
         Ok(checked) => checked,
-        Err(Blocked {
-            reason,
-            message,
-            retry,
-        }) => {
-            blocked(&mut status, reason, message);
-            ctx.apply_status(producer, &status).await?;
-            return Ok(retry.map_or_else(Action::await_change, Action::requeue));
+        Err(blocked) => {
+            let action = blocked
+                .retry
+                .map_or_else(Action::await_change, Action::requeue);
+            return Ok((Report::Blocked(blocked), action));
         }
     };
-    let ValidProducer {
-        kernel,
-        stream,
-        ttl,
-        ..
-    } = valid;
-    let secret_name = names::producer_secret(&producer.name_any());
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
 
-    // Key pair: the producer's own public key, else the stored generated pair, else a new one.
-    let (public_pem, key_pair) = match &producer.spec.public_key {
-        Some(pem) => (pem.clone(), None),
-        None => match stored.key_pair.clone() {
-            Some(pair) => (pair.1.clone(), Some(pair)),
-            None => {
-                let pair = auth::generate_key_pair()?;
-                (
-                    pair.public_pem.clone(),
-                    Some((pair.private_pem, pair.public_pem)),
-                )
-            }
-        },
-    };
-    let fingerprint = auth::fingerprint(&public_pem)?;
+    let desired = build::build(&valid, &keys, &stored, now)?;
 
-    // An external key is approved at the kernel before its credentials are written, so the
-    // producer can also run `fdc-kernel register` with it.
+    // Apply. An external key is approved at the kernel before its credentials are
+    // written, so the producer can also run `fdc-kernel register` with it.
     let mut key_condition = None;
-    if producer.spec.public_key.is_some() {
+    if desired.approve_key {
         let target = key_approval::Target {
             producer,
-            kernel: &kernel,
+            kernel: &valid.kernel,
             producer_id: id,
-            public_key_pem: &public_pem,
-            fingerprint: &fingerprint,
+            public_key_pem: &desired.public_pem,
+            fingerprint: &desired.fingerprint,
         };
-        match key_approval::approve(ctx, &target, generation, now).await? {
+        match key_approval::approve(ctx, &target, producer.metadata.generation, now).await? {
             Outcome::Proceed(c) => key_condition = Some(c),
             Outcome::Blocked {
                 reason,
                 message,
                 requeue,
             } => {
-                status.fingerprint = Some(fingerprint);
-                status.conditions = condition::merge(
-                    &old,
-                    vec![
-                        condition::new(
-                            types::READY,
-                            false,
-                            reason,
-                            message.clone(),
-                            generation,
-                            now,
-                        ),
-                        condition::new(
-                            types::KEY_APPROVED,
-                            false,
-                            reason,
-                            message,
-                            generation,
-                            now,
-                        ),
-                        condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-                    ],
-                );
-                ctx.apply_status(producer, &status).await?;
-                return Ok(Action::requeue(requeue));
+                let report = Report::KeyBlocked {
+                    reason,
+                    message,
+                    fingerprint: desired.fingerprint,
+                };
+                return Ok((report, Action::requeue(requeue)));
             }
         }
     }
-
-    // Token: reuse while it was issued for the same inputs and is not due for renewal.
-    let auth_spec = &kernel.spec.auth;
-    let inputs_hash = short_hash(&format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}",
-        auth_spec.issuer,
-        auth_spec.audience,
-        id,
-        producer.name_any(),
-        producer.spec.schema.as_deref().unwrap_or(""),
-        ttl.as_secs(),
-        keys.current_kid(),
-        fingerprint,
-    ));
-    let reusable = match (&stored.token, stored.expires_at, &stored.inputs_hash) {
-        (Some(token), Some(exp), Some(hash))
-            if *hash == inputs_hash && now < renew_at(exp, ttl) =>
-        {
-            Some((token.clone(), exp))
-        }
-        _ => None,
-    };
-    let (token, expires_at) = match reusable {
-        Some(t) => t,
-        None => {
-            let issued = auth::issue_token(
-                keys.signing_pem(),
-                &TokenRequest {
-                    issuer: &auth_spec.issuer,
-                    audience: &auth_spec.audience,
-                    producer_id: id,
-                    name: &producer.name_any(),
-                    schema: producer.spec.schema.as_deref(),
-                    ttl,
-                },
-            )?;
-            let (reason, verb) = if stored.token.is_some() {
-                ("TokenRenewed", "renewed")
-            } else {
-                ("TokenIssued", "issued")
-            };
-            ctx.event(
-                &producer.object_ref(&()),
-                EventType::Normal,
-                reason,
-                "IssueToken",
-                format!(
-                    "token {verb} with issuer key {}, expires {}",
-                    keys.current_kid(),
-                    issued.expires_at
-                ),
-            )
-            .await;
-            (issued.token, issued.expires_at)
-        }
-    };
-
-    let credentials = Credentials {
-        producer_id: id.to_string(),
-        token,
-        expires_at,
-        kid: keys.current_kid().to_string(),
-        inputs_hash,
-        stream,
-        fingerprint: fingerprint.clone(),
-        key_pair,
-    };
-    let secret = producer_secret::credentials_secret(producer, &credentials)?;
-    secrets
-        .patch(
-            &secret_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(secret),
-        )
-        .await?;
-
-    let renew = renew_at(expires_at, ttl);
-    status.secret_name = Some(secret_name.clone());
-    status.fingerprint = Some(fingerprint);
-    status.token_expires_at = Some(Time(expires_at));
-    let left = expires_at.duration_since(now).unsigned_abs();
-    let (expires_in, reading_holds) = if expires_at > now {
-        duration::remaining(left)
-    } else {
-        ("expired".to_string(), Duration::MAX)
-    };
-    status.token_expires_in = Some(expires_in);
-    status.token_key_id = Some(keys.current_kid().to_string());
-    let mut conditions = vec![
-        condition::new(
-            types::READY,
-            true,
-            "CredentialsIssued",
-            format!(
-                "Secret {secret_name} holds a token valid until {expires_at}; renewal at {renew}"
-            ),
-            generation,
-            now,
-        ),
-        condition::new(types::PAUSED, false, "NotPaused", "", generation, now),
-    ];
-    conditions.extend(key_condition);
-    status.conditions = condition::merge(&old, conditions);
-    ctx.apply_status(producer, &status).await?;
+    let applier = Applier::new(ctx, producer);
+    for note in &desired.announce {
+        applier.announce(note).await;
+    }
+    applier.apply(&desired.secret).await?;
 
     // Next pass: renewal, or when `tokenExpiresIn` would read one unit less.
+    let expires_at = desired.issued.expires_at;
+    let renew = renew_at(expires_at, valid.ttl);
+    let reading_holds = status::expires_in(expires_at, now).1;
     let wait = renew.duration_since(now).unsigned_abs();
     let next = if renew > now {
         wait.min(reading_holds)
     } else {
         MIN_RENEW_DELAY
     };
-    Ok(Action::requeue(next.max(MIN_RENEW_DELAY)))
+    let report = Report::Issued {
+        issued: desired.issued,
+        fingerprint: desired.fingerprint,
+        renew,
+        key_condition,
+    };
+    Ok((report, Action::requeue(next.max(MIN_RENEW_DELAY))))
 }
 
 /// Revokes the producer at its kernel before the finalizer lets the object (and, through
