@@ -113,3 +113,60 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::kernel;
+
+    fn with_old_status() -> FdcKernel {
+        let mut k = kernel("k", 3);
+        k.metadata.generation = Some(5);
+        k.status = Some(FdcKernelStatus {
+            observed_generation: Some(4),
+            replicas: 3,
+            ready_replicas: 3,
+            issuer_key_id: Some("kid-1".into()),
+            ..Default::default()
+        });
+        k
+    }
+
+    fn condition<'a>(
+        s: &'a FdcKernelStatus,
+        type_: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        s.conditions.iter().find(|c| c.type_ == type_).expect(type_)
+    }
+
+    #[test]
+    fn paused_and_blocked_keep_the_figures_of_the_last_applied_pass() {
+        let now = Timestamp::now();
+        let k = with_old_status();
+        let paused = status(&k, &Report::Paused, now);
+        assert_eq!((paused.observed_generation, paused.replicas), (Some(5), 3));
+        assert_eq!(paused.issuer_key_id.as_deref(), Some("kid-1"));
+        assert_eq!(condition(&paused, types::PAUSED).status, "True");
+
+        let blocked = Report::Blocked(Blocked {
+            reason: "SecretMissing",
+            message: "Secret pg not found".into(),
+        });
+        let blocked = status(&k, &blocked, now);
+        assert_eq!(
+            (blocked.ready_replicas, blocked.observed_generation),
+            (3, Some(5))
+        );
+        assert_eq!(
+            blocked.selector,
+            "app.kubernetes.io/instance=k,app.kubernetes.io/name=fdc-kernel"
+        );
+        let degraded = condition(&blocked, types::DEGRADED);
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "SecretMissing")
+        );
+        assert_eq!(condition(&blocked, types::READY).status, "False");
+        assert_eq!(condition(&blocked, types::PAUSED).status, "False");
+    }
+}

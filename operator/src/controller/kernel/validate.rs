@@ -94,3 +94,49 @@ fn secret_problem(secret: Option<&Secret>, r: &SecretKeyRef) -> Option<String> {
         Some(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Secret;
+
+    use super::*;
+    use crate::controller::fixtures::{kernel, secret_with_key};
+    use crate::crd::kernel::SecretKeyRef;
+
+    fn secret(key: &str) -> Option<Secret> {
+        Some(serde_json::from_value(secret_with_key("s", key)).unwrap())
+    }
+
+    #[test]
+    fn a_valid_kernel_carries_its_token_ttl() {
+        let k = kernel("k", 1);
+        let inputs = Inputs {
+            postgres: secret("url"),
+            redis: None,
+        };
+        let valid = validate(&k, &inputs).expect("valid");
+        assert_eq!(valid.token_ttl, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn every_missing_secret_is_named_in_one_message() {
+        let mut k = kernel("k", 1);
+        k.spec.redis.url_secret_ref = Some(SecretKeyRef {
+            name: "redis".into(),
+            key: "url".into(),
+        });
+        let inputs = Inputs {
+            postgres: secret("uri"),
+            redis: Some(None),
+        };
+        let blocked = validate(&k, &inputs).expect_err("blocked");
+        assert_eq!(blocked.reason, "SecretMissing");
+        assert!(
+            blocked.message.starts_with(
+                "Postgres URL: Secret pg has no key \"url\"; Redis URL: Secret redis not found."
+            ),
+            "{}",
+            blocked.message
+        );
+    }
+}
