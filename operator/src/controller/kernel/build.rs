@@ -8,26 +8,15 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 use kube::ResourceExt;
 
-use crate::auth::AuthError;
-use crate::builders::issuer_keys::{self, IssuerKeySet, KeySetError};
-use crate::builders::{config, pdb, service, service_monitor, statefulset, BuildError};
+use crate::builders::issuer_keys::{self, IssuerKeySet};
+use crate::builders::{config, pdb, service, service_monitor, statefulset};
 use crate::controller::apply::{Note, SecretWrite};
 use crate::controller::kernel::fetch::{Current, Victim};
 use crate::controller::kernel::validate::ValidKernel;
 use crate::controller::kernel_status::pod_ready;
+use crate::controller::DesiredError;
 use crate::duration;
 use crate::labels::{ROTATE_ISSUER_KEY_ANNOTATION, ROTATION_HANDLED_ANNOTATION};
-
-/// The desired objects cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum DesiredError {
-    #[error("cannot build desired objects: {0}")]
-    Build(#[from] BuildError),
-    #[error("stored issuer keys unusable: {0}")]
-    Keys(#[from] KeySetError),
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-}
 
 /// Everything a pass writes, in the order the Applier writes it.
 #[derive(Debug, Clone)]

@@ -8,24 +8,13 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::Api;
 use kube::ResourceExt;
 
+use crate::controller::fetch::{read, FetchError};
 use crate::controller::kernel_status::pod_ready;
 use crate::controller::Context;
 use crate::crd::FdcKernel;
 use crate::labels::names;
-
-/// A read failed; the pass stops and the controller retries with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("cannot read {what}: {source}")]
-    Read {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-}
 
 /// The objects the spec refers to, as the API server holds them (`None`: not found).
 #[derive(Debug, Clone)]
@@ -39,27 +28,12 @@ pub struct Inputs {
 /// Reads the Secrets the kernel's pods read at start.
 pub async fn inputs(kernel: &FdcKernel, ctx: &Context) -> Result<Inputs, FetchError> {
     let ns = kernel.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let postgres = read_secret(&secrets, &ns, &kernel.spec.postgres.url_secret_ref.name).await?;
+    let postgres = read(ctx, &ns, &kernel.spec.postgres.url_secret_ref.name).await?;
     let redis = match &kernel.spec.redis.url_secret_ref {
-        Some(r) => Some(read_secret(&secrets, &ns, &r.name).await?),
+        Some(r) => Some(read(ctx, &ns, &r.name).await?),
         None => None,
     };
     Ok(Inputs { postgres, redis })
-}
-
-async fn read_secret(
-    secrets: &Api<Secret>,
-    ns: &str,
-    name: &str,
-) -> Result<Option<Secret>, FetchError> {
-    secrets
-        .get_opt(name)
-        .await
-        .map_err(|source| FetchError::Read {
-            what: format!("Secret {ns}/{name}"),
-            source,
-        })
 }
 
 /// What the operator owns for a kernel, as the API server holds it.
@@ -96,19 +70,11 @@ pub struct Victim {
 pub async fn current(kernel: &FdcKernel, ctx: &Context) -> Result<Current, FetchError> {
     let ns = kernel.namespace().unwrap_or_default();
     let name = kernel.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let issuer = read_secret(&secrets, &ns, &names::issuer_secret(&name)).await?;
-    let admin_token = read_secret(&secrets, &ns, &names::admin_secret(&name))
+    let issuer = read(ctx, &ns, &names::issuer_secret(&name)).await?;
+    let admin_token = read::<Secret>(ctx, &ns, &names::admin_secret(&name))
         .await?
         .is_some();
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let sts = statefulsets
-        .get_opt(&name)
-        .await
-        .map_err(|source| FetchError::Read {
-            what: format!("StatefulSet {ns}/{name}"),
-            source,
-        })?;
+    let sts: Option<StatefulSet> = read(ctx, &ns, &name).await?;
     let replicas = sts.as_ref().and_then(|s| s.spec.replicas);
     let victim = match replicas {
         Some(current) if kernel.spec.replicas < current => {
@@ -135,14 +101,7 @@ pub async fn current(kernel: &FdcKernel, ctx: &Context) -> Result<Current, Fetch
 /// Reads pod `name` and, when it is Ready, its spill backlog. A pod that is not Ready is
 /// not asked: its answer could not make the scale-in proceed.
 async fn victim(ctx: &Context, ns: &str, name: String) -> Result<Victim, FetchError> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let pod = pods
-        .get_opt(&name)
-        .await
-        .map_err(|source| FetchError::Read {
-            what: format!("Pod {ns}/{name}"),
-            source,
-        })?;
+    let pod: Option<Pod> = read(ctx, ns, &name).await?;
     let spill = match &pod {
         Some(p) if pod_ready(p) => Some(
             ctx.kernel_api

@@ -10,9 +10,9 @@ use crate::builders::config::short_hash;
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::builders::producer_secret::{self, Credentials, Stored};
 use crate::controller::apply::Note;
-use crate::controller::kernel::build::DesiredError;
 use crate::controller::producer::renew_at;
 use crate::controller::producer::validate::ValidProducer;
+use crate::controller::DesiredError;
 use crate::labels::names;
 
 /// What a pass writes for a Producer, in the order the apply step writes it.

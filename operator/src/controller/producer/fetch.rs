@@ -4,11 +4,10 @@
 //! since without it nothing more is done).
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::ResourceExt;
 
 use crate::builders::producer_secret::Stored;
-use crate::controller::kernel::fetch::FetchError;
+use crate::controller::fetch::{read, FetchError};
 use crate::controller::Context;
 use crate::crd::{FdcKernel, Producer};
 use crate::labels::names;
@@ -21,16 +20,12 @@ pub fn kernel_namespace(producer: &Producer) -> String {
 
 /// Reads the FdcKernel `producer` names (`None`: not found).
 pub async fn kernel(producer: &Producer, ctx: &Context) -> Result<Option<FdcKernel>, FetchError> {
-    let kernel_ns = kernel_namespace(producer);
-    let name = &producer.spec.kernel_ref.name;
-    let kernels: Api<FdcKernel> = Api::namespaced(ctx.client.clone(), &kernel_ns);
-    kernels
-        .get_opt(name)
-        .await
-        .map_err(|source| FetchError::Read {
-            what: format!("FdcKernel {kernel_ns}/{name}"),
-            source,
-        })
+    read(
+        ctx,
+        &kernel_namespace(producer),
+        &producer.spec.kernel_ref.name,
+    )
+    .await
 }
 
 /// What a pass finds stored for a Producer of a valid kernel (no `Debug`: it holds the
@@ -48,7 +43,7 @@ pub struct Current {
 pub async fn current(producer: &Producer, ctx: &Context) -> Result<Current, FetchError> {
     let kernel_ns = kernel_namespace(producer);
     let issuer_name = names::issuer_secret(&producer.spec.kernel_ref.name);
-    let issuer = read_secret(ctx, &kernel_ns, &issuer_name).await?;
+    let issuer: Option<Secret> = read(ctx, &kernel_ns, &issuer_name).await?;
     if issuer.is_none() {
         return Ok(Current {
             issuer,
@@ -56,20 +51,9 @@ pub async fn current(producer: &Producer, ctx: &Context) -> Result<Current, Fetc
         });
     }
     let ns = producer.namespace().unwrap_or_default();
-    let stored = read_secret(ctx, &ns, &names::producer_secret(&producer.name_any()))
+    let stored = read::<Secret>(ctx, &ns, &names::producer_secret(&producer.name_any()))
         .await?
         .map(|s| Stored::read(&s))
         .unwrap_or_default();
     Ok(Current { issuer, stored })
-}
-
-async fn read_secret(ctx: &Context, ns: &str, name: &str) -> Result<Option<Secret>, FetchError> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    secrets
-        .get_opt(name)
-        .await
-        .map_err(|source| FetchError::Read {
-            what: format!("Secret {ns}/{name}"),
-            source,
-        })
 }

@@ -97,7 +97,7 @@ pub fn producer_id(producer: &Producer) -> Result<Uuid, Error> {
     producer
         .uid()
         .and_then(|u| Uuid::parse_str(&u).ok())
-        .ok_or_else(|| Error::Build(crate::builders::BuildError::MissingField("metadata.uid")))
+        .ok_or_else(|| Error::from(crate::builders::BuildError::MissingField("metadata.uid")))
 }
 
 /// Renew once two thirds of a token's lifetime have passed.
@@ -271,7 +271,7 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
         .get_opt(&names::admin_secret(kernel_name))
         .await?
         .ok_or_else(|| {
-            Error::Keys(issuer_keys::KeySetError::Missing(format!(
+            Error::from(issuer_keys::KeySetError::Missing(format!(
                 "Secret {}",
                 names::admin_secret(kernel_name)
             )))
