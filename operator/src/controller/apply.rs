@@ -104,19 +104,7 @@ impl<'a> Applier<'a> {
             + DeserializeOwned
             + Debug,
     {
-        let name = obj.name_any();
-        self.api::<K>()
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(obj),
-            )
-            .await
-            .map_err(|source| ApplyError::Write {
-                verb: "apply",
-                what: self.what::<K>(&name),
-                source,
-            })
+        server_side_apply(&self.api::<K>(), obj, self.what::<K>(&obj.name_any())).await
     }
 
     /// Server-side applies `obj` of the dynamic type `ar`.
@@ -125,19 +113,9 @@ impl<'a> Applier<'a> {
         obj: &DynamicObject,
         ar: &ApiResource,
     ) -> Result<(), ApplyError> {
-        let name = obj.name_any();
-        let api: Api<DynamicObject> = Api::namespaced_with(self.ctx.client.clone(), &self.ns, ar);
-        api.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(|source| ApplyError::Write {
-            verb: "apply",
-            what: format!("{} {}/{name}", ar.kind, self.ns),
-            source,
-        })?;
+        let api = Api::namespaced_with(self.ctx.client.clone(), &self.ns, ar);
+        let what = format!("{} {}/{}", ar.kind, self.ns, obj.name_any());
+        server_side_apply(&api, obj, what).await?;
         Ok(())
     }
 
@@ -215,4 +193,23 @@ impl<'a> Applier<'a> {
             )
             .await;
     }
+}
+
+/// Server-side applies `obj` through `api` (our field manager, forced); `what` names it in
+/// the error.
+async fn server_side_apply<K>(api: &Api<K>, obj: &K, what: String) -> Result<K, ApplyError>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(|source| ApplyError::Write {
+        verb: "apply",
+        what,
+        source,
+    })
 }
