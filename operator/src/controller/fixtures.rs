@@ -623,6 +623,20 @@ impl Answering {
         call.echo();
     }
 
+    /// `call` must be `method uri`, writing a credential Secret: recorded as created (POST)
+    /// or replaced (PUT), echoed. Returns the next request after the Events announcing it.
+    async fn secret_written(&mut self, call: Call, method: &str, uri: &str) -> Call {
+        assert_call(&call, method, uri);
+        let written = if method == "PUT" {
+            &mut self.seen.replaced
+        } else {
+            &mut self.seen.created
+        };
+        written.push(call.body.clone());
+        call.echo();
+        self.after_events().await
+    }
+
     /// `call` must be the status apply of `kernel`.
     fn status(&mut self, call: Call, kernel: &crate::crd::FdcKernel) {
         assert_call(&call, "PATCH", &status_uri(&kernel.name_any()));
@@ -680,21 +694,14 @@ impl Answering {
         // Writes: credentials created when absent (issuer key, then admin token) or
         // replaced on rotation or retirement, each followed by its Events.
         if w.issuer.is_none() {
-            assert_call(&call, "POST", &secrets_post());
-            self.seen.created.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
+            call = self.secret_written(call, "POST", &secrets_post()).await;
         } else if call.method == "PUT" {
-            assert_call(&call, "PUT", &format!("{issuer}?"));
-            self.seen.replaced.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
+            call = self
+                .secret_written(call, "PUT", &format!("{issuer}?"))
+                .await;
         }
         if w.admin.is_none() {
-            assert_call(&call, "POST", &secrets_post());
-            self.seen.created.push(call.body.clone());
-            call.echo();
-            call = self.after_events().await;
+            call = self.secret_written(call, "POST", &secrets_post()).await;
         }
 
         // Config, then the workload (after the Event of a scale-in step).
