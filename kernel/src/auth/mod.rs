@@ -1,4 +1,4 @@
-//! Producer authentication (issue 4): Ed25519 keys, EdDSA JWT access tokens, the
+//! Producer authentication: Ed25519 keys, EdDSA JWT access tokens, the
 //! `fdc:register` registration flow, the admin API and the auth CLI.
 //!
 //! See `docs/auth.md` for the operator-facing description.
