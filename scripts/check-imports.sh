@@ -56,7 +56,6 @@ spill health B2
 spill metrics B2
 spill protocol B2 B3
 spill store B2
-config spill B4
 config auth B5
 redis_io protocol B7
 dev testsupport B10

@@ -3,8 +3,10 @@
 //! Every key has a default, so an empty file is a valid config. `FDC_INGEST__CONSUMER=x` sets
 //! `ingest.consumer` (`__` separates levels). Errors name the key and say how to fix it.
 
+pub mod auth;
 mod files;
 mod redact;
+pub mod spill;
 mod validate;
 
 use std::net::SocketAddr;
@@ -32,8 +34,8 @@ pub struct Config {
     pub republish: RepublishConfig,
     pub shutdown: ShutdownConfig,
     /// Spill to disk while Postgres is unavailable; off unless `spill.dir` is set.
-    pub spill: Option<crate::spill::SpillConfig>,
-    pub auth: crate::auth::config::AuthConfig,
+    pub spill: Option<spill::SpillConfig>,
+    pub auth: auth::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
