@@ -56,10 +56,8 @@ spill health B2
 spill metrics B2
 spill protocol B2 B3
 spill store B2
-config auth B5
 redis_io protocol B7
 dev testsupport B10
-dev auth keys and token, in fdc-common from step 4
 operator fdc_kernel B11
 '
 
