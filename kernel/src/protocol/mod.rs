@@ -5,12 +5,14 @@
 
 mod depth;
 mod entry;
+mod escapes;
 mod event;
 mod parse;
 mod rejection;
 
-pub use depth::deeper_than;
+pub use depth::{deeper_than, too_deep_under};
 pub use entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, Token};
+pub use escapes::unstorable_escape;
 pub use event::Event;
 pub use parse::{parse, Limits};
 pub use rejection::{Reason, Rejection};
