@@ -292,9 +292,9 @@ impl Config {
         // not ours: FDC_CONFIG (the file itself) and the FDC_SERVICE_HOST, FDC_PORT, …
         // that Kubernetes injects for a Service named `fdc`.
         figment = figment.merge(
-            Env::prefixed("FDC_")
-                .filter(|key| key.as_str().contains("__"))
-                .split("__"),
+            Env::prefixed(crate::contract::ENV_PREFIX)
+                .filter(|key| key.as_str().contains(crate::contract::ENV_SEPARATOR))
+                .split(crate::contract::ENV_SEPARATOR),
         );
         Ok(figment)
     }

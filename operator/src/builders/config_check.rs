@@ -1,4 +1,4 @@
-//! Checks a rendered `kernel.yaml` with the kernel's own config loader.
+//! Checks a rendered `kernel.yaml` with the kernel's own config loader (`fdc_common::config`).
 //!
 //! The CRD schema can only express static rules; the kernel's loader also checks relations
 //! between keys (e.g. `ingest.claim_idle` must exceed `shutdown.timeout`), some of which come
@@ -48,13 +48,9 @@ pub struct ConfigRejected {
 
 /// `Ok` when the kernel would start with `rendered` (as far as its config goes).
 pub fn check(rendered: &RenderedConfig) -> Result<(), ConfigRejected> {
-    let config =
-        fdc_common::config::Config::from_figment(Figment::from(Yaml::string(&rendered.yaml)))
-            .map_err(|e| rejected(e.to_string()))?;
-    // The spill section is validated when the spill opens, at start-up: same crash loop.
-    if let Some(spill) = &config.spill {
-        spill.validate().map_err(|e| rejected(e.to_string()))?;
-    }
+    // The loader validates every section, the spill's included.
+    fdc_common::config::Config::from_figment(Figment::from(Yaml::string(&rendered.yaml)))
+        .map_err(|e| rejected(e.to_string()))?;
     Ok(())
 }
 
