@@ -56,7 +56,6 @@ spill protocol B2 B3
 spill store B2
 redis_io protocol B7
 dev testsupport B10
-operator fdc_kernel B11
 '
 
 # Prints "from to" for every `crate::<module>` named in production code under $1.
