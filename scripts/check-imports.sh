@@ -13,10 +13,11 @@
 # gone is reported as stale so that the list only shrinks.
 #
 #   scripts/check-imports.sh               self-test, then check this tree
-#   scripts/check-imports.sh --check DIR   check the kernel sources in DIR only
+#   scripts/check-imports.sh --check DIR   check the tree at DIR only (a copy of the repository)
 #
-# The self-test copies kernel/src, plants `use crate::ingest::…` in store/ and expects the
-# check to fail on exactly that edge.
+# The self-test copies the sources, plants `use crate::ingest::…` in the kernel's store/, then
+# (each in a fresh copy) `use fdc_kernel::…` in the operator and in fdc-common, and expects the
+# check to fail on exactly that edge each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,14 +106,18 @@ kernel_edges() {
 # (comment lines aside) or as a dependency in Cargo.toml.
 crate_names() { # dir crate-regex
   grep -rnE "\b($2)::" "$1/src" 2>/dev/null | grep -vE '^[^:]+:[0-9]+:[[:space:]]*//' || true
-  grep -nE "^($(tr _ - <<<"$2"))[[:space:]]*=" "$1/Cargo.toml" 2>/dev/null || true
+  grep -HnE "^($(tr _ - <<<"$2"))[[:space:]]*=" "$1/Cargo.toml" 2>/dev/null || true
 }
 
-crate_edges() {
-  if [ -n "$(crate_names operator fdc_kernel)" ]; then
+# The fdc crates each crate must not name.
+FORBIDDEN_CRATES_operator='fdc_kernel'
+FORBIDDEN_CRATES_common='fdc_kernel|fdc_operator|fdc_spill|fdc_testenv'
+
+crate_edges() { # root
+  if [ -n "$(crate_names "$1/operator" "$FORBIDDEN_CRATES_operator")" ]; then
     echo "operator fdc_kernel"
   fi
-  if [ -d common ] && [ -n "$(crate_names common 'fdc_kernel|fdc_operator|fdc_spill|fdc_testenv')" ]; then
+  if [ -d "$1/common" ] && [ -n "$(crate_names "$1/common" "$FORBIDDEN_CRATES_common")" ]; then
     echo "common fdc_crate"
   fi
 }
@@ -131,10 +136,10 @@ backward() { # from to: prints the B-names when allow-listed
   printf '%s\n' "$ALLOWED_BACKWARD" | awk -v a="$1" -v b="$2" '$1 == a && $2 == b { $1 = ""; $2 = ""; sub(/^ +/, ""); print; found = 1 } END { exit !found }'
 }
 
-# Checks the kernel sources in $1 (and this tree's crates); prints each violation, fails on any.
+# Checks the tree at $1 (kernel modules and crates); prints each violation, fails on any.
 check() {
-  local src=$1 edges from to bad=0 name
-  edges=$( (kernel_edges "$src"; crate_edges) | sort -u)
+  local root=$1 src=$1/kernel/src edges from to bad=0 name
+  edges=$( (kernel_edges "$src"; crate_edges "$root") | sort -u)
   while read -r from to; do
     [ -n "$from" ] || continue
     if [ -z "$(printf '%s\n' "$RULES" | awk -F': ' -v m="$from" '$1 == m')" ] && [ "$from" != operator ] && [ "$from" != common ]; then
@@ -146,7 +151,8 @@ check() {
     backward "$from" "$to" >/dev/null && continue
     echo "check-imports: $from imports $to, which its row does not allow (docs/architecture.md 2.5):" >&2
     if [ "$from" = operator ] || [ "$from" = common ]; then
-      crate_names "$from" 'fdc_kernel|fdc_operator|fdc_spill|fdc_testenv' | head -5 | sed 's/^/  /' >&2
+      local forbidden="FORBIDDEN_CRATES_$from"
+      crate_names "$root/$from" "${!forbidden}" | head -5 | sed 's/^/  /' >&2
     else
       grep -rn "crate::$to\b" "$src/$from" "$src/$from.rs" 2>/dev/null | head -5 | sed 's/^/  /' >&2 || true
     fi
@@ -161,34 +167,55 @@ check() {
   return $bad
 }
 
-self_test() {
-  local tmp out
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' RETURN
-  cp -r kernel/src "$tmp/src"
-  if ! check "$tmp/src" 2>/dev/null; then
-    echo "check-imports: self-test: the unmodified copy of kernel/src should pass" >&2
-    check "$tmp/src" || true
+# A copy of the sources the check reads, in $1.
+copy_tree() {
+  local dir
+  for dir in kernel operator common; do
+    [ -d "$dir/src" ] || continue
+    mkdir -p "$1/$dir"
+    cp -r "$dir/src" "$1/$dir/src"
+    cp "$dir/Cargo.toml" "$1/$dir/Cargo.toml"
+  done
+}
+
+# Plants $3 at the end of $2 in a fresh copy and expects a failure naming "$4".
+expect_caught() { # tmp file line expected
+  local out
+  rm -rf "$1/tree"
+  copy_tree "$1/tree"
+  printf '\n%s\n' "$3" >>"$1/tree/$2"
+  if out=$(check "$1/tree" 2>&1); then
+    echo "check-imports: self-test: '$3' planted in $2 was not caught" >&2
     return 1
   fi
-  printf '\n#[allow(unused_imports)]\nuse crate::ingest::Writer;\n' >>"$tmp/src/store/mod.rs"
-  if out=$(check "$tmp/src" 2>&1); then
-    echo "check-imports: self-test: a planted 'use crate::ingest' in store/ was not caught" >&2
-    return 1
-  fi
-  if ! grep -q "store imports ingest" <<<"$out"; then
-    echo "check-imports: self-test: wrong failure for the planted import:" >&2
+  if ! grep -q "$4" <<<"$out"; then
+    echo "check-imports: self-test: wrong failure for '$3' in $2 (expected '$4'):" >&2
     echo "$out" >&2
     return 1
   fi
-  echo "check-imports: self-test ok (a planted store -> ingest import fails)"
+}
+
+self_test() {
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  copy_tree "$tmp/tree"
+  if ! check "$tmp/tree" 2>/dev/null; then
+    echo "check-imports: self-test: the unmodified copy should pass" >&2
+    check "$tmp/tree" || true
+    return 1
+  fi
+  expect_caught "$tmp" kernel/src/store/mod.rs 'use crate::ingest::Writer;' "store imports ingest"
+  expect_caught "$tmp" operator/src/lib.rs 'use fdc_kernel::config::Config;' "operator imports fdc_kernel"
+  expect_caught "$tmp" common/src/lib.rs 'use fdc_kernel::service;' "common imports fdc_crate"
+  echo "check-imports: self-test ok (planted store -> ingest, operator -> fdc_kernel and common -> fdc_kernel imports fail)"
 }
 
 case "${1:-}" in
   --check) check "${2:?--check DIR}" ;;
   "")
     self_test
-    check kernel/src
+    check .
     echo "check-imports: ok"
     ;;
   *)
