@@ -47,19 +47,14 @@ impl Checked {
 
 /// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated; without
 /// it every entry is kept as is. Never waits for Postgres (see [`AuthGate::check`]), so a
-/// Postgres outage reaches the writer's store/spill step; always `Some` (the `Option` and
-/// `_give_up` keep the writer's call unchanged).
-pub async fn check(
-    gate: Option<&AuthGate>,
-    batch: Vec<Entry>,
-    _give_up: &tokio_util::sync::CancellationToken,
-) -> Option<Checked> {
+/// Postgres outage reaches the writer's store/spill step.
+pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>) -> Checked {
     match gate {
-        None => Some(Checked {
+        None => Checked {
             kept: batch,
             ..Checked::default()
-        }),
-        Some(gate) => Some(gate.check(batch).await),
+        },
+        Some(gate) => gate.check(batch).await,
     }
 }
 

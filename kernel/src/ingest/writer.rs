@@ -130,9 +130,7 @@ impl Writer {
         let started = Instant::now();
         // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
         // get their producer id from the token.
-        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
-            .await
-            .ok_or(GaveUp::Shutdown)?;
+        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch).await;
         let mut sorted = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut sorted.events, &mut sorted.dead);
 
@@ -454,7 +452,6 @@ impl Writer {
     }
 }
 
-/// One writer lane: batches off the shared queue until it closes or shutdown gives up.
 /// The lanes' end of the reader's queue (one lane at a time holds it).
 struct LaneQueue {
     chunks: mpsc::Receiver<Chunk>,
@@ -462,6 +459,7 @@ struct LaneQueue {
     leftover: Chunk,
 }
 
+/// One writer lane: batches off the shared queue until it closes or shutdown gives up.
 async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
     // Failed writes, dead letters and acks of the lane's batch are reported here.
     let stall = Arc::new(writer.health.stalls().ticket(crate::stall::Stage::Writer));
