@@ -3,13 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use fdc_common::config::Config;
 use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{PostgresServer, RedisServer, ServerError};
 
-/// A private Redis and Postgres.
+/// A private Redis and Postgres, plus a kernel config pointing at them with test-friendly timings.
 pub struct TestEnv {
     pub redis: RedisServer,
     pub postgres: PostgresServer,
@@ -22,6 +23,19 @@ impl TestEnv {
             redis: redis?,
             postgres: postgres?,
         })
+    }
+
+    /// Defaults, pointed at the private servers, HTTP on a free port, a consumer name of its
+    /// own, short waits.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        config.redis.url = self.redis.url();
+        config.postgres.url = self.postgres.url();
+        config.http.listen = "127.0.0.1:0".parse().expect("static address");
+        config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
+        config.ingest.batch_max_wait = Duration::from_millis(20);
+        config.shutdown.timeout = Duration::from_secs(10);
+        config
     }
 
     pub async fn redis_conn(&self) -> MultiplexedConnection {
