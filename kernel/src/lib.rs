@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod readiness;
 pub mod redis_io;
+pub mod retry;
 pub mod service;
 pub mod spill;
 pub mod stall;

@@ -284,6 +284,10 @@ async fn run(
     }
 }
 
+/// Backoff of [`prepare_database`]: every error is retried, whatever its class.
+const PREPARE_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::doubling(Duration::from_millis(200), Duration::from_secs(5));
+
 /// Migrates (when configured) and creates today's partitions, retrying while Postgres is
 /// down. Returns false when shutdown came first.
 async fn prepare_database(
@@ -292,34 +296,30 @@ async fn prepare_database(
     health: &Health,
     stop: &CancellationToken,
 ) -> bool {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let attempt = async {
-            if config.postgres.migrate_on_start {
-                store.migrate().await?;
-            } else if !store.migrations_applied().await? {
-                return Err(StoreError::Config(
-                    "migrations are not applied and postgres.migrate_on_start is false; run `fdc-kernel migrate`".into(),
-                ));
-            }
-            store
-                .partitions()
-                .ensure_ahead(store.pool(), config.partitions.ahead_days)
-                .await
-        };
-        match attempt.await {
-            Ok(()) => {
-                health.set_migrated();
-                return true;
-            }
-            Err(e) => warn!(error = %e, "database not ready; retrying"),
+    let attempt = || async {
+        if config.postgres.migrate_on_start {
+            store.migrate().await?;
+        } else if !store.migrations_applied().await? {
+            return Err(StoreError::Config(
+                "migrations are not applied and postgres.migrate_on_start is false; run `fdc-kernel migrate`".into(),
+            ));
         }
-        tokio::select! {
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
+        store
+            .partitions()
+            .ensure_ahead(store.pool(), config.partitions.ahead_days)
+            .await
+    };
+    let ready = crate::retry::until(
+        &mut PREPARE_BACKOFF.delays(),
+        stop,
+        attempt,
+        |e: StoreError, _| warn!(error = %e, "database not ready; retrying"),
+    )
+    .await;
+    if ready.is_ok() {
+        health.set_migrated();
     }
+    ready.is_ok()
 }
 
 /// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention.
@@ -360,5 +360,17 @@ async fn housekeeping(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_preparation_waits_200ms_doubling_to_5s() {
+        let ms = Duration::from_millis;
+        let got: Vec<Duration> = PREPARE_BACKOFF.delays().take(7).collect();
+        assert_eq!(got, [200, 400, 800, 1600, 3200, 5000, 5000].map(ms));
     }
 }
