@@ -35,6 +35,21 @@ pub trait Classify {
 #[error("stopped")]
 pub struct Stopped;
 
+/// How a retried operation ended without a result.
+#[derive(Debug)]
+pub enum Halt<E> {
+    /// Shutdown came first.
+    Stopped,
+    /// A failure the caller asked not to wait out, with its class.
+    Failed(Failure, E),
+}
+
+impl<E> From<Stopped> for Halt<E> {
+    fn from(_: Stopped) -> Halt<E> {
+        Halt::Stopped
+    }
+}
+
 /// A doubling delay from `min` to `max`, with optional jitter (up to one more delay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {

@@ -11,8 +11,8 @@ mod writer;
 pub use dlq::dead_letter_fields;
 pub use inflight::InFlight;
 pub use reader::Reader;
+pub(crate) use writer::OnOutage;
 pub use writer::Writer;
-pub(crate) use writer::{GaveUp, OnOutage};
 
 use crate::protocol::Entry;
 

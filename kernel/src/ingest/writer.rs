@@ -18,6 +18,7 @@ use crate::protocol::{
     self, EntriesByRef, Entry, EntryRef, Event, Limits, Message, Reason, Rejection,
 };
 use crate::redis_io::{RedisIoError, StreamClient};
+use crate::retry::{self, Backoff, Classify, Failure, Halt, Stopped};
 use crate::spill::SpillHandle;
 use crate::store::{Store, StoreError, WriteOutcome};
 
@@ -37,8 +38,8 @@ pub struct Writer {
     pub inflight: InFlight,
 }
 
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Backoff of a Postgres write during an outage, and of a failed Redis dead letter or ack.
+pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A batch after validation.
 #[derive(Default)]
@@ -51,22 +52,13 @@ struct Sorted {
     event_entries: EntriesByRef,
 }
 
-/// Raised when a batch could not be finished: its entries stay pending.
-#[derive(Debug)]
-pub(crate) enum GaveUp {
-    /// The shutdown timeout (`give_up`) passed.
-    Shutdown,
-    /// Postgres is unavailable and the caller asked not to wait ([`OnOutage::Fail`]).
-    Outage(StoreError),
-}
-
 /// What a write does while Postgres is unavailable.
 #[derive(Clone, Copy)]
 pub(crate) enum OnOutage<'a> {
     /// Spill the batch (with these entries, for a later DLQ copy) if a spill is configured
     /// and has room, then count it as done; otherwise retry until Postgres is back.
     Spill(&'a EntriesByRef),
-    /// Return `GaveUp::Outage` at once: spill replay keeps the record and retries later.
+    /// Return [`Halt::Failed`] at once: spill replay keeps the record and retries later.
     Fail,
 }
 
@@ -118,7 +110,9 @@ impl Writer {
         batch
     }
 
-    async fn process(&self, batch: Chunk) -> Result<(), GaveUp> {
+    /// Carries one batch through; an error leaves its entries pending: the shutdown timeout
+    /// (`give_up`) passed ([`Halt::Stopped`]).
+    async fn process(&self, batch: Chunk) -> Result<(), Halt<StoreError>> {
         let refs: Vec<EntryRef> = batch.iter().map(|e| e.at.clone()).collect();
         let done = self.process_batch(batch).await;
         // Acknowledged, or left pending for redelivery: either way no longer ours to hold.
@@ -126,13 +120,13 @@ impl Writer {
         done
     }
 
-    async fn process_batch(&self, batch: Chunk) -> Result<(), GaveUp> {
+    async fn process_batch(&self, batch: Chunk) -> Result<(), Halt<StoreError>> {
         let started = Instant::now();
         // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
         // get their producer id from the token.
         let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
             .await
-            .ok_or(GaveUp::Shutdown)?;
+            .ok_or(Halt::Stopped)?;
         let mut sorted = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut sorted.events, &mut sorted.dead);
 
@@ -171,7 +165,7 @@ impl Writer {
         &self,
         dead: &[(Entry, Rejection)],
         pending_in_group: bool,
-    ) -> Result<(), GaveUp> {
+    ) -> Result<(), Stopped> {
         let mut first_attempt = true;
         let trimmed = self
             .retry_redis("dead-letter", || {
@@ -290,7 +284,7 @@ impl Writer {
         &self,
         events: &[Event],
         on_outage: OnOutage<'_>,
-    ) -> Result<(WriteOutcome, Vec<(Event, Rejection)>), GaveUp> {
+    ) -> Result<(WriteOutcome, Vec<(Event, Rejection)>), Halt<StoreError>> {
         let mut outcome = WriteOutcome::default();
         let mut rejected = Vec::new();
         let mut todo: Vec<&[Event]> = vec![events];
@@ -324,11 +318,11 @@ impl Writer {
         &self,
         events: &[Event],
         on_outage: OnOutage<'_>,
-    ) -> Result<Result<WriteOutcome, StoreError>, GaveUp> {
-        let mut delay = RETRY_MIN;
+    ) -> Result<Result<WriteOutcome, StoreError>, Halt<StoreError>> {
+        let mut delays = BACKOFF.delays();
         loop {
             let started = Instant::now();
-            match self.store.write_batch(events).await {
+            let e = match self.store.write_batch(events).await {
                 Ok(outcome) => {
                     crate::stall::report_progress();
                     self.health.set_writer_blocked(false);
@@ -338,41 +332,32 @@ impl Writer {
                         .observe(started.elapsed().as_secs_f64());
                     return Ok(Ok(outcome));
                 }
-                Err(e) => {
-                    self.metrics.pg_errors.with_label_values(&[e.kind()]).inc();
-                    if !e.is_outage() {
-                        warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
-                        return Ok(Err(e));
-                    }
-                    crate::stall::report_failure(&e);
-                    match on_outage {
-                        OnOutage::Fail => return Err(GaveUp::Outage(e)),
-                        OnOutage::Spill(entries) => {
-                            if let Some(spill) = &self.spill {
-                                if crate::spill::pipeline::spill_batch(
-                                    spill,
-                                    events,
-                                    entries,
-                                    &self.health,
-                                )
-                                .await
-                                {
-                                    crate::stall::report_progress();
-                                    self.health.set_writer_blocked(false);
-                                    return Ok(Ok(WriteOutcome::default()));
-                                }
-                            }
+                Err(e) => e,
+            };
+            self.metrics.pg_errors.with_label_values(&[e.kind()]).inc();
+            if e.classify() != Failure::Outage {
+                warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
+                return Ok(Err(e));
+            }
+            crate::stall::report_failure(&e);
+            match on_outage {
+                OnOutage::Fail => return Err(Halt::Failed(Failure::Outage, e)),
+                OnOutage::Spill(entries) => {
+                    if let Some(spill) = &self.spill {
+                        if crate::spill::pipeline::spill_batch(spill, events, entries, &self.health)
+                            .await
+                        {
+                            crate::stall::report_progress();
+                            self.health.set_writer_blocked(false);
+                            return Ok(Ok(WriteOutcome::default()));
                         }
                     }
-                    self.health.set_writer_blocked(true);
-                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Postgres unavailable; batch kept pending");
                 }
             }
-            tokio::select! {
-                _ = self.give_up.cancelled() => return Err(GaveUp::Shutdown),
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(RETRY_MAX);
+            self.health.set_writer_blocked(true);
+            let delay = delays.next_delay();
+            warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Postgres unavailable; batch kept pending");
+            retry::sleep_or_stop(delay, &self.give_up).await?;
         }
     }
 
@@ -413,7 +398,7 @@ impl Writer {
         }
     }
 
-    async fn ack(&self, acks: &[EntryRef]) -> Result<(), GaveUp> {
+    async fn ack(&self, acks: &[EntryRef]) -> Result<(), Stopped> {
         let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
         for at in acks {
             by_stream.entry(&at.stream).or_default().push(&at.id);
@@ -427,30 +412,29 @@ impl Writer {
     }
 
     /// Retries a Redis call until it succeeds or `give_up` fires.
-    async fn retry_redis<F, Fut, T>(&self, what: &str, mut call: F) -> Result<T, GaveUp>
+    async fn retry_redis<F, Fut, T>(&self, what: &str, mut call: F) -> Result<T, Stopped>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisIoError>>,
     {
-        let mut delay = RETRY_MIN;
-        loop {
-            match call().await {
-                Ok(v) => {
+        retry::until(
+            &mut BACKOFF.delays(),
+            &self.give_up,
+            || {
+                let called = call();
+                async move {
+                    let value = called.await?;
                     crate::stall::report_progress();
-                    return Ok(v);
+                    Ok(value)
                 }
-                Err(e) => {
-                    crate::stall::report_failure(&format_args!("Redis {what} failed: {e}"));
-                    self.metrics.redis_errors.inc();
-                    warn!(error = %e, what, "Redis call failed; retrying");
-                }
-            }
-            tokio::select! {
-                _ = self.give_up.cancelled() => return Err(GaveUp::Shutdown),
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(RETRY_MAX);
-        }
+            },
+            |e: RedisIoError, _| {
+                crate::stall::report_failure(&format_args!("Redis {what} failed: {e}"));
+                self.metrics.redis_errors.inc();
+                warn!(error = %e, what, "Redis call failed; retrying");
+            },
+        )
+        .await
     }
 }
 
@@ -500,4 +484,16 @@ fn stored_events<'a>(events: &'a [Event], outcome: &WriteOutcome) -> Vec<&'a Eve
 
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_dead_letters_and_acks_wait_100ms_doubling_to_5s() {
+        let ms = Duration::from_millis;
+        let got: Vec<Duration> = BACKOFF.delays().take(8).collect();
+        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(ms));
+    }
 }

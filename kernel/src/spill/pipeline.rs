@@ -13,9 +13,10 @@ use super::batch::{decode_batch, encode_batch};
 use super::{run_replay, ReplayConfig, ReplayFailure, SpillError, SpillHandle, SpillMetrics};
 use crate::config::Config;
 use crate::health::Health;
-use crate::ingest::{GaveUp, OnOutage, Writer};
+use crate::ingest::{OnOutage, Writer};
 use crate::metrics::Metrics;
 use crate::protocol::{EntriesByRef, Event};
+use crate::retry::{Classify, Failure, Halt};
 use crate::store::Store;
 
 /// Opens `spill.dir` when configured and registers the spill metrics.
@@ -76,14 +77,14 @@ pub async fn spill_batch(
         }
     };
     let appended = spill.append(record).await;
-    health.set_spill_full(matches!(&appended, Err(e) if e.is_full()));
+    health.set_spill_full(matches!(&appended, Err(e) if e.classify() == Failure::Full));
     match appended {
         Ok(id) => {
             spill.metrics().events_written.inc_by(events.len() as u64);
             warn!(events = events.len(), record = %id, "Postgres unavailable; batch spilled to disk");
             true
         }
-        Err(e) if e.is_full() => {
+        Err(e) if e.classify() == Failure::Full => {
             warn!(error = %e, "spill full and Postgres unavailable; ingest paused");
             false
         }
@@ -111,8 +112,8 @@ impl Writer {
         };
         let (outcome, rejected) = match self.store_isolating(&batch.events, OnOutage::Fail).await {
             Ok(r) => r,
-            Err(GaveUp::Outage(e)) => return Err(ReplayFailure::Outage(e.to_string())),
-            Err(GaveUp::Shutdown) => return Err(ReplayFailure::Outage("shutting down".into())),
+            Err(Halt::Failed(_, e)) => return Err(ReplayFailure::Outage(e.to_string())),
+            Err(Halt::Stopped) => return Err(ReplayFailure::Outage("shutting down".into())),
         };
         let mut dead = Vec::with_capacity(rejected.len());
         for (event, why) in rejected {
