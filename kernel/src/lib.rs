@@ -6,6 +6,7 @@ pub mod bench;
 pub mod check_config;
 pub mod config;
 pub mod dev;
+pub mod entry;
 pub mod error_chain;
 pub mod health;
 pub mod http;

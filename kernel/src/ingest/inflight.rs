@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 // Per-entry bookkeeping on the hot path: foldhash, not SipHash (ids come from our Redis).
 use foldhash::HashMap;
 
-use crate::protocol::{Entry, EntryRef};
+use crate::entry::{Entry, EntryRef};
 
 #[derive(Clone, Default)]
 pub struct InFlight {

@@ -241,7 +241,7 @@ impl Writer {
             }
             if let Some(flaw) = &entry.flaw {
                 // Unreadable or oversized: held only as a summary, never stored.
-                let why = flaw.why.clone();
+                let why = Rejection::from(&flaw.why);
                 sorted.dead.push((entry, why));
                 continue;
             }

@@ -20,7 +20,7 @@ use super::{seal, stream};
 use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
 use crate::auth::token::TokenIssuer;
-use crate::protocol::{Entry, Flaw, Reason};
+use crate::entry::{Entry, Flaw, FlawReason};
 
 const BLOCK: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -365,7 +365,7 @@ fn refused(flaw: &Flaw) -> Answer {
         .filter_map(|c| Some((String::from_utf8(c.name.clone()).ok()?, c.value.clone())))
         .collect();
     let error = match flaw.why.reason {
-        Reason::TooLarge => request::RequestError::TooLarge("request"),
+        FlawReason::TooLarge => request::RequestError::TooLarge("request"),
         _ => request::RequestError::BadText("field name"),
     };
     let Invalid {
