@@ -601,3 +601,52 @@ async fn registration_floods_are_denied_by_open_registrations_and_new_key_rate()
     }
     k.kernel.shutdown().await;
 }
+
+/// A reply key that holds another type (a producer's own doing) fails only its own request:
+/// the requests behind it are answered meanwhile, and it is answered once the key is gone.
+#[tokio::test]
+async fn an_unwritable_reply_stream_does_not_hold_up_other_requests() {
+    let k = AuthKernel::start(Options::default()).await;
+    let redis = k.env.redis_conn().await;
+    let blocked = keys::generate();
+    let blocked_fp = keys::fingerprint(&blocked.verifying_key());
+    let reply_key = format!("fdc:register:reply:{blocked_fp}");
+    let mut conn = redis.clone();
+    let _: () = redis::cmd("SET")
+        .arg(&reply_key)
+        .arg("in-the-way")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let blocked_request = request_for(&blocked, "squatter");
+    publish(
+        &redis,
+        "fdc:register",
+        std::slice::from_ref(&blocked_request),
+    )
+    .await;
+
+    for name in ["first", "second"] {
+        let key = keys::generate();
+        let fp = keys::fingerprint(&key.verifying_key());
+        let r = ask(&redis, &fp, &request_for(&key, name)).await;
+        assert_eq!(
+            (r.status, r.detail.as_str()),
+            (Status::Pending, "awaiting_approval")
+        );
+    }
+    assert_eq!(
+        xlen(&redis, "fdc:register").await,
+        1,
+        "the blocked request waits"
+    );
+
+    let _: () = redis::cmd("DEL")
+        .arg(&reply_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, &reply_key)).await, 1);
+    assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
+    k.kernel.shutdown().await;
+}

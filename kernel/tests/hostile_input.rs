@@ -471,3 +471,117 @@ async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_inv
     assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
     kernel.shutdown().await;
 }
+
+/// A dead-letter stream key that holds another type (a string here): the letter cannot be
+/// written, so its entry must stay pending (never acknowledged without its letter), the
+/// writer lane shows as stalled with the key named, and once the key is a stream again the
+/// letter goes out and the entry is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_key_that_is_not_a_stream_loses_no_entry() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let mut conn = redis.clone();
+    let _: () = redis::cmd("SET")
+        .arg("events:dlq")
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut config = env.config();
+    config.ingest.stall_after = Duration::from_secs(1);
+    let kernel = start_ready(config).await;
+    let addr = kernel.http_addr;
+
+    let mut bad = good_entries(1).remove(0);
+    bad[1].1 = "2.0.0".into();
+    publish(&redis, "events", &[bad]).await;
+    publish(&redis, "events", &good_entries(2)).await;
+    let pg = env.pg().await;
+    assert_eq!(wait_for(WAIT, 2, || stored(&pg)).await, 2);
+
+    let writer = "kernel_stalled{stage=\"writer\"}";
+    assert_eq!(
+        fault_support::wait_metric_at_least(addr, writer, 1.0).await,
+        1.0
+    );
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("events:dlq"), "{body}");
+    assert!(body.contains("not a stream"), "{body}");
+    assert_eq!(pending(&redis, "events", "kernel").await, 1);
+    assert_eq!(
+        metric(addr, "kernel_redis_dlq_total{reason=\"bad_version\"}").await,
+        0.0
+    );
+
+    let _: () = redis::cmd("DEL")
+        .arg("events:dlq")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    let letters = raw_entries(&redis, "events:dlq").await;
+    assert_eq!(field(&letters[0], "error"), Some(&b"bad_version"[..]));
+    assert_eq!(wait_for(WAIT, 0.0, || metric(addr, writer)).await, 0.0);
+    kernel.shutdown().await;
+}
+
+/// Peak RSS of a kernel process (`max_inflight` bytes in flight at most) that ingests
+/// `streams` streams each holding `per_stream` entries of 60 KB, all waiting when it starts.
+async fn peak_rss_reading(streams: usize, per_stream: usize, max_inflight: usize) -> u64 {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let names: Vec<String> = (0..streams).map(|i| format!("s{i}")).collect();
+    let blob = "b".repeat(60_000);
+    for name in &names {
+        let now = now_ns();
+        let entries: Vec<_> = (0..per_stream)
+            .map(|_| data_fields(Uuid::now_v7(), now, None, &[], json!({ "blob": blob })))
+            .collect();
+        publish(&redis, name, &entries).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("kernel.yaml");
+    std::fs::write(
+        &config_file,
+        format!("ingest:\n  streams: {names:?}\n  max_inflight_bytes: {max_inflight}\n"),
+    )
+    .unwrap();
+    let config_path = config_file.to_str().unwrap().to_string();
+    let kernel = KernelProcess::start(&env, "streams", &[("FDC_CONFIG", config_path.as_str())]);
+    kernel.wait_ready().await;
+    let pg = env.pg().await;
+    let all = (streams * per_stream) as i64;
+    assert_eq!(
+        wait_for(WAIT, all, || stored(&pg)).await,
+        all,
+        "log:\n{}",
+        kernel.log()
+    );
+    vm_hwm_kib(kernel.pid())
+}
+
+/// XREADGROUP's COUNT is per stream: a kernel reading four streams must hold no more
+/// entries than one reading a single stream (`ingest.max_inflight_bytes` in all), so its
+/// peak RSS is that of the one-stream kernel, not about four times its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_streams_hold_no_more_than_one() {
+    const MAX_INFLIGHT: usize = 16 * 1024 * 1024;
+    let one = peak_rss_reading(1, 1200, MAX_INFLIGHT).await;
+    let four = peak_rss_reading(4, 300, MAX_INFLIGHT).await;
+    eprintln!(
+        "peak RSS: one stream {} MiB, four streams {} MiB",
+        one / 1024,
+        four / 1024
+    );
+    // Within 16 MiB (one max_inflight_bytes) of each other; reading four times the entries
+    // at once would add three times max_inflight_bytes and more.
+    assert!(
+        four < one + (MAX_INFLIGHT / 1024) as u64,
+        "peak RSS with four streams {four} KiB, with one {one} KiB"
+    );
+}

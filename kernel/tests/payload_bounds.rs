@@ -75,3 +75,50 @@ async fn deep_payloads_and_missing_payloads_are_bad_payload_dead_letters() {
     );
     kernel.shutdown().await;
 }
+
+/// Escapes Postgres `jsonb` refuses (a lone UTF-16 surrogate, `\u0000`) are `bad_payload`
+/// dead letters before Postgres sees them, so they never fail a batch (no batch splitting); an
+/// escaped backslash before `u0000` and a surrogate pair are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_with_escapes_postgres_refuses_are_bad_payload_dead_letters() {
+    let env = TestEnv::start().await.unwrap();
+    let kernel = start_ready(env.config()).await;
+    let redis = env.redis_conn().await;
+    let pg = env.pg().await;
+
+    let (pair_id, pair) = entry_with_data(r#"{"payload":{"a":"\ud83d\ude00"}}"#.into());
+    let (text_id, text) = entry_with_data(r#"{"payload":{"a":"\\u0000"}}"#.into());
+    let (_, high) = entry_with_data(r#"{"payload":{"a":"\ud800"}}"#.into());
+    let (_, low) = entry_with_data(r#"{"payload":{"a":"x\udc00y"}}"#.into());
+    let (_, nul) = entry_with_data(r#"{"payload":{"\u0000":1}}"#.into());
+    let sources = publish(&redis, "events", &[pair, high, text, low, nul]).await;
+
+    assert_eq!(wait_stored(&pg, 2).await, 2);
+    let mut stored: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(&pg)
+        .await
+        .unwrap();
+    stored.sort();
+    let mut want = vec![pair_id, text_id];
+    want.sort();
+    assert_eq!(stored, want);
+    assert_eq!(wait_for(WAIT, 3, || xlen(&redis, "events:dlq")).await, 3);
+    let letters = read_stream(&redis, "events:dlq").await;
+    let mut dead: Vec<&String> = letters.iter().map(|l| &l["source_id"]).collect();
+    dead.sort();
+    let mut want = vec![&sources[1], &sources[3], &sources[4]];
+    want.sort();
+    assert_eq!(dead, want);
+    for letter in &letters {
+        assert_eq!(letter["error"], "bad_payload", "{:?}", letter["detail"]);
+    }
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
+        0
+    );
+    assert_eq!(
+        metric(kernel.http_addr, "kernel_pg_errors_total{kind=\"data\"}").await,
+        0.0
+    );
+    kernel.shutdown().await;
+}

@@ -110,6 +110,7 @@ pub async fn send(
     for (entry, _) in letters.iter().copied() {
         *added.entry(dlq_stream(&entry.at.stream)).or_default() += 1;
     }
+    check_streams(conn, added.keys()).await?;
     let mut pipe = redis::pipe();
     pipe.atomic();
     for stream in added.keys() {
@@ -141,6 +142,32 @@ pub async fn send(
         .map(|(added, (before, after))| (before + added).saturating_sub(*after))
         .sum();
     Ok(trimmed)
+}
+
+/// Fails unless every key in `streams` is a stream or absent. Redis runs the rest of a
+/// MULTI after a command in it fails: an XADD to a key of another type (WRONGTYPE) would
+/// fail while the XACK beside it succeeds, and the entry would be acknowledged without its
+/// dead letter. So such a key is refused before the transaction, and the entries stay
+/// pending until it is fixed.
+async fn check_streams(
+    conn: &mut ConnectionManager,
+    streams: impl Iterator<Item = &String>,
+) -> Result<(), RedisIoError> {
+    let streams: Vec<&String> = streams.collect();
+    let mut pipe = redis::pipe();
+    for stream in &streams {
+        pipe.cmd("TYPE").arg(*stream);
+    }
+    let kinds: Vec<String> = pipe.query_async(conn).await?;
+    for (stream, kind) in streams.into_iter().zip(kinds) {
+        if kind != "stream" && kind != "none" {
+            return Err(RedisIoError::NotAStream {
+                key: stream.clone(),
+                kind,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ impl Reader {
                 .read(
                     &streams,
                     &news,
-                    self.read_count(),
+                    self.read_count_per_stream(streams.len()),
                     Some(self.config.batch_max_wait),
                 )
                 .await?;
@@ -269,6 +269,13 @@ impl Reader {
             .max_inflight_bytes
             .saturating_sub(self.inflight.bytes());
         (room / self.max_entry_bytes.max(1)).clamp(1, self.config.batch_max_size)
+    }
+
+    /// [`Self::read_count`] shared out over `streams` streams: XREADGROUP's COUNT is per
+    /// stream, so one read over several streams could otherwise return that many from each.
+    /// At least one per stream (at most `streams - 1` entries over the room).
+    fn read_count_per_stream(&self, streams: usize) -> usize {
+        (self.read_count() / streams.max(1)).max(1)
     }
 
     /// Runs `work` (a wait for the writer) while refreshing the idle time of the entries in

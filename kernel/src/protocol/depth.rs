@@ -7,9 +7,21 @@
 /// Whether `json` nests objects and arrays deeper than `max` levels (the outermost object or
 /// array is level 1). Malformed text is measured as far as it goes.
 pub fn deeper_than(json: &[u8], max: usize) -> bool {
+    too_deep_under(json, max).is_some()
+}
+
+/// When `json` nests deeper than `max` levels: the key of the outermost object under which it
+/// first does, as written (escapes not decoded), or empty when that is not within a key of an
+/// outermost object. `None` when it stays within `max`.
+pub fn too_deep_under(json: &[u8], max: usize) -> Option<Vec<u8>> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
+    // At level 1 of an object, the next string is a key.
+    let mut expect_key = false;
+    let mut in_key = false;
+    let mut key: Vec<u8> = Vec::new();
+    let mut outer_object = false;
     for &b in json {
         if in_string {
             if escaped {
@@ -18,22 +30,44 @@ pub fn deeper_than(json: &[u8], max: usize) -> bool {
                 escaped = true;
             } else if b == b'"' {
                 in_string = false;
+                in_key = false;
+                continue;
+            }
+            if in_key {
+                key.push(b);
             }
             continue;
         }
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                in_string = true;
+                if expect_key {
+                    expect_key = false;
+                    in_key = true;
+                    key.clear();
+                }
+            }
             b'{' | b'[' => {
                 depth += 1;
+                if depth == 1 {
+                    outer_object = b == b'{';
+                    expect_key = outer_object;
+                    key.clear();
+                }
                 if depth > max {
-                    return true;
+                    return Some(if outer_object && depth > 1 {
+                        key
+                    } else {
+                        Vec::new()
+                    });
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 && outer_object => expect_key = true,
             _ => {}
         }
     }
-    false
+    None
 }
 
 #[cfg(test)]
@@ -51,6 +85,21 @@ mod tests {
         assert!(!deeper_than(br#"{"a":"\"[[[["}"#, 1));
         assert!(!deeper_than(br#"{"a":"\\"}"#, 1));
         assert!(deeper_than(br#"{"a":"\\",  "b":[[]]}"#, 2));
+    }
+
+    #[test]
+    fn names_the_outermost_key_that_goes_too_deep() {
+        let data = br#"{"subject":"{[","tags":{"a":"b"},"payload":{"x":[[1]]}}"#;
+        assert_eq!(too_deep_under(data, 4), None);
+        assert_eq!(too_deep_under(data, 3), Some(b"payload".to_vec()));
+        let data = br#"{"payload":{},"tags":[[[]]]}"#;
+        assert_eq!(too_deep_under(data, 3), Some(b"tags".to_vec()));
+        assert_eq!(
+            too_deep_under(br#"{"a\"b":[[]]}"#, 2),
+            Some(br#"a\"b"#.to_vec())
+        );
+        assert_eq!(too_deep_under(b"[[[]]]", 2), Some(Vec::new()));
+        assert_eq!(too_deep_under(b"{}", 0), Some(Vec::new()));
     }
 
     #[test]

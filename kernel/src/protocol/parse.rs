@@ -203,11 +203,17 @@ struct DataFields<'a> {
 fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a>, Rejection> {
     // Measured before parsing: the parser's own recursion limit and Postgres's stack depth
     // never decide. `data` is one level above `payload`.
-    if super::deeper_than(data, limits.max_json_depth.saturating_add(1)) {
+    // The reason is that of the key it happens under: only `payload` may nest at all.
+    if let Some(key) = super::too_deep_under(data, limits.max_json_depth.saturating_add(1)) {
+        let (reason, what) = match key.as_slice() {
+            b"payload" => (Reason::BadPayload, "`payload`"),
+            b"tags" => (Reason::BadTags, "`tags`"),
+            _ => (Reason::BadData, "`data`"),
+        };
         return Err(Rejection::new(
-            Reason::BadPayload,
+            reason,
             format!(
-                "`payload` nests deeper than limits.max_json_depth = {}",
+                "{what} nests deeper than limits.max_json_depth = {}",
                 limits.max_json_depth
             ),
         ));
@@ -245,11 +251,11 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
             "`payload` must be a JSON object",
         ));
     }
-    // Postgres `jsonb` cannot hold U+0000; it would fail the whole batch later.
-    if payload.contains("\\u0000") {
+    // Postgres `jsonb` cannot hold these; they would fail the whole batch later.
+    if let Some(what) = super::unstorable_escape(payload.as_bytes()) {
         return Err(Rejection::new(
             Reason::BadPayload,
-            "`payload` contains \\u0000, which Postgres jsonb cannot store",
+            format!("`payload` contains {what}, which Postgres jsonb cannot store"),
         ));
     }
     if let Some(subject) = &body.subject {
@@ -413,6 +419,16 @@ mod tests {
         assert!(e.detail.contains("limits.max_json_depth"), "{}", e.detail);
         // Deeper than serde_json's own recursion limit (128): still our bound that decides.
         assert_eq!(reason(&data(&nested(5_000))), Reason::BadPayload);
+        // Too deep elsewhere: the reason of that key (tags are strings; no other keys).
+        let deep = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(
+            reason(&data(&format!(r#"{{"payload":{{}},"tags":{deep}}}"#))),
+            Reason::BadTags
+        );
+        assert_eq!(
+            reason(&data(&format!(r#"{{"payload":{{}},"x":{deep}}}"#))),
+            Reason::BadData
+        );
         let mut small = limits.clone();
         small.config.max_json_depth = 2;
         assert!(parse(&data(r#"{"payload":{"a":[1]}}"#), &small).is_ok());

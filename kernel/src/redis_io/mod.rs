@@ -31,6 +31,8 @@ pub enum RedisIoError {
     Reply(#[from] ReplyError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error("the dead-letter key {key} holds a Redis {kind}, not a stream: delete or rename it (or change ingest.dlq_suffix); the entries stay pending until then")]
+    NotAStream { key: String, kind: String },
     #[error("redis.url is invalid: {0}")]
     Url(String),
 }

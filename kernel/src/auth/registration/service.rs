@@ -49,6 +49,13 @@ pub enum RegistrationError {
     Link(#[from] crate::redis_io::LinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The reply could not be written to this key's reply stream (e.g. the key holds another
+    /// type): a failure of this one request, not of the service.
+    #[error("cannot write the reply to {key}: {source}")]
+    Reply {
+        key: String,
+        source: redis::RedisError,
+    },
 }
 
 pub struct RegistrationService {
@@ -122,10 +129,20 @@ impl RegistrationService {
         let bounds = stream::request_bounds(self.config.register.max_name_len);
         let mut write_conn = stream::manager(&self.redis, Duration::ZERO)?;
         stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
-        // Own pending entries first (a previous run may have died mid-request).
+        // Own pending entries first (a previous run may have died mid-request), read on from
+        // `cursor`; then new ones.
         let mut backlog = true;
+        let mut cursor = "0".to_string();
+        // When requests whose reply could not be written are next retried (a pass over our
+        // pending entries from the start).
+        let mut retry_at: Option<Instant> = None;
         let mut last_prune = Instant::now() - PRUNE_EVERY;
         loop {
+            if !backlog && retry_at.is_some_and(|at| at <= Instant::now()) {
+                backlog = true;
+                cursor = "0".to_string();
+                retry_at = None;
+            }
             if last_prune.elapsed() >= PRUNE_EVERY {
                 if let Err(e) = store::prune_nonces(&self.pool, self.config.nonce_retention()).await
                 {
@@ -133,7 +150,7 @@ impl RegistrationService {
                 }
                 last_prune = Instant::now();
             }
-            let from = if backlog { "0" } else { ">" };
+            let from = if backlog { cursor.as_str() } else { ">" };
             let read = stream::read_requests(
                 &mut read_conn,
                 &stream_name,
@@ -155,12 +172,16 @@ impl RegistrationService {
                     tracing::warn!(stream = %stream_name, "registration group missing; recreating it");
                     stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
                     backlog = true;
+                    cursor = "0".to_string();
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             };
-            if backlog && entries.is_empty() {
-                backlog = false;
+            if backlog {
+                match entries.last() {
+                    Some(last) => cursor = last.at.id.clone(),
+                    None => backlog = false,
+                }
             }
             for entry in entries {
                 let id = entry.at.id.clone();
@@ -184,10 +205,17 @@ impl RegistrationService {
                             tracing::warn!(error = %e, entry = %id, "cannot acknowledge a registration request");
                         }
                     }
+                    Err(e @ RegistrationError::Reply { .. }) => {
+                        // This request's reply stream is unusable: it stays pending and is
+                        // retried in a second, while the requests behind it go on.
+                        tracing::warn!(error = %e, entry = %id, "registration reply not written; will retry");
+                        retry_at.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+                    }
                     Err(e) => {
                         // Not acknowledged: re-read from our pending list after a pause.
                         tracing::warn!(error = %e, entry = %id, "registration request failed; will retry");
                         backlog = true;
+                        cursor = "0".to_string();
                         tokio::select! {
                             _ = &mut shutdown => return Ok(()),
                             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -256,7 +284,8 @@ impl RegistrationService {
             .arg(self.config.register.reply_ttl.as_secs().max(1))
             .ignore()
             .query_async::<()>(conn)
-            .await?;
+            .await
+            .map_err(|source| RegistrationError::Reply { key, source })?;
         Ok(())
     }
 
