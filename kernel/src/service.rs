@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{InFlight, Reader, Writer};
+use crate::ingest::{Holdings, Reader, Writer};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -196,7 +196,7 @@ async fn run(
     ));
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
-    let inflight = InFlight::with_gauge(metrics.inflight_bytes.clone());
+    let holdings = Holdings::with_gauge(metrics.inflight_bytes.clone());
     let replay = crate::spill::pipeline::spawn_replay(
         Writer {
             config: config.clone(),
@@ -209,7 +209,7 @@ async fn run(
             // Spilled events were authenticated before they were spilled.
             auth: None,
             // Replayed records were acknowledged in Redis when they were spilled.
-            inflight: InFlight::default(),
+            holdings: Holdings::default(),
         },
         store.clone(),
         stop.clone(),
@@ -221,7 +221,7 @@ async fn run(
             metrics: metrics.clone(),
             queue: queue_tx,
             shutdown: stop.clone(),
-            inflight: inflight.clone(),
+            holdings: holdings.clone(),
             max_entry_bytes: config.limits.max_entry_bytes,
             next_refresh: Default::default(),
             stall: health.stalls().ticket(crate::stall::Stage::Reader),
@@ -238,7 +238,7 @@ async fn run(
             give_up: give_up.clone(),
             spill,
             auth,
-            inflight,
+            holdings,
         }
         .run(queue_rx),
     );

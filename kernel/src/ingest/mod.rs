@@ -3,13 +3,13 @@
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
 mod dlq;
-mod inflight;
+mod holdings;
 mod reader;
 mod republish;
 mod writer;
 
 pub use dlq::dead_letter_fields;
-pub use inflight::InFlight;
+pub use holdings::{Holdings, Parked, PARKED_MAX};
 pub use reader::Reader;
 pub(crate) use writer::OnOutage;
 pub use writer::Writer;

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Chunk, InFlight};
+use super::{Chunk, Holdings};
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::protocol::Entry;
@@ -23,7 +23,7 @@ pub struct Reader {
     pub queue: mpsc::Sender<Chunk>,
     pub shutdown: CancellationToken,
     /// Entries handed to the writer and not yet released by it.
-    pub inflight: InFlight,
+    pub holdings: Holdings,
     /// `limits.max_entry_bytes`: what one entry may weigh when sizing a read.
     pub max_entry_bytes: usize,
     /// When the entries in flight are next due for an idle-time refresh while the reader
@@ -158,7 +158,7 @@ impl Reader {
     /// by a read whose reply was lost. Take them now rather than after `claim_idle`.
     async fn recover_orphans(&self, stream: &str) -> Result<(), RedisIoError> {
         let held: std::collections::HashSet<String> =
-            self.inflight.ids(stream).into_iter().collect();
+            self.holdings.ids(stream).into_iter().collect();
         let limit = held.len() + self.config.batch_max_size;
         let orphans: Vec<String> = self
             .client
@@ -186,7 +186,7 @@ impl Reader {
         // Our own entries still in flight are busy, not idle: reset their idle time first so
         // that neither we nor another replica claims them.
         self.client
-            .keep_alive(stream, &self.inflight.ids(stream))
+            .keep_alive(stream, &self.holdings.ids(stream))
             .await?;
         let mut cursor = "0-0".to_string();
         loop {
@@ -237,7 +237,7 @@ impl Reader {
     /// the backlog stays in Redis). Returns false when reading must stop: the writer is gone,
     /// or shutdown was asked for (no more pages of pending or idle entries either).
     async fn forward(&self, entries: Vec<Entry>) -> bool {
-        let entries = self.inflight.admit(entries);
+        let entries = self.holdings.admit(entries);
         if !entries.is_empty() {
             self.metrics.redis_read.inc_by(entries.len() as u64);
             self.metrics.queue_batches.inc();
@@ -246,7 +246,7 @@ impl Reader {
                 return false;
             }
         }
-        let room = self.inflight.wait_for_room(
+        let room = self.holdings.wait_for_room(
             self.config
                 .max_inflight_bytes
                 .saturating_sub(self.max_entry_bytes),
@@ -267,7 +267,7 @@ impl Reader {
         let room = self
             .config
             .max_inflight_bytes
-            .saturating_sub(self.inflight.bytes());
+            .saturating_sub(self.holdings.bytes());
         (room / self.max_entry_bytes.max(1)).clamp(1, self.config.batch_max_size)
     }
 
@@ -296,7 +296,7 @@ impl Reader {
                 out = &mut work => return out,
                 _ = tokio::time::sleep_until(due()) => {
                     for stream in &self.config.streams {
-                        let ids = self.inflight.ids(stream);
+                        let ids = self.holdings.ids(stream);
                         if let Err(e) = self.client.keep_alive(stream, &ids).await {
                             warn!(stream, error = %e, "cannot refresh the idle time of entries in flight");
                         }

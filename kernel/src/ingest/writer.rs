@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::{dlq, republish, Chunk, InFlight};
+use super::{dlq, republish, Chunk, Holdings};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -34,8 +34,9 @@ pub struct Writer {
     pub spill: Option<SpillHandle>,
     /// Producer authentication; `None` while `auth.enabled` is false.
     pub auth: Option<crate::auth::gate::AuthGate>,
-    /// Shared with the reader: entries of a batch are released when the batch is done.
-    pub inflight: InFlight,
+    /// Shared with the reader: entries of a batch are released when the batch is done;
+    /// entries auth could not decide are parked here for the next batch.
+    pub holdings: Holdings,
 }
 
 /// Backoff of a Postgres write during an outage, and of a failed Redis dead letter or ack.
@@ -116,7 +117,7 @@ impl Writer {
         let refs: Vec<EntryRef> = batch.iter().map(|e| e.at.clone()).collect();
         let done = self.process_batch(batch).await;
         // Acknowledged, or left pending for redelivery: either way no longer ours to hold.
-        self.inflight.release(&refs);
+        self.holdings.release(&refs);
         done
     }
 
@@ -124,9 +125,16 @@ impl Writer {
         let started = Instant::now();
         // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
         // get their producer id from the token.
-        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, &self.give_up)
+        let parked = self.holdings.take_parked();
+        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, parked, &self.give_up)
             .await
             .ok_or(Halt::Stopped)?;
+        if let Some(gate) = &self.auth {
+            let parked = self
+                .holdings
+                .park(std::mem::take(&mut auth.undecided), &auth.was_parked);
+            gate.count_parked(parked.new, parked.held);
+        }
         let mut sorted = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut sorted.events, &mut sorted.dead);
 
