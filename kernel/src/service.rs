@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{Holdings, Reader, Writer};
+use crate::ingest::{Holdings, Reader, Settle, Writer};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -197,11 +197,16 @@ async fn run(
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
     let holdings = Holdings::with_gauge(metrics.inflight_bytes.clone());
+    let settle = Settle {
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        give_up: give_up.clone(),
+    };
     let replay = crate::spill::pipeline::spawn_replay(
         Writer {
             config: config.clone(),
             store: store.clone(),
-            client: client.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
             give_up: give_up.clone(),
@@ -210,6 +215,7 @@ async fn run(
             auth: None,
             // Replayed records were acknowledged in Redis when they were spilled.
             holdings: Holdings::default(),
+            settle: settle.clone(),
         },
         store.clone(),
         stop.clone(),
@@ -232,13 +238,13 @@ async fn run(
         Writer {
             config: config.clone(),
             store,
-            client: client.clone(),
             metrics,
             health: health.clone(),
             give_up: give_up.clone(),
             spill,
             auth,
             holdings,
+            settle,
         }
         .run(queue_rx),
     );

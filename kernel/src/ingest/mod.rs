@@ -2,15 +2,15 @@
 //! batches in Postgres and acknowledges them. A full queue stops the reader, so a slow
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
-mod dlq;
 mod holdings;
 mod reader;
-mod republish;
+mod settle;
 mod writer;
 
-pub use dlq::dead_letter_fields;
 pub use holdings::{Holdings, Parked, PARKED_MAX};
 pub use reader::Reader;
+pub use settle::dlq::dead_letter_fields;
+pub use settle::Settle;
 pub(crate) use writer::OnOutage;
 pub use writer::Writer;
 

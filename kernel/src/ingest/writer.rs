@@ -5,27 +5,25 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
-use super::{dlq, republish, Chunk, Holdings};
+use super::settle::{now_ns, Settle};
+use super::{Chunk, Holdings};
 use crate::config::Config;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::protocol::{
     self, EntriesByRef, Entry, EntryRef, Event, Limits, Message, Reason, Rejection,
 };
-use crate::redis_io::{RedisIoError, StreamClient};
-use crate::retry::{self, Backoff, Classify, Failure, Halt, Stopped};
+use crate::retry::{self, Backoff, Classify, Failure, Halt};
 use crate::spill::SpillHandle;
 use crate::store::{Store, StoreError, WriteOutcome};
 
 pub struct Writer {
     pub config: Config,
     pub store: Store,
-    pub client: StreamClient,
     pub metrics: Metrics,
     pub health: Health,
     /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
@@ -37,9 +35,11 @@ pub struct Writer {
     /// Shared with the reader: entries of a batch are released when the batch is done;
     /// entries auth could not decide are parked here for the next batch.
     pub holdings: Holdings,
+    /// Metrics, re-publish, dead letters and acks of each batch.
+    pub settle: Settle,
 }
 
-/// Backoff of a Postgres write during an outage, and of a failed Redis dead letter or ack.
+/// Backoff of a Postgres write during an outage.
 pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A batch after validation.
@@ -147,89 +147,20 @@ impl Writer {
                 sorted.dead.push((entry, why));
             }
         }
-        self.record_stored(&events, &outcome);
-        self.republish(&events, &outcome).await;
+        self.settle.record_stored(&events, &outcome);
+        self.settle.republish(&events, &outcome).await;
 
-        self.dead_letter(&sorted.dead, true).await?;
+        self.settle.dead_letter(&sorted.dead, true).await?;
 
         let mut acks = sorted.settled;
         acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
         acks.extend(sorted.event_entries.into_keys());
-        self.ack(&acks).await?;
+        self.settle.ack(&acks).await?;
         self.metrics
             .stage_seconds
             .with_label_values(&["batch"])
             .observe(started.elapsed().as_secs_f64());
         Ok(())
-    }
-
-    /// Sends dead letters (retrying Redis until `give_up`) and counts them.
-    ///
-    /// Each letter goes out with the XACK of its entry in one MULTI, so for entries still
-    /// pending in the group (`pending_in_group`), "no longer pending" proves a write whose
-    /// reply was lost: a retry skips those instead of writing them twice. Spill replay passes
-    /// false: its entries were acknowledged when they were spilled.
-    pub(crate) async fn dead_letter(
-        &self,
-        dead: &[(Entry, Rejection)],
-        pending_in_group: bool,
-    ) -> Result<(), Stopped> {
-        let mut first_attempt = true;
-        let trimmed = self
-            .retry_redis("dead-letter", || {
-                let retry = !std::mem::replace(&mut first_attempt, false);
-                let mut conn = self.client.ops();
-                let config = &self.config;
-                async move {
-                    let unsent = if retry && pending_in_group {
-                        self.still_pending(dead).await?
-                    } else {
-                        dead.iter().collect()
-                    };
-                    dlq::send(
-                        &mut conn,
-                        &unsent,
-                        &config.ingest.group,
-                        |s| config.dlq_stream(s),
-                        config.ingest.dlq_field_bytes,
-                        config.ingest.dlq_max_len,
-                    )
-                    .await
-                }
-            })
-            .await?;
-        self.metrics.redis_dlq_trimmed.inc_by(trimmed);
-        for (entry, why) in dead {
-            self.metrics
-                .redis_dlq
-                .with_label_values(&[why.reason.code()])
-                .inc();
-            info!(stream = %entry.at.stream, id = %entry.at.id, reason = why.reason.code(), detail = %why.detail, "dead-lettered");
-        }
-        Ok(())
-    }
-
-    /// The letters whose entries are still pending in the group.
-    async fn still_pending<'a>(
-        &self,
-        dead: &'a [(Entry, Rejection)],
-    ) -> Result<Vec<&'a (Entry, Rejection)>, RedisIoError> {
-        let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
-        for (entry, _) in dead {
-            by_stream
-                .entry(&entry.at.stream)
-                .or_default()
-                .push(&entry.at.id);
-        }
-        let mut pending = HashSet::new();
-        for (stream, ids) in by_stream {
-            let counts = self.client.delivery_counts(stream, &ids).await?;
-            pending.extend(counts.into_keys().map(|id| (stream.to_string(), id)));
-        }
-        Ok(dead
-            .iter()
-            .filter(|(entry, _)| pending.contains(&(entry.at.stream.clone(), entry.at.id.clone())))
-            .collect())
     }
 
     /// Validates each entry into an event, a dead letter, or a settled message.
@@ -368,82 +299,6 @@ impl Writer {
             retry::sleep_or_stop(delay, &self.give_up).await?;
         }
     }
-
-    pub(crate) fn record_stored(&self, events: &[Event], outcome: &WriteOutcome) {
-        self.metrics
-            .events_stored
-            .inc_by(outcome.stored.len() as u64);
-        self.metrics
-            .events_duplicate
-            .inc_by(outcome.duplicates as u64);
-        let now = now_ns();
-        for event in stored_events(events, outcome) {
-            let latency = (now - event.ts_ns).max(0) as f64 / 1e9;
-            self.metrics.commit_latency_seconds.observe(latency);
-        }
-        if outcome.duplicates > 0 {
-            debug!(
-                duplicates = outcome.duplicates,
-                "duplicate event ids not stored again"
-            );
-        }
-    }
-
-    /// Best effort: a failed re-publish is logged and counted, never blocks ingest.
-    pub(crate) async fn republish(&self, events: &[Event], outcome: &WriteOutcome) {
-        let config = &self.config.republish;
-        if !config.enabled || outcome.stored.is_empty() {
-            return;
-        }
-        let stored = stored_events(events, outcome);
-        let mut conn = self.client.ops();
-        match republish::publish(&mut conn, &config.stream, config.maxlen, &stored).await {
-            Ok(()) => self.metrics.republished.inc_by(stored.len() as u64),
-            Err(e) => {
-                self.metrics.redis_errors.inc();
-                warn!(error = %e, count = stored.len(), "re-publish failed");
-            }
-        }
-    }
-
-    async fn ack(&self, acks: &[EntryRef]) -> Result<(), Stopped> {
-        let mut by_stream: HashMap<&str, Vec<&str>> = HashMap::new();
-        for at in acks {
-            by_stream.entry(&at.stream).or_default().push(&at.id);
-        }
-        for (stream, ids) in by_stream {
-            self.retry_redis("ack", || self.client.ack(stream, &ids))
-                .await?;
-            self.metrics.redis_ack.inc_by(ids.len() as u64);
-        }
-        Ok(())
-    }
-
-    /// Retries a Redis call until it succeeds or `give_up` fires.
-    async fn retry_redis<F, Fut, T>(&self, what: &str, mut call: F) -> Result<T, Stopped>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, RedisIoError>>,
-    {
-        retry::until(
-            &mut BACKOFF.delays(),
-            &self.give_up,
-            || {
-                let called = call();
-                async move {
-                    let value = called.await?;
-                    crate::stall::report_progress();
-                    Ok(value)
-                }
-            },
-            |e: RedisIoError, _| {
-                crate::stall::report_failure(&format_args!("Redis {what} failed: {e}"));
-                self.metrics.redis_errors.inc();
-                warn!(error = %e, what, "Redis call failed; retrying");
-            },
-        )
-        .await
-    }
 }
 
 /// One writer lane: batches off the shared queue until it closes or shutdown gives up.
@@ -481,25 +336,12 @@ async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
     }
 }
 
-/// The events this batch stored, each id once (a batch may carry the same id twice).
-fn stored_events<'a>(events: &'a [Event], outcome: &WriteOutcome) -> Vec<&'a Event> {
-    let mut seen = HashSet::with_capacity(outcome.stored.len());
-    events
-        .iter()
-        .filter(|e| outcome.stored.contains(&e.id) && seen.insert(e.id))
-        .collect()
-}
-
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn writes_dead_letters_and_acks_wait_100ms_doubling_to_5s() {
+    fn writes_wait_100ms_doubling_to_5s() {
         let ms = Duration::from_millis;
         let got: Vec<Duration> = BACKOFF.delays().take(8).collect();
         assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(ms));

@@ -123,9 +123,9 @@ impl Writer {
                     "Postgres rejected a spilled event whose fields were not kept; not dead-lettered"),
             }
         }
-        self.record_stored(&batch.events, &outcome);
-        self.republish(&batch.events, &outcome).await;
-        if self.dead_letter(&dead, false).await.is_err() {
+        self.settle.record_stored(&batch.events, &outcome);
+        self.settle.republish(&batch.events, &outcome).await;
+        if self.settle.dead_letter(&dead, false).await.is_err() {
             return Err(ReplayFailure::Outage("shutting down".into()));
         }
         if let Some(spill) = &self.spill {
