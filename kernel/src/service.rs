@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{Holdings, Reader, Settle, Writer};
+use crate::ingest::{Commit, Holdings, Reader, Settle, Writer};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -203,20 +203,16 @@ async fn run(
         metrics: metrics.clone(),
         give_up: give_up.clone(),
     };
+    let commit = Commit {
+        store: store.clone(),
+        spill,
+        health: health.clone(),
+        metrics: metrics.clone(),
+        give_up: give_up.clone(),
+    };
     let replay = crate::spill::pipeline::spawn_replay(
-        Writer {
-            config: config.clone(),
-            store: store.clone(),
-            metrics: metrics.clone(),
-            health: health.clone(),
-            give_up: give_up.clone(),
-            spill: spill.clone(),
-            // Spilled events were authenticated before they were spilled.
-            auth: None,
-            // Replayed records were acknowledged in Redis when they were spilled.
-            holdings: Holdings::default(),
-            settle: settle.clone(),
-        },
+        commit.clone(),
+        settle.clone(),
         store.clone(),
         stop.clone(),
     );
@@ -237,13 +233,12 @@ async fn run(
     let writer = tokio::spawn(
         Writer {
             config: config.clone(),
-            store,
             metrics,
             health: health.clone(),
             give_up: give_up.clone(),
-            spill,
             auth,
             holdings,
+            commit,
             settle,
         }
         .run(queue_rx),

@@ -2,16 +2,17 @@
 //! batches in Postgres and acknowledges them. A full queue stops the reader, so a slow
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
+mod commit;
 mod holdings;
 mod reader;
 mod settle;
 mod writer;
 
+pub use commit::{spill_batch, Commit, Committed, Mode};
 pub use holdings::{Holdings, Parked, PARKED_MAX};
 pub use reader::Reader;
 pub use settle::dlq::dead_letter_fields;
 pub use settle::Settle;
-pub(crate) use writer::OnOutage;
 pub use writer::Writer;
 
 use crate::protocol::Entry;

@@ -3,12 +3,13 @@
 //! dead-lettered.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::commit::{Commit, Committed, Mode};
 use super::settle::{now_ns, Settle};
 use super::{Chunk, Holdings};
 use crate::config::Config;
@@ -17,30 +18,25 @@ use crate::metrics::Metrics;
 use crate::protocol::{
     self, EntriesByRef, Entry, EntryRef, Event, Limits, Message, Reason, Rejection,
 };
-use crate::retry::{self, Backoff, Classify, Failure, Halt};
-use crate::spill::SpillHandle;
-use crate::store::{Store, StoreError, WriteOutcome};
+use crate::retry::Halt;
+use crate::store::StoreError;
 
 pub struct Writer {
     pub config: Config,
-    pub store: Store,
     pub metrics: Metrics,
     pub health: Health,
     /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
     pub give_up: CancellationToken,
-    /// Where batches go while Postgres is unavailable (`spill.dir`); `None`: retry instead.
-    pub spill: Option<SpillHandle>,
     /// Producer authentication; `None` while `auth.enabled` is false.
     pub auth: Option<crate::auth::gate::AuthGate>,
     /// Shared with the reader: entries of a batch are released when the batch is done;
     /// entries auth could not decide are parked here for the next batch.
     pub holdings: Holdings,
+    /// Stores each batch (or spills it during an outage).
+    pub commit: Commit,
     /// Metrics, re-publish, dead letters and acks of each batch.
     pub settle: Settle,
 }
-
-/// Backoff of a Postgres write during an outage.
-pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A batch after validation.
 #[derive(Default)]
@@ -51,16 +47,6 @@ struct Sorted {
     events: Vec<Event>,
     /// The entry behind each event, for the DLQ should Postgres reject the event.
     event_entries: EntriesByRef,
-}
-
-/// What a write does while Postgres is unavailable.
-#[derive(Clone, Copy)]
-pub(crate) enum OnOutage<'a> {
-    /// Spill the batch (with these entries, for a later DLQ copy) if a spill is configured
-    /// and has room, then count it as done; otherwise retry until Postgres is back.
-    Spill(&'a EntriesByRef),
-    /// Return [`Halt::Failed`] at once: spill replay keeps the record and retries later.
-    Fail,
 }
 
 impl Writer {
@@ -139,8 +125,12 @@ impl Writer {
         auth.apply(&mut sorted.events, &mut sorted.dead);
 
         let events = std::mem::take(&mut sorted.events);
-        let (outcome, rejected) = self
-            .store_isolating(&events, OnOutage::Spill(&sorted.event_entries))
+        let Committed {
+            stored: outcome,
+            rejected,
+        } = self
+            .commit
+            .commit(&events, Mode::Live(&sorted.event_entries))
             .await?;
         for (event, why) in rejected {
             if let Some(entry) = sorted.event_entries.remove(&event.source) {
@@ -216,89 +206,6 @@ impl Writer {
         }
         sorted
     }
-
-    /// Stores `events`; events Postgres rejects for their content are isolated by splitting
-    /// the batch, and returned with the reason. Outages are retried until `give_up`.
-    pub(crate) async fn store_isolating(
-        &self,
-        events: &[Event],
-        on_outage: OnOutage<'_>,
-    ) -> Result<(WriteOutcome, Vec<(Event, Rejection)>), Halt<StoreError>> {
-        let mut outcome = WriteOutcome::default();
-        let mut rejected = Vec::new();
-        let mut todo: Vec<&[Event]> = vec![events];
-        while let Some(part) = todo.pop() {
-            if part.is_empty() {
-                continue;
-            }
-            match self.store_retrying(part, on_outage).await? {
-                Ok(done) => {
-                    outcome.stored.extend(done.stored);
-                    outcome.duplicates += done.duplicates;
-                }
-                Err(e) if part.len() == 1 => {
-                    rejected.push((
-                        part[0].clone(),
-                        Rejection::new(Reason::Rejected, format!("Postgres rejected it: {e}")),
-                    ));
-                }
-                Err(_) => {
-                    let (left, right) = part.split_at(part.len() / 2);
-                    todo.push(right);
-                    todo.push(left);
-                }
-            }
-        }
-        Ok((outcome, rejected))
-    }
-
-    /// One write, retried while Postgres is unavailable. `Ok(Err(_))` is a data error.
-    async fn store_retrying(
-        &self,
-        events: &[Event],
-        on_outage: OnOutage<'_>,
-    ) -> Result<Result<WriteOutcome, StoreError>, Halt<StoreError>> {
-        let mut delays = BACKOFF.delays();
-        loop {
-            let started = Instant::now();
-            let e = match self.store.write_batch(events).await {
-                Ok(outcome) => {
-                    crate::stall::report_progress();
-                    self.health.set_writer_blocked(false);
-                    self.metrics.pg_batch_size.observe(events.len() as f64);
-                    self.metrics
-                        .pg_batch_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    return Ok(Ok(outcome));
-                }
-                Err(e) => e,
-            };
-            self.metrics.pg_errors.with_label_values(&[e.kind()]).inc();
-            if e.classify() != Failure::Outage {
-                warn!(error = %e, events = events.len(), "Postgres rejected a batch; isolating");
-                return Ok(Err(e));
-            }
-            crate::stall::report_failure(&e);
-            match on_outage {
-                OnOutage::Fail => return Err(Halt::Failed(Failure::Outage, e)),
-                OnOutage::Spill(entries) => {
-                    if let Some(spill) = &self.spill {
-                        if crate::spill::pipeline::spill_batch(spill, events, entries, &self.health)
-                            .await
-                        {
-                            crate::stall::report_progress();
-                            self.health.set_writer_blocked(false);
-                            return Ok(Ok(WriteOutcome::default()));
-                        }
-                    }
-                }
-            }
-            self.health.set_writer_blocked(true);
-            let delay = delays.next_delay();
-            warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Postgres unavailable; batch kept pending");
-            retry::sleep_or_stop(delay, &self.give_up).await?;
-        }
-    }
 }
 
 /// One writer lane: batches off the shared queue until it closes or shutdown gives up.
@@ -333,17 +240,5 @@ async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
             return;
         }
         stall.progressed();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_wait_100ms_doubling_to_5s() {
-        let ms = Duration::from_millis;
-        let got: Vec<Duration> = BACKOFF.delays().take(8).collect();
-        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000].map(ms));
     }
 }

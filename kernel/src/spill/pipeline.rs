@@ -9,14 +9,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::batch::{decode_batch, encode_batch};
+use super::batch::decode_batch;
 use super::{run_replay, ReplayConfig, ReplayFailure, SpillError, SpillHandle, SpillMetrics};
 use crate::config::Config;
-use crate::health::Health;
-use crate::ingest::{OnOutage, Writer};
+use crate::ingest::{Commit, Committed, Mode, Settle};
 use crate::metrics::Metrics;
-use crate::protocol::{EntriesByRef, Event};
-use crate::retry::{Classify, Failure, Halt};
+use crate::retry::Halt;
 use crate::store::Store;
 
 /// Opens `spill.dir` when configured and registers the spill metrics.
@@ -59,43 +57,15 @@ pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHand
     Ok(Some(handle))
 }
 
-/// Writes `events` to the spill. True when durable: the caller may then acknowledge
-/// their entries. False when the spill is full or failed: the caller keeps retrying
-/// Postgres and acknowledges nothing (its bounded queue then stops the reader).
-/// `health` learns whether the spill is full, for `/readyz` to say why ingest stopped.
-pub async fn spill_batch(
-    spill: &SpillHandle,
-    events: &[Event],
-    entries: &EntriesByRef,
-    health: &Health,
-) -> bool {
-    let record = match encode_batch(events, entries) {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot encode batch for the spill");
-            return false;
-        }
-    };
-    let appended = spill.append(record).await;
-    health.set_spill_full(matches!(&appended, Err(e) if e.classify() == Failure::Full));
-    match appended {
-        Ok(id) => {
-            spill.metrics().events_written.inc_by(events.len() as u64);
-            warn!(events = events.len(), record = %id, "Postgres unavailable; batch spilled to disk");
-            true
-        }
-        Err(e) if e.classify() == Failure::Full => {
-            warn!(error = %e, "spill full and Postgres unavailable; ingest paused");
-            false
-        }
-        Err(e) => {
-            error!(error = %e, "spill write failed; retrying Postgres instead");
-            false
-        }
-    }
+/// What replay carries a record through: the same commit and settle stages as live batches,
+/// without auth or holdings (spilled events were authenticated, and their entries
+/// acknowledged, when they were spilled).
+struct Replayer {
+    commit: Commit,
+    settle: Settle,
 }
 
-impl Writer {
+impl Replayer {
     /// Replays one spilled batch: stores it through the same isolating write
     /// path as live traffic (duplicates skipped, data-error offenders
     /// dead-lettered). `Outage` leaves the record in the spill for a later
@@ -110,7 +80,10 @@ impl Writer {
                 })
             }
         };
-        let (outcome, rejected) = match self.store_isolating(&batch.events, OnOutage::Fail).await {
+        let Committed {
+            stored: outcome,
+            rejected,
+        } = match self.commit.commit(&batch.events, Mode::Replay).await {
             Ok(r) => r,
             Err(Halt::Failed(_, e)) => return Err(ReplayFailure::Outage(e.to_string())),
             Err(Halt::Stopped) => return Err(ReplayFailure::Outage("shutting down".into())),
@@ -128,7 +101,7 @@ impl Writer {
         if self.settle.dead_letter(&dead, false).await.is_err() {
             return Err(ReplayFailure::Outage("shutting down".into()));
         }
-        if let Some(spill) = &self.spill {
+        if let Some(spill) = &self.commit.spill {
             spill
                 .metrics()
                 .events_replayed
@@ -139,14 +112,16 @@ impl Writer {
 }
 
 /// Starts the replay task: it probes Postgres with backoff while it is down and replays
-/// spilled batches, oldest first, through `writer`, until `stop` fires.
+/// spilled batches, oldest first, through `commit` (in [`Mode::Replay`]) and `settle`, until
+/// `stop` fires.
 pub fn spawn_replay(
-    writer: Writer,
+    commit: Commit,
+    settle: Settle,
     store: Store,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
-    let spill = writer.spill.clone()?;
-    let writer = Arc::new(writer);
+    let spill = commit.spill.clone()?;
+    let writer = Arc::new(Replayer { commit, settle });
     Some(tokio::spawn(run_replay(
         spill,
         ReplayConfig::default(),
