@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{Commit, Holdings, Reader, Settle, Writer};
+use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -231,13 +231,19 @@ async fn run(
         .run(),
     );
     let writer = tokio::spawn(
-        Writer {
-            config: config.clone(),
-            metrics,
+        Lanes {
+            config: config.ingest.clone(),
+            metrics: metrics.clone(),
             health: health.clone(),
-            give_up: give_up.clone(),
-            auth,
-            holdings,
+            holdings: holdings.clone(),
+            admit: Admit {
+                auth,
+                holdings,
+                limits: config.limits.clone(),
+                max_deliveries: config.ingest.max_deliveries,
+                metrics,
+                give_up: give_up.clone(),
+            },
             commit,
             settle,
         }

@@ -2,18 +2,20 @@
 //! batches in Postgres and acknowledges them. A full queue stops the reader, so a slow
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
+mod admit;
 mod commit;
 mod holdings;
+mod lanes;
 mod reader;
 mod settle;
-mod writer;
 
+pub use admit::{Admit, Batch};
 pub use commit::{spill_batch, Commit, Committed, Mode};
 pub use holdings::{Holdings, Parked, PARKED_MAX};
+pub use lanes::Lanes;
 pub use reader::Reader;
 pub use settle::dlq::dead_letter_fields;
 pub use settle::Settle;
-pub use writer::Writer;
 
 use crate::protocol::Entry;
 

@@ -1,55 +1,41 @@
-//! The writer: validates a batch, stores its events in one statement, dead-letters what is
-//! invalid, and only then acknowledges. Nothing is acknowledged that is not stored or
-//! dead-lettered.
+//! The writer lanes: each takes a batch off the reader's queue and carries it through the
+//! stages, admit (auth, validation), commit (store, or spill), settle (dead letters, acks),
+//! then releases its entries from the holdings. Nothing is acknowledged that is not stored,
+//! spilled or dead-lettered.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
+use super::admit::{Admit, Batch};
 use super::commit::{Commit, Committed, Mode};
-use super::settle::{now_ns, Settle};
+use super::settle::Settle;
 use super::{Chunk, Holdings};
-use crate::config::Config;
+use crate::config::IngestConfig;
+use crate::entry::EntryRef;
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::protocol::{
-    self, EntriesByRef, Entry, EntryRef, Event, Limits, Message, Reason, Rejection,
-};
 use crate::retry::Halt;
 use crate::store::StoreError;
 
-pub struct Writer {
-    pub config: Config,
+pub struct Lanes {
+    /// `writers` (lanes) and `batch_max_size`.
+    pub config: IngestConfig,
     pub metrics: Metrics,
     pub health: Health,
-    /// Cancelled when the shutdown timeout has passed: stop retrying, leave entries pending.
-    pub give_up: CancellationToken,
-    /// Producer authentication; `None` while `auth.enabled` is false.
-    pub auth: Option<crate::auth::gate::AuthGate>,
-    /// Shared with the reader: entries of a batch are released when the batch is done;
-    /// entries auth could not decide are parked here for the next batch.
+    /// Shared with the reader: entries of a batch are released when the batch is done.
     pub holdings: Holdings,
+    /// Auth and validation of each batch.
+    pub admit: Admit,
     /// Stores each batch (or spills it during an outage).
     pub commit: Commit,
     /// Metrics, re-publish, dead letters and acks of each batch.
     pub settle: Settle,
 }
 
-/// A batch after validation.
-#[derive(Default)]
-struct Sorted {
-    /// Entries done with once the batch commits (heartbeats, controls, trimmed).
-    settled: Vec<EntryRef>,
-    dead: Vec<(Entry, Rejection)>,
-    events: Vec<Event>,
-    /// The entry behind each event, for the DLQ should Postgres reject the event.
-    event_entries: EntriesByRef,
-}
-
-impl Writer {
+impl Lanes {
     /// Processes chunks until the reader closes the queue, with `ingest.writers` lanes.
     ///
     /// Each lane takes a batch off the shared queue and carries it through auth, validation,
@@ -60,7 +46,7 @@ impl Writer {
     /// coordination; concurrent writes of one id are settled by `event_index` exactly as
     /// between replicas.
     pub async fn run(self, queue: mpsc::Receiver<Chunk>) {
-        let lanes = self.config.ingest.writers.max(1);
+        let lanes = self.config.writers.max(1);
         let writer = Arc::new(self);
         let queue = Arc::new(tokio::sync::Mutex::new(LaneQueue {
             chunks: queue,
@@ -81,7 +67,7 @@ impl Writer {
     /// busy chunks pile up in the queue and make the next batches full (throughput under
     /// load). What does not fit is kept, in order, for the next batch.
     fn take_queued(&self, mut batch: Chunk, queue: &mut LaneQueue) -> Chunk {
-        let max = self.config.ingest.batch_max_size;
+        let max = self.config.batch_max_size;
         while batch.len() < max {
             match queue.chunks.try_recv() {
                 Ok(more) => {
@@ -109,20 +95,7 @@ impl Writer {
 
     async fn process_batch(&self, batch: Chunk) -> Result<(), Halt<StoreError>> {
         let started = Instant::now();
-        // Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events
-        // get their producer id from the token.
-        let parked = self.holdings.take_parked();
-        let mut auth = crate::auth::gate::check(self.auth.as_ref(), batch, parked, &self.give_up)
-            .await
-            .ok_or(Halt::Stopped)?;
-        if let Some(gate) = &self.auth {
-            let parked = self
-                .holdings
-                .park(std::mem::take(&mut auth.undecided), &auth.was_parked);
-            gate.count_parked(parked.new, parked.held);
-        }
-        let mut sorted = self.sort(std::mem::take(&mut auth.kept));
-        auth.apply(&mut sorted.events, &mut sorted.dead);
+        let mut sorted: Batch = self.admit.admit(batch).await?;
 
         let events = std::mem::take(&mut sorted.events);
         let Committed {
@@ -130,10 +103,10 @@ impl Writer {
             rejected,
         } = self
             .commit
-            .commit(&events, Mode::Live(&sorted.event_entries))
+            .commit(&events, Mode::Live(&sorted.entries))
             .await?;
         for (event, why) in rejected {
-            if let Some(entry) = sorted.event_entries.remove(&event.source) {
+            if let Some(entry) = sorted.entries.remove(&event.source) {
                 sorted.dead.push((entry, why));
             }
         }
@@ -144,67 +117,13 @@ impl Writer {
 
         let mut acks = sorted.settled;
         acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
-        acks.extend(sorted.event_entries.into_keys());
+        acks.extend(sorted.entries.into_keys());
         self.settle.ack(&acks).await?;
         self.metrics
             .stage_seconds
             .with_label_values(&["batch"])
             .observe(started.elapsed().as_secs_f64());
         Ok(())
-    }
-
-    /// Validates each entry into an event, a dead letter, or a settled message.
-    fn sort(&self, batch: Chunk) -> Sorted {
-        let limits = Limits {
-            config: self.config.limits.clone(),
-            now_ns: now_ns(),
-        };
-        let mut sorted = Sorted::default();
-        for entry in batch {
-            if entry.fields.is_none() {
-                // Trimmed while pending: there is nothing left to store or dead-letter.
-                warn!(stream = %entry.at.stream, id = %entry.at.id, "pending entry was trimmed from the stream");
-                self.metrics.redis_trimmed.inc();
-                sorted.settled.push(entry.at);
-                continue;
-            }
-            if let Some(flaw) = &entry.flaw {
-                // Unreadable or oversized: held only as a summary, never stored.
-                let why = Rejection::from(&flaw.why);
-                sorted.dead.push((entry, why));
-                continue;
-            }
-            if entry.deliveries > self.config.ingest.max_deliveries {
-                let why = Rejection::new(
-                    Reason::MaxDeliveries,
-                    format!(
-                        "delivered {} times, more than ingest.max_deliveries = {}",
-                        entry.deliveries, self.config.ingest.max_deliveries
-                    ),
-                );
-                sorted.dead.push((entry, why));
-                continue;
-            }
-            match protocol::parse(&entry, &limits) {
-                Err(why) => sorted.dead.push((entry, why)),
-                Ok(parsed) => match parsed.message {
-                    Message::Data(event) => {
-                        sorted.events.push(event);
-                        sorted.event_entries.insert(entry.at.clone(), entry);
-                    }
-                    Message::Heartbeat => {
-                        self.metrics.heartbeats.inc();
-                        sorted.settled.push(entry.at);
-                    }
-                    Message::Control { data } => {
-                        self.metrics.controls.inc();
-                        info!(stream = %entry.at.stream, id = %entry.at.id, %data, "control message");
-                        sorted.settled.push(entry.at);
-                    }
-                },
-            }
-        }
-        sorted
     }
 }
 
@@ -216,7 +135,7 @@ struct LaneQueue {
     leftover: Chunk,
 }
 
-async fn lane(writer: Arc<Writer>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
+async fn lane(writer: Arc<Lanes>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
     // Failed writes, dead letters and acks of the lane's batch are reported here.
     let stall = Arc::new(writer.health.stalls().ticket(crate::stall::Stage::Writer));
     loop {
