@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::spill_record::encode_batch;
 use crate::entry::EntriesByRef;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::protocol::{Event, Reason, Rejection};
 use crate::retry::{self, Backoff, Classify, Failure, Halt};
-use crate::spill::batch::encode_batch;
 use crate::spill::SpillHandle;
 use crate::store::{Store, StoreError, WriteOutcome};
 

@@ -8,6 +8,7 @@ mod holdings;
 mod lanes;
 mod reader;
 mod settle;
+pub mod spill_record;
 
 pub use admit::{Admit, Batch};
 pub use commit::{spill_batch, Commit, Committed, Mode};

@@ -10,7 +10,6 @@
 //! [`SpillStore`] does blocking I/O; async code uses [`SpillHandle`], which
 //! runs every call on tokio's blocking pool.
 
-pub mod batch;
 pub mod codec;
 mod config;
 mod error;

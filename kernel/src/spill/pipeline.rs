@@ -9,9 +9,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::batch::decode_batch;
 use super::{run_replay, ReplayConfig, ReplayFailure, SpillError, SpillHandle, SpillMetrics};
 use crate::config::Config;
+use crate::ingest::spill_record::decode_batch;
 use crate::ingest::{Commit, Committed, Mode, Settle};
 use crate::metrics::Metrics;
 use crate::retry::Halt;
