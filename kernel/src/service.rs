@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         prefix_bytes: config.ingest.dlq_field_bytes,
     });
 
-    let spill = crate::spill::pipeline::open(&config, &metrics).await?;
+    let spill = crate::ingest::replay::open(&config, &metrics).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -140,18 +140,18 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         })
     };
 
-    let done = tokio::spawn(run(
+    let done = tokio::spawn(run(Parts {
         config,
         store,
         client,
-        metrics.clone(),
-        health.clone(),
-        stop.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
         http_stop,
         http_task,
         spill,
         auth,
-    ));
+    }));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
         metrics,
@@ -163,19 +163,34 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// What [`start`] built and [`run`] wires into tasks.
+struct Parts {
     config: Config,
     store: Store,
     client: StreamClient,
     metrics: Metrics,
     health: Health,
     stop: CancellationToken,
+    /// Stops the HTTP server, the last thing to go.
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
     spill: Option<SpillHandle>,
     auth: Option<crate::auth::gate::AuthGate>,
-) -> Result<(), KernelError> {
+}
+
+async fn run(parts: Parts) -> Result<(), KernelError> {
+    let Parts {
+        config,
+        store,
+        client,
+        metrics,
+        health,
+        stop,
+        http_stop,
+        http_task,
+        spill,
+        auth,
+    } = parts;
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
         let _ = http_task.await;
@@ -210,7 +225,7 @@ async fn run(
         metrics: metrics.clone(),
         give_up: give_up.clone(),
     };
-    let replay = crate::spill::pipeline::spawn_replay(
+    let replay = crate::ingest::replay::spawn_replay(
         commit.clone(),
         settle.clone(),
         store.clone(),

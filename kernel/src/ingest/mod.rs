@@ -7,6 +7,7 @@ mod commit;
 mod holdings;
 mod lanes;
 mod reader;
+pub mod replay;
 mod settle;
 pub mod spill_record;
 

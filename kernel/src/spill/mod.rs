@@ -16,9 +16,7 @@ mod error;
 pub mod files;
 mod handle;
 mod metrics;
-pub mod pipeline;
 mod recovery;
-mod replay;
 mod store;
 
 pub use config::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
@@ -26,5 +24,4 @@ pub use error::SpillError;
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;
 pub use metrics::SpillMetrics;
-pub use replay::{run_replay, ReplayConfig, ReplayFailure};
 pub use store::{Record, RecordId, RecoveryReport, SpillStats, SpillStore};
