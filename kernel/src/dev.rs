@@ -12,10 +12,10 @@ use rand::RngCore;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::auth::keys;
-use crate::auth::token::TokenIssuer;
 use crate::config::Config;
 use crate::testsupport::{PostgresServer, RedisServer, ServerError};
+use fdc_common::keys;
+use fdc_common::token::TokenIssuer;
 
 /// Private servers that live as long as this value; their temp dirs go with it.
 pub struct DevEnvironment {
@@ -39,7 +39,7 @@ pub enum DevError {
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error("cannot sign the sample token: {0}")]
-    Token(#[from] crate::auth::token::TokenError),
+    Token(#[from] fdc_common::token::TokenError),
     #[error("redis at {url}: {source}")]
     Redis {
         url: String,

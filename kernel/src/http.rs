@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use fdc_common::contract;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -19,9 +20,9 @@ pub struct HttpState {
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(contract::METRICS_PATH, get(metrics))
+        .route(contract::HEALTHZ_PATH, get(healthz))
+        .route(contract::READYZ_PATH, get(readyz))
         .with_state(state)
 }
 

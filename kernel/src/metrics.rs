@@ -128,7 +128,7 @@ impl Metrics {
             .expect("unique metric");
         let stalled = gauge_vec(
             r,
-            "kernel_stalled",
+            fdc_common::contract::STALLED_METRIC,
             "1 while the stage (reader, writer) keeps failing on the same work for longer than ingest.stall_after.",
             &["stage"],
         );

@@ -257,7 +257,6 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
                 limits: config.limits.clone(),
                 max_deliveries: config.ingest.max_deliveries,
                 metrics,
-                give_up: give_up.clone(),
             },
             commit,
             settle,

@@ -1,11 +1,11 @@
-//! The operator's only contact with token and key formats: everything here delegates to the
-//! kernel crate (`fdc_kernel::auth`), so the operator and the kernel share one implementation.
+//! The operator's only contact with token and key formats: everything here delegates to
+//! `fdc_common::{keys, token}`, the implementation the kernel uses too.
 
 use std::path::Path;
 use std::time::Duration;
 
-use fdc_kernel::auth::keys;
-use fdc_kernel::auth::token::TokenIssuer;
+use fdc_common::keys;
+use fdc_common::token::TokenIssuer;
 
 use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use fdc_common::contract;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -18,17 +19,15 @@ use uuid::Uuid;
 use crate::builders::config::{ADMIN_PORT, HTTP_PORT};
 use crate::crd::FdcKernel;
 
-/// Gauge the kernel exports with the spilled records not yet replayed to Postgres
-/// (0 = drained; segment bytes are not used because a live segment keeps its header).
-pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
-
-/// Gauge of spill records the kernel could not decode and set aside in quarantine files on
-/// the spill volume: they are acknowledged data too, so a replica holding any is not drained.
-pub const SPILL_QUARANTINE_METRIC: &str = "kernel_spill_quarantine_files";
-
-/// Gauge the kernel sets to 1 per stage (`stage="reader"|"writer"`) that keeps failing on the
-/// same work while entries wait; its `/readyz` then answers 503 naming the cause.
-pub const STALLED_METRIC: &str = "kernel_stalled";
+/// The kernel metrics the operator reads, named once for both sides in `fdc_common::contract`:
+/// - `SPILL_PENDING_METRIC`: spilled records not yet replayed to Postgres (0 = drained; segment
+///   bytes are not used because a live segment keeps its header);
+/// - `SPILL_QUARANTINE_METRIC`: spill records the kernel could not decode and set aside in
+///   quarantine files on the spill volume: acknowledged data too, so a replica holding any is
+///   not drained;
+/// - `STALLED_METRIC`: 1 per stage (`stage="reader"|"writer"`) that keeps failing on the same
+///   work while entries wait; its `/readyz` then answers 503 naming the cause.
+pub use fdc_common::contract::{SPILL_PENDING_METRIC, SPILL_QUARANTINE_METRIC, STALLED_METRIC};
 
 /// Where kernel endpoints are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +181,7 @@ impl KernelApi {
     /// The status and first line of `pod`'s `/readyz` answer (e.g. `503`, `not ready:
     /// Postgres unreachable`).
     pub async fn readyz(&self, pod: &Pod) -> Result<(u16, String), KernelApiError> {
-        let url = self.pod_url(pod, "/readyz")?;
+        let url = self.pod_url(pod, contract::READYZ_PATH)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
@@ -194,7 +193,7 @@ impl KernelApi {
     /// Stages `pod` reports stalled on its `/metrics` (`kernel_stalled{stage}` > 0); empty for
     /// a kernel that does not export the gauge.
     pub async fn stalled_stages(&self, pod: &Pod) -> Result<Vec<String>, KernelApiError> {
-        let url = self.pod_url(pod, "/metrics")?;
+        let url = self.pod_url(pod, contract::METRICS_PATH)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
@@ -271,7 +270,7 @@ impl KernelApi {
     /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
     /// `/metrics`: 0 means its spill volume holds nothing that would be lost with it.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
-        let url = self.pod_url(pod, "/metrics")?;
+        let url = self.pod_url(pod, contract::METRICS_PATH)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
@@ -325,12 +324,12 @@ impl KernelApi {
 
 /// Admin API path that revokes a producer.
 pub fn revoke_path(producer_id: Uuid) -> String {
-    format!("/v1/producers/{producer_id}/revoke")
+    contract::producer_revoke_path(producer_id)
 }
 
 /// Admin API path that pre-approves a key for a producer.
 pub fn keys_path(producer_id: Uuid) -> String {
-    format!("/v1/producers/{producer_id}/keys")
+    contract::producer_keys_path(producer_id)
 }
 
 /// The `error` of a kernel's JSON error body, bounded and on one line.

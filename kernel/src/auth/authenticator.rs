@@ -124,15 +124,6 @@ impl Authenticator {
         self.last_seen.flush(&self.pool).await
     }
 
-    /// Authenticate one entry's token (`None` when the entry has no `token` field). `None`
-    /// back: undecided (Postgres unavailable and the producer never seen).
-    pub async fn authenticate(&self, token: Option<&str>) -> Option<Verdict> {
-        self.authenticate_batch(&[token])
-            .await
-            .pop()
-            .expect("one verdict per token")
-    }
-
     /// Authenticate a batch: one verdict per token, in order, with at most one Postgres round
     /// trip for the producers whose state is not cached (or is older than `cache_ttl`).
     /// Denials are counted in `kernel_auth_denied_total`.

@@ -541,10 +541,13 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         } => {
             let pem = std::fs::read_to_string(public_key)
                 .with_context(|| format!("cannot read {}", public_key.display()))?;
-            http.post(format!("{base}/v1/producers/{producer_id}/keys"))
-                .json(&serde_json::json!({
-                    "public_key": pem, "name": name, "schema": schema, "reason": reason
-                }))
+            http.post(format!(
+                "{base}{}",
+                fdc_common::contract::producer_keys_path(producer_id)
+            ))
+            .json(&serde_json::json!({
+                "public_key": pem, "name": name, "schema": schema, "reason": reason
+            }))
         }
         AdminCommand::Reject {
             registration_id,
@@ -559,7 +562,10 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                     reason,
                 },
         } => http
-            .post(format!("{base}/v1/producers/{producer_id}/revoke"))
+            .post(format!(
+                "{base}{}",
+                fdc_common::contract::producer_revoke_path(producer_id)
+            ))
             .json(&serde_json::json!({ "reason": reason })),
         AdminCommand::Revoke {
             target:

@@ -53,20 +53,15 @@ impl Checked {
 
 /// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated; without
 /// it every entry is kept as is. Never waits for Postgres (see [`AuthGate::check`]), so a
-/// Postgres outage reaches the writer's store/spill step; always `Some` (the `Option` and
-/// `_give_up` keep the writer's call unchanged).
-pub async fn check(
-    gate: Option<&AuthGate>,
-    batch: Vec<Entry>,
-    parked: Vec<Entry>,
-    _give_up: &tokio_util::sync::CancellationToken,
-) -> Option<Checked> {
+/// Postgres outage reaches the writer's store/spill step. `parked`: the entries undecided by
+/// earlier calls, decided again in front of `batch`.
+pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
     match gate {
-        None => Some(Checked {
+        None => Checked {
             kept: parked.into_iter().chain(batch).collect(),
             ..Checked::default()
-        }),
-        Some(gate) => Some(gate.check(batch, parked).await),
+        },
+        Some(gate) => gate.check(batch, parked).await,
     }
 }
 

@@ -146,13 +146,4 @@ impl AuthMetrics {
             register_denied,
         })
     }
-
-    /// Metrics in a private registry (tests, CLI tools).
-    pub fn unregistered() -> AuthMetrics {
-        AuthMetrics::register(&Registry::new()).expect("fresh registry")
-    }
-
-    pub fn denied_count(&self, why: &str) -> u64 {
-        self.denied.with_label_values(&[why]).get()
-    }
 }

@@ -1,4 +1,4 @@
-//! Producer authentication (issue 4): Ed25519 keys, EdDSA JWT access tokens, the
+//! Producer authentication: Ed25519 keys, EdDSA JWT access tokens, the
 //! `fdc:register` registration flow, the admin API and the auth CLI.
 //!
 //! See `docs/auth.md` for the operator-facing description.
@@ -7,13 +7,15 @@ pub mod admin;
 pub mod authenticator;
 pub mod cli;
 pub mod config;
-pub mod keys;
 pub mod last_seen;
 pub mod metrics;
 pub mod outage;
 pub mod producers_db;
 pub mod registration;
-pub mod token;
+
+/// Keys and tokens live in `fdc-common` (the operator uses them too); re-exported so
+/// `auth::keys` and `auth::token` paths keep working.
+pub use fdc_common::{keys, token};
 
 pub use authenticator::{Authenticator, Denial, Identity, Verdict};
 pub mod gate;

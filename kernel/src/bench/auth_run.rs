@@ -1,5 +1,5 @@
 //! The auth drain: the same backlog, every entry carrying its producer's token, the kernel
-//! with `auth.enabled` verifying them (issue 4's token path: cached verification, one
+//! with `auth.enabled` verifying them (the token path: cached verification, one
 //! producer statement per batch).
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `fdc-bench`: the benchmark of issue 6 (docs/benchmark.md).
+//! `fdc-bench`: the kernel benchmark (docs/benchmark.md).
 //!
 //! It starts a private Redis and Postgres, then per repeat measures the storage limit (binary
 //! COPY, no kernel), the drain of a preloaded W1 backlog by the real `fdc-kernel` binary, the

@@ -159,7 +159,7 @@ pub struct Machine {
     pub batch_size: usize,
 }
 
-/// One target of issue 6 and whether the medians meet it.
+/// One performance target (docs/benchmark.md) and whether the medians meet it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub name: &'static str,
@@ -185,7 +185,7 @@ fn rate(s: &Option<Summary>) -> Option<f64> {
 }
 
 impl Report {
-    /// Compares the medians with the targets of issue 6.
+    /// Compares the medians with the performance targets (docs/benchmark.md).
     pub fn evaluate(&mut self) {
         let mut t = Vec::new();
         if let (Some(drain), Some(limit)) = (rate(&self.drain), rate(&self.limit)) {

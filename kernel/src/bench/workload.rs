@@ -1,4 +1,4 @@
-//! Workload W1 (issue 6): protocol v1 `data` events, seeded so every run sends the same bytes.
+//! Workload W1: protocol v1 `data` events, seeded so every run sends the same bytes.
 //!
 //! Subjects are drawn from 10,000 keys, each event carries 3 tags with distinct keys out of a
 //! vocabulary of 20 keys × 50 values (1,000 pairs), a JSON payload of about 300 bytes, a `ts`

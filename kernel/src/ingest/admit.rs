@@ -5,7 +5,6 @@
 //! the rest is parsed into an event, a settled heartbeat or control, or a dead letter.
 //! Nothing here writes to Redis or Postgres.
 
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::settle::now_ns;
@@ -15,7 +14,6 @@ use crate::config::LimitsConfig;
 use crate::entry::{EntriesByRef, Entry, EntryRef};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Event, Limits, Message, Reason, Rejection};
-use crate::retry::Stopped;
 
 /// A batch after admission: what commit and settle need.
 #[derive(Debug, Default)]
@@ -37,18 +35,14 @@ pub struct Admit {
     /// `ingest.max_deliveries`.
     pub max_deliveries: u64,
     pub metrics: Metrics,
-    /// Cancelled when the shutdown timeout has passed.
-    pub give_up: CancellationToken,
 }
 
 impl Admit {
     /// Auth (when on) first: refused entries are dead-lettered as `auth`, accepted events get
     /// their producer id from the token; then validation.
-    pub async fn admit(&self, chunk: Chunk) -> Result<Batch, Stopped> {
+    pub async fn admit(&self, chunk: Chunk) -> Batch {
         let parked = self.holdings.take_parked();
-        let mut auth = crate::auth::gate::check(self.auth.as_ref(), chunk, parked, &self.give_up)
-            .await
-            .ok_or(Stopped)?;
+        let mut auth = crate::auth::gate::check(self.auth.as_ref(), chunk, parked).await;
         if let Some(gate) = &self.auth {
             let parked = self
                 .holdings
@@ -57,7 +51,7 @@ impl Admit {
         }
         let mut batch = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut batch.events, &mut batch.dead);
-        Ok(batch)
+        batch
     }
 
     /// Validates each entry into an event, a dead letter, or a settled message.
@@ -142,7 +136,6 @@ mod tests {
             limits: LimitsConfig::default(),
             max_deliveries: 2,
             metrics: Metrics::new(),
-            give_up: CancellationToken::new(),
         }
     }
 
@@ -180,7 +173,7 @@ mod tests {
             entry("5-0", Some(good.clone()), 2),
             entry("6-0", Some(good), 3),
         ];
-        let batch = admit().admit(chunk).await.unwrap();
+        let batch = admit().admit(chunk).await;
         assert_eq!(
             batch.settled,
             vec![EntryRef {

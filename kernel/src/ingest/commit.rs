@@ -13,7 +13,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::protocol::{Event, Reason, Rejection};
 use crate::retry::{self, Backoff, Classify, Failure, Halt};
-use crate::spill::SpillHandle;
+use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError, WriteOutcome};
 
 /// Backoff of a Postgres write during an outage.
@@ -169,6 +169,18 @@ pub async fn spill_batch(
         Err(e) => {
             error!(error = %e, "spill write failed; retrying Postgres instead");
             false
+        }
+    }
+}
+
+impl Classify for SpillError {
+    /// `Full` pauses ingest; a directory that cannot be opened stops the kernel; any other
+    /// failure of an append is an outage of the spill (the writer retries Postgres instead).
+    fn classify(&self) -> Failure {
+        match self {
+            SpillError::Full { .. } => Failure::Full,
+            SpillError::Config(_) | SpillError::Locked { .. } => Failure::Fatal,
+            _ => Failure::Outage,
         }
     }
 }

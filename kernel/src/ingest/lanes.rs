@@ -95,7 +95,7 @@ impl Lanes {
 
     async fn process_batch(&self, batch: Chunk) -> Result<(), Halt<StoreError>> {
         let started = Instant::now();
-        let mut sorted: Batch = self.admit.admit(batch).await?;
+        let mut sorted: Batch = self.admit.admit(batch).await;
 
         let events = std::mem::take(&mut sorted.events);
         let Committed {
@@ -127,7 +127,6 @@ impl Lanes {
     }
 }
 
-/// One writer lane: batches off the shared queue until it closes or shutdown gives up.
 /// The lanes' end of the reader's queue (one lane at a time holds it).
 struct LaneQueue {
     chunks: mpsc::Receiver<Chunk>,
@@ -135,6 +134,7 @@ struct LaneQueue {
     leftover: Chunk,
 }
 
+/// One writer lane: batches off the shared queue until it closes or shutdown gives up.
 async fn lane(writer: Arc<Lanes>, queue: Arc<tokio::sync::Mutex<LaneQueue>>) {
     // Failed writes, dead letters and acks of the lane's batch are reported here.
     let stall = Arc::new(writer.health.stalls().ticket(crate::stall::Stage::Writer));

@@ -256,6 +256,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_smallest_spill_budget_holds_a_segment_header_and_a_one_byte_record() {
+        assert_eq!(
+            crate::config::spill::MIN_MAX_BYTES,
+            (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64 + 1
+        );
+    }
+
+    #[test]
     fn header_round_trip_and_rejections() {
         let h = encode_segment_header(42);
         assert_eq!(decode_segment_header(&h), Ok(42));

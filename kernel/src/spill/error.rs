@@ -46,19 +46,6 @@ impl SpillError {
     }
 }
 
-impl crate::retry::Classify for SpillError {
-    /// `Full` pauses ingest; a directory that cannot be opened stops the kernel; any other
-    /// failure of an append is an outage of the spill (the writer retries Postgres instead).
-    fn classify(&self) -> crate::retry::Failure {
-        use crate::retry::Failure;
-        match self {
-            SpillError::Full { .. } => Failure::Full,
-            SpillError::Config(_) | SpillError::Locked { .. } => Failure::Fatal,
-            _ => Failure::Outage,
-        }
-    }
-}
-
 /// Attaches the operation and path to an `io::Error`.
 pub(crate) fn io_err(
     op: &'static str,

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the spill store. The store updates them directly;
 //! they double as the store's stats getters (`.get()`).
 
+use fdc_common::contract;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 /// Cloning shares the underlying values (prometheus metrics are handles).
@@ -47,7 +48,7 @@ impl SpillMetrics {
             bytes: g("kernel_spill_bytes", "Bytes in live spill segment files"),
             segments: g("kernel_spill_segments", "Live spill segment files"),
             pending_records: g(
-                "kernel_spill_pending_records",
+                contract::SPILL_PENDING_METRIC,
                 "Spilled records not yet replayed to Postgres",
             ),
             records_written: c(
@@ -83,7 +84,7 @@ impl SpillMetrics {
                 "Undecodable spill records moved to a quarantine file for an operator",
             ),
             quarantine_files: g(
-                "kernel_spill_quarantine_files",
+                contract::SPILL_QUARANTINE_METRIC,
                 "Quarantined spill records in the spill directory, waiting for an operator",
             ),
         }

@@ -11,7 +11,6 @@
 //! runs every call on tokio's blocking pool.
 
 pub mod codec;
-mod config;
 mod error;
 pub mod files;
 mod handle;
@@ -19,7 +18,8 @@ mod metrics;
 mod recovery;
 mod store;
 
-pub use config::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
+/// The `spill` config section lives with the rest of the schema in [`crate::config::spill`].
+pub use crate::config::spill::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use error::SpillError;
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;

@@ -10,11 +10,11 @@ use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::codec::{self, Frame, ScanEnd, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
-use super::config::SpillConfig;
 use super::error::{io_err, SpillError};
 use super::files::{self, Entry};
 use super::metrics::SpillMetrics;
 use super::recovery::{self, FileScan};
+use crate::config::spill::SpillConfig;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 

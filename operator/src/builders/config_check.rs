@@ -1,4 +1,4 @@
-//! Checks a rendered `kernel.yaml` with the kernel's own config loader.
+//! Checks a rendered `kernel.yaml` with the kernel's own config loader (`fdc_common::config`).
 //!
 //! The CRD schema can only express static rules; the kernel's loader also checks relations
 //! between keys (e.g. `ingest.claim_idle` must exceed `shutdown.timeout`), some of which come
@@ -48,13 +48,9 @@ pub struct ConfigRejected {
 
 /// `Ok` when the kernel would start with `rendered` (as far as its config goes).
 pub fn check(rendered: &RenderedConfig) -> Result<(), ConfigRejected> {
-    let config =
-        fdc_kernel::config::Config::from_figment(Figment::from(Yaml::string(&rendered.yaml)))
-            .map_err(|e| rejected(e.to_string()))?;
-    // The spill section is validated when the spill opens, at start-up: same crash loop.
-    if let Some(spill) = &config.spill {
-        spill.validate().map_err(|e| rejected(e.to_string()))?;
-    }
+    // The loader validates every section, the spill's included.
+    fdc_common::config::Config::from_figment(Figment::from(Yaml::string(&rendered.yaml)))
+        .map_err(|e| rejected(e.to_string()))?;
     Ok(())
 }
 
@@ -78,10 +74,10 @@ fn rejected(kernel: String) -> ConfigRejected {
 /// Config keys named in `message` (words that are paths of the kernel's `Config`), in
 /// order of appearance, without repeats.
 fn config_keys(message: &str) -> Vec<String> {
-    let mut known = serde_json::to_value(fdc_kernel::config::Config::default())
+    let mut known = serde_json::to_value(fdc_common::config::Config::default())
         .unwrap_or(serde_json::Value::Null);
     // The spill section is absent by default (spill off); its keys are keys all the same.
-    if let Ok(spill) = serde_json::to_value(fdc_kernel::spill::SpillConfig::new("/")) {
+    if let Ok(spill) = serde_json::to_value(fdc_common::config::spill::SpillConfig::new("/")) {
         known["spill"] = spill;
     }
     let mut keys: Vec<String> = Vec::new();

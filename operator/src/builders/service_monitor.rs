@@ -30,7 +30,7 @@ pub fn service_monitor(kernel: &FdcKernel) -> Result<DynamicObject, BuildError> 
             "selector": { "matchLabels": kernel_selector_labels(&name) },
             "endpoints": [{
                 "port": "http",
-                "path": "/metrics",
+                "path": fdc_common::contract::METRICS_PATH,
                 "interval": kernel.spec.service_monitor.interval,
             }],
         }

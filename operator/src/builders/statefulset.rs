@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use fdc_common::contract;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
@@ -58,7 +59,7 @@ pub fn statefulset(
         shutdown.as_secs() as i64 + i64::from(shutdown.subsec_nanos() > 0) + GRACE_MARGIN_SECS;
 
     let mut env = vec![EnvVar {
-        name: "FDC_INGEST__CONSUMER".into(),
+        name: contract::env_name("ingest.consumer"),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
                 field_path: "metadata.name".into(),
@@ -69,11 +70,11 @@ pub fn statefulset(
         ..EnvVar::default()
     }];
     env.push(secret_env(
-        "FDC_POSTGRES__URL",
+        &contract::env_name("postgres.url"),
         &spec.postgres.url_secret_ref,
     ));
     if let Some(r) = &spec.redis.url_secret_ref {
-        env.push(secret_env("FDC_REDIS__URL", r));
+        env.push(secret_env(&contract::env_name("redis.url"), r));
     }
 
     let probe = |path: &str, period: i32, failures: i32| Probe {
@@ -99,8 +100,8 @@ pub fn statefulset(
             container_port("admin", ADMIN_PORT),
         ]),
         // Liveness is lenient (a kernel waiting for Postgres is alive); readiness is not.
-        liveness_probe: Some(probe("/healthz", 10, 6)),
-        readiness_probe: Some(probe("/readyz", 5, 2)),
+        liveness_probe: Some(probe(contract::HEALTHZ_PATH, 10, 6)),
+        readiness_probe: Some(probe(contract::READYZ_PATH, 5, 2)),
         resources: spec.resources.clone(),
         volume_mounts: Some(vec![
             VolumeMount {

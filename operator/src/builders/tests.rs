@@ -60,7 +60,7 @@ fn the_kernel_accepts_the_rendered_config() {
     k.spec.config =
         Some(json!({"ingest": {"batch_max_size": 500}, "partitions": {"ahead_days": 3}}));
     let rendered = config::render(&k, &["aaaa".into()]).unwrap();
-    let config = fdc_kernel::config::Config::from_figment(figment::Figment::from(Yaml::string(
+    let config = fdc_common::config::Config::from_figment(figment::Figment::from(Yaml::string(
         &rendered.yaml,
     )))
     .unwrap_or_else(|e| panic!("kernel rejects the rendered config: {e}\n{}", rendered.yaml));

@@ -1,9 +1,15 @@
 //! Test fixtures: a scripted mock API server (tower-test, the kube-rs controller-rs pattern),
 //! test objects, and a fake kernel HTTP endpoint (admin API + per-pod `/metrics`).
 //!
-//! Tests drive a reconcile in a task and answer its requests one by one with
-//! [`ApiServer::expect`], which asserts the exact method and path+query of each request, so
-//! an extra, missing or reordered call fails the test.
+//! Kernel reconciles are tested as [`Scenario`]s: a test states what the cluster holds
+//! ([`KernelWorld`]), [`ApiServer::run`] answers the pass in the reconcile's order and
+//! records what it sent ([`Seen`]: created, replaced, applied and deleted objects, Events,
+//! the status), and the test asserts on that. The call order lives here only: an extra,
+//! missing or reordered call fails the scenario, and a change of order touches this file,
+//! not every test.
+//!
+//! Other tests answer requests one by one with [`ApiServer::expect`], which asserts the exact
+//! method and path+query of each request.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -11,8 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::client::Body;
-use kube::Client;
+use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
 use crate::controller::Context;
@@ -361,4 +368,438 @@ impl FakeKernel {
     pub fn key_approvals(&self) -> Vec<AdminCall> {
         self.state.lock().unwrap().key_approvals.clone()
     }
+}
+
+/// The query of every server-side apply the operator sends.
+pub const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
+
+/// Path of core (v1) object `kind`/`name` in [`NS`].
+pub fn core(kind: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/{kind}/{name}")
+}
+
+pub fn sts_uri(name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
+}
+
+pub fn pdb_uri(name: &str) -> String {
+    format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}")
+}
+
+pub fn service_monitor_uri(name: &str) -> String {
+    format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/{name}")
+}
+
+/// ServiceMonitor discovery (does the cluster serve monitoring.coreos.com/v1?).
+pub const MONITORING_DISCOVERY: &str = "/apis/monitoring.coreos.com/v1";
+
+pub fn status_uri(name: &str) -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/{name}/status{APPLY}")
+}
+
+/// The list of kernel `name`'s pods (by its selector labels).
+pub fn pods_uri(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/pods?&labelSelector=app.kubernetes.io%2Finstance%3D{name}%2Capp.kubernetes.io%2Fname%3Dfdc-kernel")
+}
+
+/// A StatefulSet as the API server returns it after an apply, with a status.
+pub fn sts_with_status(applied: &Value, replicas: i64, ready: i64) -> Value {
+    let mut sts = applied.clone();
+    sts["metadata"]["generation"] = json!(1);
+    sts["status"] = json!({
+        "observedGeneration": 1, "replicas": replicas, "readyReplicas": ready,
+        "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"
+    });
+    sts
+}
+
+/// Pod `name`: `ip` None = just created (no IP), `ready` its Ready condition.
+pub fn pod(name: &str, ip: Option<&str>, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    })
+}
+
+/// How the API server answers the StatefulSet apply (given the applied body).
+pub type StsAnswer = Box<dyn Fn(&Value) -> Value + Send>;
+
+/// After the apply the StatefulSet reports `replicas` pods, `ready` of them ready.
+pub fn sts_answer(replicas: i64, ready: i64) -> StsAnswer {
+    Box::new(move |applied| sts_with_status(applied, replicas, ready))
+}
+
+/// After the apply the StatefulSet reports the applied replicas, all ready.
+pub fn sts_answer_all_ready() -> StsAnswer {
+    Box::new(|applied| {
+        let replicas = applied["spec"]["replicas"].as_i64().expect("replicas");
+        sts_with_status(applied, replicas, replicas)
+    })
+}
+
+/// What the API server holds for one kernel when a reconcile pass starts, and how it
+/// answers the writes of the pass.
+pub struct KernelWorld {
+    /// The kernel reconciled; a status apply is answered with it.
+    pub kernel: crate::crd::FdcKernel,
+    /// The Postgres URL Secret (`None`: not found).
+    pub pg_secret: Option<Value>,
+    /// The issuer key Secret (`None`: not found, so the pass creates it).
+    pub issuer: Option<Value>,
+    /// The admin token Secret (`None`: not found, so the pass creates it).
+    pub admin: Option<Value>,
+    /// The StatefulSet (`None`: not found).
+    pub sts: Option<Value>,
+    /// The pod a scale-in step reads (the StatefulSet's highest ordinal; `None`: not found).
+    pub victim: Option<Value>,
+    /// The answer to the StatefulSet apply.
+    pub sts_after: StsAnswer,
+    /// Whether discovery finds ServiceMonitors (when the context asks: once per context).
+    pub service_monitor_crd: bool,
+    /// The kernel's pods, when the pass lists them (some replicas not ready).
+    pub pods: Vec<Value>,
+}
+
+impl KernelWorld {
+    /// A new kernel: its Postgres Secret exists, nothing the operator creates does yet.
+    pub fn fresh(kernel: &crate::crd::FdcKernel) -> Self {
+        KernelWorld {
+            kernel: kernel.clone(),
+            pg_secret: Some(secret_with_key("pg", "url")),
+            issuer: None,
+            admin: None,
+            sts: None,
+            victim: None,
+            sts_after: sts_answer_all_ready(),
+            service_monitor_crd: false,
+            pods: Vec::new(),
+        }
+    }
+
+    /// A running kernel: its credentials (`issuer`, `admin`) and StatefulSet `sts` exist.
+    pub fn running(
+        kernel: &crate::crd::FdcKernel,
+        issuer: &Value,
+        admin: &Value,
+        sts: Value,
+    ) -> Self {
+        KernelWorld {
+            issuer: Some(issuer.clone()),
+            admin: Some(admin.clone()),
+            sts: Some(sts),
+            ..KernelWorld::fresh(kernel)
+        }
+    }
+}
+
+/// One reconcile pass the mock API server answers (built once per pass, so the size of
+/// the `Kernel` variant does not matter).
+#[allow(clippy::large_enum_variant)]
+pub enum Scenario {
+    /// A kernel reconcile against `world`: a blocked pass (missing Secret, refused config:
+    /// an Event, then the status) or a full one (reads; credential writes; ConfigMap,
+    /// StatefulSet, Service, PDB, ServiceMonitor applies; deletes; pods; status), whichever
+    /// the reconcile takes.
+    Kernel(KernelWorld),
+    /// A paused kernel: only its status is written.
+    Paused(crate::crd::FdcKernel),
+    /// An object whose spec does not deserialize: one Event, nothing else.
+    InvalidSpec,
+}
+
+/// What one pass sent to the API server.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Every request, `METHOD uri`, in order.
+    pub requests: Vec<String>,
+    /// Bodies of created (POSTed) Secrets, in order.
+    pub created: Vec<Value>,
+    /// Bodies of replaced (PUT) Secrets, in order.
+    pub replaced: Vec<Value>,
+    /// Server-side applies by resource (`configmaps`, `statefulsets`, `services`,
+    /// `poddisruptionbudgets`, `servicemonitors`).
+    pub applied: BTreeMap<&'static str, Value>,
+    /// Deleted resources, in order.
+    pub deleted: Vec<&'static str>,
+    /// Published Events, in order.
+    pub events: Vec<Value>,
+    /// The status apply, if any.
+    pub status: Option<Value>,
+}
+
+impl Seen {
+    /// The applied `resource`; panics when the pass did not apply it.
+    pub fn applied(&self, resource: &str) -> &Value {
+        self.applied
+            .get(resource)
+            .unwrap_or_else(|| panic!("no {resource} applied: {:?}", self.requests))
+    }
+
+    /// The status apply; panics when the pass wrote none.
+    pub fn status(&self) -> &Value {
+        self.status
+            .as_ref()
+            .unwrap_or_else(|| panic!("no status written: {:?}", self.requests))
+    }
+
+    pub fn event_reasons(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .map(|e| e["reason"].as_str().expect("reason"))
+            .collect()
+    }
+
+    pub fn event_notes(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .map(|e| e["note"].as_str().expect("note").to_string())
+            .collect()
+    }
+
+    /// Whether the pass asked `METHOD uri`.
+    pub fn asked(&self, method: &str, uri: &str) -> bool {
+        self.requests.contains(&format!("{method} {uri}"))
+    }
+}
+
+/// Runs `reconcile` while the mock API server answers `scenario`; returns the reconcile's
+/// result, the server (for a next pass on the same context) and what the pass sent. A
+/// scenario that fails re-raises its panic here.
+pub async fn pass<T>(
+    server: ApiServer,
+    scenario: Scenario,
+    reconcile: impl std::future::Future<Output = T>,
+) -> (T, ApiServer, Seen) {
+    let answering = server.run(scenario);
+    let out = reconcile.await;
+    match answering.await {
+        Ok((server, seen)) => (out, server, seen),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// One pass in progress: the server and what it has seen so far.
+struct Answering {
+    server: ApiServer,
+    seen: Seen,
+}
+
+impl Answering {
+    async fn next(&mut self) -> Call {
+        let call = self.server.next().await;
+        self.seen
+            .requests
+            .push(format!("{} {}", call.method, call.uri));
+        call
+    }
+
+    /// The next request, which must be `method uri`.
+    async fn expect(&mut self, method: &str, uri: &str) -> Call {
+        let call = self.next().await;
+        assert_call(&call, method, uri);
+        call
+    }
+
+    /// The next request that is not an Event; Events before it are recorded and answered.
+    async fn after_events(&mut self) -> Call {
+        loop {
+            let call = self.next().await;
+            if call.method == "POST"
+                && call.uri == format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?")
+            {
+                self.seen.events.push(call.body.clone());
+                call.echo();
+                continue;
+            }
+            return call;
+        }
+    }
+
+    /// `call` must be the server-side apply of `resource` at `uri`: recorded, echoed.
+    fn applied(&mut self, call: Call, resource: &'static str, uri: &str) {
+        assert_call(&call, "PATCH", &format!("{uri}{APPLY}"));
+        self.seen.applied.insert(resource, call.body.clone());
+        call.echo();
+    }
+
+    /// `call` must be `method uri`, writing a credential Secret: recorded as created (POST)
+    /// or replaced (PUT), echoed. Returns the next request after the Events announcing it.
+    async fn secret_written(&mut self, call: Call, method: &str, uri: &str) -> Call {
+        assert_call(&call, method, uri);
+        let written = if method == "PUT" {
+            &mut self.seen.replaced
+        } else {
+            &mut self.seen.created
+        };
+        written.push(call.body.clone());
+        call.echo();
+        self.after_events().await
+    }
+
+    /// `call` must be the status apply of `kernel`.
+    fn status(&mut self, call: Call, kernel: &crate::crd::FdcKernel) {
+        assert_call(&call, "PATCH", &status_uri(&kernel.name_any()));
+        self.seen.status = Some(call.body.clone());
+        call.status_ok(kernel);
+    }
+
+    async fn kernel(&mut self, w: KernelWorld) {
+        let name = w.kernel.name_any();
+        let pg = w.kernel.spec.postgres.url_secret_ref.name.clone();
+        answer(
+            self.expect("GET", &core("secrets", &pg)).await,
+            &w.pg_secret,
+        );
+
+        // A blocked pass (a Secret missing, a config the kernel refuses): an Event, the status.
+        let call = self.after_events().await;
+        if !self.seen.events.is_empty() {
+            self.status(call, &w.kernel);
+            return;
+        }
+
+        // Reads: credentials, the workload (a scale-in step also reads the pod it removes),
+        // ServiceMonitor discovery (once per context).
+        let issuer = core("secrets", &crate::labels::names::issuer_secret(&name));
+        assert_call(&call, "GET", &issuer);
+        answer(call, &w.issuer);
+        let admin = core("secrets", &crate::labels::names::admin_secret(&name));
+        answer(self.expect("GET", &admin).await, &w.admin);
+        answer(self.expect("GET", &sts_uri(&name)).await, &w.sts);
+        let current = w
+            .sts
+            .as_ref()
+            .and_then(|s| s["spec"]["replicas"].as_i64())
+            .unwrap_or(i64::from(w.kernel.spec.replicas));
+        if i64::from(w.kernel.spec.replicas) < current {
+            let victim = format!("{name}-{}", current - 1);
+            answer(self.expect("GET", &core("pods", &victim)).await, &w.victim);
+        }
+        let mut call = self.next().await;
+        if call.uri == MONITORING_DISCOVERY {
+            assert_call(&call, "GET", MONITORING_DISCOVERY);
+            if w.service_monitor_crd {
+                call.ok(&json!({
+                    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1",
+                    "resources": [{"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true,
+                                   "kind": "ServiceMonitor", "verbs": ["get", "patch"]}]
+                }));
+            } else {
+                call.not_found();
+            }
+            call = self.next().await;
+        }
+
+        // Writes: credentials created when absent (issuer key, then admin token) or
+        // replaced on rotation or retirement, each followed by its Events.
+        if w.issuer.is_none() {
+            call = self.secret_written(call, "POST", &secrets_post()).await;
+        } else if call.method == "PUT" {
+            call = self
+                .secret_written(call, "PUT", &format!("{issuer}?"))
+                .await;
+        }
+        if w.admin.is_none() {
+            call = self.secret_written(call, "POST", &secrets_post()).await;
+        }
+
+        // Config, then the workload (after the Event of a scale-in step).
+        self.applied(
+            call,
+            "configmaps",
+            &core("configmaps", &crate::labels::names::config_map(&name)),
+        );
+        let call = self.after_events().await;
+        assert_call(&call, "PATCH", &format!("{}{APPLY}", sts_uri(&name)));
+        self.seen.applied.insert("statefulsets", call.body.clone());
+        let answer_sts = (w.sts_after)(&call.body);
+        call.ok(&answer_sts);
+        let call = self.next().await;
+        self.applied(call, "services", &core("services", &name));
+
+        // Optional applies (PDB, ServiceMonitor), then deletes of what is not wanted.
+        let mut call = self.next().await;
+        if call.method == "PATCH" && call.uri.starts_with(&pdb_uri(&name)) {
+            self.applied(call, "poddisruptionbudgets", &pdb_uri(&name));
+            call = self.next().await;
+        }
+        if call.method == "PATCH" && call.uri.starts_with(&service_monitor_uri(&name)) {
+            self.applied(call, "servicemonitors", &service_monitor_uri(&name));
+            call = self.next().await;
+        }
+        while call.method == "DELETE" {
+            let resource = if call.uri == format!("{}?", pdb_uri(&name)) {
+                "poddisruptionbudgets"
+            } else {
+                assert_call(&call, "DELETE", &format!("{}?", service_monitor_uri(&name)));
+                "servicemonitors"
+            };
+            self.seen.deleted.push(resource);
+            call.not_found();
+            call = self.next().await;
+        }
+
+        // The pods, listed when some are not ready; then the status.
+        if call.uri == pods_uri(&name) {
+            assert_call(&call, "GET", &pods_uri(&name));
+            call.ok(&json!({
+                "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": w.pods
+            }));
+            call = self.next().await;
+        }
+        self.status(call, &w.kernel);
+    }
+}
+
+impl ApiServer {
+    /// Answers one reconcile pass as `scenario` says, in a task; the task returns the
+    /// server (for the next pass) and what the pass sent. See [`pass`].
+    pub fn run(self, scenario: Scenario) -> JoinHandle<(ApiServer, Seen)> {
+        tokio::spawn(async move {
+            let mut answering = Answering {
+                server: self,
+                seen: Seen::default(),
+            };
+            match scenario {
+                Scenario::Kernel(world) => answering.kernel(world).await,
+                Scenario::Paused(kernel) => {
+                    let call = answering.next().await;
+                    answering.status(call, &kernel);
+                }
+                Scenario::InvalidSpec => {
+                    let call = answering
+                        .expect(
+                            "POST",
+                            &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?"),
+                        )
+                        .await;
+                    answering.seen.events.push(call.body.clone());
+                    call.echo();
+                }
+            }
+            (answering.server, answering.seen)
+        })
+    }
+}
+
+fn assert_call(call: &Call, method: &str, uri: &str) {
+    assert_eq!(
+        (call.method.as_str(), call.uri.as_str()),
+        (method, uri),
+        "unexpected request; body: {}",
+        call.body
+    );
+}
+
+/// Answers a read with `object`, or 404.
+fn answer(call: Call, object: &Option<Value>) {
+    match object {
+        Some(o) => call.ok(o),
+        None => call.not_found(),
+    }
+}
+
+fn secrets_post() -> String {
+    format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
 }

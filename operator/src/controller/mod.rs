@@ -1,11 +1,14 @@
 //! Reconcilers and the controllers that drive them.
 
+pub mod apply;
 pub mod events;
+pub mod fetch;
 pub mod kernel;
 pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
 pub mod run;
+pub mod span;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -161,26 +164,57 @@ impl Context {
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("cannot build desired objects: {0}")]
-    Build(#[from] BuildError),
-    #[error("stored issuer keys unusable: {0}")]
-    Keys(#[from] KeySetError),
     #[error(transparent)]
-    Auth(#[from] AuthError),
+    Fetch(#[from] fetch::FetchError),
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error(transparent)]
+    Status(#[from] kernel::status::StatusError),
     #[error("kernel API: {0}")]
     KernelApi(#[from] KernelApiError),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
 
+/// The desired objects of a pass cannot be built (the build step of both reconcilers).
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    #[error("cannot build desired objects: {0}")]
+    Build(#[from] BuildError),
+    #[error("stored issuer keys unusable: {0}")]
+    Keys(#[from] KeySetError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+impl From<BuildError> for Error {
+    fn from(e: BuildError) -> Self {
+        Error::Desired(e.into())
+    }
+}
+
+impl From<KeySetError> for Error {
+    fn from(e: KeySetError) -> Self {
+        Error::Desired(e.into())
+    }
+}
+
+impl From<AuthError> for Error {
+    fn from(e: AuthError) -> Self {
+        Error::Desired(e.into())
+    }
+}
+
 impl Error {
     /// Short label for the errors metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kube",
-            Error::Build(_) => "build",
-            Error::Keys(_) => "keys",
-            Error::Auth(_) => "auth",
+            Error::Kube(_) | Error::Fetch(_) | Error::Apply(_) | Error::Status(_) => "kube",
+            Error::Desired(DesiredError::Build(_)) => "build",
+            Error::Desired(DesiredError::Keys(_)) => "keys",
+            Error::Desired(DesiredError::Auth(_)) => "auth",
             Error::KernelApi(_) => "kernel_api",
             Error::Finalizer(_) => "finalizer",
         }

@@ -224,7 +224,7 @@ fn shutdown_timeout_must_stay_below_the_claim_idle() {
 #[test]
 fn the_cel_rule_assumes_the_kernels_default_claim_idle() {
     assert_eq!(
-        fdc_kernel::config::IngestConfig::default().claim_idle,
+        fdc_common::config::IngestConfig::default().claim_idle,
         std::time::Duration::from_secs(60)
     );
     assert!(crate::crd::kernel::SHUTDOWN_WITHIN_CLAIM_IDLE

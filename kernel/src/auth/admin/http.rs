@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fdc_common::contract;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -77,9 +78,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/registrations", get(list_registrations))
         .route("/v1/registrations/{id}/approve", post(approve))
         .route("/v1/registrations/{id}/reject", post(reject))
-        .route("/v1/producers/{id}/revoke", post(revoke_producer))
+        .route(contract::PRODUCER_REVOKE_ROUTE, post(revoke_producer))
         .route("/v1/producers/{id}/token", post(issue_token))
-        .route("/v1/producers/{id}/keys", post(preapprove_key))
+        .route(contract::PRODUCER_KEYS_ROUTE, post(preapprove_key))
         .route("/v1/keys/{fingerprint}/revoke", post(revoke_key))
         .route("/v1/decisions", get(list_decisions))
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))

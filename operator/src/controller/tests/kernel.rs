@@ -1,4 +1,6 @@
-//! `FdcKernel` reconciler against the mock API server: exact request sequences.
+//! `FdcKernel` reconciler against the mock API server, as scenarios: each test states what
+//! the cluster holds, and asserts the objects, status and Events the pass produced. The
+//! request order is checked by the scenario code in `controller/fixtures.rs`.
 
 use std::time::Duration;
 
@@ -6,54 +8,12 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::controller::fixtures::{
-    self, kernel, secret_with_key, test_context, ApiServer, FakeKernel, NS,
+    self, kernel, pass, pod, pods_uri, secret_with_key, sts_answer, sts_with_status, test_context,
+    FakeKernel, KernelWorld, Scenario, Seen, MONITORING_DISCOVERY, NS,
 };
 use crate::controller::kernel::reconcile_kernel;
 use crate::crd::FdcKernel;
 use crate::labels::ROTATE_ISSUER_KEY_ANNOTATION;
-
-const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
-
-fn core(kind: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/{kind}/{name}")
-}
-
-fn sts_uri(name: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
-}
-
-fn status_uri(name: &str) -> String {
-    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/{name}/status{APPLY}")
-}
-
-/// A StatefulSet as the API server returns it after an apply, with a status.
-fn sts_with_status(applied: &Value, replicas: i64, ready: i64) -> Value {
-    let mut sts = applied.clone();
-    sts["metadata"]["generation"] = json!(1);
-    sts["status"] = json!({
-        "observedGeneration": 1, "replicas": replicas, "readyReplicas": ready,
-        "updatedReplicas": replicas, "currentRevision": "r1", "updateRevision": "r1"
-    });
-    sts
-}
-
-const PODS_URI: &str = "/api/v1/namespaces/apps/pods?&labelSelector=app.kubernetes.io%2Finstance%3Dk%2Capp.kubernetes.io%2Fname%3Dfdc-kernel";
-
-/// Answers the list of the kernel's pods (asked when some are not ready).
-async fn expect_pods(server: &mut ApiServer, pods: &[Value]) {
-    server.expect("GET", PODS_URI).await.ok(&json!({
-        "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods
-    }));
-}
-
-/// Pod `name`: `ip` None = just created (no IP), `ready` its Ready condition.
-fn pod(name: &str, ip: Option<&str>, ready: bool) -> Value {
-    json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS},
-        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
-    })
-}
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["status"]["conditions"]
@@ -64,118 +24,55 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
-/// Answers the credential reads of a kernel whose Secrets exist.
-async fn existing_credentials(server: &mut ApiServer, issuer: &Value, admin: &Value) {
-    server
-        .expect("GET", &core("secrets", "k-issuer-keys"))
-        .await
-        .ok(issuer);
-    server
-        .expect("GET", &core("secrets", "k-admin-token"))
-        .await
-        .ok(admin);
+fn config_hash(sts: &Value) -> Value {
+    sts["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone()
 }
 
-/// Everything a new single-replica kernel causes, in order. Returns the created Secrets,
-/// the applied StatefulSet and the status patch.
-async fn first_pass(server: &mut ApiServer) -> (Value, Value, Value, Value) {
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
-
-    // Issuer key: absent, so generated and created once, with an Event.
-    server
-        .expect("GET", &core("secrets", "k-issuer-keys"))
-        .await
-        .not_found();
-    let call = server
-        .expect(
-            "POST",
-            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
-        )
-        .await;
-    let issuer = call.body.clone();
-    call.echo();
-    server.expect_event(NS, "IssuerKeyCreated").await;
-
-    server
-        .expect("GET", &core("secrets", "k-admin-token"))
-        .await
-        .not_found();
-    let call = server
-        .expect(
-            "POST",
-            &format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator"),
-        )
-        .await;
-    let admin = call.body.clone();
-    call.echo();
-    server.expect_event(NS, "AdminTokenCreated").await;
-
-    let cm = server
-        .expect(
-            "PATCH",
-            &format!("{}{APPLY}", core("configmaps", "k-config")),
-        )
-        .await;
-    assert!(cm.body["data"]["kernel.yaml"]
-        .as_str()
-        .unwrap()
-        .contains("group: kernel"));
-    cm.echo();
-
-    server.expect("GET", &sts_uri("k")).await.not_found();
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    let sts = call.body.clone();
-    call.ok(&sts_with_status(&sts, 1, 0));
-
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    // One replica: no PDB (it would block node drains), and a stale one is removed.
-    server
-        .expect(
-            "DELETE",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
-        )
-        .await
-        .not_found();
-    server
-        .expect("GET", "/apis/monitoring.coreos.com/v1")
-        .await
-        .not_found();
-    // The pod is not ready: the status says which and why.
-    expect_pods(server, &[pod("k-0", None, false)]).await;
-
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let status = call.body.clone();
-    call.status_ok(&kernel("k", 1));
-    (issuer, admin, sts, status)
+/// A new single-replica kernel whose pod is not ready yet: everything is created.
+fn fresh_world(k: &FdcKernel) -> KernelWorld {
+    KernelWorld {
+        sts_after: sts_answer(1, 0),
+        pods: vec![pod("k-0", None, false)],
+        ..KernelWorld::fresh(k)
+    }
 }
 
 #[tokio::test]
 async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothing() {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", 1);
 
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        let k = k.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    let (issuer, admin, sts, status) = first_pass(&mut server).await;
+    let (action, server, seen) = pass(
+        server,
+        Scenario::Kernel(fresh_world(&k)),
+        reconcile_kernel(&k, &ctx),
+    )
+    .await;
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(10)));
+
+    // Issuer key and admin token: absent, so generated and created once, each with an Event.
     assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(10))
+        seen.event_reasons(),
+        ["IssuerKeyCreated", "AdminTokenCreated"]
     );
+    let [issuer, admin] = &seen.created[..] else {
+        panic!("two Secrets created: {:?}", seen.requests)
+    };
+    assert!(seen.applied("configmaps")["data"]["kernel.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("group: kernel"));
+    // One replica: no PDB (it would block node drains), and a stale one is removed.
+    assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
+    assert!(seen.asked("GET", MONITORING_DISCOVERY));
+    // The pod is not ready: the status says which and why (the pods were listed).
+    assert!(seen.asked("GET", &pods_uri("k")));
+    let sts = seen.applied("statefulsets").clone();
+    let status = seen.status().clone();
 
     // Secrets: owned by the kernel, with the files the pod mounts.
-    for secret in [&issuer, &admin] {
+    for secret in [issuer, admin] {
         assert_eq!(
             secret["metadata"]["ownerReferences"][0]["uid"],
             fixtures::KERNEL_UID
@@ -257,7 +154,7 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
     // kernel's FDC_-prefixed config would refuse them.
     assert_eq!(pod["enableServiceLinks"], false);
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
-    let hash = spec["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    let hash = config_hash(&sts);
     assert!(hash.as_str().is_some_and(|h| h.len() == 16), "{hash}");
 
     // Status: pods not ready yet.
@@ -280,59 +177,19 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
 
     // Second pass: the Secrets exist, so nothing is generated or written, and the pod
     // template hash is unchanged (no restart loop). Pods are ready now.
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
-    existing_credentials(&mut server, &issuer, &admin).await;
-    server
-        .expect(
-            "PATCH",
-            &format!("{}{APPLY}", core("configmaps", "k-config")),
-        )
-        .await
-        .echo();
-    server
-        .expect("GET", &sts_uri("k"))
-        .await
-        .ok(&sts_with_status(&sts, 1, 1));
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    assert_eq!(
-        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
-        hash
-    );
-    let applied = call.body.clone();
-    call.ok(&sts_with_status(&applied, 1, 1));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "DELETE",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
-        )
-        .await
-        .not_found();
+    let world = KernelWorld::running(&k, issuer, admin, sts_with_status(&sts, 1, 1));
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    assert!(seen.created.is_empty() && seen.replaced.is_empty() && seen.events.is_empty());
+    assert_eq!(config_hash(seen.applied("statefulsets")), hash);
+    assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
     // ServiceMonitor discovery is cached: no second lookup.
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    assert_eq!(condition(&call.body, "Ready")["status"], "True");
-    assert_eq!(
-        condition(&call.body, "Ready")["message"],
-        "1/1 replicas ready"
-    );
-    assert_eq!(condition(&call.body, "Progressing")["status"], "False");
-    call.status_ok(&kernel("k", 1));
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(300))
-    );
+    assert!(!seen.asked("GET", MONITORING_DISCOVERY));
+    let status = seen.status();
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(condition(status, "Ready")["message"], "1/1 replicas ready");
+    assert_eq!(condition(status, "Progressing")["status"], "False");
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(300)));
 
     drop(ctx);
     server.expect_done().await;
@@ -341,20 +198,18 @@ async fn new_kernel_creates_everything_once_and_a_second_pass_regenerates_nothin
 #[tokio::test]
 async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_nothing() {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", 1);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .not_found();
-    let event = server.expect_event(NS, "SecretMissing").await;
-    assert_eq!(event["type"], "Warning");
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let degraded = condition(&call.body, "Degraded").clone();
+    let world = KernelWorld {
+        pg_secret: None,
+        ..KernelWorld::fresh(&k)
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    assert_eq!(seen.event_reasons(), ["SecretMissing"]);
+    assert_eq!(seen.events[0]["type"], "Warning");
+    let status = seen.status();
+    let degraded = condition(status, "Degraded").clone();
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "SecretMissing");
     let message = degraded["message"].as_str().unwrap();
@@ -366,13 +221,12 @@ async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_no
         message.contains("kubectl -n apps create secret generic pg --from-literal=url="),
         "{message}"
     );
-    assert_eq!(condition(&call.body, "Ready")["status"], "False");
-    call.status_ok(&kernel("k", 1));
+    assert_eq!(condition(status, "Ready")["status"], "False");
+    // Nothing created or applied: the Secret read, the Event, the status.
+    assert!(seen.created.is_empty() && seen.applied.is_empty());
+    assert_eq!(seen.requests.len(), 3, "{:?}", seen.requests);
     // A plain requeue, not an error: no crash loop, no error backoff storm.
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(30)));
     drop(ctx);
     server.expect_done().await;
 }
@@ -380,19 +234,16 @@ async fn missing_postgres_secret_is_degraded_with_a_clear_message_and_creates_no
 #[tokio::test]
 async fn secret_without_the_key_is_reported_too() {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", 1);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "uri"));
-    server.expect_event(NS, "SecretMissing").await;
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let message = condition(&call.body, "Degraded")["message"]
+    let world = KernelWorld {
+        pg_secret: Some(secret_with_key("pg", "uri")),
+        ..KernelWorld::fresh(&k)
+    };
+    let (action, _server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    assert_eq!(seen.event_reasons(), ["SecretMissing"]);
+    let message = condition(seen.status(), "Degraded")["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -400,103 +251,70 @@ async fn secret_without_the_key_is_reported_too() {
         message.starts_with("Postgres URL: Secret pg has no key \"url\""),
         "{message}"
     );
-    call.status_ok(&kernel("k", 1));
-    task.await.unwrap().unwrap();
+    action.unwrap();
 }
 
-/// Runs one pass up to the StatefulSet read, with existing credentials.
-async fn pass_until_sts_get(server: &mut ApiServer, issuer: &Value, admin: &Value) {
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
-    existing_credentials(server, issuer, admin).await;
-    server
-        .expect(
-            "PATCH",
-            &format!("{}{APPLY}", core("configmaps", "k-config")),
-        )
-        .await
-        .echo();
-}
-
-/// Creates credentials by running a first pass on a throwaway context.
+/// Creates credentials by running a first pass on a throwaway context: the issuer key and
+/// admin token Secrets, and the single-replica StatefulSet.
 async fn credentials() -> (Value, Value, Value) {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", 1);
-    let task = tokio::spawn(async move { reconcile_kernel(&k, &ctx).await });
-    let (issuer, admin, sts, _) = first_pass(&mut server).await;
-    task.await.unwrap().unwrap();
+    let (action, _server, seen) = pass(
+        server,
+        Scenario::Kernel(fresh_world(&k)),
+        reconcile_kernel(&k, &ctx),
+    )
+    .await;
+    action.unwrap();
+    let sts = seen.applied("statefulsets").clone();
+    let [issuer, admin] = <[Value; 2]>::try_from(seen.created).expect("two Secrets");
     (issuer, admin, sts)
+}
+
+/// The StatefulSet `sts1` as stored with `replicas` replicas, all ready.
+fn existing_sts(sts1: &Value, replicas: i64) -> Value {
+    let mut existing = sts_with_status(sts1, replicas, replicas);
+    existing["spec"]["replicas"] = json!(replicas);
+    existing
 }
 
 #[tokio::test]
 async fn scale_out_applies_replicas_and_a_pdb() {
     let (issuer, admin, sts1) = credentials().await;
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = settled_kernel(3, 1);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    pass_until_sts_get(&mut server, &issuer, &admin).await;
-    server
-        .expect("GET", &sts_uri("k"))
-        .await
-        .ok(&sts_with_status(&sts1, 1, 1));
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    assert_eq!(call.body["spec"]["replicas"], 3);
-    let applied = call.body.clone();
-    call.ok(&sts_with_status(&applied, 3, 1));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    let call = server
-        .expect(
-            "PATCH",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
-        )
-        .await;
-    assert_eq!(call.body["spec"]["maxUnavailable"], 1);
-    assert_eq!(
-        call.body["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
-        "k"
-    );
-    call.echo();
-    server
-        .expect("GET", "/apis/monitoring.coreos.com/v1")
-        .await
-        .not_found();
     let mut pulling = named_pod("k-2", false);
     pulling["status"]["containerStatuses"] = json!([{
         "name": "kernel", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"waiting": {"reason": "ErrImagePull", "message": "pull access denied"}}
     }]);
-    expect_pods(
-        &mut server,
-        &[named_pod("k-0", true), named_pod("k-1", false), pulling],
-    )
-    .await;
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    assert_eq!(call.body["status"]["replicas"], 3);
-    assert_eq!(call.body["status"]["readyReplicas"], 1);
-    // The one replica that served before the scale-out still does: available.
-    expect_summary(&call.body, ["True", "Available", "True", "ScalingOut"]);
+    let world = KernelWorld {
+        sts_after: sts_answer(3, 1),
+        pods: vec![named_pod("k-0", true), named_pod("k-1", false), pulling],
+        ..KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    assert_eq!(seen.applied("statefulsets")["spec"]["replicas"], 3);
+    let pdb = seen.applied("poddisruptionbudgets");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     assert_eq!(
-        condition(&call.body, "Progressing")["message"],
+        pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+        "k"
+    );
+    let status = seen.status();
+    assert_eq!(status["status"]["replicas"], 3);
+    assert_eq!(status["status"]["readyReplicas"], 1);
+    // The one replica that served before the scale-out still does: available.
+    expect_summary(status, ["True", "Available", "True", "ScalingOut"]);
+    assert_eq!(
+        condition(status, "Progressing")["message"],
         "scaling out from 1 to 3 replicas: 1/3 ready"
     );
-    assert_eq!(call.body["status"]["settledReplicas"], 1);
-    call.status_ok(&kernel("k", 1));
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(10))
-    );
+    assert_eq!(status["status"]["settledReplicas"], 1);
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(10)));
     drop(ctx);
     server.expect_done().await;
 }
@@ -512,7 +330,7 @@ fn victim_pod(ready: bool) -> Value {
 }
 
 /// One scale-in pass from 3 to `desired` replicas; the last pod is `victim` and its spill
-/// is whatever `fake` says.
+/// is whatever `fake` says. Returns the applied StatefulSet, the status and the Event (if any).
 async fn scale_in_pass(
     fake: &FakeKernel,
     issuer: &Value,
@@ -521,54 +339,31 @@ async fn scale_in_pass(
     desired: i32,
     victim: Value,
 ) -> (Value, Value, Option<Value>) {
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", desired);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    pass_until_sts_get(&mut server, issuer, admin).await;
-    let mut existing = sts_with_status(sts1, 3, 3);
-    existing["spec"]["replicas"] = json!(3);
-    server.expect("GET", &sts_uri("k")).await.ok(&existing);
-    server.expect("GET", &core("pods", "k-2")).await.ok(&victim);
-    let mut event = None;
-    let first = server.next().await;
-    let call = if first.method == "POST" {
-        event = Some(first.body.clone());
-        first.echo();
-        server
-            .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-            .await
-    } else {
-        assert_eq!(first.uri, format!("{}{APPLY}", sts_uri("k")));
-        first
+    let world = KernelWorld {
+        victim: Some(victim),
+        ..KernelWorld::running(&k, issuer, admin, existing_sts(sts1, 3))
     };
-    let applied = call.body.clone();
-    let replicas = applied["spec"]["replicas"].as_i64().unwrap();
-    call.ok(&sts_with_status(&applied, replicas, replicas));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "PATCH",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
-        )
-        .await
-        .echo();
-    server
-        .expect("GET", "/apis/monitoring.coreos.com/v1")
-        .await
-        .not_found();
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let status = call.body.clone();
-    call.status_ok(&kernel("k", 1));
-    task.await.unwrap().unwrap();
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
     drop(ctx);
     server.expect_done().await;
-    (applied, status, event)
+    assert!(seen.events.len() <= 1, "{:?}", seen.events);
+    // Every pass applies a PDB here: 2 or 3 replicas.
+    seen.applied("poddisruptionbudgets");
+    let Seen {
+        mut applied,
+        status,
+        mut events,
+        ..
+    } = seen;
+    (
+        applied.remove("statefulsets").expect("statefulset"),
+        status.expect("status"),
+        events.pop(),
+    )
 }
 
 #[tokio::test]
@@ -658,41 +453,37 @@ async fn a_victim_that_is_not_ready_blocks_scale_in_even_with_an_empty_spill() {
 #[tokio::test]
 async fn a_config_the_kernel_refuses_is_degraded_and_nothing_is_applied() {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     // 90s shutdown timeout vs. the kernel's default ingest.claim_idle of 60s: the kernel
     // would exit at start-up (a crash loop reported only as ReplicasNotReady).
     let mut k = kernel("k", 2);
     k.spec.shutdown_timeout = "90s".into();
     k.metadata.generation = Some(4);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
+    let world = KernelWorld {
+        kernel: kernel("k", 2),
+        ..KernelWorld::fresh(&k)
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
     // No credential reads or writes, no ConfigMap, no StatefulSet: an Event, then the status.
-    let event = server.expect_event(NS, "InvalidConfig").await;
+    assert_eq!(seen.requests.len(), 3, "{:?}", seen.requests);
+    assert_eq!(seen.event_reasons(), ["InvalidConfig"]);
+    let event = &seen.events[0];
     assert_eq!(event["type"], "Warning");
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let degraded = condition(&call.body, "Degraded").clone();
+    let status = seen.status();
+    let degraded = condition(status, "Degraded").clone();
     assert_eq!(degraded["status"], "True");
     assert_eq!(degraded["reason"], "InvalidConfig");
     assert_eq!(degraded["observedGeneration"], 4);
     let expected = "the kernel refuses the rendered kernel.yaml: invalid config key `ingest.claim_idle`: does not exceed shutdown.timeout, so a draining replica's batch could be claimed; fix: raise ingest.claim_idle or lower shutdown.timeout. In the FdcKernel: ingest.claim_idle is spec.config.ingest.claim_idle, shutdown.timeout is spec.shutdownTimeout. Nothing was applied; the pods keep their current config. Fix the FdcKernel (the operator retries every 30s)";
     assert_eq!(degraded["message"], expected);
     assert_eq!(event["note"], expected);
-    let ready = condition(&call.body, "Ready");
+    let ready = condition(status, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "InvalidConfig");
-    assert_eq!(call.body["status"]["observedGeneration"], 4);
-    call.status_ok(&kernel("k", 2));
+    assert_eq!(status["status"]["observedGeneration"], 4);
     // A plain requeue, not an error: no retry storm.
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(30)));
     drop(ctx);
     server.expect_done().await;
 }
@@ -700,10 +491,9 @@ async fn a_config_the_kernel_refuses_is_degraded_and_nothing_is_applied() {
 #[tokio::test]
 async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_hash() {
     let (issuer, admin, sts1) = credentials().await;
-    let old_hash =
-        sts1["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
+    let old_hash = config_hash(&sts1);
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let mut k: FdcKernel = kernel("k", 1);
     k.metadata.annotations = Some(
         [(
@@ -712,74 +502,32 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
         )]
         .into(),
     );
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        let k = k.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
     let mut stored = issuer.clone();
     stored["metadata"]["resourceVersion"] = json!("41");
-    server
-        .expect("GET", &core("secrets", "k-issuer-keys"))
-        .await
-        .ok(&stored);
-    let call = server
-        .expect("PUT", &format!("{}?", core("secrets", "k-issuer-keys")))
-        .await;
-    let rotated = call.body.clone();
-    call.echo();
-    let event = server.expect_event(NS, "IssuerKeyRotated").await;
-    server
-        .expect("GET", &core("secrets", "k-admin-token"))
-        .await
-        .ok(&admin);
-    let cm = server
-        .expect(
-            "PATCH",
-            &format!("{}{APPLY}", core("configmaps", "k-config")),
-        )
-        .await;
-    let config = cm.body["data"]["kernel.yaml"].as_str().unwrap().to_string();
-    cm.echo();
-    server
-        .expect("GET", &sts_uri("k"))
-        .await
-        .ok(&sts_with_status(&sts1, 1, 1));
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    let new_hash =
-        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone();
-    let applied = call.body.clone();
-    call.ok(&sts_with_status(&applied, 1, 1));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "DELETE",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
-        )
-        .await
-        .not_found();
-    server
-        .expect("GET", "/apis/monitoring.coreos.com/v1")
-        .await
-        .not_found();
-    let status = server.expect("PATCH", &status_uri("k")).await;
-    let new_kid = status.body["status"]["issuerKeyId"]
+    let world = KernelWorld {
+        kernel: kernel("k", 1),
+        ..KernelWorld::running(&k, &stored, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    let action = action.unwrap();
+    // Requeued in time to retire the old key (24h + 5m margin), not the idle 5 minutes.
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert!(seen.created.is_empty());
+    let [rotated] = &seen.replaced[..] else {
+        panic!("one replace: {:?}", seen.requests)
+    };
+    assert_eq!(seen.event_reasons(), ["IssuerKeyRotated"]);
+    let event = &seen.events[0];
+    let config = seen.applied("configmaps")["data"]["kernel.yaml"]
         .as_str()
         .unwrap()
         .to_string();
-    status.status_ok(&kernel("k", 1));
-    let action = task.await.unwrap().unwrap();
-    // Requeued in time to retire the old key (24h + 5m margin), not the idle 5 minutes.
-    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    let new_hash = config_hash(seen.applied("statefulsets"));
+    let new_kid = seen.status()["status"]["issuerKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The write is a replace guarded by the resourceVersion read.
     assert_eq!(rotated["metadata"]["resourceVersion"], "41");
@@ -826,63 +574,16 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
     server.expect_done().await;
 
     // Same annotation again: already handled, so nothing is written.
-    let (ctx, mut server) = test_context(&fake.base);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    server
-        .expect("GET", &core("secrets", "pg"))
-        .await
-        .ok(&secret_with_key("pg", "url"));
-    server
-        .expect("GET", &core("secrets", "k-issuer-keys"))
-        .await
-        .ok(&rotated);
-    server
-        .expect("GET", &core("secrets", "k-admin-token"))
-        .await
-        .ok(&admin);
-    server
-        .expect(
-            "PATCH",
-            &format!("{}{APPLY}", core("configmaps", "k-config")),
-        )
-        .await
-        .echo();
-    server
-        .expect("GET", &sts_uri("k"))
-        .await
-        .ok(&sts_with_status(&sts1, 1, 1));
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    assert_eq!(
-        call.body["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"],
-        new_hash
-    );
-    let applied = call.body.clone();
-    call.ok(&sts_with_status(&applied, 1, 1));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "DELETE",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
-        )
-        .await
-        .not_found();
-    server
-        .expect("GET", "/apis/monitoring.coreos.com/v1")
-        .await
-        .not_found();
-    server
-        .expect("PATCH", &status_uri("k"))
-        .await
-        .status_ok(&kernel("k", 1));
-    task.await.unwrap().unwrap();
+    let (ctx, server) = test_context(&fake.base);
+    let world = KernelWorld {
+        kernel: kernel("k", 1),
+        ..KernelWorld::running(&k, rotated, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    assert!(seen.created.is_empty() && seen.replaced.is_empty() && seen.events.is_empty());
+    assert_eq!(config_hash(seen.applied("statefulsets")), new_hash);
+    action.unwrap();
     drop(ctx);
     server.expect_done().await;
 }
@@ -890,7 +591,7 @@ async fn rotation_annotation_rotates_once_keeps_the_old_key_and_changes_the_pod_
 #[tokio::test]
 async fn paused_kernel_only_reports_paused() {
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let mut k = kernel("k", 1);
     k.metadata.annotations = Some(
         [(
@@ -899,14 +600,14 @@ async fn paused_kernel_only_reports_paused() {
         )]
         .into(),
     );
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    assert_eq!(condition(&call.body, "Paused")["status"], "True");
-    call.status_ok(&kernel("k", 1));
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    let (action, server, seen) = pass(
+        server,
+        Scenario::Paused(kernel("k", 1)),
+        reconcile_kernel(&k, &ctx),
+    )
+    .await;
+    assert_eq!(condition(seen.status(), "Paused")["status"], "True");
+    assert_eq!(action.unwrap(), Action::await_change());
     drop(ctx);
     server.expect_done().await;
 }
@@ -915,52 +616,53 @@ async fn paused_kernel_only_reports_paused() {
 async fn service_monitor_is_applied_when_the_crd_exists() {
     let (issuer, admin, sts1) = credentials().await;
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let k = kernel("k", 1);
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    pass_until_sts_get(&mut server, &issuer, &admin).await;
-    server
-        .expect("GET", &sts_uri("k"))
-        .await
-        .ok(&sts_with_status(&sts1, 1, 1));
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    let applied = call.body.clone();
-    call.ok(&sts_with_status(&applied, 1, 1));
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "DELETE",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k?"),
-        )
-        .await
-        .not_found();
-    server.expect("GET", "/apis/monitoring.coreos.com/v1").await.ok(&json!({
-        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "monitoring.coreos.com/v1",
-        "resources": [{"name": "servicemonitors", "singularName": "servicemonitor", "namespaced": true,
-                       "kind": "ServiceMonitor", "verbs": ["get", "patch"]}]
-    }));
-    let call = server
-        .expect(
-            "PATCH",
-            &format!("/apis/monitoring.coreos.com/v1/namespaces/{NS}/servicemonitors/k{APPLY}"),
-        )
-        .await;
-    assert_eq!(call.body["kind"], "ServiceMonitor");
-    assert_eq!(call.body["spec"]["endpoints"][0]["port"], "http");
-    call.echo();
-    server
-        .expect("PATCH", &status_uri("k"))
-        .await
-        .status_ok(&kernel("k", 1));
-    task.await.unwrap().unwrap();
+    let world = KernelWorld {
+        service_monitor_crd: true,
+        ..KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    let monitor = seen.applied("servicemonitors");
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    assert!(seen.status.is_some());
+    action.unwrap();
+    drop(ctx);
+    server.expect_done().await;
+}
+
+#[tokio::test]
+async fn a_disabled_service_monitor_is_deleted_where_the_crd_exists() {
+    let (issuer, admin, sts1) = credentials().await;
+    let fake = FakeKernel::start().await;
+    let mut k = kernel("k", 1);
+    k.spec.service_monitor.enabled = false;
+
+    // The Prometheus Operator is installed: the ServiceMonitor (applied while it was
+    // enabled) is deleted, and none is applied.
+    let (ctx, server) = test_context(&fake.base);
+    let world = KernelWorld {
+        service_monitor_crd: true,
+        ..KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
+    assert_eq!(seen.deleted, ["poddisruptionbudgets", "servicemonitors"]);
+    assert!(!seen.applied.contains_key("servicemonitors"));
+    assert_eq!(condition(seen.status(), "Ready")["status"], "True");
+    drop(ctx);
+    server.expect_done().await;
+
+    // Not installed: there is nothing to delete, and nothing is asked to.
+    let (ctx, server) = test_context(&fake.base);
+    let world = KernelWorld::running(&k, &issuer, &admin, sts_with_status(&sts1, 1, 1));
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
+    assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
     drop(ctx);
     server.expect_done().await;
 }
@@ -976,23 +678,29 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
     use kube::core::error_boundary::InvalidObject;
     use kube::core::DeserializeGuard;
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let invalid = InvalidObject {
         error: "spec.replicas: invalid type: string \"three\", expected i32".into(),
         metadata: kernel("k", 1).metadata,
     };
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        async move { reconcile(std::sync::Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
-    });
-    let event = server.expect_event(NS, "InvalidSpec").await;
+    let (action, server, seen) = pass(
+        server,
+        Scenario::InvalidSpec,
+        reconcile(
+            std::sync::Arc::new(DeserializeGuard(Err(invalid))),
+            ctx.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(seen.event_reasons(), ["InvalidSpec"]);
+    let event = &seen.events[0];
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "k");
     assert!(
         event["note"].as_str().unwrap().contains("expected i32"),
         "{event}"
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(action.unwrap(), Action::await_change());
     drop(ctx);
     server.expect_done().await;
 }
@@ -1000,84 +708,46 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
 /// One reconcile pass of kernel `k` whose StatefulSet has `current` replicas (all ready).
 /// `victim` is the pod the pass reads before a scale-in step (None when not scaling in);
 /// after the apply the StatefulSet reports `pods_after` pods (pods, ready), and when not all
-/// are ready the pod list answers `pods`. Returns the applied replicas, the status patch and
-/// the Event notes, and updates `k.status` as the API server would.
+/// are ready the pod list answers `pods`. Returns the applied replicas, the status patch,
+/// the Event notes and the server, and updates `k.status` as the API server would.
 #[allow(clippy::too_many_arguments)]
 async fn step(
     ctx: &std::sync::Arc<crate::controller::Context>,
-    server: &mut ApiServer,
+    server: fixtures::ApiServer,
     k: &mut FdcKernel,
     creds: &(Value, Value, Value),
     current: i64,
     victim: Option<Value>,
     pods_after: (i64, i64),
     pods: &[Value],
-) -> (i64, Value, Vec<String>) {
+) -> (i64, Value, Vec<String>, fixtures::ApiServer) {
     let (issuer, admin, sts1) = creds;
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        let k = k.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
-    pass_until_sts_get(server, issuer, admin).await;
-    let mut existing = sts_with_status(sts1, current, current);
-    existing["spec"]["replicas"] = json!(current);
-    server.expect("GET", &sts_uri("k")).await.ok(&existing);
-    if let Some(victim) = victim {
-        let name = victim["metadata"]["name"].as_str().unwrap().to_string();
-        server.expect("GET", &core("pods", &name)).await.ok(&victim);
-    }
-    let mut notes = Vec::new();
-    let call = loop {
-        let call = server.next().await;
-        if call.method == "POST" && call.uri.contains("/events") {
-            notes.push(call.body["note"].as_str().unwrap().to_string());
-            call.echo();
-            continue;
-        }
-        assert_eq!(call.uri, format!("{}{APPLY}", sts_uri("k")));
-        break call;
+    let world = KernelWorld {
+        victim,
+        sts_after: sts_answer(pods_after.0, pods_after.1),
+        pods: pods.to_vec(),
+        ..KernelWorld::running(k, issuer, admin, existing_sts(sts1, current))
     };
-    let applied = call.body.clone();
-    let replicas = applied["spec"]["replicas"].as_i64().unwrap();
-    let mut answer = sts_with_status(&applied, pods_after.0, pods_after.1);
-    answer["status"]["updatedReplicas"] = json!(pods_after.0);
-    call.ok(&answer);
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    let pdb = format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k");
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(k, ctx)).await;
+    action.unwrap();
+    let replicas = seen.applied("statefulsets")["spec"]["replicas"]
+        .as_i64()
+        .unwrap();
+    // A PDB with more than one replica, none (deleted) with one.
     if replicas > 1 {
-        server
-            .expect("PATCH", &format!("{pdb}{APPLY}"))
-            .await
-            .echo();
+        seen.applied("poddisruptionbudgets");
     } else {
-        server
-            .expect("DELETE", &format!("{pdb}?"))
-            .await
-            .not_found();
+        assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
     }
-    let mut call = server.next().await;
-    if call.uri == "/apis/monitoring.coreos.com/v1" {
-        call.not_found(); // asked once per context
-        call = server.next().await;
-    }
-    if pods_after.1 < pods_after.0.max(replicas) {
-        assert_eq!(call.uri, PODS_URI);
-        call.ok(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}));
-        call = server.next().await;
-    }
+    // The pods are listed exactly when some are not ready.
     assert_eq!(
-        (call.method.as_str(), call.uri.as_str()),
-        ("PATCH", status_uri("k").as_str())
+        seen.asked("GET", &pods_uri("k")),
+        pods_after.1 < pods_after.0.max(replicas)
     );
-    let status = call.body.clone();
-    call.status_ok(&*k);
-    task.await.unwrap().unwrap();
+    let status = seen.status().clone();
     k.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
-    (replicas, status, notes)
+    (replicas, status, seen.event_notes(), server)
 }
 
 fn summary(status: &Value) -> (String, String, String, String) {
@@ -1122,14 +792,14 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     let fake = FakeKernel::start().await;
     fake.set_spill("k-2", 0);
     fake.set_spill("k-1", 0);
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let mut k = settled_kernel(1, 3);
     k.metadata.generation = Some(2);
 
     // Pass 1: k-2 is drained and goes; 3 pods still exist (k-2 terminating), all ready.
-    let (replicas, status, notes) = step(
+    let (replicas, status, notes, server) = step(
         &ctx,
-        &mut server,
+        server,
         &mut k,
         &creds,
         3,
@@ -1147,9 +817,9 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     assert_eq!(status["status"]["settledReplicas"], 3);
 
     // Pass 2: the next step, with its own Event (not folded into the first one's series).
-    let (replicas, status, notes) = step(
+    let (replicas, status, notes, server) = step(
         &ctx,
-        &mut server,
+        server,
         &mut k,
         &creds,
         2,
@@ -1168,9 +838,9 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     // Pass 3: k-1 still terminating (not ready): Ready holds on k-0, Progressing says why.
     let mut terminating = named_pod("k-1", false);
     terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let (replicas, status, notes) = step(
+    let (replicas, status, notes, server) = step(
         &ctx,
-        &mut server,
+        server,
         &mut k,
         &creds,
         1,
@@ -1184,7 +854,7 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     expect_summary(&status, ["True", "Available", "True", "ScalingIn"]);
 
     // Pass 4: done.
-    let (_, status, _) = step(&ctx, &mut server, &mut k, &creds, 1, None, (1, 1), &[]).await;
+    let (_, status, _, server) = step(&ctx, server, &mut k, &creds, 1, None, (1, 1), &[]).await;
     expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
     assert_eq!(condition(&status, "Ready")["message"], "1/1 replicas ready");
     assert_eq!(status["status"]["settledReplicas"], 1);
@@ -1196,59 +866,42 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
 async fn a_rollout_keeps_ready_until_a_pod_is_actually_down() {
     let creds = credentials().await;
     let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let mut k = settled_kernel(2, 2);
 
     // Before the change: rolled out, both serve.
-    let (_, status, _) = step(&ctx, &mut server, &mut k, &creds, 2, None, (2, 2), &[]).await;
+    let (_, status, _, server) = step(&ctx, server, &mut k, &creds, 2, None, (2, 2), &[]).await;
     expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
 
     // Mid-rollout: k-1 is being replaced and its new container is starting.
-    let task = tokio::spawn({
-        let ctx = ctx.clone();
-        let k = k.clone();
-        async move { reconcile_kernel(&k, &ctx).await }
-    });
     let (issuer, admin, sts1) = &creds;
-    pass_until_sts_get(&mut server, issuer, admin).await;
-    let mut existing = sts_with_status(sts1, 2, 2);
-    existing["spec"]["replicas"] = json!(2);
-    server.expect("GET", &sts_uri("k")).await.ok(&existing);
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", sts_uri("k")))
-        .await;
-    let mut answer = sts_with_status(&call.body, 2, 1);
-    answer["status"]["updatedReplicas"] = json!(1);
-    answer["status"]["updateRevision"] = json!("r2");
-    call.ok(&answer);
-    server
-        .expect("PATCH", &format!("{}{APPLY}", core("services", "k")))
-        .await
-        .echo();
-    server
-        .expect(
-            "PATCH",
-            &format!("/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/k{APPLY}"),
-        )
-        .await
-        .echo();
     let mut creating = named_pod("k-1", false);
     creating["status"]["containerStatuses"] = json!([{
         "name": "kernel", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
         "state": {"waiting": {"reason": "ContainerCreating"}}
     }]);
-    expect_pods(&mut server, &[named_pod("k-0", true), creating]).await;
-    let call = server.expect("PATCH", &status_uri("k")).await;
-    let status = call.body.clone();
-    call.status_ok(&k);
-    task.await.unwrap().unwrap();
-    expect_summary(&status, ["False", "ReplicasNotReady", "True", "RollingOut"]);
+    let world = KernelWorld {
+        sts_after: Box::new(|applied| {
+            let mut answer = sts_with_status(applied, 2, 1);
+            answer["status"]["updatedReplicas"] = json!(1);
+            answer["status"]["updateRevision"] = json!("r2");
+            answer
+        }),
+        pods: vec![named_pod("k-0", true), creating],
+        ..KernelWorld::running(&k, issuer, admin, existing_sts(sts1, 2))
+    };
+    let (action, server, seen) =
+        pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
+    action.unwrap();
+    seen.applied("poddisruptionbudgets");
+    let status = seen.status();
+    expect_summary(status, ["False", "ReplicasNotReady", "True", "RollingOut"]);
     assert_eq!(
-        condition(&status, "Ready")["message"],
+        condition(status, "Ready")["message"],
         "1/2 replicas ready: pod k-1: ContainerCreating; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
     );
     assert_eq!(
-        condition(&status, "Progressing")["message"],
+        condition(status, "Progressing")["message"],
         "1/2 pods updated, 1 ready"
     );
     drop(ctx);
@@ -1267,23 +920,14 @@ async fn an_outage_names_each_replica_and_the_stalled_stage() {
     fake.set_stalled("k-0", &["writer"]);
     fake.set_readyz("k-1", 503, "not ready: Postgres unreachable\n");
     fake.set_stalled("k-1", &[]);
-    let (ctx, mut server) = test_context(&fake.base);
+    let (ctx, server) = test_context(&fake.base);
     let mut k = settled_kernel(2, 2);
     let mut k0 = named_pod("k-0", false);
     k0["status"]["podIP"] = json!("10.0.0.1");
     let mut k1 = named_pod("k-1", false);
     k1["status"]["podIP"] = json!("10.0.0.2");
-    let (_, status, _) = step(
-        &ctx,
-        &mut server,
-        &mut k,
-        &creds,
-        2,
-        None,
-        (2, 0),
-        &[k1, k0],
-    )
-    .await;
+    let (_, status, _, server) =
+        step(&ctx, server, &mut k, &creds, 2, None, (2, 0), &[k1, k0]).await;
     expect_summary(&status, ["False", "Stalled", "False", "RolledOut"]);
     assert_eq!(
         condition(&status, "Ready")["message"],

@@ -3,3 +3,4 @@
 mod kernel;
 mod producer;
 mod producer_key;
+mod span;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use fdc_kernel::auth::{keys, token::TokenVerifier};
+use fdc_common::{keys, token::TokenVerifier};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;

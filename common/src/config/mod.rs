@@ -3,8 +3,10 @@
 //! Every key has a default, so an empty file is a valid config. `FDC_INGEST__CONSUMER=x` sets
 //! `ingest.consumer` (`__` separates levels). Errors name the key and say how to fix it.
 
+pub mod auth;
 mod files;
 mod redact;
+pub mod spill;
 mod validate;
 
 use std::net::SocketAddr;
@@ -32,8 +34,8 @@ pub struct Config {
     pub republish: RepublishConfig,
     pub shutdown: ShutdownConfig,
     /// Spill to disk while Postgres is unavailable; off unless `spill.dir` is set.
-    pub spill: Option<crate::spill::SpillConfig>,
-    pub auth: crate::auth::config::AuthConfig,
+    pub spill: Option<spill::SpillConfig>,
+    pub auth: auth::AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,9 +292,9 @@ impl Config {
         // not ours: FDC_CONFIG (the file itself) and the FDC_SERVICE_HOST, FDC_PORT, …
         // that Kubernetes injects for a Service named `fdc`.
         figment = figment.merge(
-            Env::prefixed("FDC_")
-                .filter(|key| key.as_str().contains("__"))
-                .split("__"),
+            Env::prefixed(crate::contract::ENV_PREFIX)
+                .filter(|key| key.as_str().contains(crate::contract::ENV_SEPARATOR))
+                .split(crate::contract::ENV_SEPARATOR),
         );
         Ok(figment)
     }

@@ -1,19 +1,20 @@
-//! `spill` section of the kernel config.
+//! `spill` section of the kernel config (the spill store in `crate::spill` reads it).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::config::ConfigError;
+use super::ConfigError;
 
 /// Default total budget: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default segment size before rollover: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
-/// Smallest budget that holds one segment header and one record of 1 byte.
-const MIN_MAX_BYTES: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64 + 1;
+/// Smallest budget that holds one segment header (24 bytes) and one record of 1 byte (a
+/// 12-byte frame header plus the byte). A test in the spill codec ties it to the codec's
+/// header lengths.
+pub const MIN_MAX_BYTES: u64 = 24 + 12 + 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

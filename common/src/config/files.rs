@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{Config, ConfigError};
-use crate::auth::keys;
+use crate::keys;
 
 /// Opens and parses every key and token file the enabled features need.
 pub fn check_referenced_files(config: &Config) -> Result<(), ConfigError> {

@@ -24,7 +24,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-use super::keys;
+use crate::keys;
 
 /// Default clock leeway for `exp`/`nbf`: small, to absorb clock skew between hosts.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
