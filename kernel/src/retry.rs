@@ -105,6 +105,17 @@ impl Backoff {
     }
 }
 
+#[cfg(test)]
+impl Backoff {
+    /// The first `n` delays in milliseconds: what the timing tests of each loop compare.
+    pub(crate) fn first_millis(&self, n: usize) -> Vec<u64> {
+        self.delays()
+            .take(n)
+            .map(|d| d.as_millis() as u64)
+            .collect()
+    }
+}
+
 /// The delays of one [`Backoff`], in order; [`Delays::reset`] starts again at `min`.
 #[derive(Debug)]
 pub struct Delays {

@@ -206,8 +206,9 @@ mod tests {
 
     #[test]
     fn last_seen_pauses_start_at_the_flush_period_and_double_to_10s() {
-        let ms = Duration::from_millis;
-        let got: Vec<Duration> = LAST_SEEN_PAUSES.delays().take(6).collect();
-        assert_eq!(got, [1000, 2000, 4000, 8000, 10_000, 10_000].map(ms));
+        assert_eq!(
+            LAST_SEEN_PAUSES.first_millis(6),
+            [1000, 2000, 4000, 8000, 10_000, 10_000]
+        );
     }
 }
