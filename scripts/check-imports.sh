@@ -51,12 +51,6 @@ bench: *
 
 # Today's backward edges (from -> to), named as in docs/architecture.md 1.5.
 ALLOWED_BACKWARD='
-spill ingest B1
-spill health B2
-spill metrics B2
-spill protocol B2 B3
-spill store B2
-redis_io protocol B7
 dev testsupport B10
 '
 

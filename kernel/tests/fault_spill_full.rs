@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use fault_support::*;
-use fdc_kernel::spill::{batch, codec};
+use fdc_kernel::ingest::spill_record;
+use fdc_kernel::spill::codec;
 use fdc_kernel::testsupport::*;
 
 /// Events inside the spill's segment files, read straight from disk.
@@ -20,7 +21,7 @@ fn events_on_disk(dir: &Path) -> usize {
             let bytes = std::fs::read(&path).unwrap();
             let scan = codec::scan_body(&bytes[codec::SEGMENT_HEADER_LEN..]);
             for record in scan.records {
-                n += batch::decode_batch(&record).unwrap().events.len();
+                n += spill_record::decode_batch(&record).unwrap().events.len();
             }
         }
     }
