@@ -39,7 +39,7 @@ supervise: protocol
 readiness: health redis_io store error_chain
 auth: entry protocol redis_io retry metrics config error_chain
 ingest: entry protocol retry redis_io store auth health metrics supervise stall spill config
-spill: config retry
+spill: config
 http: health metrics redis_io store readiness
 logging: config
 check_config: config store auth error_chain
