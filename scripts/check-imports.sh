@@ -5,8 +5,9 @@
 # Inside the kernel library (kernel/src), each top-level module (a directory or a file) may
 # name `crate::<module>` only for the modules in its row of RULES below. Comment lines and
 # `#[cfg(test)] mod tests { … }` (the end of a file; clippy keeps test modules last) are not
-# production code and are not checked. Across crates: the operator and fdc-common must not
-# name `fdc_kernel`, and fdc-common names no fdc crate.
+# production code and are not checked. Across crates (docs/architecture.md 2.1): the operator,
+# fdc-common, fdc-testenv and fdc-spill must not name `fdc_kernel` (in code or Cargo.toml),
+# fdc-common names no fdc crate, the others none but fdc-common.
 #
 # The edges that run backwards today are in ALLOWED_BACKWARD, each with its name in
 # docs/architecture.md 1.5 (B1…B11). The migration steps remove them; an entry whose edge is
@@ -48,12 +49,6 @@ dev: service config
 
 # Today's backward edges (from -> to), named as in docs/architecture.md 1.5.
 ALLOWED_BACKWARD='
-spill ingest B1
-spill health B2
-spill metrics B2
-spill protocol B2 B3
-spill store B2
-redis_io protocol B7
 '
 
 # Prints "from to" for every `crate::<module>` named in production code under $1.
@@ -106,17 +101,22 @@ crate_names() { # dir crate-regex
   grep -HnE "^($(tr _ - <<<"$2"))[[:space:]]*=" "$1/Cargo.toml" 2>/dev/null || true
 }
 
-# The fdc crates each crate must not name.
-FORBIDDEN_CRATES_operator='fdc_kernel'
+# The fdc crates each crate must not name (docs/architecture.md 2.1: only the kernel may depend
+# on the other fdc crates, and nothing depends on the kernel or the operator).
+FORBIDDEN_CRATES_operator='fdc_kernel|fdc_spill|fdc_testenv'
 FORBIDDEN_CRATES_common='fdc_kernel|fdc_operator|fdc_spill|fdc_testenv'
+FORBIDDEN_CRATES_testenv='fdc_kernel|fdc_operator|fdc_spill'
+FORBIDDEN_CRATES_spill='fdc_kernel|fdc_operator|fdc_testenv'
 
 crate_edges() { # root
-  if [ -n "$(crate_names "$1/operator" "$FORBIDDEN_CRATES_operator")" ]; then
-    echo "operator fdc_kernel"
-  fi
-  if [ -d "$1/common" ] && [ -n "$(crate_names "$1/common" "$FORBIDDEN_CRATES_common")" ]; then
-    echo "common fdc_crate"
-  fi
+  local krate forbidden
+  for krate in operator common testenv spill; do
+    [ -f "$1/$krate/Cargo.toml" ] || continue
+    forbidden="FORBIDDEN_CRATES_$krate"
+    if [ -n "$(crate_names "$1/$krate" "${!forbidden}")" ]; then
+      echo "$krate fdc_crate"
+    fi
+  done
 }
 
 allowed() { # from to
@@ -135,24 +135,30 @@ backward() { # from to: prints the B-names when allow-listed
 
 # Checks the tree at $1 (kernel modules and crates); prints each violation, fails on any.
 check() {
-  local root=$1 src=$1/kernel/src edges from to bad=0 name
+  local root=$1 src=$1/kernel/src edges from to bad=0 name unruled=""
   edges=$( (kernel_edges "$src"; crate_edges "$root") | sort -u)
   while read -r from to; do
     [ -n "$from" ] || continue
-    if [ -z "$(printf '%s\n' "$RULES" | awk -F': ' -v m="$from" '$1 == m')" ] && [ "$from" != operator ] && [ "$from" != common ]; then
-      echo "check-imports: module '$from' is not in the rules; add its row to RULES in $0 (docs/architecture.md 2.5)" >&2
+    if [ "$to" = fdc_crate ]; then
+      local forbidden="FORBIDDEN_CRATES_$from"
+      echo "check-imports: crate $from names a crate it must not depend on (docs/architecture.md 2.1):" >&2
+      crate_names "$root/$from" "${!forbidden}" | head -5 | sed 's/^/  /' >&2
+      bad=1
+      continue
+    fi
+    if [ -z "$(printf '%s\n' "$RULES" | awk -F': ' -v m="$from" '$1 == m')" ]; then
+      case " $unruled " in *" $from "*) ;; *)
+        echo "check-imports: module '$from' is not in the rules; add its row to RULES in $0 (docs/architecture.md 2.5)" >&2
+        unruled="$unruled $from"
+        ;;
+      esac
       bad=1
       continue
     fi
     allowed "$from" "$to" && continue
     backward "$from" "$to" >/dev/null && continue
     echo "check-imports: $from imports $to, which its row does not allow (docs/architecture.md 2.5):" >&2
-    if [ "$from" = operator ] || [ "$from" = common ]; then
-      local forbidden="FORBIDDEN_CRATES_$from"
-      crate_names "$root/$from" "${!forbidden}" | head -5 | sed 's/^/  /' >&2
-    else
-      grep -rn "crate::$to\b" "$src/$from" "$src/$from.rs" 2>/dev/null | head -5 | sed 's/^/  /' >&2 || true
-    fi
+    grep -rn "crate::$to\b" "$src/$from" "$src/$from.rs" 2>/dev/null | head -5 | sed 's/^/  /' >&2 || true
     bad=1
   done <<<"$edges"
   while read -r from to name; do
@@ -167,7 +173,7 @@ check() {
 # A copy of the sources the check reads, in $1.
 copy_tree() {
   local dir
-  for dir in kernel operator common; do
+  for dir in kernel operator common testenv spill; do
     [ -d "$dir/src" ] || continue
     mkdir -p "$1/$dir"
     cp -r "$dir/src" "$1/$dir/src"
@@ -203,8 +209,8 @@ self_test() {
     return 1
   fi
   expect_caught "$tmp" kernel/src/store/mod.rs 'use crate::ingest::Writer;' "store imports ingest"
-  expect_caught "$tmp" operator/src/lib.rs 'use fdc_kernel::config::Config;' "operator imports fdc_kernel"
-  expect_caught "$tmp" common/src/lib.rs 'use fdc_kernel::service;' "common imports fdc_crate"
+  expect_caught "$tmp" operator/src/lib.rs 'use fdc_kernel::config::Config;' "crate operator names"
+  expect_caught "$tmp" common/src/lib.rs 'use fdc_kernel::service;' "crate common names"
   echo "check-imports: self-test ok (planted store -> ingest, operator -> fdc_kernel and common -> fdc_kernel imports fail)"
 }
 

@@ -7,6 +7,7 @@ pub mod check_config;
 /// re-exported so `fdc_kernel::config` and `crate::config` paths keep working.
 pub use fdc_common::config;
 pub mod dev;
+pub mod entry;
 pub mod error_chain;
 pub mod health;
 pub mod http;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod readiness;
 pub mod redis_io;
+pub mod retry;
 pub mod service;
 pub mod spill;
 pub mod stall;

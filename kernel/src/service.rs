@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{InFlight, Reader, Writer};
+use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         prefix_bytes: config.ingest.dlq_field_bytes,
     });
 
-    let spill = crate::spill::pipeline::open(&config, &metrics).await?;
+    let spill = crate::ingest::replay::open(&config, &metrics).await?;
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -140,18 +140,18 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         })
     };
 
-    let done = tokio::spawn(run(
+    let done = tokio::spawn(run(Parts {
         config,
         store,
         client,
-        metrics.clone(),
-        health.clone(),
-        stop.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
         http_stop,
         http_task,
         spill,
         auth,
-    ));
+    }));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
         metrics,
@@ -163,19 +163,34 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
+/// What [`start`] built and [`run`] wires into tasks.
+struct Parts {
     config: Config,
     store: Store,
     client: StreamClient,
     metrics: Metrics,
     health: Health,
     stop: CancellationToken,
+    /// Stops the HTTP server, the last thing to go.
     http_stop: CancellationToken,
     http_task: JoinHandle<()>,
     spill: Option<SpillHandle>,
     auth: Option<crate::auth::gate::AuthGate>,
-) -> Result<(), KernelError> {
+}
+
+async fn run(parts: Parts) -> Result<(), KernelError> {
+    let Parts {
+        config,
+        store,
+        client,
+        metrics,
+        health,
+        stop,
+        http_stop,
+        http_task,
+        spill,
+        auth,
+    } = parts;
     if !prepare_database(&config, &store, &health, &stop).await {
         http_stop.cancel();
         let _ = http_task.await;
@@ -196,21 +211,23 @@ async fn run(
     ));
     let (queue_tx, queue_rx) = mpsc::channel(config.ingest.queue_batches);
     let give_up = CancellationToken::new();
-    let inflight = InFlight::with_gauge(metrics.inflight_bytes.clone());
-    let replay = crate::spill::pipeline::spawn_replay(
-        Writer {
-            config: config.clone(),
-            store: store.clone(),
-            client: client.clone(),
-            metrics: metrics.clone(),
-            health: health.clone(),
-            give_up: give_up.clone(),
-            spill: spill.clone(),
-            // Spilled events were authenticated before they were spilled.
-            auth: None,
-            // Replayed records were acknowledged in Redis when they were spilled.
-            inflight: InFlight::default(),
-        },
+    let holdings = Holdings::with_gauge(metrics.inflight_bytes.clone());
+    let settle = Settle {
+        client: client.clone(),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        give_up: give_up.clone(),
+    };
+    let commit = Commit {
+        store: store.clone(),
+        spill,
+        health: health.clone(),
+        metrics: metrics.clone(),
+        give_up: give_up.clone(),
+    };
+    let replay = crate::ingest::replay::spawn_replay(
+        commit.clone(),
+        settle.clone(),
         store.clone(),
         stop.clone(),
     );
@@ -221,7 +238,7 @@ async fn run(
             metrics: metrics.clone(),
             queue: queue_tx,
             shutdown: stop.clone(),
-            inflight: inflight.clone(),
+            holdings: holdings.clone(),
             max_entry_bytes: config.limits.max_entry_bytes,
             next_refresh: Default::default(),
             stall: health.stalls().ticket(crate::stall::Stage::Reader),
@@ -229,16 +246,20 @@ async fn run(
         .run(),
     );
     let writer = tokio::spawn(
-        Writer {
-            config: config.clone(),
-            store,
-            client: client.clone(),
-            metrics,
+        Lanes {
+            config: config.ingest.clone(),
+            metrics: metrics.clone(),
             health: health.clone(),
-            give_up: give_up.clone(),
-            spill,
-            auth,
-            inflight,
+            holdings: holdings.clone(),
+            admit: Admit {
+                auth,
+                holdings,
+                limits: config.limits.clone(),
+                max_deliveries: config.ingest.max_deliveries,
+                metrics,
+            },
+            commit,
+            settle,
         }
         .run(queue_rx),
     );
@@ -284,6 +305,10 @@ async fn run(
     }
 }
 
+/// Backoff of [`prepare_database`]: every error is retried, whatever its class.
+const PREPARE_BACKOFF: crate::retry::Backoff =
+    crate::retry::Backoff::doubling(Duration::from_millis(200), Duration::from_secs(5));
+
 /// Migrates (when configured) and creates today's partitions, retrying while Postgres is
 /// down. Returns false when shutdown came first.
 async fn prepare_database(
@@ -292,34 +317,30 @@ async fn prepare_database(
     health: &Health,
     stop: &CancellationToken,
 ) -> bool {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let attempt = async {
-            if config.postgres.migrate_on_start {
-                store.migrate().await?;
-            } else if !store.migrations_applied().await? {
-                return Err(StoreError::Config(
-                    "migrations are not applied and postgres.migrate_on_start is false; run `fdc-kernel migrate`".into(),
-                ));
-            }
-            store
-                .partitions()
-                .ensure_ahead(store.pool(), config.partitions.ahead_days)
-                .await
-        };
-        match attempt.await {
-            Ok(()) => {
-                health.set_migrated();
-                return true;
-            }
-            Err(e) => warn!(error = %e, "database not ready; retrying"),
+    let attempt = || async {
+        if config.postgres.migrate_on_start {
+            store.migrate().await?;
+        } else if !store.migrations_applied().await? {
+            return Err(StoreError::Config(
+                "migrations are not applied and postgres.migrate_on_start is false; run `fdc-kernel migrate`".into(),
+            ));
         }
-        tokio::select! {
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
+        store
+            .partitions()
+            .ensure_ahead(store.pool(), config.partitions.ahead_days)
+            .await
+    };
+    let ready = crate::retry::until(
+        &mut PREPARE_BACKOFF.delays(),
+        stop,
+        attempt,
+        |e: StoreError, _| warn!(error = %e, "database not ready; retrying"),
+    )
+    .await;
+    if ready.is_ok() {
+        health.set_migrated();
     }
+    ready.is_ok()
 }
 
 /// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention.
@@ -360,5 +381,18 @@ async fn housekeeping(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_preparation_waits_200ms_doubling_to_5s() {
+        assert_eq!(
+            PREPARE_BACKOFF.first_millis(7),
+            [200, 400, 800, 1600, 3200, 5000, 5000]
+        );
     }
 }

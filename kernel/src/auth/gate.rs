@@ -7,9 +7,10 @@
 //! pass through untouched.
 //!
 //! The gate never waits for Postgres (see `docs/auth.md`, "Postgres outages"): the writer's
-//! store/spill step handles the outage for the entries it can decide.
+//! store/spill step handles the outage for the entries it can decide. It keeps no entries:
+//! the undecided ones go back to the caller, which holds them for the next batch.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashSet, HashSetExt};
 use uuid::Uuid;
@@ -26,6 +27,11 @@ pub struct Checked {
     pub dead: Vec<(Entry, Rejection)>,
     /// Producer id of every accepted `data`/`heartbeat` entry.
     pub producers: HashMap<EntryRef, Uuid>,
+    /// Entries of never-seen producers that could not be decided (Postgres unavailable): in
+    /// neither list above, so the writer neither stores, dead-letters nor acknowledges them.
+    pub undecided: Vec<Entry>,
+    /// The parked entries this batch was given, for telling new undecided entries apart.
+    pub was_parked: HashSet<EntryRef>,
 }
 
 impl Checked {
@@ -47,27 +53,21 @@ impl Checked {
 
 /// The pipeline's single auth call: with `gate` (auth on) the batch is authenticated; without
 /// it every entry is kept as is. Never waits for Postgres (see [`AuthGate::check`]), so a
-/// Postgres outage reaches the writer's store/spill step.
-pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>) -> Checked {
+/// Postgres outage reaches the writer's store/spill step. `parked`: the entries undecided by
+/// earlier calls, decided again in front of `batch`.
+pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
     match gate {
         None => Checked {
-            kept: batch,
+            kept: parked.into_iter().chain(batch).collect(),
             ..Checked::default()
         },
-        Some(gate) => gate.check(batch).await,
+        Some(gate) => gate.check(batch, parked).await,
     }
 }
-
-/// Most undecided entries held in memory; beyond it they are left pending in Redis without a
-/// copy here (the claim sweep redelivers them). Entries are at most `limits.max_entry_bytes`.
-pub const PARKED_MAX: usize = 1024;
 
 #[derive(Clone)]
 pub struct AuthGate {
     authenticator: Arc<Authenticator>,
-    /// Entries of never-seen producers that could not be decided during a Postgres outage.
-    /// Not acknowledged (still pending in Redis); retried with every later batch.
-    parked: Arc<Mutex<Vec<Entry>>>,
 }
 
 fn needs_token(entry: &Entry) -> bool {
@@ -76,33 +76,34 @@ fn needs_token(entry: &Entry) -> bool {
 
 impl AuthGate {
     pub fn new(authenticator: Arc<Authenticator>) -> AuthGate {
-        AuthGate {
-            authenticator,
-            parked: Arc::new(Mutex::new(Vec::new())),
-        }
+        AuthGate { authenticator }
     }
 
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
     }
 
-    /// Entries held undecided right now.
-    pub fn parked(&self) -> usize {
-        self.parked.lock().expect("parked lock").len()
+    /// Counts what the caller parked of [`Checked::undecided`]: `new` entries not parked
+    /// before, `held` parked in all.
+    pub fn count_parked(&self, new: usize, held: usize) {
+        let metrics = self.authenticator.metrics();
+        metrics.undecided.inc_by(new as u64);
+        metrics.parked.set(held as i64);
     }
 
-    /// Authenticate a batch (plus the entries parked by earlier calls). Never fails and never
+    /// Authenticate a batch (plus the `parked` entries of earlier calls). Never fails and never
     /// waits for Postgres:
     /// - accepted entries are `kept` with their producer id, refused ones are `dead`;
     /// - during an outage, producers with a cached state are decided from it (even past
     ///   `cache_ttl`);
     /// - entries of producers never seen cannot be decided then: they are in neither list, so
     ///   the writer neither stores, dead-letters nor acknowledges them. They stay pending in
-    ///   Redis and are parked here to be decided with a later batch once Postgres answers.
+    ///   Redis and are returned as `undecided`, for the caller to park and pass back with a
+    ///   later batch once Postgres answers.
     ///
     /// Last-seen times are only noted (written in the background, best effort).
-    pub async fn check(&self, batch: Vec<Entry>) -> Checked {
-        let (batch, held) = self.with_parked(batch);
+    pub async fn check(&self, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
+        let (batch, held) = with_parked(parked, batch);
         let (gated, free): (Vec<Entry>, Vec<Entry>) = batch
             .into_iter()
             .partition(|e| e.fields.is_some() && needs_token(e));
@@ -136,47 +137,23 @@ impl AuthGate {
             }
         }
         self.authenticator.note_seen(seen);
-        self.park(undecided, &held);
+        out.undecided = undecided;
+        out.was_parked = held;
         out
     }
+}
 
-    /// `batch` with the parked entries in front, each entry once (a parked entry can come
-    /// again through the claim sweep or a re-read of our pending list; the parked copy keeps
-    /// its original delivery count). Also returns the refs that were parked.
-    fn with_parked(&self, batch: Vec<Entry>) -> (Vec<Entry>, HashSet<EntryRef>) {
-        let parked = std::mem::take(&mut *self.parked.lock().expect("parked lock"));
-        if parked.is_empty() {
-            return (batch, HashSet::new());
-        }
-        let held: HashSet<EntryRef> = parked.iter().map(|e| e.at.clone()).collect();
-        let merged = parked
-            .into_iter()
-            .chain(batch.into_iter().filter(|e| !held.contains(&e.at)))
-            .collect();
-        (merged, held)
+/// `batch` with the parked entries in front, each entry once (a parked entry can come
+/// again through the claim sweep or a re-read of our pending list; the parked copy keeps
+/// its original delivery count). Also returns the refs that were parked.
+fn with_parked(parked: Vec<Entry>, batch: Vec<Entry>) -> (Vec<Entry>, HashSet<EntryRef>) {
+    if parked.is_empty() {
+        return (batch, HashSet::new());
     }
-
-    fn park(&self, entries: Vec<Entry>, held: &HashSet<EntryRef>) {
-        let metrics = self.authenticator.metrics();
-        let new = entries.iter().filter(|e| !held.contains(&e.at)).count();
-        metrics.undecided.inc_by(new as u64);
-        let mut parked = self.parked.lock().expect("parked lock");
-        let total = entries.len();
-        let room = PARKED_MAX.saturating_sub(parked.len());
-        parked.extend(entries.into_iter().take(room));
-        metrics.parked.set(parked.len() as i64);
-        if new > 0 {
-            tracing::warn!(
-                entries = new,
-                parked = parked.len(),
-                "Postgres unavailable and producer never seen: entries left pending until it answers"
-            );
-        }
-        if total > room {
-            tracing::warn!(
-                entries = total - room,
-                "too many undecided entries to hold; left pending in Redis for the claim sweep"
-            );
-        }
-    }
+    let held: HashSet<EntryRef> = parked.iter().map(|e| e.at.clone()).collect();
+    let merged = parked
+        .into_iter()
+        .chain(batch.into_iter().filter(|e| !held.contains(&e.at)))
+        .collect();
+    (merged, held)
 }

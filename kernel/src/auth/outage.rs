@@ -6,16 +6,28 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::retry::{Backoff, Delays};
+
 /// First pause after a failure; doubled per consecutive failure up to [`MAX_PAUSE`].
 const MIN_PAUSE: Duration = Duration::from_millis(500);
 /// Longest pause: once Postgres is back, lookups resume within this time.
 pub const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// The pauses after consecutive failures.
+const PAUSES: Backoff = Backoff::doubling(MIN_PAUSE, MAX_PAUSE);
 
-#[derive(Default)]
 struct State {
     /// No lookup before this instant (`None`: Postgres answered last time).
     paused_until: Option<Instant>,
-    pause: Duration,
+    pauses: Delays,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            paused_until: None,
+            pauses: PAUSES.delays(),
+        }
+    }
 }
 
 /// A small circuit breaker around the auth lookups.
@@ -47,13 +59,9 @@ impl OutageBreaker {
     /// Records a failed lookup; returns the pause before the next attempt.
     pub fn failure(&self, now: Instant) -> Duration {
         let mut s = self.state.lock().expect("breaker lock");
-        s.pause = if s.pause.is_zero() {
-            MIN_PAUSE
-        } else {
-            (s.pause * 2).min(MAX_PAUSE)
-        };
-        s.paused_until = Some(now + s.pause);
-        s.pause
+        let pause = s.pauses.next_delay();
+        s.paused_until = Some(now + pause);
+        pause
     }
 }
 
@@ -70,6 +78,9 @@ mod tests {
         assert!(!b.allows(t + MIN_PAUSE / 2));
         assert!(b.allows(t + MIN_PAUSE));
         assert!(b.is_open());
+        let ms = Duration::from_millis;
+        let next: Vec<Duration> = (0..5).map(|_| b.failure(t)).collect();
+        assert_eq!(next, [1000, 2000, 4000, 5000, 5000].map(ms));
         let mut last = MIN_PAUSE;
         for _ in 0..10 {
             last = b.failure(t);

@@ -157,35 +157,58 @@ pub async fn start(
     }))
 }
 
+/// Pauses between last-seen writes: [`last_seen::FLUSH_EVERY`], doubled per failed write up
+/// to 10 s (also the bound of one write), back to the start after a success.
+const LAST_SEEN_PAUSES: crate::retry::Backoff =
+    crate::retry::Backoff::doubling(last_seen::FLUSH_EVERY, Duration::from_secs(10));
+
 /// Writes producers' last-seen times every [`last_seen::FLUSH_EVERY`] until `stop`, then once
 /// more (bounded). Failures are counted and retried with backoff (up to 10 s between tries):
 /// never on the ingest path.
 async fn write_last_seen(authenticator: Arc<Authenticator>, stop: CancellationToken) {
-    const MAX_PAUSE: Duration = Duration::from_secs(10);
-    let mut pause = last_seen::FLUSH_EVERY;
+    let mut pauses = LAST_SEEN_PAUSES.delays();
+    let mut pause = pauses.next_delay();
+    let mut failing = false;
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(pause) => false,
         };
-        let flush = tokio::time::timeout(MAX_PAUSE, authenticator.flush_last_seen()).await;
+        let flush =
+            tokio::time::timeout(LAST_SEEN_PAUSES.max(), authenticator.flush_last_seen()).await;
         let failed = match flush {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some("timed out".to_string()),
         };
         match failed {
-            None => pause = last_seen::FLUSH_EVERY,
+            None => {
+                failing = false;
+                pauses.reset();
+            }
             Some(error) => {
                 authenticator.metrics().last_seen_failures.inc();
-                if pause == last_seen::FLUSH_EVERY {
+                if !std::mem::replace(&mut failing, true) {
                     tracing::warn!(%error, "cannot write producers' last_seen_at; will retry");
                 }
-                pause = (pause * 2).min(MAX_PAUSE);
             }
         }
+        pause = pauses.next_delay();
         if stopping {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_pauses_start_at_the_flush_period_and_double_to_10s() {
+        assert_eq!(
+            LAST_SEEN_PAUSES.first_millis(6),
+            [1000, 2000, 4000, 8000, 10_000, 10_000]
+        );
     }
 }

@@ -2,17 +2,22 @@
 //! batches in Postgres and acknowledges them. A full queue stops the reader, so a slow
 //! Postgres leaves the backlog in Redis and memory stays bounded.
 
-mod dlq;
-mod inflight;
+mod admit;
+mod commit;
+mod holdings;
+mod lanes;
 mod reader;
-mod republish;
-mod writer;
+pub mod replay;
+mod settle;
+pub mod spill_record;
 
-pub use dlq::dead_letter_fields;
-pub use inflight::InFlight;
+pub use admit::{Admit, Batch};
+pub use commit::{spill_batch, Commit, Committed, Mode};
+pub use holdings::{Holdings, Parked, PARKED_MAX};
+pub use lanes::Lanes;
 pub use reader::Reader;
-pub use writer::Writer;
-pub(crate) use writer::{GaveUp, OnOutage};
+pub use settle::dlq::dead_letter_fields;
+pub use settle::Settle;
 
 use crate::protocol::Entry;
 

@@ -1,17 +1,19 @@
 //! Reading the consumer group: first this consumer's own pending entries (left by a crash or
 //! a restart), then new ones; periodically claiming entries a dead replica left idle.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Chunk, InFlight};
+use super::{Chunk, Holdings};
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::protocol::Entry;
 use crate::redis_io::{RedisIoError, StreamClient};
+use crate::retry::{self, Backoff};
 use crate::stall::StallTicket;
 
 pub struct Reader {
@@ -21,7 +23,7 @@ pub struct Reader {
     pub queue: mpsc::Sender<Chunk>,
     pub shutdown: CancellationToken,
     /// Entries handed to the writer and not yet released by it.
-    pub inflight: InFlight,
+    pub holdings: Holdings,
     /// `limits.max_entry_bytes`: what one entry may weigh when sizing a read.
     pub max_entry_bytes: usize,
     /// When the entries in flight are next due for an idle-time refresh while the reader
@@ -32,50 +34,52 @@ pub struct Reader {
     pub stall: StallTicket,
 }
 
-/// Backoff between failed Redis calls; a restarted Redis is picked up within a second or two.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Backoff between failed Redis sessions; a restarted Redis is picked up within a second or
+/// two. The delay is not reset by a session that worked for a while.
+pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(2));
+
+/// What one session leaves to the next.
+#[derive(Default)]
+struct Session {
+    /// This consumer's own pending entries were re-read (once per process).
+    recovered: AtomicBool,
+    /// The last claim sweep failed: the next session starts with it.
+    claim_failing: AtomicBool,
+}
 
 impl Reader {
     /// Runs until shutdown. Dropping `self.queue` on return tells the writer to finish.
     pub async fn run(self) {
-        let mut delay = RETRY_MIN;
-        let mut recovered = false;
-        let mut claim_failing = false;
-        while !self.shutdown.is_cancelled() {
-            match self.run_once(&mut recovered, &mut claim_failing).await {
-                Ok(()) => return,
-                Err(e) => {
-                    self.stall.failed(&e);
-                    self.metrics.redis_errors.inc();
-                    warn!(error = %e, "redis read failed; retrying");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(RETRY_MAX);
-                }
-            }
-        }
+        let session = Session::default();
+        let _ = retry::until(
+            &mut BACKOFF.delays(),
+            &self.shutdown,
+            || self.run_once(&session),
+            |e, _| {
+                self.stall.failed(&e);
+                self.metrics.redis_errors.inc();
+                warn!(error = %e, "redis read failed; retrying");
+            },
+        )
+        .await;
     }
 
     /// One session: set up groups, recover pending (once per process: after a reconnect our
     /// pending entries are the ones in flight), then read until shutdown or an error.
     /// A claim sweep that failed (`claim_failing`) is retried first, and reads do not count
     /// as progress until it succeeds: it is the same work failing again.
-    async fn run_once(
-        &self,
-        recovered: &mut bool,
-        claim_failing: &mut bool,
-    ) -> Result<(), RedisIoError> {
+    async fn run_once(&self, session: &Session) -> Result<(), RedisIoError> {
+        if self.shutdown.is_cancelled() {
+            return Ok(());
+        }
         for stream in &self.config.streams {
             self.client.ensure_group(stream).await?;
         }
-        if !*recovered {
+        if !session.recovered.load(Relaxed) {
             for stream in &self.config.streams {
                 self.recover_own_pending(stream).await?;
             }
-            *recovered = true;
+            session.recovered.store(true, Relaxed);
         } else {
             for stream in &self.config.streams {
                 self.recover_orphans(stream).await?;
@@ -83,7 +87,7 @@ impl Reader {
         }
         let streams = self.config.streams.clone();
         let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
-        let mut next_claim = if *claim_failing {
+        let mut next_claim = if session.claim_failing.load(Relaxed) {
             Instant::now()
         } else {
             Instant::now() + self.config.claim_interval
@@ -93,11 +97,11 @@ impl Reader {
                 return Ok(());
             }
             if Instant::now() >= next_claim {
-                *claim_failing = true;
+                session.claim_failing.store(true, Relaxed);
                 for stream in &streams {
                     self.claim_idle(stream).await?;
                 }
-                *claim_failing = false;
+                session.claim_failing.store(false, Relaxed);
                 next_claim = Instant::now() + self.config.claim_interval;
             }
             let started = Instant::now();
@@ -154,7 +158,7 @@ impl Reader {
     /// by a read whose reply was lost. Take them now rather than after `claim_idle`.
     async fn recover_orphans(&self, stream: &str) -> Result<(), RedisIoError> {
         let held: std::collections::HashSet<String> =
-            self.inflight.ids(stream).into_iter().collect();
+            self.holdings.ids(stream).into_iter().collect();
         let limit = held.len() + self.config.batch_max_size;
         let orphans: Vec<String> = self
             .client
@@ -182,7 +186,7 @@ impl Reader {
         // Our own entries still in flight are busy, not idle: reset their idle time first so
         // that neither we nor another replica claims them.
         self.client
-            .keep_alive(stream, &self.inflight.ids(stream))
+            .keep_alive(stream, &self.holdings.ids(stream))
             .await?;
         let mut cursor = "0-0".to_string();
         loop {
@@ -233,7 +237,7 @@ impl Reader {
     /// the backlog stays in Redis). Returns false when reading must stop: the writer is gone,
     /// or shutdown was asked for (no more pages of pending or idle entries either).
     async fn forward(&self, entries: Vec<Entry>) -> bool {
-        let entries = self.inflight.admit(entries);
+        let entries = self.holdings.admit(entries);
         if !entries.is_empty() {
             self.metrics.redis_read.inc_by(entries.len() as u64);
             self.metrics.queue_batches.inc();
@@ -242,7 +246,7 @@ impl Reader {
                 return false;
             }
         }
-        let room = self.inflight.wait_for_room(
+        let room = self.holdings.wait_for_room(
             self.config
                 .max_inflight_bytes
                 .saturating_sub(self.max_entry_bytes),
@@ -263,7 +267,7 @@ impl Reader {
         let room = self
             .config
             .max_inflight_bytes
-            .saturating_sub(self.inflight.bytes());
+            .saturating_sub(self.holdings.bytes());
         (room / self.max_entry_bytes.max(1)).clamp(1, self.config.batch_max_size)
     }
 
@@ -292,7 +296,7 @@ impl Reader {
                 out = &mut work => return out,
                 _ = tokio::time::sleep_until(due()) => {
                     for stream in &self.config.streams {
-                        let ids = self.inflight.ids(stream);
+                        let ids = self.holdings.ids(stream);
                         if let Err(e) = self.client.keep_alive(stream, &ids).await {
                             warn!(stream, error = %e, "cannot refresh the idle time of entries in flight");
                         }
@@ -302,5 +306,18 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_sessions_wait_100ms_doubling_to_2s() {
+        assert_eq!(
+            BACKOFF.first_millis(7),
+            [100, 200, 400, 800, 1600, 2000, 2000]
+        );
     }
 }

@@ -4,18 +4,19 @@
 //! code goes to the dead-letter stream. Parsing is pure: no I/O, the clock is an argument.
 
 mod depth;
-mod entry;
 mod escapes;
 mod event;
 mod parse;
 mod rejection;
+mod token;
 
+pub use crate::entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
 pub use depth::{deeper_than, too_deep_under};
-pub use entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, Token};
 pub use escapes::unstorable_escape;
 pub use event::Event;
 pub use parse::{parse, Limits};
 pub use rejection::{Reason, Rejection};
+pub use token::Token;
 
 /// The protocol major version this kernel accepts.
 pub const SUPPORTED_MAJOR: u64 = 1;

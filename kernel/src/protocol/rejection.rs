@@ -110,3 +110,35 @@ mod tests {
         assert_eq!(documented_codes(), code);
     }
 }
+
+impl From<crate::entry::FlawReason> for Reason {
+    fn from(reason: crate::entry::FlawReason) -> Reason {
+        match reason {
+            crate::entry::FlawReason::TooLarge => Reason::TooLarge,
+            crate::entry::FlawReason::BadEncoding => Reason::BadEncoding,
+        }
+    }
+}
+
+impl From<&crate::entry::FlawWhy> for Rejection {
+    /// The dead letter of an entry read only as a summary.
+    fn from(why: &crate::entry::FlawWhy) -> Rejection {
+        Rejection::new(why.reason.into(), why.detail.clone())
+    }
+}
+
+#[cfg(test)]
+mod flaw_tests {
+    use super::*;
+    use crate::entry::{FlawReason, FlawWhy};
+
+    #[test]
+    fn a_flaw_becomes_the_dead_letter_of_the_same_code_and_detail() {
+        let why = FlawWhy::new(FlawReason::TooLarge, "entry is 9 bytes, limit is 8");
+        let r = Rejection::from(&why);
+        assert_eq!(r.reason.code(), "too_large");
+        assert_eq!(r.detail, "entry is 9 bytes, limit is 8");
+        let r = Rejection::from(&FlawWhy::new(FlawReason::BadEncoding, "odd"));
+        assert_eq!(r.reason.code(), "bad_encoding");
+    }
+}

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 
 use super::entry_reply::{self, EntryBounds};
 use super::resp::{encode_command, Header, RespError, RespReader};
-use crate::protocol::Entry;
+use crate::entry::Entry;
 
 /// Read buffer of the link: bulk strings pass through it in pieces of at most this size.
 const BUFFER: usize = 64 * 1024;

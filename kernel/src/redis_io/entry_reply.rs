@@ -9,7 +9,7 @@
 use tokio::io::AsyncBufRead;
 
 use super::resp::{Header, RespError, RespReader};
-use crate::protocol::{Clipped, Entry, EntryRef, Flaw, Reason, Rejection};
+use crate::entry::{Clipped, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
 
 /// Longest stream name, entry id or cursor accepted in a reply.
 const MAX_NAME: usize = 64 * 1024;
@@ -186,7 +186,7 @@ async fn fields<R: AsyncBufRead + Unpin>(
         };
         return Ok(flawed(
             at,
-            Rejection::new(Reason::TooLarge, detail),
+            FlawWhy::new(FlawReason::TooLarge, detail),
             clipped,
             f.omitted,
         ));
@@ -207,7 +207,7 @@ async fn fields<R: AsyncBufRead + Unpin>(
             .collect();
         return Ok(flawed(
             at,
-            Rejection::new(Reason::BadEncoding, detail),
+            FlawWhy::new(FlawReason::BadEncoding, detail),
             clipped,
             0,
         ));
@@ -220,7 +220,7 @@ async fn fields<R: AsyncBufRead + Unpin>(
     Ok(Entry::new(at, Some(fields)))
 }
 
-fn flawed(at: EntryRef, why: Rejection, fields: Vec<Clipped>, omitted: usize) -> Entry {
+fn flawed(at: EntryRef, why: FlawWhy, fields: Vec<Clipped>, omitted: usize) -> Entry {
     Entry {
         at,
         fields: Some(Vec::new()),
@@ -437,12 +437,12 @@ mod tests {
         assert!(entries[0].flaw.is_none());
 
         let flaw = entries[1].flaw.as_ref().unwrap();
-        assert_eq!(flaw.why.reason, Reason::BadEncoding);
+        assert_eq!(flaw.why.reason, FlawReason::BadEncoding);
         assert_eq!(flaw.fields[0].name, b"\xff\xfename");
         assert_eq!(flaw.fields.len(), 2);
 
         let flaw = entries[2].flaw.as_ref().unwrap();
-        assert_eq!(flaw.why.reason, Reason::TooLarge);
+        assert_eq!(flaw.why.reason, FlawReason::TooLarge);
         assert_eq!(flaw.fields[0].value, b"data");
         assert_eq!(flaw.fields[1].value, vec![b'v'; 8]);
         assert_eq!(flaw.fields[1].value_len, 500);
@@ -453,7 +453,7 @@ mod tests {
 
         assert_eq!(
             entries[3].flaw.as_ref().unwrap().why.reason,
-            Reason::BadEncoding
+            FlawReason::BadEncoding
         );
         assert!(entries[4].fields.is_none());
         assert_eq!(entries[5].field("type"), Some(&b"heartbeat"[..]));
@@ -469,7 +469,7 @@ mod tests {
         }
         let entries = run(&read_reply_of("events", &[entry("1-0", &fields)])).unwrap();
         let flaw = entries[0].flaw.as_ref().unwrap();
-        assert_eq!(flaw.why.reason, Reason::TooLarge);
+        assert_eq!(flaw.why.reason, FlawReason::TooLarge);
         assert_eq!(flaw.fields.len() + flaw.omitted, 2000);
         assert!(entries[0].size() <= BOUNDS.summary_budget());
     }
@@ -490,7 +490,7 @@ mod tests {
             .block_on(read_reply(&mut RespReader::new(&reply[..]), &bounds))
             .unwrap();
         let flaw = entries[0].flaw.as_ref().unwrap();
-        assert_eq!(flaw.why.reason, Reason::TooLarge);
+        assert_eq!(flaw.why.reason, FlawReason::TooLarge);
         assert_eq!(flaw.why.detail, "entry has 257 fields, more than 256");
         assert_eq!(flaw.fields.len() + flaw.omitted, MAX_FIELDS + 1);
         reply.clear();
@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(next, "7-0");
         assert_eq!(
             entries[0].flaw.as_ref().unwrap().why.reason,
-            Reason::BadEncoding
+            FlawReason::BadEncoding
         );
         assert_eq!(deleted, ["6-0"]);
     }
@@ -548,7 +548,7 @@ mod tests {
             prop_assert!(entries[0].size() <= BOUNDS.max_entry_bytes + 40 * 32);
             let total: usize = fields.iter().map(Vec::len).sum();
             if total > BOUNDS.max_entry_bytes {
-                prop_assert_eq!(entries[0].flaw.as_ref().unwrap().why.reason, Reason::TooLarge);
+                prop_assert_eq!(entries[0].flaw.as_ref().unwrap().why.reason, FlawReason::TooLarge);
             }
             prop_assert_eq!(entries[1].field("k"), Some(&b"v"[..]));
         }

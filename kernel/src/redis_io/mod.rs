@@ -36,3 +36,10 @@ pub enum RedisIoError {
     #[error("redis.url is invalid: {0}")]
     Url(String),
 }
+
+impl crate::retry::Classify for RedisIoError {
+    /// Every Redis error is retried: telling them apart would change behaviour.
+    fn classify(&self) -> crate::retry::Failure {
+        crate::retry::Failure::Outage
+    }
+}

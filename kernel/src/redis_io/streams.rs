@@ -11,7 +11,7 @@ use super::entry_conn::EntryConn;
 use super::entry_reply::EntryBounds;
 use super::reply;
 use super::RedisIoError;
-use crate::protocol::Entry;
+use crate::entry::Entry;
 
 /// Redis access for one consumer of one group.
 #[derive(Clone)]

@@ -10,15 +10,12 @@
 //! [`SpillStore`] does blocking I/O; async code uses [`SpillHandle`], which
 //! runs every call on tokio's blocking pool.
 
-pub mod batch;
 pub mod codec;
 mod error;
 pub mod files;
 mod handle;
 mod metrics;
-pub mod pipeline;
 mod recovery;
-mod replay;
 mod store;
 
 /// The `spill` config section lives with the rest of the schema in [`crate::config::spill`].
@@ -27,5 +24,4 @@ pub use error::SpillError;
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;
 pub use metrics::SpillMetrics;
-pub use replay::{run_replay, ReplayConfig, ReplayFailure};
 pub use store::{Record, RecordId, RecoveryReport, SpillStats, SpillStore};

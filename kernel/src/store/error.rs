@@ -40,6 +40,19 @@ impl StoreError {
     }
 }
 
+impl crate::retry::Classify for StoreError {
+    /// Outages are retried or spilled, rejected data is isolated, configuration and
+    /// migration errors stop the caller.
+    fn classify(&self) -> crate::retry::Failure {
+        use crate::retry::Failure;
+        match self {
+            StoreError::Unavailable(_) | StoreError::Unreachable { .. } => Failure::Outage,
+            StoreError::Data(_) => Failure::Poison,
+            StoreError::Config(_) | StoreError::Migrate(_) => Failure::Fatal,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> StoreError {
         if is_outage(&e) {

@@ -8,9 +8,10 @@ use std::fs;
 
 use crate::fault_support::*;
 use crate::support::*;
+use fdc_kernel::ingest::spill_record;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
-use fdc_kernel::spill::{batch, codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
+use fdc_kernel::spill::{codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.
@@ -63,14 +64,14 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
         .collect();
     let mut records: Vec<Vec<u8>> = batches
         .iter()
-        .map(|(ev, en)| batch::encode_batch(ev, en).unwrap())
+        .map(|(ev, en)| spill_record::encode_batch(ev, en).unwrap())
         .collect();
     // r5 carries one event whose payload Postgres refuses (not JSON): a data
     // error on replay, to be isolated into the DLQ while the rest is stored.
     let mut r5 = batches[4].clone();
     r5.0[7].payload = "{not json".into();
     let poison = r5.0[7].clone();
-    records[4] = batch::encode_batch(&r5.0, &r5.1).unwrap();
+    records[4] = spill_record::encode_batch(&r5.0, &r5.1).unwrap();
 
     // One store session per segment: [r1 r2] [r3 r4] [r5].
     let mut segs = Vec::new();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::fault_support::*;
 use crate::support::*;
-use fdc_kernel::spill::{batch, codec};
+use fdc_kernel::ingest::spill_record;
+use fdc_kernel::spill::codec;
 
 /// Events inside the spill's segment files, read straight from disk.
 fn events_on_disk(dir: &Path) -> usize {
@@ -18,7 +19,7 @@ fn events_on_disk(dir: &Path) -> usize {
             let bytes = std::fs::read(&path).unwrap();
             let scan = codec::scan_body(&bytes[codec::SEGMENT_HEADER_LEN..]);
             for record in scan.records {
-                n += batch::decode_batch(&record).unwrap().events.len();
+                n += spill_record::decode_batch(&record).unwrap().events.len();
             }
         }
     }

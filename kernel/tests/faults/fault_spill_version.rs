@@ -11,9 +11,10 @@ use std::path::Path;
 
 use crate::fault_support::*;
 use crate::support::*;
+use fdc_kernel::ingest::spill_record;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::service;
-use fdc_kernel::spill::{batch, SpillConfig, SpillMetrics, SpillStore};
+use fdc_kernel::spill::{SpillConfig, SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// `n` events as the pipeline spills them, entry ids `<base>-<i>`.
@@ -78,7 +79,7 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     let future = batch_of(50, 3);
     let old_quarantined = batch_of(300, 4);
     // What a newer kernel writing batch version 2 might leave behind.
-    let v1 = batch::encode_batch(&future.0, &future.1).unwrap();
+    let v1 = spill_record::encode_batch(&future.0, &future.1).unwrap();
     let v2 = String::from_utf8(v1)
         .unwrap()
         .replacen(r#"{"v":1,"#, r#"{"v":2,"#, 1)
@@ -87,11 +88,11 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     let future_at = {
         let (mut store, _) = SpillStore::open(cfg.clone(), SpillMetrics::new()).unwrap();
         store
-            .append(&batch::encode_batch(&a.0, &a.1).unwrap())
+            .append(&spill_record::encode_batch(&a.0, &a.1).unwrap())
             .unwrap();
         let at = store.append(&v2).unwrap();
         store
-            .append(&batch::encode_batch(&b.0, &b.1).unwrap())
+            .append(&spill_record::encode_batch(&b.0, &b.1).unwrap())
             .unwrap();
         at
     };
@@ -99,7 +100,7 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     let requeue_name = "quarantine-00000000000000000000-000000000007.rec";
     fs::write(
         dir.path().join(requeue_name),
-        batch::encode_batch(&old_quarantined.0, &old_quarantined.1).unwrap(),
+        spill_record::encode_batch(&old_quarantined.0, &old_quarantined.1).unwrap(),
     )
     .unwrap();
 

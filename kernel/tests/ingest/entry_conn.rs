@@ -164,7 +164,7 @@ async fn a_refused_connection_names_the_server_and_the_os_cause() {
 /// and a 200 KB value come back as flawed entries beside a good one, not as a failed reply.
 #[tokio::test]
 async fn claims_carry_flawed_entries_beside_good_ones() {
-    use fdc_kernel::protocol::Reason;
+    use fdc_kernel::entry::FlawReason;
 
     let server = RedisServer::start().await.unwrap();
     setup(&server.url(), 0).await;
@@ -202,13 +202,17 @@ async fn claims_carry_flawed_entries_beside_good_ones() {
         .claim("events", &claim, &BOUNDS, Duration::from_secs(5))
         .await
         .unwrap();
-    let reasons: Vec<Option<Reason>> = got
+    let reasons: Vec<Option<FlawReason>> = got
         .iter()
         .map(|e| e.flaw.as_ref().map(|f| f.why.reason))
         .collect();
     assert_eq!(
         reasons,
-        [None, Some(Reason::BadEncoding), Some(Reason::TooLarge)]
+        [
+            None,
+            Some(FlawReason::BadEncoding),
+            Some(FlawReason::TooLarge)
+        ]
     );
     let big = &got[2].flaw.as_ref().unwrap().fields[0];
     assert_eq!((big.value.len(), big.value_len), (1024, 200_000));

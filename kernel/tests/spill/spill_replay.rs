@@ -4,9 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fdc_kernel::spill::{
-    run_replay, ReplayConfig, ReplayFailure, SpillConfig, SpillHandle, SpillMetrics,
-};
+use fdc_kernel::ingest::replay::{run_replay, ReplayConfig, ReplayFailure};
+use fdc_kernel::spill::{SpillConfig, SpillHandle, SpillMetrics};
 use tokio::sync::oneshot;
 
 fn cfg() -> ReplayConfig {

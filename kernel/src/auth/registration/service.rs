@@ -20,13 +20,14 @@ use super::{seal, stream};
 use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
 use crate::auth::token::TokenIssuer;
-use crate::protocol::{Entry, Flaw, Reason};
+use crate::entry::{Entry, Flaw, FlawReason};
 
 const BLOCK: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Pause before restarting a failed run: doubled per failure up to `RESTART_MAX`.
 const RESTART_MIN: Duration = Duration::from_millis(200);
 const RESTART_MAX: Duration = Duration::from_secs(10);
+const RESTARTS: crate::retry::Backoff = crate::retry::Backoff::doubling(RESTART_MIN, RESTART_MAX);
 /// A run that lasted this long was healthy: the next failure starts the backoff over.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
@@ -94,7 +95,7 @@ impl RegistrationService {
     /// Run until `stop` is cancelled, restarting after any failure (Redis unreachable, even
     /// at start, or a panic) with exponential backoff.
     pub async fn serve(self: Arc<Self>, stop: CancellationToken) {
-        let mut pause = RESTART_MIN;
+        let mut pauses = RESTARTS.delays();
         loop {
             let started = Instant::now();
             let run = {
@@ -110,13 +111,11 @@ impl RegistrationService {
                 Err(e) => tracing::error!(error = %e, "registration service panicked; restarting"),
             }
             if started.elapsed() >= HEALTHY_RUN {
-                pause = RESTART_MIN;
+                pauses.reset();
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(pause) => {}
+            if pauses.pause(&stop).await.is_err() {
+                return;
             }
-            pause = (pause * 2).min(RESTART_MAX);
         }
     }
 
@@ -395,7 +394,7 @@ fn refused(flaw: &Flaw) -> Answer {
         .filter_map(|c| Some((String::from_utf8(c.name.clone()).ok()?, c.value.clone())))
         .collect();
     let error = match flaw.why.reason {
-        Reason::TooLarge => request::RequestError::TooLarge("request"),
+        FlawReason::TooLarge => request::RequestError::TooLarge("request"),
         _ => request::RequestError::BadText("field name"),
     };
     let Invalid {
@@ -412,5 +411,18 @@ fn refused(flaw: &Flaw) -> Answer {
             grant: None,
         },
         resent: false,
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn restarts_wait_200ms_doubling_to_10s() {
+        assert_eq!(
+            RESTARTS.first_millis(8),
+            [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
+        );
     }
 }

@@ -1,9 +1,9 @@
-//! Raw stream entries as read from Redis.
+//! Raw stream entries as Redis gave them: where each lives, its fields, how often it was
+//! delivered, and, for an entry read only as a bounded summary, why. Imports no other module
+//! of the kernel: the Redis adapter produces these, the protocol and the pipeline read them.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use super::Rejection;
 
 /// Where an entry lives in Redis: what XACK and the DLQ need.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,11 +33,35 @@ pub struct Entry {
 /// list, or more bytes than `limits.max_entry_bytes` (such an entry is never held whole).
 #[derive(Debug, Clone)]
 pub struct Flaw {
-    pub why: Rejection,
+    pub why: FlawWhy,
     /// The original fields in order, each cut to the dead-letter prefix.
     pub fields: Vec<Clipped>,
     /// Fields left out of `fields` so that the summary stays within its bound.
     pub omitted: usize,
+}
+
+/// Why an entry was read only as a summary; its dead letter carries the matching reason code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlawWhy {
+    pub reason: FlawReason,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlawReason {
+    /// More bytes than `limits.max_entry_bytes`, or too many fields.
+    TooLarge,
+    /// A field name that is not UTF-8, or an odd field list.
+    BadEncoding,
+}
+
+impl FlawWhy {
+    pub fn new(reason: FlawReason, detail: impl Into<String>) -> FlawWhy {
+        FlawWhy {
+            reason,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A field as a dead letter keeps it: at most a prefix of its name and of its value, with the
@@ -105,25 +129,5 @@ impl Entry {
             .map(Clipped::kept_bytes)
             .sum();
         fields + summary
-    }
-}
-
-/// A producer's access token. Its `Debug` never shows the value, so it cannot leak into logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(value: String) -> Token {
-        Token(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(***)")
     }
 }
