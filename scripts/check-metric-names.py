@@ -3,7 +3,9 @@
 operator exports (or one of the few named external metrics below).
 
 Exported names are read from the files that register metrics (kernel/src/**/metrics.rs,
-operator/src/metrics.rs): each string literal `"kernel_…"` / `"fdc_operator_…"` there. A
+operator/src/metrics.rs) and from common/src/contract.rs (names the kernel registers through
+shared constants because the operator scrapes them): each string literal `"kernel_…"` /
+`"fdc_operator_…"` there. A
 histogram (registered through `histogram(` or `HistogramOpts::new(`) also exports `_bucket`,
 `_sum` and `_count`. PromQL is reduced to its metric names by removing strings, label matchers,
 grouping clauses, ranges, numbers, functions and keywords; what is left must be exported.
@@ -46,6 +48,7 @@ def exported():
     names = set()
     files = glob.glob(os.path.join(ROOT, "kernel/src/**/metrics.rs"), recursive=True)
     files.append(os.path.join(ROOT, "operator/src/metrics.rs"))
+    files.append(os.path.join(ROOT, "common/src/contract.rs"))
     for path in files:
         text = open(path).read()
         for name in re.findall(r'"((?:kernel|fdc_operator)_[a-z0-9_]+)"', text):
