@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. Installs what the tests need when it is missing
-# (redis-server, PostgreSQL and openssl, via apt-get when run as root). The tests start their own
-# private Redis and Postgres; they never use a server already running on this machine.
+# (redis-server, PostgreSQL, openssl and prometheus, via apt-get when run as root). The tests
+# start their own private Redis, Postgres and Prometheus; they never use a server already
+# running on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 have_postgres || missing+=(postgresql)
 # The key interop tests run the real openssl on keys the kernel writes and reads.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# kernel/tests/observability.rs runs a real Prometheus; .ci/operator-checks runs promtool.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]}"

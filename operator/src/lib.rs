@@ -5,6 +5,7 @@ pub mod builders;
 pub mod controller;
 pub mod crd;
 pub mod duration;
+pub mod keda;
 pub mod kernel_api;
 pub mod labels;
 pub mod leader;

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -15,6 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 use crate::crd::{FdcKernel, Producer};
+use crate::keda::ScaledObject;
 
 /// One checked document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,10 @@ pub fn check_documents(yaml: &str) -> Result<Vec<Checked>, Vec<String>> {
             ("apps/v1", "Deployment") => strict::<Deployment>(value),
             ("policy/v1", "PodDisruptionBudget") => strict::<PodDisruptionBudget>(value),
             ("coordination.k8s.io/v1", "Lease") => strict::<Lease>(value),
+            ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+                strict::<HorizontalPodAutoscaler>(value)
+            }
+            ("keda.sh/v1alpha1", "ScaledObject") => strict::<ScaledObject>(value),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<ClusterRole>(value),
             ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
                 strict::<ClusterRoleBinding>(value)

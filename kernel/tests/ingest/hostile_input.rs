@@ -487,20 +487,27 @@ async fn a_dead_letter_key_that_is_not_a_stream_loses_no_entry() {
         .unwrap();
     let mut config = env.config();
     config.ingest.stall_after = Duration::from_secs(1);
+    // Two lanes: one keeps retrying the bad entry's dead letter, the other stores the rest.
+    config.ingest.writers = 2;
     let kernel = start_ready(config).await;
     let addr = kernel.http_addr;
 
     let mut bad = good_entries(1).remove(0);
     bad[1].1 = "2.0.0".into();
     publish(&redis, "events", &[bad]).await;
-    publish(&redis, "events", &good_entries(2)).await;
-    let pg = env.pg().await;
-    assert_eq!(wait_for(WAIT, 2, || stored(&pg)).await, 2);
-
+    // The bad entry's batch is stuck before the good entries are published, so they come in
+    // another batch whatever the timing (a batch holding both would keep all three pending).
     let writer = "kernel_stalled{stage=\"writer\"}";
     assert_eq!(
         crate::fault_support::wait_metric_at_least(addr, writer, 1.0).await,
         1.0
+    );
+    publish(&redis, "events", &good_entries(2)).await;
+    let pg = env.pg().await;
+    assert_eq!(wait_for(WAIT, 2, || stored(&pg)).await, 2);
+    assert_eq!(
+        wait_for(WAIT, 1, || pending(&redis, "events", "kernel")).await,
+        1
     );
     let (status, body) = http_get(addr, "/readyz").await;
     assert_eq!(status, 503, "{body}");
@@ -576,10 +583,11 @@ async fn several_streams_hold_no_more_than_one() {
         one / 1024,
         four / 1024
     );
-    // Within 16 MiB (one max_inflight_bytes) of each other; reading four times the entries
-    // at once would add three times max_inflight_bytes and more.
+    // Reading four times the entries at once added about nine times max_inflight_bytes
+    // (258 against 106 MiB); allocator and scheduling noise on a loaded machine adds up to
+    // about two, so the bound is three.
     assert!(
-        four < one + (MAX_INFLIGHT / 1024) as u64,
+        four < one + 3 * (MAX_INFLIGHT / 1024) as u64,
         "peak RSS with four streams {four} KiB, with one {one} KiB"
     );
 }
