@@ -14,25 +14,15 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
+    kernel, kernel_uri, producer, secret_uri, test_context, AdminCall, ApiServer, FakeKernel,
+    APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;
 
-pub(super) const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
 pub(super) const DAY: u64 = 24 * 3600;
-
-pub(super) fn kernel_uri() -> String {
-    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/k")
-}
-pub(super) fn secret_uri(name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/secrets/{name}")
-}
-pub(super) fn producer_uri() -> String {
-    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/producers/p")
-}
 
 pub(super) fn decode(data: &Value, key: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD
@@ -72,18 +62,8 @@ pub(super) async fn apply_pass(
     stored: Option<&Value>,
 ) -> (Value, Option<String>, Value) {
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(issuer_secret);
-    let call = server.expect("GET", &secret_uri("p-credentials")).await;
-    match stored {
-        Some(s) => call.ok(s),
-        None => call.not_found(),
-    }
+        .producer_reads(&kernel("k", 1), issuer_secret, stored)
+        .await;
     let mut event = None;
     let next = server.next().await;
     // An Event: created, or patched into a series when the same one repeats.
@@ -113,11 +93,7 @@ pub(super) async fn apply_pass(
     };
     let secret = call.body.clone();
     call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
     (secret, event, status)
 }
 
@@ -176,12 +152,7 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     assert_eq!(st["tokenKeyId"], keys.current_kid());
     let expires: Timestamp = st["tokenExpiresAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(expires.as_second(), claims.exp);
-    let ready = &st["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap();
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "True");
     assert!(
         !status.to_string().contains(&decode(data, "token")),
@@ -264,23 +235,14 @@ async fn missing_kernel_is_reported_without_an_error() {
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(producer("p", "k"), &ctx);
     server.expect("GET", &kernel_uri()).await.not_found();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = call.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let status = server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "KernelNotFound");
     assert_eq!(
         ready["message"],
         "FdcKernel apps/k not found; create it or fix spec.kernelRef"
     );
-    call.status_ok(&producer("p", "k"));
     assert_eq!(
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(30))
@@ -296,17 +258,13 @@ async fn a_new_producer_first_gets_the_finalizer() {
     let mut p = producer("p", "k");
     p.metadata.finalizers = None;
     let task = run(p, &ctx);
-    let call = server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        server.producer_patch().await,
         json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [PRODUCER_FINALIZER]}
         ])
     );
-    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     drop(ctx);
     server.expect_done().await;
@@ -320,39 +278,21 @@ fn deleting() -> Producer {
     p
 }
 
-pub(super) fn admin_secret() -> Value {
-    serde_json::to_value(
-        crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+    server.deletion_reads().await;
     let event = server.expect_event(NS, "Revoked").await;
     assert!(!event.to_string().contains("admin-secret-token"));
-    let call = server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        server.producer_patch().await,
         json!([
             {"op": "test", "path": "/metadata/finalizers/0", "value": PRODUCER_FINALIZER},
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ])
     );
-    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     assert_eq!(
         fake.revokes(),
@@ -372,14 +312,7 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
     fake.set_revoke_status(503);
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+    server.deletion_reads().await;
     let event = server.expect_event(NS, "RevocationFailed").await;
     assert!(
         event["note"]
@@ -389,11 +322,8 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
         "{event}"
     );
     // The Producer no longer claims its credentials are fine: Ready=False with the cause.
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = condition(&call.body, "Ready").clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "DeletionBlocked");
     let message = ready["message"].as_str().unwrap();
@@ -429,20 +359,10 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
         ..Default::default()
     });
     let task = run(p, &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+    server.deletion_reads().await;
     server.expect_event(NS, "RevocationFailed").await;
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = condition(&call.body, "Ready").clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     task.await.unwrap().unwrap_err();
     assert_eq!(ready["status"], "False");
     let message = ready["message"].as_str().unwrap();
@@ -459,7 +379,7 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     server.expect_done().await;
 }
 
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+pub(super) fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["status"]["conditions"]
         .as_array()
         .expect("conditions")
@@ -474,10 +394,7 @@ async fn deletion_after_the_kernel_is_gone_just_releases() {
     let (ctx, mut server) = test_context(&fake.base);
     let task = run(deleting(), &ctx);
     server.expect("GET", &kernel_uri()).await.not_found();
-    server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await
-        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    server.producer_patch().await;
     task.await.unwrap().unwrap();
     assert!(fake.revokes().is_empty());
     drop(ctx);
@@ -494,28 +411,18 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     k.metadata.namespace = Some("ingest".into());
     let task = run(p, &ctx);
     server
-        .expect(
-            "GET",
+        .get(
             "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+            Some(&serde_json::to_value(&k).unwrap()),
         )
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
         .await;
-    let ready = call.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let status = server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["reason"], "NamespaceNotAllowed");
     assert_eq!(
         ready["message"],
         "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
     );
-    call.status_ok(&producer("p", "k"));
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
 
     // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
@@ -524,31 +431,11 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     let mut p = producer("p", "k");
     p.spec.kernel_ref.namespace = Some("ingest".into());
     let task = run(p, &ctx);
-    server
-        .expect(
-            "GET",
-            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
-        )
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
     let (_, issuer_secret) = issuer();
-    server
-        .expect("GET", "/api/v1/namespaces/ingest/secrets/k-issuer-keys")
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
+    server.producer_reads(&k, &issuer_secret, None).await;
     server.expect_event(NS, "TokenIssued").await;
-    server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await
-        .echo();
-    server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await
-        .status_ok(&producer("p", "k"));
+    server.credentials_apply().await;
+    server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     drop(ctx);
     server.expect_done().await;
@@ -567,14 +454,7 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
         ..Default::default()
     });
     let task = run(p, &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+    server.deletion_reads().await;
     let event = server.expect_event(NS, "NotRevocable").await;
     assert_eq!(event["type"], "Warning");
     assert!(
@@ -584,10 +464,7 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
             .contains("stays valid until 2030-03-17T17:46:40Z"),
         "{event}"
     );
-    server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await
-        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    server.producer_patch().await;
     task.await.unwrap().unwrap();
     drop(ctx);
     server.expect_done().await;

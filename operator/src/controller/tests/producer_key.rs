@@ -7,13 +7,11 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{
-    admin_secret, apply_pass, assert_requeue_near, decode, issuer, kernel_uri, producer_uri, run,
-    secret_uri, verifier, APPLY,
-};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
+    admin_secret, kernel, producer, secret_uri, test_context, AdminCall, ApiServer, FakeKernel, NS,
+    PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -51,30 +49,16 @@ fn expected_call(own: &KeyPair) -> AdminCall {
 /// GETs of a reconcile up to the admin token Secret (nothing stored yet).
 async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+        .producer_reads(&kernel("k", 1), issuer_secret, None)
+        .await;
     server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .await;
 }
 
 /// The status apply of a blocked reconcile: Ready and KeyApproved False with `reason`.
 async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String) {
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
     let ready = condition(&status, "Ready");
     let key = condition(&status, "KeyApproved");
     assert_eq!(
@@ -113,16 +97,8 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     // Approved at the kernel, with exactly this request, before anything is written.
     assert_eq!(fake.key_approvals(), vec![expected_call(&own)]);
     server.expect_event(NS, "TokenIssued").await;
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await;
-    let secret = call.body.clone();
-    call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let secret = server.credentials_apply().await;
+    let status = server.producer_status_apply().await;
     let action = task.await.unwrap().unwrap();
 
     // The Secret: the kernel-accepted token, the fingerprint, no key material of ours.
@@ -155,31 +131,13 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     p.status = serde_json::from_value(status["status"].clone()).unwrap();
     let task = run(p, &ctx);
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .ok(&secret);
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+        .producer_reads(&kernel("k", 1), &issuer_secret, Some(&secret))
         .await;
-    assert_eq!(call.body["data"], secret["data"]);
-    call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+    server
+        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
         .await;
-    let again = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    assert_eq!(server.credentials_apply().await["data"], secret["data"]);
+    let again = server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     assert_eq!(fake.key_approvals(), vec![expected_call(&own); 2]);
     assert_eq!(
@@ -295,21 +253,9 @@ async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
     let own = crate::auth::generate_key_pair().unwrap();
     let task = run(with_key(&own), &ctx);
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .not_found();
+        .producer_reads(&kernel("k", 1), &issuer_secret, None)
+        .await;
+    server.get(&secret_uri("k-admin-token"), None).await;
     let (_, message) = blocked_status(&mut server, "AdminTokenNotReady").await;
     assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
     assert_eq!(
@@ -330,28 +276,10 @@ async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_writt
     let mut k = kernel("k", 1);
     k.spec.auth.enabled = false;
     let task = run(with_key(&own), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
+    server.producer_reads(&k, &issuer_secret, None).await;
     server.expect_event(NS, "TokenIssued").await;
-    server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await
-        .echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    server.credentials_apply().await;
+    let status = server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     let key = condition(&status, "KeyApproved");
     assert_eq!(
