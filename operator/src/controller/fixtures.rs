@@ -205,6 +205,25 @@ pub fn producer(name: &str, kernel: &str) -> Producer {
     .expect("producer fixture")
 }
 
+/// The condition `type_` in the `status` of an object as applied; panics naming the object
+/// when it has none.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// `http://127.0.0.1:<port>` of a port nothing listens on: connections to it are refused.
+pub fn unreachable_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
 /// A Secret holding `key`.
 pub fn secret_with_key(name: &str, key: &str) -> Value {
     json!({

@@ -8,21 +8,12 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::controller::fixtures::{
-    self, kernel, pass, pod, pods_uri, secret_with_key, sts_answer, sts_with_status, test_context,
-    FakeKernel, KernelWorld, Scenario, Seen, MONITORING_DISCOVERY, NS,
+    self, condition, kernel, pass, pod, pods_uri, secret_with_key, sts_answer, sts_with_status,
+    test_context, FakeKernel, KernelWorld, Scenario, Seen, MONITORING_DISCOVERY, NS,
 };
 use crate::controller::kernel::reconcile_kernel;
 use crate::crd::FdcKernel;
 use crate::labels::ROTATE_ISSUER_KEY_ANNOTATION;
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
-}
 
 fn config_hash(sts: &Value) -> Value {
     sts["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone()

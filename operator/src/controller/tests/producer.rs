@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, kernel_uri, producer, secret_uri, test_context, AdminCall, ApiServer, FakeKernel,
-    APPLY, NS, PRODUCER_UID,
+    condition, kernel, kernel_uri, producer, secret_uri, test_context, unreachable_base, AdminCall,
+    ApiServer, FakeKernel, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
@@ -347,10 +347,8 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
 async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     // Nothing listens there: the connection is refused, and the message says so (not just
     // hyper's "client error (Connect)").
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let (ctx, mut server) = test_context(&format!("http://{addr}"));
+    let base = unreachable_base();
+    let (ctx, mut server) = test_context(&base);
     let mut p = deleting();
     p.status = Some(crate::crd::ProducerStatus {
         token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -367,7 +365,7 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     assert_eq!(ready["status"], "False");
     let message = ready["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("request to http://{addr}/v1/producers/")),
+        message.contains(&format!("request to {base}/v1/producers/")),
         "{message}"
     );
     assert!(message.contains("Connection refused"), "{message}");
@@ -377,15 +375,6 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     );
     drop(ctx);
     server.expect_done().await;
-}
-
-pub(super) fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
 #[tokio::test]

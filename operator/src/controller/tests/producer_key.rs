@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    admin_secret, kernel, producer, secret_uri, test_context, AdminCall, ApiServer, FakeKernel, NS,
-    PRODUCER_UID,
+    admin_secret, kernel, producer, secret_uri, test_context, unreachable_base, AdminCall,
+    ApiServer, FakeKernel, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -167,13 +167,8 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
 #[tokio::test]
 async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (ctx, mut server) = test_context(&format!("http://127.0.0.1:{port}"));
+    let base = unreachable_base();
+    let (ctx, mut server) = test_context(&base);
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
 
@@ -182,7 +177,7 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
     let (status, message) = blocked_status(&mut server, "KernelUnreachable").await;
     let action = task.await.unwrap().unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
-    let url = format!("http://127.0.0.1:{port}/v1/producers/{PRODUCER_UID}/keys");
+    let url = format!("{base}/v1/producers/{PRODUCER_UID}/keys");
     assert!(
         message.starts_with(&format!(
             "cannot reach the admin API of FdcKernel apps/k to approve spec.publicKey (request to {url} failed: "
