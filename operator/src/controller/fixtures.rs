@@ -823,6 +823,29 @@ fn secrets_post() -> String {
     format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
 }
 
+/// A Producer test: a fake kernel, and a context whose client talks to `server` and whose
+/// kernel HTTP calls go to `fake`.
+pub struct ProducerTest {
+    pub fake: FakeKernel,
+    pub ctx: Arc<Context>,
+    pub server: ApiServer,
+}
+
+impl ProducerTest {
+    pub async fn start() -> Self {
+        let fake = FakeKernel::start().await;
+        let (ctx, server) = test_context(&fake.base);
+        ProducerTest { fake, ctx, server }
+    }
+
+    /// Ends the test: the context (and its client) goes, and the server must have seen no
+    /// request that was not answered.
+    pub async fn done(self) {
+        drop(self.ctx);
+        self.server.expect_done().await;
+    }
+}
+
 // Producer reconciles: Producer `p` of FdcKernel `k`, answered call by call. The helpers
 // below script the requests every pass makes the same way; what a test checks in between
 // (the key approval at the kernel, Events) stays in the test, between the helper calls.
