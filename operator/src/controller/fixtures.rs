@@ -205,6 +205,25 @@ pub fn producer(name: &str, kernel: &str) -> Producer {
     .expect("producer fixture")
 }
 
+/// The condition `type_` in the `status` of an object as applied; panics naming the object
+/// when it has none.
+pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// `http://127.0.0.1:<port>` of a port nothing listens on: connections to it are refused.
+pub fn unreachable_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
 /// A Secret holding `key`.
 pub fn secret_with_key(name: &str, key: &str) -> Value {
     json!({
@@ -802,4 +821,130 @@ fn answer(call: Call, object: &Option<Value>) {
 
 fn secrets_post() -> String {
     format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
+}
+
+/// A Producer test: a fake kernel, and a context whose client talks to `server` and whose
+/// kernel HTTP calls go to `fake`.
+pub struct ProducerTest {
+    pub fake: FakeKernel,
+    pub ctx: Arc<Context>,
+    pub server: ApiServer,
+}
+
+impl ProducerTest {
+    pub async fn start() -> Self {
+        let fake = FakeKernel::start().await;
+        let (ctx, server) = test_context(&fake.base);
+        ProducerTest { fake, ctx, server }
+    }
+
+    /// Ends the test: the context (and its client) goes, and the server must have seen no
+    /// request that was not answered.
+    pub async fn done(self) {
+        drop(self.ctx);
+        self.server.expect_done().await;
+    }
+}
+
+// Producer reconciles: Producer `p` of FdcKernel `k`, answered call by call. The helpers
+// below script the requests every pass makes the same way; what a test checks in between
+// (the key approval at the kernel, Events) stays in the test, between the helper calls.
+
+/// Path of FdcKernel `k` in [`NS`].
+pub fn kernel_uri() -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/k")
+}
+
+/// Path of Secret `name` in [`NS`].
+pub fn secret_uri(name: &str) -> String {
+    format!("/api/v1/namespaces/{NS}/secrets/{name}")
+}
+
+/// Path of Producer `p` in [`NS`].
+pub fn producer_uri() -> String {
+    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/producers/p")
+}
+
+/// The admin token Secret of FdcKernel `k` (token `admin-secret-token`).
+pub fn admin_secret() -> Value {
+    serde_json::to_value(
+        crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token")
+            .expect("admin secret"),
+    )
+    .expect("json")
+}
+
+impl ApiServer {
+    /// A GET of `uri`, answered with `answer` or 404 when it is `None`.
+    pub async fn get(&mut self, uri: &str, answer: Option<&Value>) {
+        let call = self.expect("GET", uri).await;
+        match answer {
+            Some(object) => call.ok(object),
+            None => call.not_found(),
+        }
+    }
+
+    /// The reads that open a Producer apply pass: FdcKernel `k` (answered with `kernel`, in
+    /// its own namespace), its issuer key Secret (there too), then the Producer's
+    /// `p-credentials` Secret (`stored`, or 404).
+    pub async fn producer_reads(
+        &mut self,
+        kernel: &FdcKernel,
+        issuer_secret: &Value,
+        stored: Option<&Value>,
+    ) {
+        let ns = kernel.namespace().expect("kernel namespace");
+        let kernel_json = serde_json::to_value(kernel).expect("kernel");
+        self.get(
+            &format!("/apis/fdc.dev/v1alpha1/namespaces/{ns}/fdckernels/k"),
+            Some(&kernel_json),
+        )
+        .await;
+        self.get(
+            &format!("/api/v1/namespaces/{ns}/secrets/k-issuer-keys"),
+            Some(issuer_secret),
+        )
+        .await;
+        self.get(&secret_uri("p-credentials"), stored).await;
+    }
+
+    /// The reads that open a deletion pass: FdcKernel `k`, then its admin token Secret.
+    pub async fn deletion_reads(&mut self) {
+        self.get(
+            &kernel_uri(),
+            Some(&serde_json::to_value(kernel("k", 1)).expect("kernel")),
+        )
+        .await;
+        self.get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+            .await;
+    }
+
+    /// The apply of Secret `p-credentials`, echoed; returns what was applied.
+    pub async fn credentials_apply(&mut self) -> Value {
+        let call = self
+            .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+            .await;
+        let secret = call.body.clone();
+        call.echo();
+        secret
+    }
+
+    /// The status apply of Producer `p`, answered; returns what was applied.
+    pub async fn producer_status_apply(&mut self) -> Value {
+        let call = self
+            .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+            .await;
+        let status = call.body.clone();
+        call.status_ok(&producer("p", "k"));
+        status
+    }
+
+    /// A JSON patch of Producer `p` (its finalizer), answered with the Producer; returns the
+    /// patch.
+    pub async fn producer_patch(&mut self) -> Value {
+        let call = self.expect("PATCH", &format!("{}?", producer_uri())).await;
+        let patch = call.body.clone();
+        call.ok(&serde_json::to_value(producer("p", "k")).expect("producer"));
+        patch
+    }
 }

@@ -8,21 +8,12 @@ use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::controller::fixtures::{
-    self, kernel, pass, pod, pods_uri, secret_with_key, sts_answer, sts_with_status, test_context,
-    FakeKernel, KernelWorld, Scenario, Seen, MONITORING_DISCOVERY, NS,
+    self, condition, kernel, pass, pod, pods_uri, secret_with_key, sts_answer, sts_with_status,
+    test_context, FakeKernel, KernelWorld, Scenario, Seen, MONITORING_DISCOVERY, NS,
 };
 use crate::controller::kernel::reconcile_kernel;
 use crate::crd::FdcKernel;
 use crate::labels::ROTATE_ISSUER_KEY_ANNOTATION;
-
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
-}
 
 fn config_hash(sts: &Value) -> Value {
     sts["spec"]["template"]["metadata"]["annotations"]["fdc.dev/config-hash"].clone()
@@ -366,6 +357,26 @@ async fn scale_in_pass(
     )
 }
 
+/// Asserts a scale-in pass was held back: the StatefulSet keeps its 3 replicas, no Event,
+/// Progressing says ScalingIn and SpillDrained is False (SpillPending) with a message
+/// `message_ok` accepts. Returns the status.
+fn scale_in_held(
+    (applied, status, event): (Value, Value, Option<Value>),
+    message_ok: impl Fn(&str) -> bool,
+) -> Value {
+    assert_eq!(applied["spec"]["replicas"], 3);
+    assert!(event.is_none(), "{event:?}");
+    let drained = condition(&status, "SpillDrained");
+    assert_eq!(drained["status"], "False");
+    assert_eq!(drained["reason"], "SpillPending");
+    assert!(
+        message_ok(drained["message"].as_str().unwrap()),
+        "{drained}"
+    );
+    assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
+    status
+}
+
 #[tokio::test]
 async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
     let (issuer, admin, sts1) = credentials().await;
@@ -373,21 +384,10 @@ async fn scale_in_waits_for_the_spill_to_drain_then_removes_one_pod() {
 
     // Spill not empty: the StatefulSet keeps 3 replicas and SpillDrained says why.
     fake.set_spill("k-2", 4096);
-    let (applied, status, event) =
-        scale_in_pass(&fake, &issuer, &admin, &sts1, 1, victim_pod(true)).await;
-    assert_eq!(applied["spec"]["replicas"], 3);
-    assert!(event.is_none());
-    let drained = condition(&status, "SpillDrained");
-    assert_eq!(drained["status"], "False");
-    assert_eq!(drained["reason"], "SpillPending");
-    assert!(
-        drained["message"]
-            .as_str()
-            .unwrap()
-            .contains("pod k-2 still holds 4096 spilled records"),
-        "{drained}"
+    let status = scale_in_held(
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 1, victim_pod(true)).await,
+        |message| message.contains("pod k-2 still holds 4096 spilled records"),
     );
-    assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
     // Every pod is ready: the kernel is available while it scales in.
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(condition(&status, "Ready")["reason"], "Available");
@@ -427,21 +427,10 @@ async fn a_victim_that_is_not_ready_blocks_scale_in_even_with_an_empty_spill() {
     // Its last read spill is empty, but a pod whose /readyz fails (Postgres unreachable)
     // could spill the batch it finishes while shutting down.
     fake.set_spill("k-2", 0);
-    let (applied, status, event) =
-        scale_in_pass(&fake, &issuer, &admin, &sts1, 2, victim_pod(false)).await;
-    assert_eq!(applied["spec"]["replicas"], 3);
-    assert!(event.is_none());
-    let drained = condition(&status, "SpillDrained");
-    assert_eq!(drained["status"], "False");
-    assert_eq!(drained["reason"], "SpillPending");
-    assert!(
-        drained["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("scale-in waits: pod k-2 is not Ready"),
-        "{drained}"
+    scale_in_held(
+        scale_in_pass(&fake, &issuer, &admin, &sts1, 2, victim_pod(false)).await,
+        |message| message.starts_with("scale-in waits: pod k-2 is not Ready"),
     );
-    assert_eq!(condition(&status, "Progressing")["reason"], "ScalingIn");
 
     // Ready again: it goes.
     let (applied, _, event) =

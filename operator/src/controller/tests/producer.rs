@@ -14,25 +14,15 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
+    condition, kernel, kernel_uri, producer, secret_uri, test_context, unreachable_base, AdminCall,
+    ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;
 
-pub(super) const APPLY: &str = "?&force=true&fieldManager=fdc-operator";
 pub(super) const DAY: u64 = 24 * 3600;
-
-pub(super) fn kernel_uri() -> String {
-    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdckernels/k")
-}
-pub(super) fn secret_uri(name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/secrets/{name}")
-}
-pub(super) fn producer_uri() -> String {
-    format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/producers/p")
-}
 
 pub(super) fn decode(data: &Value, key: &str) -> String {
     let b = base64::engine::general_purpose::STANDARD
@@ -72,18 +62,8 @@ pub(super) async fn apply_pass(
     stored: Option<&Value>,
 ) -> (Value, Option<String>, Value) {
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(issuer_secret);
-    let call = server.expect("GET", &secret_uri("p-credentials")).await;
-    match stored {
-        Some(s) => call.ok(s),
-        None => call.not_found(),
-    }
+        .producer_reads(&kernel("k", 1), issuer_secret, stored)
+        .await;
     let mut event = None;
     let next = server.next().await;
     // An Event: created, or patched into a series when the same one repeats.
@@ -113,11 +93,7 @@ pub(super) async fn apply_pass(
     };
     let secret = call.body.clone();
     call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
     (secret, event, status)
 }
 
@@ -140,12 +116,11 @@ pub(super) fn assert_requeue_near(action: Action, expected: Duration) {
 
 #[tokio::test]
 async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
 
-    let task = run(producer("p", "k"), &ctx);
-    let (secret, event, status) = apply_pass(&mut server, &issuer_secret, None).await;
+    let task = run(producer("p", "k"), &t.ctx);
+    let (secret, event, status) = apply_pass(&mut t.server, &issuer_secret, None).await;
     let action = task.await.unwrap().unwrap();
     assert_eq!(event.as_deref(), Some("TokenIssued"));
 
@@ -176,12 +151,7 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     assert_eq!(st["tokenKeyId"], keys.current_kid());
     let expires: Timestamp = st["tokenExpiresAt"].as_str().unwrap().parse().unwrap();
     assert_eq!(expires.as_second(), claims.exp);
-    let ready = &st["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap();
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "True");
     assert!(
         !status.to_string().contains(&decode(data, "token")),
@@ -193,31 +163,29 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     assert_requeue_near(action, Duration::from_secs(3600));
 
     // Second pass: the stored token is still fresh: reused as is, no Event, same key pair.
-    let task = run(producer("p", "k"), &ctx);
-    let (again, event, _) = apply_pass(&mut server, &issuer_secret, Some(&secret)).await;
+    let task = run(producer("p", "k"), &t.ctx);
+    let (again, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event, None);
     assert_eq!(again["data"], secret["data"]);
 
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
-    let task = run(producer("p", "k"), &ctx);
-    let (secret, _, _) = apply_pass(&mut server, &issuer_secret, None).await;
+    let task = run(producer("p", "k"), &t.ctx);
+    let (secret, _, _) = apply_pass(&mut t.server, &issuer_secret, None).await;
     task.await.unwrap().unwrap();
 
     // Renewal: the stored token expires in 1h, past its renewal point (24h/3 before expiry).
     let mut due = secret.clone();
     due["metadata"]["annotations"]["fdc.dev/token-expires-at"] =
         json!((Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1)).to_string());
-    let task = run(producer("p", "k"), &ctx);
-    let (renewed, event, _) = apply_pass(&mut server, &issuer_secret, Some(&due)).await;
+    let task = run(producer("p", "k"), &t.ctx);
+    let (renewed, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&due)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_ne!(
@@ -237,8 +205,9 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
         .unwrap();
     let rotated_secret =
         serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
-    let task = run(producer("p", "k"), &ctx);
-    let (resigned, event, status) = apply_pass(&mut server, &rotated_secret, Some(&renewed)).await;
+    let task = run(producer("p", "k"), &t.ctx);
+    let (resigned, event, status) =
+        apply_pass(&mut t.server, &rotated_secret, Some(&renewed)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
@@ -254,62 +223,44 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
         .verify(&decode(&renewed["data"], "token"))
         .unwrap();
 
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn missing_kernel_is_reported_without_an_error() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
-    let task = run(producer("p", "k"), &ctx);
-    server.expect("GET", &kernel_uri()).await.not_found();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = call.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let mut t = ProducerTest::start().await;
+    let task = run(producer("p", "k"), &t.ctx);
+    t.server.expect("GET", &kernel_uri()).await.not_found();
+    let status = t.server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "KernelNotFound");
     assert_eq!(
         ready["message"],
         "FdcKernel apps/k not found; create it or fix spec.kernelRef"
     );
-    call.status_ok(&producer("p", "k"));
     assert_eq!(
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(30))
     );
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn a_new_producer_first_gets_the_finalizer() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let mut p = producer("p", "k");
     p.metadata.finalizers = None;
-    let task = run(p, &ctx);
-    let call = server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await;
+    let task = run(p, &t.ctx);
     assert_eq!(
-        call.body,
+        t.server.producer_patch().await,
         json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
             {"op": "add", "path": "/metadata/finalizers", "value": [PRODUCER_FINALIZER]}
         ])
     );
-    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 fn deleting() -> Producer {
@@ -320,67 +271,39 @@ fn deleting() -> Producer {
     p
 }
 
-pub(super) fn admin_secret() -> Value {
-    serde_json::to_value(
-        crate::builders::issuer_keys::admin_secret(&kernel("k", 1), "admin-secret-token").unwrap(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
-    let task = run(deleting(), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
-    let event = server.expect_event(NS, "Revoked").await;
+    let mut t = ProducerTest::start().await;
+    let task = run(deleting(), &t.ctx);
+    t.server.deletion_reads().await;
+    let event = t.server.expect_event(NS, "Revoked").await;
     assert!(!event.to_string().contains("admin-secret-token"));
-    let call = server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        t.server.producer_patch().await,
         json!([
             {"op": "test", "path": "/metadata/finalizers/0", "value": PRODUCER_FINALIZER},
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ])
     );
-    call.ok(&serde_json::to_value(producer("p", "k")).unwrap());
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     assert_eq!(
-        fake.revokes(),
+        t.fake.revokes(),
         vec![AdminCall {
             path: format!("/v1/producers/{PRODUCER_UID}/revoke"),
             authorization: "Bearer admin-secret-token".into(),
             body: json!({"reason": "Producer apps/p deleted"}),
         }]
     );
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
-    let fake = FakeKernel::start().await;
-    fake.set_revoke_status(503);
-    let (ctx, mut server) = test_context(&fake.base);
-    let task = run(deleting(), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
-    let event = server.expect_event(NS, "RevocationFailed").await;
+    let mut t = ProducerTest::start().await;
+    t.fake.set_revoke_status(503);
+    let task = run(deleting(), &t.ctx);
+    t.server.deletion_reads().await;
+    let event = t.server.expect_event(NS, "RevocationFailed").await;
     assert!(
         event["note"]
             .as_str()
@@ -389,11 +312,8 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
         "{event}"
     );
     // The Producer no longer claims its credentials are fine: Ready=False with the cause.
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = condition(&call.body, "Ready").clone();
-    call.status_ok(&producer("p", "k"));
+    let status = t.server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["status"], "False");
     assert_eq!(ready["reason"], "DeletionBlocked");
     let message = ready["message"].as_str().unwrap();
@@ -408,19 +328,16 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
     );
     let err = task.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("answered HTTP 503"), "{err}");
-    assert_eq!(fake.revokes().len(), 1);
-    drop(ctx);
-    server.expect_done().await;
+    assert_eq!(t.fake.revokes().len(), 1);
+    t.done().await;
 }
 
 #[tokio::test]
 async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     // Nothing listens there: the connection is refused, and the message says so (not just
     // hyper's "client error (Connect)").
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let (ctx, mut server) = test_context(&format!("http://{addr}"));
+    let base = unreachable_base();
+    let (ctx, mut server) = test_context(&base);
     let mut p = deleting();
     p.status = Some(crate::crd::ProducerStatus {
         token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -429,25 +346,15 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
         ..Default::default()
     });
     let task = run(p, &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+    server.deletion_reads().await;
     server.expect_event(NS, "RevocationFailed").await;
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let ready = condition(&call.body, "Ready").clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     task.await.unwrap().unwrap_err();
     assert_eq!(ready["status"], "False");
     let message = ready["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("request to http://{addr}/v1/producers/")),
+        message.contains(&format!("request to {base}/v1/producers/")),
         "{message}"
     );
     assert!(message.contains("Connection refused"), "{message}");
@@ -459,63 +366,38 @@ async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     server.expect_done().await;
 }
 
-fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
-    status["status"]["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .find(|c| c["type"] == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
-}
-
 #[tokio::test]
 async fn deletion_after_the_kernel_is_gone_just_releases() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
-    let task = run(deleting(), &ctx);
-    server.expect("GET", &kernel_uri()).await.not_found();
-    server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await
-        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    let mut t = ProducerTest::start().await;
+    let task = run(deleting(), &t.ctx);
+    t.server.expect("GET", &kernel_uri()).await.not_found();
+    t.server.producer_patch().await;
     task.await.unwrap().unwrap();
-    assert!(fake.revokes().is_empty());
-    drop(ctx);
-    server.expect_done().await;
+    assert!(t.fake.revokes().is_empty());
+    t.done().await;
 }
 
 #[tokio::test]
 async fn cross_namespace_reference_needs_the_kernels_permission() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let mut p = producer("p", "k");
     p.spec.kernel_ref.namespace = Some("ingest".into());
     let mut k = kernel("k", 1);
     k.metadata.namespace = Some("ingest".into());
-    let task = run(p, &ctx);
-    server
-        .expect(
-            "GET",
+    let task = run(p, &t.ctx);
+    t.server
+        .get(
             "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
+            Some(&serde_json::to_value(&k).unwrap()),
         )
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
         .await;
-    let ready = call.body["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let status = t.server.producer_status_apply().await;
+    let ready = condition(&status, "Ready");
     assert_eq!(ready["reason"], "NamespaceNotAllowed");
     assert_eq!(
         ready["message"],
         "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
     );
-    call.status_ok(&producer("p", "k"));
     assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
 
     // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
@@ -523,42 +405,20 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     k.spec.auth.allowed_producer_namespaces = vec![NS.to_string()];
     let mut p = producer("p", "k");
     p.spec.kernel_ref.namespace = Some("ingest".into());
-    let task = run(p, &ctx);
-    server
-        .expect(
-            "GET",
-            "/apis/fdc.dev/v1alpha1/namespaces/ingest/fdckernels/k",
-        )
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
+    let task = run(p, &t.ctx);
     let (_, issuer_secret) = issuer();
-    server
-        .expect("GET", "/api/v1/namespaces/ingest/secrets/k-issuer-keys")
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server.expect_event(NS, "TokenIssued").await;
-    server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await
-        .echo();
-    server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await
-        .status_ok(&producer("p", "k"));
+    t.server.producer_reads(&k, &issuer_secret, None).await;
+    t.server.expect_event(NS, "TokenIssued").await;
+    t.server.credentials_apply().await;
+    t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
-    let fake = FakeKernel::start().await;
-    fake.set_revoke_status(404);
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
+    t.fake.set_revoke_status(404);
     let mut p = deleting();
     p.status = Some(crate::crd::ProducerStatus {
         token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -566,16 +426,9 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
         )),
         ..Default::default()
     });
-    let task = run(p, &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
-    let event = server.expect_event(NS, "NotRevocable").await;
+    let task = run(p, &t.ctx);
+    t.server.deletion_reads().await;
+    let event = t.server.expect_event(NS, "NotRevocable").await;
     assert_eq!(event["type"], "Warning");
     assert!(
         event["note"]
@@ -584,11 +437,7 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
             .contains("stays valid until 2030-03-17T17:46:40Z"),
         "{event}"
     );
-    server
-        .expect("PATCH", &format!("{}?", producer_uri()))
-        .await
-        .ok(&serde_json::to_value(producer("p", "k")).unwrap());
+    t.server.producer_patch().await;
     task.await.unwrap().unwrap();
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }

@@ -7,13 +7,11 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{
-    admin_secret, apply_pass, assert_requeue_near, decode, issuer, kernel_uri, producer_uri, run,
-    secret_uri, verifier, APPLY,
-};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    kernel, producer, test_context, AdminCall, ApiServer, FakeKernel, NS, PRODUCER_UID,
+    admin_secret, kernel, producer, secret_uri, test_context, unreachable_base, AdminCall,
+    ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -51,30 +49,16 @@ fn expected_call(own: &KeyPair) -> AdminCall {
 /// GETs of a reconcile up to the admin token Secret (nothing stored yet).
 async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
     server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
+        .producer_reads(&kernel("k", 1), issuer_secret, None)
+        .await;
     server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
+        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .await;
 }
 
 /// The status apply of a blocked reconcile: Ready and KeyApproved False with `reason`.
 async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String) {
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let status = server.producer_status_apply().await;
     let ready = condition(&status, "Ready");
     let key = condition(&status, "KeyApproved");
     assert_eq!(
@@ -95,15 +79,14 @@ async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String)
 
 #[tokio::test]
 async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
 
-    let task = run(with_key(&own), &ctx);
-    reads_up_to_admin_token(&mut server, &issuer_secret).await;
-    let event = server.expect_event(NS, "KeyApproved").await;
+    let task = run(with_key(&own), &t.ctx);
+    reads_up_to_admin_token(&mut t.server, &issuer_secret).await;
+    let event = t.server.expect_event(NS, "KeyApproved").await;
     assert_eq!(
         event["note"],
         format!(
@@ -111,18 +94,10 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
         )
     );
     // Approved at the kernel, with exactly this request, before anything is written.
-    assert_eq!(fake.key_approvals(), vec![expected_call(&own)]);
-    server.expect_event(NS, "TokenIssued").await;
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await;
-    let secret = call.body.clone();
-    call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
+    t.server.expect_event(NS, "TokenIssued").await;
+    let secret = t.server.credentials_apply().await;
+    let status = t.server.producer_status_apply().await;
     let action = task.await.unwrap().unwrap();
 
     // The Secret: the kernel-accepted token, the fingerprint, no key material of ours.
@@ -150,38 +125,20 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
     // Next reconcile: the kernel says "already approved" (200): asked again, no Event, and
     // the fresh token is reused, so nothing but the Secret and status applies follows.
-    fake.set_key_response(200, json!({"changed": false}));
+    t.fake.set_key_response(200, json!({"changed": false}));
     let mut p = with_key(&own);
     p.status = serde_json::from_value(status["status"].clone()).unwrap();
-    let task = run(p, &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .ok(&secret);
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .ok(&admin_secret());
-    let call = server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
+    let task = run(p, &t.ctx);
+    t.server
+        .producer_reads(&kernel("k", 1), &issuer_secret, Some(&secret))
         .await;
-    assert_eq!(call.body["data"], secret["data"]);
-    call.echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
+    t.server
+        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
         .await;
-    let again = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    assert_eq!(t.server.credentials_apply().await["data"], secret["data"]);
+    let again = t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
-    assert_eq!(fake.key_approvals(), vec![expected_call(&own); 2]);
+    assert_eq!(t.fake.key_approvals(), vec![expected_call(&own); 2]);
     assert_eq!(
         condition(&again, "KeyApproved")["reason"],
         "ApprovedAtKernel"
@@ -196,26 +153,20 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     // condition goes away.
     let mut p = producer("p", "k");
     p.status = serde_json::from_value(again["status"].clone()).unwrap();
-    let task = run(p, &ctx);
-    let (_, _, status) = apply_pass(&mut server, &issuer_secret, Some(&secret)).await;
+    let task = run(p, &t.ctx);
+    let (_, _, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
     task.await.unwrap().unwrap();
     assert_eq!(condition(&status, "KeyApproved"), Value::Null);
     assert_eq!(condition(&status, "Ready")["status"], "True");
-    assert_eq!(fake.key_approvals().len(), 2);
+    assert_eq!(t.fake.key_approvals().len(), 2);
 
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
-    // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (ctx, mut server) = test_context(&format!("http://127.0.0.1:{port}"));
+    let base = unreachable_base();
+    let (ctx, mut server) = test_context(&base);
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
 
@@ -224,7 +175,7 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
     let (status, message) = blocked_status(&mut server, "KernelUnreachable").await;
     let action = task.await.unwrap().unwrap();
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
-    let url = format!("http://127.0.0.1:{port}/v1/producers/{PRODUCER_UID}/keys");
+    let url = format!("{base}/v1/producers/{PRODUCER_UID}/keys");
     assert!(
         message.starts_with(&format!(
             "cannot reach the admin API of FdcKernel apps/k to approve spec.publicKey (request to {url} failed: "
@@ -248,110 +199,77 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
 
 #[tokio::test]
 async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_act_on() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
     let kernel_says = format!("conflict: key {fingerprint} is already approved for producer 0190c0de-0000-7000-8000-000000000001; a key serves one producer (use another key)");
-    fake.set_key_response(409, json!({ "error": kernel_says }));
+    t.fake
+        .set_key_response(409, json!({ "error": kernel_says }));
 
-    let task = run(with_key(&own), &ctx);
-    reads_up_to_admin_token(&mut server, &issuer_secret).await;
+    let task = run(with_key(&own), &t.ctx);
+    reads_up_to_admin_token(&mut t.server, &issuer_secret).await;
     let expected = format!("FdcKernel apps/k refused to approve spec.publicKey (fingerprint {fingerprint}): {kernel_says}. Put another key in spec.publicKey, or settle it at the kernel with `fdc-kernel admin`; asked again every 5m");
-    let event = server.expect_event(NS, "KeyApprovalRefused").await;
+    let event = t.server.expect_event(NS, "KeyApprovalRefused").await;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["note"], expected.as_str());
-    let (_, message) = blocked_status(&mut server, "KeyRefusedByKernel").await;
+    let (_, message) = blocked_status(&mut t.server, "KeyRefusedByKernel").await;
     assert_eq!(message, expected);
     assert_eq!(
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(300))
     );
-    assert_eq!(fake.key_approvals(), vec![expected_call(&own)]);
+    assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
 
     // The kernel does not take the operator's admin token.
-    fake.set_key_response(401, json!({"error": "unauthorized"}));
-    let task = run(with_key(&own), &ctx);
-    reads_up_to_admin_token(&mut server, &issuer_secret).await;
-    let (_, message) = blocked_status(&mut server, "KeyApprovalFailed").await;
+    t.fake
+        .set_key_response(401, json!({"error": "unauthorized"}));
+    let task = run(with_key(&own), &t.ctx);
+    reads_up_to_admin_token(&mut t.server, &issuer_secret).await;
+    let (_, message) = blocked_status(&mut t.server, "KeyApprovalFailed").await;
     assert_eq!(
         message,
-        format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", fake.base)
+        format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", t.fake.base)
     );
     assert_eq!(
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(30))
     );
-    drop(ctx);
-    server.expect_done().await;
+    t.done().await;
 }
 
 #[tokio::test]
 async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
-    let task = run(with_key(&own), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(kernel("k", 1)).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server
-        .expect("GET", &secret_uri("k-admin-token"))
-        .await
-        .not_found();
-    let (_, message) = blocked_status(&mut server, "AdminTokenNotReady").await;
+    let task = run(with_key(&own), &t.ctx);
+    t.server
+        .producer_reads(&kernel("k", 1), &issuer_secret, None)
+        .await;
+    t.server.get(&secret_uri("k-admin-token"), None).await;
+    let (_, message) = blocked_status(&mut t.server, "AdminTokenNotReady").await;
     assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
     assert_eq!(
         task.await.unwrap().unwrap(),
         Action::requeue(Duration::from_secs(30))
     );
-    assert!(fake.key_approvals().is_empty());
-    drop(ctx);
-    server.expect_done().await;
+    assert!(t.fake.key_approvals().is_empty());
+    t.done().await;
 }
 
 #[tokio::test]
 async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_written() {
-    let fake = FakeKernel::start().await;
-    let (ctx, mut server) = test_context(&fake.base);
+    let mut t = ProducerTest::start().await;
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
     let mut k = kernel("k", 1);
     k.spec.auth.enabled = false;
-    let task = run(with_key(&own), &ctx);
-    server
-        .expect("GET", &kernel_uri())
-        .await
-        .ok(&serde_json::to_value(&k).unwrap());
-    server
-        .expect("GET", &secret_uri("k-issuer-keys"))
-        .await
-        .ok(&issuer_secret);
-    server
-        .expect("GET", &secret_uri("p-credentials"))
-        .await
-        .not_found();
-    server.expect_event(NS, "TokenIssued").await;
-    server
-        .expect("PATCH", &format!("{}{APPLY}", secret_uri("p-credentials")))
-        .await
-        .echo();
-    let call = server
-        .expect("PATCH", &format!("{}/status{APPLY}", producer_uri()))
-        .await;
-    let status = call.body.clone();
-    call.status_ok(&producer("p", "k"));
+    let task = run(with_key(&own), &t.ctx);
+    t.server.producer_reads(&k, &issuer_secret, None).await;
+    t.server.expect_event(NS, "TokenIssued").await;
+    t.server.credentials_apply().await;
+    let status = t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     let key = condition(&status, "KeyApproved");
     assert_eq!(
@@ -363,7 +281,6 @@ async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_writt
         "FdcKernel apps/k runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"
     );
     assert_eq!(condition(&status, "Ready")["status"], "True");
-    assert!(fake.key_approvals().is_empty());
-    drop(ctx);
-    server.expect_done().await;
+    assert!(t.fake.key_approvals().is_empty());
+    t.done().await;
 }
