@@ -1,6 +1,7 @@
 //! Every reconcile runs in a `reconcile` span naming the object.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 
 use kube::core::error_boundary::InvalidObject;
 use kube::core::DeserializeGuard;
@@ -13,12 +14,28 @@ use tracing_subscriber::Layer;
 use crate::controller::fixtures::{kernel, producer, test_context, FakeKernel, NS};
 use crate::controller::{kernel as kernel_controller, producer as producer_controller};
 
-/// A span's name and its fields, as text.
-type Seen = (String, Vec<(String, String)>);
+/// The thread that created a span, its name and its fields, as text.
+type Seen = (ThreadId, String, Vec<(String, String)>);
 
-/// Records the name and fields of every span created.
+/// Records the thread, name and fields of every span created.
 #[derive(Clone, Default)]
 struct Spans(Arc<Mutex<Vec<Seen>>>);
+
+/// The process-wide recorder. A subscriber installed per thread (`set_default`) races with the
+/// other tests of this binary: whichever thread first reaches a span's callsite caches whether
+/// any subscriber wants it, and could cache "no" just before this test's subscriber arrived
+/// (the span then went missing about one run in eight). A global subscriber is always
+/// counted; the test keeps only the spans of its own thread (a current-thread runtime, so its
+/// spawned tasks run there too).
+fn recorder() -> &'static Spans {
+    static SPANS: OnceLock<Spans> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        let spans = Spans::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))
+            .expect("no other test of this binary installs a global subscriber");
+        spans
+    })
+}
 
 struct Fields(Vec<(String, String)>);
 
@@ -36,10 +53,11 @@ impl<S: Subscriber> Layer<S> for Spans {
     fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: LayerContext<'_, S>) {
         let mut fields = Fields(Vec::new());
         attrs.record(&mut fields);
-        self.0
-            .lock()
-            .unwrap()
-            .push((attrs.metadata().name().to_string(), fields.0));
+        self.0.lock().unwrap().push((
+            std::thread::current().id(),
+            attrs.metadata().name().to_string(),
+            fields.0,
+        ));
     }
 }
 
@@ -57,9 +75,8 @@ fn fields(kind: &str, name: &str, generation: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn each_reconcile_runs_in_a_span_naming_kind_namespace_name_and_generation() {
-    let spans = Spans::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let spans = recorder();
+    let this_thread = std::thread::current().id();
     let fake = FakeKernel::start().await;
     let (ctx, mut server) = test_context(&fake.base);
 
@@ -94,8 +111,8 @@ async fn each_reconcile_runs_in_a_span_naming_kind_namespace_name_and_generation
         .lock()
         .unwrap()
         .iter()
-        .filter(|(name, _)| name == "reconcile")
-        .map(|(_, f)| f.clone())
+        .filter(|(thread, name, _)| *thread == this_thread && name == "reconcile")
+        .map(|(_, _, f)| f.clone())
         .collect();
     assert_eq!(
         seen,
