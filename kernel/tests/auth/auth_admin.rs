@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::auth_support::*;
 use crate::support::*;
-use fdc_kernel::auth::keys;
+use fdc_common::keys;
 use fdc_kernel::auth::registration::request;
 use uuid::Uuid;
 

@@ -7,10 +7,10 @@ use std::process::{Command, Stdio};
 use crate::auth_support::*;
 use crate::support::*;
 use base64::Engine;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::Status;
 use fdc_kernel::auth::registration::{request, seal};
-use fdc_kernel::auth::token::TokenVerifier;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use crate::auth_support::*;
 use crate::support::*;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::{Reply, Status};
 use fdc_kernel::auth::registration::{request, seal, stream};
-use fdc_kernel::auth::token::TokenVerifier;
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
@@ -330,7 +330,7 @@ async fn approved_key(k: &AuthKernel, redis: &MultiplexedConnection) -> (Signing
     (key, fp)
 }
 
-fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_kernel::auth::token::Claims {
+fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_common::token::Claims {
     let grant = reply.grant.as_ref().expect("a sealed token");
     let token = String::from_utf8(seal::open(key, &grant.sealed_token).unwrap()).unwrap();
     TokenVerifier::new("fdc-test", "fdc-kernel-test")

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::support::*;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::config::Config;
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenIssuer;
 use fdc_kernel::auth::registration::reply::Reply;
 use fdc_kernel::auth::registration::stream;
-use fdc_kernel::auth::token::TokenIssuer;
-use fdc_kernel::config::Config;
 use fdc_kernel::service::{self, RunningKernel};
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;

@@ -148,7 +148,7 @@ pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
 }
 
 /// The kernel in-process with `config`, once `/readyz` answers 200.
-pub async fn start_ready(config: fdc_kernel::config::Config) -> fdc_kernel::service::RunningKernel {
+pub async fn start_ready(config: fdc_common::config::Config) -> fdc_kernel::service::RunningKernel {
     let kernel = fdc_kernel::service::start(config).await.unwrap();
     let a = kernel.http_addr;
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
 use fdc_kernel::service;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::fault_support::{metric, start_kernel, start_ready, WAIT};
 
 use crate::support::*;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use uuid::Uuid;
@@ -277,9 +277,9 @@ async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
 /// the normal entries between them are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_entries_and_requests_are_never_held_whole() {
-    use fdc_kernel::auth::keys;
+    use fdc_common::keys;
+    use fdc_common::token::TokenIssuer;
     use fdc_kernel::auth::registration::request;
-    use fdc_kernel::auth::token::TokenIssuer;
 
     const BIG: usize = 10 * 1024 * 1024;
     const N: usize = 32;
@@ -405,7 +405,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// request behind them is answered too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_invalid() {
-    use fdc_kernel::auth::keys;
+    use fdc_common::keys;
     use fdc_kernel::auth::registration::request;
 
     let env = TestEnv::start().await.unwrap();
