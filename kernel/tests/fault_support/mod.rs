@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
+use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::spill::SpillConfig;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -234,4 +235,49 @@ pub async fn kill_holding_pending(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `n` events as the pipeline spills them, with their entries: event `i` has the entry id
+/// `id(i)`, the subject `<subject_prefix><i % 3>`, the tag `batch=<tag>` and the stream
+/// fields `fields`.
+pub fn spilled_batch(
+    n: usize,
+    id: impl Fn(usize) -> String,
+    subject_prefix: &str,
+    tag: &str,
+    fields: &[(&str, &[u8])],
+) -> (Vec<Event>, EntriesByRef) {
+    let now = now_ns();
+    let mut events = Vec::new();
+    let mut entries = EntriesByRef::default();
+    for i in 0..n {
+        let source = EntryRef {
+            stream: "events".into(),
+            id: id(i),
+        };
+        events.push(Event {
+            id: Uuid::now_v7(),
+            ts_ns: now - i as i64,
+            subject: Some(format!("{subject_prefix}{}", i % 3)),
+            tags: vec![("batch".into(), tag.into())],
+            payload: format!("{{\"n\":{i}}}"),
+            source: source.clone(),
+            producer_id: None,
+        });
+        entries.insert(
+            source.clone(),
+            Entry {
+                at: source,
+                fields: Some(
+                    fields
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), v.to_vec()))
+                        .collect(),
+                ),
+                deliveries: 1,
+                flaw: None,
+            },
+        );
+    }
+    (events, entries)
 }
