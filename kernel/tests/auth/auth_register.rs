@@ -230,13 +230,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     let http = reqwest::Client::new();
 
     // An approved key: two tokens, then rate limited.
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
-    assert_eq!(
-        ask(&redis, &fp, &request_for(&key, "a")).await.status,
-        Status::Pending
-    );
-    approve(&k, pending_registration(&pg, &fp).await, None).await;
+    let (key, fp) = approved_key(&k, &redis, "a").await;
     assert_eq!(
         ask(&redis, &fp, &request_for(&key, "a")).await.status,
         Status::Issued
@@ -252,13 +246,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     );
     assert!(r.grant.is_none());
     // The limit is per key: another approved key still gets its token.
-    let other = keys::generate();
-    let ofp = keys::fingerprint(&other.verifying_key());
-    assert_eq!(
-        ask(&redis, &ofp, &request_for(&other, "b")).await.status,
-        Status::Pending
-    );
-    approve(&k, pending_registration(&pg, &ofp).await, None).await;
+    let (other, ofp) = approved_key(&k, &redis, "b").await;
     assert_eq!(
         ask(&redis, &ofp, &request_for(&other, "b")).await.status,
         Status::Issued
@@ -269,12 +257,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     );
 
     // A rejected key is refused.
-    let rejected = keys::generate();
-    let rfp = keys::fingerprint(&rejected.verifying_key());
-    assert_eq!(
-        ask(&redis, &rfp, &request_for(&rejected, "c")).await.status,
-        Status::Pending
-    );
+    let (rejected, rfp) = pending_key(&redis, "c").await;
     let reg = pending_registration(&pg, &rfp).await;
     let resp = http
         .post(k.admin_url(&format!("/v1/registrations/{reg}/reject")))
@@ -317,15 +300,25 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     k.kernel.shutdown().await;
 }
 
-/// An approved key and its pending registration approved: the next request is `issued`.
-async fn approved_key(k: &AuthKernel, redis: &MultiplexedConnection) -> (SigningKey, String) {
-    let pg = k.env.pg().await;
+/// A new key whose first request (as producer `name`) is answered `pending`, and its fingerprint.
+async fn pending_key(redis: &MultiplexedConnection, name: &str) -> (SigningKey, String) {
     let key = keys::generate();
     let fp = keys::fingerprint(&key.verifying_key());
     assert_eq!(
-        ask(redis, &fp, &request_for(&key, "sensor")).await.status,
+        ask(redis, &fp, &request_for(&key, name)).await.status,
         Status::Pending
     );
+    (key, fp)
+}
+
+/// A new key with its pending registration approved: its next request is `issued`.
+async fn approved_key(
+    k: &AuthKernel,
+    redis: &MultiplexedConnection,
+    name: &str,
+) -> (SigningKey, String) {
+    let pg = k.env.pg().await;
+    let (key, fp) = pending_key(redis, name).await;
     approve(k, pending_registration(&pg, &fp).await, None).await;
     (key, fp)
 }
@@ -344,7 +337,7 @@ async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
     let k = AuthKernel::start(Options::default()).await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let (key, fp) = approved_key(&k, &redis).await;
+    let (key, fp) = approved_key(&k, &redis, "sensor").await;
 
     let req = request_for(&key, "sensor");
     let first = ask(&redis, &fp, &req).await;
@@ -379,7 +372,7 @@ async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid(
     let k = AuthKernel::start(Options::default()).await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let (key, fp) = approved_key(&k, &redis).await;
+    let (key, fp) = approved_key(&k, &redis, "sensor").await;
     let reply_key = format!("fdc:register:reply:{fp}");
     let mut conn = redis.clone();
     let _: () = redis::cmd("DEL")
@@ -519,10 +512,7 @@ async fn registration_starts_once_redis_comes_up_after_the_kernel() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     k.env.redis.restart().await.unwrap();
     let redis = k.env.redis_conn().await;
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
-    let r = ask(&redis, &fp, &request_for(&key, "late")).await;
-    assert_eq!(r.status, Status::Pending);
+    pending_key(&redis, "late").await;
     k.kernel.shutdown().await;
 }
 
