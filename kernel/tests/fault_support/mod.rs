@@ -281,3 +281,29 @@ pub fn spilled_batch(
     }
     (events, entries)
 }
+
+/// A consumer that reads `count` new entries and dies without acknowledging them.
+pub async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
+    let mut conn = redis.clone();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("events")
+        .arg("kernel")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("kernel")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::fault_support::{metric, start_kernel, start_ready, WAIT};
+use crate::fault_support::{metric, read_without_ack, start_kernel, start_ready, WAIT};
 
 use crate::support::*;
 use fdc_common::config::Config;
@@ -102,32 +102,6 @@ async fn a_non_utf8_field_name_is_dead_lettered_and_the_entries_behind_it_stored
     );
     a.shutdown().await;
     b.shutdown().await;
-}
-
-/// A consumer that reads `count` new entries and dies without acknowledging them.
-async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
-    let mut conn = redis.clone();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("events")
-        .arg("kernel")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(redis::Value::Nil);
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("kernel")
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg("events")
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// The startup re-read of the kernel's own pending entries and the XAUTOCLAIM of a dead
