@@ -307,3 +307,19 @@ pub async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, cou
         .await
         .unwrap();
 }
+
+/// Waits until the spill of the kernel serving metrics on `addr` is replayed, then asserts
+/// that `events` holds exactly the events `want`, each once.
+pub async fn assert_spill_replayed_exactly(pg: &PgPool, addr: SocketAddr, want: &HashSet<Uuid>) {
+    assert_eq!(wait_stored(pg, want.len()).await, want.len() as i64);
+    assert_eq!(
+        wait_for(WAIT, 0.0, || metric(addr, "kernel_spill_pending_records")).await,
+        0.0
+    );
+    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(pg)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), want.len(), "an event stored twice");
+    assert_eq!(&rows.into_iter().collect::<HashSet<_>>(), want);
+}

@@ -88,17 +88,7 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
         want.extend(batches[k].0.iter().map(|e| e.id));
     }
     want.remove(&poison.id);
-    assert_eq!(wait_stored(&pg, want.len()).await, want.len() as i64);
-    assert_eq!(
-        wait_for(WAIT, 0.0, || metric(a, "kernel_spill_pending_records")).await,
-        0.0
-    );
-    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&pg)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), want.len(), "an event stored twice");
-    assert_eq!(rows.into_iter().collect::<HashSet<_>>(), want);
+    assert_spill_replayed_exactly(&pg, a, &want).await;
 
     assert_eq!(metric(a, "kernel_spill_torn_tails_total").await, 1.0);
     assert_eq!(metric(a, "kernel_spill_corrupt_segments_total").await, 1.0);
