@@ -42,6 +42,19 @@ async fn approve(k: &AuthKernel, registration_id: Uuid, producer_id: Option<Uuid
     v["producer_id"].as_str().unwrap().parse().unwrap()
 }
 
+/// `POST <path>` on the admin API with the admin token and `{"reason": reason}`: the status.
+async fn admin_post(k: &AuthKernel, path: &str, reason: &str) -> u16 {
+    reqwest::Client::new()
+        .post(k.admin_url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 async fn pending_registration(pg: &sqlx::PgPool, fp: &str) -> Uuid {
     sqlx::query_scalar(
         "SELECT registration_id FROM producer_registrations WHERE fingerprint = $1 AND status = 'pending'",
@@ -227,7 +240,6 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     .await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let http = reqwest::Client::new();
 
     // An approved key: two tokens, then rate limited.
     let (key, fp) = approved_key(&k, &redis, "a").await;
@@ -259,26 +271,23 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     // A rejected key is refused.
     let (rejected, rfp) = pending_key(&redis, "c").await;
     let reg = pending_registration(&pg, &rfp).await;
-    let resp = http
-        .post(k.admin_url(&format!("/v1/registrations/{reg}/reject")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "unknown device"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        admin_post(
+            &k,
+            &format!("/v1/registrations/{reg}/reject"),
+            "unknown device"
+        )
+        .await,
+        204
+    );
     let r = ask(&redis, &rfp, &request_for(&rejected, "c")).await;
     assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "rejected"));
 
     // A revoked key is refused.
-    let resp = http
-        .post(k.admin_url(&format!("/v1/keys/{ofp}/revoke")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "device lost"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        admin_post(&k, &format!("/v1/keys/{ofp}/revoke"), "device lost").await,
+        204
+    );
     let r = ask(&redis, &ofp, &request_for(&other, "b")).await;
     assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "revoked"));
     assert_eq!(
