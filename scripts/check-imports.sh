@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 # module: the modules it may import (`-`: none; `*`: the library's public API, for the
 # benchmark that is a binary in the target layout). fdc-common (`fdc_common::…`) is open to
-# all; `config` is `fdc_common::config`, which the kernel re-exports as `crate::config`.
+# all; `config` in a row is `fdc_common::config` (the kernel has no `crate::config`).
 RULES='
 entry: -
 retry: -

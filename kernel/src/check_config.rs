@@ -9,8 +9,8 @@ use std::time::Duration;
 use figment::Figment;
 use serde_yaml::Value;
 
-use crate::config::{redact_url, Config, ConfigError};
 use crate::store::Store;
+use fdc_common::config::{redact_url, Config, ConfigError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
@@ -41,7 +41,7 @@ pub async fn run(
 
 /// What `run` checks before it connects anywhere, beyond [`Config::validate`].
 pub fn validate_like_run(config: &Config) -> Result<(), ConfigError> {
-    crate::config::check_referenced_files(config)?;
+    fdc_common::config::check_referenced_files(config)?;
     if config.auth.enabled {
         if let Some(path) = &config.auth.admin_token_file {
             crate::auth::admin::read_admin_token(path).map_err(|problem| ConfigError::Invalid {

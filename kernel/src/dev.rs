@@ -12,7 +12,7 @@ use rand::RngCore;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::config::Config;
+use fdc_common::config::Config;
 use fdc_common::keys;
 use fdc_common::token::TokenIssuer;
 use fdc_testenv::{PostgresServer, RedisServer, ServerError};

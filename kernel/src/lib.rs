@@ -3,9 +3,6 @@
 
 pub mod auth;
 pub mod check_config;
-/// The `kernel.yaml` schema lives in `fdc-common` (the operator checks configs with it);
-/// re-exported so `fdc_kernel::config` and `crate::config` paths keep working.
-pub use fdc_common::config;
 pub mod dev;
 pub mod entry;
 pub mod error_chain;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use fdc_common::config::{LogConfig, LogFormat};
 
 /// Directives added to `log.level` unless it mentions sqlx.
 const QUIET: &str = "sqlx::postgres::notice=warn,sqlx::pool=error,sqlx_core::pool=error";

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use fdc_kernel::config::{Config, LogConfig, LogFormat};
+use fdc_common::config::{Config, LogConfig, LogFormat};
 use fdc_kernel::{dev::DevEnvironment, error_chain, logging, service, store::Store};
 use tokio_util::sync::CancellationToken;
 

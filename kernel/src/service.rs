@@ -8,7 +8,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::Config;
 use crate::health::Health;
 use crate::http::{self, HttpState};
 use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
@@ -17,6 +16,7 @@ use crate::redis_io::{RedisIoError, StreamClient};
 use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError};
 use crate::supervise::Supervised;
+use fdc_common::config::Config;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         health.clone(),
         store.clone(),
         client.clone(),
-        crate::config::redact_url(&config.redis.url),
+        fdc_common::config::redact_url(&config.redis.url),
         stop.clone(),
     ));
     let http_stop = CancellationToken::new();

@@ -21,12 +21,12 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::config::AuthConfig;
-use super::keys;
 use super::last_seen::LastSeen;
 use super::metrics::AuthMetrics;
 use super::outage::OutageBreaker;
 use super::producers_db::{self, SeenProducer};
-use super::token::{Claims, TokenVerifier};
+use fdc_common::keys;
+use fdc_common::token::{Claims, TokenVerifier};
 
 /// Who sent an entry, from its verified token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,7 +317,7 @@ pub fn verifier_from_config(config: &AuthConfig) -> Result<TokenVerifier, keys::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::token::TokenIssuer;
+    use fdc_common::token::TokenIssuer;
     use fdc_testenv::TestEnv;
 
     fn cache_count(metrics: &AuthMetrics, result: &str) -> u64 {

@@ -11,10 +11,10 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use uuid::Uuid;
 
-use super::keys;
 use super::registration::reply::{Reply, Status};
 use super::registration::{request, seal, stream};
-use super::token::TokenIssuer;
+use fdc_common::keys;
+use fdc_common::token::TokenIssuer;
 
 /// Name of the token file `register` writes into the key directory by default.
 pub const TOKEN_FILE: &str = "token";
@@ -77,7 +77,7 @@ pub struct RedisArgs {
 impl RedisArgs {
     /// The URL with any password replaced, for messages.
     pub fn shown(&self) -> String {
-        crate::config::redact_url(&self.redis_url)
+        fdc_common::config::redact_url(&self.redis_url)
     }
 
     async fn connect(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
@@ -436,7 +436,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     );
     if !args.force {
         let now = chrono::Utc::now().timestamp();
-        super::token::precheck(&token, now).map_err(|e| {
+        fdc_common::token::precheck(&token, now).map_err(|e| {
             anyhow!(
                 "{}: {e}; the kernel would dead-letter every entry (error=auth). Get a new \
                  token (fdc-kernel register), or pass --force to publish anyway",

@@ -1,4 +1,4 @@
-//! The `auth` config section lives with the rest of the schema in [`crate::config::auth`];
+//! The `auth` config section lives with the rest of the schema in [`fdc_common::config::auth`];
 //! re-exported here so `auth::config::…` paths keep working.
 
-pub use crate::config::auth::*;
+pub use fdc_common::config::auth::*;

@@ -13,10 +13,6 @@ pub mod outage;
 pub mod producers_db;
 pub mod registration;
 
-/// Keys and tokens live in `fdc-common` (the operator uses them too); re-exported so
-/// `auth::keys` and `auth::token` paths keep working.
-pub use fdc_common::{keys, token};
-
 pub use authenticator::{Authenticator, Denial, Identity, Verdict};
 pub mod gate;
 pub mod runtime;

@@ -13,11 +13,11 @@ use super::admin::{self, AdminState};
 use super::authenticator::{AuthSetupError, Authenticator};
 use super::config::AuthConfig;
 use super::gate::AuthGate;
-use super::keys;
 use super::last_seen;
 use super::metrics::AuthMetrics;
 use super::registration::RegistrationService;
-use super::token::TokenIssuer;
+use fdc_common::keys;
+use fdc_common::token::TokenIssuer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthStartError {
@@ -26,7 +26,7 @@ pub enum AuthStartError {
     #[error(transparent)]
     Key(#[from] keys::KeyError),
     #[error("cannot sign tokens with auth.signing_key: {0}")]
-    Issuer(#[from] super::token::TokenError),
+    Issuer(#[from] fdc_common::token::TokenError),
     #[error("auth.admin_token_file: {0}")]
     AdminToken(String),
     #[error("cannot listen on auth.admin_listen {addr}: {source}")]

@@ -10,10 +10,10 @@ use tracing::{info, warn};
 use super::settle::now_ns;
 use super::{Chunk, Holdings};
 use crate::auth::gate::AuthGate;
-use crate::config::LimitsConfig;
 use crate::entry::{EntriesByRef, Entry, EntryRef};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Event, Limits, Message, Reason, Rejection};
+use fdc_common::config::LimitsConfig;
 
 /// A batch after admission: what commit and settle need.
 #[derive(Debug, Default)]

@@ -13,12 +13,12 @@ use super::admit::{Admit, Batch};
 use super::commit::{Commit, Committed, Mode};
 use super::settle::Settle;
 use super::{Chunk, Holdings};
-use crate::config::IngestConfig;
 use crate::entry::EntryRef;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::retry::Halt;
 use crate::store::StoreError;
+use fdc_common::config::IngestConfig;
 
 pub struct Lanes {
     /// `writers` (lanes) and `batch_max_size`.

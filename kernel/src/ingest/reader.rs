@@ -9,12 +9,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{Chunk, Holdings};
-use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::protocol::Entry;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::retry::{self, Backoff};
 use crate::stall::StallTicket;
+use fdc_common::config::IngestConfig;
 
 pub struct Reader {
     pub client: StreamClient,

@@ -16,11 +16,11 @@ use tracing::{error, info, warn};
 use super::commit::{Commit, Committed, Mode};
 use super::settle::Settle;
 use super::spill_record::decode_batch;
-use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Delays, Halt};
 use crate::spill::{SpillError, SpillHandle, SpillMetrics};
 use crate::store::Store;
+use fdc_common::config::Config;
 
 /// How a write attempt of one record ended, as seen by the replay loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{Entry, Event, Message, Parsed, Reason, Rejection, Token, SUPPORTED_MAJOR};
-use crate::config::LimitsConfig;
+use fdc_common::config::LimitsConfig;
 
 /// The limits `parse` enforces, with the clock reading to judge `ts` against.
 #[derive(Debug, Clone)]

@@ -73,8 +73,8 @@ impl StreamClient {
         max_block: Duration,
     ) -> Result<StreamClient, RedisIoError> {
         let client = redis::Client::open(url)
-            .map_err(|e| RedisIoError::Url(crate::config::redact_url(&e.to_string())))?;
-        let defaults = crate::config::Config::default();
+            .map_err(|e| RedisIoError::Url(fdc_common::config::redact_url(&e.to_string())))?;
+        let defaults = fdc_common::config::Config::default();
         Ok(StreamClient {
             entries: Arc::new(tokio::sync::Mutex::new(EntryConn::new(
                 client.get_connection_info(),
@@ -87,7 +87,7 @@ impl StreamClient {
             ops: manager(&client, REPLY_TIMEOUT)?,
             group: group.to_string(),
             consumer: consumer.to_string(),
-            server: crate::config::redact_url(url).into(),
+            server: fdc_common::config::redact_url(url).into(),
         })
     }
 

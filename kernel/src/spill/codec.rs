@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn the_smallest_spill_budget_holds_a_segment_header_and_a_one_byte_record() {
         assert_eq!(
-            crate::config::spill::MIN_MAX_BYTES,
+            fdc_common::config::spill::MIN_MAX_BYTES,
             (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64 + 1
         );
     }

@@ -18,9 +18,9 @@ mod metrics;
 mod recovery;
 mod store;
 
-/// The `spill` config section lives with the rest of the schema in [`crate::config::spill`].
-pub use crate::config::spill::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use error::SpillError;
+/// The `spill` config section lives with the rest of the schema in [`fdc_common::config::spill`].
+pub use fdc_common::config::spill::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;
 pub use metrics::SpillMetrics;

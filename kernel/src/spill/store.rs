@@ -14,7 +14,7 @@ use super::error::{io_err, SpillError};
 use super::files::{self, Entry};
 use super::metrics::SpillMetrics;
 use super::recovery::{self, FileScan};
-use crate::config::spill::SpillConfig;
+use fdc_common::config::spill::SpillConfig;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 

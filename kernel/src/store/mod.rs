@@ -21,7 +21,7 @@ pub use partitions::{day_name, Partitions};
 pub use reach::Endpoint;
 pub use write::WriteOutcome;
 
-use crate::config::PostgresConfig;
+use fdc_common::config::PostgresConfig;
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -205,5 +205,5 @@ impl Store {
 
 fn redacted(e: &sqlx::Error) -> String {
     // sqlx's URL parse errors do not echo the URL, but keep passwords out for certain.
-    crate::config::redact_url(&e.to_string())
+    fdc_common::config::redact_url(&e.to_string())
 }

@@ -1,11 +1,11 @@
 //! The admin API and the CLI: 401 without the admin token (and nothing changes), recorded
 //! decisions, and the newcomer path through the real binary.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::auth_support::*;
 use crate::support::*;
-use fdc_kernel::auth::keys;
+use fdc_common::keys;
 use fdc_kernel::auth::registration::request;
 use uuid::Uuid;
 
@@ -198,22 +198,6 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
     k.kernel.shutdown().await;
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
-    c.env_remove("FDC_CONFIG").env("RUST_LOG", "trace");
-    c
-}
-
-fn run(mut c: Command) -> (i32, String) {
-    let out = c.stdin(Stdio::null()).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 // Multi-threaded: the test blocks on the CLI processes while the kernel runs on the runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
@@ -224,8 +208,8 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
     let admin_file = k.dir.path().join("admin-token");
     let admin_url = format!("http://{}", k.admin);
 
-    let (code, out) = run({
-        let mut c = bin();
+    let (code, out) = run_cli({
+        let mut c = kernel_cli();
         c.arg("keygen").arg("--out").arg(&dir);
         c
     });
@@ -235,19 +219,19 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
     assert!(out.contains(&fp));
 
     let register = || {
-        let mut c = bin();
+        let mut c = kernel_cli();
         c.args(["register", "--name", "newcomer", "--timeout", "20s"])
             .arg("--key")
             .arg(&dir)
             .env("FDC_REDIS__URL", &redis_url);
         c
     };
-    let (code, out1) = run(register());
+    let (code, out1) = run_cli(register());
     assert_eq!(code, 2, "pending exits 2: {out1}");
     assert!(out1.contains("pending"));
 
     let admin = |args: &[&str]| {
-        let mut c = bin();
+        let mut c = kernel_cli();
         c.arg("admin")
             .arg("--url")
             .arg(&admin_url)
@@ -256,15 +240,15 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
             .args(args);
         c
     };
-    let (code, listing) = run(admin(&["registrations"]));
+    let (code, listing) = run_cli(admin(&["registrations"]));
     assert_eq!(code, 0, "{listing}");
     let list: Vec<serde_json::Value> = serde_json::from_str(&listing).unwrap();
     assert_eq!(list.len(), 1);
     let reg = list[0]["registration_id"].as_str().unwrap().to_string();
-    let (code, out) = run(admin(&["approve", &reg, "--reason", "welcome"]));
+    let (code, out) = run_cli(admin(&["approve", &reg, "--reason", "welcome"]));
     assert_eq!(code, 0, "{out}");
 
-    let (code, out2) = run(register());
+    let (code, out2) = run_cli(register());
     assert_eq!(code, 0, "{out2}");
     let token_file = dir.join("token");
     let token = std::fs::read_to_string(&token_file).unwrap();
@@ -275,7 +259,7 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
     );
     assert!(!out2.contains(&token), "register never prints the token");
 
-    let mut c = bin();
+    let mut c = kernel_cli();
     c.arg("publish")
         .arg("--token-file")
         .arg(&token_file)
@@ -319,8 +303,8 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
     // `token issue` prints a token the kernel accepts (its purpose: for scripts).
     let signing_key = k.config.auth.signing_key.clone().unwrap();
     let scripted = Uuid::now_v7();
-    let (code, printed) = run({
-        let mut c = bin();
+    let (code, printed) = run_cli({
+        let mut c = kernel_cli();
         c.args(["token", "issue", "--name", "script", "--ttl", "1h"])
             .arg("--producer-id")
             .arg(scripted.to_string())

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::*;
-use fdc_kernel::auth::keys;
+use fdc_common::keys;
 use fdc_kernel::service;
 use fdc_kernel::store::Store;
 use fdc_testenv::ports::free_port;

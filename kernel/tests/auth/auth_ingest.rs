@@ -7,8 +7,8 @@ use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
-use fdc_kernel::auth::keys;
-use fdc_kernel::auth::token::{Claims, TokenIssuer};
+use fdc_common::keys;
+use fdc_common::token::{Claims, TokenIssuer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use uuid::Uuid;
 

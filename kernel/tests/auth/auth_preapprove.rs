@@ -2,15 +2,13 @@
 //! approve-key`): the key's first `register` is issued, repeats change nothing, conflicts and
 //! unauthorized calls change nothing.
 
-use std::process::{Command, Stdio};
-
 use crate::auth_support::*;
 use crate::support::*;
 use base64::Engine;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::Status;
 use fdc_kernel::auth::registration::{request, seal};
-use fdc_kernel::auth::token::TokenVerifier;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -390,30 +388,14 @@ async fn conflicts_bad_input_and_unauthorized_calls_change_nothing() {
     k.kernel.shutdown().await;
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
-    c.env_remove("FDC_CONFIG").env("RUST_LOG", "trace");
-    c
-}
-
-fn run(mut c: Command) -> (i32, String) {
-    let out = c.stdin(Stdio::null()).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 // Multi-threaded: the test blocks on the CLI processes while the kernel runs on the runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
     let k = AuthKernel::start(Options::default()).await;
     let pg = k.env.pg().await;
     let dir = k.dir.path().join("producer");
-    let (code, out) = run({
-        let mut c = bin();
+    let (code, out) = run_cli({
+        let mut c = kernel_cli();
         c.arg("keygen").arg("--out").arg(&dir);
         c
     });
@@ -421,7 +403,7 @@ async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
     let key = keys::load_signing_key(&dir.join(keys::PRIVATE_KEY_FILE)).unwrap();
     let producer = Uuid::now_v7();
     let approve = || {
-        let mut c = bin();
+        let mut c = kernel_cli();
         c.arg("admin")
             .arg("--url")
             .arg(format!("http://{}", k.admin))
@@ -434,14 +416,14 @@ async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
             .args(["--name", "cli-edge", "--reason", "provisioned"]);
         c
     };
-    let (code, out) = run(approve());
+    let (code, out) = run_cli(approve());
     assert_eq!(code, 0, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         v,
         json!({"producer_id": producer, "fingerprint": fp(&key), "changed": true, "producer_created": true})
     );
-    let (code, out) = run(approve());
+    let (code, out) = run_cli(approve());
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["changed"],
@@ -449,8 +431,8 @@ async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
     );
 
     // No --wait: a pending answer would exit 2.
-    let (code, out) = run({
-        let mut c = bin();
+    let (code, out) = run_cli({
+        let mut c = kernel_cli();
         c.args(["register", "--name", "cli-edge", "--timeout", "20s"])
             .arg("--key")
             .arg(&dir)

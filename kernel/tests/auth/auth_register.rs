@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use crate::auth_support::*;
 use crate::support::*;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::{Reply, Status};
 use fdc_kernel::auth::registration::{request, seal, stream};
-use fdc_kernel::auth::token::TokenVerifier;
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
 
@@ -40,6 +40,19 @@ async fn approve(k: &AuthKernel, registration_id: Uuid, producer_id: Option<Uuid
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     v["producer_id"].as_str().unwrap().parse().unwrap()
+}
+
+/// `POST <path>` on the admin API with the admin token and `{"reason": reason}`: the status.
+async fn admin_post(k: &AuthKernel, path: &str, reason: &str) -> u16 {
+    reqwest::Client::new()
+        .post(k.admin_url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "reason": reason }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 async fn pending_registration(pg: &sqlx::PgPool, fp: &str) -> Uuid {
@@ -227,16 +240,9 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     .await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let http = reqwest::Client::new();
 
     // An approved key: two tokens, then rate limited.
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
-    assert_eq!(
-        ask(&redis, &fp, &request_for(&key, "a")).await.status,
-        Status::Pending
-    );
-    approve(&k, pending_registration(&pg, &fp).await, None).await;
+    let (key, fp) = approved_key(&k, &redis, "a").await;
     assert_eq!(
         ask(&redis, &fp, &request_for(&key, "a")).await.status,
         Status::Issued
@@ -252,13 +258,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     );
     assert!(r.grant.is_none());
     // The limit is per key: another approved key still gets its token.
-    let other = keys::generate();
-    let ofp = keys::fingerprint(&other.verifying_key());
-    assert_eq!(
-        ask(&redis, &ofp, &request_for(&other, "b")).await.status,
-        Status::Pending
-    );
-    approve(&k, pending_registration(&pg, &ofp).await, None).await;
+    let (other, ofp) = approved_key(&k, &redis, "b").await;
     assert_eq!(
         ask(&redis, &ofp, &request_for(&other, "b")).await.status,
         Status::Issued
@@ -269,33 +269,25 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     );
 
     // A rejected key is refused.
-    let rejected = keys::generate();
-    let rfp = keys::fingerprint(&rejected.verifying_key());
-    assert_eq!(
-        ask(&redis, &rfp, &request_for(&rejected, "c")).await.status,
-        Status::Pending
-    );
+    let (rejected, rfp) = pending_key(&redis, "c").await;
     let reg = pending_registration(&pg, &rfp).await;
-    let resp = http
-        .post(k.admin_url(&format!("/v1/registrations/{reg}/reject")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "unknown device"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        admin_post(
+            &k,
+            &format!("/v1/registrations/{reg}/reject"),
+            "unknown device"
+        )
+        .await,
+        204
+    );
     let r = ask(&redis, &rfp, &request_for(&rejected, "c")).await;
     assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "rejected"));
 
     // A revoked key is refused.
-    let resp = http
-        .post(k.admin_url(&format!("/v1/keys/{ofp}/revoke")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "device lost"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        admin_post(&k, &format!("/v1/keys/{ofp}/revoke"), "device lost").await,
+        204
+    );
     let r = ask(&redis, &ofp, &request_for(&other, "b")).await;
     assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "revoked"));
     assert_eq!(
@@ -317,20 +309,30 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     k.kernel.shutdown().await;
 }
 
-/// An approved key and its pending registration approved: the next request is `issued`.
-async fn approved_key(k: &AuthKernel, redis: &MultiplexedConnection) -> (SigningKey, String) {
-    let pg = k.env.pg().await;
+/// A new key whose first request (as producer `name`) is answered `pending`, and its fingerprint.
+async fn pending_key(redis: &MultiplexedConnection, name: &str) -> (SigningKey, String) {
     let key = keys::generate();
     let fp = keys::fingerprint(&key.verifying_key());
     assert_eq!(
-        ask(redis, &fp, &request_for(&key, "sensor")).await.status,
+        ask(redis, &fp, &request_for(&key, name)).await.status,
         Status::Pending
     );
+    (key, fp)
+}
+
+/// A new key with its pending registration approved: its next request is `issued`.
+async fn approved_key(
+    k: &AuthKernel,
+    redis: &MultiplexedConnection,
+    name: &str,
+) -> (SigningKey, String) {
+    let pg = k.env.pg().await;
+    let (key, fp) = pending_key(redis, name).await;
     approve(k, pending_registration(&pg, &fp).await, None).await;
     (key, fp)
 }
 
-fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_kernel::auth::token::Claims {
+fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_common::token::Claims {
     let grant = reply.grant.as_ref().expect("a sealed token");
     let token = String::from_utf8(seal::open(key, &grant.sealed_token).unwrap()).unwrap();
     TokenVerifier::new("fdc-test", "fdc-kernel-test")
@@ -344,7 +346,7 @@ async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
     let k = AuthKernel::start(Options::default()).await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let (key, fp) = approved_key(&k, &redis).await;
+    let (key, fp) = approved_key(&k, &redis, "sensor").await;
 
     let req = request_for(&key, "sensor");
     let first = ask(&redis, &fp, &req).await;
@@ -379,7 +381,7 @@ async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid(
     let k = AuthKernel::start(Options::default()).await;
     let redis = k.env.redis_conn().await;
     let pg = k.env.pg().await;
-    let (key, fp) = approved_key(&k, &redis).await;
+    let (key, fp) = approved_key(&k, &redis, "sensor").await;
     let reply_key = format!("fdc:register:reply:{fp}");
     let mut conn = redis.clone();
     let _: () = redis::cmd("DEL")
@@ -519,10 +521,7 @@ async fn registration_starts_once_redis_comes_up_after_the_kernel() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     k.env.redis.restart().await.unwrap();
     let redis = k.env.redis_conn().await;
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
-    let r = ask(&redis, &fp, &request_for(&key, "late")).await;
-    assert_eq!(r.status, Status::Pending);
+    pending_key(&redis, "late").await;
     k.kernel.shutdown().await;
 }
 

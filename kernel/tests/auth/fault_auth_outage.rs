@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::auth_support::{AuthKernel, Options};
 use crate::fault_support::{metric, spill_config, wait_metric_at_least, wait_stored, WAIT};
 use crate::support::*;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use fdc_kernel::auth::keys;
+use fdc_common::keys;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdc-kernel");
 
@@ -134,7 +134,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 #[test]
 fn a_token_without_kid_minted_by_openssl_is_verified_against_the_configured_keys() {
-    use fdc_kernel::auth::token::{TokenError, TokenVerifier};
+    use fdc_common::token::{TokenError, TokenVerifier};
 
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("issuer.key");

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::support::*;
-use fdc_kernel::auth::keys::{self, SigningKey};
+use fdc_common::config::Config;
+use fdc_common::keys::{self, SigningKey};
+use fdc_common::token::TokenIssuer;
 use fdc_kernel::auth::registration::reply::Reply;
 use fdc_kernel::auth::registration::stream;
-use fdc_kernel::auth::token::TokenIssuer;
-use fdc_kernel::config::Config;
 use fdc_kernel::service::{self, RunningKernel};
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
@@ -218,4 +218,22 @@ pub async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, Str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no reply");
+}
+
+/// The `fdc-kernel` binary as a CLI: no `FDC_CONFIG` from the environment, trace logging.
+pub fn kernel_cli() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_fdc-kernel"));
+    c.env_remove("FDC_CONFIG").env("RUST_LOG", "trace");
+    c
+}
+
+/// Runs `c` with no stdin: its exit code (-1 if killed by a signal) and stdout then stderr.
+pub fn run_cli(mut c: std::process::Command) -> (i32, String) {
+    let out = c.stdin(std::process::Stdio::null()).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
 }

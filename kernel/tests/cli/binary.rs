@@ -12,6 +12,16 @@ use uuid::Uuid;
 const BIN: &str = env!("CARGO_BIN_EXE_fdc-kernel");
 const WAIT: Duration = Duration::from_secs(60);
 
+/// `fdc-kernel <args>` run to its end with only `vars` in its environment.
+fn run_bin(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
 fn kernel(env: &TestEnv, http_port: u16) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("run")
@@ -30,42 +40,31 @@ fn kernel(env: &TestEnv, http_port: u16) -> Command {
 
 #[test]
 fn check_config_names_the_bad_key_and_redacts_secrets() {
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .env_clear()
-        .env("FDC_INGEST__BATCH_MAX_SIZE", "0")
-        .output()
-        .unwrap();
+    let out = run_bin(&["check-config"], &[("FDC_INGEST__BATCH_MAX_SIZE", "0")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ingest.batch_max_size"), "{err}");
     assert!(err.contains("fix:"), "{err}");
 
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .env_clear()
-        .env("FDC_INGEST__BATCH_MAX_WAIT", "soon")
-        .output()
-        .unwrap();
+    let out = run_bin(&["check-config"], &[("FDC_INGEST__BATCH_MAX_WAIT", "soon")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("batch_max_wait"), "{err}");
 
-    let out = Command::new(BIN)
-        .args(["check-config", "--config", "/nonexistent/kernel.yaml"])
-        .env_clear()
-        .output()
-        .unwrap();
+    let out = run_bin(
+        &["check-config", "--config", "/nonexistent/kernel.yaml"],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/kernel.yaml"));
 
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .env_clear()
-        .env("FDC_POSTGRES__URL", "postgres://fdc:hunter2@db:5432/fdc")
-        .env("FDC_INGEST__STREAMS", "[a, b]")
-        .output()
-        .unwrap();
+    let out = run_bin(
+        &["check-config"],
+        &[
+            ("FDC_POSTGRES__URL", "postgres://fdc:hunter2@db:5432/fdc"),
+            ("FDC_INGEST__STREAMS", "[a, b]"),
+        ],
+    );
     assert!(out.status.success());
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(!shown.contains("hunter2"), "{shown}");
@@ -75,18 +74,18 @@ fn check_config_names_the_bad_key_and_redacts_secrets() {
         "{shown}"
     );
 
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .env_clear()
-        .env(
-            "FDC_POSTGRES__URL",
-            "postgres://db/fdc?user=fdc&password=hunter2",
-        )
-        // Kubernetes service links for a Service named `fdc` are not config keys.
-        .env("FDC_SERVICE_HOST", "10.0.0.1")
-        .env("FDC_PORT", "tcp://10.0.0.1:8080")
-        .output()
-        .unwrap();
+    let out = run_bin(
+        &["check-config"],
+        &[
+            (
+                "FDC_POSTGRES__URL",
+                "postgres://db/fdc?user=fdc&password=hunter2",
+            ),
+            // Kubernetes service links for a Service named `fdc` are not config keys.
+            ("FDC_SERVICE_HOST", "10.0.0.1"),
+            ("FDC_PORT", "tcp://10.0.0.1:8080"),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -98,13 +97,13 @@ fn check_config_names_the_bad_key_and_redacts_secrets() {
 
 #[test]
 fn check_config_opens_the_key_files_it_names() {
-    let out = Command::new(BIN)
-        .arg("check-config")
-        .env_clear()
-        .env("FDC_AUTH__ENABLED", "true")
-        .env("FDC_AUTH__SIGNING_KEY", "/nonexistent/issuer.key")
-        .output()
-        .unwrap();
+    let out = run_bin(
+        &["check-config"],
+        &[
+            ("FDC_AUTH__ENABLED", "true"),
+            ("FDC_AUTH__SIGNING_KEY", "/nonexistent/issuer.key"),
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("auth.signing_key"), "{err}");
@@ -131,12 +130,7 @@ fn the_shipped_config_file_is_valid() {
 async fn migrate_applies_the_schema_and_is_idempotent() {
     let env = TestEnv::start().await.unwrap();
     for _ in 0..2 {
-        let out = Command::new(BIN)
-            .arg("migrate")
-            .env_clear()
-            .env("FDC_POSTGRES__URL", env.postgres.url())
-            .output()
-            .unwrap();
+        let out = run_bin(&["migrate"], &[("FDC_POSTGRES__URL", &env.postgres.url())]);
         assert!(
             out.status.success(),
             "{}",

@@ -64,7 +64,7 @@ fn migrate_against_a_refused_port_names_the_server_and_the_cause_once_as_json() 
 #[test]
 fn check_config_refuses_a_short_admin_token_like_run_and_says_it_does_not_connect() {
     let dir = tempfile::tempdir().unwrap();
-    let files = fdc_kernel::auth::keys::keygen(&dir.path().join("issuer"), false).unwrap();
+    let files = fdc_common::keys::keygen(&dir.path().join("issuer"), false).unwrap();
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "abcdef\n").unwrap();
     let out = bin()
@@ -136,7 +136,7 @@ fn check_config_connect_names_the_server_that_does_not_answer() {
 #[test]
 fn register_and_publish_need_the_redis_url_and_name_it_when_it_fails() {
     let dir = tempfile::tempdir().unwrap();
-    fdc_kernel::auth::keys::keygen(dir.path(), false).unwrap();
+    fdc_common::keys::keygen(dir.path(), false).unwrap();
     let out = bin()
         .args(["register", "--name", "n", "--key"])
         .arg(dir.path())
@@ -201,7 +201,7 @@ fn publish_refuses_a_token_the_kernel_would_dead_letter_unless_forced() {
 #[test]
 fn keygen_refusing_to_overwrite_mentions_force() {
     let dir = tempfile::tempdir().unwrap();
-    fdc_kernel::auth::keys::keygen(dir.path(), false).unwrap();
+    fdc_common::keys::keygen(dir.path(), false).unwrap();
     let out = bin()
         .args(["keygen", "--out"])
         .arg(dir.path())

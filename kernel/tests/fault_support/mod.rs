@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
+use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
 use fdc_kernel::spill::SpillConfig;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -148,7 +149,7 @@ pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
 }
 
 /// The kernel in-process with `config`, once `/readyz` answers 200.
-pub async fn start_ready(config: fdc_kernel::config::Config) -> fdc_kernel::service::RunningKernel {
+pub async fn start_ready(config: fdc_common::config::Config) -> fdc_kernel::service::RunningKernel {
     let kernel = fdc_kernel::service::start(config).await.unwrap();
     let a = kernel.http_addr;
     assert_eq!(
@@ -234,4 +235,91 @@ pub async fn kill_holding_pending(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `n` events as the pipeline spills them, with their entries: event `i` has the entry id
+/// `id(i)`, the subject `<subject_prefix><i % 3>`, the tag `batch=<tag>` and the stream
+/// fields `fields`.
+pub fn spilled_batch(
+    n: usize,
+    id: impl Fn(usize) -> String,
+    subject_prefix: &str,
+    tag: &str,
+    fields: &[(&str, &[u8])],
+) -> (Vec<Event>, EntriesByRef) {
+    let now = now_ns();
+    let mut events = Vec::new();
+    let mut entries = EntriesByRef::default();
+    for i in 0..n {
+        let source = EntryRef {
+            stream: "events".into(),
+            id: id(i),
+        };
+        events.push(Event {
+            id: Uuid::now_v7(),
+            ts_ns: now - i as i64,
+            subject: Some(format!("{subject_prefix}{}", i % 3)),
+            tags: vec![("batch".into(), tag.into())],
+            payload: format!("{{\"n\":{i}}}"),
+            source: source.clone(),
+            producer_id: None,
+        });
+        entries.insert(
+            source.clone(),
+            Entry {
+                at: source,
+                fields: Some(
+                    fields
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), v.to_vec()))
+                        .collect(),
+                ),
+                deliveries: 1,
+                flaw: None,
+            },
+        );
+    }
+    (events, entries)
+}
+
+/// A consumer that reads `count` new entries and dies without acknowledging them.
+pub async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
+    let mut conn = redis.clone();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("events")
+        .arg("kernel")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("kernel")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// Waits until the spill of the kernel serving metrics on `addr` is replayed, then asserts
+/// that `events` holds exactly the events `want`, each once.
+pub async fn assert_spill_replayed_exactly(pg: &PgPool, addr: SocketAddr, want: &HashSet<Uuid>) {
+    assert_eq!(wait_stored(pg, want.len()).await, want.len() as i64);
+    assert_eq!(
+        wait_for(WAIT, 0.0, || metric(addr, "kernel_spill_pending_records")).await,
+        0.0
+    );
+    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(pg)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), want.len(), "an event stored twice");
+    assert_eq!(&rows.into_iter().collect::<HashSet<_>>(), want);
 }

@@ -9,44 +9,20 @@ use std::fs;
 use crate::fault_support::*;
 use crate::support::*;
 use fdc_kernel::ingest::spill_record;
-use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
+use fdc_kernel::protocol::{EntriesByRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.
 fn batch_of(n: usize, tag: &str) -> (Vec<Event>, EntriesByRef) {
-    let now = now_ns();
-    let mut events = Vec::new();
-    let mut entries = EntriesByRef::default();
-    for i in 0..n {
-        let source = EntryRef {
-            stream: "events".into(),
-            id: format!("{}-{i}", tag.len() * 1000 + i),
-        };
-        events.push(Event {
-            id: Uuid::now_v7(),
-            ts_ns: now - i as i64,
-            subject: Some(format!("{tag}-{}", i % 3)),
-            tags: vec![("batch".into(), tag.into())],
-            payload: format!("{{\"n\":{i}}}"),
-            source: source.clone(),
-            producer_id: None,
-        });
-        entries.insert(
-            source.clone(),
-            Entry {
-                at: source,
-                fields: Some(vec![
-                    ("type".into(), b"data".to_vec()),
-                    ("token".into(), b"secret-token".to_vec()),
-                ]),
-                deliveries: 1,
-                flaw: None,
-            },
-        );
-    }
-    (events, entries)
+    spilled_batch(
+        n,
+        |i| format!("{}-{i}", tag.len() * 1000 + i),
+        &format!("{tag}-"),
+        tag,
+        &[("type", b"data"), ("token", b"secret-token")],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,17 +88,7 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
         want.extend(batches[k].0.iter().map(|e| e.id));
     }
     want.remove(&poison.id);
-    assert_eq!(wait_stored(&pg, want.len()).await, want.len() as i64);
-    assert_eq!(
-        wait_for(WAIT, 0.0, || metric(a, "kernel_spill_pending_records")).await,
-        0.0
-    );
-    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&pg)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), want.len(), "an event stored twice");
-    assert_eq!(rows.into_iter().collect::<HashSet<_>>(), want);
+    assert_spill_replayed_exactly(&pg, a, &want).await;
 
     assert_eq!(metric(a, "kernel_spill_torn_tails_total").await, 1.0);
     assert_eq!(metric(a, "kernel_spill_corrupt_segments_total").await, 1.0);

@@ -12,41 +12,20 @@ use std::path::Path;
 use crate::fault_support::*;
 use crate::support::*;
 use fdc_kernel::ingest::spill_record;
-use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
+use fdc_kernel::protocol::{EntriesByRef, Event};
 use fdc_kernel::service;
 use fdc_kernel::spill::{SpillConfig, SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// `n` events as the pipeline spills them, entry ids `<base>-<i>`.
 fn batch_of(n: usize, base: u64) -> (Vec<Event>, EntriesByRef) {
-    let now = now_ns();
-    let mut events = Vec::new();
-    let mut entries = EntriesByRef::default();
-    for i in 0..n {
-        let source = EntryRef {
-            stream: "events".into(),
-            id: format!("{base}-{i}"),
-        };
-        events.push(Event {
-            id: Uuid::now_v7(),
-            ts_ns: now - i as i64,
-            subject: Some(format!("s{}", i % 3)),
-            tags: vec![("batch".into(), base.to_string())],
-            payload: format!("{{\"n\":{i}}}"),
-            source: source.clone(),
-            producer_id: None,
-        });
-        entries.insert(
-            source.clone(),
-            Entry {
-                at: source,
-                fields: Some(vec![("type".into(), b"data".to_vec())]),
-                deliveries: 1,
-                flaw: None,
-            },
-        );
-    }
-    (events, entries)
+    spilled_batch(
+        n,
+        |i| format!("{base}-{i}"),
+        "s",
+        &base.to_string(),
+        &[("type", b"data")],
+    )
 }
 
 fn ids(events: &[Event]) -> HashSet<Uuid> {
@@ -114,18 +93,8 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     let mut want = ids(&a.0);
     want.extend(ids(&b.0));
     want.extend(ids(&old_quarantined.0));
-    assert_eq!(wait_stored(&pg, want.len()).await, want.len() as i64);
-    assert_eq!(
-        wait_for(WAIT, 0.0, || metric(addr, "kernel_spill_pending_records")).await,
-        0.0
-    );
-    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&pg)
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), want.len(), "an event stored twice");
     // Exactly the known records; not one event of the unknown version.
-    assert_eq!(rows.into_iter().collect::<HashSet<_>>(), want);
+    assert_spill_replayed_exactly(&pg, addr, &want).await;
 
     assert_eq!(
         metric(addr, "kernel_spill_quarantined_records_total").await,

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use crate::fault_support::read_without_ack;
 use crate::support::*;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
 use fdc_kernel::service;
-use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -20,32 +20,6 @@ fn fast_claims(env: &TestEnv) -> Config {
     config.ingest.claim_idle = Duration::from_millis(1500);
     config.ingest.claim_interval = Duration::from_millis(200);
     config
-}
-
-/// A consumer that reads entries and dies without acknowledging them.
-async fn ghost_reads(redis: &MultiplexedConnection, count: usize) {
-    let mut conn = redis.clone();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("events")
-        .arg("kernel")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(redis::Value::Nil);
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("kernel")
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg("events")
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 }
 
 async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
@@ -62,7 +36,7 @@ async fn a_dead_consumers_pending_entries_are_claimed_and_stored() {
         .map(|i| data_fields(Uuid::now_v7(), now, None, &[], json!({ "i": i })))
         .collect();
     publish(&redis, "events", &entries).await;
-    ghost_reads(&redis, 300).await;
+    read_without_ack(&redis, "ghost", 300).await;
     assert_eq!(pending(&redis, "events", "kernel").await, 300);
 
     let kernel = service::start(fast_claims(&env)).await.unwrap();
@@ -89,7 +63,7 @@ async fn an_entry_delivered_too_often_goes_to_the_dlq() {
     let redis = env.redis_conn().await;
     let poison = data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}));
     let ids = publish(&redis, "events", &[poison]).await;
-    ghost_reads(&redis, 1).await;
+    read_without_ack(&redis, "ghost", 1).await;
     let mut config = fast_claims(&env);
     // The ghost's delivery was the first; the kernel's claim is the second.
     config.ingest.max_deliveries = 1;
@@ -119,7 +93,7 @@ async fn entries_trimmed_while_pending_are_counted_not_fatal() {
         .map(|_| data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({})))
         .collect();
     publish(&redis, "events", &entries).await;
-    ghost_reads(&redis, 20).await;
+    read_without_ack(&redis, "ghost", 20).await;
     let mut conn = redis.clone();
     let _: i64 = redis::cmd("XTRIM")
         .arg("events")

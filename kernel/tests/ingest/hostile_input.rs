@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::fault_support::{metric, start_kernel, start_ready, WAIT};
+use crate::fault_support::{metric, read_without_ack, start_kernel, start_ready, WAIT};
 
 use crate::support::*;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use uuid::Uuid;
@@ -102,32 +102,6 @@ async fn a_non_utf8_field_name_is_dead_lettered_and_the_entries_behind_it_stored
     );
     a.shutdown().await;
     b.shutdown().await;
-}
-
-/// A consumer that reads `count` new entries and dies without acknowledging them.
-async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
-    let mut conn = redis.clone();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("events")
-        .arg("kernel")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(redis::Value::Nil);
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("kernel")
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg("events")
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
 }
 
 /// The startup re-read of the kernel's own pending entries and the XAUTOCLAIM of a dead
@@ -277,9 +251,9 @@ async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
 /// the normal entries between them are stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_entries_and_requests_are_never_held_whole() {
-    use fdc_kernel::auth::keys;
+    use fdc_common::keys;
+    use fdc_common::token::TokenIssuer;
     use fdc_kernel::auth::registration::request;
-    use fdc_kernel::auth::token::TokenIssuer;
 
     const BIG: usize = 10 * 1024 * 1024;
     const N: usize = 32;
@@ -405,7 +379,7 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// request behind them is answered too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_invalid() {
-    use fdc_kernel::auth::keys;
+    use fdc_common::keys;
     use fdc_kernel::auth::registration::request;
 
     let env = TestEnv::start().await.unwrap();

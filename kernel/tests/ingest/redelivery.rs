@@ -29,6 +29,27 @@ async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
     metric_value(&body, series)
 }
 
+/// Publishes one event, waits until it is stored, then deletes it: afterwards the partitions
+/// and the consumer group exist and `events` is empty.
+async fn store_one_then_clear(env: &TestEnv) {
+    let redis = env.redis_conn().await;
+    let pg = env.pg().await;
+    publish(
+        &redis,
+        "events",
+        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
+    )
+    .await;
+    assert_eq!(
+        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
+        1
+    );
+    sqlx::query("DELETE FROM events")
+        .execute(&pg)
+        .await
+        .unwrap();
+}
+
 /// Holds an exclusive lock on `events` until dropped: the writer's insert waits.
 async fn lock_events(env: &TestEnv) -> sqlx::PgConnection {
     let mut conn = sqlx::PgConnection::connect(&env.postgres.url())
@@ -79,22 +100,8 @@ async fn a_redis_reconnect_does_not_redeliver_entries_in_flight() {
     };
     let kernel = service::start(env.config()).await.unwrap();
     let redis = env.redis_conn().await;
-    let pg = env.pg().await;
     // Partitions and the group exist before the lock is taken.
-    publish(
-        &redis,
-        "events",
-        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
-    )
-    .await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
-    sqlx::query("DELETE FROM events")
-        .execute(&pg)
-        .await
-        .unwrap();
+    store_one_then_clear(&env).await;
 
     let lock = lock_events(&env).await;
     publish(&redis, "events", &workload()).await;
@@ -123,21 +130,7 @@ async fn the_claim_sweep_leaves_slow_entries_of_a_live_writer_alone() {
     config.ingest.max_deliveries = 2;
     let kernel = service::start(config).await.unwrap();
     let redis = env.redis_conn().await;
-    let pg = env.pg().await;
-    publish(
-        &redis,
-        "events",
-        &[data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({}))],
-    )
-    .await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
-    sqlx::query("DELETE FROM events")
-        .execute(&pg)
-        .await
-        .unwrap();
+    store_one_then_clear(&env).await;
 
     let lock = lock_events(&env).await;
     publish(&redis, "events", &workload()).await;

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::preapprove::{self, PreApproval, PreApproveBody};
 use super::store::{self, AdminError};
 use crate::auth::metrics::AuthMetrics;
-use crate::auth::token::TokenIssuer;
+use fdc_common::token::TokenIssuer;
 
 /// Everything the handlers need.
 pub struct AdminState {

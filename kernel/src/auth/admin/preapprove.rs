@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::store::{record, require_reason, AdminError};
-use crate::auth::keys;
+use fdc_common::keys;
 
 /// Bound on `name` and `schema` (a Kubernetes object name is at most 253 characters).
 const MAX_TEXT_LEN: usize = 256;

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::registration::store::record_issue;
-use crate::auth::token::{IssuedToken, TokenError, TokenIssuer};
+use fdc_common::token::{IssuedToken, TokenError, TokenIssuer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

@@ -20,7 +20,7 @@ use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::auth::keys;
+use fdc_common::keys;
 
 /// Domain separation: a signature for this purpose can never be replayed as anything else.
 pub const CANONICAL_PREFIX: &str = "fdc-register-v1";

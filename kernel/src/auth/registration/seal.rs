@@ -43,7 +43,7 @@ pub fn open(key: &SigningKey, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::keys;
+    use fdc_common::keys;
 
     #[test]
     fn derived_x25519_pair_matches() {

@@ -19,8 +19,8 @@ use super::store::{self, Decision, IssuePolicy, Outcome, StoreError};
 use super::{seal, stream};
 use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
-use crate::auth::token::TokenIssuer;
 use crate::entry::{Entry, Flaw, FlawReason};
+use fdc_common::token::TokenIssuer;
 
 const BLOCK: Duration = Duration::from_millis(500);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
@@ -331,7 +331,7 @@ impl RegistrationService {
             Ok(match decision {
                 Decision::Issued(issued) => {
                     let sealed = seal::seal(&req.public_key, issued.token.as_bytes())
-                        .map_err(|_| StoreError::Token(crate::auth::token::TokenError::Signing))?;
+                        .map_err(|_| StoreError::Token(fdc_common::token::TokenError::Signing))?;
                     Reply {
                         status: Status::Issued,
                         detail: "issued".into(),

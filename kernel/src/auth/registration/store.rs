@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::reply::Reply;
 use super::request::RegisterRequest;
-use crate::auth::token::{IssuedToken, TokenError, TokenIssuer};
+use fdc_common::token::{IssuedToken, TokenError, TokenIssuer};
 
 /// What the kernel decided for a verified request.
 #[derive(Debug)]

@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::workload::{entry_fields, W1Event};
 use super::BenchError;
-use fdc_kernel::auth::keys;
-use fdc_kernel::auth::token::TokenIssuer;
-use fdc_kernel::config::Config;
+use fdc_common::config::Config;
+use fdc_common::keys;
+use fdc_common::token::TokenIssuer;
 
 /// W1 events are spread over this many producers (by subject), each with its own token.
 pub const PRODUCERS: usize = 10;

@@ -132,7 +132,7 @@ fn limit_batch_size(kernel_env: &[(String, String)]) -> anyhow::Result<usize> {
         Some((key, value)) => value
             .parse()
             .with_context(|| format!("--kernel-env {key}={value}: not a whole number")),
-        None => Ok(fdc_kernel::config::Config::default().ingest.batch_max_size),
+        None => Ok(fdc_common::config::Config::default().ingest.batch_max_size),
     }
 }
 

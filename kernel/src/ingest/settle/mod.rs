@@ -11,13 +11,13 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
 use crate::entry::{Entry, EntryRef};
 use crate::metrics::Metrics;
 use crate::protocol::{Event, Rejection};
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::retry::{self, Backoff, Stopped};
 use crate::store::WriteOutcome;
+use fdc_common::config::Config;
 
 /// Backoff of a failed dead letter or ack.
 pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));
