@@ -587,19 +587,7 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             .get(format!("{base}/v1/decisions"))
             .query(&[("limit", limit)]),
     };
-    let resp = req
-        .bearer_auth(token.as_str())
-        .send()
-        .await
-        .map_err(|e| unreachable_admin(base, &e))?;
-    let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of the admin API at {base}"))?;
-    if !status.is_success() {
-        bail!("admin API at {base} answered {status}: {}", body.trim());
-    }
+    let body = send_admin(base, req.bearer_auth(token.as_str())).await?;
     match (
         &args.command,
         serde_json::from_str::<serde_json::Value>(&body),
@@ -611,6 +599,24 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         (_, Err(_)) => println!("ok"),
     }
     Ok(())
+}
+
+/// Sends a request to the admin API at `base` and returns the body of a successful answer;
+/// otherwise an error naming the API and what it answered (or why it did not).
+async fn send_admin(base: &str, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| unreachable_admin(base, &e))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of the admin API at {base}"))?;
+    if !status.is_success() {
+        bail!("admin API at {base} answered {status}: {}", body.trim());
+    }
+    Ok(body)
 }
 
 /// The error for an admin API that did not answer: where, and the innermost cause (reqwest's
@@ -632,21 +638,11 @@ async fn pending_registration_of(
 ) -> anyhow::Result<Uuid> {
     let key = keys::load_verifying_key(public_key)?;
     let fingerprint = keys::fingerprint(&key);
-    let resp = http
+    let request = http
         .get(format!("{base}/v1/registrations"))
         .query(&[("status", "pending")])
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(|e| unreachable_admin(base, &e))?;
-    let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of the admin API at {base}"))?;
-    if !status.is_success() {
-        bail!("admin API at {base} answered {status}: {}", body.trim());
-    }
+        .bearer_auth(token);
+    let body = send_admin(base, request).await?;
     let list: Vec<serde_json::Value> = serde_json::from_str(&body)
         .with_context(|| format!("unexpected registration list from {base}"))?;
     list.iter()
