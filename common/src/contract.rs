@@ -38,6 +38,41 @@ pub fn producer_revoke_path(producer_id: impl Display) -> String {
     PRODUCER_REVOKE_ROUTE.replace("{id}", &producer_id.to_string())
 }
 
+/// Admin API route of the schema registry: `POST` adds a version (`{"name", "version",
+/// "body", "reason"}`; 201 when added, 200 when the same name, version and body exist, 409 when
+/// that version exists with another body, 400 with the compiler's message when the body is not a
+/// valid JSON Schema), `GET` lists every version.
+pub const SCHEMAS_ROUTE: &str = "/v1/schemas";
+/// Admin API route of one schema version (`{name}`, `{version}`): `GET` shows it with its body
+/// and the producers bound to it; `DELETE` removes it (409 while a producer or a stream is bound
+/// to it).
+pub const SCHEMA_ROUTE: &str = "/v1/schemas/{name}/{version}";
+/// Admin API route that deprecates one schema version (`POST {"reason"}`): it keeps validating
+/// for the producers bound to it, but no new binding may pick it.
+pub const SCHEMA_DEPRECATE_ROUTE: &str = "/v1/schemas/{name}/{version}/deprecate";
+/// Admin API route that binds a producer to a schema (`POST {"schema": "name@range" | null,
+/// "reason"}`; `null` unbinds).
+pub const PRODUCER_SCHEMA_ROUTE: &str = "/v1/producers/{id}/schema";
+
+/// [`SCHEMA_ROUTE`] for one schema version.
+pub fn schema_path(name: &str, version: &str) -> String {
+    SCHEMA_ROUTE
+        .replace("{name}", name)
+        .replace("{version}", version)
+}
+
+/// [`SCHEMA_DEPRECATE_ROUTE`] for one schema version.
+pub fn schema_deprecate_path(name: &str, version: &str) -> String {
+    SCHEMA_DEPRECATE_ROUTE
+        .replace("{name}", name)
+        .replace("{version}", version)
+}
+
+/// [`PRODUCER_SCHEMA_ROUTE`] for one producer.
+pub fn producer_schema_path(producer_id: impl Display) -> String {
+    PRODUCER_SCHEMA_ROUTE.replace("{id}", &producer_id.to_string())
+}
+
 /// Gauge of the spilled records not yet replayed to Postgres (0 = drained).
 pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 /// Gauge of the spill records set aside in quarantine files (acknowledged data too).
@@ -69,6 +104,15 @@ mod tests {
         assert_eq!(
             producer_revoke_path(id),
             "/v1/producers/0190a1b2-0000-7000-8000-000000000001/revoke"
+        );
+        assert_eq!(
+            producer_schema_path(id),
+            "/v1/producers/0190a1b2-0000-7000-8000-000000000001/schema"
+        );
+        assert_eq!(schema_path("orders", "1.2.0"), "/v1/schemas/orders/1.2.0");
+        assert_eq!(
+            schema_deprecate_path("orders", "1.2.0"),
+            "/v1/schemas/orders/1.2.0/deprecate"
         );
     }
 }
