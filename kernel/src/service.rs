@@ -257,6 +257,11 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
                 limits: config.limits.clone(),
                 max_deliveries: config.ingest.max_deliveries,
                 metrics,
+                schemas: Some(crate::schemas::Schemas::new(
+                    store.pool().clone(),
+                    config.ingest.schema_cache_ttl,
+                    &config.ingest.schemas,
+                )),
             },
             commit,
             settle,

@@ -9,7 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod last_seen;
 pub mod metrics;
-pub mod outage;
 pub mod producers_db;
 pub mod registration;
 
