@@ -113,6 +113,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &consumer,
         stop.clone(),
         health.wait_migrated(),
+        &config.ingest.schemas,
     )
     .await?
     .map(|a| a.gate);

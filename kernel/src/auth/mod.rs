@@ -11,6 +11,7 @@ pub mod last_seen;
 pub mod metrics;
 pub mod producers_db;
 pub mod registration;
+pub mod schema_cli;
 
 pub use authenticator::{Authenticator, Denial, Identity, Verdict};
 pub mod gate;

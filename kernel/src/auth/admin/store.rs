@@ -22,6 +22,11 @@ pub enum AdminError {
     ConflictDetail(String),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A bad request whose message comes from a checker (a schema compiler, a binding parser).
+    #[error("bad request: {0}")]
+    BadRequestDetail(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("this kernel has no auth.signing_key and cannot issue tokens")]
     NoSigningKey,
     #[error("postgres error: {0}")]
