@@ -10,12 +10,14 @@ mod fixtures;
 mod kernel_process;
 pub mod ports;
 mod postgres;
+mod postgres_pair;
 mod process;
 mod redis;
 
 pub use fixtures::*;
 pub use kernel_process::{KernelProcess, KernelProcessError};
 pub use postgres::{PostgresOptions, PostgresServer};
+pub use postgres_pair::PostgresPair;
 pub use redis::{RedisOptions, RedisServer};
 
 /// Why a private server could not be started.

@@ -1,6 +1,8 @@
 //! The private servers start, answer, survive a kill/restart, and clean up.
 
-use fdc_testenv::{PostgresServer, RedisServer};
+use std::time::Duration;
+
+use fdc_testenv::{PostgresPair, PostgresServer, RedisServer};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -25,6 +27,48 @@ async fn postgres_restarts_after_kill_and_keeps_data() {
     drop(conn);
     drop(pg);
     assert!(!dir.exists(), "temp dir removed on drop");
+}
+
+#[tokio::test]
+async fn postgres_replica_streams_refuses_writes_and_takes_over_when_promoted() {
+    let mut pair = PostgresPair::start().await.unwrap();
+    let mut primary = sqlx::PgConnection::connect(&pair.primary.url())
+        .await
+        .unwrap();
+    sqlx::raw_sql("create table t(x int); insert into t values (1), (2)")
+        .execute(&mut primary)
+        .await
+        .unwrap();
+    drop(primary);
+    pair.wait_caught_up(Duration::from_secs(30)).await.unwrap();
+
+    let mut replica = sqlx::PgConnection::connect(&pair.replica.url())
+        .await
+        .unwrap();
+    let err = sqlx::query("insert into t values (3)")
+        .execute(&mut replica)
+        .await
+        .unwrap_err();
+    let code = err.as_database_error().and_then(|e| e.code()).unwrap();
+    assert_eq!(
+        code, "25006",
+        "a standby refuses writes as read-only: {err}"
+    );
+
+    pair.primary.stop();
+    pair.promote().await.unwrap();
+    sqlx::query("insert into t values (3)")
+        .execute(&mut replica)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("select count(*) from t")
+        .fetch_one(&mut replica)
+        .await
+        .unwrap();
+    assert_eq!(
+        n, 3,
+        "the promoted replica has the primary's rows and takes writes"
+    );
 }
 
 #[tokio::test]
