@@ -79,26 +79,28 @@ impl PostgresPair {
         .await
     }
 
-    /// Promotes the replica to a primary (`pg_promote()`, which waits for the promotion).
+    /// Promotes the replica to a primary.
     pub async fn promote(&self) -> Result<(), ServerError> {
-        promote(&self.replica).await
+        self.replica.promote().await
     }
 }
 
-/// Promotes a standby and waits until it accepts writes.
-pub async fn promote(server: &PostgresServer) -> Result<(), ServerError> {
-    let mut conn = connect(&server.url()).await?;
-    let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| failed("pg_promote", e))?;
-    if promoted {
-        Ok(())
-    } else {
-        Err(ServerError::Failed {
-            program: "pg_promote".into(),
-            output: "the standby was not promoted within 60 s".into(),
-        })
+impl PostgresServer {
+    /// Promotes this standby to a primary (`pg_promote()`, which waits until it accepts writes).
+    pub async fn promote(&self) -> Result<(), ServerError> {
+        let mut conn = connect(&self.url()).await?;
+        let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 60)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| failed("pg_promote", e))?;
+        if promoted {
+            Ok(())
+        } else {
+            Err(ServerError::Failed {
+                program: "pg_promote".into(),
+                output: "the standby was not promoted within 60 s".into(),
+            })
+        }
     }
 }
 
