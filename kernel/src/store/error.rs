@@ -101,7 +101,8 @@ fn is_read_only(db: &dyn sqlx::error::DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
     let message = db.message();
     code == "25006"
-        || (message.starts_with("cannot execute ") && message.ends_with("in a read-only transaction"))
+        || (message.starts_with("cannot execute ")
+            && message.ends_with("in a read-only transaction"))
 }
 
 /// SQLSTATE classes and codes that say "the server cannot take this now" rather than

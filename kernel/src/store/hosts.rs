@@ -180,10 +180,7 @@ impl Hosts {
     }
 
     async fn fits(&self, candidate: &PgConnectOptions) -> Result<(), String> {
-        let mut conn = candidate
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut conn = candidate.connect().await.map_err(|e| e.to_string())?;
         let verdict = self.accepts(&mut conn).await.map_err(|e| e.to_string());
         let _ = conn.close().await;
         match verdict? {
@@ -207,12 +204,15 @@ impl Hosts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
+    use fdc_common::config::PostgresConfig;
 
     #[test]
     fn one_url_per_host_with_the_rest_kept() {
-        let split =
-            split_hosts("postgres://u:pw@h1:5432,h2:6543/db?sslmode=disable&target_session_attrs=read-write")
-                .unwrap();
+        let split = split_hosts(
+            "postgres://u:pw@h1:5432,h2:6543/db?sslmode=disable&target_session_attrs=read-write",
+        )
+        .unwrap();
         assert_eq!(
             split.urls,
             [
@@ -235,12 +235,37 @@ mod tests {
 
     #[test]
     fn unsupported_attrs_and_empty_hosts_are_refused_without_the_password() {
-        let err = split_hosts("postgres://u:s3cret@a,b/x?target_session_attrs=standby").unwrap_err();
+        let err =
+            split_hosts("postgres://u:s3cret@a,b/x?target_session_attrs=standby").unwrap_err();
         assert!(err.contains("target_session_attrs=standby"), "{err}");
         assert!(err.contains("read-write"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
         let err = split_hosts("postgres://u:s3cret@a,,b/x").unwrap_err();
         assert!(err.contains("empty host"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_target_session_attrs_names_the_key_and_the_fix() {
+        let config = PostgresConfig {
+            url: "postgres://u:s3cret@a:5432,b:5432/db?target_session_attrs=standby".into(),
+            ..PostgresConfig::default()
+        };
+        let err = Store::connect_lazy(&config, "test").err().expect("refused");
+        let text = err.to_string();
+        assert!(text.starts_with("postgres.url is invalid"), "{text}");
+        assert!(text.contains("target_session_attrs=standby"), "{text}");
+        assert!(text.contains("use read-write"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn several_hosts_start_at_the_first() {
+        let config = PostgresConfig {
+            url: "postgres://u@h1:5433,h2:5434/db?target_session_attrs=read-write".into(),
+            ..PostgresConfig::default()
+        };
+        let store = Store::connect_lazy(&config, "test").unwrap();
+        assert_eq!(store.endpoint().unwrap().to_string(), "h1:5433");
     }
 }

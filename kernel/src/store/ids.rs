@@ -55,7 +55,10 @@ impl IdCache {
     /// Forgets every id: after a switch to another server, which may lack the newest rows of
     /// the old one (asynchronous replication).
     pub fn clear(&self) {
-        self.subjects.lock().expect("subject cache poisoned").clear();
+        self.subjects
+            .lock()
+            .expect("subject cache poisoned")
+            .clear();
         *self.tags.lock().expect("tag cache poisoned") = TagMap::default();
     }
 
