@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fdc_testenv::{PostgresPair, PostgresServer, RedisServer};
+use fdc_testenv::{PostgresPair, PostgresServer, RedisCluster, RedisServer};
 use sqlx::Connection;
 
 #[tokio::test]
@@ -94,4 +94,76 @@ async fn redis_with_aof_keeps_stream_across_restart() {
         .await
         .unwrap();
     assert_eq!(len, 1);
+}
+
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per_key() {
+    let cluster = RedisCluster::start().await.unwrap();
+    let mut primaries = Vec::new();
+    let mut replicas = 0;
+    for url in cluster.seed_urls() {
+        let mut conn = redis_conn(&url).await;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
+        match &role[0] {
+            redis::Value::BulkString(r) if r.as_slice() == b"master" => primaries.push(url),
+            redis::Value::BulkString(r) if r.as_slice() == b"slave" => replicas += 1,
+            other => panic!("unexpected role {other:?}"),
+        }
+    }
+    assert_eq!((primaries.len(), replicas), (3, 3));
+
+    let key = "events:{harness}";
+    let mut conn = redis_conn(&primaries[0]).await;
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Exactly one primary takes the key; the others redirect to it with the key's slot.
+    let mut owners = Vec::new();
+    let mut redirects = Vec::new();
+    for url in &primaries {
+        let mut conn = redis_conn(url).await;
+        let set: redis::RedisResult<String> = redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query_async(&mut conn)
+            .await;
+        match set {
+            Ok(ok) => {
+                assert_eq!(ok, "OK");
+                owners.push(url.clone());
+            }
+            Err(e) => {
+                let (addr, moved_slot) = e.redirect_node().expect("a MOVED redirect");
+                assert_eq!(moved_slot, slot);
+                redirects.push(addr.to_string());
+            }
+        }
+    }
+    assert_eq!(owners.len(), 1, "one owner of slot {slot}");
+    assert_eq!(redirects.len(), 2);
+    let owner_addr = owners[0]
+        .trim_start_matches("redis://")
+        .trim_end_matches('/');
+    assert!(
+        redirects.iter().all(|a| a == owner_addr),
+        "{redirects:?} -> {owner_addr}"
+    );
+    let mut conn = redis_conn(&owners[0]).await;
+    let value: String = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, "v");
 }
