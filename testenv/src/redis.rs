@@ -72,6 +72,11 @@ impl RedisServer {
         self.port
     }
 
+    /// False once killed (until restarted).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// SIGKILLs the server (no clean shutdown, no final save).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -167,3 +167,48 @@ async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per
         .unwrap();
     assert_eq!(value, "v");
 }
+
+/// A primary killed with kill -9: its replica takes over the slot, and what the producer saw
+/// replicated (`WAIT 1` answered 1) is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_replica_takes_over_a_killed_primary_with_what_wait_confirmed() {
+    let mut cluster = RedisCluster::start().await.unwrap();
+    let key = "events:{failover}";
+    let old = cluster.primary_of(key).await.unwrap();
+    let mut conn = redis_conn(&cluster.nodes[old].url()).await;
+    for i in 0..100 {
+        let _: String = redis::cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    // Within the client's reply timeout: the replica is online once the cluster started.
+    let replicated: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(400)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        replicated, 1,
+        "the primary's replica acknowledged the writes"
+    );
+
+    cluster.kill(old);
+    let new = cluster
+        .wait_failover(key, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_ne!(new, old);
+    let mut conn = redis_conn(&cluster.nodes[new].url()).await;
+    let len: i64 = redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 100);
+}
