@@ -66,7 +66,7 @@ async fn raw_entries(redis: &MultiplexedConnection, stream: &str) -> Vec<RawFiel
         .collect()
 }
 
-fn field<'a>(letter: &'a [(Vec<u8>, Vec<u8>)], name: impl AsRef<[u8]>) -> Option<&'a [u8]> {
+fn field(letter: &[(Vec<u8>, Vec<u8>)], name: impl AsRef<[u8]>) -> Option<&[u8]> {
     letter
         .iter()
         .find(|(k, _)| k == name.as_ref())
