@@ -853,6 +853,29 @@ mod tests {
     }
 
     #[test]
+    fn schema_answers_are_read_whatever_the_id_type() {
+        use super::{bound_count, schema_info, SchemaInfo};
+        assert_eq!(
+            schema_info(br#"{"schema_id":"0190-aa","deprecated":true}"#),
+            Some(SchemaInfo {
+                schema_id: "0190-aa".into(),
+                deprecated: true
+            })
+        );
+        assert_eq!(
+            schema_info(br#"{"schema_id":42}"#),
+            Some(SchemaInfo {
+                schema_id: "42".into(),
+                deprecated: false
+            })
+        );
+        assert_eq!(schema_info(br#"{"name":"orders"}"#), None);
+        assert_eq!(bound_count(br#"{"bound_producers":["a","b"]}"#), Some(2));
+        assert_eq!(bound_count(br#"{"bound_producers":3}"#), Some(3));
+        assert_eq!(bound_count(br#"{"body":{}}"#), None);
+    }
+
+    #[test]
     fn sums_labelled_samples_and_ignores_longer_names() {
         let text = "# HELP kernel_spill_bytes bytes\n# TYPE kernel_spill_bytes gauge\n\
                     kernel_spill_bytes{segment=\"a\"} 100\nkernel_spill_bytes{segment=\"b\"} 23\n\

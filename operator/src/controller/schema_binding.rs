@@ -158,3 +158,36 @@ pub async fn bind(
     };
     Ok(Some(bound))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+    use crate::controller::fixtures::producer;
+    use crate::crd::condition::{self, types};
+
+    #[test]
+    fn binds_what_the_spec_names_and_unbinds_what_it_no_longer_does() {
+        let mut p = producer("p", "k");
+        assert_eq!(wanted(&p), None, "no schema, nothing bound: no call");
+        p.spec.schema = Some("orders@^1".into());
+        assert_eq!(wanted(&p), Some(Some("orders@^1")));
+        p.spec.schema = None;
+        let now = k8s_openapi::jiff::Timestamp::now();
+        p.status = Some(crate::crd::ProducerStatus {
+            conditions: vec![condition::new(
+                types::SCHEMA_BOUND,
+                false,
+                "BindingRefused",
+                "",
+                None,
+                now,
+            )],
+            ..Default::default()
+        });
+        assert_eq!(
+            wanted(&p),
+            Some(None),
+            "a binding (or a try) is left: unbind"
+        );
+    }
+}

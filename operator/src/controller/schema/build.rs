@@ -38,3 +38,28 @@ impl Desired {
         format!("{}@{}", self.name, self.version)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{fdc_schema, kernel};
+    use crate::controller::schema::validate::validate;
+
+    #[test]
+    fn the_request_is_the_spec_with_an_audit_reason() {
+        let mut s = fdc_schema("orders-v1-2", "k");
+        s.spec.deprecated = true;
+        let desired = build(&validate(&s, Some(kernel("k", 1))).unwrap());
+        assert_eq!(
+            desired,
+            Desired {
+                name: "orders".into(),
+                version: "1.2.0".into(),
+                body: s.spec.body.clone(),
+                reason: "FdcSchema apps/orders-v1-2 declares it".into(),
+                deprecate: true,
+            }
+        );
+        assert_eq!(desired.label(), "orders@1.2.0");
+    }
+}

@@ -128,3 +128,100 @@ pub fn status(schema: &FdcSchema, report: &Report, now: Timestamp) -> FdcSchemaS
     status.conditions = condition::merge(&status.conditions, conditions);
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::fdc_schema;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    fn find<'a>(
+        s: &'a FdcSchemaStatus,
+        type_: &str,
+    ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        condition::find(&s.conditions, type_).unwrap_or_else(|| panic!("no {type_}"))
+    }
+
+    fn registered(deprecated: bool) -> Report {
+        Report::Registered {
+            label: "orders@1.2.0".into(),
+            at: "FdcKernel apps/k".into(),
+            info: SchemaInfo {
+                schema_id: "id-1".into(),
+                deprecated,
+            },
+        }
+    }
+
+    #[test]
+    fn a_refusal_after_acceptance_keeps_the_id_and_flips_accepted() {
+        let s = fdc_schema("s", "k");
+        let first = status(&s, &registered(false), at(100));
+        assert_eq!(first.schema_id.as_deref(), Some("id-1"));
+        assert_eq!(first.schema_name.as_deref(), Some("orders"));
+        assert_eq!(find(&first, "Accepted").status, "True");
+        assert_eq!(find(&first, "Deprecated").status, "False");
+
+        let mut s = s;
+        s.status = Some(first);
+        let refused = status(
+            &s,
+            &Report::Refused {
+                reason: "VersionImmutable",
+                message: "m".into(),
+            },
+            at(200),
+        );
+        let accepted = find(&refused, "Accepted");
+        assert_eq!(
+            (accepted.status.as_str(), accepted.reason.as_str()),
+            ("False", "VersionImmutable")
+        );
+        assert_eq!(accepted.last_transition_time.0, at(200));
+        assert_eq!(refused.schema_id.as_deref(), Some("id-1"));
+    }
+
+    #[test]
+    fn a_deprecation_is_reported_even_when_the_spec_no_longer_asks() {
+        let s = fdc_schema("s", "k");
+        let st = status(&s, &registered(true), at(100));
+        let d = find(&st, "Deprecated");
+        assert_eq!(d.status, "True");
+        assert!(d.message.contains("cannot be undone"), "{}", d.message);
+    }
+
+    #[test]
+    fn a_waiting_deletion_is_in_use_or_unknown() {
+        let s = fdc_schema("s", "k");
+        let waits = |in_use| Report::DeletionWaits {
+            in_use,
+            reason: if in_use { "InUse" } else { "KernelUnreachable" },
+            message: "deletion waits: x".into(),
+        };
+        assert_eq!(
+            find(&status(&s, &waits(true), at(1)), "InUse").status,
+            "True"
+        );
+        let unknown = status(&s, &waits(false), at(1));
+        let c = find(&unknown, "InUse");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", "KernelUnreachable")
+        );
+        // A deletion touches no other condition.
+        assert!(condition::find(&unknown.conditions, "Accepted").is_none());
+    }
+
+    #[test]
+    fn in_use_names_how_many_producers() {
+        use crate::controller::schema::in_use_message;
+        let m = |n| in_use_message("orders@1.2.0", "FdcKernel apps/k", n, "in use");
+        assert!(m(Some(1))
+            .starts_with("1 producer is bound to orders@1.2.0 at FdcKernel apps/k (in use)."));
+        assert!(m(Some(3)).starts_with("3 producers are bound"));
+        assert!(m(None).starts_with("producers or streams are bound"));
+    }
+}
