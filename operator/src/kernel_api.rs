@@ -454,7 +454,11 @@ impl KernelApi {
                     .and_then(|v| v["schema"].as_str().map(str::to_string))
                     .or_else(|| schema.map(str::to_string)),
             )),
-            404 => Ok(SchemaBinding::UnknownProducer(refusal_message(&body))),
+            // A kernel without the route answers 404 too, but without an `error`: that one
+            // is an error answer, not an unknown producer.
+            404 if has_error_message(&body) => {
+                Ok(SchemaBinding::UnknownProducer(refusal_message(&body)))
+            }
             400 | 409 => Ok(SchemaBinding::Refused(refusal_message(&body))),
             s => Err(KernelApiError::Status { url, status: s }),
         }
@@ -569,6 +573,11 @@ fn bound_count(body: &[u8]) -> Option<u64> {
         serde_json::Value::Array(a) => Some(a.len() as u64),
         other => other.as_u64(),
     }
+}
+
+/// Whether `body` is a kernel's JSON error body (`{"error": "..."}`).
+fn has_error_message(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["error"].is_string())
 }
 
 /// The `error` of a kernel's JSON error body, bounded and on one line.

@@ -168,6 +168,21 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
         "FdcKernel apps/k refused to bind spec.schema orders@^1.2: no version of schema orders matches ^1.2. Add the schema (an FdcSchema, or `fdc-kernel schema add`) or fix spec.schema (name@range, e.g. orders@^1.2); asked again every 2m"
     );
     assert_eq!(t.fake.bindings().len(), 2);
+
+    // A kernel without the binding route (404 with no `error`): an error answer, not an
+    // unknown producer.
+    t.fake.set_bind_response(404, Value::Null);
+    let task = run(bound_to("orders@^1.2"), &t.ctx);
+    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
+    t.server.credentials_apply().await;
+    let status = t.server.producer_status_apply().await;
+    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
+    let bound = condition(&status, "SchemaBound");
+    assert_eq!(bound["reason"], "AdminCallFailed");
+    assert_eq!(
+        bound["message"],
+        format!("FdcKernel apps/k failed to bind spec.schema ({}/v1/producers/{PRODUCER_UID}/schema answered HTTP 404); see the kernel's logs; retrying every 30s", t.fake.base)
+    );
     t.done().await;
 }
 
