@@ -122,21 +122,31 @@ async fn a_valid_schema_is_added_at_the_kernel_and_accepted() {
     t.done().await;
 }
 
-#[tokio::test]
-async fn an_invalid_body_shows_the_compilers_message() {
+/// One pass where the kernel refuses the version with `status` and `error`: the Warning Event
+/// (`event_reason`), the status written and the pass's action.
+async fn refused_pass(status: u16, error: &str, event_reason: &str) -> (Value, Value, Action) {
     let mut t = ProducerTest::start().await;
-    let compiler = "\"strng\" is not valid under any of the schemas listed in the 'anyOf' keyword at /properties/order_id/type";
     t.fake
-        .set_schema_add_response(400, json!({ "error": compiler }));
+        .set_schema_add_response(status, json!({ "error": error }));
     let schema = fdc_schema("s", "k");
     let task = run(schema.clone(), &t.ctx);
     reads(&mut t.server).await;
-    let expected = format!("FdcKernel apps/k refused orders@1.2.0: spec.body is not a valid JSON Schema: {compiler}. Fix spec.body");
-    let event = t.server.expect_event(NS, "SchemaInvalid").await;
+    let event = t.server.expect_event(NS, event_reason).await;
     assert_eq!(event["type"], "Warning");
-    assert_eq!(event["note"], expected.as_str());
     let status = status_apply(&mut t.server, &schema).await;
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    let action = task.await.unwrap().unwrap();
+    assert_eq!(t.fake.schema_calls(), vec![expected_add()]);
+    t.done().await;
+    (event, status, action)
+}
+
+#[tokio::test]
+async fn an_invalid_body_shows_the_compilers_message() {
+    let compiler = "\"strng\" is not valid under any of the schemas listed in the 'anyOf' keyword at /properties/order_id/type";
+    let (event, status, action) = refused_pass(400, compiler, "SchemaInvalid").await;
+    let expected = format!("FdcKernel apps/k refused orders@1.2.0: spec.body is not a valid JSON Schema: {compiler}. Fix spec.body");
+    assert_eq!(event["note"], expected.as_str());
+    assert_eq!(action, Action::await_change());
     let accepted = condition(&status, "Accepted");
     assert_eq!(
         (accepted["status"].as_str(), accepted["reason"].as_str()),
@@ -144,34 +154,21 @@ async fn an_invalid_body_shows_the_compilers_message() {
     );
     assert_eq!(accepted["message"], expected.as_str());
     assert!(status["status"].get("schemaId").is_none());
-    t.done().await;
 }
 
 #[tokio::test]
 async fn another_body_for_an_existing_version_says_versions_are_immutable() {
-    let mut t = ProducerTest::start().await;
     let kernel_says = "schema orders@1.2.0 exists with another body";
-    t.fake
-        .set_schema_add_response(409, json!({ "error": kernel_says }));
-    let schema = fdc_schema("s", "k");
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    t.server.expect_event(NS, "VersionImmutable").await;
-    let status = status_apply(&mut t.server, &schema).await;
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(300))
-    );
+    let (event, status, action) = refused_pass(409, kernel_says, "VersionImmutable").await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let accepted = condition(&status, "Accepted");
     assert_eq!(
         (accepted["status"].as_str(), accepted["reason"].as_str()),
         (Some("False"), Some("VersionImmutable"))
     );
-    assert_eq!(
-        accepted["message"],
-        format!("orders@1.2.0 exists at FdcKernel apps/k with another body ({kernel_says}): a version never changes once added. Give the new body a new version (another FdcSchema with a higher spec.version), or put the old body back")
-    );
-    t.done().await;
+    let expected = format!("orders@1.2.0 exists at FdcKernel apps/k with another body ({kernel_says}): a version never changes once added. Give the new body a new version (another FdcSchema with a higher spec.version), or put the old body back");
+    assert_eq!(accepted["message"], expected.as_str());
+    assert_eq!(event["note"], expected.as_str());
 }
 
 #[tokio::test]
