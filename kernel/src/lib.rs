@@ -16,7 +16,6 @@ pub mod readiness;
 pub mod redis_io;
 pub mod retry;
 pub mod service;
-pub mod spill;
 pub mod stall;
 pub mod store;
 pub mod supervise;

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
+use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
-use fdc_kernel::spill::SpillConfig;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;

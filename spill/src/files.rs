@@ -5,8 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::codec::{self, CURSOR_LEN};
-use super::error::{io_err, SpillError};
+use crate::codec::{self, CURSOR_LEN};
+use crate::error::{io_err, SpillError};
 
 pub const SEGMENT_EXT: &str = ".seg";
 pub const CORRUPT_EXT: &str = ".corrupt";
