@@ -17,7 +17,6 @@ pub mod redis_io;
 pub mod retry;
 pub mod schemas;
 pub mod service;
-pub mod spill;
 pub mod stall;
 pub mod store;
 pub mod supervise;

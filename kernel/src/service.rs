@@ -13,10 +13,10 @@ use crate::http::{self, HttpState};
 use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
-use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError};
 use crate::supervise::Supervised;
 use fdc_common::config::Config;
+use fdc_spill::{SpillError, SpillHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {

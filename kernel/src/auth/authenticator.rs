@@ -20,11 +20,11 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::config::AuthConfig;
 use super::last_seen::LastSeen;
 use super::metrics::AuthMetrics;
 use super::producers_db::{self, SeenProducer};
 use crate::retry::breaker::OutageBreaker;
+use fdc_common::config::auth::AuthConfig;
 use fdc_common::keys;
 use fdc_common::token::{Claims, TokenVerifier};
 

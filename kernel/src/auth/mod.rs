@@ -6,7 +6,6 @@
 pub mod admin;
 pub mod authenticator;
 pub mod cli;
-pub mod config;
 pub mod last_seen;
 pub mod metrics;
 pub mod producers_db;

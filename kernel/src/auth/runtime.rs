@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::admin::{self, AdminState};
 use super::authenticator::{AuthSetupError, Authenticator};
-use super::config::AuthConfig;
 use super::gate::AuthGate;
 use super::last_seen;
 use super::metrics::AuthMetrics;
 use super::registration::RegistrationService;
+use fdc_common::config::auth::AuthConfig;
 use fdc_common::keys;
 use fdc_common::token::TokenIssuer;
 
