@@ -175,6 +175,8 @@ pub struct Report {
     pub drain: Option<Summary>,
     pub replicas: Option<Summary>,
     pub auth: Option<Summary>,
+    /// The drain with every payload validated against a JSON Schema.
+    pub schema: Option<Summary>,
     pub latency: Option<LatencySummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
@@ -223,6 +225,15 @@ impl Report {
                 met: r >= 0.9,
             });
         }
+        if let (Some(schema), Some(drain)) = (rate(&self.schema), rate(&self.drain)) {
+            let r = schema / drain;
+            t.push(Target {
+                name: "schema / drain",
+                value: r,
+                target: ">= 0.85",
+                met: r >= 0.85,
+            });
+        }
         if let (Some(two), Some(one)) = (rate(&self.replicas), rate(&self.drain)) {
             let r = two / one;
             t.push(Target {
@@ -269,6 +280,7 @@ impl Report {
             ("drain", &self.drain),
             ("replicas2", &self.replicas),
             ("auth", &self.auth),
+            ("schema", &self.schema),
         ] {
             let Some(s) = summary else { continue };
             let s = &s.median;
