@@ -177,6 +177,8 @@ pub struct Report {
     pub auth: Option<Summary>,
     /// The drain with every payload validated against a JSON Schema.
     pub schema: Option<Summary>,
+    /// Kernel CPU of payload validation: the schema run's kernel µs/event minus the drain's.
+    pub validation_us_per_event: Option<f64>,
     pub latency: Option<LatencySummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
@@ -189,6 +191,11 @@ fn rate(s: &Option<Summary>) -> Option<f64> {
 impl Report {
     /// Compares the medians with the performance targets (docs/benchmark.md).
     pub fn evaluate(&mut self) {
+        let kernel_us =
+            |s: &Option<Summary>| s.as_ref().and_then(|s| s.median.kernel_cpu_us_per_event);
+        self.validation_us_per_event = kernel_us(&self.schema)
+            .zip(kernel_us(&self.drain))
+            .map(|(schema, drain)| schema - drain);
         let mut t = Vec::new();
         if let (Some(drain), Some(limit)) = (rate(&self.drain), rate(&self.limit)) {
             let r = drain / limit;
@@ -317,6 +324,11 @@ impl Report {
                 l.batch_mean_events,
                 l.pg_batch_mean_ms,
                 l.pg_batch_p99_ms,
+            ));
+        }
+        if let Some(us) = self.validation_us_per_event {
+            out.push_str(&format!(
+                "\nschema validation: {us:.1} µs of kernel CPU per event (schema run minus drain)\n"
             ));
         }
         if !self.targets.is_empty() {

@@ -168,18 +168,12 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
         schema: Summary::of(schemas),
+        validation_us_per_event: None,
         latency: LatencySummary::of(latencies),
         targets: Vec::new(),
         notes: kernel_env_notes(&options.kernel_env),
     };
     report.evaluate();
-    let kernel_us = |s: &Option<Summary>| s.as_ref().and_then(|s| s.median.kernel_cpu_us_per_event);
-    if let (Some(schema), Some(drain)) = (kernel_us(&report.schema), kernel_us(&report.drain)) {
-        report.notes.push(format!(
-            "schema validation: {:.1} µs of kernel CPU per event (schema run {schema:.1} − drain {drain:.1})",
-            schema - drain
-        ));
-    }
     Ok(report)
 }
 
