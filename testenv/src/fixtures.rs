@@ -30,14 +30,7 @@ impl TestEnv {
     /// Defaults, pointed at the private servers, HTTP on a free port, a consumer name of its
     /// own, short waits.
     pub fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.redis.url = self.redis.url();
-        config.postgres.url = self.postgres.url();
-        config.http.listen = "127.0.0.1:0".parse().expect("static address");
-        config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
-        config.ingest.batch_max_wait = Duration::from_millis(20);
-        config.shutdown.timeout = Duration::from_secs(10);
-        config
+        kernel_config(&self.redis.url(), &self.postgres.url())
     }
 
     /// [`config`](Self::config) with auth on ([`enable_auth`], keys under `dir`), and the
@@ -63,6 +56,19 @@ impl TestEnv {
             .await
             .expect("postgres connection")
     }
+}
+
+/// A kernel config for these servers with test-friendly timings: an HTTP port of its own, a
+/// unique consumer name, short batch waits.
+pub fn kernel_config(redis_url: &str, postgres_url: &str) -> Config {
+    let mut config = Config::default();
+    config.redis.url = redis_url.to_string();
+    config.postgres.url = postgres_url.to_string();
+    config.http.listen = "127.0.0.1:0".parse().expect("static address");
+    config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
+    config.ingest.batch_max_wait = Duration::from_millis(20);
+    config.shutdown.timeout = Duration::from_secs(10);
+    config
 }
 
 /// The issuer and the audience of the tokens in tests.

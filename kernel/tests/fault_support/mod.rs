@@ -263,6 +263,7 @@ pub fn spilled_batch(
             payload: format!("{{\"n\":{i}}}"),
             source: source.clone(),
             producer_id: None,
+            schema_id: None,
         });
         entries.insert(
             source.clone(),

@@ -1,5 +1,6 @@
 //! Reconcilers and the controllers that drive them.
 
+pub mod admin;
 pub mod apply;
 pub mod events;
 pub mod fetch;
@@ -8,6 +9,8 @@ pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
 pub mod run;
+pub mod schema;
+pub mod schema_binding;
 pub mod span;
 
 #[cfg(test)]
