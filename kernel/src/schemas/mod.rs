@@ -4,13 +4,16 @@
 //! - `compile`: a body to a validator (bounded, no fetching, linear-time patterns), and the
 //!   check of one payload;
 //! - `store`: the registry's Postgres queries (tables `schemas`, `producers.schema_binding`);
-//! - `registry`: the ingest path's view, `Schemas::judge`, with its caches.
+//! - `registry`: the ingest path's view, `Schemas::judge`, with its caches;
+//! - `ttl_cache`: the caches of bindings and versions (entries expire after the TTL and are
+//!   dropped on a sweep, so the caches hold only what was used lately).
 //!
 //! The binding syntax and the rule that picks a version are `fdc_common::schema_binding`.
 
 pub mod compile;
 mod registry;
 pub mod store;
+mod ttl_cache;
 
 pub use compile::{CompileError, MAX_BODY_BYTES};
 pub use registry::{Compiled, Judged, Schemas};

@@ -9,7 +9,9 @@
 //!
 //! Postgres outages never lose or hold up entries: a failed lookup pauses lookups (the breaker
 //! of `retry::breaker`) and the last known state is used, even past the TTL; an event whose
-//! binding was never known is returned as undecided, for the caller to leave pending.
+//! binding was never known is returned as undecided, for the caller to leave pending. Entries
+//! are dropped only after a lookup that answered, once they are older than the TTL (`ttl_cache`),
+//! so the caches hold what was used lately, not every producer ever seen.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,7 @@ use uuid::Uuid;
 
 use super::compile::{check, compile};
 use super::store::{self, VersionRow};
+use super::ttl_cache::TtlCache;
 use crate::protocol::{Event, Reason, Rejection};
 use crate::retry::breaker::OutageBreaker;
 
@@ -35,11 +38,6 @@ pub struct Compiled {
     pub label: String,
     /// `Err`: the stored body does not compile (added by hand, or by an older kernel).
     validator: Result<Validator, String>,
-}
-
-struct Timed<T> {
-    at: Instant,
-    value: T,
 }
 
 /// What became of a batch's events.
@@ -61,12 +59,13 @@ pub struct Schemas {
 
 struct Inner {
     pool: PgPool,
-    ttl: Duration,
     /// `ingest.schemas`, parsed (config validation checked the syntax).
     streams: HashMap<String, Binding>,
     breaker: OutageBreaker,
-    producers: Mutex<HashMap<Uuid, Timed<Option<String>>>>,
-    names: Mutex<HashMap<String, Timed<Vec<VersionRow>>>>,
+    /// Each producer's binding text (`None`: unbound); entries unused for a TTL are dropped.
+    producers: Mutex<TtlCache<Uuid, Option<String>>>,
+    /// The versions of each schema name; entries unused for a TTL are dropped.
+    names: Mutex<TtlCache<String, Vec<VersionRow>>>,
     compiled: Mutex<HashMap<Uuid, Arc<Compiled>>>,
 }
 
@@ -85,11 +84,10 @@ impl Schemas {
         Schemas {
             inner: Arc::new(Inner {
                 pool,
-                ttl,
                 streams,
                 breaker: OutageBreaker::default(),
-                producers: Mutex::default(),
-                names: Mutex::default(),
+                producers: Mutex::new(TtlCache::new(ttl)),
+                names: Mutex::new(TtlCache::new(ttl)),
                 compiled: Mutex::default(),
             }),
         }
@@ -107,14 +105,13 @@ impl Schemas {
             };
         }
         self.refresh_producers(&producers).await;
-        let known = inner
-            .producers
-            .lock()
-            .expect("schema cache")
-            .iter()
-            .filter(|(id, _)| producers.contains(id))
-            .map(|(id, t)| (*id, t.value.clone()))
-            .collect::<HashMap<_, _>>();
+        let known = {
+            let cache = inner.producers.lock().expect("schema cache");
+            producers
+                .iter()
+                .filter_map(|id| Some((*id, cache.get(id)?.clone())))
+                .collect::<HashMap<_, _>>()
+        };
 
         // The binding text of each event: `Err(())` when its producer's is unknown.
         let mut names: HashSet<String> = HashSet::new();
@@ -209,7 +206,7 @@ impl Schemas {
                 let resolved = match b {
                     Err(why) => Err(format!("binding {text:?} is not valid: {why}")),
                     Ok(b) => {
-                        let versions = &names.get(&b.name)?.value;
+                        let versions = names.get(&b.name)?;
                         b.pick(versions).map(|v| v.schema_id).ok_or_else(|| {
                             format!("no version of schema {} matches binding {b}", b.name)
                         })
@@ -222,14 +219,12 @@ impl Schemas {
 
     async fn refresh_producers(&self, producers: &HashSet<Uuid>) {
         let now = Instant::now();
-        let stale: Vec<Uuid> = {
-            let cache = self.inner.producers.lock().expect("schema cache");
-            producers
-                .iter()
-                .filter(|id| cache.get(id).is_none_or(|t| now >= t.at + self.inner.ttl))
-                .copied()
-                .collect()
-        };
+        let stale = self
+            .inner
+            .producers
+            .lock()
+            .expect("schema cache")
+            .stale(producers, now);
         if stale.is_empty() {
             return;
         }
@@ -242,35 +237,22 @@ impl Schemas {
         let mut cache = self.inner.producers.lock().expect("schema cache");
         // A producer without a row (not created yet) is unbound.
         for id in stale {
-            cache.insert(
-                id,
-                Timed {
-                    at: now,
-                    value: None,
-                },
-            );
+            cache.insert(id, None, now);
         }
         for (id, binding) in rows {
-            cache.insert(
-                id,
-                Timed {
-                    at: now,
-                    value: binding,
-                },
-            );
+            cache.insert(id, binding, now);
         }
+        cache.sweep_after_lookup(now);
     }
 
     async fn refresh_names(&self, names: &HashSet<String>) {
         let now = Instant::now();
-        let stale: Vec<String> = {
-            let cache = self.inner.names.lock().expect("schema cache");
-            names
-                .iter()
-                .filter(|n| cache.get(*n).is_none_or(|t| now >= t.at + self.inner.ttl))
-                .cloned()
-                .collect()
-        };
+        let stale = self
+            .inner
+            .names
+            .lock()
+            .expect("schema cache")
+            .stale(names, now);
         if stale.is_empty() {
             return;
         }
@@ -287,8 +269,9 @@ impl Schemas {
         let mut cache = self.inner.names.lock().expect("schema cache");
         for name in stale {
             let value = rows.iter().filter(|r| r.name == name).cloned().collect();
-            cache.insert(name, Timed { at: now, value });
+            cache.insert(name, value, now);
         }
+        cache.sweep_after_lookup(now);
     }
 
     async fn compile_missing(&self, picked: &HashMap<String, Result<Uuid, String>>) {
