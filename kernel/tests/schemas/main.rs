@@ -1,6 +1,7 @@
 //! Payload schemas end to end, against private Redis and Postgres: validation at ingest across
-//! drafts, binding changes within the cache TTL, deprecation and deletion, the admin API's
-//! refusals, pathological schemas, stream bindings with auth off, and Postgres outages.
+//! drafts, binding changes within the cache TTL and racing batches in flight, deprecation and
+//! deletion, the admin API's refusals, pathological schemas, stream bindings with auth off, and
+//! Postgres outages.
 //!
 //! One module per concern; a test runs as `<module>::<test>`.
 
@@ -16,6 +17,7 @@ mod auth_off;
 mod bindings;
 mod outage;
 mod pathological;
+mod race;
 mod validation;
 
 use std::net::SocketAddr;
