@@ -28,11 +28,14 @@ pub struct RunDb {
 }
 
 impl BenchEnv {
-    /// Starts both servers. `fsync` applies to Postgres for every run alike.
-    pub async fn start(fsync: bool) -> Result<BenchEnv, BenchError> {
+    /// Starts both servers. `fsync` and `full_page_writes` apply to Postgres for every run alike.
+    pub async fn start(fsync: bool, full_page_writes: bool) -> Result<BenchEnv, BenchError> {
         let (redis, postgres) = tokio::join!(
             RedisServer::start(),
-            PostgresServer::start_with(PostgresOptions { fsync })
+            PostgresServer::start_with(PostgresOptions {
+                fsync,
+                full_page_writes,
+            })
         );
         let (redis, postgres) = (redis?, postgres?);
         let admin = PgPoolOptions::new()

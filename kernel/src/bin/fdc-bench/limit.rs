@@ -25,25 +25,28 @@ struct Batch {
 }
 
 /// Resolved ids of every subject and tag W1 can draw.
-struct Ids {
-    subjects: Vec<Uuid>,
+pub struct Ids {
+    /// `subjects[index]` is the id of `workload::subject_key(index)`.
+    pub subjects: Vec<Uuid>,
     /// `tags[key * TAG_VALUES + value]`.
     tags: Vec<i64>,
 }
 
 pub async fn run(env: &BenchEnv, w1: W1, batch_size: usize) -> Result<Sample, BenchError> {
     let db = env.start_run("limit").await?;
-    let result = measure(env, &db, w1, batch_size).await;
+    let result = load(env, &db, w1, batch_size).await;
     env.finish_run(db).await?;
-    result
+    result.map(|(sample, _)| sample)
 }
 
-async fn measure(
+/// Loads W1 into `db` the limit's way; the sample is the load's, the ids are those of every
+/// subject and tag W1 can draw (for the query run's parameters).
+pub async fn load(
     env: &BenchEnv,
     db: &RunDb,
     w1: W1,
     batch_size: usize,
-) -> Result<Sample, BenchError> {
+) -> Result<(Sample, std::sync::Arc<Ids>), BenchError> {
     let ids = std::sync::Arc::new(prepare(db, w1).await?);
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
     // The same socket option as the kernel's pool (see store::set_nodelay): without it
@@ -104,7 +107,7 @@ async fn measure(
             w1.events
         )));
     }
-    Ok(Sample::new(w1.events, seconds, server))
+    Ok((Sample::new(w1.events, seconds, server), ids))
 }
 
 async fn copy(

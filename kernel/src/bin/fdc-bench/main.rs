@@ -1,16 +1,18 @@
 //! `fdc-bench`: measures the kernel against Postgres's own storage limit (docs/benchmark.md).
 //!
 //! This file is the command line; the benchmark's modules sit beside it, outside the kernel
-//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`,
-//! `env` (the private servers), `procfs`, `report`, `error`.
+//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`, `catchup`,
+//! `query`, `env` (the private servers), `procfs`, `report`, `error`.
 
 mod auth_run;
+mod catchup;
 mod drain;
 mod env;
 mod error;
 mod latency;
 mod limit;
 mod procfs;
+mod query;
 mod report;
 mod run;
 mod workload;
@@ -53,12 +55,21 @@ struct Cli {
     /// Postgres fsync (the same for every run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     fsync: bool,
+    /// Postgres full_page_writes (the same for every run; on, as in production).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    full_page_writes: bool,
     /// Offered rate of the latency run, events/s.
     #[arg(long, default_value_t = 5_000.0)]
     latency_rate: f64,
     /// Length of the latency run, seconds.
     #[arg(long, default_value_t = 30)]
     latency_secs: u64,
+    /// Offered rate of the catch-up run, events/s.
+    #[arg(long, default_value_t = 5_000.0)]
+    catchup_rate: f64,
+    /// How long the catch-up run keeps Postgres stopped, seconds.
+    #[arg(long, default_value_t = 60)]
+    catchup_outage_secs: u64,
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -103,8 +114,11 @@ fn main() -> anyhow::Result<()> {
         runs: cli.runs,
         kernel_bin,
         fsync: cli.fsync,
+        full_page_writes: cli.full_page_writes,
         latency_rate: cli.latency_rate,
         latency_duration: Duration::from_secs(cli.latency_secs),
+        catchup_rate: cli.catchup_rate,
+        catchup_outage: Duration::from_secs(cli.catchup_outage_secs),
         batch_size: limit_batch_size(&cli.kernel_env)?,
         drain_timeout: Duration::from_secs(cli.drain_timeout_secs),
         kernel_env: cli.kernel_env,

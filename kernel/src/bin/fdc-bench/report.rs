@@ -5,6 +5,8 @@ use serde::Serialize;
 
 use super::env::ServerFigures;
 use super::latency::LatencySample;
+use super::catchup::CatchupSummary;
+use super::query::QuerySummary;
 
 /// One measured storage run (limit or drain).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -153,6 +155,7 @@ pub struct Machine {
     pub redis_version: String,
     pub postgres_version: String,
     pub postgres_fsync: bool,
+    pub postgres_full_page_writes: bool,
     pub events: usize,
     pub repeats: usize,
     pub seed: u64,
@@ -176,6 +179,8 @@ pub struct Report {
     pub replicas: Option<Summary>,
     pub auth: Option<Summary>,
     pub latency: Option<LatencySummary>,
+    pub query: Option<QuerySummary>,
+    pub catchup: Option<CatchupSummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
 }
@@ -232,6 +237,15 @@ impl Report {
                 met: r >= 1.0,
             });
         }
+        if let (Some(c), Some(drain)) = (&self.catchup, rate(&self.drain)) {
+            let r = c.median.catchup_per_s / drain;
+            t.push(Target {
+                name: "catch-up / drain",
+                value: r,
+                target: ">= 0.8",
+                met: r >= 0.8,
+            });
+        }
         self.targets = t;
     }
 
@@ -240,7 +254,7 @@ impl Report {
         let m = &self.machine;
         let mut out = format!(
             "fdc-bench: {} events (W1, seed {}), batch {}, medians of {} repeat(s)\n\
-             machine: {} cores; Redis {}; Postgres {} (fsync={})\n\n",
+             machine: {} cores; Redis {}; Postgres {} (fsync={}, full_page_writes={})\n\n",
             m.events,
             m.seed,
             m.batch_size,
@@ -248,7 +262,8 @@ impl Report {
             m.cores,
             m.redis_version,
             m.postgres_version,
-            if m.postgres_fsync { "on" } else { "off" }
+            on_off(m.postgres_fsync),
+            on_off(m.postgres_full_page_writes),
         );
         out.push_str(&format!(
             "{:<10} {:>10} {:>8} {:>11} {:>11} {:>11} {:>10} {:>9} {:>11}\n",
@@ -307,6 +322,12 @@ impl Report {
                 l.pg_batch_p99_ms,
             ));
         }
+        if let Some(q) = &self.query {
+            out.push_str(&q.table());
+        }
+        if let Some(c) = &self.catchup {
+            out.push_str(&c.line(rate(&self.drain)));
+        }
         if !self.targets.is_empty() {
             out.push_str("\ntargets (issue 6):\n");
             for t in &self.targets {
@@ -323,6 +344,14 @@ impl Report {
             out.push_str(&format!("note: {note}\n"));
         }
         out
+    }
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
     }
 }
 

@@ -11,6 +11,8 @@ use super::env::BenchEnv;
 use super::error::BenchError;
 use super::report::{LatencySummary, Machine, Report, Summary};
 use super::workload::{self, W1};
+use super::query::{self, QuerySummary};
+use super::catchup::{self, CatchupSetup, CatchupSummary};
 use super::{auth_run, latency, limit};
 
 /// The runs the benchmark can make.
@@ -21,6 +23,10 @@ pub enum RunKind {
     Replicas,
     Latency,
     Auth,
+    /// W1 loaded by COPY, then the queries of queries.sql timed.
+    Query,
+    /// Paced events, Postgres stopped and restarted: the spill's catch-up.
+    Catchup,
 }
 
 #[derive(Debug, Clone)]
@@ -32,8 +38,13 @@ pub struct Options {
     /// The `fdc-kernel` binary to drain with (a release build for real figures).
     pub kernel_bin: PathBuf,
     pub fsync: bool,
+    /// Postgres `full_page_writes` (on in production, so on by default).
+    pub full_page_writes: bool,
     pub latency_rate: f64,
     pub latency_duration: Duration,
+    /// Offered rate and Postgres outage of the catch-up run.
+    pub catchup_rate: f64,
+    pub catchup_outage: Duration,
     /// Events per batch in the limit run: the kernel's default `ingest.batch_max_size`.
     pub batch_size: usize,
     /// Longest one drain may take.
@@ -51,12 +62,13 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             options.kernel_bin.display()
         )));
     }
-    let env = BenchEnv::start(options.fsync).await?;
+    let mut env = BenchEnv::start(options.fsync, options.full_page_writes).await?;
     let machine = Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         redis_version: env.redis_version().await?,
         postgres_version: env.postgres_version().await?,
         postgres_fsync: options.fsync,
+        postgres_full_page_writes: options.full_page_writes,
         events: options.events,
         repeats: options.repeats,
         seed: options.seed,
@@ -88,7 +100,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
     let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
-    let mut auths = vec![];
+    let (mut auths, mut queries, mut catchups) = (vec![], vec![], vec![]);
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
         if wants(RunKind::Limit) {
@@ -129,6 +141,29 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             );
             auths.push(s);
         }
+        if wants(RunKind::Query) {
+            let s = query::run(&env, w1, options.batch_size, options.seed).await?;
+            eprintln!(
+                "{tag} query: loaded at {:.0} events/s, {} queries timed",
+                s.load.events_per_s,
+                s.queries.len()
+            );
+            queries.push(s);
+        }
+        if wants(RunKind::Catchup) {
+            let setup = CatchupSetup {
+                rate: options.catchup_rate,
+                outage: options.catchup_outage,
+                timeout: options.drain_timeout,
+                seed: options.seed,
+            };
+            let s = catchup::run(&mut env, &options.kernel_bin, &options.kernel_env, setup).await?;
+            eprintln!(
+                "{tag} catch-up: replay {:.0} events/s, caught up {:.1} s after the restart",
+                s.replay_per_s, s.recovery_seconds
+            );
+            catchups.push(s);
+        }
         if wants(RunKind::Latency) {
             let s = latency::run(
                 &env,
@@ -153,6 +188,8 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
         latency: LatencySummary::of(latencies),
+        query: QuerySummary::of(queries),
+        catchup: CatchupSummary::of(catchups),
         targets: Vec::new(),
         notes: kernel_env_notes(&options.kernel_env),
     };
