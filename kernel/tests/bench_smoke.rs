@@ -95,6 +95,7 @@ fn query_run_times_every_query_on_the_loaded_events() {
         names,
         [
             "event_by_id",
+            "event_tags_by_id",
             "subject_hour",
             "subject_day",
             "one_tag_hour",
@@ -106,6 +107,7 @@ fn query_run_times_every_query_on_the_loaded_events() {
     let by_name = |n: &str| queries.iter().find(|q| q["name"] == n).unwrap();
     // Every id looked up was loaded: exactly one row each time.
     assert_eq!(by_name("event_by_id")["mean_rows"], 1.0);
+    assert_eq!(by_name("event_tags_by_id")["mean_rows"], 3.0);
     assert_eq!(by_name("newest_100")["mean_rows"], 100.0);
     // Windows are drawn around a loaded event holding the subject or tags asked for.
     for name in ["subject_hour", "subject_day", "one_tag_hour", "two_tags_day"] {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 
 use super::env::{BenchEnv, RunDb};
+use super::variant::SchemaVariant;
 use super::procfs;
 use super::workload::{entry_fields, W1};
 use super::{BenchError, Sample};
@@ -34,6 +35,8 @@ pub struct DrainSetup<'a> {
     pub expect_producers: bool,
     /// Longest a drain may take before the run fails.
     pub timeout: Duration,
+    /// The database schema (every migration unless `--schema` asks for others).
+    pub schema: &'a SchemaVariant,
 }
 
 pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, String)> {
@@ -41,7 +44,7 @@ pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, Strin
 }
 
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
-    let db = env.start_run(setup.label).await?;
+    let db = env.start_run_with(setup.label, setup.schema).await?;
     let result = measure(env, &db, w1, setup).await;
     env.finish_run(db).await?;
     result

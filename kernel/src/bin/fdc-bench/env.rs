@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use super::procfs;
 use super::BenchError;
-use fdc_kernel::store::MIGRATOR;
+use super::variant::SchemaVariant;
 use fdc_testenv::{PostgresOptions, PostgresServer, RedisServer};
 
 pub struct BenchEnv {
@@ -58,8 +58,17 @@ impl BenchEnv {
         self.redis_conn.clone()
     }
 
-    /// A new migrated database and an empty Redis.
+    /// A new database with every migration and an empty Redis.
     pub async fn start_run(&self, label: &str) -> Result<RunDb, BenchError> {
+        self.start_run_with(label, &SchemaVariant::current()).await
+    }
+
+    /// A new database with `schema` and an empty Redis.
+    pub async fn start_run_with(
+        &self,
+        label: &str,
+        schema: &SchemaVariant,
+    ) -> Result<RunDb, BenchError> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("bench_{label}_{n}");
         // Safe: the name is built from a constant label and a counter.
@@ -74,7 +83,7 @@ impl BenchEnv {
             .max_connections(2)
             .connect(&url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        schema.apply(&pool).await?;
         let mut conn = self.redis();
         redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
         Ok(RunDb { name, url, pool })

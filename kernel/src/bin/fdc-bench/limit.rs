@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
+use super::variant::SchemaVariant;
 use super::workload::{W1Event, TAG_VALUES, W1};
 use super::{BenchError, Sample};
 use fdc_kernel::store::{CopyBinary, Partitions};
@@ -32,8 +33,13 @@ pub struct Ids {
     tags: Vec<i64>,
 }
 
-pub async fn run(env: &BenchEnv, w1: W1, batch_size: usize) -> Result<Sample, BenchError> {
-    let db = env.start_run("limit").await?;
+pub async fn run(
+    env: &BenchEnv,
+    w1: W1,
+    batch_size: usize,
+    schema: &SchemaVariant,
+) -> Result<Sample, BenchError> {
+    let db = env.start_run_with("limit", schema).await?;
     let result = load(env, &db, w1, batch_size).await;
     env.finish_run(db).await?;
     result.map(|(sample, _)| sample)

@@ -2,7 +2,7 @@
 //!
 //! This file is the command line; the benchmark's modules sit beside it, outside the kernel
 //! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`, `catchup`,
-//! `query`, `env` (the private servers), `procfs`, `report`, `error`.
+//! `query`, `variant`, `env` (the private servers), `procfs`, `report`, `error`.
 
 mod auth_run;
 mod catchup;
@@ -15,6 +15,7 @@ mod procfs;
 mod query;
 mod report;
 mod run;
+mod variant;
 mod workload;
 
 use std::path::PathBuf;
@@ -80,6 +81,11 @@ struct Cli {
     /// `FDC_SECTION__KEY=VALUE` (repeatable); the report notes it.
     #[arg(long = "kernel-env", value_name = "FDC_K=V", value_parser = parse_kernel_env)]
     kernel_env: Vec<(String, String)>,
+    /// Experiments: repeat the limit, drain and query runs on this schema too, as
+    /// `LABEL=VERSION[+FILE]` (the migrations up to VERSION, then FILE's SQL; repeatable; the
+    /// first one is the reference). Default: every migration.
+    #[arg(long = "schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
+    schemas: Vec<variant::SchemaVariant>,
 }
 
 /// `FDC_INGEST__BATCH_MAX_SIZE=500` → (key, value); only kernel settings are accepted, so a
@@ -122,6 +128,11 @@ fn main() -> anyhow::Result<()> {
         batch_size: limit_batch_size(&cli.kernel_env)?,
         drain_timeout: Duration::from_secs(cli.drain_timeout_secs),
         kernel_env: cli.kernel_env,
+        schemas: if cli.schemas.is_empty() {
+            vec![variant::SchemaVariant::current()]
+        } else {
+            cli.schemas
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,13 @@ FROM events e
 WHERE e.event_id = $1
   AND e.ts = (SELECT i.ts FROM event_index i WHERE i.event_id = $1);
 
+-- name: event_tags_by_id
+SELECT g.key, g.value
+FROM event_tags t
+JOIN tags g ON g.tag_id = t.tag_id
+WHERE t.event_id = $1
+  AND t.ts = (SELECT i.ts FROM event_index i WHERE i.event_id = $1);
+
 -- name: subject_hour
 SELECT e.event_id, e.ts, e.payload
 FROM events e

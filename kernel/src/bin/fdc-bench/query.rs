@@ -14,10 +14,11 @@ use sqlx::{Connection, Postgres};
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
+use super::variant::SchemaVariant;
 use super::latency::quantile_sorted;
 use super::limit::{self, Ids};
 use super::report::{median, Sample};
-use super::workload::{tag_key, tag_value, W1Event, W1};
+use super::workload::{tag_key, tag_value, W1Event, TAGS_PER_EVENT, W1};
 use super::BenchError;
 
 /// The query texts, each after a `-- name:` line.
@@ -88,8 +89,9 @@ pub async fn run(
     w1: W1,
     batch_size: usize,
     seed: u64,
+    schema: &SchemaVariant,
 ) -> Result<QuerySample, BenchError> {
-    let db = env.start_run("query").await?;
+    let db = env.start_run_with("query", schema).await?;
     let result = measure(env, &db, w1, batch_size, seed).await;
     env.finish_run(db).await?;
     result
@@ -130,9 +132,15 @@ async fn measure(
         let started = Instant::now();
         let n = execute(&mut conn, queries[*q].sql, params).await?;
         times[*q].push(started.elapsed().as_secs_f64() * 1e3);
-        if queries[*q].name == "event_by_id" && n != 1 {
+        let want = match queries[*q].name {
+            "event_by_id" => Some(1),
+            "event_tags_by_id" => Some(TAGS_PER_EVENT),
+            _ => None,
+        };
+        if want.is_some_and(|want| n != want) {
             return Err(BenchError::Check(format!(
-                "event_by_id returned {n} rows for a loaded id"
+                "{} returned {n} rows for a loaded id, want {want:?}",
+                queries[*q].name
             )));
         }
         rows[*q] += n;
@@ -185,7 +193,7 @@ fn params(
     };
     let subject = Param::Id(ids.subjects[event.subject as usize]);
     Ok(match name {
-        "event_by_id" => vec![Param::Id(event.id)],
+        "event_by_id" | "event_tags_by_id" => vec![Param::Id(event.id)],
         "subject_hour" => vec![subject, before(rng, HOUR_NS)],
         "subject_day" => vec![subject, before(rng, 24 * HOUR_NS)],
         "one_tag_hour" => [tag(0).to_vec(), vec![before(rng, HOUR_NS)]].concat(),
@@ -317,6 +325,7 @@ mod tests {
             names,
             [
                 "event_by_id",
+                "event_tags_by_id",
                 "subject_hour",
                 "subject_day",
                 "one_tag_hour",

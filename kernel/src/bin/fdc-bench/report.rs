@@ -7,6 +7,7 @@ use super::env::ServerFigures;
 use super::latency::LatencySample;
 use super::catchup::CatchupSummary;
 use super::query::QuerySummary;
+use super::variant::SchemaVariant;
 
 /// One measured storage run (limit or drain).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -162,6 +163,108 @@ pub struct Machine {
     pub batch_size: usize,
 }
 
+/// The runs made on one schema variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaSummary {
+    pub schema: SchemaVariant,
+    pub limit: Option<Summary>,
+    pub drain: Option<Summary>,
+    pub query: Option<QuerySummary>,
+}
+
+/// The schemas side by side: write figures, then each query's p50/p99, then sizes.
+fn schema_table(schemas: &[SchemaSummary]) -> String {
+    let mut out = format!(
+        "
+schemas side by side (ratios against {}):
+{:<12} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}
+",
+        schemas[0].schema.label,
+        "schema",
+        "limit/s",
+        "pg µs/ev",
+        "WAL B/ev",
+        "drain/s",
+        "pg µs/ev",
+        "WAL B/ev",
+        "kern µs/ev"
+    );
+    let cell = |s: &Option<Summary>, f: fn(&Sample) -> f64, prec: usize| {
+        s.as_ref()
+            .map_or("-".to_string(), |s| format!("{:.prec$}", f(&s.median)))
+    };
+    for s in schemas {
+        out.push_str(&format!(
+            "{:<12} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}
+",
+            s.schema.label,
+            cell(&s.limit, |m| m.events_per_s, 0),
+            cell(&s.limit, |m| m.pg_cpu_us_per_event, 1),
+            cell(&s.limit, |m| m.wal_bytes_per_event, 0),
+            cell(&s.drain, |m| m.events_per_s, 0),
+            cell(&s.drain, |m| m.pg_cpu_us_per_event, 1),
+            cell(&s.drain, |m| m.wal_bytes_per_event, 0),
+            cell(&s.drain, |m| m.kernel_cpu_us_per_event.unwrap_or(0.0), 1),
+        ));
+    }
+    let reference = &schemas[0];
+    for s in &schemas[1..] {
+        let ratio = |a: &Option<Summary>, b: &Option<Summary>, f: fn(&Sample) -> f64| match (a, b)
+        {
+            (Some(a), Some(b)) => format!("{:.3}", f(&a.median) / f(&b.median)),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{} / {}: limit rate {}, limit pg CPU {}, limit WAL {}; drain rate {}, drain pg CPU {}, drain WAL {}
+",
+            s.schema.label,
+            reference.schema.label,
+            ratio(&s.limit, &reference.limit, |m| m.events_per_s),
+            ratio(&s.limit, &reference.limit, |m| m.pg_cpu_us_per_event),
+            ratio(&s.limit, &reference.limit, |m| m.wal_bytes_per_event),
+            ratio(&s.drain, &reference.drain, |m| m.events_per_s),
+            ratio(&s.drain, &reference.drain, |m| m.pg_cpu_us_per_event),
+            ratio(&s.drain, &reference.drain, |m| m.wal_bytes_per_event),
+        ));
+    }
+    let with_queries: Vec<(&SchemaSummary, &QuerySummary)> = schemas
+        .iter()
+        .filter_map(|s| s.query.as_ref().map(|q| (s, q)))
+        .collect();
+    if let Some((_, first)) = with_queries.first() {
+        out.push_str(&format!("
+{:<24}", "query p50 / p99 ms"));
+        for (s, _) in &with_queries {
+            out.push_str(&format!(" {:>19}", s.schema.label));
+        }
+        out.push('\n');
+        for (i, q) in first.median.iter().enumerate() {
+            out.push_str(&format!("{:<24}", q.name));
+            for (_, summary) in &with_queries {
+                let q = &summary.median[i];
+                out.push_str(&format!(" {:>9.3} /{:>8.3}", q.p50_ms, q.p99_ms));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("{:<24}", "table + index MiB"));
+        out.push('\n');
+        for (j, size) in first.runs[0].sizes.iter().enumerate() {
+            out.push_str(&format!("{:<24}", size.relation));
+            for (_, summary) in &with_queries {
+                let s = &summary.runs[0].sizes[j];
+                let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+                out.push_str(&format!(
+                    " {:>9.1} +{:>8.1}",
+                    mib(s.table_bytes),
+                    mib(s.index_bytes)
+                ));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// One performance target (docs/benchmark.md) and whether the medians meet it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
@@ -181,6 +284,8 @@ pub struct Report {
     pub latency: Option<LatencySummary>,
     pub query: Option<QuerySummary>,
     pub catchup: Option<CatchupSummary>,
+    /// With `--schema`: the limit, drain and query runs per schema (the first is also above).
+    pub schemas: Vec<SchemaSummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
 }
@@ -324,6 +429,9 @@ impl Report {
         }
         if let Some(q) = &self.query {
             out.push_str(&q.table());
+        }
+        if self.schemas.len() > 1 {
+            out.push_str(&schema_table(&self.schemas));
         }
         if let Some(c) = &self.catchup {
             out.push_str(&c.line(rate(&self.drain)));

@@ -9,9 +9,10 @@ use std::time::Duration;
 use super::drain::{self, DrainSetup};
 use super::env::BenchEnv;
 use super::error::BenchError;
-use super::report::{LatencySummary, Machine, Report, Summary};
+use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
 use super::workload::{self, W1};
 use super::query::{self, QuerySummary};
+use super::variant::SchemaVariant;
 use super::catchup::{self, CatchupSetup, CatchupSummary};
 use super::{auth_run, latency, limit};
 
@@ -52,6 +53,8 @@ pub struct Options {
     /// Non-default kernel settings (`FDC_*` variables) for experiments; every kernel the
     /// benchmark starts gets them, and the report notes them.
     pub kernel_env: Vec<(String, String)>,
+    /// The schemas the limit, drain and query runs are made on (at least one).
+    pub schemas: Vec<SchemaVariant>,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -90,6 +93,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         label,
         expect_producers: false,
         timeout: options.drain_timeout,
+        schema: &options.schemas[0],
     };
 
     let auth = if wants(RunKind::Auth) {
@@ -99,25 +103,46 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     };
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
-    let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
-    let (mut auths, mut queries, mut catchups) = (vec![], vec![], vec![]);
+    let schemas = options.schemas.len();
+    let (mut limits, mut drains, mut queries) =
+        (vec![vec![]; schemas], vec![vec![]; schemas], vec![vec![]; schemas]);
+    let (mut replicas, mut latencies, mut auths, mut catchups) = (vec![], vec![], vec![], vec![]);
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
-        if wants(RunKind::Limit) {
-            let s = limit::run(&env, w1, options.batch_size).await?;
-            eprintln!(
-                "{tag} limit: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
-            limits.push(s);
-        }
-        if wants(RunKind::Drain) {
-            let s = drain::run(&env, w1, &drain_setup(1, "drain")).await?;
-            eprintln!(
-                "{tag} drain: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
-            drains.push(s);
+        for (i, schema) in options.schemas.iter().enumerate() {
+            let tag = match schema.label.as_str() {
+                "" => tag.clone(),
+                label => format!("{tag} {label}"),
+            };
+            if wants(RunKind::Limit) {
+                let s = limit::run(&env, w1, options.batch_size, schema).await?;
+                eprintln!(
+                    "{tag} limit: {:.0} events/s ({:.2} s)",
+                    s.events_per_s, s.seconds
+                );
+                limits[i].push(s);
+            }
+            if wants(RunKind::Drain) {
+                let setup = DrainSetup {
+                    schema,
+                    ..drain_setup(1, "drain")
+                };
+                let s = drain::run(&env, w1, &setup).await?;
+                eprintln!(
+                    "{tag} drain: {:.0} events/s ({:.2} s)",
+                    s.events_per_s, s.seconds
+                );
+                drains[i].push(s);
+            }
+            if wants(RunKind::Query) {
+                let s = query::run(&env, w1, options.batch_size, options.seed, schema).await?;
+                eprintln!(
+                    "{tag} query: loaded at {:.0} events/s, {} queries timed",
+                    s.load.events_per_s,
+                    s.queries.len()
+                );
+                queries[i].push(s);
+            }
         }
         if wants(RunKind::Replicas) {
             let s = drain::run(&env, w1, &drain_setup(2, "replicas")).await?;
@@ -140,15 +165,6 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 s.events_per_s, s.seconds
             );
             auths.push(s);
-        }
-        if wants(RunKind::Query) {
-            let s = query::run(&env, w1, options.batch_size, options.seed).await?;
-            eprintln!(
-                "{tag} query: loaded at {:.0} events/s, {} queries timed",
-                s.load.events_per_s,
-                s.queries.len()
-            );
-            queries.push(s);
         }
         if wants(RunKind::Catchup) {
             let setup = CatchupSetup {
@@ -181,14 +197,29 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             latencies.push(s);
         }
     }
+    let by_schema: Vec<SchemaSummary> = options
+        .schemas
+        .iter()
+        .zip(limits)
+        .zip(drains)
+        .zip(queries)
+        .map(|(((schema, limit), drain), query)| SchemaSummary {
+            schema: schema.clone(),
+            limit: Summary::of(limit),
+            drain: Summary::of(drain),
+            query: QuerySummary::of(query),
+        })
+        .collect();
+    let first = by_schema[0].clone();
     let mut report = Report {
         machine,
-        limit: Summary::of(limits),
-        drain: Summary::of(drains),
+        limit: first.limit,
+        drain: first.drain,
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
         latency: LatencySummary::of(latencies),
-        query: QuerySummary::of(queries),
+        query: first.query,
+        schemas: if by_schema.len() > 1 { by_schema } else { vec![] },
         catchup: CatchupSummary::of(catchups),
         targets: Vec::new(),
         notes: kernel_env_notes(&options.kernel_env),
