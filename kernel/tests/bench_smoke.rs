@@ -67,7 +67,14 @@ fn bench(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fdc-bench"))
-        .args(["--repeats", "1", "--fsync", "false", "--full-page-writes", "false"])
+        .args([
+            "--repeats",
+            "1",
+            "--fsync",
+            "false",
+            "--full-page-writes",
+            "false",
+        ])
         .args(args)
         .arg("--kernel-bin")
         .arg(env!("CARGO_BIN_EXE_fdc-kernel"))
@@ -90,7 +97,10 @@ fn query_run_times_every_query_on_the_loaded_events() {
     let run = &report["query"]["runs"][0];
     assert_eq!(run["load"]["events"], 2000);
     let queries = run["queries"].as_array().unwrap();
-    let names: Vec<&str> = queries.iter().map(|q| q["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = queries
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
     assert_eq!(
         names,
         [
@@ -110,15 +120,29 @@ fn query_run_times_every_query_on_the_loaded_events() {
     assert_eq!(by_name("event_tags_by_id")["mean_rows"], 3.0);
     assert_eq!(by_name("newest_100")["mean_rows"], 100.0);
     // Windows are drawn around a loaded event holding the subject or tags asked for.
-    for name in ["subject_hour", "subject_day", "one_tag_hour", "two_tags_day"] {
-        assert!(by_name(name)["mean_rows"].as_f64().unwrap() >= 1.0, "{name}");
+    for name in [
+        "subject_hour",
+        "subject_day",
+        "one_tag_hour",
+        "two_tags_day",
+    ] {
+        assert!(
+            by_name(name)["mean_rows"].as_f64().unwrap() >= 1.0,
+            "{name}"
+        );
     }
     for q in queries {
         assert!(q["executions"].as_u64().unwrap() >= 20, "{q}");
-        assert!(q["p99_ms"].as_f64().unwrap() >= q["p50_ms"].as_f64().unwrap(), "{q}");
+        assert!(
+            q["p99_ms"].as_f64().unwrap() >= q["p50_ms"].as_f64().unwrap(),
+            "{q}"
+        );
     }
     let sizes = run["sizes"].as_array().unwrap();
-    let relations: Vec<&str> = sizes.iter().map(|s| s["relation"].as_str().unwrap()).collect();
+    let relations: Vec<&str> = sizes
+        .iter()
+        .map(|s| s["relation"].as_str().unwrap())
+        .collect();
     assert_eq!(relations, ["event_index", "events", "event_tags"]);
     for s in sizes {
         assert!(s["table_bytes"].as_i64().unwrap() > 0, "{s}");

@@ -130,10 +130,7 @@ impl PostgresServer {
             .args(["-c", &format!("fsync={}", on_off(self.options.fsync))])
             .args([
                 "-c",
-                &format!(
-                    "full_page_writes={}",
-                    on_off(self.options.full_page_writes)
-                ),
+                &format!("full_page_writes={}", on_off(self.options.full_page_writes)),
             ])
             .args(["-c", "max_connections=200"]);
         let log = self.log_path();

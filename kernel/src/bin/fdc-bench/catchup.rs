@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::drain::{GROUP, STREAM};
 use super::env::{BenchEnv, RunDb};
-use super::workload::{data_json, W1};
 use super::report::median;
+use super::workload::{data_json, W1};
 use super::BenchError;
 use fdc_kernel::redis_io::StreamClient;
 use fdc_testenv::{now_ns, KernelProcess};
@@ -163,7 +163,9 @@ async fn measure(
             break;
         }
         if settle.elapsed() > Duration::from_secs(60) {
-            return Err(BenchError::Timeout("last events of the catch-up run".into()));
+            return Err(BenchError::Timeout(
+                "last events of the catch-up run".into(),
+            ));
         }
         tokio::time::sleep(POLL).await;
     }

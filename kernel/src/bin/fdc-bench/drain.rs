@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 
 use super::env::{BenchEnv, RunDb};
-use super::variant::SchemaVariant;
 use super::procfs;
+use super::variant::SchemaVariant;
 use super::workload::{entry_fields, W1};
 use super::{BenchError, Sample};
 use fdc_kernel::redis_io::StreamClient;

@@ -8,8 +8,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use super::procfs;
-use super::BenchError;
 use super::variant::SchemaVariant;
+use super::BenchError;
 use fdc_testenv::{PostgresOptions, PostgresServer, RedisServer};
 
 pub struct BenchEnv {

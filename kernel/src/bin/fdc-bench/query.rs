@@ -14,10 +14,10 @@ use sqlx::{Connection, Postgres};
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
-use super::variant::SchemaVariant;
 use super::latency::quantile_sorted;
 use super::limit::{self, Ids};
 use super::report::{median, Sample};
+use super::variant::SchemaVariant;
 use super::workload::{tag_key, tag_value, W1Event, TAGS_PER_EVENT, W1};
 use super::BenchError;
 
@@ -162,7 +162,7 @@ async fn measure(
         })
         .collect();
     Ok(QuerySample {
-        load,
+        load: load.finish(),
         queries: figures,
         sizes,
     })

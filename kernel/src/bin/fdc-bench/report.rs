@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use super::catchup::CatchupSummary;
 use super::env::ServerFigures;
 use super::latency::LatencySample;
-use super::catchup::CatchupSummary;
 use super::query::QuerySummary;
 use super::variant::SchemaVariant;
 
@@ -51,7 +51,7 @@ impl Sample {
         }
     }
 
-    fn finish(mut self) -> Sample {
+    pub fn finish(mut self) -> Sample {
         if let Some(cpu) = self.kernel_cpu_seconds {
             self.kernel_cpu_us_per_event = Some(cpu * 1e6 / self.events.max(1) as f64);
         }
@@ -209,8 +209,7 @@ schemas side by side (ratios against {}):
     }
     let reference = &schemas[0];
     for s in &schemas[1..] {
-        let ratio = |a: &Option<Summary>, b: &Option<Summary>, f: fn(&Sample) -> f64| match (a, b)
-        {
+        let ratio = |a: &Option<Summary>, b: &Option<Summary>, f: fn(&Sample) -> f64| match (a, b) {
             (Some(a), Some(b)) => format!("{:.3}", f(&a.median) / f(&b.median)),
             _ => "-".into(),
         };
@@ -232,8 +231,11 @@ schemas side by side (ratios against {}):
         .filter_map(|s| s.query.as_ref().map(|q| (s, q)))
         .collect();
     if let Some((_, first)) = with_queries.first() {
-        out.push_str(&format!("
-{:<24}", "query p50 / p99 ms"));
+        out.push_str(&format!(
+            "
+{:<24}",
+            "query p50 / p99 ms"
+        ));
         for (s, _) in &with_queries {
             out.push_str(&format!(" {:>19}", s.schema.label));
         }

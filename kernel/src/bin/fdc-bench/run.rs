@@ -6,14 +6,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::catchup::{self, CatchupSetup, CatchupSummary};
 use super::drain::{self, DrainSetup};
 use super::env::BenchEnv;
 use super::error::BenchError;
-use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
-use super::workload::{self, W1};
 use super::query::{self, QuerySummary};
+use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
 use super::variant::SchemaVariant;
-use super::catchup::{self, CatchupSetup, CatchupSummary};
+use super::workload::{self, W1};
 use super::{auth_run, latency, limit};
 
 /// The runs the benchmark can make.
@@ -104,8 +104,11 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
     let schemas = options.schemas.len();
-    let (mut limits, mut drains, mut queries) =
-        (vec![vec![]; schemas], vec![vec![]; schemas], vec![vec![]; schemas]);
+    let (mut limits, mut drains, mut queries) = (
+        vec![vec![]; schemas],
+        vec![vec![]; schemas],
+        vec![vec![]; schemas],
+    );
     let (mut replicas, mut latencies, mut auths, mut catchups) = (vec![], vec![], vec![], vec![]);
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
@@ -219,7 +222,11 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         auth: Summary::of(auths),
         latency: LatencySummary::of(latencies),
         query: first.query,
-        schemas: if by_schema.len() > 1 { by_schema } else { vec![] },
+        schemas: if by_schema.len() > 1 {
+            by_schema
+        } else {
+            vec![]
+        },
         catchup: CatchupSummary::of(catchups),
         targets: Vec::new(),
         notes: kernel_env_notes(&options.kernel_env),

@@ -47,7 +47,9 @@ pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
         .split_once('=')
         .ok_or_else(|| format!("expected LABEL=VERSION[+FILE], got {arg:?}"))?;
     if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("schema label {label:?}: letters, digits and _ only"));
+        return Err(format!(
+            "schema label {label:?}: letters, digits and _ only"
+        ));
     }
     let (version, file) = match spec.split_once('+') {
         Some((v, f)) => (v, Some(f)),
@@ -82,7 +84,11 @@ mod tests {
         assert_eq!((v.upto, v.sql.as_deref()), (Some(5), Some("SELECT 1")));
         assert!(parse("today").unwrap_err().contains("LABEL=VERSION"));
         assert!(parse("a b=3").unwrap_err().contains("letters"));
-        assert!(parse("t=x").unwrap_err().contains("not a migration version"));
-        assert!(parse("t=3+/nonexistent.sql").unwrap_err().contains("reading"));
+        assert!(parse("t=x")
+            .unwrap_err()
+            .contains("not a migration version"));
+        assert!(parse("t=3+/nonexistent.sql")
+            .unwrap_err()
+            .contains("reading"));
     }
 }
