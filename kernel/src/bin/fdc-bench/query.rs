@@ -109,7 +109,7 @@ async fn measure(
     let sizes = sizes(db).await?;
 
     let samples = sample_events(w1);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5155_4552_59);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0051_5545_5259);
     let queries = queries();
     let mut plan: Vec<(usize, Vec<Param>)> = Vec::new();
     for (q, query) in queries.iter().enumerate() {

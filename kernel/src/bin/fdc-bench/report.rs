@@ -439,7 +439,7 @@ impl Report {
             out.push_str(&c.line(rate(&self.drain)));
         }
         if !self.targets.is_empty() {
-            out.push_str("\ntargets (issue 6):\n");
+            out.push_str("\ntargets:\n");
             for t in &self.targets {
                 out.push_str(&format!(
                     "  {:<28} {:>9.3}  target {:<18} {}\n",
