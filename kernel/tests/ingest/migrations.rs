@@ -29,6 +29,7 @@ fn events(first_day: i64, days: i64, n: usize) -> Vec<Event> {
                     id: format!("{i}-0"),
                 },
                 producer_id: None,
+                schema_id: None,
             }
         })
         .collect()

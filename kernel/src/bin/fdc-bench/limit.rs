@@ -39,10 +39,12 @@ pub async fn run(
     batch_size: usize,
     schema: &SchemaVariant,
 ) -> Result<Sample, BenchError> {
-    let db = env.start_run_with("limit", schema).await?;
-    let result = load(env, &db, w1, batch_size).await;
-    env.finish_run(db).await?;
-    result.map(|(sample, _)| sample)
+    env.in_run_with("limit", schema, async |db| {
+        load(env, db, w1, batch_size)
+            .await
+            .map(|(sample, _)| sample)
+    })
+    .await
 }
 
 /// Loads W1 into `db` the limit's way; the sample is the load's, the ids are those of every
