@@ -103,6 +103,12 @@ pub async fn load(
         stored += batch.events;
     }
     let seconds = meter.started.elapsed().as_secs_f64();
+    // A backend reports its WAL counters to pg_stat_wal at most once a second; make this
+    // session report now (it does when it goes idle after this statement, before answering),
+    // so the run's last second of WAL is not left out.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut conn)
+        .await?;
     let server = env.read_meter(&meter).await?;
     let _ = encoder.join();
 
