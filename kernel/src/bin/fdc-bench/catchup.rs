@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
-use super::drain::{GROUP, STREAM};
+use super::drain::STREAM;
 use super::env::{BenchEnv, RunDb};
 use super::report::median;
 use super::workload::{data_json, W1};
@@ -92,13 +92,7 @@ async fn measure(
         Some(logs.path()),
     )?;
     kernel.wait_ready(Duration::from_secs(30)).await?;
-    let observer = StreamClient::new(
-        &env.redis.url(),
-        GROUP,
-        "bench-observer",
-        Duration::from_secs(1),
-    )
-    .map_err(|e| BenchError::Kernel(e.to_string()))?;
+    let observer = super::drain::observer(env)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let produced = Arc::new(AtomicUsize::new(0));

@@ -43,18 +43,23 @@ pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, Strin
     entry_fields(event).to_vec()
 }
 
+/// A client of the kernel's group that only looks (`XINFO GROUPS`), for the benchmark.
+pub fn observer(env: &BenchEnv) -> Result<StreamClient, BenchError> {
+    StreamClient::new(
+        &env.redis.url(),
+        GROUP,
+        "bench-observer",
+        Duration::from_secs(1),
+    )
+    .map_err(|e| BenchError::Kernel(e.to_string()))
+}
+
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
     env.in_run_with(setup.label, setup.schema, async |db| {
         let conn = env.redis();
         preload(&conn, w1, setup.entries).await?;
         env.checkpoint().await?;
-        let observer = StreamClient::new(
-            &env.redis.url(),
-            GROUP,
-            "bench-observer",
-            Duration::from_secs(1),
-        )
-        .map_err(|e| BenchError::Kernel(e.to_string()))?;
+        let observer = observer(env)?;
         let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
 
         let meter = env.meter().await?;
