@@ -125,7 +125,12 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 );
                 limits[i].push(s);
             }
-            if wants(RunKind::Drain) {
+            if wants(RunKind::Drain) && !schema.kernel_can_run() {
+                eprintln!(
+                    "{tag} drain skipped: the kernel applies every migration on start, so it \
+                     cannot drain into a schema stopped before the last one"
+                );
+            } else if wants(RunKind::Drain) {
                 let setup = DrainSetup {
                     schema,
                     ..drain_setup(1, "drain")
@@ -229,10 +234,29 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         },
         catchup: CatchupSummary::of(catchups),
         targets: Vec::new(),
-        notes: kernel_env_notes(&options.kernel_env),
+        notes: [
+            kernel_env_notes(&options.kernel_env),
+            drain_skipped_notes(&options.schemas, wants(RunKind::Drain)),
+        ]
+        .concat(),
     };
     report.evaluate();
     Ok(report)
+}
+
+/// Schemas the drain skipped (see [`SchemaVariant::kernel_can_run`]).
+fn drain_skipped_notes(schemas: &[SchemaVariant], drain: bool) -> Vec<String> {
+    schemas
+        .iter()
+        .filter(|s| drain && !s.kernel_can_run())
+        .map(|s| {
+            format!(
+                "schema {}: no drain (the kernel would apply the migrations after {})",
+                s.label,
+                s.upto.unwrap_or(0)
+            )
+        })
+        .collect()
 }
 
 /// The report says when the kernel did not run its default config, so such figures are never

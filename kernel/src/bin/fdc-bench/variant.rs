@@ -26,6 +26,14 @@ impl SchemaVariant {
         SchemaVariant::default()
     }
 
+    /// Whether a kernel can drain into this schema: it applies every migration it embeds on
+    /// start, so a schema stopped before the last one would be migrated under the benchmark
+    /// (or collide with the experiment's SQL).
+    pub fn kernel_can_run(&self) -> bool {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        self.upto.is_none_or(|v| v >= latest)
+    }
+
     pub async fn apply(&self, pool: &PgPool) -> Result<(), BenchError> {
         match self.upto {
             Some(version) => MIGRATOR.run_to(version, pool).await?,
@@ -90,5 +98,8 @@ mod tests {
         assert!(parse("t=3+/nonexistent.sql")
             .unwrap_err()
             .contains("reading"));
+        assert!(!parse("old=1").unwrap().kernel_can_run());
+        assert!(parse("new=999").unwrap().kernel_can_run());
+        assert!(SchemaVariant::current().kernel_can_run());
     }
 }
