@@ -552,6 +552,27 @@ pub fn keys_path(producer_id: Uuid) -> String {
     contract::producer_keys_path(producer_id)
 }
 
+/// The `error` of a kernel's JSON error body, bounded and on one line.
+fn refusal_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "the kernel gave no message".to_string());
+    let mut one_line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.len() > MAX_REFUSAL_LEN {
+        let mut end = MAX_REFUSAL_LEN;
+        while !one_line.is_char_boundary(end) {
+            end -= 1;
+        }
+        one_line.truncate(end);
+        one_line.push('…');
+    }
+    one_line
+}
+
 /// `schema_id` (a string or a number) and `deprecated` of a kernel's schema answer.
 fn schema_info(body: &[u8]) -> Option<SchemaInfo> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -578,27 +599,6 @@ fn bound_count(body: &[u8]) -> Option<u64> {
 /// Whether `body` is a kernel's JSON error body (`{"error": "..."}`).
 fn has_error_message(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["error"].is_string())
-}
-
-/// The `error` of a kernel's JSON error body, bounded and on one line.
-fn refusal_message(body: &[u8]) -> String {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "the kernel gave no message".to_string());
-    let mut one_line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.len() > MAX_REFUSAL_LEN {
-        let mut end = MAX_REFUSAL_LEN;
-        while !one_line.is_char_boundary(end) {
-            end -= 1;
-        }
-        one_line.truncate(end);
-        one_line.push('…');
-    }
-    one_line
 }
 
 /// An IP as a URL host (IPv6 in brackets).

@@ -274,16 +274,6 @@ pub struct AdminCall {
 
 #[derive(Default)]
 struct FakeKernelState {
-    spill: BTreeMap<String, u64>,
-    /// `/readyz` answer per pod.
-    readyz: BTreeMap<String, (u16, String)>,
-    /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
-    stalled: BTreeMap<String, Vec<String>>,
-    revokes: Vec<AdminCall>,
-    revoke_status: u16,
-    key_approvals: Vec<AdminCall>,
-    /// Status and JSON body of the answer to a key pre-approval.
-    key_response: (u16, Value),
     /// Schema registry calls, their `path` as `METHOD /path`.
     schema_calls: Vec<AdminCall>,
     /// Answers to adding a version, deprecating one, deleting one and showing one.
@@ -294,6 +284,16 @@ struct FakeKernelState {
     /// Schema binding calls, and the answer (`None`: 200 echoing the requested schema).
     bindings: Vec<AdminCall>,
     bind_response: Option<(u16, Value)>,
+    spill: BTreeMap<String, u64>,
+    /// `/readyz` answer per pod.
+    readyz: BTreeMap<String, (u16, String)>,
+    /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
+    stalled: BTreeMap<String, Vec<String>>,
+    revokes: Vec<AdminCall>,
+    revoke_status: u16,
+    key_approvals: Vec<AdminCall>,
+    /// Status and JSON body of the answer to a key pre-approval.
+    key_response: (u16, Value),
 }
 
 /// The id the fake kernel gives a schema version it adds.
