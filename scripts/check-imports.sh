@@ -39,12 +39,13 @@ metrics: protocol stall
 health: protocol stall
 supervise: protocol
 readiness: health redis_io store error_chain
-auth: entry protocol redis_io retry metrics config error_chain
-ingest: entry protocol retry redis_io store auth health metrics supervise stall fdc_spill config
+schemas: protocol retry config
+auth: entry protocol redis_io retry metrics config error_chain schemas
+ingest: entry protocol retry redis_io store auth health metrics supervise stall fdc_spill config schemas
 http: health metrics redis_io store readiness
 logging: config
 check_config: config store auth error_chain
-service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness fdc_spill http logging config error_chain
+service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness fdc_spill http logging config error_chain schemas
 dev: service config
 '
 

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod readiness;
 pub mod redis_io;
 pub mod retry;
+pub mod schemas;
 pub mod service;
 pub mod stall;
 pub mod store;

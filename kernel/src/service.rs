@@ -113,6 +113,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &consumer,
         stop.clone(),
         health.wait_migrated(),
+        &config.ingest.schemas,
     )
     .await?
     .map(|a| a.gate);
@@ -257,6 +258,11 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
                 limits: config.limits.clone(),
                 max_deliveries: config.ingest.max_deliveries,
                 metrics,
+                schemas: Some(crate::schemas::Schemas::new(
+                    store.pool().clone(),
+                    config.ingest.schema_cache_ttl,
+                    &config.ingest.schemas,
+                )),
             },
             commit,
             settle,

@@ -59,7 +59,7 @@ impl Checked {
 pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
     match gate {
         None => Checked {
-            kept: parked.into_iter().chain(batch).collect(),
+            kept: with_parked(parked, batch).0,
             ..Checked::default()
         },
         Some(gate) => gate.check(batch, parked).await,

@@ -81,6 +81,7 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
                 payload: body.payload.get().to_string(),
                 source: entry.at.clone(),
                 producer_id: None,
+                schema_id: None,
             })
         }
         "heartbeat" => Message::Heartbeat,
@@ -539,6 +540,7 @@ mod tests {
                 id: "1-0".into(),
             },
             producer_id: None,
+            schema_id: None,
         };
         assert_eq!(e.day(), 0);
     }

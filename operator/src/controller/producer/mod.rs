@@ -61,20 +61,10 @@ async fn reconcile_guarded(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
-    let producer = match &obj.0 {
-        Ok(p) => Arc::new(p.clone()),
-        Err(invalid) => {
-            ctx.event(
-                &obj.object_ref(&()),
-                EventType::Warning,
-                "InvalidSpec",
-                "Reconcile",
-                format!("cannot read Producer: {}", invalid.error),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let Some(producer) = ctx.readable(&obj).await else {
+        return Ok(Action::await_change());
     };
+    let producer = Arc::new(producer.clone());
     let api: Api<Producer> = Api::namespaced(
         ctx.client.clone(),
         &producer.namespace().unwrap_or_default(),
