@@ -18,7 +18,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
@@ -64,19 +63,8 @@ async fn reconcile_guarded(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
-    let schema = match &obj.0 {
-        Ok(s) => s,
-        Err(invalid) => {
-            ctx.event(
-                &obj.object_ref(&()),
-                EventType::Warning,
-                "InvalidSpec",
-                "Reconcile",
-                format!("cannot read FdcSchema: {}", invalid.error),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let Some(schema) = ctx.readable(&obj).await else {
+        return Ok(Action::await_change());
     };
     let has_finalizer = schema.finalizers().iter().any(|f| f == SCHEMA_FINALIZER);
     if schema.meta().deletion_timestamp.is_some() {
