@@ -309,7 +309,7 @@ pub struct FakeKernel {
 
 impl FakeKernel {
     pub async fn start() -> FakeKernel {
-        use axum::extract::{Path, State};
+        use axum::extract::{Path, RawQuery, State};
         use axum::http::{HeaderMap, StatusCode};
         use axum::routing::{get, post};
 
@@ -406,9 +406,10 @@ impl FakeKernel {
                     let (status, body) = s.schema_show_response.clone();
                     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 })
-                .delete(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, headers: HeaderMap| async move {
+                .delete(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, RawQuery(query): RawQuery, headers: HeaderMap| async move {
                     let mut s = s.lock().unwrap();
-                    s.schema_calls.push(record(format!("DELETE /v1/schemas/{name}/{version}"), &headers, ""));
+                    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                    s.schema_calls.push(record(format!("DELETE /v1/schemas/{name}/{version}{query}"), &headers, ""));
                     let (status, body) = s.schema_delete_response.clone();
                     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 }),

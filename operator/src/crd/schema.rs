@@ -69,7 +69,7 @@ pub struct FdcSchemaSpec {
     /// Schema name at the kernel (what Producers bind to); default: `metadata.name`. Several
     /// versions of one schema are several FdcSchemas with the same `name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 200), regex(pattern = SCHEMA_NAME_PATTERN))]
+    #[schemars(length(min = 1, max = 128), regex(pattern = SCHEMA_NAME_PATTERN))]
     pub name: Option<String>,
 
     /// Semantic version (`1.2.0`). Immutable: a new version is a new FdcSchema.
