@@ -33,10 +33,13 @@ pub struct DrainSetup<'a> {
     pub label: &'a str,
     /// Auth is on: every stored event must carry its producer id.
     pub expect_producers: bool,
+    /// The stream is bound to the bench schema (`schema_run`): it is registered before the
+    /// kernel starts, and every stored event must carry its id.
+    pub schema: bool,
     /// Longest a drain may take before the run fails.
     pub timeout: Duration,
-    /// The database schema (every migration unless `--schema` asks for others).
-    pub schema: &'a SchemaVariant,
+    /// The database schema (every migration unless `--db-schema` asks for others).
+    pub db_schema: &'a SchemaVariant,
 }
 
 pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, String)> {
@@ -55,9 +58,12 @@ pub fn observer(env: &BenchEnv) -> Result<StreamClient, BenchError> {
 }
 
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
-    env.in_run_with(setup.label, setup.schema, async |db| {
+    env.in_run_with(setup.label, setup.db_schema, async |db| {
         let conn = env.redis();
         preload(&conn, w1, setup.entries).await?;
+        if setup.schema {
+            super::schema_run::register(db).await?;
+        }
         env.checkpoint().await?;
         let observer = observer(env)?;
         let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
@@ -118,6 +124,9 @@ pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sampl
             kernel.stop(Duration::from_secs(30))?;
         }
         verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
+        if setup.schema {
+            super::schema_run::verify(db, w1.events).await?;
+        }
 
         let mut sample = Sample::new(w1.events, seconds, server);
         sample.kernel_cpu_seconds = Some(kernel_cpu);

@@ -15,6 +15,7 @@ mod procfs;
 mod query;
 mod report;
 mod run;
+mod schema_run;
 mod variant;
 mod workload;
 
@@ -47,7 +48,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "limit,drain,replicas,auth,latency"
+        default_value = "limit,drain,replicas,auth,schema,latency"
     )]
     runs: Vec<RunKind>,
     /// The fdc-kernel binary; default: the one next to this binary.
@@ -81,11 +82,11 @@ struct Cli {
     /// `FDC_SECTION__KEY=VALUE` (repeatable); the report notes it.
     #[arg(long = "kernel-env", value_name = "FDC_K=V", value_parser = parse_kernel_env)]
     kernel_env: Vec<(String, String)>,
-    /// Experiments: repeat the limit, drain and query runs on this schema too, as
+    /// Experiments: repeat the limit, drain and query runs on this database schema too, as
     /// `LABEL=VERSION[+FILE]` (the migrations up to VERSION, then FILE's SQL; repeatable; the
     /// first one is the reference). Default: every migration.
-    #[arg(long = "schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
-    schemas: Vec<variant::SchemaVariant>,
+    #[arg(long = "db-schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
+    db_schemas: Vec<variant::SchemaVariant>,
 }
 
 /// `FDC_INGEST__BATCH_MAX_SIZE=500` → (key, value); only kernel settings are accepted, so a
@@ -128,10 +129,10 @@ fn main() -> anyhow::Result<()> {
         batch_size: limit_batch_size(&cli.kernel_env)?,
         drain_timeout: Duration::from_secs(cli.drain_timeout_secs),
         kernel_env: cli.kernel_env,
-        schemas: if cli.schemas.is_empty() {
+        db_schemas: if cli.db_schemas.is_empty() {
             vec![variant::SchemaVariant::current()]
         } else {
-            cli.schemas
+            cli.db_schemas
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -14,7 +14,7 @@ use super::query::{self, QuerySummary};
 use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
 use super::variant::SchemaVariant;
 use super::workload::{self, W1};
-use super::{auth_run, latency, limit};
+use super::{auth_run, latency, limit, schema_run};
 
 /// The runs the benchmark can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -24,6 +24,7 @@ pub enum RunKind {
     Replicas,
     Latency,
     Auth,
+    Schema,
     /// W1 loaded by COPY, then the queries of queries.sql timed.
     Query,
     /// Paced events, Postgres stopped and restarted: the spill's catch-up.
@@ -53,8 +54,8 @@ pub struct Options {
     /// Non-default kernel settings (`FDC_*` variables) for experiments; every kernel the
     /// benchmark starts gets them, and the report notes them.
     pub kernel_env: Vec<(String, String)>,
-    /// The schemas the limit, drain and query runs are made on (at least one).
-    pub schemas: Vec<SchemaVariant>,
+    /// The database schemas the limit, drain and query runs are made on (at least one).
+    pub db_schemas: Vec<SchemaVariant>,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -92,8 +93,9 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         entries: &drain::plain_entry,
         label,
         expect_producers: false,
+        schema: false,
         timeout: options.drain_timeout,
-        schema: &options.schemas[0],
+        db_schema: &options.db_schemas[0],
     };
 
     let auth = if wants(RunKind::Auth) {
@@ -103,36 +105,37 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     };
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
-    let schemas = options.schemas.len();
+    let db_schemas = options.db_schemas.len();
     let (mut limits, mut drains, mut queries) = (
-        vec![vec![]; schemas],
-        vec![vec![]; schemas],
-        vec![vec![]; schemas],
+        vec![vec![]; db_schemas],
+        vec![vec![]; db_schemas],
+        vec![vec![]; db_schemas],
     );
     let (mut replicas, mut latencies, mut auths, mut catchups) = (vec![], vec![], vec![], vec![]);
+    let mut schemas = vec![];
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
-        for (i, schema) in options.schemas.iter().enumerate() {
-            let tag = match schema.label.as_str() {
+        for (i, db_schema) in options.db_schemas.iter().enumerate() {
+            let tag = match db_schema.label.as_str() {
                 "" => tag.clone(),
                 label => format!("{tag} {label}"),
             };
             if wants(RunKind::Limit) {
-                let s = limit::run(&env, w1, options.batch_size, schema).await?;
+                let s = limit::run(&env, w1, options.batch_size, db_schema).await?;
                 eprintln!(
                     "{tag} limit: {:.0} events/s ({:.2} s)",
                     s.events_per_s, s.seconds
                 );
                 limits[i].push(s);
             }
-            if wants(RunKind::Drain) && !schema.kernel_can_run() {
+            if wants(RunKind::Drain) && !db_schema.kernel_can_run() {
                 eprintln!(
                     "{tag} drain skipped: the kernel applies every migration on start, so it \
                      cannot drain into a schema stopped before the last one"
                 );
             } else if wants(RunKind::Drain) {
                 let setup = DrainSetup {
-                    schema,
+                    db_schema,
                     ..drain_setup(1, "drain")
                 };
                 let s = drain::run(&env, w1, &setup).await?;
@@ -143,7 +146,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 drains[i].push(s);
             }
             if wants(RunKind::Query) {
-                let s = query::run(&env, w1, options.batch_size, options.seed, schema).await?;
+                let s = query::run(&env, w1, options.batch_size, options.seed, db_schema).await?;
                 eprintln!(
                     "{tag} query: loaded at {:.0} events/s, {} queries timed",
                     s.load.events_per_s,
@@ -173,6 +176,19 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 s.events_per_s, s.seconds
             );
             auths.push(s);
+        }
+        if wants(RunKind::Schema) {
+            let setup = DrainSetup {
+                extra_env: [options.kernel_env.clone(), schema_run::env()].concat(),
+                schema: true,
+                ..drain_setup(1, "schema")
+            };
+            let s = drain::run(&env, w1, &setup).await?;
+            eprintln!(
+                "{tag} schema drain: {:.0} events/s ({:.2} s)",
+                s.events_per_s, s.seconds
+            );
+            schemas.push(s);
         }
         if wants(RunKind::Catchup) {
             let setup = CatchupSetup {
@@ -206,7 +222,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         }
     }
     let by_schema: Vec<SchemaSummary> = options
-        .schemas
+        .db_schemas
         .iter()
         .zip(limits)
         .zip(drains)
@@ -225,9 +241,11 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         drain: first.drain,
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
+        schema: Summary::of(schemas),
+        validation_us_per_event: None,
         latency: LatencySummary::of(latencies),
         query: first.query,
-        schemas: if by_schema.len() > 1 {
+        db_schemas: if by_schema.len() > 1 {
             by_schema
         } else {
             vec![]
@@ -236,7 +254,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         targets: Vec::new(),
         notes: [
             kernel_env_notes(&options.kernel_env),
-            drain_skipped_notes(&options.schemas, wants(RunKind::Drain)),
+            drain_skipped_notes(&options.db_schemas, wants(RunKind::Drain)),
         ]
         .concat(),
     };
