@@ -42,7 +42,7 @@ ingest: entry protocol retry redis_io store auth health metrics supervise stall 
 spill: config
 http: health metrics redis_io store readiness
 logging: config
-check_config: config store auth error_chain
+check_config: config store redis_io auth error_chain
 service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness spill http logging config error_chain
 dev: service config
 '
