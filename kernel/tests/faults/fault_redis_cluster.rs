@@ -144,3 +144,55 @@ async fn a_primary_killed_mid_flow_is_followed_and_every_event_stored_once() {
     }
     kernel.shutdown().await;
 }
+
+/// The stream client on a cluster: groups, a read over two slots, the group's lag (a script
+/// run on the stream's node) and acks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_client_reads_two_slots_in_one_call_and_reports_lag() {
+    use fdc_kernel::redis_io::StreamClient;
+
+    let _serial = serial().await;
+    let cluster = RedisCluster::start().await.unwrap();
+    let client = StreamClient::new(
+        &cluster.url(),
+        "g",
+        "c",
+        std::time::Duration::from_millis(100),
+    )
+    .unwrap();
+    let streams = vec!["events:{b}".to_string(), "events:{c}".to_string()];
+    assert_ne!(
+        cluster.primary_of(&streams[0]).await.unwrap(),
+        cluster.primary_of(&streams[1]).await.unwrap(),
+        "the two tags land on different primaries"
+    );
+    for (stream, n) in streams.iter().zip([5, 3]) {
+        client.ensure_group(stream).await.unwrap();
+        let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
+        let entries: Vec<Vec<(&str, String)>> =
+            (0..n).map(|i| vec![("n", i.to_string())]).collect();
+        publish(&node_conn(&owner.url()).await, stream, &entries).await;
+    }
+    let info = client.group_info(&streams[0]).await.unwrap();
+    assert_eq!((info.pending, info.lag), (0, Some(5)));
+
+    let read = client
+        .read(
+            &streams,
+            &[">".to_string(), ">".to_string()],
+            100,
+            Some(std::time::Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+    let from = |s: &str| read.iter().filter(|e| e.at.stream == s).count();
+    assert_eq!((from(&streams[0]), from(&streams[1])), (5, 3));
+    let info = client.group_info(&streams[1]).await.unwrap();
+    assert_eq!((info.pending, info.lag), (3, Some(0)));
+    let ids: Vec<&str> = read
+        .iter()
+        .filter(|e| e.at.stream == streams[1])
+        .map(|e| e.at.id.as_str())
+        .collect();
+    assert_eq!(client.ack(&streams[1], &ids).await.unwrap(), 3);
+}
