@@ -408,3 +408,21 @@ fn fdc_schema_name_version_and_kernel_are_immutable() {
         vec!["kernelRef is immutable; delete and recreate the FdcSchema"]
     );
 }
+
+#[test]
+fn a_producers_schema_is_a_name_and_an_optional_range() {
+    let pattern = &schema::<Producer>()["properties"]["spec"]["properties"]["schema"]["pattern"];
+    let re = regex::Regex::new(pattern.as_str().unwrap()).unwrap();
+    for ok in [
+        "orders",
+        "orders@^1.2",
+        "orders@1.2.0",
+        "orders@>=1.2, <2",
+        "orders-v1",
+    ] {
+        assert!(re.is_match(ok), "{ok}");
+    }
+    for bad in ["", "@^1", "orders@", "orders@1@2", "-orders", "ord ers@1"] {
+        assert!(!re.is_match(bad), "{bad}");
+    }
+}
