@@ -167,6 +167,26 @@ fn schema_carries_ranges_defaults_and_required_fields() {
 }
 
 #[test]
+fn redis_url_pattern_takes_single_servers_and_cluster_seeds() {
+    let s = schema::<FdcKernel>();
+    let pattern = s["properties"]["spec"]["properties"]["redis"]["properties"]["url"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let re = regex::Regex::new(&pattern).unwrap();
+    for ok in [
+        "redis://redis:6379/0",
+        "rediss://redis:6380/0",
+        "redis+cluster://redis-0:6379,redis-1:6379/",
+    ] {
+        assert!(re.is_match(ok), "{ok} refused by {pattern}");
+    }
+    for bad in ["http://redis:6379", "redis-cluster://a:1/", "redis:6379"] {
+        assert!(!re.is_match(bad), "{bad} accepted by {pattern}");
+    }
+}
+
+#[test]
 fn a_valid_kernel_passes_cel() {
     assert_eq!(
         cel_errors::<FdcKernel>(&kernel_obj(base_spec()), None),
