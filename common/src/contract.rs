@@ -79,6 +79,15 @@ pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 pub const SPILL_QUARANTINE_METRIC: &str = "kernel_spill_quarantine_files";
 /// Gauge set to 1 per stage (`stage="reader"|"writer"`) that keeps failing on the same work.
 pub const STALLED_METRIC: &str = "kernel_stalled";
+/// Gauge of the entries of a stream not yet delivered to the consumer group (`stream` label;
+/// the group's figure, so every replica reports the same).
+pub const GROUP_LAG_METRIC: &str = "kernel_group_lag";
+/// Gauge of the entries delivered to the consumer group and not yet acknowledged (`stream`).
+pub const GROUP_PENDING_METRIC: &str = "kernel_group_pending";
+/// Counter of the events stored in Postgres (first sight of their id).
+pub const EVENTS_STORED_METRIC: &str = "kernel_events_stored_total";
+/// Counter of the entries acknowledged in Redis (stored, duplicate, dead-lettered or spilled).
+pub const ACKED_METRIC: &str = "kernel_redis_ack_total";
 
 #[cfg(test)]
 mod tests {

@@ -138,7 +138,7 @@ impl Metrics {
         Metrics {
             stalled,
             redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
-            redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
+            redis_ack: counter(r, fdc_common::contract::ACKED_METRIC, "Entries acknowledged (XACK)."),
             redis_dlq,
             redis_dlq_trimmed: counter(
                 r,
@@ -181,7 +181,7 @@ impl Metrics {
             pg_errors,
             events_stored: counter(
                 r,
-                "kernel_events_stored_total",
+                fdc_common::contract::EVENTS_STORED_METRIC,
                 "Events stored in Postgres (first sight of their id).",
             ),
             events_duplicate: counter(
@@ -207,13 +207,13 @@ impl Metrics {
             ),
             group_pending: gauge_vec(
                 r,
-                "kernel_group_pending",
+                fdc_common::contract::GROUP_PENDING_METRIC,
                 "Entries delivered to the group but not yet acknowledged, per stream.",
                 &["stream"],
             ),
             group_lag: gauge_vec(
                 r,
-                "kernel_group_lag",
+                fdc_common::contract::GROUP_LAG_METRIC,
                 "Entries in the stream not yet delivered to the group, per stream.",
                 &["stream"],
             ),

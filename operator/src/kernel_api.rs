@@ -190,9 +190,8 @@ impl KernelApi {
         Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
     }
 
-    /// Stages `pod` reports stalled on its `/metrics` (`kernel_stalled{stage}` > 0); empty for
-    /// a kernel that does not export the gauge.
-    pub async fn stalled_stages(&self, pod: &Pod) -> Result<Vec<String>, KernelApiError> {
+    /// `pod`'s `/metrics` text (Prometheus text format).
+    pub async fn metrics(&self, pod: &Pod) -> Result<String, KernelApiError> {
         let url = self.pod_url(pod, contract::METRICS_PATH)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
@@ -201,7 +200,7 @@ impl KernelApi {
         if !(200..300).contains(&status) {
             return Err(KernelApiError::Status { url, status });
         }
-        Ok(stalled_stages(&String::from_utf8_lossy(&body)))
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
@@ -396,9 +395,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Stages with `kernel_stalled{stage="..."}` above zero, in order of appearance.
-fn stalled_stages(metrics: &str) -> Vec<String> {
-    let prefix = format!("{STALLED_METRIC}{{");
-    let mut stages = Vec::new();
+pub fn stalled_stages(metrics: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    for (stage, value) in samples_by_label(metrics, STALLED_METRIC, "stage") {
+        if value > 0.0 && !stages.contains(&stage) {
+            stages.push(stage);
+        }
+    }
+    stages
+}
+
+/// The samples of `metric` that carry `label`, as (label value, sample value), in order of
+/// appearance (Prometheus text format; a longer name that starts with `metric` is another
+/// metric).
+pub fn samples_by_label(metrics: &str, metric: &str, label: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{metric}{{");
+    let mut samples = Vec::new();
     for line in metrics.lines() {
         let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
@@ -406,23 +418,20 @@ fn stalled_stages(metrics: &str) -> Vec<String> {
         let Some((labels, value)) = rest.split_once('}') else {
             continue;
         };
-        let stalled = value
+        let value = value
             .split_whitespace()
             .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v > 0.0);
-        let stage = labels
+            .and_then(|v| v.parse::<f64>().ok());
+        let label_value = labels
             .split(',')
-            .filter_map(|l| l.trim().strip_prefix("stage="))
+            .filter_map(|l| l.trim().strip_prefix(label)?.strip_prefix('='))
             .map(|v| v.trim_matches('"').to_string())
             .next();
-        if let (true, Some(stage)) = (stalled, stage) {
-            if !stages.contains(&stage) {
-                stages.push(stage);
-            }
+        if let (Some(v), Some(value)) = (label_value, value) {
+            samples.push((v, value));
         }
     }
-    stages
+    samples
 }
 
 /// Sum of all samples of `metric` (any labels) in Prometheus text format.

@@ -248,11 +248,22 @@ struct FakeKernelState {
     readyz: BTreeMap<String, (u16, String)>,
     /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
     stalled: BTreeMap<String, Vec<String>>,
+    /// Ingest figures per pod on its `/metrics`.
+    ingest: BTreeMap<String, Ingesting>,
     revokes: Vec<AdminCall>,
     revoke_status: u16,
     key_approvals: Vec<AdminCall>,
     /// Status and JSON body of the answer to a key pre-approval.
     key_response: (u16, Value),
+}
+
+/// Ingest figures a fake kernel pod exports (stream `orders`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ingesting {
+    pub lag: u64,
+    pub pending: u64,
+    pub stored: u64,
+    pub acked: u64,
 }
 
 /// A real HTTP server on 127.0.0.1 standing in for kernel pods: serves
@@ -292,6 +303,14 @@ impl FakeKernel {
                     let mut text = String::new();
                     if let Some(b) = s.spill.get(&pod) {
                         text.push_str(&format!("# TYPE kernel_spill_pending_records gauge\nkernel_spill_pending_records {b}\n"));
+                    }
+                    if let Some(i) = s.ingest.get(&pod) {
+                        text.push_str(&format!(
+                            "# TYPE kernel_group_lag gauge\nkernel_group_lag{{stream=\"orders\"}} {}\n\
+                             kernel_group_pending{{stream=\"orders\"}} {}\n\
+                             kernel_events_stored_total {}\nkernel_redis_ack_total {}\n",
+                            i.lag, i.pending, i.stored, i.acked
+                        ));
                     }
                     if let Some(stages) = s.stalled.get(&pod) {
                         text.push_str("# TYPE kernel_stalled gauge\n");
@@ -361,6 +380,15 @@ impl FakeKernel {
             .unwrap()
             .readyz
             .insert(pod.to_string(), (status, body.to_string()));
+    }
+
+    /// `pod` reports these ingest figures on its `/metrics`.
+    pub fn set_ingest(&self, pod: &str, ingesting: Ingesting) {
+        self.state
+            .lock()
+            .unwrap()
+            .ingest
+            .insert(pod.to_string(), ingesting);
     }
 
     /// `pod` reports `stages` stalled on its `/metrics`.
@@ -476,7 +504,7 @@ pub struct KernelWorld {
     pub sts_after: StsAnswer,
     /// Whether discovery finds ServiceMonitors (when the context asks: once per context).
     pub service_monitor_crd: bool,
-    /// The kernel's pods, when the pass lists them (some replicas not ready).
+    /// The kernel's pods (the pass lists them for their metrics).
     pub pods: Vec<Value>,
 }
 
@@ -759,14 +787,12 @@ impl Answering {
             call = self.next().await;
         }
 
-        // The pods, listed when some are not ready; then the status.
-        if call.uri == pods_uri(&name) {
-            assert_call(&call, "GET", &pods_uri(&name));
-            call.ok(&json!({
-                "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": w.pods
-            }));
-            call = self.next().await;
-        }
+        // The pods (their metrics and, when some are not ready, why); then the status.
+        assert_call(&call, "GET", &pods_uri(&name));
+        call.ok(&json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": w.pods
+        }));
+        let call = self.next().await;
         self.status(call, &w.kernel);
     }
 }

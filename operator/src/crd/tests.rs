@@ -80,7 +80,16 @@ fn crds_have_names_subresources_and_printer_columns() {
         .collect();
     assert_eq!(
         cols,
-        vec!["Ready", "Replicas", "Available", "Reason", "Age"]
+        vec![
+            "Ready",
+            "Replicas",
+            "Available",
+            "Lag",
+            "Stored/s",
+            "Reason",
+            "Progressing",
+            "Age"
+        ]
     );
 
     let p = &Producer::crd().spec.versions[0];
