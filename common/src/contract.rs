@@ -25,12 +25,21 @@ pub const READYZ_PATH: &str = "/readyz";
 
 /// Admin API route that pre-approves a key for a producer (`{id}`: the producer id).
 pub const PRODUCER_KEYS_ROUTE: &str = "/v1/producers/{id}/keys";
+/// Admin API route of one producer (`GET`): `{"producer_id", "name", "created_at",
+/// "last_seen_at", "revoked_at"}`, times in RFC 3339 (`last_seen_at` and `revoked_at` null when
+/// never seen / not revoked); 404 for a producer the kernel has no row of.
+pub const PRODUCER_ROUTE: &str = "/v1/producers/{id}";
 /// Admin API route that revokes a producer (`{id}`: the producer id).
 pub const PRODUCER_REVOKE_ROUTE: &str = "/v1/producers/{id}/revoke";
 
 /// [`PRODUCER_KEYS_ROUTE`] for one producer.
 pub fn producer_keys_path(producer_id: impl Display) -> String {
     PRODUCER_KEYS_ROUTE.replace("{id}", &producer_id.to_string())
+}
+
+/// [`PRODUCER_ROUTE`] for one producer.
+pub fn producer_path(producer_id: impl Display) -> String {
+    PRODUCER_ROUTE.replace("{id}", &producer_id.to_string())
 }
 
 /// [`PRODUCER_REVOKE_ROUTE`] for one producer.
@@ -109,6 +118,10 @@ mod tests {
         assert_eq!(
             producer_keys_path(id),
             "/v1/producers/0190a1b2-0000-7000-8000-000000000001/keys"
+        );
+        assert_eq!(
+            producer_path(id),
+            "/v1/producers/0190a1b2-0000-7000-8000-000000000001"
         );
         assert_eq!(
             producer_revoke_path(id),
