@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use uuid::Uuid;
 
@@ -72,6 +73,8 @@ pub enum KernelApiError {
     NoReadyPod(String),
     #[error("{url} does not export {metric}")]
     MissingMetric { url: String, metric: &'static str },
+    #[error("{url} answered a body the operator cannot read: {reason}")]
+    BadBody { url: String, reason: String },
 }
 
 /// Client for kernel endpoints.
@@ -231,6 +234,32 @@ impl KernelApi {
         }
     }
 
+    /// When the kernel last saw `producer_id` (a data or heartbeat entry with a valid token),
+    /// from its admin API; `None` when it never did or has no row of the producer (404).
+    pub async fn producer_last_seen(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        producer_id: Uuid,
+    ) -> Result<Option<Timestamp>, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::producer_path(producer_id)
+        );
+        let request = http::Request::get(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send(&url, request).await?;
+        match status {
+            200 => last_seen_at(&body).map_err(|reason| KernelApiError::BadBody { url, reason }),
+            404 => Ok(None),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
     /// Pre-approves a public key for a producer at the kernel's admin API, so the producer's
     /// own `fdc-kernel register` is answered `issued`. Idempotent at the kernel.
     pub async fn approve_key(
@@ -329,6 +358,19 @@ pub fn revoke_path(producer_id: Uuid) -> String {
 /// Admin API path that pre-approves a key for a producer.
 pub fn keys_path(producer_id: Uuid) -> String {
     contract::producer_keys_path(producer_id)
+}
+
+/// `last_seen_at` of a producer as the admin API shows it (RFC 3339 or null).
+fn last_seen_at(body: &[u8]) -> Result<Option<Timestamp>, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    match &value["last_seen_at"] {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(t) => t
+            .parse::<Timestamp>()
+            .map(Some)
+            .map_err(|e| format!("last_seen_at {t:?}: {e}")),
+        other => Err(format!("last_seen_at is {other}, not a time")),
+    }
 }
 
 /// The `error` of a kernel's JSON error body, bounded and on one line.
@@ -607,6 +649,22 @@ mod tests {
     }
 
     use super::{parse_gauge_sum, refusal_message, MAX_REFUSAL_LEN};
+
+    #[test]
+    fn last_seen_is_read_from_the_producer_body() {
+        use super::last_seen_at;
+        let seen = last_seen_at(
+            br#"{"producer_id":"x","name":"p","last_seen_at":"2026-12-07T04:20:01.123456Z","revoked_at":null}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen.to_string(), "2026-12-07T04:20:01.123456Z");
+        assert_eq!(last_seen_at(br#"{"last_seen_at":null}"#), Ok(None));
+        assert!(last_seen_at(br#"{"last_seen_at":3}"#)
+            .unwrap_err()
+            .contains("not a time"));
+        assert!(last_seen_at(b"<html>").is_err());
+    }
 
     #[test]
     fn refusal_message_is_the_error_field_on_one_bounded_line() {

@@ -255,6 +255,10 @@ struct FakeKernelState {
     key_approvals: Vec<AdminCall>,
     /// Status and JSON body of the answer to a key pre-approval.
     key_response: (u16, Value),
+    /// Producer rows the admin API shows (`GET /v1/producers/{id}`; 404 for others).
+    producers: BTreeMap<String, Value>,
+    /// `GET /v1/producers/{id}` calls.
+    producer_reads: Vec<AdminCall>,
 }
 
 /// Ingest figures a fake kernel pod exports (stream `orders`).
@@ -348,6 +352,17 @@ impl FakeKernel {
                 }),
             )
             .route(
+                "/v1/producers/{id}",
+                get(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap| async move {
+                    let mut s = s.lock().unwrap();
+                    s.producer_reads.push(record(format!("/v1/producers/{id}"), &headers, ""));
+                    match s.producers.get(&id) {
+                        Some(row) => (StatusCode::OK, axum::Json(row.clone())),
+                        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "producer not found"}))),
+                    }
+                }),
+            )
+            .route(
                 "/v1/producers/{id}/keys",
                 post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
                     let mut s = s.lock().unwrap();
@@ -410,6 +425,19 @@ impl FakeKernel {
     /// Answer key pre-approvals with `status` and JSON `body` (default: 201).
     pub fn set_key_response(&self, status: u16, body: Value) {
         self.state.lock().unwrap().key_response = (status, body);
+    }
+
+    /// The admin API shows producer `id` as last seen at `last_seen_at` (RFC 3339, or null).
+    pub fn set_producer_seen(&self, id: &str, last_seen_at: Value) {
+        self.state.lock().unwrap().producers.insert(
+            id.to_string(),
+            json!({"producer_id": id, "name": "p", "created_at": "2026-12-01T00:00:00Z",
+                   "last_seen_at": last_seen_at, "revoked_at": null}),
+        );
+    }
+
+    pub fn producer_reads(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().producer_reads.clone()
     }
 
     pub fn key_approvals(&self) -> Vec<AdminCall> {
@@ -943,6 +971,16 @@ impl ApiServer {
         .await;
         self.get(&secret_uri("k-admin-token"), Some(&admin_secret()))
             .await;
+    }
+
+    /// The read of FdcKernel `k`'s admin token Secret that precedes the last-seen call of a
+    /// pass that issued credentials.
+    pub async fn admin_token_read(&mut self, kernel_ns: &str) {
+        self.get(
+            &format!("/api/v1/namespaces/{kernel_ns}/secrets/k-admin-token"),
+            Some(&admin_secret()),
+        )
+        .await;
     }
 
     /// The apply of Secret `p-credentials`, echoed; returns what was applied.

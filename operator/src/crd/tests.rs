@@ -101,6 +101,7 @@ fn crds_have_names_subresources_and_printer_columns() {
             "Kernel",
             "Ready",
             "Expires In",
+            "Last Seen",
             "Expires At",
             "Reason",
             "Age"
@@ -118,7 +119,7 @@ fn crds_have_names_subresources_and_printer_columns() {
         .collect();
     assert_eq!(
         dates,
-        vec![".metadata.creationTimestamp"],
+        vec![".status.lastSeenAt", ".metadata.creationTimestamp"],
         "only past times as dates"
     );
 }
