@@ -64,7 +64,10 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
     let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
     assert!(svg.starts_with("<svg"));
     for run in ["limit", "drain", "replicas", "auth"] {
-        assert!(svg.contains(&format!("\n{run}\n")), "no {run} label in the SVG");
+        assert!(
+            svg.contains(&format!("\n{run}\n")),
+            "no {run} label in the SVG"
+        );
     }
     assert!(stdout.contains("SVG: "), "{stdout}");
 }
