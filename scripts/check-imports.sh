@@ -3,7 +3,8 @@
 # runs backwards fails CI instead of waiting for a reviewer.
 #
 # Inside the kernel library (kernel/src), each top-level module (a directory or a file) may
-# name `crate::<module>` only for the modules in its row of RULES below. Comment lines and
+# name `crate::<module>` only for the modules in its row of RULES below, and `fdc_spill::` (the
+# spill byte store, a crate of its own) only where its row names `fdc_spill`. Comment lines and
 # `#[cfg(test)] mod tests { … }` (the end of a file; clippy keeps test modules last) are not
 # production code and are not checked. Across crates (docs/architecture.md 2.1): the operator,
 # fdc-common, fdc-testenv and fdc-spill must not name `fdc_kernel` (in code or Cargo.toml),
@@ -24,7 +25,8 @@ cd "$(dirname "$0")/.."
 
 # module: the modules it may import (`-`: none; `*`: the library's public API, for the
 # benchmark that is a binary in the target layout). fdc-common (`fdc_common::…`) is open to
-# all; `config` in a row is `fdc_common::config` (the kernel has no `crate::config`).
+# all; `config` in a row is `fdc_common::config` (the kernel has no `crate::config`);
+# `fdc_spill` is the crate fdc-spill.
 RULES='
 entry: -
 retry: -
@@ -37,13 +39,13 @@ metrics: protocol stall
 health: protocol stall
 supervise: protocol
 readiness: health redis_io store error_chain
-auth: entry protocol redis_io retry metrics config error_chain
-ingest: entry protocol retry redis_io store auth health metrics supervise stall spill config
-spill: config
+schemas: protocol retry config
+auth: entry protocol redis_io retry metrics config error_chain schemas
+ingest: entry protocol retry redis_io store auth health metrics supervise stall fdc_spill config schemas
 http: health metrics redis_io store readiness
 logging: config
 check_config: config store auth error_chain
-service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness spill http logging config error_chain
+service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness fdc_spill http logging config error_chain schemas
 dev: service config
 '
 
@@ -85,6 +87,7 @@ kernel_edges() {
           }
           next
         }
+        if (line ~ /fdc_spill::/) print mod, "fdc_spill"
         while (match(line, /crate::[a-z_0-9]+/)) {
           print mod, substr(line, RSTART + 7, RLENGTH - 7)
           line = substr(line, RSTART + RLENGTH)
@@ -158,7 +161,7 @@ check() {
     allowed "$from" "$to" && continue
     backward "$from" "$to" >/dev/null && continue
     echo "check-imports: $from imports $to, which its row does not allow (docs/architecture.md 2.5):" >&2
-    grep -rn "crate::$to\b" "$src/$from" "$src/$from.rs" 2>/dev/null | head -5 | sed 's/^/  /' >&2 || true
+    grep -rnE "(crate::$to|$to::)" "$src/$from" "$src/$from.rs" 2>/dev/null | head -5 | sed 's/^/  /' >&2 || true
     bad=1
   done <<<"$edges"
   while read -r from to name; do
@@ -209,9 +212,11 @@ self_test() {
     return 1
   fi
   expect_caught "$tmp" kernel/src/store/mod.rs 'use crate::ingest::Writer;' "store imports ingest"
+  expect_caught "$tmp" kernel/src/auth/mod.rs 'use fdc_spill::SpillHandle;' "auth imports fdc_spill"
+  expect_caught "$tmp" spill/src/lib.rs 'use fdc_kernel::ingest;' "crate spill names"
   expect_caught "$tmp" operator/src/lib.rs 'use fdc_kernel::config::Config;' "crate operator names"
   expect_caught "$tmp" common/src/lib.rs 'use fdc_kernel::service;' "crate common names"
-  echo "check-imports: self-test ok (planted store -> ingest, operator -> fdc_kernel and common -> fdc_kernel imports fail)"
+  echo "check-imports: self-test ok (planted store -> ingest, auth -> fdc_spill, spill -> fdc_kernel, operator -> fdc_kernel and common -> fdc_kernel imports fail)"
 }
 
 case "${1:-}" in

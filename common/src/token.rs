@@ -204,19 +204,34 @@ impl TokenIssuer {
         ttl: Duration,
     ) -> Result<IssuedToken, TokenError> {
         let iat = now_secs();
-        let claims = Claims {
+        let exp = iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+        let claims = self.claims(producer_id, name, schema, iat, exp);
+        let token = self.sign_claims(&claims)?;
+        Ok(IssuedToken { token, claims })
+    }
+
+    /// The claims of a token of this issuer for `producer_id`, valid from `iat` until `exp`
+    /// (seconds since the epoch), with a fresh `jti` and no `nbf`: what `issue` signs. Tests
+    /// that need unusual times or claims change a copy and sign it with `sign_claims`.
+    pub fn claims(
+        &self,
+        producer_id: Uuid,
+        name: &str,
+        schema: Option<&str>,
+        iat: i64,
+        exp: i64,
+    ) -> Claims {
+        Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: producer_id,
             name: name.to_string(),
             schema: schema.map(str::to_string),
             iat,
-            exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            exp,
             nbf: None,
             jti: Uuid::now_v7().to_string(),
-        };
-        let token = self.sign_claims(&claims)?;
-        Ok(IssuedToken { token, claims })
+        }
     }
 
     /// Sign arbitrary claims as-is (with this issuer's `kid`). Used by `issue` and by tests
@@ -409,17 +424,12 @@ mod tests {
         (sk, issuer, verifier)
     }
 
+    /// Claims of ISS for AUD (any key signs them in the tests below).
     fn claims_at(iat: i64, exp: i64, nbf: Option<i64>) -> Claims {
+        let (_, issuer, _) = setup();
         Claims {
-            iss: ISS.into(),
-            aud: AUD.into(),
-            sub: Uuid::now_v7(),
-            name: "p".into(),
-            schema: None,
-            iat,
-            exp,
             nbf,
-            jti: Uuid::now_v7().to_string(),
+            ..issuer.claims(Uuid::now_v7(), "p", None, iat, exp)
         }
     }
 

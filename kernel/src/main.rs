@@ -80,6 +80,10 @@ enum Command {
     Publish(fdc_kernel::auth::cli::PublishArgs),
     /// Admin API client: registrations, approve, reject, revoke, token.
     Admin(fdc_kernel::auth::cli::AdminArgs),
+    /// Payload schema registry (admin API client): add, list, show, deprecate, delete.
+    Schema(fdc_kernel::auth::schema_cli::SchemaArgs),
+    /// Producers (admin API client): `producer bind` sets a producer's payload schema.
+    Producer(fdc_kernel::auth::schema_cli::ProducerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -144,6 +148,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Register(args) => fdc_kernel::auth::cli::register(args).await,
         Command::Publish(args) => fdc_kernel::auth::cli::publish(args).await,
         Command::Admin(args) => fdc_kernel::auth::cli::admin(args).await,
+        Command::Schema(args) => fdc_kernel::auth::schema_cli::schema(args).await,
+        Command::Producer(args) => fdc_kernel::auth::schema_cli::producer(args).await,
     }
 }
 

@@ -13,10 +13,10 @@ use crate::http::{self, HttpState};
 use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
-use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError};
 use crate::supervise::Supervised;
 use fdc_common::config::Config;
+use fdc_spill::{SpillError, SpillHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -116,6 +116,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         &consumer,
         stop.clone(),
         health.wait_migrated(),
+        &config.ingest.schemas,
     )
     .await?
     .map(|a| a.gate);
@@ -260,6 +261,11 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
                 limits: config.limits.clone(),
                 max_deliveries: config.ingest.max_deliveries,
                 metrics,
+                schemas: Some(crate::schemas::Schemas::new(
+                    store.pool().clone(),
+                    config.ingest.schema_cache_ttl,
+                    &config.ingest.schemas,
+                )),
             },
             commit,
             settle,

@@ -1,9 +1,11 @@
-//! HTTP calls from the operator to kernel pods: the admin API (key pre-approval, revocation)
-//! and `/metrics` (spill backlog before scale-in).
+//! HTTP calls from the operator to kernel pods: the admin API (key pre-approval, revocation,
+//! the schema registry and producers' schema bindings) and `/metrics` (spill backlog before
+//! scale-in).
 //!
 //! Plain HTTP inside the cluster, through hyper (already a kube dependency). The admin token
 //! is sent as a bearer header and never logged; errors carry status codes, not bodies (the
-//! one body read is a 409's `error` message, which names ids and fingerprints only).
+//! bodies read are refusals' `error` messages, which name ids, fingerprints, schema names and
+//! the schema compiler's message only).
 
 use std::time::Duration;
 
@@ -124,6 +126,61 @@ pub enum KeyApproval {
 /// Longest refusal message kept from a kernel answer (it ends up in a status condition).
 const MAX_REFUSAL_LEN: usize = 512;
 
+/// A schema version to add to the kernel's registry.
+#[derive(Debug, Clone)]
+pub struct SchemaRequest<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// The JSON Schema itself.
+    pub body: &'a serde_json::Value,
+    pub reason: &'a str,
+}
+
+/// A schema version as the kernel's registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaInfo {
+    pub schema_id: String,
+    pub deprecated: bool,
+}
+
+/// Result of adding a schema version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaAdded {
+    /// Added by this call (HTTP 201).
+    Created(SchemaInfo),
+    /// The same name, version and body exist (HTTP 200); nothing changed.
+    Unchanged(SchemaInfo),
+    /// That version exists with another body (HTTP 409): versions are immutable.
+    Conflict(String),
+    /// The body is not a valid JSON Schema (HTTP 400, the compiler's message).
+    Invalid(String),
+    /// The body is larger than the kernel accepts (HTTP 413).
+    TooLarge(String),
+}
+
+/// Result of deleting a schema version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaDeleted {
+    /// Deleted by this call (HTTP 204).
+    Deleted,
+    /// The kernel does not hold it (HTTP 404).
+    NotFound,
+    /// A producer or a stream is bound to it (HTTP 409, the kernel's message).
+    InUse(String),
+}
+
+/// Result of binding a producer to a schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaBinding {
+    /// The kernel recorded the binding (HTTP 200); `None` when unbound.
+    Bound(Option<String>),
+    /// The kernel does not know the producer yet (HTTP 404, its message).
+    UnknownProducer(String),
+    /// The kernel refused (HTTP 400 or 409: no such schema, no version in the range, a bad
+    /// range), with its message.
+    Refused(String),
+}
+
 impl KernelApi {
     pub fn new(endpoints: Endpoints) -> Self {
         KernelApi {
@@ -220,13 +277,10 @@ impl KernelApi {
             self.admin_base(kernel, pod_ip)?,
             revoke_path(producer_id)
         );
-        let body = serde_json::json!({ "reason": reason }).to_string();
-        let request = http::Request::post(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| transport(&url, e))?;
-        let (status, _) = self.send(&url, request).await?;
+        let body = serde_json::json!({ "reason": reason });
+        let (status, _) = self
+            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+            .await?;
         match status {
             s if (200..300).contains(&s) => Ok(Revoked::Done),
             404 => Ok(Revoked::UnknownProducer),
@@ -279,20 +333,186 @@ impl KernelApi {
             "name": req.name,
             "schema": req.schema,
             "reason": req.reason,
-        })
-        .to_string();
-        let request = http::Request::post(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send(&url, request).await?;
+        });
+        let (status, body) = self
+            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+            .await?;
         match status {
             201 => Ok(KeyApproval::Approved),
             200 => Ok(KeyApproval::AlreadyApproved),
             409 => Ok(KeyApproval::Refused(refusal_message(&body))),
             s => Err(KernelApiError::Status { url, status: s }),
         }
+    }
+
+    /// Adds a schema version to the kernel's registry. Idempotent at the kernel.
+    pub async fn add_schema(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        req: &SchemaRequest<'_>,
+    ) -> Result<SchemaAdded, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::SCHEMAS_ROUTE
+        );
+        let body = serde_json::json!({
+            "name": req.name,
+            "version": req.version,
+            "body": req.body,
+            "reason": req.reason,
+        });
+        let (status, body) = self
+            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+            .await?;
+        let info = || {
+            schema_info(&body).ok_or_else(|| KernelApiError::Transport {
+                url: url.clone(),
+                reason: "answer without schema_id".into(),
+            })
+        };
+        match status {
+            201 => Ok(SchemaAdded::Created(info()?)),
+            200 => Ok(SchemaAdded::Unchanged(info()?)),
+            409 => Ok(SchemaAdded::Conflict(refusal_message(&body))),
+            400 => Ok(SchemaAdded::Invalid(refusal_message(&body))),
+            413 => Ok(SchemaAdded::TooLarge(refusal_message(&body))),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// Deprecates a schema version; `Ok(false)` when the kernel does not hold it (404).
+    pub async fn deprecate_schema(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        (name, version): (&str, &str),
+        reason: &str,
+    ) -> Result<bool, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::schema_deprecate_path(name, version)
+        );
+        let body = serde_json::json!({ "reason": reason });
+        let (status, _) = self
+            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+            .await?;
+        match status {
+            s if (200..300).contains(&s) => Ok(true),
+            404 => Ok(false),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// Deletes a schema version from the kernel's registry.
+    pub async fn delete_schema(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        (name, version): (&str, &str),
+    ) -> Result<SchemaDeleted, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::schema_path(name, version)
+        );
+        let (status, body) = self
+            .admin_call(http::Method::DELETE, &url, admin_token, None)
+            .await?;
+        match status {
+            s if (200..300).contains(&s) => Ok(SchemaDeleted::Deleted),
+            404 => Ok(SchemaDeleted::NotFound),
+            409 => Ok(SchemaDeleted::InUse(refusal_message(&body))),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// How many producers are bound to a schema version (`None`: the kernel does not hold
+    /// it, or its answer does not say).
+    pub async fn bound_producers(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        (name, version): (&str, &str),
+    ) -> Result<Option<u64>, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::schema_path(name, version)
+        );
+        let (status, body) = self
+            .admin_call(http::Method::GET, &url, admin_token, None)
+            .await?;
+        match status {
+            200 => Ok(bound_count(&body)),
+            404 => Ok(None),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// Binds a producer to `schema` (`name@range`; `None` unbinds).
+    pub async fn bind_schema(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        producer_id: Uuid,
+        schema: Option<&str>,
+        reason: &str,
+    ) -> Result<SchemaBinding, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::producer_schema_path(producer_id)
+        );
+        let body = serde_json::json!({ "schema": schema, "reason": reason });
+        let (status, body) = self
+            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+            .await?;
+        match status {
+            200 | 201 => Ok(SchemaBinding::Bound(
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["schema"].as_str().map(str::to_string))
+                    .or_else(|| schema.map(str::to_string)),
+            )),
+            // A kernel without the route answers 404 too, but without an `error`: that one
+            // is an error answer, not an unknown producer.
+            404 if has_error_message(&body) => {
+                Ok(SchemaBinding::UnknownProducer(refusal_message(&body)))
+            }
+            400 | 409 => Ok(SchemaBinding::Refused(refusal_message(&body))),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// One admin API request with the bearer token and an optional JSON body; the status
+    /// and body of the answer.
+    async fn admin_call(
+        &self,
+        method: http::Method,
+        url: &str,
+        admin_token: &str,
+        json: Option<serde_json::Value>,
+    ) -> Result<(u16, Bytes), KernelApiError> {
+        let builder = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"));
+        let request = match json {
+            Some(json) => builder
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json.to_string()))),
+            None => builder.body(Full::new(Bytes::new())),
+        }
+        .map_err(|e| transport(url, e))?;
+        self.send(url, request).await
     }
 
     /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
@@ -373,12 +593,40 @@ fn last_seen_at(body: &[u8]) -> Result<Option<Timestamp>, String> {
     }
 }
 
+/// `schema_id` (a string or a number) and `deprecated` of a kernel's schema answer.
+fn schema_info(body: &[u8]) -> Option<SchemaInfo> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let schema_id = match &v["schema_id"] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    Some(SchemaInfo {
+        schema_id,
+        deprecated: v["deprecated"].as_bool().unwrap_or(false),
+    })
+}
+
+/// The number of `bound_producers` of a kernel's schema answer (a list or a count).
+fn bound_count(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match &v["bound_producers"] {
+        serde_json::Value::Array(a) => Some(a.len() as u64),
+        other => other.as_u64(),
+    }
+}
+
+/// Whether `body` is a kernel's JSON error body (`{"error": "..."}`).
+fn has_error_message(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["error"].is_string())
+}
+
 /// The `error` of a kernel's JSON error body, bounded and on one line.
 fn refusal_message(body: &[u8]) -> String {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "conflict (no message)".to_string());
+        .unwrap_or_else(|| "the kernel gave no message".to_string());
     let mut one_line: String = message
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -672,12 +920,35 @@ mod tests {
             refusal_message(br#"{"error":"conflict: key ab is revoked"}"#),
             "conflict: key ab is revoked"
         );
-        assert_eq!(refusal_message(b"<html>"), "conflict (no message)");
+        assert_eq!(refusal_message(b"<html>"), "the kernel gave no message");
         assert_eq!(refusal_message(br#"{"error":"a\nb"}"#), "a b");
         let long = format!(r#"{{"error":"{}"}}"#, "é".repeat(MAX_REFUSAL_LEN));
         let m = refusal_message(long.as_bytes());
         assert!(m.len() <= MAX_REFUSAL_LEN + '…'.len_utf8());
         assert!(m.ends_with('…'));
+    }
+
+    #[test]
+    fn schema_answers_are_read_whatever_the_id_type() {
+        use super::{bound_count, schema_info, SchemaInfo};
+        assert_eq!(
+            schema_info(br#"{"schema_id":"0190-aa","deprecated":true}"#),
+            Some(SchemaInfo {
+                schema_id: "0190-aa".into(),
+                deprecated: true
+            })
+        );
+        assert_eq!(
+            schema_info(br#"{"schema_id":42}"#),
+            Some(SchemaInfo {
+                schema_id: "42".into(),
+                deprecated: false
+            })
+        );
+        assert_eq!(schema_info(br#"{"name":"orders"}"#), None);
+        assert_eq!(bound_count(br#"{"bound_producers":["a","b"]}"#), Some(2));
+        assert_eq!(bound_count(br#"{"bound_producers":3}"#), Some(3));
+        assert_eq!(bound_count(br#"{"body":{}}"#), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub const FIELD_MANAGER: &str = "fdc-operator";
 /// Controller name reported in Events.
 pub const CONTROLLER_NAME: &str = "fdc-operator";
 
-/// Set to `"true"` on an `FdcKernel` or `Producer` to stop reconciling it.
+/// Set to `"true"` on an `FdcKernel`, `Producer` or `FdcSchema` to stop reconciling it.
 pub const PAUSE_ANNOTATION: &str = "fdc.dev/paused";
 /// Set to a new value (e.g. a timestamp) on an `FdcKernel` to rotate its token issuer key.
 pub const ROTATE_ISSUER_KEY_ANNOTATION: &str = "fdc.dev/rotate-issuer-key";
@@ -25,6 +25,9 @@ pub const SKIP_REVOKE_ANNOTATION: &str = "fdc.dev/skip-revoke";
 pub const CONFIG_HASH_ANNOTATION: &str = "fdc.dev/config-hash";
 /// Finalizer on `Producer`: revocation at the kernel happens before the object goes.
 pub const PRODUCER_FINALIZER: &str = "fdc.dev/revoke-producer";
+/// Finalizer on `FdcSchema`: the version is deleted from the kernel's registry (once no
+/// producer is bound to it) before the object goes.
+pub const SCHEMA_FINALIZER: &str = "fdc.dev/unregister-schema";
 
 /// `app.kubernetes.io/managed-by` value of every object the operator creates.
 pub const MANAGED_BY: &str = "fdc-operator";

@@ -15,7 +15,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-use crate::crd::{FdcKernel, Producer};
+use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::keda::ScaledObject;
 
 /// One checked document.
@@ -85,6 +85,9 @@ pub fn check_documents(yaml: &str) -> Result<Vec<Checked>, Vec<String>> {
                 strict::<FdcKernel>(value).or_else(allow_type_meta)
             }
             ("fdc.dev/v1alpha1", "Producer") => strict::<Producer>(value).or_else(allow_type_meta),
+            ("fdc.dev/v1alpha1", "FdcSchema") => {
+                strict::<FdcSchema>(value).or_else(allow_type_meta)
+            }
             _ => Err(vec![
                 "kind not known to the checker; add its type to manifests.rs".to_string(),
             ]),

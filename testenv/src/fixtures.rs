@@ -1,9 +1,11 @@
 //! Building blocks for end-to-end tests: an environment of private servers, protocol v1
 //! entries, and polling helpers with exact counts.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fdc_common::config::Config;
+use fdc_common::keys::{self, KeyPairFiles};
 use redis::aio::MultiplexedConnection;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -28,14 +30,15 @@ impl TestEnv {
     /// Defaults, pointed at the private servers, HTTP on a free port, a consumer name of its
     /// own, short waits.
     pub fn config(&self) -> Config {
-        let mut config = Config::default();
-        config.redis.url = self.redis.url();
-        config.postgres.url = self.postgres.url();
-        config.http.listen = "127.0.0.1:0".parse().expect("static address");
-        config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
-        config.ingest.batch_max_wait = Duration::from_millis(20);
-        config.shutdown.timeout = Duration::from_secs(10);
-        config
+        kernel_config(&self.redis.url(), &self.postgres.url())
+    }
+
+    /// [`config`](Self::config) with auth on ([`enable_auth`], keys under `dir`), and the
+    /// issuer's key files.
+    pub fn auth_config(&self, dir: &Path) -> (Config, KeyPairFiles) {
+        let mut config = self.config();
+        let files = enable_auth(&mut config, dir);
+        (config, files)
     }
 
     pub async fn redis_conn(&self) -> MultiplexedConnection {
@@ -53,6 +56,36 @@ impl TestEnv {
             .await
             .expect("postgres connection")
     }
+}
+
+/// A kernel config for these servers with test-friendly timings: an HTTP port of its own, a
+/// unique consumer name, short batch waits.
+pub fn kernel_config(redis_url: &str, postgres_url: &str) -> Config {
+    let mut config = Config::default();
+    config.redis.url = redis_url.to_string();
+    config.postgres.url = postgres_url.to_string();
+    config.http.listen = "127.0.0.1:0".parse().expect("static address");
+    config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
+    config.ingest.batch_max_wait = Duration::from_millis(20);
+    config.shutdown.timeout = Duration::from_secs(10);
+    config
+}
+
+/// The issuer and the audience of the tokens in tests.
+pub const TEST_ISSUER: &str = "fdc-test";
+pub const TEST_AUDIENCE: &str = "fdc-kernel-test";
+
+/// Turns auth on in `config` with a new issuer key pair written to `dir/issuer`: tokens of
+/// [`TEST_ISSUER`] for [`TEST_AUDIENCE`], verified with the public key file and signed with the
+/// private one. Returns the key files.
+pub fn enable_auth(config: &mut Config, dir: &Path) -> KeyPairFiles {
+    let files = keys::keygen(&dir.join("issuer"), false).expect("issuer key pair");
+    config.auth.enabled = true;
+    config.auth.issuer = TEST_ISSUER.into();
+    config.auth.audience = TEST_AUDIENCE.into();
+    config.auth.verify_keys = vec![files.public_key.clone()];
+    config.auth.signing_key = Some(files.private_key.clone());
+    files
 }
 
 /// Fields of a valid `data` entry.
@@ -140,6 +173,28 @@ pub async fn xlen(conn: &MultiplexedConnection, stream: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Puts the string `value` at `key`: a key of the wrong type makes every XADD to it fail
+/// (WRONGTYPE), as a producer's or an admin's mistake would.
+pub async fn occupy_key(conn: &MultiplexedConnection, key: &str, value: &str) {
+    let mut conn = conn.clone();
+    let _: () = redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+}
+
+/// Deletes `key`.
+pub async fn delete_key(conn: &MultiplexedConnection, key: &str) {
+    let mut conn = conn.clone();
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+}
+
 /// Entries of the group still pending (delivered, not acknowledged) on `stream`.
 pub async fn pending(conn: &MultiplexedConnection, stream: &str, group: &str) -> i64 {
     let mut conn = conn.clone();
@@ -210,6 +265,12 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The value of one sample (`series`, labels included) of the `/metrics` page at `addr`, if
+/// the page has it.
+pub async fn metric_at(addr: std::net::SocketAddr, series: &str) -> Option<f64> {
+    metric_value(&http_get(addr, "/metrics").await.1, series)
 }
 
 /// The value of an unlabelled (or exactly labelled, e.g. `name{reason="x"}`) sample.

@@ -10,13 +10,17 @@ mod fixtures;
 mod kernel_process;
 pub mod ports;
 mod postgres;
+mod postgres_pair;
 mod process;
 mod redis;
+mod redis_cluster;
 
 pub use fixtures::*;
 pub use kernel_process::{KernelProcess, KernelProcessError};
 pub use postgres::{PostgresOptions, PostgresServer};
+pub use postgres_pair::PostgresPair;
 pub use redis::{RedisOptions, RedisServer};
+pub use redis_cluster::RedisCluster;
 
 /// Why a private server could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -48,6 +48,16 @@ impl PostgresServer {
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
             .args(["--locale", "C"]);
         process::run(initdb)?;
+        Self::launch_on_free_port(dir, options, run_as).await
+    }
+
+    /// Starts a server on the data directory `dir/data`, already prepared (by initdb or a base
+    /// backup), on a free port.
+    pub(crate) async fn launch_on_free_port(
+        dir: TempDir,
+        options: PostgresOptions,
+        run_as: Option<RunAs>,
+    ) -> Result<PostgresServer, ServerError> {
         let mut server = PostgresServer {
             dir,
             port: 0,

@@ -20,6 +20,9 @@ pub struct RedisServer {
     dir: TempDir,
     port: u16,
     options: RedisOptions,
+    /// As a Redis Cluster node: its cluster bus port (must be free too; the default,
+    /// port + 10000, may not exist).
+    cluster_bus_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -29,12 +32,28 @@ impl RedisServer {
     }
 
     pub async fn start_with(options: RedisOptions) -> Result<RedisServer, ServerError> {
+        Self::start_node(options, false).await
+    }
+
+    /// A node for a Redis Cluster (`--cluster-enabled yes`), not yet part of one.
+    pub(crate) async fn start_cluster_node(
+        options: RedisOptions,
+    ) -> Result<RedisServer, ServerError> {
+        Self::start_node(options, true).await
+    }
+
+    async fn start_node(options: RedisOptions, cluster: bool) -> Result<RedisServer, ServerError> {
         let mut last = None;
         for _ in 0..5 {
             let mut server = RedisServer {
                 dir: tempfile::Builder::new().prefix("fdc-redis-").tempdir()?,
                 port: ports::free_port()?,
                 options: options.clone(),
+                cluster_bus_port: if cluster {
+                    Some(ports::free_port()?)
+                } else {
+                    None
+                },
                 child: None,
             };
             match server.launch().await {
@@ -51,6 +70,11 @@ impl RedisServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// False once killed (until restarted).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// SIGKILLs the server (no clean shutdown, no final save).
@@ -79,6 +103,13 @@ impl RedisServer {
             .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path());
+        if let Some(bus_port) = self.cluster_bus_port {
+            cmd.args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus_port.to_string()])
+                .args(["--cluster-config-file", "nodes.conf"])
+                // Short, so a killed primary's replica takes over within seconds in tests.
+                .args(["--cluster-node-timeout", "2000"]);
+        }
         let log: PathBuf = self.dir.path().join("redis.log");
         let child = process::spawn(cmd, &log)?;
         self.child = Some(child);

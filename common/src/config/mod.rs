@@ -118,6 +118,14 @@ pub struct IngestConfig {
     /// `/readyz` answers 503 naming it and `kernel_stalled{stage}` reads 1.
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
+    /// Payload schema of the `data` entries of a stream whose producer has no schema binding of
+    /// its own (every entry while auth is off): stream name → `name`, `name@version` or
+    /// `name@range` (docs/schemas.md).
+    pub schemas: std::collections::BTreeMap<String, String>,
+    /// How long a resolved schema binding (producer or stream → schema version) is used before
+    /// it is looked up again: a `producer bind` or a new version takes effect within it.
+    #[serde(with = "humantime_serde")]
+    pub schema_cache_ttl: Duration,
 }
 
 impl Default for IngestConfig {
@@ -138,6 +146,8 @@ impl Default for IngestConfig {
             dlq_field_bytes: 1024,
             dlq_max_len: 10_000,
             stall_after: Duration::from_secs(60),
+            schemas: Default::default(),
+            schema_cache_ttl: Duration::from_secs(5),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Checks a parsed config for values that parse but cannot work, naming key and fix.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::Config;
 
@@ -223,6 +224,30 @@ impl Config {
                 "use a stream that the kernel does not read",
             ));
         }
+        for (stream, binding) in &ingest.schemas {
+            if !ingest.streams.contains(stream) {
+                return Err(invalid(
+                    "ingest.schemas",
+                    format!("binds stream {stream:?}, which is not in ingest.streams"),
+                    "bind one of the streams the kernel reads, or add the stream to ingest.streams",
+                ));
+            }
+            if let Err(e) = binding.parse::<crate::schema_binding::Binding>() {
+                return Err(invalid(
+                    "ingest.schemas",
+                    format!("stream {stream:?}: {e}"),
+                    "write name, name@1.2.0 or name@^1.2",
+                ));
+            }
+        }
+        if ingest.schema_cache_ttl.is_zero() || ingest.schema_cache_ttl > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "ingest.schema_cache_ttl",
+                format!("{:?} is out of range", ingest.schema_cache_ttl),
+                "use 1s..=1h (default 5s)",
+            ));
+        }
         self.auth
             .validate()
             .map_err(|e| invalid(e.key, e.problem, e.fix))?;
@@ -270,5 +295,42 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`ingest.dlq_max_len`"));
+    }
+
+    #[test]
+    fn schema_bindings_of_streams_are_checked() {
+        let mut config = Config::default();
+        config
+            .ingest
+            .schemas
+            .insert("events".into(), "orders@^1.2".into());
+        config.validate().unwrap();
+        config
+            .ingest
+            .schemas
+            .insert("events".into(), "orders@banana".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("invalid config key `ingest.schemas`: stream \"events\": version requirement \"banana\""), "{err}");
+        assert!(
+            err.ends_with("fix: write name, name@1.2.0 or name@^1.2"),
+            "{err}"
+        );
+        config.ingest.schemas.clear();
+        config
+            .ingest
+            .schemas
+            .insert("other".into(), "orders".into());
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("binds stream \"other\", which is not in ingest.streams"),
+            "{err}"
+        );
+        config.ingest.schemas.clear();
+        config.ingest.schema_cache_ttl = Duration::ZERO;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`ingest.schema_cache_ttl`"));
     }
 }

@@ -9,7 +9,7 @@
 //! Postgres outages never block ingest here. A producer whose state is cached (even past
 //! `cache_ttl`) is decided from that last known state; a revocation made meanwhile takes effect
 //! once Postgres answers again (the first lookup after it is back, at most
-//! [`outage::MAX_PAUSE`](super::outage::MAX_PAUSE) later). A producer never seen has no known
+//! [`breaker::MAX_PAUSE`](crate::retry::breaker::MAX_PAUSE) later). A producer never seen has no known
 //! state: its entries are left undecided (`None`), and the gate keeps them pending.
 
 use std::collections::HashMap;
@@ -20,11 +20,11 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::config::AuthConfig;
 use super::last_seen::LastSeen;
 use super::metrics::AuthMetrics;
-use super::outage::OutageBreaker;
 use super::producers_db::{self, SeenProducer};
+use crate::retry::breaker::OutageBreaker;
+use fdc_common::config::auth::AuthConfig;
 use fdc_common::keys;
 use fdc_common::token::{Claims, TokenVerifier};
 

@@ -150,14 +150,34 @@ pub struct PublishArgs {
     pub force: bool,
 }
 
+/// Where the admin API is and how to authenticate to it.
 #[derive(Args, Debug, Clone)]
-pub struct AdminArgs {
+pub struct AdminEndpoint {
     /// Base URL of the kernel's admin API (auth.admin_listen).
     #[arg(long, env = "FDC_ADMIN_URL", default_value = "http://127.0.0.1:8081")]
     pub url: String,
     /// File holding the admin token (the kernel's auth.admin_token_file).
     #[arg(long, env = "FDC_ADMIN_TOKEN_FILE")]
     pub token_file: PathBuf,
+}
+
+impl AdminEndpoint {
+    /// The base URL without a trailing `/`, and the token read from the file.
+    pub fn open(&self) -> anyhow::Result<(&str, zeroize::Zeroizing<String>)> {
+        let token = zeroize::Zeroizing::new(
+            std::fs::read_to_string(&self.token_file)
+                .with_context(|| format!("cannot read {}", self.token_file.display()))?
+                .trim()
+                .to_string(),
+        );
+        Ok((self.url.trim_end_matches('/'), token))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub endpoint: AdminEndpoint,
     #[command(subcommand)]
     pub command: AdminCommand,
 }
@@ -501,13 +521,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
 }
 
 pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    let token = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&args.token_file)
-            .with_context(|| format!("cannot read {}", args.token_file.display()))?
-            .trim()
-            .to_string(),
-    );
-    let base = args.url.trim_end_matches('/');
+    let (base, token) = args.endpoint.open()?;
     let http = reqwest::Client::new();
     let approve_id = match &args.command {
         AdminCommand::Approve {
@@ -588,22 +602,28 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             .query(&[("limit", limit)]),
     };
     let body = send_admin(base, req.bearer_auth(token.as_str())).await?;
-    match (
+    if let (AdminCommand::Token { .. }, Ok(v)) = (
         &args.command,
         serde_json::from_str::<serde_json::Value>(&body),
     ) {
-        (AdminCommand::Token { .. }, Ok(v)) => {
-            println!("{}", v["token"].as_str().unwrap_or_default())
-        }
-        (_, Ok(v)) => println!("{}", serde_json::to_string_pretty(&v)?),
-        (_, Err(_)) => println!("ok"),
+        println!("{}", v["token"].as_str().unwrap_or_default());
+        return Ok(());
+    }
+    print_answer(&body)
+}
+
+/// Prints an admin API answer: pretty JSON, or `ok` for an empty one.
+pub fn print_answer(body: &str) -> anyhow::Result<()> {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+        Err(_) => println!("ok"),
     }
     Ok(())
 }
 
 /// Sends a request to the admin API at `base` and returns the body of a successful answer;
 /// otherwise an error naming the API and what it answered (or why it did not).
-async fn send_admin(base: &str, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+pub async fn send_admin(base: &str, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
     let resp = request
         .send()
         .await

@@ -1,6 +1,7 @@
 //! The ingest pipeline's auth step: one call per batch, before protocol validation.
 //!
-//! With auth on, every `data` and `heartbeat` entry needs a valid token. Refused entries are
+//! With auth on, every `data` and `heartbeat` entry needs a valid token; the gate reads only
+//! an entry's envelope ([`crate::protocol::envelope`]: its `type` and `token`). Refused entries are
 //! returned as dead letters with reason `auth` (the DLQ writer drops the `token` field); the
 //! producer id of each accepted entry comes from its token's `sub` and is stamped on the
 //! events after parsing. Other types (`control`, and `ack`/`error` which the parser refuses)
@@ -16,7 +17,7 @@ use foldhash::{HashMap, HashSet, HashSetExt};
 use uuid::Uuid;
 
 use super::authenticator::Authenticator;
-use crate::protocol::{Entry, EntryRef, Event, Reason, Rejection};
+use crate::protocol::{envelope, Entry, EntryRef, Event, Reason, Rejection};
 
 /// Outcome of the auth step for one batch.
 #[derive(Debug, Default)]
@@ -58,7 +59,7 @@ impl Checked {
 pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
     match gate {
         None => Checked {
-            kept: parked.into_iter().chain(batch).collect(),
+            kept: with_parked(parked, batch).0,
             ..Checked::default()
         },
         Some(gate) => gate.check(batch, parked).await,
@@ -68,10 +69,6 @@ pub async fn check(gate: Option<&AuthGate>, batch: Vec<Entry>, parked: Vec<Entry
 #[derive(Clone)]
 pub struct AuthGate {
     authenticator: Arc<Authenticator>,
-}
-
-fn needs_token(entry: &Entry) -> bool {
-    matches!(entry.field("type"), Some(b"data") | Some(b"heartbeat"))
 }
 
 impl AuthGate {
@@ -104,17 +101,9 @@ impl AuthGate {
     /// Last-seen times are only noted (written in the background, best effort).
     pub async fn check(&self, batch: Vec<Entry>, parked: Vec<Entry>) -> Checked {
         let (batch, held) = with_parked(parked, batch);
-        let (gated, free): (Vec<Entry>, Vec<Entry>) = batch
-            .into_iter()
-            .partition(|e| e.fields.is_some() && needs_token(e));
-        let tokens: Vec<Option<&str>> = gated
-            .iter()
-            .map(|e| {
-                // A non-UTF-8 token cannot be a JWT; "" makes the verifier call it malformed.
-                e.field("token")
-                    .map(|t| std::str::from_utf8(t).unwrap_or("\u{0}"))
-            })
-            .collect();
+        let (gated, free): (Vec<Entry>, Vec<Entry>) =
+            batch.into_iter().partition(|e| envelope(e).needs_token());
+        let tokens: Vec<Option<&str>> = gated.iter().map(|e| envelope(e).token_text()).collect();
         let verdicts = self.authenticator.authenticate_batch(&tokens).await;
         let mut out = Checked {
             kept: free,

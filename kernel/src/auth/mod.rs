@@ -6,12 +6,11 @@
 pub mod admin;
 pub mod authenticator;
 pub mod cli;
-pub mod config;
 pub mod last_seen;
 pub mod metrics;
-pub mod outage;
 pub mod producers_db;
 pub mod registration;
+pub mod schema_cli;
 
 pub use authenticator::{Authenticator, Denial, Identity, Verdict};
 pub mod gate;

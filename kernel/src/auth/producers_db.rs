@@ -26,19 +26,15 @@ pub async fn ensure_and_check(
     let ids: Vec<Uuid> = producers.iter().map(|p| p.producer_id).collect();
     let names: Vec<String> = producers.iter().map(|p| p.name.clone()).collect();
     let schemas: Vec<Option<String>> = producers.iter().map(|p| p.schema.clone()).collect();
-    // `schema` in a token is a schema id or name; it links the producer row only when such a
-    // schema exists (schema_id references schemas).
+    // `schema` in a token is a schema id, a name or `name@range`; it binds the producer row only
+    // when such a schema exists (`fdc_schema_binding`, migrations/0004_schemas.sql).
     let rows: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         WITH seen AS (
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(producer_id, name, schema)
         ), ins AS (
-            INSERT INTO producers (producer_id, name, schema_id, created_at)
-            SELECT s.producer_id, s.name,
-                   (SELECT sc.schema_id FROM schemas sc
-                     WHERE sc.schema_id::text = s.schema OR sc.name = s.schema
-                     ORDER BY sc.created_at DESC LIMIT 1),
-                   now()
+            INSERT INTO producers (producer_id, name, schema_binding, created_at)
+            SELECT s.producer_id, s.name, fdc_schema_binding(s.schema), now()
               FROM seen s
             ON CONFLICT (producer_id) DO NOTHING
         )

@@ -1,6 +1,8 @@
 //! Starting auth with the kernel: the ingest gate, the registration service and the admin API,
-//! all from the `auth` config section. Nothing starts when `auth.enabled` is false.
+//! all from the `auth` config section. With `auth.enabled` false only the admin API starts, and
+//! only when `auth.admin_token_file` is set (it manages payload schemas in both modes).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::admin::{self, AdminState};
 use super::authenticator::{AuthSetupError, Authenticator};
-use super::config::AuthConfig;
 use super::gate::AuthGate;
 use super::last_seen;
 use super::metrics::AuthMetrics;
 use super::registration::RegistrationService;
+use fdc_common::config::auth::AuthConfig;
 use fdc_common::keys;
 use fdc_common::token::TokenIssuer;
 
@@ -59,7 +61,9 @@ pub fn issuer_from_config(config: &AuthConfig) -> Result<Option<TokenIssuer>, Au
     )?))
 }
 
-/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false. The background tasks that
+/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false (the admin API still
+/// starts when `auth.admin_token_file` is set). `stream_schemas`: `ingest.schemas`, which the
+/// admin API counts as users of a schema version. The background tasks that
 /// use the auth tables (last-seen writes, the registration service with its nonce pruning)
 /// start once `schema_ready` resolves (migrations applied), and stop when `stop` is cancelled.
 #[allow(clippy::too_many_arguments)]
@@ -72,11 +76,17 @@ pub async fn start(
     consumer: &str,
     stop: CancellationToken,
     schema_ready: impl std::future::Future<Output = ()> + Send + 'static,
+    stream_schemas: &BTreeMap<String, String>,
 ) -> Result<Option<AuthRuntime>, AuthStartError> {
-    if !config.enabled {
+    if !config.enabled && config.admin_token_file.is_none() {
         return Ok(None);
     }
     let metrics = AuthMetrics::register(registry).map_err(AuthSetupError::from)?;
+    if !config.enabled {
+        let issuer = issuer_from_config(config)?.map(Arc::new);
+        start_admin(config, pool, issuer, metrics, stream_schemas, stop).await?;
+        return Ok(None);
+    }
     let authenticator = Arc::new(Authenticator::from_config(
         config,
         pool.clone(),
@@ -118,16 +128,30 @@ pub async fn start(
         });
     }
 
+    let admin_addr =
+        start_admin(config, pool, issuer, metrics.clone(), stream_schemas, stop).await?;
+    Ok(Some(AuthRuntime {
+        gate: AuthGate::new(authenticator),
+        metrics,
+        admin_addr,
+    }))
+}
+
+/// Starts the admin API when `auth.admin_token_file` is set; where it listens.
+async fn start_admin(
+    config: &AuthConfig,
+    pool: PgPool,
+    issuer: Option<Arc<TokenIssuer>>,
+    metrics: AuthMetrics,
+    stream_schemas: &BTreeMap<String, String>,
+    stop: CancellationToken,
+) -> Result<Option<SocketAddr>, AuthStartError> {
     let mut admin_addr = None;
     if let Some(path) = &config.admin_token_file {
         let token = admin::read_admin_token(path).map_err(AuthStartError::AdminToken)?;
-        let state = Arc::new(AdminState::new(
-            pool,
-            issuer,
-            config.token_ttl,
-            metrics.clone(),
-            &token,
-        ));
+        let mut state = AdminState::new(pool, issuer, config.token_ttl, metrics, &token);
+        state.stream_schemas = stream_schemas.clone();
+        let state = Arc::new(state);
         drop(token);
         let listener = tokio::net::TcpListener::bind(config.admin_listen)
             .await
@@ -149,12 +173,7 @@ pub async fn start(
         });
         tracing::info!(%addr, "admin API listening");
     }
-
-    Ok(Some(AuthRuntime {
-        gate: AuthGate::new(authenticator),
-        metrics,
-        admin_addr,
-    }))
+    Ok(admin_addr)
 }
 
 /// Pauses between last-seen writes: [`last_seen::FLUSH_EVERY`], doubled per failed write up

@@ -2,8 +2,10 @@
 //! become `auth` dead letters, undecided ones are parked in the holdings. Then, in this
 //! order: a trimmed entry is settled, an entry read only as a summary is dead-lettered with
 //! its flaw, an entry delivered more than `ingest.max_deliveries` times is dead-lettered, and
-//! the rest is parsed into an event, a settled heartbeat or control, or a dead letter.
-//! Nothing here writes to Redis or Postgres.
+//! the rest is parsed into an event, a settled heartbeat or control, or a dead letter. Last,
+//! events with a payload schema binding are validated: a payload that does not conform is a
+//! `schema` dead letter, an event whose binding cannot be looked up now is parked like an
+//! undecided auth entry. Nothing here writes to Redis or Postgres.
 
 use tracing::{info, warn};
 
@@ -13,6 +15,7 @@ use crate::auth::gate::AuthGate;
 use crate::entry::{EntriesByRef, Entry, EntryRef};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Event, Limits, Message, Reason, Rejection};
+use crate::schemas::Schemas;
 use fdc_common::config::LimitsConfig;
 
 /// A batch after admission: what commit and settle need.
@@ -35,6 +38,8 @@ pub struct Admit {
     /// `ingest.max_deliveries`.
     pub max_deliveries: u64,
     pub metrics: Metrics,
+    /// Payload schema validation; `None` when no Postgres backs it (unit tests).
+    pub schemas: Option<Schemas>,
 }
 
 impl Admit {
@@ -42,16 +47,48 @@ impl Admit {
     /// their producer id from the token; then validation.
     pub async fn admit(&self, chunk: Chunk) -> Batch {
         let parked = self.holdings.take_parked();
+        let was_parked: foldhash::HashSet<EntryRef> = parked.iter().map(|e| e.at.clone()).collect();
         let mut auth = crate::auth::gate::check(self.auth.as_ref(), chunk, parked).await;
         if let Some(gate) = &self.auth {
             let parked = self
                 .holdings
-                .park(std::mem::take(&mut auth.undecided), &auth.was_parked);
+                .park(std::mem::take(&mut auth.undecided), &was_parked);
             gate.count_parked(parked.new, parked.held);
         }
         let mut batch = self.sort(std::mem::take(&mut auth.kept));
         auth.apply(&mut batch.events, &mut batch.dead);
+        if let Some(schemas) = &self.schemas {
+            self.validate(schemas, &mut batch, &was_parked).await;
+        }
         batch
+    }
+
+    /// Validates the payloads of bound producers and streams: conforming events get their
+    /// `schema_id`, the others become `schema` dead letters; undecided ones are parked.
+    async fn validate(
+        &self,
+        schemas: &Schemas,
+        batch: &mut Batch,
+        was_parked: &foldhash::HashSet<EntryRef>,
+    ) {
+        let judged = schemas.judge(std::mem::take(&mut batch.events)).await;
+        batch.events = judged.kept;
+        for (event, why) in judged.dead {
+            if let Some(entry) = batch.entries.remove(&event.source) {
+                batch.dead.push((entry, why));
+            }
+        }
+        let undecided: Vec<Entry> = judged
+            .undecided
+            .iter()
+            .filter_map(|e| batch.entries.remove(&e.source))
+            .collect();
+        if !undecided.is_empty() {
+            let parked = self.holdings.park(undecided, was_parked);
+            if let Some(gate) = &self.auth {
+                gate.count_parked(parked.new, parked.held);
+            }
+        }
     }
 
     /// Validates each entry into an event, a dead letter, or a settled message.
@@ -136,6 +173,7 @@ mod tests {
             limits: LimitsConfig::default(),
             max_deliveries: 2,
             metrics: Metrics::new(),
+            schemas: None,
         }
     }
 

@@ -13,8 +13,8 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::protocol::{Event, Reason, Rejection};
 use crate::retry::{self, Backoff, Classify, Failure, Halt};
-use crate::spill::{SpillError, SpillHandle};
 use crate::store::{Store, StoreError, WriteOutcome};
+use fdc_spill::{SpillError, SpillHandle};
 
 /// Backoff of a Postgres write during an outage.
 pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5));

@@ -18,9 +18,9 @@ use super::settle::Settle;
 use super::spill_record::decode_batch;
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Delays, Halt};
-use crate::spill::{SpillError, SpillHandle, SpillMetrics};
 use crate::store::Store;
 use fdc_common::config::Config;
+use fdc_spill::{SpillError, SpillHandle, SpillMetrics};
 
 /// How a write attempt of one record ended, as seen by the replay loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,9 @@ pub struct Event {
     pub source: EntryRef,
     /// Set by the auth layer from the token's `sub`; `None` while auth is off.
     pub producer_id: Option<Uuid>,
+    /// The payload schema version the payload was validated against; `None` when the
+    /// producer (or, with auth off, the stream) is bound to no schema.
+    pub schema_id: Option<Uuid>,
 }
 
 impl Event {

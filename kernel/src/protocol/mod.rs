@@ -1,9 +1,10 @@
 //! Protocol v1: one Redis stream entry per message. See docs/protocol.md.
 //!
-//! `parse` turns the raw fields of an entry into a [`Message`] or a [`Rejection`] whose reason
+//! `envelope` reads the two fields auth decides on (`type`, `token`); `parse` turns the raw fields of an entry into a [`Message`] or a [`Rejection`] whose reason
 //! code goes to the dead-letter stream. Parsing is pure: no I/O, the clock is an argument.
 
 mod depth;
+mod envelope;
 mod escapes;
 mod event;
 mod parse;
@@ -12,6 +13,7 @@ mod token;
 
 pub use crate::entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
 pub use depth::{deeper_than, too_deep_under};
+pub use envelope::{envelope, Envelope};
 pub use escapes::unstorable_escape;
 pub use event::Event;
 pub use parse::{parse, Limits};

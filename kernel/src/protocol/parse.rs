@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::{Entry, Event, Message, Parsed, Reason, Rejection, Token, SUPPORTED_MAJOR};
+use super::{envelope, Entry, Event, Message, Parsed, Reason, Rejection, Token, SUPPORTED_MAJOR};
 use fdc_common::config::LimitsConfig;
 
 /// The limits `parse` enforces, with the clock reading to judge `ts` against.
@@ -63,8 +63,8 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
     let kind = text("type")?;
     let id = parse_id(text("id")?)?;
     let ts_ns = parse_ts(text("ts")?, limits)?;
-    let token = entry
-        .field("token")
+    let token = envelope(entry)
+        .token
         .map(|t| Token::new(String::from_utf8_lossy(t).into_owned()));
 
     let message = match kind {
@@ -81,6 +81,7 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
                 payload: body.payload.get().to_string(),
                 source: entry.at.clone(),
                 producer_id: None,
+                schema_id: None,
             })
         }
         "heartbeat" => Message::Heartbeat,
@@ -539,6 +540,7 @@ mod tests {
                 id: "1-0".into(),
             },
             producer_id: None,
+            schema_id: None,
         };
         assert_eq!(e.day(), 0);
     }

@@ -19,11 +19,12 @@ pub enum Reason {
     BadTags,
     MaxDeliveries,
     Auth,
+    Schema,
     Rejected,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::BadEncoding,
         Reason::MissingField,
         Reason::DuplicateField,
@@ -39,6 +40,7 @@ impl Reason {
         Reason::BadTags,
         Reason::MaxDeliveries,
         Reason::Auth,
+        Reason::Schema,
         Reason::Rejected,
     ];
 
@@ -59,6 +61,7 @@ impl Reason {
             Reason::BadTags => "bad_tags",
             Reason::MaxDeliveries => "max_deliveries",
             Reason::Auth => "auth",
+            Reason::Schema => "schema",
             Reason::Rejected => "rejected",
         }
     }

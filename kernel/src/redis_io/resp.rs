@@ -148,22 +148,14 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
         let keep = if whole { len } else { prefix.min(len) };
         let mut kept = Vec::with_capacity(keep);
         let mut hasher = (!whole).then(Sha256::new);
-        let mut left = len;
-        while left > 0 {
-            let buf = self.inner.fill_buf().await?;
-            if buf.is_empty() {
-                return Err(RespError::Closed);
-            }
-            let n = buf.len().min(left);
-            let chunk = &buf[..n];
+        self.chunks(len, |chunk| {
             let room = keep - kept.len();
-            kept.extend_from_slice(&chunk[..n.min(room)]);
+            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
             if let Some(h) = hasher.as_mut() {
                 h.update(chunk);
             }
-            self.inner.consume(n);
-            left -= n;
-        }
+        })
+        .await?;
         self.crlf().await?;
         Ok(Bulk {
             kept,
@@ -174,6 +166,13 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
 
     /// Reads past the `len` bytes of a bulk string and its CRLF, keeping nothing.
     pub async fn discard(&mut self, len: usize) -> Result<(), RespError> {
+        self.chunks(len, |_| {}).await?;
+        self.crlf().await
+    }
+
+    /// Reads the next `len` bytes as they come into the buffer, handing each chunk to `take`:
+    /// nothing is held beyond the reader's own buffer.
+    async fn chunks(&mut self, len: usize, mut take: impl FnMut(&[u8])) -> Result<(), RespError> {
         let mut left = len;
         while left > 0 {
             let buf = self.inner.fill_buf().await?;
@@ -181,10 +180,11 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
                 return Err(RespError::Closed);
             }
             let n = buf.len().min(left);
+            take(&buf[..n]);
             self.inner.consume(n);
             left -= n;
         }
-        self.crlf().await
+        Ok(())
     }
 
     /// Reads past one whole value, whatever its shape, without recursion or allocation by

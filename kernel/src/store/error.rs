@@ -29,6 +29,19 @@ impl StoreError {
         )
     }
 
+    /// An error that may mean the pool's server went away or cannot take writes any more
+    /// (connection lost, shut down, read-only after a failover): with several hosts in
+    /// `postgres.url`, the store selects a server again. Timeouts of a statement and lock or
+    /// serialization conflicts say nothing about the server and keep it.
+    pub fn may_mean_another_server(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Unavailable(e) => server_gone(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => server_gone(e),
+            _ => false,
+        }
+    }
+
     /// A short label for the `kernel_pg_errors_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -63,6 +76,35 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+fn server_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            code.starts_with("08") // connection exception
+                || code == "57P01" // admin shutdown
+                || code == "57P02" // crash shutdown
+                || code == "57P03" // cannot connect now (starting up, shutting down)
+                || is_read_only(db.as_ref())
+        }
+        _ => false,
+    }
+}
+
+/// SQLSTATE 25006 (`read_only_sql_transaction`), or its message when a code is missing: a
+/// standby, or a primary fenced read-only during a failover. Never a fault of the data.
+fn is_read_only(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    let message = db.message();
+    code == "25006"
+        || (message.starts_with("cannot execute ")
+            && message.ends_with("in a read-only transaction"))
+}
+
 /// SQLSTATE classes and codes that say "the server cannot take this now" rather than
 /// "this data is wrong".
 fn is_outage(e: &sqlx::Error) -> bool {
@@ -79,7 +121,7 @@ fn is_outage(e: &sqlx::Error) -> bool {
                 || code.starts_with("53") // insufficient resources: disk full, out of memory
                 || code.starts_with("57") // operator intervention: shutdown, statement timeout
                 || code.starts_with("58") // system error (I/O)
-                || code == "25006" // read-only transaction (failover, standby)
+                || is_read_only(db.as_ref()) // read-only transaction (failover, standby)
                 || code == "40001" // serialization failure: retry
                 || code == "40P01" // deadlock: retry
                 || code == "55P03" // lock not available

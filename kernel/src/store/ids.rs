@@ -52,6 +52,16 @@ pub struct IdCache {
 }
 
 impl IdCache {
+    /// Forgets every id: after a switch to another server, which may lack the newest rows of
+    /// the old one (asynchronous replication).
+    pub fn clear(&self) {
+        self.subjects
+            .lock()
+            .expect("subject cache poisoned")
+            .clear();
+        *self.tags.lock().expect("tag cache poisoned") = TagMap::default();
+    }
+
     /// Ids for each of `keys` (same order), inserting unknown subjects.
     pub async fn subject_ids(&self, pool: &PgPool, keys: &[&str]) -> Result<Vec<Uuid>, StoreError> {
         let mut missing: Vec<String> = {

@@ -31,6 +31,11 @@ pub fn today() -> i64 {
 }
 
 impl Partitions {
+    /// Forgets which partitions exist (after a switch to another server).
+    pub fn clear(&self) {
+        self.known.lock().expect("partition cache poisoned").clear();
+    }
+
     /// Makes sure both tables have partitions for `days`. Safe under concurrent replicas: the
     /// DDL runs under a transaction-scoped advisory lock and `IF NOT EXISTS`.
     pub async fn ensure(&self, pool: &PgPool, days: &BTreeSet<i64>) -> Result<(), StoreError> {

@@ -109,7 +109,7 @@ impl Store {
                 rows.timestamptz_unix_micros(now_us);
                 rows.opt_uuid(event.producer_id.as_ref());
                 rows.opt_uuid(subject.as_ref());
-                rows.null(); // schema_id: bound by auth when producers have schemas
+                rows.opt_uuid(event.schema_id.as_ref());
                 rows.text(&event.source.stream);
                 rows.text(&event.source.id);
                 rows.text(&self.consumer);

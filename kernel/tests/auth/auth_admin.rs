@@ -6,7 +6,6 @@ use std::process::Stdio;
 use crate::auth_support::*;
 use crate::support::*;
 use fdc_common::keys;
-use fdc_kernel::auth::registration::request;
 use uuid::Uuid;
 
 async fn snapshot(pg: &sqlx::PgPool) -> Vec<i64> {
@@ -35,12 +34,15 @@ async fn snapshot(pg: &sqlx::PgPool) -> Vec<i64> {
 #[tokio::test]
 async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     // One pending registration and one producer to act upon.
-    let key = keys::generate();
-    let fields = request::build(&key, "dev", None, &request::new_nonce(), now_ns());
-    publish(&redis, "fdc:register", &[fields]).await;
+    let (key, fp) = new_key();
+    publish(
+        &redis,
+        "fdc:register",
+        &[register_request(&key, "dev", None)],
+    )
+    .await;
     assert_eq!(
         wait_for(WAIT, 1, || count(
             &pg,
@@ -54,17 +56,7 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
         .await
         .unwrap();
     let producer = Uuid::now_v7();
-    publish(
-        &redis,
-        "events",
-        &[data_entry(Some(&k.token(producer, "p")), 1)],
-    )
-    .await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
-    let fp = keys::fingerprint(&key.verifying_key());
+    k.assert_ingests_as(&k.token(producer, "p"), producer).await;
     let before = snapshot(&pg).await;
     assert_eq!(before, vec![1, 1, 1, 0, 0, 0]);
 
@@ -140,32 +132,18 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["fingerprint"], fp.as_str());
     assert_eq!(list[0]["name"], "dev");
-    let resp = http
-        .post(k.admin_url(&format!("/v1/registrations/{reg}/approve")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"producer_id": producer, "reason": "same device as p"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let approve = format!("/v1/registrations/{reg}/approve");
+    let body = serde_json::json!({"producer_id": producer, "reason": "same device as p"});
+    assert_eq!(k.admin_post(&approve, &body).await.0, 200);
     // Approving twice is a conflict and records nothing more.
-    let resp = http
-        .post(k.admin_url(&format!("/v1/registrations/{reg}/approve")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "again"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 409);
-    let resp = http
-        .post(k.admin_url(&format!("/v1/producers/{producer}/token")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"ttl": "10m", "reason": "manual"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let issued: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(k.decide(&approve, "again").await, 409);
+    let (status, issued) = k
+        .admin_post(
+            &format!("/v1/producers/{producer}/token"),
+            &serde_json::json!({"ttl": "10m", "reason": "manual"}),
+        )
+        .await;
+    assert_eq!(status, 200);
     let admin_token = issued["token"].as_str().unwrap().to_string();
     let exp = issued["expires_at"].as_i64().unwrap();
     let left = exp - chrono::Utc::now().timestamp();

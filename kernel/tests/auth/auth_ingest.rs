@@ -12,17 +12,11 @@ use fdc_common::token::{Claims, TokenIssuer};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use uuid::Uuid;
 
+/// Claims of the kernel's issuer for producer `sub` (named "p"), for signing as they are.
 fn claims(k: &AuthKernel, sub: Uuid, iat: i64, exp: i64, nbf: Option<i64>) -> Claims {
     Claims {
-        iss: k.config.auth.issuer.clone(),
-        aud: k.config.auth.audience.clone(),
-        sub,
-        name: "p".into(),
-        schema: None,
-        iat,
-        exp,
         nbf,
-        jti: Uuid::now_v7().to_string(),
+        ..k.issuer.claims(sub, "p", None, iat, exp)
     }
 }
 
@@ -33,8 +27,7 @@ fn b64json(v: &serde_json::Value) -> String {
 #[tokio::test]
 async fn valid_token_stores_producer_id_and_every_bad_token_is_dead_lettered() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let producer = Uuid::now_v7();
     let good = k.token(producer, "sensor-1");
     let now = chrono::Utc::now().timestamp();
@@ -194,25 +187,13 @@ async fn revoked_producer_is_refused_within_cache_ttl() {
         ..Options::default()
     })
     .await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let producer = Uuid::now_v7();
     let token = k.token(producer, "soon-revoked");
-    publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
+    k.assert_ingests_as(&token, producer).await;
 
-    let http = reqwest::Client::new();
-    let resp = http
-        .post(k.admin_url(&format!("/v1/producers/{producer}/revoke")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "key leaked"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    let revoke = format!("/v1/producers/{producer}/revoke");
+    assert_eq!(k.decide(&revoke, "key leaked").await, 204);
     // The kernel's cache may still hold "not revoked" for up to cache_ttl.
     tokio::time::sleep(k.config.auth.cache_ttl + Duration::from_millis(200)).await;
     publish(&redis, "events", &[data_entry(Some(&token), 2)]).await;
@@ -236,18 +217,11 @@ async fn revoked_producer_is_refused_within_cache_ttl() {
 #[tokio::test]
 async fn a_producer_revoked_before_its_first_event_is_refused() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let producer = Uuid::now_v7();
     let token = k.token(producer, "never-seen");
-    let resp = reqwest::Client::new()
-        .post(k.admin_url(&format!("/v1/producers/{producer}/revoke")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"reason": "deleted before use"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    let revoke = format!("/v1/producers/{producer}/revoke");
+    assert_eq!(k.decide(&revoke, "deleted before use").await, 204);
     publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
     assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
     let dlq = read_stream(&redis, "events:dlq").await;
@@ -288,8 +262,7 @@ async fn auth_off_ignores_tokens_and_stores_no_producer() {
 #[tokio::test]
 async fn a_token_without_kid_is_verified_against_the_configured_keys() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let producer = Uuid::now_v7();
     let now = chrono::Utc::now().timestamp();
     let body = claims(&k, producer, now, now + 600, None);

@@ -6,9 +6,7 @@ use crate::auth_support::*;
 use crate::support::*;
 use base64::Engine;
 use fdc_common::keys::{self, SigningKey};
-use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::Status;
-use fdc_kernel::auth::registration::{request, seal};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -22,16 +20,8 @@ fn fp(key: &SigningKey) -> String {
 
 /// POST the pre-approval with the admin token; returns the status and the JSON body.
 async fn preapprove(k: &AuthKernel, producer: Uuid, body: &Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(k.admin_url(&format!("/v1/producers/{producer}/keys")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(body)
-        .send()
+    k.admin_post(&format!("/v1/producers/{producer}/keys"), body)
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn body(key: &SigningKey, name: &str, reason: &str) -> Value {
@@ -58,10 +48,8 @@ async fn snapshot(pg: &sqlx::PgPool) -> Vec<i64> {
 #[tokio::test]
 async fn preapproved_key_is_issued_on_first_register_and_repeats_change_nothing() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
-    let key = keys::generate();
-    let fp = fp(&key);
+    let (redis, pg) = k.clients().await;
+    let (key, fp) = new_key();
     let producer = Uuid::now_v7();
 
     let (status, out) = preapprove(
@@ -128,22 +116,12 @@ async fn preapproved_key_is_issued_on_first_register_and_repeats_change_nothing(
     assert_eq!(snapshot(&pg).await, after_first);
 
     // The producer registers itself: issued at once, no pending step.
-    let r = ask(
-        &redis,
-        &fp,
-        &request::build(&key, "edge-1", None, &request::new_nonce(), now_ns()),
-    )
-    .await;
+    let r = ask(&redis, &fp, &register_request(&key, "edge-1", None)).await;
     assert_eq!(r.status, Status::Issued, "{}", r.detail);
     let grant = r.grant.unwrap();
     assert_eq!(grant.producer_id, producer);
     assert_eq!(grant.kid, k.issuer.kid());
-    assert!(seal::open(&keys::generate(), &grant.sealed_token).is_err());
-    assert!(seal::open(&k.signing_key, &grant.sealed_token).is_err());
-    let token = String::from_utf8(seal::open(&key, &grant.sealed_token).unwrap()).unwrap();
-    let verifier =
-        TokenVerifier::new("fdc-test", "fdc-kernel-test").with_key(&k.signing_key.verifying_key());
-    let claims = verifier.verify(&token).unwrap();
+    let (token, claims) = k.open_grant(&key, &grant);
     assert_eq!(claims.sub, producer);
     assert_eq!(claims.name, "edge-1");
     assert_eq!(claims.schema, None);
@@ -157,53 +135,27 @@ async fn preapproved_key_is_issued_on_first_register_and_repeats_change_nothing(
         1
     );
     // The token is accepted at ingest and the event carries the producer id.
-    publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
-    let sql = format!("SELECT count(*) FROM events WHERE producer_id = '{producer}'");
-    assert_eq!(wait_for(WAIT, 1, || count(&pg, &sql)).await, 1);
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"issued\"}")
-            .await,
-        1.0
-    );
+    k.assert_ingests_as(&token, producer).await;
+    assert_eq!(k.register_replies("issued").await, 1.0);
     // No pending reply was ever sent (the series is absent, -1, or 0).
-    let pending = k
-        .metric("kernel_auth_register_total{status=\"pending\"}")
-        .await;
+    let pending = k.register_replies("pending").await;
     assert!(pending <= 0.0, "pending replies: {pending}");
 
-    let mut secrets = vec![token.as_str(), ADMIN_TOKEN];
-    let ks = key_secrets(&key);
-    secrets.extend(ks.iter().map(String::as_str));
-    assert_logs_clean(&secrets);
+    assert_logs_clean_of(&[&token, ADMIN_TOKEN], &[&key]);
     k.kernel.shutdown().await;
 }
 
 #[tokio::test]
 async fn preapproval_answers_a_pending_request_and_keeps_an_existing_producer() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
 
     // A producer the kernel knows (from a token), and a key that asked before approval.
     let producer = Uuid::now_v7();
-    publish(
-        &redis,
-        "events",
-        &[data_entry(Some(&k.token(producer, "orders")), 1)],
-    )
-    .await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
-    let key = keys::generate();
-    let fp = fp(&key);
-    let r = ask(
-        &redis,
-        &fp,
-        &request::build(&key, "orders", None, &request::new_nonce(), now_ns()),
-    )
-    .await;
+    k.assert_ingests_as(&k.token(producer, "orders"), producer)
+        .await;
+    let (key, fp) = new_key();
+    let r = ask(&redis, &fp, &register_request(&key, "orders", None)).await;
     assert_eq!(r.status, Status::Pending);
 
     let (status, out) = preapprove(&k, producer, &body(&key, "ignored", "operator")).await;
@@ -231,19 +183,12 @@ async fn preapproval_answers_a_pending_request_and_keeps_an_existing_producer() 
     );
     assert_eq!(count(&pg, "SELECT count(*) FROM producers").await, 1);
 
-    let r = ask(
-        &redis,
-        &fp,
-        &request::build(&key, "orders", None, &request::new_nonce(), now_ns()),
-    )
-    .await;
+    let r = ask(&redis, &fp, &register_request(&key, "orders", None)).await;
     assert_eq!(r.status, Status::Issued, "{}", r.detail);
     let grant = r.grant.unwrap();
     assert_eq!(grant.producer_id, producer);
-    let token = String::from_utf8(seal::open(&key, &grant.sealed_token).unwrap()).unwrap();
-    let verifier =
-        TokenVerifier::new("fdc-test", "fdc-kernel-test").with_key(&k.signing_key.verifying_key());
-    assert_eq!(verifier.verify(&token).unwrap().sub, producer);
+    let (token, claims) = k.open_grant(&key, &grant);
+    assert_eq!(claims.sub, producer);
     assert_logs_clean(&[token.as_str(), ADMIN_TOKEN]);
     k.kernel.shutdown().await;
 }
@@ -251,15 +196,7 @@ async fn preapproval_answers_a_pending_request_and_keeps_an_existing_producer() 
 #[tokio::test]
 async fn conflicts_bad_input_and_unauthorized_calls_change_nothing() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
-    let http = reqwest::Client::new();
-    let admin = |path: String, body: Value| {
-        http.post(k.admin_url(&path))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-    };
+    let (redis, pg) = k.clients().await;
 
     // Key A approved for P1; key C approved for P3 then revoked; P4 revoked; key B rejected.
     let (a, c, b, d) = (
@@ -276,68 +213,37 @@ async fn conflicts_bad_input_and_unauthorized_calls_change_nothing() {
     );
     assert_eq!(preapprove(&k, p1, &body(&a, "a", "r")).await.0, 201);
     assert_eq!(preapprove(&k, p3, &body(&c, "c", "r")).await.0, 201);
-    let resp = admin(
-        format!("/v1/keys/{}/revoke", fp(&c)),
-        json!({"reason": "lost"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 204);
-    let resp = admin(
-        format!("/v1/producers/{p4}/revoke"),
-        json!({"reason": "gone"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 204);
-    let r = ask(
-        &redis,
-        &fp(&b),
-        &request::build(&b, "b", None, &request::new_nonce(), now_ns()),
-    )
-    .await;
+    let revoke_key = format!("/v1/keys/{}/revoke", fp(&c));
+    assert_eq!(k.decide(&revoke_key, "lost").await, 204);
+    let revoke_producer = format!("/v1/producers/{p4}/revoke");
+    assert_eq!(k.decide(&revoke_producer, "gone").await, 204);
+    let r = ask(&redis, &fp(&b), &register_request(&b, "b", None)).await;
     assert_eq!(r.status, Status::Pending);
     let reg: Uuid = sqlx::query_scalar("SELECT registration_id FROM producer_registrations")
         .fetch_one(&pg)
         .await
         .unwrap();
-    let resp = admin(
-        format!("/v1/registrations/{reg}/reject"),
-        json!({"reason": "unknown device"}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(resp.status(), 204);
+    let reject = format!("/v1/registrations/{reg}/reject");
+    assert_eq!(k.decide(&reject, "unknown device").await, 204);
     let before = snapshot(&pg).await;
     // producers p1, p3, p4 (revoked); keys a, c, b; approved: a; decisions: 2 approves,
     // 2 revokes, 1 reject.
     assert_eq!(before, vec![3, 1, 3, 1, 0, 5, 0]);
 
+    let key_is = |key: &SigningKey, state: &str| format!("conflict: key {} is {state}", fp(key));
+    let final_state =
+        |state: &str| format!("{state}; it cannot be approved again (generate a new key)");
     let conflicts = [
         (
             p2,
             body(&a, "a2", "r"),
-            format!(
-                "conflict: key {} is already approved for producer {p1}; a key serves one producer (use another key)",
-                fp(&a)
+            key_is(
+                &a,
+                &format!("already approved for producer {p1}; a key serves one producer (use another key)"),
             ),
         ),
-        (
-            p3,
-            body(&c, "c", "r"),
-            format!(
-                "conflict: key {} is revoked; it cannot be approved again (generate a new key)",
-                fp(&c)
-            ),
-        ),
-        (
-            p2,
-            body(&b, "b", "r"),
-            format!(
-                "conflict: key {} is rejected; it cannot be approved again (generate a new key)",
-                fp(&b)
-            ),
-        ),
+        (p3, body(&c, "c", "r"), key_is(&c, &final_state("revoked"))),
+        (p2, body(&b, "b", "r"), key_is(&b, &final_state("rejected"))),
         (
             p4,
             body(&d, "d", "r"),
@@ -369,7 +275,7 @@ async fn conflicts_bad_input_and_unauthorized_calls_change_nothing() {
         Some("wrong-token"),
         Some(&ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1]),
     ] {
-        let mut req = http.post(k.admin_url(&path)).json(&good);
+        let mut req = reqwest::Client::new().post(k.admin_url(&path)).json(&good);
         if let Some(t) = auth {
             req = req.bearer_auth(t);
         }
@@ -442,14 +348,9 @@ async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("producer id: {producer}")), "{out}");
     let token = std::fs::read_to_string(dir.join("token")).unwrap();
-    let verifier =
-        TokenVerifier::new("fdc-test", "fdc-kernel-test").with_key(&k.signing_key.verifying_key());
-    assert_eq!(verifier.verify(token.trim()).unwrap().sub, producer);
+    assert_eq!(k.verify(token.trim()).sub, producer);
     assert!(!out.contains(token.trim()));
     assert_eq!(count(&pg, "SELECT count(*) FROM auth_decisions").await, 1);
-    let mut secrets = vec![token.trim(), ADMIN_TOKEN];
-    let ks = key_secrets(&key);
-    secrets.extend(ks.iter().map(String::as_str));
-    assert_logs_clean(&secrets);
+    assert_logs_clean_of(&[token.trim(), ADMIN_TOKEN], &[&key]);
     k.kernel.shutdown().await;
 }

@@ -5,54 +5,27 @@ use std::time::Duration;
 use crate::auth_support::*;
 use crate::support::*;
 use fdc_common::keys::{self, SigningKey};
-use fdc_common::token::TokenVerifier;
 use fdc_kernel::auth::registration::reply::{Reply, Status};
-use fdc_kernel::auth::registration::{request, seal, stream};
+use fdc_kernel::auth::registration::request;
 use redis::aio::MultiplexedConnection;
+use serde_json::json;
 use uuid::Uuid;
-
-fn fields_of(f: &[(String, String)]) -> Vec<(String, String)> {
-    f.to_vec()
-}
 
 fn set(f: &mut [(String, String)], name: &str, value: &str) {
     f.iter_mut().find(|(k, _)| k == name).unwrap().1 = value.to_string();
 }
 
+/// A request of `key` as producer `name`, bound to the schema `temperature`.
 fn request_for(key: &SigningKey, name: &str) -> Vec<(String, String)> {
-    request::build(
-        key,
-        name,
-        Some("temperature"),
-        &request::new_nonce(),
-        now_ns(),
-    )
+    register_request(key, name, Some("temperature"))
 }
 
 async fn approve(k: &AuthKernel, registration_id: Uuid, producer_id: Option<Uuid>) -> Uuid {
-    let resp = reqwest::Client::new()
-        .post(k.admin_url(&format!("/v1/registrations/{registration_id}/approve")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"producer_id": producer_id, "reason": "known device"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: serde_json::Value = resp.json().await.unwrap();
-    v["producer_id"].as_str().unwrap().parse().unwrap()
-}
-
-/// `POST <path>` on the admin API with the admin token and `{"reason": reason}`: the status.
-async fn admin_post(k: &AuthKernel, path: &str, reason: &str) -> u16 {
-    reqwest::Client::new()
-        .post(k.admin_url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "reason": reason }))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let path = format!("/v1/registrations/{registration_id}/approve");
+    let body = json!({"producer_id": producer_id, "reason": "known device"});
+    let (status, answer) = k.admin_post(&path, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["producer_id"].as_str().unwrap().parse().unwrap()
 }
 
 async fn pending_registration(pg: &sqlx::PgPool, fp: &str) -> Uuid {
@@ -68,10 +41,8 @@ async fn pending_registration(pg: &sqlx::PgPool, fp: &str) -> Uuid {
 #[tokio::test]
 async fn unknown_key_is_pending_then_issued_after_approval_and_token_opens_only_with_its_key() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
+    let (redis, pg) = k.clients().await;
+    let (key, fp) = new_key();
 
     let r = ask(&redis, &fp, &request_for(&key, "sensor-7")).await;
     assert_eq!(r.status, Status::Pending);
@@ -96,21 +67,14 @@ async fn unknown_key_is_pending_then_issued_after_approval_and_token_opens_only_
     let grant = r.grant.unwrap();
     assert_eq!(grant.producer_id, producer_id);
     // Only the producer's own private key opens the sealed token.
-    assert!(seal::open(&keys::generate(), &grant.sealed_token).is_err());
-    assert!(seal::open(&k.signing_key, &grant.sealed_token).is_err());
-    let token = String::from_utf8(seal::open(&key, &grant.sealed_token).unwrap()).unwrap();
-    let verifier =
-        TokenVerifier::new("fdc-test", "fdc-kernel-test").with_key(&k.signing_key.verifying_key());
-    let claims = verifier.verify(&token).unwrap();
+    let (token, claims) = k.open_grant(&key, &grant);
     assert_eq!(claims.sub, producer_id);
     assert_eq!(claims.name, "sensor-7");
     assert_eq!(claims.schema.as_deref(), Some("temperature"));
     assert_eq!(grant.expires_at, claims.exp);
 
     // The token works for ingest, and the stored event carries the producer id.
-    publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
-    let sql = format!("SELECT count(*) FROM events WHERE producer_id = '{producer_id}'");
-    assert_eq!(wait_for(WAIT, 1, || count(&pg, &sql)).await, 1);
+    k.assert_ingests_as(&token, producer_id).await;
     // The token is on Redis only sealed.
     let all = read_stream(&redis, &format!("fdc:register:reply:{fp}")).await;
     assert!(all.iter().all(|e| e.values().all(|v| !v.contains(&token))));
@@ -118,34 +82,18 @@ async fn unknown_key_is_pending_then_issued_after_approval_and_token_opens_only_
         count(&pg, &format!("SELECT count(*) FROM auth_tokens_issued WHERE producer_id = '{producer_id}' AND via = 'register' AND jti = '{}'", claims.jti)).await,
         1
     );
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"issued\"}")
-            .await,
-        1.0
-    );
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"pending\"}")
-            .await,
-        2.0
-    );
+    assert_eq!(k.register_replies("issued").await, 1.0);
+    assert_eq!(k.register_replies("pending").await, 2.0);
 
-    let mut secrets = vec![token.as_str(), ADMIN_TOKEN];
-    let ks: Vec<String> = key_secrets(&key)
-        .into_iter()
-        .chain(key_secrets(&k.signing_key))
-        .collect();
-    secrets.extend(ks.iter().map(String::as_str));
-    assert_logs_clean(&secrets);
+    assert_logs_clean_of(&[&token, ADMIN_TOKEN], &[&key, &k.signing_key]);
     k.kernel.shutdown().await;
 }
 
 #[tokio::test]
 async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
+    let (redis, pg) = k.clients().await;
+    let (key, fp) = new_key();
 
     let first = request_for(&key, "sensor");
     let answer = ask(&redis, &fp, &first).await;
@@ -155,11 +103,7 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
     // Any other request reusing the nonce is a replay.
     let nonce = first.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
     let reused = request::build(&key, "sensor", None, &nonce, now_ns());
-    let replay = ask(&redis, &fp, &reused).await;
-    assert_eq!(
-        (replay.status, replay.detail.as_str()),
-        (Status::Invalid, "replayed_nonce")
-    );
+    assert_answer(&redis, &fp, &reused, (Status::Invalid, "replayed_nonce")).await;
 
     let stale = request::build(
         &key,
@@ -168,53 +112,28 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
         &request::new_nonce(),
         now_ns() - 600_000_000_000,
     );
-    let r = ask(&redis, &fp, &stale).await;
-    assert_eq!((r.status, r.detail.as_str()), (Status::Invalid, "stale_ts"));
+    assert_answer(&redis, &fp, &stale, (Status::Invalid, "stale_ts")).await;
 
-    let mut bad_sig = fields_of(&request_for(&key, "sensor"));
+    let mut bad_sig = request_for(&key, "sensor");
     set(&mut bad_sig, "name", "someone-else");
-    let r = ask(&redis, &fp, &bad_sig).await;
-    assert_eq!(
-        (r.status, r.detail.as_str()),
-        (Status::Invalid, "bad_signature")
-    );
+    assert_answer(&redis, &fp, &bad_sig, (Status::Invalid, "bad_signature")).await;
 
     let mut bad_b64 = request_for(&key, "sensor");
     set(&mut bad_b64, "sig", "%%%not-base64%%%");
-    let r = ask(&redis, &fp, &bad_b64).await;
-    assert_eq!(
-        (r.status, r.detail.as_str()),
-        (Status::Invalid, "bad_base64")
-    );
+    assert_answer(&redis, &fp, &bad_b64, (Status::Invalid, "bad_base64")).await;
 
-    let oversize = request::build(
-        &key,
-        &"x".repeat(500),
-        None,
-        &request::new_nonce(),
-        now_ns(),
-    );
-    let r = ask(&redis, &fp, &oversize).await;
-    assert_eq!(
-        (r.status, r.detail.as_str()),
-        (Status::Invalid, "too_large")
-    );
+    let oversize = register_request(&key, &"x".repeat(500), None);
+    assert_answer(&redis, &fp, &oversize, (Status::Invalid, "too_large")).await;
 
     // An unreadable public key has no reply stream; it is counted and changes nothing.
     let mut bad_key = request_for(&keys::generate(), "sensor");
     set(&mut bad_key, "public_key", "***");
     publish(&redis, "fdc:register", &[bad_key]).await;
     assert_eq!(
-        wait_for(WAIT, 6.0, || k
-            .metric("kernel_auth_register_total{status=\"invalid\"}"))
-        .await,
+        wait_for(WAIT, 6.0, || k.register_replies("invalid")).await,
         6.0
     );
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"pending\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(k.register_replies("pending").await, 1.0);
     assert_eq!(k.metric("kernel_auth_register_resent_total").await, 1.0);
     // Only the first request left rows; each valid-signature request used its nonce once.
     assert_eq!(count(&pg, "SELECT count(*) FROM producer_keys").await, 1);
@@ -225,9 +144,7 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
     assert_eq!(count(&pg, "SELECT count(*) FROM auth_nonces").await, 1);
     // Processed requests are acknowledged and removed.
     assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
-    let ks = key_secrets(&key);
-    let secrets: Vec<&str> = ks.iter().map(String::as_str).collect();
-    assert_logs_clean(&secrets);
+    assert_logs_clean_of(&[], &[&key]);
     k.kernel.shutdown().await;
 }
 
@@ -238,8 +155,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
         ..Options::default()
     })
     .await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
 
     // An approved key: two tokens, then rate limited.
     let (key, fp) = approved_key(&k, &redis, "a").await;
@@ -263,56 +179,47 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
         ask(&redis, &ofp, &request_for(&other, "b")).await.status,
         Status::Issued
     );
-    assert_eq!(
-        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
-        3
-    );
+    assert_eq!(tokens_issued(&pg).await, 3);
 
     // A rejected key is refused.
     let (rejected, rfp) = pending_key(&redis, "c").await;
     let reg = pending_registration(&pg, &rfp).await;
-    assert_eq!(
-        admin_post(
-            &k,
-            &format!("/v1/registrations/{reg}/reject"),
-            "unknown device"
-        )
-        .await,
-        204
-    );
-    let r = ask(&redis, &rfp, &request_for(&rejected, "c")).await;
-    assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "rejected"));
+    let reject = format!("/v1/registrations/{reg}/reject");
+    assert_eq!(k.decide(&reject, "unknown device").await, 204);
+    let again = request_for(&rejected, "c");
+    assert_answer(&redis, &rfp, &again, (Status::Denied, "rejected")).await;
 
     // A revoked key is refused.
-    assert_eq!(
-        admin_post(&k, &format!("/v1/keys/{ofp}/revoke"), "device lost").await,
-        204
-    );
-    let r = ask(&redis, &ofp, &request_for(&other, "b")).await;
-    assert_eq!((r.status, r.detail.as_str()), (Status::Denied, "revoked"));
-    assert_eq!(
-        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
-        3
-    );
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"denied\"}")
-            .await,
-        3.0
-    );
+    let revoke = format!("/v1/keys/{ofp}/revoke");
+    assert_eq!(k.decide(&revoke, "device lost").await, 204);
+    let again = request_for(&other, "b");
+    assert_answer(&redis, &ofp, &again, (Status::Denied, "revoked")).await;
+    assert_eq!(tokens_issued(&pg).await, 3);
+    assert_eq!(k.register_replies("denied").await, 3.0);
     // Two public keys as base64 never make a secret; the private halves must not be logged.
-    let ks: Vec<String> = [&key, &other, &rejected]
-        .iter()
-        .flat_map(|k| key_secrets(k))
-        .collect();
-    let secrets: Vec<&str> = ks.iter().map(String::as_str).collect();
-    assert_logs_clean(&secrets);
+    assert_logs_clean_of(&[], &[&key, &other, &rejected]);
     k.kernel.shutdown().await;
+}
+
+/// Asks with `request` and asserts the reply's status and detail.
+async fn assert_answer(
+    redis: &MultiplexedConnection,
+    fp: &str,
+    request: &[(String, String)],
+    want: (Status, &str),
+) {
+    let r = ask(redis, fp, request).await;
+    assert_eq!((r.status, r.detail.as_str()), want);
+}
+
+/// Tokens issued so far (rows of `auth_tokens_issued`).
+async fn tokens_issued(pg: &sqlx::PgPool) -> i64 {
+    count(pg, "SELECT count(*) FROM auth_tokens_issued").await
 }
 
 /// A new key whose first request (as producer `name`) is answered `pending`, and its fingerprint.
 async fn pending_key(redis: &MultiplexedConnection, name: &str) -> (SigningKey, String) {
-    let key = keys::generate();
-    let fp = keys::fingerprint(&key.verifying_key());
+    let (key, fp) = new_key();
     assert_eq!(
         ask(redis, &fp, &request_for(&key, name)).await.status,
         Status::Pending
@@ -332,20 +239,16 @@ async fn approved_key(
     (key, fp)
 }
 
+/// The claims of the token sealed in `reply`, opened with `key`.
 fn open_token(k: &AuthKernel, key: &SigningKey, reply: &Reply) -> fdc_common::token::Claims {
-    let grant = reply.grant.as_ref().expect("a sealed token");
-    let token = String::from_utf8(seal::open(key, &grant.sealed_token).unwrap()).unwrap();
-    TokenVerifier::new("fdc-test", "fdc-kernel-test")
-        .with_key(&k.signing_key.verifying_key())
-        .verify(&token)
-        .unwrap()
+    k.open_grant(key, reply.grant.as_ref().expect("a sealed token"))
+        .1
 }
 
 #[tokio::test]
 async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let (key, fp) = approved_key(&k, &redis, "sensor").await;
 
     let req = request_for(&key, "sensor");
@@ -353,25 +256,13 @@ async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
     assert_eq!(first.status, Status::Issued);
     let claims = open_token(&k, &key, &first);
     // The producer never read it: the reply stream expired or was trimmed.
-    let mut conn = redis.clone();
-    let _: () = redis::cmd("DEL")
-        .arg(format!("fdc:register:reply:{fp}"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_key(&redis, &format!("fdc:register:reply:{fp}")).await;
     let again = ask(&redis, &fp, &req).await;
     assert_eq!(again, first, "the same reply, the same sealed token");
     assert_eq!(open_token(&k, &key, &again).jti, claims.jti);
     // One token issued, one decision counted, one resend.
-    assert_eq!(
-        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
-        1
-    );
-    assert_eq!(
-        k.metric("kernel_auth_register_total{status=\"issued\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(tokens_issued(&pg).await, 1);
+    assert_eq!(k.register_replies("issued").await, 1.0);
     assert_eq!(k.metric("kernel_auth_register_resent_total").await, 1.0);
     k.kernel.shutdown().await;
 }
@@ -379,30 +270,16 @@ async fn a_reply_lost_by_the_producer_is_resent_for_the_same_request() {
 #[tokio::test]
 async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid() {
     let k = AuthKernel::start(Options::default()).await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let (key, fp) = approved_key(&k, &redis, "sensor").await;
     let reply_key = format!("fdc:register:reply:{fp}");
-    let mut conn = redis.clone();
-    let _: () = redis::cmd("DEL")
-        .arg(&reply_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_key(&redis, &reply_key).await;
     // A key of the wrong type makes every XADD of the reply fail after the decision committed.
-    let _: () = redis::cmd("SET")
-        .arg(&reply_key)
-        .arg("in-the-way")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    occupy_key(&redis, &reply_key, "in-the-way").await;
     let req = request_for(&key, "sensor");
     let nonce = req.iter().find(|(k, _)| k == "nonce").unwrap().1.clone();
     publish(&redis, "fdc:register", std::slice::from_ref(&req)).await;
-    let issued = wait_for(WAIT, 1, || {
-        count(&pg, "SELECT count(*) FROM auth_tokens_issued")
-    })
-    .await;
+    let issued = wait_for(WAIT, 1, || tokens_issued(&pg)).await;
     assert_eq!(issued, 1, "token issued and committed");
     // At least one retry fails too (the service retries every second).
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -411,15 +288,11 @@ async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid(
         1,
         "request not acknowledged"
     );
-    let _: () = redis::cmd("DEL")
-        .arg(&reply_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_key(&redis, &reply_key).await;
 
     let deadline = std::time::Instant::now() + WAIT;
     let reply = loop {
-        let entries = read_stream_raw(&redis, &reply_key).await;
+        let entries = stream_fields(&redis, &reply_key).await;
         if let Some(r) = entries.iter().find_map(|f| Reply::from_fields(f)) {
             break r;
         }
@@ -438,27 +311,9 @@ async fn a_reply_the_kernel_could_not_write_is_sent_on_retry_not_turned_invalid(
         .unwrap();
     assert_eq!(claims.jti, jti, "the token issued before the reply failed");
     assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
-    assert_eq!(
-        count(&pg, "SELECT count(*) FROM auth_tokens_issued").await,
-        1
-    );
+    assert_eq!(tokens_issued(&pg).await, 1);
     assert!(k.metric("kernel_auth_register_resent_total").await >= 1.0);
     k.kernel.shutdown().await;
-}
-
-async fn read_stream_raw(redis: &MultiplexedConnection, key: &str) -> Vec<Vec<(String, Vec<u8>)>> {
-    let mut conn = redis.clone();
-    let v: redis::Value = redis::cmd("XRANGE")
-        .arg(key)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(redis::Value::Nil);
-    stream::parse_entries(&v)
-        .into_iter()
-        .map(|(_, f)| f)
-        .collect()
 }
 
 /// Redis restarted under the kernel (`aof`: with the append-only file, so the group survives;
@@ -473,8 +328,7 @@ async fn registration_after_redis_restart(aof: bool) {
         postgres: postgres.unwrap(),
     };
     let mut k = AuthKernel::start_with(env, Options::default(), |_| {}).await;
-    let before = keys::generate();
-    let bfp = keys::fingerprint(&before.verifying_key());
+    let (before, bfp) = new_key();
     {
         let redis = k.env.redis_conn().await;
         assert_eq!(
@@ -486,13 +340,14 @@ async fn registration_after_redis_restart(aof: bool) {
     }
     k.env.redis.restart().await.unwrap();
     let redis = k.env.redis_conn().await;
-    let after = keys::generate();
-    let afp = keys::fingerprint(&after.verifying_key());
-    let r = ask(&redis, &afp, &request_for(&after, "after")).await;
-    assert_eq!(
-        (r.status, r.detail.as_str()),
-        (Status::Pending, "awaiting_approval")
-    );
+    let (after, afp) = new_key();
+    assert_answer(
+        &redis,
+        &afp,
+        &request_for(&after, "after"),
+        (Status::Pending, "awaiting_approval"),
+    )
+    .await;
     let pg = k.env.pg().await;
     assert_eq!(
         count(&pg, "SELECT count(*) FROM producer_registrations").await,
@@ -533,13 +388,8 @@ async fn registration_floods_are_denied_by_open_registrations_and_new_key_rate()
         c.auth.register.new_keys_window = Duration::from_secs(3600);
     })
     .await;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
-    let keys: Vec<SigningKey> = (0..5).map(|_| keys::generate()).collect();
-    let fps: Vec<String> = keys
-        .iter()
-        .map(|k| keys::fingerprint(&k.verifying_key()))
-        .collect();
+    let (redis, pg) = k.clients().await;
+    let (keys, fps): (Vec<SigningKey>, Vec<String>) = (0..5).map(|_| new_key()).unzip();
     let asks = |i: usize| {
         let request = request_for(&keys[i], "flood");
         let (redis, fp) = (&redis, &fps[i]);
@@ -605,16 +455,9 @@ async fn registration_floods_are_denied_by_open_registrations_and_new_key_rate()
 async fn an_unwritable_reply_stream_does_not_hold_up_other_requests() {
     let k = AuthKernel::start(Options::default()).await;
     let redis = k.env.redis_conn().await;
-    let blocked = keys::generate();
-    let blocked_fp = keys::fingerprint(&blocked.verifying_key());
+    let (blocked, blocked_fp) = new_key();
     let reply_key = format!("fdc:register:reply:{blocked_fp}");
-    let mut conn = redis.clone();
-    let _: () = redis::cmd("SET")
-        .arg(&reply_key)
-        .arg("in-the-way")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    occupy_key(&redis, &reply_key, "in-the-way").await;
     let blocked_request = request_for(&blocked, "squatter");
     publish(
         &redis,
@@ -624,8 +467,7 @@ async fn an_unwritable_reply_stream_does_not_hold_up_other_requests() {
     .await;
 
     for name in ["first", "second"] {
-        let key = keys::generate();
-        let fp = keys::fingerprint(&key.verifying_key());
+        let (key, fp) = new_key();
         let r = ask(&redis, &fp, &request_for(&key, name)).await;
         assert_eq!(
             (r.status, r.detail.as_str()),
@@ -638,11 +480,7 @@ async fn an_unwritable_reply_stream_does_not_hold_up_other_requests() {
         "the blocked request waits"
     );
 
-    let _: () = redis::cmd("DEL")
-        .arg(&reply_key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_key(&redis, &reply_key).await;
     assert_eq!(wait_for(WAIT, 1, || xlen(&redis, &reply_key)).await, 1);
     assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
     k.kernel.shutdown().await;

@@ -115,8 +115,7 @@ async fn cached_producers_spill_through_a_postgres_outage() {
     let spill_dir = tempfile::tempdir().unwrap();
     let mut k = start(spill_dir.path()).await;
     let a = k.kernel.http_addr;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let producers: Vec<(Uuid, String)> = (0..3)
         .map(|i| {
             let id = Uuid::now_v7();
@@ -189,8 +188,7 @@ async fn a_never_seen_producer_waits_pending_while_cached_ones_spill() {
     let spill_dir = tempfile::tempdir().unwrap();
     let mut k = start(spill_dir.path()).await;
     let a = k.kernel.http_addr;
-    let redis = k.env.redis_conn().await;
-    let pg = k.env.pg().await;
+    let (redis, pg) = k.clients().await;
     let known = Uuid::now_v7();
     let known_token = k.token(known, "known");
     let newcomer = Uuid::now_v7();

@@ -10,9 +10,9 @@ use std::time::Duration;
 use crate::support::*;
 use fdc_common::config::Config;
 use fdc_common::keys::{self, SigningKey};
-use fdc_common::token::TokenIssuer;
-use fdc_kernel::auth::registration::reply::Reply;
-use fdc_kernel::auth::registration::stream;
+use fdc_common::token::{Claims, TokenIssuer, TokenVerifier};
+use fdc_kernel::auth::registration::reply::{Reply, SealedGrant};
+use fdc_kernel::auth::registration::{request, seal, stream};
 use fdc_kernel::service::{self, RunningKernel};
 use redis::aio::MultiplexedConnection;
 use uuid::Uuid;
@@ -60,6 +60,17 @@ pub fn assert_logs_clean(secrets: &[&str]) {
         assert!(s.len() >= 16, "secret too short to search for");
         assert!(!text.contains(s), "a secret was logged");
     }
+}
+
+/// [`assert_logs_clean`] for `secrets` and the private halves of `keys` ([`key_secrets`]).
+pub fn assert_logs_clean_of(secrets: &[&str], keys: &[&SigningKey]) {
+    let ks: Vec<String> = keys.iter().flat_map(|k| key_secrets(k)).collect();
+    let all: Vec<&str> = secrets
+        .iter()
+        .copied()
+        .chain(ks.iter().map(String::as_str))
+        .collect();
+    assert_logs_clean(&all);
 }
 
 /// Base64 of a private key's raw seed: what a leaked key would look like in a log.
@@ -112,17 +123,10 @@ impl AuthKernel {
     ) -> AuthKernel {
         logs();
         let dir = tempfile::tempdir().unwrap();
-        let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
+        let (mut config, files) = env.auth_config(dir.path());
         let signing_key = keys::load_signing_key(&files.private_key).unwrap();
         let admin_token_file = dir.path().join("admin-token");
         std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
-        let mut config = env.config();
-        config.auth.enabled = true;
-        config.auth.issuer = "fdc-test".into();
-        config.auth.audience = "fdc-kernel-test".into();
-        // Verify with the public key file; sign with the private key.
-        config.auth.verify_keys = vec![files.public_key.clone()];
-        config.auth.signing_key = Some(files.private_key.clone());
         config.auth.admin_token_file = Some(admin_token_file);
         config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
             .parse()
@@ -131,7 +135,7 @@ impl AuthKernel {
         config.auth.register.rate_limit = options.rate_limit;
         configure(&mut config);
         config.validate().unwrap();
-        let issuer = TokenIssuer::new(&signing_key, "fdc-test", "fdc-kernel-test").unwrap();
+        let issuer = TokenIssuer::new(&signing_key, TEST_ISSUER, TEST_AUDIENCE).unwrap();
         let admin = config.auth.admin_listen;
         let kernel = service::start(config.clone()).await.unwrap();
         let k = AuthKernel {
@@ -165,9 +169,97 @@ impl AuthKernel {
         metric_value(&self.metrics().await, series).unwrap_or(-1.0)
     }
 
+    /// `kernel_auth_register_total{status}`: registration replies sent with `status` (-1 when
+    /// the series is absent).
+    pub async fn register_replies(&self, status: &str) -> f64 {
+        self.metric(&format!(
+            "kernel_auth_register_total{{status=\"{status}\"}}"
+        ))
+        .await
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
+
+    /// A Redis connection and a Postgres pool to this kernel's servers.
+    pub async fn clients(&self) -> (MultiplexedConnection, sqlx::PgPool) {
+        (self.env.redis_conn().await, self.env.pg().await)
+    }
+
+    /// `POST <path>` on the admin API with the admin token and the JSON `body`: the status
+    /// and the JSON answer (`Null` when there is none).
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `POST <path>` on the admin API with `{"reason": reason}` (a decision: approve, reject,
+    /// revoke): the status.
+    pub async fn decide(&self, path: &str, reason: &str) -> u16 {
+        self.admin_post(path, &serde_json::json!({ "reason": reason }))
+            .await
+            .0
+    }
+
+    /// Verifies `token` as this kernel does: its claims.
+    pub fn verify(&self, token: &str) -> Claims {
+        TokenVerifier::new(TEST_ISSUER, TEST_AUDIENCE)
+            .with_key(&self.signing_key.verifying_key())
+            .verify(token)
+            .unwrap()
+    }
+
+    /// Opens the token sealed in `grant` with the producer's `key` (asserting that neither
+    /// another key nor the kernel's own opens it) and verifies it: the token and its claims.
+    pub fn open_grant(&self, key: &SigningKey, grant: &SealedGrant) -> (String, Claims) {
+        assert!(seal::open(&keys::generate(), &grant.sealed_token).is_err());
+        assert!(seal::open(&self.signing_key, &grant.sealed_token).is_err());
+        let token = String::from_utf8(seal::open(key, &grant.sealed_token).unwrap()).unwrap();
+        let claims = self.verify(&token);
+        (token, claims)
+    }
+
+    /// Publishes a `data` entry with `token` and asserts that its event is stored with
+    /// `producer` as its producer id.
+    pub async fn assert_ingests_as(&self, token: &str, producer: Uuid) {
+        let (redis, pg) = self.clients().await;
+        publish(&redis, "events", &[data_entry(Some(token), 1)]).await;
+        let sql = format!("SELECT count(*) FROM events WHERE producer_id = '{producer}'");
+        assert_eq!(wait_for(WAIT, 1, || count(&pg, &sql)).await, 1);
+    }
+}
+
+/// A new producer key and its fingerprint.
+pub fn new_key() -> (SigningKey, String) {
+    let key = keys::generate();
+    let fp = keys::fingerprint(&key.verifying_key());
+    (key, fp)
+}
+
+/// A registration request of `key` as producer `name` (bound to `schema`, if any), with a fresh
+/// nonce, signed now.
+pub fn register_request(
+    key: &SigningKey,
+    name: &str,
+    schema: Option<&str>,
+) -> Vec<(String, String)> {
+    request::build(key, name, schema, &request::new_nonce(), now_ns())
 }
 
 /// A `data` entry with `token` (when given).
@@ -192,24 +284,13 @@ pub async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, Str
         .find(|(k, _)| k == "nonce")
         .map(|(_, v)| v.clone());
     let key = format!("fdc:register:reply:{fp}");
-    let conn = redis.clone();
-    let range = |mut conn: MultiplexedConnection, key: String| async move {
-        let v: redis::Value = redis::cmd("XRANGE")
-            .arg(&key)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        stream::parse_entries(&v)
-    };
     // Replies already there belong to earlier requests (a replay reuses a nonce).
-    let seen = range(conn.clone(), key.clone()).await.len();
+    let seen = stream_fields(redis, &key).await.len();
     publish(redis, "fdc:register", &[fields.to_vec()]).await;
     let deadline = std::time::Instant::now() + WAIT;
     while std::time::Instant::now() < deadline {
-        let entries = range(conn.clone(), key.clone()).await;
-        for (_, f) in entries.iter().skip(seen) {
+        let entries = stream_fields(redis, &key).await;
+        for f in entries.iter().skip(seen) {
             let r = Reply::from_fields(f).expect("well-formed reply");
             if r.nonce == nonce {
                 return r;
@@ -218,6 +299,26 @@ pub async fn ask(redis: &MultiplexedConnection, fp: &str, fields: &[(String, Str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("no reply");
+}
+
+/// The raw fields of every entry of the stream `key`, oldest first; none when the key is
+/// missing or holds another type.
+pub async fn stream_fields(
+    redis: &MultiplexedConnection,
+    key: &str,
+) -> Vec<Vec<(String, Vec<u8>)>> {
+    let mut conn = redis.clone();
+    let v: redis::Value = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+    stream::parse_entries(&v)
+        .into_iter()
+        .map(|(_, f)| f)
+        .collect()
 }
 
 /// The `fdc-kernel` binary as a CLI: no `FDC_CONFIG` from the environment, trace logging.

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::*;
+use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
-use fdc_kernel::spill::SpillConfig;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;
@@ -160,9 +160,9 @@ pub async fn start_ready(config: fdc_common::config::Config) -> fdc_kernel::serv
     kernel
 }
 
+/// One sample of the kernel's `/metrics` at `addr` (-1 when absent).
 pub async fn metric(addr: SocketAddr, series: &str) -> f64 {
-    let (_, body) = http_get(addr, "/metrics").await;
-    metric_value(&body, series).unwrap_or(-1.0)
+    metric_at(addr, series).await.unwrap_or(-1.0)
 }
 
 pub async fn wait_metric_at_least(addr: SocketAddr, series: &str, min: f64) -> f64 {
@@ -263,6 +263,7 @@ pub fn spilled_batch(
             payload: format!("{{\"n\":{i}}}"),
             source: source.clone(),
             producer_id: None,
+            schema_id: None,
         });
         entries.insert(
             source.clone(),

@@ -8,10 +8,11 @@ use std::fs;
 
 use crate::fault_support::*;
 use crate::support::*;
+use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::ingest::spill_record;
 use fdc_kernel::protocol::{EntriesByRef, Event};
 use fdc_kernel::service;
-use fdc_kernel::spill::{codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
+use fdc_spill::{codec, segment_path, SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// A batch of `n` events as the pipeline spills it, with their entries.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::fault_support::*;
 use crate::support::*;
 use fdc_kernel::ingest::spill_record;
-use fdc_kernel::spill::codec;
+use fdc_spill::codec;
 
 /// Events inside the spill's segment files, read straight from disk.
 fn events_on_disk(dir: &Path) -> usize {

@@ -11,10 +11,11 @@ use std::path::Path;
 
 use crate::fault_support::*;
 use crate::support::*;
+use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::ingest::spill_record;
 use fdc_kernel::protocol::{EntriesByRef, Event};
 use fdc_kernel::service;
-use fdc_kernel::spill::{SpillConfig, SpillMetrics, SpillStore};
+use fdc_spill::{SpillMetrics, SpillStore};
 use uuid::Uuid;
 
 /// `n` events as the pipeline spills them, entry ids `<base>-<i>`.

@@ -22,11 +22,6 @@ fn fast_claims(env: &TestEnv) -> Config {
     config
 }
 
-async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
-    let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-    metric_value(&body, series)
-}
-
 #[tokio::test]
 async fn a_dead_consumers_pending_entries_are_claimed_and_stored() {
     let env = TestEnv::start().await.unwrap();
@@ -50,7 +45,7 @@ async fn a_dead_consumers_pending_entries_are_claimed_and_stored() {
         0
     );
     assert_eq!(
-        metric(&kernel, "kernel_redis_claimed_total").await,
+        metric_at(kernel.http_addr, "kernel_redis_claimed_total").await,
         Some(300.0)
     );
     assert_eq!(xlen(&redis, "events:dlq").await, 0);
@@ -78,10 +73,8 @@ async fn an_entry_delivered_too_often_goes_to_the_dlq() {
         wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
         0
     );
-    assert_eq!(
-        metric(&kernel, "kernel_redis_dlq_total{reason=\"max_deliveries\"}").await,
-        Some(1.0)
-    );
+    let dead = "kernel_redis_dlq_total{reason=\"max_deliveries\"}";
+    assert_eq!(metric_at(kernel.http_addr, dead).await, Some(1.0));
     kernel.shutdown().await;
 }
 
@@ -103,14 +96,8 @@ async fn entries_trimmed_while_pending_are_counted_not_fatal() {
         .await
         .unwrap();
     let kernel = service::start(fast_claims(&env)).await.unwrap();
-    assert_eq!(
-        wait_for(WAIT, Some(20.0), || metric(
-            &kernel,
-            "kernel_redis_trimmed_total"
-        ))
-        .await,
-        Some(20.0)
-    );
+    let trimmed = || metric_at(kernel.http_addr, "kernel_redis_trimmed_total");
+    assert_eq!(wait_for(WAIT, Some(20.0), trimmed).await, Some(20.0));
     assert_eq!(
         wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
         0
@@ -156,14 +143,8 @@ async fn stored_events_are_republished_once() {
     assert_eq!(out[0]["tags"], r#"{"site":"lab"}"#);
     assert_eq!(out[0]["payload"], r#"{"t":1}"#);
     // The duplicate is not re-published.
-    assert_eq!(
-        wait_for(WAIT, Some(1.0), || metric(
-            &kernel,
-            "kernel_events_duplicate_total"
-        ))
-        .await,
-        Some(1.0)
-    );
+    let duplicates = || metric_at(kernel.http_addr, "kernel_events_duplicate_total");
+    assert_eq!(wait_for(WAIT, Some(1.0), duplicates).await, Some(1.0));
     assert_eq!(xlen(&redis, "events:stored").await, 1);
     kernel.shutdown().await;
 }

@@ -14,17 +14,27 @@ use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use uuid::Uuid;
 
-/// The entry of the report: a valid `data` message plus a field whose *name* is `\xff\xfe`
-/// followed by `name`.
 /// An entry's raw fields: (name, value) byte strings.
 type RawFields = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// `fields` as raw byte strings.
+fn raw(fields: Vec<(String, String)>) -> RawFields {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+        .collect()
+}
+
+/// The entry of the report: a valid `data` message plus a field whose *name* is `\xff\xfe`
+/// followed by `name`.
 fn bad_name_entry() -> RawFields {
-    let mut fields: Vec<(Vec<u8>, Vec<u8>)> =
-        data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({"payload": {}}))
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
-            .collect();
+    let mut fields = raw(data_fields(
+        Uuid::now_v7(),
+        now_ns(),
+        None,
+        &[],
+        json!({"payload": {}}),
+    ));
     fields.push((b"\xff\xfename".to_vec(), b"v".to_vec()));
     fields
 }
@@ -56,10 +66,10 @@ async fn raw_entries(redis: &MultiplexedConnection, stream: &str) -> Vec<RawFiel
         .collect()
 }
 
-fn field<'a>(letter: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+fn field(letter: &[(Vec<u8>, Vec<u8>)], name: impl AsRef<[u8]>) -> Option<&[u8]> {
     letter
         .iter()
-        .find(|(k, _)| k == name.as_bytes())
+        .find(|(k, _)| k == name.as_ref())
         .map(|(_, v)| v.as_slice())
 }
 
@@ -88,13 +98,7 @@ async fn a_non_utf8_field_name_is_dead_lettered_and_the_entries_behind_it_stored
     let letters = raw_entries(&redis, "events:dlq").await;
     assert_eq!(field(&letters[0], "error"), Some(&b"bad_encoding"[..]));
     // The original field, name bytes as they were.
-    assert_eq!(
-        letters[0]
-            .iter()
-            .find(|(k, _)| k == b"\xff\xfename")
-            .map(|(_, v)| v.as_slice()),
-        Some(&b"v"[..])
-    );
+    assert_eq!(field(&letters[0], b"\xff\xfename"), Some(&b"v"[..]));
     let series = "kernel_redis_dlq_total{reason=\"bad_encoding\"}";
     assert_eq!(
         metric(a.http_addr, series).await + metric(b.http_addr, series).await,
@@ -260,22 +264,24 @@ async fn oversized_entries_and_requests_are_never_held_whole() {
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
     let dir = tempfile::tempdir().unwrap();
-    let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
+    let (config, files) = env.auth_config(dir.path());
     let issuer = TokenIssuer::new(
         &keys::load_signing_key(&files.private_key).unwrap(),
-        "fdc-test",
-        "fdc-kernel-test",
+        TEST_ISSUER,
+        TEST_AUDIENCE,
     )
     .unwrap();
+    // The kernel runs as a process with the default limits: only auth in its config file.
     let config_file = dir.path().join("kernel.yaml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "auth:\n  enabled: true\n  issuer: fdc-test\n  audience: fdc-kernel-test\n  verify_keys: [{:?}]\n  signing_key: {:?}\n",
-            files.public_key, files.private_key
-        ),
-    )
-    .unwrap();
+    let auth = &config.auth;
+    let yaml = json!({"auth": {
+        "enabled": true,
+        "issuer": auth.issuer,
+        "audience": auth.audience,
+        "verify_keys": auth.verify_keys,
+        "signing_key": auth.signing_key,
+    }});
+    std::fs::write(&config_file, serde_yaml::to_string(&yaml).unwrap()).unwrap();
     let token = issuer
         .issue(Uuid::now_v7(), "p", None, Duration::from_secs(3600))
         .unwrap()
@@ -287,7 +293,6 @@ async fn oversized_entries_and_requests_are_never_held_whole() {
 
     // The backlog: good, 10 MB, good, … on `events`.
     let big = "x".repeat(BIG);
-    let mut conn = redis.clone();
     for i in 0..N {
         let good = good_entries(2);
         publish(&redis, "events", &[with_token(good[0].clone())]).await;
@@ -302,13 +307,7 @@ async fn oversized_entries_and_requests_are_never_held_whole() {
         let key = keys::generate();
         fingerprints.push(keys::fingerprint(&key.verifying_key()));
         let fields = request::build(&key, &big, None, &request::new_nonce(), now_ns());
-        let _: String = redis::cmd("XADD")
-            .arg("fdc:register")
-            .arg("*")
-            .arg(&fields)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        publish(&redis, "fdc:register", &[fields]).await;
     }
     drop(big);
 
@@ -385,15 +384,7 @@ async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_inv
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
     let dir = tempfile::tempdir().unwrap();
-    let files = keys::keygen(&dir.path().join("issuer"), false).unwrap();
-    let mut config = env.config();
-    config.auth.enabled = true;
-    config.auth.issuer = "fdc-test".into();
-    config.auth.audience = "fdc-kernel-test".into();
-    config.auth.verify_keys = vec![files.public_key.clone()];
-    config.auth.signing_key = Some(files.private_key.clone());
-    let kernel = start_ready(config).await;
-    let mut conn = redis.clone();
+    let kernel = start_ready(env.auth_config(dir.path()).0).await;
 
     let mut asked = Vec::new();
     for (junk, name) in [
@@ -404,20 +395,11 @@ async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_inv
         let key = keys::generate();
         let fp = keys::fingerprint(&key.verifying_key());
         let nonce = request::new_nonce();
-        let mut fields: RawFields = request::build(&key, &name, None, &nonce, now_ns())
-            .into_iter()
-            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
-            .collect();
+        let mut fields = raw(request::build(&key, &name, None, &nonce, now_ns()));
         if let Some(junk) = junk {
             fields.push((junk, b"x".to_vec()));
         }
-        let _: String = redis::cmd("XADD")
-            .arg("fdc:register")
-            .arg("*")
-            .arg(&fields)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        publish(&redis, "fdc:register", &[fields]).await;
         asked.push((fp, nonce));
     }
     let mut answers = Vec::new();
@@ -452,13 +434,7 @@ async fn registration_requests_with_bad_names_or_over_the_bound_are_answered_inv
 async fn a_dead_letter_key_that_is_not_a_stream_loses_no_entry() {
     let env = TestEnv::start().await.unwrap();
     let redis = env.redis_conn().await;
-    let mut conn = redis.clone();
-    let _: () = redis::cmd("SET")
-        .arg("events:dlq")
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    occupy_key(&redis, "events:dlq", "not a stream").await;
     let mut config = env.config();
     config.ingest.stall_after = Duration::from_secs(1);
     // Two lanes: one keeps retrying the bad entry's dead letter, the other stores the rest.
@@ -493,11 +469,7 @@ async fn a_dead_letter_key_that_is_not_a_stream_loses_no_entry() {
         0.0
     );
 
-    let _: () = redis::cmd("DEL")
-        .arg("events:dlq")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    delete_key(&redis, "events:dlq").await;
     assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
     assert_eq!(
         wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,

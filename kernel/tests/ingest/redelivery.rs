@@ -24,11 +24,6 @@ fn workload() -> Vec<Vec<(String, String)>> {
     entries
 }
 
-async fn metric(kernel: &service::RunningKernel, series: &str) -> Option<f64> {
-    let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-    metric_value(&body, series)
-}
-
 /// Publishes one event, waits until it is stored, then deletes it: afterwards the partitions
 /// and the consumer group exist and `events` is empty.
 async fn store_one_then_clear(env: &TestEnv) {
@@ -74,20 +69,21 @@ async fn assert_processed_once(env: &TestEnv, kernel: &service::RunningKernel) {
         0
     );
     // One warm-up entry and the 55 of the workload were handed to the writer, no more.
-    assert_eq!(metric(kernel, "kernel_redis_read_total").await, Some(56.0));
+    assert_eq!(
+        metric_at(kernel.http_addr, "kernel_redis_read_total").await,
+        Some(56.0)
+    );
     assert_eq!(
         xlen(&redis, "events:dlq").await,
         5,
         "each invalid entry dead-lettered once"
     );
     assert_eq!(
-        metric(kernel, "kernel_events_duplicate_total").await,
+        metric_at(kernel.http_addr, "kernel_events_duplicate_total").await,
         Some(0.0)
     );
-    assert_eq!(
-        metric(kernel, "kernel_redis_dlq_total{reason=\"max_deliveries\"}").await,
-        Some(0.0)
-    );
+    let dead = "kernel_redis_dlq_total{reason=\"max_deliveries\"}";
+    assert_eq!(metric_at(kernel.http_addr, dead).await, Some(0.0));
 }
 
 #[tokio::test]
@@ -139,7 +135,7 @@ async fn the_claim_sweep_leaves_slow_entries_of_a_live_writer_alone() {
     drop(lock);
     assert_processed_once(&env, &kernel).await;
     assert_eq!(
-        metric(&kernel, "kernel_redis_claimed_total").await,
+        metric_at(kernel.http_addr, "kernel_redis_claimed_total").await,
         Some(0.0)
     );
     kernel.shutdown().await;

@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::ingest::replay::{run_replay, ReplayConfig, ReplayFailure};
-use fdc_kernel::spill::{SpillConfig, SpillHandle, SpillMetrics};
+use fdc_spill::{SpillHandle, SpillMetrics};
 use tokio::sync::oneshot;
 
 fn cfg() -> ReplayConfig {

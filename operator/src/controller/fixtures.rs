@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
 
 use crate::controller::Context;
-use crate::crd::{FdcKernel, Producer};
+use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::kernel_api::{Endpoints, KernelApi};
 use crate::metrics::Metrics;
 
@@ -200,9 +200,40 @@ pub fn producer(name: &str, kernel: &str) -> Producer {
             "name": name, "namespace": NS, "uid": PRODUCER_UID, "generation": 1,
             "finalizers": [crate::labels::PRODUCER_FINALIZER],
         },
-        "spec": { "kernelRef": { "name": kernel }, "schema": "orders-v1" }
+        "spec": { "kernelRef": { "name": kernel } }
     }))
     .expect("producer fixture")
+}
+
+pub const SCHEMA_UID: &str = "5c4d3e2f-1a0b-4c9d-8e7f-6a5b4c3d2e1f";
+
+/// An `FdcSchema` `orders@1.2.0` of kernel `kernel` (same namespace), with our finalizer
+/// already on it.
+pub fn fdc_schema(name: &str, kernel: &str) -> FdcSchema {
+    serde_json::from_value(json!({
+        "apiVersion": "fdc.dev/v1alpha1",
+        "kind": "FdcSchema",
+        "metadata": {
+            "name": name, "namespace": NS, "uid": SCHEMA_UID, "generation": 1,
+            "resourceVersion": "7",
+            "finalizers": [crate::labels::SCHEMA_FINALIZER],
+        },
+        "spec": {
+            "kernelRef": { "name": kernel },
+            "name": "orders",
+            "version": "1.2.0",
+            "body": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "required": ["order_id", "amount"],
+                "properties": {
+                    "order_id": { "type": "string" },
+                    "amount": { "type": "number", "minimum": 0 }
+                }
+            }
+        }
+    }))
+    .expect("schema fixture")
 }
 
 /// The condition `type_` in the `status` of an object as applied; panics naming the object
@@ -259,6 +290,16 @@ struct FakeKernelState {
     producers: BTreeMap<String, Value>,
     /// `GET /v1/producers/{id}` calls.
     producer_reads: Vec<AdminCall>,
+    /// Schema registry calls, their `path` as `METHOD /path`.
+    schema_calls: Vec<AdminCall>,
+    /// Answers to adding a version, deprecating one, deleting one and showing one.
+    schema_add_response: (u16, Value),
+    schema_deprecate_status: u16,
+    schema_delete_response: (u16, Value),
+    schema_show_response: (u16, Value),
+    /// Schema binding calls, and the answer (`None`: 200 echoing the requested schema).
+    bindings: Vec<AdminCall>,
+    bind_response: Option<(u16, Value)>,
 }
 
 /// Ingest figures a fake kernel pod exports (stream `orders`).
@@ -269,6 +310,9 @@ pub struct Ingesting {
     pub stored: u64,
     pub acked: u64,
 }
+
+/// The id the fake kernel gives a schema version it adds.
+pub const SCHEMA_ID: &str = "0190d0e5-0000-7000-8000-0000000000aa";
 
 /// A real HTTP server on 127.0.0.1 standing in for kernel pods: serves
 /// `/pods/{pod}/metrics` with a `kernel_spill_pending_records` gauge and records admin API
@@ -288,6 +332,14 @@ impl FakeKernel {
         let state: Shared = Arc::new(Mutex::new(FakeKernelState {
             revoke_status: 200,
             key_response: (201, json!({"changed": true})),
+            schema_add_response: (
+                201,
+                json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0",
+                       "deprecated": false, "created_at": "2026-12-07T03:00:00Z"}),
+            ),
+            schema_deprecate_status: 200,
+            schema_delete_response: (204, Value::Null),
+            schema_show_response: (200, json!({"bound_producers": []})),
             ..Default::default()
         }));
         let record = |path: String, headers: &HeaderMap, body: &str| AdminCall {
@@ -371,6 +423,50 @@ impl FakeKernel {
                     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 }),
             )
+            .route(
+                "/v1/schemas",
+                post(move |State(s): State<Shared>, headers: HeaderMap, body: String| async move {
+                    let mut s = s.lock().unwrap();
+                    s.schema_calls.push(record("POST /v1/schemas".into(), &headers, &body));
+                    let (status, body) = s.schema_add_response.clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
+                }),
+            )
+            .route(
+                "/v1/schemas/{name}/{version}",
+                get(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, headers: HeaderMap| async move {
+                    let mut s = s.lock().unwrap();
+                    s.schema_calls.push(record(format!("GET /v1/schemas/{name}/{version}"), &headers, ""));
+                    let (status, body) = s.schema_show_response.clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
+                })
+                .delete(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, headers: HeaderMap| async move {
+                    let mut s = s.lock().unwrap();
+                    s.schema_calls.push(record(format!("DELETE /v1/schemas/{name}/{version}"), &headers, ""));
+                    let (status, body) = s.schema_delete_response.clone();
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(body))
+                }),
+            )
+            .route(
+                "/v1/schemas/{name}/{version}/deprecate",
+                post(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, headers: HeaderMap, body: String| async move {
+                    let mut s = s.lock().unwrap();
+                    s.schema_calls.push(record(format!("POST /v1/schemas/{name}/{version}/deprecate"), &headers, &body));
+                    StatusCode::from_u16(s.schema_deprecate_status).unwrap()
+                }),
+            )
+            .route(
+                "/v1/producers/{id}/schema",
+                post(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap, body: String| async move {
+                    let mut s = s.lock().unwrap();
+                    let call = record(format!("/v1/producers/{id}/schema"), &headers, &body);
+                    let (status, answer) = s.bind_response.clone().unwrap_or_else(|| {
+                        (200, json!({"producer_id": id, "schema": call.body["schema"]}))
+                    });
+                    s.bindings.push(call);
+                    (StatusCode::from_u16(status).unwrap(), axum::Json(answer))
+                }),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -442,6 +538,36 @@ impl FakeKernel {
 
     pub fn key_approvals(&self) -> Vec<AdminCall> {
         self.state.lock().unwrap().key_approvals.clone()
+    }
+
+    /// Answer additions of a schema version with `status` and JSON `body` (default: 201,
+    /// id [`SCHEMA_ID`], not deprecated).
+    pub fn set_schema_add_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().schema_add_response = (status, body);
+    }
+
+    /// Answer deletions of a schema version with `status` and JSON `body` (default: 204).
+    pub fn set_schema_delete_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().schema_delete_response = (status, body);
+    }
+
+    /// Answer `GET /v1/schemas/{name}/{version}` with `status` and JSON `body`.
+    pub fn set_schema_show_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().schema_show_response = (status, body);
+    }
+
+    /// Schema registry calls so far (`path` is `METHOD /path`).
+    pub fn schema_calls(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().schema_calls.clone()
+    }
+
+    /// Answer schema bindings with `status` and JSON `body` (default: 200 with the schema).
+    pub fn set_bind_response(&self, status: u16, body: Value) {
+        self.state.lock().unwrap().bind_response = Some((status, body));
+    }
+
+    pub fn bindings(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().bindings.clone()
     }
 }
 

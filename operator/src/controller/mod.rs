@@ -1,5 +1,6 @@
 //! Reconcilers and the controllers that drive them.
 
+pub mod admin;
 pub mod apply;
 pub mod events;
 pub mod fetch;
@@ -8,6 +9,8 @@ pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
 pub mod run;
+pub mod schema;
+pub mod schema_binding;
 pub mod span;
 
 #[cfg(test)]
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -104,6 +108,29 @@ impl Context {
             .await
         {
             tracing::warn!(reason, error = %e, "cannot publish event");
+        }
+    }
+
+    /// The object a reconcile pass works on, or `None` when it does not deserialize: then a
+    /// Warning Event `InvalidSpec` on it says why (`cannot read <kind>: …`), and the caller
+    /// waits for the next change.
+    pub async fn readable<'o, K>(&self, obj: &'o DeserializeGuard<K>) -> Option<&'o K>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        match &obj.0 {
+            Ok(object) => Some(object),
+            Err(invalid) => {
+                self.event(
+                    &obj.object_ref(&()),
+                    EventType::Warning,
+                    "InvalidSpec",
+                    "Reconcile",
+                    format!("cannot read {}: {}", K::kind(&()), invalid.error),
+                )
+                .await;
+                None
+            }
         }
     }
 

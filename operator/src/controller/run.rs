@@ -15,8 +15,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::controller::{kernel, producer, Context, Error};
-use crate::crd::{FdcKernel, Producer};
+use crate::controller::schema_binding::names_schema;
+use crate::controller::{kernel, producer, schema, Context, Error};
+use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::labels::managed_by_selector;
 
 /// Backoff after a failed reconcile.
@@ -43,7 +44,7 @@ fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Cont
     }
 }
 
-/// Runs both controllers for one namespace (`None`: all) until `shutdown` resolves.
+/// Runs the controllers for one namespace (`None`: all) until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Receiver<bool>) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
@@ -70,11 +71,28 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
         }
     });
 
+    let schemas = Controller::new(
+        api::<DeserializeGuard<FdcSchema>>(&client, ns),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(stopped(stop.clone()))
+    .run(
+        schema::reconcile,
+        error_policy(schema::CONTROLLER),
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "fdcschema controller event");
+        }
+    });
+
     let producers = Controller::new(
         api::<DeserializeGuard<Producer>>(&client, ns),
         watcher::Config::default().any_semantic(),
     );
     let store = producers.store();
+    let schema_store = producers.store();
     let producers = producers
         .owns(api::<Secret>(&client, ns), owned)
         // A kernel change (e.g. a key rotation shown in its status) re-issues its producers' tokens.
@@ -97,6 +115,22 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
                     .collect::<Vec<_>>()
             },
         )
+        // A schema version added (or deprecated) re-binds the producers that name it.
+        .watches(
+            api::<DeserializeGuard<FdcSchema>>(&client, ns),
+            watcher::Config::default(),
+            move |schema| {
+                let Ok(schema) = &schema.0 else {
+                    return Vec::new();
+                };
+                schema_store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.0.as_ref().is_ok_and(|p| names_schema(p, schema)))
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(stopped(stop))
         .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
         .for_each(|r| async move {
@@ -105,7 +139,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
             }
         });
 
-    futures::join!(kernels, producers);
+    futures::join!(kernels, schemas, producers);
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -6,7 +6,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-/// Condition types used on both kinds.
+/// Condition types of the fdc kinds.
 pub mod types {
     pub const READY: &str = "Ready";
     pub const PROGRESSING: &str = "Progressing";
@@ -15,6 +15,14 @@ pub mod types {
     pub const PAUSED: &str = "Paused";
     /// Producer with `spec.publicKey`: the key is approved at the kernel.
     pub const KEY_APPROVED: &str = "KeyApproved";
+    /// Producer with `spec.schema` (or one that had it): its binding at the kernel.
+    pub const SCHEMA_BOUND: &str = "SchemaBound";
+    /// FdcSchema: the kernel's registry holds this version.
+    pub const ACCEPTED: &str = "Accepted";
+    /// FdcSchema: deprecated at the kernel.
+    pub const DEPRECATED: &str = "Deprecated";
+    /// FdcSchema: its deletion waits for the producers bound to it.
+    pub const IN_USE: &str = "InUse";
 }
 
 /// A condition for `generation`, stamped `now`.

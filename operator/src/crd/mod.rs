@@ -3,6 +3,7 @@
 pub mod condition;
 pub mod kernel;
 pub mod producer;
+pub mod schema;
 
 #[cfg(test)]
 mod tests;
@@ -12,10 +13,11 @@ use kube::CustomResourceExt;
 
 pub use kernel::{FdcKernel, FdcKernelSpec, FdcKernelStatus};
 pub use producer::{Producer, ProducerSpec, ProducerStatus};
+pub use schema::{FdcSchema, FdcSchemaSpec, FdcSchemaStatus};
 
 /// Every CRD this operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![FdcKernel::crd(), Producer::crd()]
+    vec![FdcKernel::crd(), Producer::crd(), FdcSchema::crd()]
 }
 
 /// File name under `crds/` for a CRD: `<plural>.<group>.yaml`.

@@ -59,7 +59,11 @@ pub struct ProducerSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("kernelRef is immutable; delete and recreate the Producer"))]
     pub kernel_ref: KernelRef,
 
-    /// Schema name the producer's events follow (the token's `schema` claim).
+    /// Payload schema the producer's data entries must follow, as `name@range`: a name of
+    /// the kernel's schema registry (an FdcSchema) and a semver range (`orders@^1.2`,
+    /// `orders@1.2.0` exact; `orders` alone: the newest version). The operator binds the
+    /// producer to it at the kernel (condition `SchemaBound`); it is also the token's
+    /// `schema` claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 200))]
     pub schema: Option<String>,
@@ -91,7 +95,7 @@ pub struct KernelRef {
     /// Name of the FdcKernel.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
-    /// Its namespace; the Producer's own when unset.
+    /// Its namespace; the referring resource's own when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
 }

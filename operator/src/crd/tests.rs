@@ -4,7 +4,7 @@ use kube::core::cel::Validator;
 use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
-use crate::crd::{crds, FdcKernel, Producer};
+use crate::crd::{crds, FdcKernel, FdcSchema, Producer};
 
 fn schema<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
@@ -60,7 +60,14 @@ fn crds_have_names_subresources_and_printer_columns() {
         .iter()
         .map(|c| c.metadata.name.clone().unwrap())
         .collect();
-    assert_eq!(names, vec!["fdckernels.fdc.dev", "producers.fdc.dev"]);
+    assert_eq!(
+        names,
+        vec![
+            "fdckernels.fdc.dev",
+            "producers.fdc.dev",
+            "fdcschemas.fdc.dev"
+        ]
+    );
 
     let k = &FdcKernel::crd().spec.versions[0];
     let scale = k.subresources.as_ref().unwrap().scale.as_ref().unwrap();
@@ -126,7 +133,11 @@ fn crds_have_names_subresources_and_printer_columns() {
 
 #[test]
 fn conditions_merge_by_type_under_server_side_apply() {
-    for s in [schema::<FdcKernel>(), schema::<Producer>()] {
+    for s in [
+        schema::<FdcKernel>(),
+        schema::<Producer>(),
+        schema::<FdcSchema>(),
+    ] {
         let conditions = &s["properties"]["status"]["properties"]["conditions"];
         assert_eq!(conditions["x-kubernetes-list-type"], "map", "{conditions}");
         assert_eq!(conditions["x-kubernetes-list-map-keys"], json!(["type"]));
@@ -315,4 +326,95 @@ fn committed_crds_match_the_code() {
             );
         }
     }
+}
+
+fn fdc_schema_obj(spec: Value) -> Value {
+    json!({"apiVersion": "fdc.dev/v1alpha1", "kind": "FdcSchema", "metadata": {"name": "orders"}, "spec": spec})
+}
+
+#[test]
+fn fdc_schema_columns_and_body() {
+    let v = &FdcSchema::crd().spec.versions[0];
+    let cols: Vec<_> = v
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| (c.name.as_str(), c.json_path.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        vec![
+            ("Schema", ".status.schemaName"),
+            ("Version", ".spec.version"),
+            (
+                "Accepted",
+                ".status.conditions[?(@.type==\"Accepted\")].status"
+            ),
+            ("Deprecated", ".spec.deprecated"),
+            ("In Use", ".status.conditions[?(@.type==\"InUse\")].status"),
+            (
+                "Reason",
+                ".status.conditions[?(@.type==\"Accepted\")].reason"
+            ),
+            ("Age", ".metadata.creationTimestamp"),
+        ]
+    );
+    assert_eq!(
+        FdcSchema::crd().spec.names.short_names,
+        Some(vec!["fdcs".to_string()])
+    );
+    let spec = &schema::<FdcSchema>()["properties"]["spec"];
+    let body = &spec["properties"]["body"];
+    assert_eq!(body["type"], "object");
+    assert_eq!(body["x-kubernetes-preserve-unknown-fields"], true);
+    assert_eq!(
+        spec["properties"]["version"]["pattern"],
+        crate::crd::schema::SEMVER_PATTERN
+    );
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required, vec!["body", "kernelRef", "version"]);
+}
+
+#[test]
+fn fdc_schema_name_version_and_kernel_are_immutable() {
+    let spec = json!({"kernelRef": {"name": "k"}, "version": "1.2.0", "body": {"type": "object"}});
+    let old = fdc_schema_obj(spec.clone());
+    assert!(cel_errors::<FdcSchema>(&old, None).is_empty());
+    // The body and the deprecation may change (the kernel judges the body).
+    let mut changed = spec.clone();
+    changed["body"] = json!({"type": "array"});
+    changed["deprecated"] = json!(true);
+    assert!(cel_errors::<FdcSchema>(&fdc_schema_obj(changed), Some(&old)).is_empty());
+
+    let mut changed = spec.clone();
+    changed["version"] = json!("1.3.0");
+    assert_eq!(
+        cel_errors::<FdcSchema>(&fdc_schema_obj(changed), Some(&old)),
+        vec!["version is immutable: versions never change once added; create another FdcSchema for the new version"]
+    );
+    let mut changed = spec.clone();
+    changed["name"] = json!("orders");
+    let name_message = "name is immutable: a schema version is name@version; create another FdcSchema for another name";
+    assert_eq!(
+        cel_errors::<FdcSchema>(&fdc_schema_obj(changed.clone()), Some(&old)),
+        vec![name_message]
+    );
+    let named = fdc_schema_obj(changed.clone());
+    changed["name"] = json!("payments");
+    assert_eq!(
+        cel_errors::<FdcSchema>(&fdc_schema_obj(changed), Some(&named)),
+        vec![name_message]
+    );
+    let mut changed = spec;
+    changed["kernelRef"] = json!({"name": "other"});
+    assert_eq!(
+        cel_errors::<FdcSchema>(&fdc_schema_obj(changed), Some(&old)),
+        vec!["kernelRef is immutable; delete and recreate the FdcSchema"]
+    );
 }

@@ -28,6 +28,8 @@ pub struct AdminState {
     pub issuer: Option<Arc<TokenIssuer>>,
     pub default_token_ttl: Duration,
     pub metrics: AuthMetrics,
+    /// `ingest.schemas`: streams bound to a schema in config, which keep it in use.
+    pub stream_schemas: std::collections::BTreeMap<String, String>,
     /// SHA-256 of the admin token: comparing fixed-size digests in constant time hides even
     /// the token's length, and the token itself is not kept in memory.
     admin_token_digest: [u8; 32],
@@ -46,6 +48,7 @@ impl AdminState {
             issuer,
             default_token_ttl,
             metrics,
+            stream_schemas: Default::default(),
             admin_token_digest: Sha256::digest(admin_token.as_bytes()).into(),
         }
     }
@@ -84,6 +87,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route(contract::PRODUCER_KEYS_ROUTE, post(preapprove_key))
         .route("/v1/keys/{fingerprint}/revoke", post(revoke_key))
         .route("/v1/decisions", get(list_decisions))
+        .merge(super::schemas::routes())
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)
 }
@@ -129,7 +133,8 @@ impl IntoResponse for AdminError {
         let status = match &self {
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) | AdminError::ConflictDetail(_) => StatusCode::CONFLICT,
-            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::BadRequest(_) | AdminError::BadRequestDetail(_) => StatusCode::BAD_REQUEST,
+            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::NoSigningKey => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Db(_) | AdminError::Token(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -107,11 +107,7 @@ pub async fn preapprove(
         .await?;
 
     let producer_created = sqlx::query(
-        "INSERT INTO producers (producer_id, name, schema_id, created_at)
-         VALUES ($1, $2,
-           (SELECT schema_id FROM schemas WHERE schema_id::text = $3 OR name = $3
-             ORDER BY created_at DESC LIMIT 1),
-           now())
+        "INSERT INTO producers (producer_id, name, schema_binding, created_at)         VALUES ($1, $2, fdc_schema_binding($3), now())
          ON CONFLICT (producer_id) DO NOTHING",
     )
     .bind(producer_id)

@@ -22,6 +22,11 @@ pub enum AdminError {
     ConflictDetail(String),
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// A bad request whose message comes from a checker (a schema compiler, a binding parser).
+    #[error("bad request: {0}")]
+    BadRequestDetail(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
     #[error("this kernel has no auth.signing_key and cannot issue tokens")]
     NoSigningKey,
     #[error("postgres error: {0}")]
@@ -155,11 +160,7 @@ pub async fn approve(
         None => {
             let id = Uuid::now_v7();
             sqlx::query(
-                "INSERT INTO producers (producer_id, name, schema_id, created_at)
-                 VALUES ($1, $2,
-                   (SELECT schema_id FROM schemas WHERE schema_id::text = $3 OR name = $3
-                     ORDER BY created_at DESC LIMIT 1),
-                   now())",
+                "INSERT INTO producers (producer_id, name, schema_binding, created_at)                 VALUES ($1, $2, fdc_schema_binding($3), now())",
             )
             .bind(id)
             .bind(&reg.name)
@@ -333,9 +334,7 @@ pub async fn issue_token(
     let issuer = issuer.ok_or(AdminError::NoSigningKey)?;
     let mut tx = pool.begin().await?;
     let row: Option<(String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT p.name, s.name, p.revoked_at IS NOT NULL
-           FROM producers p LEFT JOIN schemas s ON s.schema_id = p.schema_id
-          WHERE p.producer_id = $1",
+        "SELECT name, schema_binding, revoked_at IS NOT NULL FROM producers WHERE producer_id = $1",
     )
     .bind(producer_id)
     .fetch_optional(&mut *tx)

@@ -17,9 +17,9 @@ use super::reply::{Reply, SealedGrant, Status};
 use super::request::{self, Invalid, RequestLimits};
 use super::store::{self, Decision, IssuePolicy, Outcome, StoreError};
 use super::{seal, stream};
-use crate::auth::config::AuthConfig;
 use crate::auth::metrics::AuthMetrics;
 use crate::entry::{Entry, Flaw, FlawReason};
+use fdc_common::config::auth::AuthConfig;
 use fdc_common::token::TokenIssuer;
 
 const BLOCK: Duration = Duration::from_millis(500);

@@ -111,30 +111,20 @@ where
             .fetch_optional(&mut *tx)
             .await?;
     let decision = match key {
-        None => {
-            if let Some(refused) = new_key_refused(&mut tx, policy).await? {
-                let reply = reply_for(Decision::Denied(refused))?;
-                // No key row: the key may ask again once there is room.
+        // No key row is written: the key may ask again once there is room.
+        None => match new_key_refused(&mut tx, policy).await? {
+            Some(refused) => Decision::Denied(refused),
+            None => {
                 sqlx::query(
-                    "UPDATE auth_nonces SET reply = $3 WHERE fingerprint = $1 AND nonce = $2",
+                    "INSERT INTO producer_keys (fingerprint, public_key, status) VALUES ($1, $2, 'pending')",
                 )
                 .bind(&req.fingerprint)
-                .bind(&req.nonce)
-                .bind(reply.to_json())
+                .bind(req.public_key.as_bytes().as_slice())
                 .execute(&mut *tx)
                 .await?;
-                tx.commit().await?;
-                return Ok(Outcome::Decided(reply));
+                pending(&mut tx, req).await?
             }
-            sqlx::query(
-                "INSERT INTO producer_keys (fingerprint, public_key, status) VALUES ($1, $2, 'pending')",
-            )
-            .bind(&req.fingerprint)
-            .bind(req.public_key.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
-            pending(&mut tx, req).await?
-        }
+        },
         Some((status, _)) if status == "pending" => pending(&mut tx, req).await?,
         Some((status, Some(producer_id))) if status == "approved" => {
             approved(&mut tx, req, producer_id, policy).await?

@@ -41,93 +41,84 @@ pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, Strin
 }
 
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
-    let db = env.start_run(setup.label).await?;
-    let result = measure(env, &db, w1, setup).await;
-    env.finish_run(db).await?;
-    result
-}
-
-async fn measure(
-    env: &BenchEnv,
-    db: &RunDb,
-    w1: W1,
-    setup: &DrainSetup<'_>,
-) -> Result<Sample, BenchError> {
-    let conn = env.redis();
-    preload(&conn, w1, setup.entries).await?;
-    env.checkpoint().await?;
-    let observer = StreamClient::new(
-        &env.redis.url(),
-        GROUP,
-        "bench-observer",
-        Duration::from_secs(1),
-    )
-    .map_err(|e| BenchError::Kernel(e.to_string()))?;
-    let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
-
-    let meter = env.meter().await?;
-    let mut kernels = Vec::with_capacity(setup.replicas);
-    for i in 0..setup.replicas {
-        kernels.push(KernelProcess::spawn(
-            setup.kernel_bin,
+    env.in_run(setup.label, async |db| {
+        let conn = env.redis();
+        preload(&conn, w1, setup.entries).await?;
+        env.checkpoint().await?;
+        let observer = StreamClient::new(
             &env.redis.url(),
-            &db.url,
-            &format!("bench-{}-{i}", setup.label),
-            &setup.extra_env,
-            Some(logs.path()),
-        )?);
-    }
-    let started = Instant::now();
-    let deadline = started + setup.timeout;
-    let mut ready = vec![false; kernels.len()];
-    loop {
-        let info = observer
-            .group_info(STREAM)
-            .await
-            .map_err(|e| BenchError::Kernel(e.to_string()))?;
-        if info.pending == 0 && info.lag == Some(0) {
-            break;
+            GROUP,
+            "bench-observer",
+            Duration::from_secs(1),
+        )
+        .map_err(|e| BenchError::Kernel(e.to_string()))?;
+        let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
+
+        let meter = env.meter().await?;
+        let mut kernels = Vec::with_capacity(setup.replicas);
+        for i in 0..setup.replicas {
+            kernels.push(KernelProcess::spawn(
+                setup.kernel_bin,
+                &env.redis.url(),
+                &db.url,
+                &format!("bench-{}-{i}", setup.label),
+                &setup.extra_env,
+                Some(logs.path()),
+            )?);
         }
-        for (kernel, ready) in kernels.iter_mut().zip(ready.iter_mut()) {
-            kernel.check_alive()?;
-            if !*ready {
-                *ready = kernel.is_ready().await;
-                if !*ready && started.elapsed() >= READY_TIMEOUT {
-                    return Err(kernel.not_ready(READY_TIMEOUT).into());
+        let started = Instant::now();
+        let deadline = started + setup.timeout;
+        let mut ready = vec![false; kernels.len()];
+        loop {
+            let info = observer
+                .group_info(STREAM)
+                .await
+                .map_err(|e| BenchError::Kernel(e.to_string()))?;
+            if info.pending == 0 && info.lag == Some(0) {
+                break;
+            }
+            for (kernel, ready) in kernels.iter_mut().zip(ready.iter_mut()) {
+                kernel.check_alive()?;
+                if !*ready {
+                    *ready = kernel.is_ready().await;
+                    if !*ready && started.elapsed() >= READY_TIMEOUT {
+                        return Err(kernel.not_ready(READY_TIMEOUT).into());
+                    }
                 }
             }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout(format!(
+                    "drain not finished after {:?}: pending {}, lag {:?}",
+                    setup.timeout, info.pending, info.lag
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if Instant::now() >= deadline {
-            return Err(BenchError::Timeout(format!(
-                "drain not finished after {:?}: pending {}, lag {:?}",
-                setup.timeout, info.pending, info.lag
-            )));
+        let seconds = meter.started.elapsed().as_secs_f64();
+        let mut kernel_cpu = 0.0;
+        let mut peak_rss_kib = 0;
+        let mut stored_by = Vec::new();
+        let mut duplicates = 0.0;
+        for kernel in &kernels {
+            kernel_cpu += procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
+            peak_rss_kib = peak_rss_kib.max(procfs::peak_rss_kib(kernel.pid()));
+            stored_by.push(kernel.metric("kernel_events_stored_total").await as u64);
+            duplicates += kernel.metric("kernel_events_duplicate_total").await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let seconds = meter.started.elapsed().as_secs_f64();
-    let mut kernel_cpu = 0.0;
-    let mut peak_rss_kib = 0;
-    let mut stored_by = Vec::new();
-    let mut duplicates = 0.0;
-    for kernel in &kernels {
-        kernel_cpu += procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
-        peak_rss_kib = peak_rss_kib.max(procfs::peak_rss_kib(kernel.pid()));
-        stored_by.push(kernel.metric("kernel_events_stored_total").await as u64);
-        duplicates += kernel.metric("kernel_events_duplicate_total").await;
-    }
-    let server = env.read_meter(&meter).await?;
-    for kernel in kernels {
-        kernel.stop(Duration::from_secs(30))?;
-    }
-    verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
+        let server = env.read_meter(&meter).await?;
+        for kernel in kernels {
+            kernel.stop(Duration::from_secs(30))?;
+        }
+        verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
 
-    let mut sample = Sample::new(w1.events, seconds, server);
-    sample.kernel_cpu_seconds = Some(kernel_cpu);
-    sample.peak_rss_mib = Some(peak_rss_kib as f64 / 1024.0);
-    sample.stored_by_replica = stored_by;
-    sample.duplicates = Some(duplicates as u64);
-    Ok(sample)
+        let mut sample = Sample::new(w1.events, seconds, server);
+        sample.kernel_cpu_seconds = Some(kernel_cpu);
+        sample.peak_rss_mib = Some(peak_rss_kib as f64 / 1024.0);
+        sample.stored_by_replica = stored_by;
+        sample.duplicates = Some(duplicates as u64);
+        Ok(sample)
+    })
+    .await
 }
 
 /// XADDs the whole workload, pipelined; the kernel is not running yet.

@@ -89,6 +89,19 @@ impl BenchEnv {
         Ok(())
     }
 
+    /// Runs `measure` on a run database of its own ([`start_run`](Self::start_run)), then drops
+    /// the database whatever `measure` returned.
+    pub async fn in_run<T>(
+        &self,
+        label: &str,
+        measure: impl AsyncFnOnce(&RunDb) -> Result<T, BenchError>,
+    ) -> Result<T, BenchError> {
+        let db = self.start_run(label).await?;
+        let result = measure(&db).await;
+        self.finish_run(db).await?;
+        result
+    }
+
     /// Writes dirty pages out now, so a run does not pay for the previous run's checkpoint.
     pub async fn checkpoint(&self) -> Result<(), BenchError> {
         sqlx::query("CHECKPOINT").execute(&self.admin).await?;

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::drain::{GROUP, STREAM};
-use super::env::{BenchEnv, RunDb};
+use super::env::BenchEnv;
 use super::procfs;
 use super::workload::{data_json, W1};
 use super::BenchError;
@@ -58,85 +58,73 @@ pub async fn run(
     duration: Duration,
     seed: u64,
 ) -> Result<LatencySample, BenchError> {
-    let db = env.start_run("latency").await?;
-    let result = measure(env, &db, kernel_bin, kernel_env, rate, duration, seed).await;
-    env.finish_run(db).await?;
-    result
-}
+    env.in_run("latency", async |db| {
+        let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
+        let mut kernel = KernelProcess::spawn(
+            kernel_bin,
+            &env.redis.url(),
+            &db.url,
+            "bench-latency",
+            kernel_env,
+            Some(logs.path()),
+        )?;
+        kernel.wait_ready(Duration::from_secs(30)).await?;
+        let cpu_before = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
 
-async fn measure(
-    env: &BenchEnv,
-    db: &RunDb,
-    kernel_bin: &Path,
-    kernel_env: &[(String, String)],
-    rate: f64,
-    duration: Duration,
-    seed: u64,
-) -> Result<LatencySample, BenchError> {
-    let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
-    let mut kernel = KernelProcess::spawn(
-        kernel_bin,
-        &env.redis.url(),
-        &db.url,
-        "bench-latency",
-        kernel_env,
-        Some(logs.path()),
-    )?;
-    kernel.wait_ready(Duration::from_secs(30)).await?;
-    let cpu_before = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
+        let (sent_tx, sent_rx) = mpsc::unbounded_channel();
+        let observer = tokio::spawn(observe(env.redis(), sent_rx));
+        let started = Instant::now();
+        let events = produce(env.redis(), rate, duration, seed, sent_tx).await?;
+        let produced_in = started.elapsed().as_secs_f64();
+        let mut acked = tokio::time::timeout(duration + Duration::from_secs(60), observer)
+            .await
+            .map_err(|_| BenchError::Timeout("acknowledgement of the paced events".into()))?
+            .map_err(|e| BenchError::Kernel(format!("observer failed: {e}")))??;
+        let cpu = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0) - cpu_before;
+        let elapsed = started.elapsed().as_secs_f64();
+        let metrics = kernel.metrics().await;
+        let peak_rss_mib = procfs::peak_rss_kib(kernel.pid()) as f64 / 1024.0;
+        kernel.stop(Duration::from_secs(30))?;
 
-    let (sent_tx, sent_rx) = mpsc::unbounded_channel();
-    let observer = tokio::spawn(observe(env.redis(), sent_rx));
-    let started = Instant::now();
-    let events = produce(env.redis(), rate, duration, seed, sent_tx).await?;
-    let produced_in = started.elapsed().as_secs_f64();
-    let mut acked = tokio::time::timeout(duration + Duration::from_secs(60), observer)
-        .await
-        .map_err(|_| BenchError::Timeout("acknowledgement of the paced events".into()))?
-        .map_err(|e| BenchError::Kernel(format!("observer failed: {e}")))??;
-    let cpu = procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0) - cpu_before;
-    let elapsed = started.elapsed().as_secs_f64();
-    let metrics = kernel.metrics().await;
-    let peak_rss_mib = procfs::peak_rss_kib(kernel.pid()) as f64 / 1024.0;
-    kernel.stop(Duration::from_secs(30))?;
-
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(&db.pool)
-        .await?;
-    if stored != events as i64 || acked.len() != events {
-        return Err(BenchError::Check(format!(
-            "latency run sent {events}, stored {stored}, saw {} acknowledged",
-            acked.len()
-        )));
-    }
-    acked.sort_by(f64::total_cmp);
-    let buckets = histogram(&metrics, "kernel_commit_latency_seconds");
-    let batch = histogram(&metrics, "kernel_pg_batch_seconds");
-    let mean = |name: &str| {
-        let sum = metric_value(&metrics, &format!("{name}_sum")).unwrap_or(0.0);
-        let count = metric_value(&metrics, &format!("{name}_count")).unwrap_or(0.0);
-        if count > 0.0 {
-            sum / count
-        } else {
-            0.0
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&db.pool)
+            .await?;
+        if stored != events as i64 || acked.len() != events {
+            return Err(BenchError::Check(format!(
+                "latency run sent {events}, stored {stored}, saw {} acknowledged",
+                acked.len()
+            )));
         }
-    };
-    Ok(LatencySample {
-        offered_per_s: rate,
-        achieved_per_s: events as f64 / produced_in,
-        events,
-        ack_p50_ms: quantile_sorted(&acked, 0.50) * 1e3,
-        ack_p99_ms: quantile_sorted(&acked, 0.99) * 1e3,
-        ack_max_ms: acked.last().copied().unwrap_or(0.0) * 1e3,
-        hist_p50_ms: histogram_quantile(&buckets, 0.50) * 1e3,
-        hist_p99_ms: histogram_quantile(&buckets, 0.99) * 1e3,
-        hist_within_100ms: share_within(&buckets, 0.1),
-        kernel_cpu_percent: 100.0 * cpu / elapsed,
-        peak_rss_mib,
-        batch_mean_events: mean("kernel_pg_batch_size"),
-        pg_batch_mean_ms: mean("kernel_pg_batch_seconds") * 1e3,
-        pg_batch_p99_ms: histogram_quantile(&batch, 0.99) * 1e3,
+        acked.sort_by(f64::total_cmp);
+        let buckets = histogram(&metrics, "kernel_commit_latency_seconds");
+        let batch = histogram(&metrics, "kernel_pg_batch_seconds");
+        let mean = |name: &str| {
+            let sum = metric_value(&metrics, &format!("{name}_sum")).unwrap_or(0.0);
+            let count = metric_value(&metrics, &format!("{name}_count")).unwrap_or(0.0);
+            if count > 0.0 {
+                sum / count
+            } else {
+                0.0
+            }
+        };
+        Ok(LatencySample {
+            offered_per_s: rate,
+            achieved_per_s: events as f64 / produced_in,
+            events,
+            ack_p50_ms: quantile_sorted(&acked, 0.50) * 1e3,
+            ack_p99_ms: quantile_sorted(&acked, 0.99) * 1e3,
+            ack_max_ms: acked.last().copied().unwrap_or(0.0) * 1e3,
+            hist_p50_ms: histogram_quantile(&buckets, 0.50) * 1e3,
+            hist_p99_ms: histogram_quantile(&buckets, 0.99) * 1e3,
+            hist_within_100ms: share_within(&buckets, 0.1),
+            kernel_cpu_percent: 100.0 * cpu / elapsed,
+            peak_rss_mib,
+            batch_mean_events: mean("kernel_pg_batch_size"),
+            pg_batch_mean_ms: mean("kernel_pg_batch_seconds") * 1e3,
+            pg_batch_p99_ms: histogram_quantile(&batch, 0.99) * 1e3,
+        })
     })
+    .await
 }
 
 /// Publishes `rate` events per second for `duration`, in 10 ms ticks; reports each entry's

@@ -13,12 +13,15 @@
 use crate::protocol::{EntriesByRef, Entry, Event};
 
 mod v1;
+mod v2;
 
-/// The version this build writes.
-pub const CURRENT_VERSION: u64 = 1;
+/// The newest version this build writes: for batches with a schema-validated event. A batch
+/// without one is written as version 1, so a kernel that predates version 2 still replays it
+/// after a rollback.
+pub const CURRENT_VERSION: u64 = 2;
 /// Every version this build reads. Never drop a version from this list while
 /// a kernel that wrote it may have left records in a spill directory.
-pub const KNOWN_VERSIONS: &[u64] = &[1];
+pub const KNOWN_VERSIONS: &[u64] = &[1, 2];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchCodecError {
@@ -56,9 +59,14 @@ struct VersionOnly {
 }
 
 /// Serializes `events` with the fields of their entries (looked up in
-/// `entries`) as a record of [`CURRENT_VERSION`].
+/// `entries`): version 1 when no event has a schema id, else [`CURRENT_VERSION`].
 pub fn encode_batch(events: &[Event], entries: &EntriesByRef) -> Result<Vec<u8>, BatchCodecError> {
-    v1::encode(events, entries).map_err(BatchCodecError::Encode)
+    if events.iter().all(|e| e.schema_id.is_none()) {
+        v1::encode(events, entries)
+    } else {
+        v2::encode(events, entries)
+    }
+    .map_err(BatchCodecError::Encode)
 }
 
 /// Decodes a record of any version in [`KNOWN_VERSIONS`]. Never guesses: a
@@ -68,6 +76,7 @@ pub fn decode_batch(bytes: &[u8]) -> Result<SpilledBatch, BatchCodecError> {
     let malformed = |source| BatchCodecError::Malformed { version: v, source };
     match v {
         1 => v1::decode(bytes).map_err(malformed),
+        2 => v2::decode(bytes).map_err(malformed),
         other => Err(BatchCodecError::UnknownVersion(other)),
     }
 }
@@ -111,6 +120,7 @@ mod tests {
                 id: format!("1-{i}"),
             },
             producer_id: (i % 2 == 1).then(Uuid::now_v7),
+            schema_id: (i == 1).then(Uuid::now_v7),
         }
     }
 
@@ -140,6 +150,20 @@ mod tests {
         let back = decode_batch(&bytes).unwrap();
         assert_eq!(back.events, events);
         assert_eq!(back.entries.len(), 2);
+        let without_schema: Vec<Event> = events
+            .iter()
+            .map(|e| Event {
+                schema_id: None,
+                ..e.clone()
+            })
+            .collect();
+        let v1 = encode_batch(&without_schema, &entries).unwrap();
+        let probe: VersionOnly = serde_json::from_slice(&v1).unwrap();
+        assert_eq!(
+            probe.v, 1,
+            "a batch without schema ids stays readable by older kernels"
+        );
+        assert_eq!(decode_batch(&v1).unwrap().events, without_schema);
         let e0 = &back.entries[&events[0].source];
         assert_eq!(
             e0.fields.as_deref().unwrap(),
@@ -156,6 +180,7 @@ mod tests {
         for &v in KNOWN_VERSIONS {
             let golden = match v {
                 1 => v1::tests::GOLDEN,
+                2 => v2::tests::GOLDEN,
                 other => panic!("version {other} has no golden record; add one"),
             };
             let batch = decode_batch(golden.as_bytes()).unwrap();
@@ -166,11 +191,11 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_garbage_are_errors_not_guesses() {
-        // A future version, even one that looks like version 1 otherwise.
-        let future = v1::tests::GOLDEN.replacen(r#""v":1"#, r#""v":2"#, 1);
+        // A future version, even one that looks like version 2 otherwise.
+        let future = v2::tests::GOLDEN.replacen(r#""v":2"#, r#""v":3"#, 1);
         assert!(matches!(
             decode_batch(future.as_bytes()),
-            Err(BatchCodecError::UnknownVersion(2))
+            Err(BatchCodecError::UnknownVersion(3))
         ));
         assert!(matches!(
             decode_batch(br#"{"v":4294967296,"events":[]}"#),

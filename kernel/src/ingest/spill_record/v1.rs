@@ -51,13 +51,13 @@ struct EventV1 {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SourceV1 {
-    stream: String,
-    id: String,
+pub(super) struct SourceV1 {
+    pub stream: String,
+    pub id: String,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Field(String, #[serde(with = "b64")] Vec<u8>);
+pub(super) struct Field(pub String, #[serde(with = "b64")] pub Vec<u8>);
 
 mod b64 {
     use super::*;
@@ -75,7 +75,9 @@ mod b64 {
 impl From<&Event> for EventV1 {
     fn from(e: &Event) -> Self {
         // Destructured on purpose: a new `Event` field fails to compile here,
-        // and whoever adds it decides whether the spill needs a version 2.
+        // and whoever adds it decides whether the spill needs a new version.
+        // `schema_id` did: version 1 is written only for batches where every
+        // event has none (`encode_batch`), version 2 otherwise.
         let Event {
             id,
             ts_ns,
@@ -84,6 +86,7 @@ impl From<&Event> for EventV1 {
             payload,
             source,
             producer_id,
+            schema_id: _,
         } = e;
         EventV1 {
             id: *id,
@@ -113,6 +116,7 @@ impl From<EventV1> for Event {
                 id: e.source.id,
             },
             producer_id: e.producer_id,
+            schema_id: None,
         }
     }
 }
@@ -182,6 +186,7 @@ pub(super) mod tests {
                     id: "1700000000000-0".into(),
                 },
                 producer_id: None,
+                schema_id: None,
             },
             Event {
                 id: uuid("0190b6a2-7c1e-7000-8000-000000000002"),
@@ -194,6 +199,7 @@ pub(super) mod tests {
                     id: "1700000000000-1".into(),
                 },
                 producer_id: Some(uuid("0190b6a2-7c1e-7000-8000-0000000000ff")),
+                schema_id: None,
             },
         ]
     }

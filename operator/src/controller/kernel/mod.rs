@@ -22,7 +22,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
@@ -71,20 +70,8 @@ async fn reconcile_guarded(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
-    let kernel = match &obj.0 {
-        Ok(k) => k,
-        Err(invalid) => {
-            let reference = obj.object_ref(&());
-            ctx.event(
-                &reference,
-                EventType::Warning,
-                "InvalidSpec",
-                "Reconcile",
-                format!("cannot read FdcKernel: {}", invalid.error),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let Some(kernel) = ctx.readable(&obj).await else {
+        return Ok(Action::await_change());
     };
     reconcile_kernel(kernel, &ctx).await
 }

@@ -4,17 +4,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use uuid::Uuid;
 
-use crate::builders::issuer_keys;
-use crate::controller::fetch::read;
-use crate::controller::Context;
+use crate::controller::{admin, Context};
 use crate::crd::FdcKernel;
-use crate::labels::names;
 
 /// How often a producer's last-seen time is read again (the `Last Seen` column shows the age
 /// of the time read, so it is at most this much behind).
@@ -44,25 +39,24 @@ pub async fn read_last_seen(ctx: &Context, kernel: &FdcKernel, producer_id: Uuid
     if !kernel.spec.auth.enabled {
         return LastSeen::Unknown;
     }
-    let ns = kernel.namespace().unwrap_or_default();
-    let secret = match read::<Secret>(ctx, &ns, &names::admin_secret(&kernel.name_any())).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => return LastSeen::Unknown,
+    let access = match admin::access(ctx, kernel, "to read when the producer was last seen").await {
+        Ok(Ok(access)) => access,
+        Ok(Err(unavailable)) => {
+            tracing::debug!(
+                reason = unavailable.reason,
+                "no last-seen time: {}",
+                unavailable.message
+            );
+            return LastSeen::Unknown;
+        }
         Err(e) => {
-            tracing::debug!(error = %e, "cannot read the admin token for the last-seen time");
+            tracing::debug!(error = %e, "no last-seen time");
             return LastSeen::Unknown;
         }
     };
-    let Ok(token) = issuer_keys::admin_token_from_secret(&secret) else {
-        return LastSeen::Unknown;
-    };
-    let pod_ip = match ctx.admin_pod_ip(kernel).await {
-        Ok(Ok(ip)) => ip,
-        _ => return LastSeen::Unknown,
-    };
     match ctx
         .kernel_api
-        .producer_last_seen(kernel, pod_ip.as_deref(), &token, producer_id)
+        .producer_last_seen(kernel, access.pod_ip.as_deref(), &access.token, producer_id)
         .await
     {
         Ok(Some(at)) => LastSeen::Seen(at),

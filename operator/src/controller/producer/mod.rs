@@ -1,10 +1,11 @@
 //! `Producer` reconciler: credentials Secret, token renewal, approval of an external public
-//! key at the kernel, revocation on delete.
+//! key at the kernel, binding to a payload schema at the kernel, revocation on delete.
 //!
 //! A pass is a pipeline: `fetch::kernel` → `validate` (kernel found, namespace allowed,
 //! stream served) → `fetch::current` (issuer key, stored credentials) →
 //! `validate::issuer_keys` → `build` (pure: key pair, token reused or issued, the Secret) →
-//! apply (approve `spec.publicKey` at the kernel, announce a new token, apply the Secret
+//! apply (approve `spec.publicKey` at the kernel, bind `spec.schema` there, announce a new
+//! token, apply the Secret
 //! through the [`Applier`]) → `status`, written once from how the pass ended. The finalizer's
 //! cleanup (revocation) is a separate path.
 
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 use crate::builders::issuer_keys;
 use crate::controller::key_approval::{self, Outcome};
+use crate::controller::schema_binding;
 use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
@@ -60,20 +62,10 @@ async fn reconcile_guarded(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
-    let producer = match &obj.0 {
-        Ok(p) => Arc::new(p.clone()),
-        Err(invalid) => {
-            ctx.event(
-                &obj.object_ref(&()),
-                EventType::Warning,
-                "InvalidSpec",
-                "Reconcile",
-                format!("cannot read Producer: {}", invalid.error),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let Some(producer) = ctx.readable(&obj).await else {
+        return Ok(Action::await_change());
     };
+    let producer = Arc::new(producer.clone());
     let api: Api<Producer> = Api::namespaced(
         ctx.client.clone(),
         &producer.namespace().unwrap_or_default(),
@@ -180,6 +172,8 @@ async fn run_pass(
             }
         }
     }
+    // The schema binding (or unbinding); a failed one does not hold back the credentials.
+    let schema = schema_binding::bind(ctx, producer, &valid.kernel, id, now).await?;
     let applier = Applier::new(ctx, producer);
     for note in &desired.announce {
         applier.announce(note).await;
@@ -193,16 +187,22 @@ async fn run_pass(
     let renew = renew_at(expires_at, valid.ttl);
     let reading_holds = status::expires_in(expires_at, now).1;
     let wait = renew.duration_since(now).unsigned_abs();
-    let next = if renew > now {
+    let mut next = if renew > now {
         wait.min(reading_holds).min(last_seen::REFRESH)
     } else {
         MIN_RENEW_DELAY
     };
+    if let Some(retry) = schema.as_ref().and_then(|b| b.retry) {
+        next = next.min(retry);
+    }
     let report = Report::Issued {
         issued: desired.issued,
         fingerprint: desired.fingerprint,
         renew,
-        key_condition,
+        conditions: key_condition
+            .into_iter()
+            .chain(schema.map(|b| b.condition))
+            .collect(),
         last_seen,
     };
     Ok((report, Action::requeue(next.max(MIN_RENEW_DELAY))))

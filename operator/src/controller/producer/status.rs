@@ -29,13 +29,14 @@ pub enum Report {
         message: String,
         fingerprint: String,
     },
-    /// The credentials Secret holds a token; `key_condition` is the `KeyApproved`
-    /// condition when `spec.publicKey` is set.
+    /// The credentials Secret holds a token; `conditions` are the `KeyApproved` condition
+    /// (when `spec.publicKey` is set) and the `SchemaBound` one (when a schema is bound, or
+    /// its binding failed; none drops it).
     Issued {
         issued: Issued,
         fingerprint: String,
         renew: Timestamp,
-        key_condition: Option<Condition>,
+        conditions: Vec<Condition>,
         /// When the kernel last saw the producer.
         last_seen: LastSeen,
     },
@@ -59,6 +60,12 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
         .conditions
         .iter()
         .filter(|c| producer.spec.public_key.is_some() || c.type_ != types::KEY_APPROVED)
+        // `SchemaBound` only while a schema is (or was, until unbound) bound.
+        .filter(|c| {
+            c.type_ != types::SCHEMA_BOUND
+                || !matches!(report, Report::Issued { conditions, .. }
+                    if conditions.iter().all(|c| c.type_ != types::SCHEMA_BOUND))
+        })
         .cloned()
         .collect();
     status.producer_id = Some(id.to_string());
@@ -102,7 +109,7 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
             issued,
             fingerprint,
             renew,
-            key_condition,
+            conditions: extra,
             last_seen,
         } => {
             status.last_seen_at = last_seen_at(status.last_seen_at.as_ref(), last_seen);
@@ -129,7 +136,7 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
                 ),
                 not_paused,
             ];
-            conditions.extend(key_condition.clone());
+            conditions.extend(extra.iter().cloned());
             conditions
         }
     };

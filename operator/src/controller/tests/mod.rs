@@ -3,4 +3,6 @@
 mod kernel;
 mod producer;
 mod producer_key;
+mod producer_schema;
+mod schema;
 mod span;

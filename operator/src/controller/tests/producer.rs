@@ -133,7 +133,7 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
         .expect("kernel verifier accepts the token");
     assert_eq!(claims.sub.to_string(), PRODUCER_UID);
     assert_eq!(claims.name, "p");
-    assert_eq!(claims.schema.as_deref(), Some("orders-v1"));
+    assert_eq!(claims.schema, None, "no spec.schema, no schema claim");
     assert_eq!(claims.exp - claims.iat, DAY as i64);
     // A generated key pair, whose fingerprint is the one reported.
     let public = decode(data, "public-key.pem");

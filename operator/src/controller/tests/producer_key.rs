@@ -40,7 +40,7 @@ fn expected_call(own: &KeyPair) -> AdminCall {
         body: json!({
             "public_key": own.public_pem,
             "name": "p",
-            "schema": "orders-v1",
+            "schema": null,
             "reason": "Producer apps/p declares this public key (spec.publicKey)",
         }),
     }

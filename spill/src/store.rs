@@ -1,7 +1,7 @@
 //! The spill store: durable append, ordered replay, commit-driven deletion.
 //!
 //! Blocking I/O. Call it from `tokio::task::spawn_blocking`, or use
-//! [`super::SpillHandle`], which does that for you.
+//! [`crate::SpillHandle`], which does that for you.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -9,11 +9,11 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::codec::{self, Frame, ScanEnd, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
-use super::error::{io_err, SpillError};
-use super::files::{self, Entry};
-use super::metrics::SpillMetrics;
-use super::recovery::{self, FileScan};
+use crate::codec::{self, Frame, ScanEnd, MAX_PAYLOAD_LEN, SEGMENT_HEADER_LEN};
+use crate::error::{io_err, SpillError};
+use crate::files::{self, Entry};
+use crate::metrics::SpillMetrics;
+use crate::recovery::{self, FileScan};
 use fdc_common::config::spill::SpillConfig;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;

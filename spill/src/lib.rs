@@ -1,7 +1,9 @@
 //! Crash-safe spill-to-disk store of opaque byte records.
 //!
-//! When Postgres is unavailable the pipeline serializes each batch into one
-//! record and appends it here; the Redis entries are acknowledged only after
+//! The store knows nothing of what a record means: it imports no kernel code
+//! (only the `spill` config section of `fdc_common`). When Postgres is
+//! unavailable the kernel's ingest serializes each batch into one record and
+//! appends it here; the Redis entries are acknowledged only after
 //! `append` returned (the record is durable). A replay task later reads the
 //! records oldest first, commits each to Postgres and then commits it here;
 //! fully committed segments are deleted. See `docs/spill.md` for the format,
@@ -19,8 +21,6 @@ mod recovery;
 mod store;
 
 pub use error::SpillError;
-/// The `spill` config section lives with the rest of the schema in [`fdc_common::config::spill`].
-pub use fdc_common::config::spill::{SpillConfig, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use files::{segment_file_name, segment_path};
 pub use handle::SpillHandle;
 pub use metrics::SpillMetrics;

@@ -4,7 +4,8 @@
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use fdc_kernel::spill::{codec, segment_path, SpillConfig, SpillMetrics, SpillStore};
+use fdc_common::config::spill::SpillConfig;
+use fdc_spill::{codec, segment_path, SpillMetrics, SpillStore};
 use proptest::prelude::*;
 
 fn cfg(dir: &Path) -> SpillConfig {

@@ -1,12 +1,12 @@
-//! How the auth step behaves while Postgres is unavailable: after a failed lookup it stops
-//! asking Postgres for a short, growing pause, so that an outage costs at most one failed
-//! round trip per pause instead of one per batch (each failed attempt waits up to
-//! `postgres.connect_timeout`). Meanwhile producers are decided from their last known state.
+//! How a lookup on the ingest path (auth, schemas) behaves while Postgres is unavailable: after
+//! a failed lookup it stops asking Postgres for a short, growing pause, so that an outage costs
+//! at most one failed round trip per pause instead of one per batch (each failed attempt waits
+//! up to `postgres.connect_timeout`). Meanwhile entries are decided from the last known state.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::retry::{Backoff, Delays};
+use super::{Backoff, Delays};
 
 /// First pause after a failure; doubled per consecutive failure up to [`MAX_PAUSE`].
 const MIN_PAUSE: Duration = Duration::from_millis(500);

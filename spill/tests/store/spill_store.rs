@@ -3,9 +3,8 @@
 use std::fs;
 use std::path::Path;
 
-use fdc_kernel::spill::{
-    codec, segment_path, Record, SpillConfig, SpillError, SpillHandle, SpillMetrics, SpillStore,
-};
+use fdc_common::config::spill::SpillConfig;
+use fdc_spill::{codec, segment_path, Record, SpillError, SpillHandle, SpillMetrics, SpillStore};
 
 const HEADER: u64 = codec::SEGMENT_HEADER_LEN as u64;
 

@@ -1,7 +1,7 @@
 //! Property tests of the spill record codec: round trip, and no truncation or
 //! corruption ever yields a wrong record or a panic.
 
-use fdc_kernel::spill::codec::{self, ScanEnd};
+use fdc_spill::codec::{self, ScanEnd};
 use proptest::prelude::*;
 
 fn encode_all(payloads: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {

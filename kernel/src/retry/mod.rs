@@ -12,6 +12,8 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
+pub mod breaker;
+
 /// What a caller does with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {

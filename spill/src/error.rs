@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::RecordId;
+use crate::RecordId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpillError {

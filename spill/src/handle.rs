@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use fdc_common::config::spill::SpillConfig;
 use tokio::sync::Notify;
 
-use super::{
-    Record, RecordId, RecoveryReport, SpillConfig, SpillError, SpillMetrics, SpillStats, SpillStore,
-};
+use crate::{Record, RecordId, RecoveryReport, SpillError, SpillMetrics, SpillStats, SpillStore};
 
 /// Cheap to clone; all clones share one store.
 #[derive(Clone)]

@@ -7,9 +7,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::codec::{self, Damage, Frame, ScanEnd, SEGMENT_HEADER_LEN};
-use super::error::{io_err, SpillError};
-use super::files;
+use crate::codec::{self, Damage, Frame, ScanEnd, SEGMENT_HEADER_LEN};
+use crate::error::{io_err, SpillError};
+use crate::files;
 
 const HEADER: u64 = SEGMENT_HEADER_LEN as u64;
 

@@ -5,8 +5,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::codec::{self, CURSOR_LEN};
-use super::error::{io_err, SpillError};
+use crate::codec::{self, CURSOR_LEN};
+use crate::error::{io_err, SpillError};
 
 pub const SEGMENT_EXT: &str = ".seg";
 pub const CORRUPT_EXT: &str = ".corrupt";
@@ -118,18 +118,24 @@ pub fn write_quarantine(
     }
     let mut tmp = path.clone().into_os_string();
     tmp.push(TMP_EXT);
-    let tmp = PathBuf::from(tmp);
+    replace_durably(dir, Path::new(&tmp), &path, data)?;
+    Ok(path)
+}
+
+/// Durably puts `data` at `path` in `dir`: write it to `tmp`, fsync it, rename it over `path`,
+/// fsync the directory. After this returns the new content survives a crash; before, the old
+/// content (or none) does.
+fn replace_durably(dir: &Path, tmp: &Path, path: &Path, data: &[u8]) -> Result<(), SpillError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(data).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-    sync_dir(dir)?;
-    Ok(path)
+        .open(tmp)
+        .map_err(io_err("create", tmp))?;
+    f.write_all(data).map_err(io_err("write", tmp))?;
+    f.sync_all().map_err(io_err("fsync", tmp))?;
+    fs::rename(tmp, path).map_err(io_err("rename", path))?;
+    sync_dir(dir)
 }
 
 /// Makes creations, renames and unlinks in `dir` durable.
@@ -165,23 +171,15 @@ pub fn read_cursor(dir: &Path) -> Result<u64, SpillError> {
     }
 }
 
-/// Durably replaces the cursor: write a temp file, fsync it, rename over the
-/// cursor, fsync the directory. After this returns the new value survives a
-/// crash; before, the old value does.
+/// Durably replaces the cursor (through a temp file, see [`replace_durably`]). After this
+/// returns the new value survives a crash; before, the old value does.
 pub fn write_cursor(dir: &Path, next_live: u64) -> Result<(), SpillError> {
-    let tmp = dir.join(CURSOR_TMP_FILE);
-    let path = dir.join(CURSOR_FILE);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(&codec::encode_cursor(next_live))
-        .map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
-    sync_dir(dir)
+    replace_durably(
+        dir,
+        &dir.join(CURSOR_TMP_FILE),
+        &dir.join(CURSOR_FILE),
+        &codec::encode_cursor(next_live),
+    )
 }
 
 #[cfg(test)]

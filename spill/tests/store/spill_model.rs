@@ -14,9 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use fdc_kernel::spill::{
-    codec, segment_path, RecordId, SpillConfig, SpillError, SpillMetrics, SpillStore,
-};
+use fdc_common::config::spill::SpillConfig;
+use fdc_spill::{codec, segment_path, RecordId, SpillError, SpillMetrics, SpillStore};
 use proptest::prelude::*;
 
 const MAX_BYTES: u64 = 3000;

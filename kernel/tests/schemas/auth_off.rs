@@ -1,0 +1,71 @@
+//! With auth off, a stream bound in `ingest.schemas` is validated, and the admin API (on when
+//! `auth.admin_token_file` is set) manages schemas and counts the stream as a user.
+
+use serde_json::json;
+
+use crate::auth_support::ADMIN_TOKEN;
+use crate::support::*;
+use crate::*;
+
+#[tokio::test]
+async fn a_stream_bound_in_config_is_validated_with_auth_off() {
+    let env = TestEnv::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let mut config = env.config();
+    config.auth.admin_token_file = Some(token_file);
+    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
+        .parse()
+        .unwrap();
+    config.ingest.schema_cache_ttl = TTL;
+    config
+        .ingest
+        .schemas
+        .insert("events".into(), "orders@^1".into());
+    config.validate().unwrap();
+    assert!(!config.auth.enabled);
+    let admin = Admin::at(config.auth.admin_listen);
+    let kernel = fdc_kernel::service::start(config).await.unwrap();
+    let (pg, redis) = (env.pg().await, env.redis_conn().await);
+    wait_migrated(&pg).await;
+    let id = admin.add("orders", "1.0.0", orders_v1()).await;
+
+    publish(
+        &redis,
+        "events",
+        &[
+            entry(None, json!({"order_id": "a", "qty": 1})),
+            entry(None, json!({"order_id": "b", "qty": -1})),
+            entry(None, json!({"order_id": "c", "qty": 2})),
+        ],
+    )
+    .await;
+    let got = wait_for(auth_support::WAIT, (2, 1), || async {
+        (
+            stored_with(&pg, Some(id)).await,
+            xlen(&redis, "events:dlq").await,
+        )
+    })
+    .await;
+    assert_eq!(got, (2, 1));
+    assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 2);
+    let details = schema_dead_letters(&redis).await;
+    assert!(
+        details[0].contains(r#"at "/qty", keyword "minimum""#),
+        "{details:?}"
+    );
+
+    let path = fdc_common::contract::schema_path("orders", "1.0.0");
+    let (status, answer) = admin.delete(&path).await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("stream events (ingest.schemas)"),
+        "{answer}"
+    );
+    assert_eq!(admin.get(&path).await.1["bound_streams"], json!(["events"]));
+    kernel.shutdown().await;
+}
