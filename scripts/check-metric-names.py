@@ -3,7 +3,7 @@
 operator exports (or one of the few named external metrics below).
 
 Exported names are read from the files that register metrics (kernel/src/**/metrics.rs,
-operator/src/metrics.rs) and from common/src/contract.rs (names the kernel registers through
+spill/src/**/metrics.rs, operator/src/metrics.rs) and from common/src/contract.rs (names the kernel registers through
 shared constants because the operator scrapes them): each string literal `"kernel_…"` /
 `"fdc_operator_…"` there. A
 histogram (registered through `histogram(` or `HistogramOpts::new(`) also exports `_bucket`,
@@ -53,6 +53,7 @@ KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_lef
 def exported():
     names = set()
     files = glob.glob(os.path.join(ROOT, "kernel/src/**/metrics.rs"), recursive=True)
+    files += glob.glob(os.path.join(ROOT, "spill/src/**/metrics.rs"), recursive=True)
     files.append(os.path.join(ROOT, "operator/src/metrics.rs"))
     files.append(os.path.join(ROOT, "common/src/contract.rs"))
     for path in files:
