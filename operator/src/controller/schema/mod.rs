@@ -18,7 +18,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
@@ -64,19 +63,8 @@ async fn reconcile_guarded(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.start(CONTROLLER);
-    let schema = match &obj.0 {
-        Ok(s) => s,
-        Err(invalid) => {
-            ctx.event(
-                &obj.object_ref(&()),
-                EventType::Warning,
-                "InvalidSpec",
-                "Reconcile",
-                format!("cannot read FdcSchema: {}", invalid.error),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
+    let Some(schema) = ctx.readable(&obj).await else {
+        return Ok(Action::await_change());
     };
     let has_finalizer = schema.finalizers().iter().any(|f| f == SCHEMA_FINALIZER);
     if schema.meta().deletion_timestamp.is_some() {
@@ -245,6 +233,11 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
     let label = format!("{}@{}", schema.schema_name(), schema.spec.version);
     let at = kernel_label(&kernel);
     let doing = "to delete the schema";
+    let reason = format!(
+        "FdcSchema {}/{} deleted",
+        schema.namespace().unwrap_or_default(),
+        schema.name_any()
+    );
     let waits = |in_use: bool, reason: &'static str, message: String| Report::DeletionWaits {
         in_use,
         reason,
@@ -258,7 +251,7 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
             let version = (version.0.as_str(), version.1.as_str());
             match ctx
                 .kernel_api
-                .delete_schema(&kernel, pod_ip, token, version)
+                .delete_schema(&kernel, pod_ip, token, version, &reason)
                 .await
             {
                 Ok(SchemaDeleted::Deleted) => {
