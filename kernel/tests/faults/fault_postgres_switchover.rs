@@ -109,6 +109,7 @@ async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
             id: format!("1-{i}"),
         },
         producer_id: None,
+        schema_id: None,
     };
 
     let standby = Store::connect_lazy(&config(pair.replica.url()), "test").unwrap();

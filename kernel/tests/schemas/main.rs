@@ -1,17 +1,20 @@
 //! Payload schemas end to end, against private Redis and Postgres: validation at ingest across
 //! drafts, binding changes within the cache TTL, deprecation and deletion, the admin API's
-//! refusals, pathological schemas, and stream bindings with auth off.
+//! refusals, pathological schemas, stream bindings with auth off, and Postgres outages.
 //!
 //! One module per concern; a test runs as `<module>::<test>`.
 
 #[path = "../auth_support/mod.rs"]
 mod auth_support;
+#[path = "../fault_support/mod.rs"]
+mod fault_support;
 #[path = "../support/mod.rs"]
 mod support;
 
 mod admin_api;
 mod auth_off;
 mod bindings;
+mod outage;
 mod pathological;
 mod validation;
 

@@ -9,15 +9,13 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use uuid::Uuid;
 
-use crate::builders::issuer_keys;
+use crate::controller::admin::{self, Unavailable};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
@@ -25,7 +23,7 @@ use crate::kernel_api::{KernelApiError, KeyApproval, KeyApprovalRequest};
 use crate::labels::names;
 
 /// Requeue while the kernel or its admin token is not reachable yet.
-pub const REQUEUE_UNREACHABLE: Duration = Duration::from_secs(30);
+pub use crate::controller::admin::REQUEUE_UNREACHABLE;
 /// Requeue after a refusal: it needs a human, but the kernel is asked again now and then.
 pub const REQUEUE_REFUSED: Duration = Duration::from_secs(300);
 
@@ -83,15 +81,16 @@ pub async fn approve(
     }
 
     let admin_secret = names::admin_secret(&kernel_name);
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &kernel_ns);
-    let Some(secret) = secrets.get_opt(&admin_secret).await? else {
-        return Ok(Outcome::Blocked {
-            reason: "AdminTokenNotReady",
-            message: format!("{at} has no admin token Secret {admin_secret} yet, which is needed to approve spec.publicKey; see the kernel's status"),
-            requeue: REQUEUE_UNREACHABLE,
-        });
+    let access = match admin::access(ctx, kernel, "to approve spec.publicKey").await? {
+        Ok(access) => access,
+        Err(Unavailable { reason, message }) => {
+            return Ok(Outcome::Blocked {
+                reason,
+                message,
+                requeue: REQUEUE_UNREACHABLE,
+            })
+        }
     };
-    let admin_token = issuer_keys::admin_token_from_secret(&secret)?;
     let ns = producer.namespace().unwrap_or_default();
     let name = producer.name_any();
     let reason = format!("Producer {ns}/{name} declares this public key (spec.publicKey)");
@@ -113,14 +112,10 @@ pub async fn approve(
             now,
         )
     };
-    let approval = match ctx.admin_pod_ip(kernel).await? {
-        Ok(pod_ip) => {
-            ctx.kernel_api
-                .approve_key(kernel, pod_ip.as_deref(), &admin_token, &request)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let approval = ctx
+        .kernel_api
+        .approve_key(kernel, access.pod_ip.as_deref(), &access.token, &request)
+        .await;
     match approval {
         Ok(KeyApproval::Approved) => {
             ctx.event(

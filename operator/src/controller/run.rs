@@ -15,6 +15,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::controller::schema_binding::names_schema;
 use crate::controller::{kernel, producer, schema, Context, Error};
 use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::labels::managed_by_selector;
@@ -122,18 +123,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
                 let Ok(schema) = &schema.0 else {
                     return Vec::new();
                 };
-                let name = schema.schema_name();
                 schema_store
                     .state()
                     .into_iter()
-                    .filter(|p| {
-                        p.0.as_ref().is_ok_and(|p| {
-                            p.spec.kernel_ref.name == schema.spec.kernel_ref.name
-                                && p.spec.schema.as_deref().is_some_and(|s| {
-                                    s.split_once('@').map_or(s, |(n, _)| n) == name
-                                })
-                        })
-                    })
+                    .filter(|p| p.0.as_ref().is_ok_and(|p| names_schema(p, schema)))
                     .map(|p| ObjectRef::from_obj(&*p))
                     .collect::<Vec<_>>()
             },

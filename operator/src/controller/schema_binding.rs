@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::controller::admin::{self, kernel_label, Unavailable, REQUEUE_UNREACHABLE};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
-use crate::crd::{FdcKernel, Producer};
+use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::kernel_api::SchemaBinding;
 
 /// Requeue while the kernel has not seen the producer yet (it binds known producers only).
@@ -46,6 +46,20 @@ pub fn wanted(producer: &Producer) -> Option<Option<&str>> {
             .and_then(|s| condition::find(&s.conditions, types::SCHEMA_BOUND))
             .map(|_| None),
     }
+}
+
+/// Whether `producer`'s `spec.schema` names `schema`'s schema at the same kernel (any
+/// version: a new version may be the one its range picks).
+pub fn names_schema(producer: &Producer, schema: &FdcSchema) -> bool {
+    let same_kernel = producer.spec.kernel_ref.name == schema.spec.kernel_ref.name
+        && producer.kernel_namespace() == schema.kernel_namespace();
+    let name = schema.schema_name();
+    same_kernel
+        && producer
+            .spec
+            .schema
+            .as_deref()
+            .is_some_and(|s| s.split_once('@').map_or(s, |(n, _)| n) == name)
 }
 
 /// Binds (or unbinds) `producer`, whose id is `producer_id`, at `kernel`; `None` when there
@@ -164,6 +178,26 @@ mod tests {
     use super::wanted;
     use crate::controller::fixtures::producer;
     use crate::crd::condition::{self, types};
+
+    #[test]
+    fn a_schema_change_concerns_the_producers_naming_it_at_its_kernel() {
+        use super::names_schema;
+        use crate::controller::fixtures::fdc_schema;
+        let schema = fdc_schema("orders-1.2.0", "k");
+        let with = |s: Option<&str>, kernel: &str| {
+            let mut p = producer("p", kernel);
+            p.spec.schema = s.map(str::to_string);
+            p
+        };
+        assert!(names_schema(&with(Some("orders@^1"), "k"), &schema));
+        assert!(names_schema(&with(Some("orders"), "k"), &schema));
+        assert!(!names_schema(&with(Some("orders-v2@^1"), "k"), &schema));
+        assert!(!names_schema(&with(Some("orders@^1"), "other"), &schema));
+        assert!(!names_schema(&with(None, "k"), &schema));
+        let mut elsewhere = with(Some("orders@^1"), "k");
+        elsewhere.spec.kernel_ref.namespace = Some("team-b".into());
+        assert!(!names_schema(&elsewhere, &schema));
+    }
 
     #[test]
     fn binds_what_the_spec_names_and_unbinds_what_it_no_longer_does() {
