@@ -29,7 +29,7 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    for kind in ["limit", "drain", "replicas", "auth"] {
+    for kind in ["limit", "drain", "replicas", "auth", "schema"] {
         let median = &report[kind]["median"];
         assert_eq!(median["events"], 2000, "{kind}: {median}");
         assert!(median["events_per_s"].as_f64().unwrap() > 0.0, "{kind}");
@@ -44,6 +44,7 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
         .sum();
     assert_eq!(stored, 2000);
     assert!(report["drain"]["median"]["peak_rss_mib"].as_f64().unwrap() > 1.0);
+    assert!(report["validation_us_per_event"].is_number(), "{report}");
     assert_eq!(report["latency"]["median"]["events"], 1000);
     assert!(report["latency"]["median"]["ack_p99_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(
@@ -58,5 +59,5 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
         ])
     );
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 5, "{targets:?}");
+    assert_eq!(targets.len(), 6, "{targets:?}");
 }

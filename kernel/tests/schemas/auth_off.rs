@@ -3,7 +3,6 @@
 
 use serde_json::json;
 
-use crate::auth_support::ADMIN_TOKEN;
 use crate::support::*;
 use crate::*;
 
@@ -11,20 +10,7 @@ use crate::*;
 async fn a_stream_bound_in_config_is_validated_with_auth_off() {
     let env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
-    let mut config = env.config();
-    config.auth.admin_token_file = Some(token_file);
-    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-        .parse()
-        .unwrap();
-    config.ingest.schema_cache_ttl = TTL;
-    config
-        .ingest
-        .schemas
-        .insert("events".into(), "orders@^1".into());
-    config.validate().unwrap();
-    assert!(!config.auth.enabled);
+    let config = auth_off_config(&env, dir.path(), "orders@^1", |_| {});
     let admin = Admin::at(config.auth.admin_listen);
     let kernel = fdc_kernel::service::start(config).await.unwrap();
     let (pg, redis) = (env.pg().await, env.redis_conn().await);

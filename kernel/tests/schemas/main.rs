@@ -40,6 +40,32 @@ pub async fn kernel() -> AuthKernel {
     k
 }
 
+/// Config of a kernel with auth off, the admin API on (token in `dir`), stream `events` bound
+/// to `binding`, and the test TTL; `configure` applied last.
+pub fn auth_off_config(
+    env: &TestEnv,
+    dir: &std::path::Path,
+    binding: &str,
+    configure: impl FnOnce(&mut fdc_common::config::Config),
+) -> fdc_common::config::Config {
+    let token_file = dir.join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let mut config = env.config();
+    config.auth.admin_token_file = Some(token_file);
+    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
+        .parse()
+        .unwrap();
+    config.ingest.schema_cache_ttl = TTL;
+    config
+        .ingest
+        .schemas
+        .insert("events".into(), binding.into());
+    configure(&mut config);
+    config.validate().unwrap();
+    assert!(!config.auth.enabled);
+    config
+}
+
 /// Waits until the schema registry's migration is applied.
 pub async fn wait_migrated(pg: &sqlx::PgPool) {
     let probe = "SELECT count(*) FROM producers WHERE schema_binding IS NOT NULL";

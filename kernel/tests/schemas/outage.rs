@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::auth_support::{ADMIN_TOKEN, WAIT};
+use crate::auth_support::WAIT;
 use crate::fault_support::{metric, spill_config};
 use crate::support::*;
 use crate::*;
@@ -16,21 +16,10 @@ use crate::*;
 async fn unresolved_bindings_wait_for_postgres_and_resolved_ones_validate_through_it() {
     let mut env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
-    let mut config = env.config();
-    config.auth.admin_token_file = Some(token_file);
-    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-        .parse()
-        .unwrap();
-    config.ingest.schema_cache_ttl = TTL;
-    config
-        .ingest
-        .schemas
-        .insert("events".into(), "orders".into());
-    config.postgres.connect_timeout = Duration::from_secs(1);
-    config.spill = Some(spill_config(&dir.path().join("spill"), 64 << 20));
-    config.validate().unwrap();
+    let config = auth_off_config(&env, dir.path(), "orders", |c| {
+        c.postgres.connect_timeout = Duration::from_secs(1);
+        c.spill = Some(spill_config(&dir.path().join("spill"), 64 << 20));
+    });
     let admin = Admin::at(config.auth.admin_listen);
     let kernel = fdc_kernel::service::start(config).await.unwrap();
     let http = kernel.http_addr;
@@ -43,7 +32,11 @@ async fn unresolved_bindings_wait_for_postgres_and_resolved_ones_validate_throug
     // Never resolved, Postgres gone: neither stored, dead-lettered nor acknowledged.
     env.postgres.kill();
     publish(&redis, "events", &[good(1), bad(), good(2)]).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        wait_for(WAIT, 3, || pending(&redis, "events", "kernel")).await,
+        3
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(pending(&redis, "events", "kernel").await, 3);
     assert_eq!(xlen(&redis, "events:dlq").await, 0);
 

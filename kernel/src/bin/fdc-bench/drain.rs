@@ -32,6 +32,9 @@ pub struct DrainSetup<'a> {
     pub label: &'a str,
     /// Auth is on: every stored event must carry its producer id.
     pub expect_producers: bool,
+    /// The stream is bound to the bench schema (`schema_run`): it is registered before the
+    /// kernel starts, and every stored event must carry its id.
+    pub schema: bool,
     /// Longest a drain may take before the run fails.
     pub timeout: Duration,
 }
@@ -44,6 +47,9 @@ pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sampl
     env.in_run(setup.label, async |db| {
         let conn = env.redis();
         preload(&conn, w1, setup.entries).await?;
+        if setup.schema {
+            super::schema_run::register(db).await?;
+        }
         env.checkpoint().await?;
         let observer = StreamClient::new(
             &env.redis.url(),
@@ -110,6 +116,9 @@ pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sampl
             kernel.stop(Duration::from_secs(30))?;
         }
         verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
+        if setup.schema {
+            super::schema_run::verify(db, w1.events).await?;
+        }
 
         let mut sample = Sample::new(w1.events, seconds, server);
         sample.kernel_cpu_seconds = Some(kernel_cpu);

@@ -13,6 +13,7 @@ mod limit;
 mod procfs;
 mod report;
 mod run;
+mod schema_run;
 mod workload;
 
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ struct Cli {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "limit,drain,replicas,auth,latency"
+        default_value = "limit,drain,replicas,auth,schema,latency"
     )]
     runs: Vec<RunKind>,
     /// The fdc-kernel binary; default: the one next to this binary.

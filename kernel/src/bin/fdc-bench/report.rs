@@ -175,6 +175,10 @@ pub struct Report {
     pub drain: Option<Summary>,
     pub replicas: Option<Summary>,
     pub auth: Option<Summary>,
+    /// The drain with every payload validated against a JSON Schema.
+    pub schema: Option<Summary>,
+    /// Kernel CPU of payload validation: the schema run's kernel µs/event minus the drain's.
+    pub validation_us_per_event: Option<f64>,
     pub latency: Option<LatencySummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
@@ -187,6 +191,11 @@ fn rate(s: &Option<Summary>) -> Option<f64> {
 impl Report {
     /// Compares the medians with the performance targets (docs/benchmark.md).
     pub fn evaluate(&mut self) {
+        let kernel_us =
+            |s: &Option<Summary>| s.as_ref().and_then(|s| s.median.kernel_cpu_us_per_event);
+        self.validation_us_per_event = kernel_us(&self.schema)
+            .zip(kernel_us(&self.drain))
+            .map(|(schema, drain)| schema - drain);
         let mut t = Vec::new();
         if let (Some(drain), Some(limit)) = (rate(&self.drain), rate(&self.limit)) {
             let r = drain / limit;
@@ -221,6 +230,15 @@ impl Report {
                 value: r,
                 target: ">= 0.9",
                 met: r >= 0.9,
+            });
+        }
+        if let (Some(schema), Some(drain)) = (rate(&self.schema), rate(&self.drain)) {
+            let r = schema / drain;
+            t.push(Target {
+                name: "schema / drain",
+                value: r,
+                target: ">= 0.85",
+                met: r >= 0.85,
             });
         }
         if let (Some(two), Some(one)) = (rate(&self.replicas), rate(&self.drain)) {
@@ -269,6 +287,7 @@ impl Report {
             ("drain", &self.drain),
             ("replicas2", &self.replicas),
             ("auth", &self.auth),
+            ("schema", &self.schema),
         ] {
             let Some(s) = summary else { continue };
             let s = &s.median;
@@ -305,6 +324,11 @@ impl Report {
                 l.batch_mean_events,
                 l.pg_batch_mean_ms,
                 l.pg_batch_p99_ms,
+            ));
+        }
+        if let Some(us) = self.validation_us_per_event {
+            out.push_str(&format!(
+                "\nschema validation: {us:.1} µs of kernel CPU per event (schema run minus drain)\n"
             ));
         }
         if !self.targets.is_empty() {

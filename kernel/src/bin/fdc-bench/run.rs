@@ -11,7 +11,7 @@ use super::env::BenchEnv;
 use super::error::BenchError;
 use super::report::{LatencySummary, Machine, Report, Summary};
 use super::workload::{self, W1};
-use super::{auth_run, latency, limit};
+use super::{auth_run, latency, limit, schema_run};
 
 /// The runs the benchmark can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,6 +21,7 @@ pub enum RunKind {
     Replicas,
     Latency,
     Auth,
+    Schema,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +78,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         entries: &drain::plain_entry,
         label,
         expect_producers: false,
+        schema: false,
         timeout: options.drain_timeout,
     };
 
@@ -88,7 +90,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
     let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
-    let mut auths = vec![];
+    let (mut auths, mut schemas) = (vec![], vec![]);
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
         if wants(RunKind::Limit) {
@@ -129,6 +131,19 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             );
             auths.push(s);
         }
+        if wants(RunKind::Schema) {
+            let setup = DrainSetup {
+                extra_env: [options.kernel_env.clone(), schema_run::env()].concat(),
+                schema: true,
+                ..drain_setup(1, "schema")
+            };
+            let s = drain::run(&env, w1, &setup).await?;
+            eprintln!(
+                "{tag} schema drain: {:.0} events/s ({:.2} s)",
+                s.events_per_s, s.seconds
+            );
+            schemas.push(s);
+        }
         if wants(RunKind::Latency) {
             let s = latency::run(
                 &env,
@@ -152,6 +167,8 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         drain: Summary::of(drains),
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
+        schema: Summary::of(schemas),
+        validation_us_per_event: None,
         latency: LatencySummary::of(latencies),
         targets: Vec::new(),
         notes: kernel_env_notes(&options.kernel_env),
