@@ -20,7 +20,7 @@ pub struct BenchEnv {
     runs: std::sync::atomic::AtomicU32,
 }
 
-/// A database of its own for one run, migrated; dropped by [`BenchEnv::finish_run`].
+/// A database of its own for one run, migrated; dropped after the run ([`BenchEnv::in_run`]).
 pub struct RunDb {
     pub name: String,
     pub url: String,
@@ -56,7 +56,7 @@ impl BenchEnv {
     }
 
     /// A new migrated database and an empty Redis.
-    pub async fn start_run(&self, label: &str) -> Result<RunDb, BenchError> {
+    async fn start_run(&self, label: &str) -> Result<RunDb, BenchError> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("bench_{label}_{n}");
         // Safe: the name is built from a constant label and a counter.
@@ -78,7 +78,7 @@ impl BenchEnv {
     }
 
     /// Drops the run's database, so runs do not fill the disk.
-    pub async fn finish_run(&self, db: RunDb) -> Result<(), BenchError> {
+    async fn finish_run(&self, db: RunDb) -> Result<(), BenchError> {
         db.pool.close().await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
