@@ -44,7 +44,7 @@ auth: entry protocol redis_io retry metrics config error_chain schemas
 ingest: entry protocol retry redis_io store auth health metrics supervise stall fdc_spill config schemas
 http: health metrics redis_io store readiness
 logging: config
-check_config: config store auth error_chain
+check_config: config store redis_io auth error_chain
 service: entry protocol retry redis_io store auth ingest health metrics supervise stall readiness fdc_spill http logging config error_chain schemas
 dev: service config
 '

@@ -58,10 +58,16 @@ pub fn validate_like_run(config: &Config) -> Result<(), ConfigError> {
             fix: "point it at a directory the kernel can write (it is created when missing)",
         })?;
     }
-    redis::Client::open(config.redis.url.as_str()).map_err(|e| ConfigError::Invalid {
+    crate::redis_io::StreamClient::new(
+        &config.redis.url,
+        &config.ingest.group,
+        "check-config",
+        Duration::from_secs(1),
+    )
+    .map_err(|e| ConfigError::Invalid {
         key: "redis.url",
         problem: redact_url(&e.to_string()),
-        fix: "set it like redis://host:6379/",
+        fix: "set it like redis://host:6379/ (or redis+cluster://host1:6379,host2:6379/)",
     })?;
     Store::connect_lazy(&config.postgres, "check-config").map_err(|e| ConfigError::Invalid {
         key: "postgres.url",
@@ -201,11 +207,9 @@ async fn check_servers(config: &Config, out: &mut impl Write) -> Result<(), Chec
 }
 
 async fn ping_redis(url: &str, timeout: Duration) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| redact_url(&e.to_string()))?;
-    let ping = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
+    let client = crate::redis_io::StreamClient::new(url, "check-config", "check-config", timeout)
+        .map_err(|e| redact_url(&e.to_string()))?;
+    let ping = client.check();
     match tokio::time::timeout(timeout, ping).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(redact_url(&e.to_string())),

@@ -61,3 +61,118 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 6, "{targets:?}");
 }
+
+/// Runs `fdc-bench` with `args` at a tiny size (fsync and full-page writes off) and returns its
+/// JSON report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_fdc-bench"))
+        .args([
+            "--repeats",
+            "1",
+            "--fsync",
+            "false",
+            "--full-page-writes",
+            "false",
+        ])
+        .args(args)
+        .arg("--kernel-bin")
+        .arg(env!("CARGO_BIN_EXE_fdc-kernel"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "fdc-bench failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn query_run_times_every_query_on_the_loaded_events() {
+    let report = bench(&["--events", "2000", "--runs", "query"]);
+    let run = &report["query"]["runs"][0];
+    assert_eq!(run["load"]["events"], 2000);
+    let queries = run["queries"].as_array().unwrap();
+    let names: Vec<&str> = queries
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "event_by_id",
+            "event_tags_by_id",
+            "subject_hour",
+            "subject_day",
+            "one_tag_hour",
+            "two_tags_day",
+            "tag_counts_hourly_day",
+            "newest_100"
+        ]
+    );
+    let by_name = |n: &str| queries.iter().find(|q| q["name"] == n).unwrap();
+    // Every id looked up was loaded: exactly one row each time.
+    assert_eq!(by_name("event_by_id")["mean_rows"], 1.0);
+    assert_eq!(by_name("event_tags_by_id")["mean_rows"], 3.0);
+    assert_eq!(by_name("newest_100")["mean_rows"], 100.0);
+    // Windows are drawn around a loaded event holding the subject or tags asked for.
+    for name in [
+        "subject_hour",
+        "subject_day",
+        "one_tag_hour",
+        "two_tags_day",
+    ] {
+        assert!(
+            by_name(name)["mean_rows"].as_f64().unwrap() >= 1.0,
+            "{name}"
+        );
+    }
+    for q in queries {
+        assert!(q["executions"].as_u64().unwrap() >= 20, "{q}");
+        assert!(
+            q["p99_ms"].as_f64().unwrap() >= q["p50_ms"].as_f64().unwrap(),
+            "{q}"
+        );
+    }
+    let sizes = run["sizes"].as_array().unwrap();
+    let relations: Vec<&str> = sizes
+        .iter()
+        .map(|s| s["relation"].as_str().unwrap())
+        .collect();
+    assert_eq!(relations, ["event_index", "events", "event_tags"]);
+    for s in sizes {
+        assert!(s["table_bytes"].as_i64().unwrap() > 0, "{s}");
+        assert!(s["index_bytes"].as_i64().unwrap() > 0, "{s}");
+    }
+}
+
+#[test]
+fn catchup_run_spills_while_postgres_is_down_and_replays_all() {
+    let report = bench(&[
+        "--events",
+        "2000",
+        "--runs",
+        "drain,catchup",
+        "--catchup-rate",
+        "500",
+        "--catchup-outage-secs",
+        "3",
+    ]);
+    let c = &report["catchup"]["median"];
+    // The run itself checked that every event produced is stored.
+    let spilled = c["spilled_events"].as_f64().unwrap();
+    assert!(spilled > 0.0, "{c}");
+    assert!(c["peak_backlog"].as_f64().unwrap() >= spilled * 0.5, "{c}");
+    assert!(c["replay_per_s"].as_f64().unwrap() > 0.0, "{c}");
+    assert!(c["recovery_seconds"].as_f64().unwrap() > 0.0, "{c}");
+    let targets = report["targets"].as_array().unwrap();
+    assert!(
+        targets.iter().any(|t| t["name"] == "catch-up / drain"),
+        "{targets:?}"
+    );
+}

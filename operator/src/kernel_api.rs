@@ -380,18 +380,20 @@ impl KernelApi {
         }
     }
 
-    /// Deletes a schema version from the kernel's registry.
+    /// Deletes a schema version from the kernel's registry; `reason` is audited.
     pub async fn delete_schema(
         &self,
         kernel: &FdcKernel,
         pod_ip: Option<&str>,
         admin_token: &str,
         (name, version): (&str, &str),
+        reason: &str,
     ) -> Result<SchemaDeleted, KernelApiError> {
         let url = format!(
-            "{}{}",
+            "{}{}?reason={}",
             self.admin_base(kernel, pod_ip)?,
-            contract::schema_path(name, version)
+            contract::schema_path(name, version),
+            query_escape(reason)
         );
         let (status, body) = self
             .admin_call(http::Method::DELETE, &url, admin_token, None)
@@ -552,6 +554,27 @@ pub fn keys_path(producer_id: Uuid) -> String {
     contract::producer_keys_path(producer_id)
 }
 
+/// The `error` of a kernel's JSON error body, bounded and on one line.
+fn refusal_message(body: &[u8]) -> String {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "the kernel gave no message".to_string());
+    let mut one_line: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.len() > MAX_REFUSAL_LEN {
+        let mut end = MAX_REFUSAL_LEN;
+        while !one_line.is_char_boundary(end) {
+            end -= 1;
+        }
+        one_line.truncate(end);
+        one_line.push('…');
+    }
+    one_line
+}
+
 /// `schema_id` (a string or a number) and `deprecated` of a kernel's schema answer.
 fn schema_info(body: &[u8]) -> Option<SchemaInfo> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -580,25 +603,16 @@ fn has_error_message(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v["error"].is_string())
 }
 
-/// The `error` of a kernel's JSON error body, bounded and on one line.
-fn refusal_message(body: &[u8]) -> String {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "the kernel gave no message".to_string());
-    let mut one_line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.len() > MAX_REFUSAL_LEN {
-        let mut end = MAX_REFUSAL_LEN;
-        while !one_line.is_char_boundary(end) {
-            end -= 1;
-        }
-        one_line.truncate(end);
-        one_line.push('…');
-    }
-    one_line
+/// `text` as a URL query value: unreserved characters kept, every other byte `%XX`.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An IP as a URL host (IPv6 in brackets).
@@ -859,6 +873,14 @@ mod tests {
         let m = refusal_message(long.as_bytes());
         assert!(m.len() <= MAX_REFUSAL_LEN + '…'.len_utf8());
         assert!(m.ends_with('…'));
+    }
+
+    #[test]
+    fn a_query_value_is_escaped() {
+        assert_eq!(
+            super::query_escape("FdcSchema apps/s deleted ~ é&x=1"),
+            "FdcSchema%20apps%2Fs%20deleted%20~%20%C3%A9%26x%3D1"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! fdc operator: reconciles `FdcKernel` and `Producer` custom resources.
+//! fdc operator: reconciles `FdcKernel`, `Producer` and `FdcSchema` custom resources.
 
 pub mod auth;
 pub mod builders;

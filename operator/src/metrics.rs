@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
-/// Metrics of both controllers, registered in one registry.
+/// Metrics of the controllers, registered in one registry.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Registry,

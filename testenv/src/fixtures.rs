@@ -41,10 +41,15 @@ impl TestEnv {
         (config, files)
     }
 
+    /// A connection for the test's own commands. Replies may take seconds on a loaded machine
+    /// (a pipeline of a thousand 64 KiB entries while other builds run): redis-rs's default
+    /// 500 ms reply timeout failed such publishes, so it waits up to 30 s.
     pub async fn redis_conn(&self) -> MultiplexedConnection {
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
         redis::Client::open(self.redis.url())
             .expect("redis url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("redis connection")
     }

@@ -18,6 +18,9 @@ pub struct PostgresOptions {
     /// on: with it off a killed server loses acknowledged commits. The benchmark turns fsync on
     /// to measure honest commit costs.
     pub fsync: bool,
+    /// `full_page_writes=off` (the default) saves tests WAL; Postgres's own default, and
+    /// production's, is on (the benchmark's default too: it costs WAL after each checkpoint).
+    pub full_page_writes: bool,
 }
 
 /// A Postgres cluster on a free loopback port in its own temp dir; killed on drop.
@@ -135,7 +138,10 @@ impl PostgresServer {
             .arg(&socket_dir)
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("fsync={}", on_off(self.options.fsync))])
-            .args(["-c", "full_page_writes=off"])
+            .args([
+                "-c",
+                &format!("full_page_writes={}", on_off(self.options.full_page_writes)),
+            ])
             .args(["-c", "max_connections=200"]);
         let log = self.log_path();
         if let Some(user) = self.run_as {

@@ -57,6 +57,16 @@ impl RedisCluster {
         .await
     }
 
+    /// `redis+cluster://` URL with every node as a seed, as the kernel's `redis.url` takes it.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis+cluster://{}/", nodes.join(","))
+    }
+
     /// `redis://` URLs of every node, for a cluster client's seed list.
     pub fn seed_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()

@@ -56,11 +56,15 @@ fn invalid(key: &'static str, problem: impl Into<String>, fix: &'static str) -> 
 
 impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.redis.url.starts_with("redis://") && !self.redis.url.starts_with("rediss://") {
+        let cluster = self.redis.url.starts_with("redis+cluster://");
+        if !self.redis.url.starts_with("redis://")
+            && !self.redis.url.starts_with("rediss://")
+            && !cluster
+        {
             return Err(invalid(
                 "redis.url",
-                "must start with redis:// or rediss://",
-                "set it like redis://host:6379/",
+                "must start with redis://, rediss:// or redis+cluster://",
+                "set it like redis://host:6379/ (a Redis Cluster: redis+cluster://host1:6379,host2:6379/)",
             ));
         }
         if !self.postgres.url.starts_with("postgres://")
@@ -97,6 +101,24 @@ impl Config {
                 "a stream name ends with ingest.dlq_suffix, so it would read its own dead letters",
                 "remove dead-letter streams from ingest.streams",
             ));
+        }
+        if cluster {
+            if let Some(stream) = ingest.streams.iter().find(|s| !has_hash_tag(s)) {
+                return Err(invalid(
+                    "ingest.streams",
+                    format!(
+                        "stream {stream} has no hash tag: on a Redis Cluster a stream and its dead-letter stream must share a slot"
+                    ),
+                    "name each stream with a hash tag, e.g. events:{orders} (docs/protocol.md)",
+                ));
+            }
+            if self.auth.enabled {
+                return Err(invalid(
+                    "redis.url",
+                    "auth.enabled is not supported on a Redis Cluster yet (its registration streams are not routed by slot)",
+                    "use one Redis (redis://) with auth, or turn auth.enabled off",
+                ));
+            }
         }
         if ingest.group.is_empty() {
             return Err(invalid("ingest.group", "is empty", "e.g. kernel"));
@@ -256,6 +278,14 @@ impl Config {
     }
 }
 
+/// `{tag}` with a non-empty tag: Redis Cluster hashes only the tag, so keys sharing it share
+/// a slot.
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|open| key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +325,31 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`ingest.dlq_max_len`"));
+    }
+
+    #[test]
+    fn a_cluster_needs_hash_tagged_streams_and_no_auth_yet() {
+        let mut config = Config::default();
+        config.redis.url = "redis+cluster://10.0.0.1:6379,10.0.0.2:6379/".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid config key `ingest.streams`: stream events has no hash tag"),
+            "{err}"
+        );
+        config.ingest.streams = vec!["events:{a}".into(), "events:{b}".into()];
+        config.validate().unwrap();
+        config.ingest.streams.push("events:{}".into());
+        assert!(
+            config.validate().is_err(),
+            "an empty tag hashes the whole key"
+        );
+        config.ingest.streams.pop();
+        config.auth.enabled = true;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid config key `redis.url`: auth.enabled is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

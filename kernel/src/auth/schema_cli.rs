@@ -40,11 +40,18 @@ pub enum SchemaCommand {
     /// List every schema version.
     List,
     /// Show one version with its body and the producers bound to it.
-    Show { name: String, version: String },
+    Show {
+        /// Schema name.
+        name: String,
+        /// Semantic version, e.g. 1.2.0.
+        version: String,
+    },
     /// Deprecate a version: it keeps validating for the producers bound to it, but no new
     /// binding may pick it.
     Deprecate {
+        /// Schema name.
         name: String,
+        /// Semantic version, e.g. 1.2.0.
         version: String,
         /// Why (recorded in the audit log, auth_decisions).
         #[arg(long, default_value = "deprecated with fdc-kernel schema deprecate")]
@@ -52,7 +59,9 @@ pub enum SchemaCommand {
     },
     /// Delete a version that no producer or stream is bound to.
     Delete {
+        /// Schema name.
         name: String,
+        /// Semantic version, e.g. 1.2.0.
         version: String,
         /// Why (recorded in the audit log, auth_decisions).
         #[arg(long, default_value = "deleted with fdc-kernel schema delete")]
@@ -73,6 +82,7 @@ pub enum ProducerCommand {
     /// Bind a producer to a payload schema (or unbind it with --none). Replicas validate
     /// with the new binding within ingest.schema_cache_ttl.
     Bind {
+        /// The producer's id (a UUID).
         producer_id: Uuid,
         /// `name` (newest version), `name@1.2.0` (exactly) or `name@^1.2` (newest matching).
         #[arg(long, required_unless_present = "none")]

@@ -3,17 +3,21 @@
 //! Commands that return entry bodies (XREADGROUP, XAUTOCLAIM, XCLAIM) go over a connection of
 //! our own whose decoder holds each entry within a byte bound (`entry_conn`, `entry_reply`,
 //! `resp`); acks, dead letters and the rest use a redis-rs `ConnectionManager`, which
-//! reconnects on its own.
+//! reconnects on its own, or on a Redis Cluster (`redis+cluster://`) redis-rs's cluster
+//! connection, with the entry reads routed by slot (`cluster`).
 
+mod cluster;
 mod entry_conn;
 mod entry_reply;
 mod lag;
+mod ops;
 mod reply;
 pub mod resp;
 mod streams;
 
 pub use entry_conn::{EntryConn, LinkError};
 pub use entry_reply::EntryBounds;
+pub use ops::Ops;
 pub use reply::ReplyError;
 pub use streams::{ClaimPage, GroupInfo, StreamClient};
 
@@ -35,6 +39,8 @@ pub enum RedisIoError {
     NotAStream { key: String, kind: String },
     #[error("redis.url is invalid: {0}")]
     Url(String),
+    #[error("Redis Cluster: {0}")]
+    Cluster(String),
 }
 
 impl crate::retry::Classify for RedisIoError {

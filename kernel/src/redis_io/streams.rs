@@ -7,8 +7,10 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
-use super::entry_conn::EntryConn;
+use super::cluster::{self, Router};
+use super::entry_conn::{EntryConn, LinkError};
 use super::entry_reply::EntryBounds;
+use super::ops::{LazyCluster, Ops};
 use super::reply;
 use super::RedisIoError;
 use crate::entry::Entry;
@@ -16,16 +18,24 @@ use crate::entry::Entry;
 /// Redis access for one consumer of one group.
 #[derive(Clone)]
 pub struct StreamClient {
-    /// XREADGROUP, XAUTOCLAIM and XCLAIM with bodies: the reader's own link.
-    entries: Arc<tokio::sync::Mutex<EntryConn>>,
+    /// XREADGROUP, XAUTOCLAIM and XCLAIM with bodies: the reader's own link (one per node on
+    /// a Redis Cluster).
+    entries: Entries,
     bounds: EntryBounds,
     /// Longest silence while waiting for a reply on `entries`: the longest BLOCK plus a margin.
     entries_timeout: Duration,
-    ops: ConnectionManager,
+    ops: Ops,
     group: String,
     consumer: String,
     /// The URL without its password, for errors.
     server: std::sync::Arc<str>,
+}
+
+/// Where the entry reads go.
+#[derive(Clone)]
+enum Entries {
+    Single(Arc<tokio::sync::Mutex<EntryConn>>),
+    Cluster(Arc<Router>),
 }
 
 /// Longest wait for a reply to a command that does not block.
@@ -65,26 +75,47 @@ fn manager(
 
 impl StreamClient {
     /// Connects lazily: the kernel starts (not ready) while Redis is down.
-    /// `max_block` is the longest BLOCK the reader will use.
+    /// `max_block` is the longest BLOCK the reader will use. A `redis+cluster://` URL names
+    /// seed nodes of a Redis Cluster.
     pub fn new(
         url: &str,
         group: &str,
         consumer: &str,
         max_block: Duration,
     ) -> Result<StreamClient, RedisIoError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| RedisIoError::Url(fdc_common::config::redact_url(&e.to_string())))?;
+        let bad_url = |e: redis::RedisError| {
+            RedisIoError::Url(fdc_common::config::redact_url(&e.to_string()))
+        };
+        let (entries, ops) = match cluster::seeds(url) {
+            Some(seeds) => {
+                let client = redis::cluster::ClusterClient::builder(seeds)
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(REPLY_TIMEOUT)
+                    .retries(3)
+                    .build()
+                    .map_err(bad_url)?;
+                let ops = Ops::Cluster(LazyCluster::new(client));
+                let router = Router::new(ops.clone(), url);
+                (Entries::Cluster(Arc::new(router)), ops)
+            }
+            None => {
+                let client = redis::Client::open(url).map_err(bad_url)?;
+                let conn = EntryConn::new(client.get_connection_info())?;
+                (
+                    Entries::Single(Arc::new(tokio::sync::Mutex::new(conn))),
+                    Ops::Single(manager(&client, REPLY_TIMEOUT)?),
+                )
+            }
+        };
         let defaults = fdc_common::config::Config::default();
         Ok(StreamClient {
-            entries: Arc::new(tokio::sync::Mutex::new(EntryConn::new(
-                client.get_connection_info(),
-            )?)),
+            entries,
             bounds: EntryBounds {
                 max_entry_bytes: defaults.limits.max_entry_bytes,
                 prefix_bytes: defaults.ingest.dlq_field_bytes,
             },
             entries_timeout: max_block + Duration::from_secs(5),
-            ops: manager(&client, REPLY_TIMEOUT)?,
+            ops,
             group: group.to_string(),
             consumer: consumer.to_string(),
             server: fdc_common::config::redact_url(url).into(),
@@ -114,8 +145,27 @@ impl StreamClient {
     }
 
     /// A connection for other commands (DLQ, re-publish), sharing the non-blocking link.
-    pub fn ops(&self) -> ConnectionManager {
+    pub fn ops(&self) -> Ops {
         self.ops.clone()
+    }
+
+    /// The link that reads `stream`'s entries.
+    async fn entry_link(
+        &self,
+        stream: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<EntryConn>>, RedisIoError> {
+        match &self.entries {
+            Entries::Single(link) => Ok(link.clone()),
+            Entries::Cluster(router) => Ok(router.link_for(stream).await?.1),
+        }
+    }
+
+    /// A failed entry read, after the router learned from it (a MOVED slot).
+    fn link_failed(&self, e: LinkError) -> RedisIoError {
+        if let Entries::Cluster(router) = &self.entries {
+            router.learn(&e);
+        }
+        e.into()
     }
 
     /// The bounds entries are read with.
@@ -158,6 +208,11 @@ impl StreamClient {
 
     /// XREADGROUP over `streams` from `ids` (`>` for new entries, an id for this consumer's
     /// own pending ones). `block: None` returns at once.
+    ///
+    /// On a Redis Cluster the streams are read per slot, all slots at once: the call returns
+    /// once every read answered, so an idle slot adds at most `block` to the wait for the
+    /// others' entries. When some reads fail, the entries of the others are returned (they are
+    /// pending on this consumer already) and the error comes with the next call.
     pub async fn read(
         &self,
         streams: &[String],
@@ -165,6 +220,56 @@ impl StreamClient {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<Entry>, RedisIoError> {
+        let router = match &self.entries {
+            Entries::Single(link) => {
+                let args = self.read_args(streams.iter().zip(ids), count, block);
+                let mut conn = link.lock().await;
+                return Ok(conn.read(&args, &self.bounds, self.entries_timeout).await?);
+            }
+            Entries::Cluster(router) => router,
+        };
+        // One XREADGROUP per slot (Redis refuses keys of several slots in one command, even
+        // on one node), each on its own link, all at once.
+        let mut by_slot: Vec<(u16, Arc<tokio::sync::Mutex<EntryConn>>, Vec<usize>)> = Vec::new();
+        for (i, stream) in streams.iter().enumerate() {
+            let (slot, link) = router.link_for(stream).await?;
+            match by_slot.iter_mut().find(|(s, ..)| *s == slot) {
+                Some((.., members)) => members.push(i),
+                None => by_slot.push((slot, link, vec![i])),
+            }
+        }
+        let reads = by_slot.into_iter().map(|(_, link, members)| {
+            let args = self.read_args(
+                members.iter().map(|&i| (&streams[i], &ids[i])),
+                count,
+                block,
+            );
+            async move {
+                let mut conn = link.lock().await;
+                conn.read(&args, &self.bounds, self.entries_timeout).await
+            }
+        });
+        let mut entries = Vec::new();
+        let mut failed = None;
+        for result in futures::future::join_all(reads).await {
+            match result {
+                Ok(read) => entries.extend(read),
+                Err(e) => failed = Some(self.link_failed(e)),
+            }
+        }
+        match failed {
+            Some(e) if entries.is_empty() => Err(e),
+            _ => Ok(entries),
+        }
+    }
+
+    /// XREADGROUP arguments for `(stream, id)` pairs.
+    fn read_args<'a>(
+        &self,
+        streams: impl Iterator<Item = (&'a String, &'a String)> + Clone,
+        count: usize,
+        block: Option<Duration>,
+    ) -> Vec<Vec<u8>> {
         let mut args = words(&["GROUP", &self.group, &self.consumer, "COUNT"]);
         args.push(count.to_string().into_bytes());
         if let Some(block) = block {
@@ -172,10 +277,9 @@ impl StreamClient {
             args.push((block.as_millis().max(1) as u64).to_string().into_bytes());
         }
         args.push(b"STREAMS".to_vec());
-        args.extend(streams.iter().map(|s| s.as_bytes().to_vec()));
-        args.extend(ids.iter().map(|s| s.as_bytes().to_vec()));
-        let mut conn = self.entries.lock().await;
-        Ok(conn.read(&args, &self.bounds, self.entries_timeout).await?)
+        args.extend(streams.clone().map(|(s, _)| s.as_bytes().to_vec()));
+        args.extend(streams.map(|(_, id)| id.as_bytes().to_vec()));
+        args
     }
 
     /// Claims up to `count` entries idle for `min_idle` from any consumer of the group.
@@ -197,11 +301,13 @@ impl StreamClient {
             "COUNT",
             &count,
         ]);
-        let mut conn = self.entries.lock().await;
+        let link = self.entry_link(stream).await?;
+        let mut conn = link.lock().await;
         // Redis 7 also lists ids it found deleted and has dropped from the pending list.
         let (next, entries, deleted) = conn
             .autoclaim(stream, &args, &self.bounds, REPLY_TIMEOUT)
-            .await?;
+            .await
+            .map_err(|e| self.link_failed(e))?;
         Ok(ClaimPage {
             entries,
             deleted,
@@ -276,10 +382,11 @@ impl StreamClient {
         }
         let mut args = words(&[stream, &self.group, &self.consumer, "0"]);
         args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
-        let mut conn = self.entries.lock().await;
-        Ok(conn
-            .claim(stream, &args, &self.bounds, REPLY_TIMEOUT)
-            .await?)
+        let link = self.entry_link(stream).await?;
+        let mut conn = link.lock().await;
+        conn.claim(stream, &args, &self.bounds, REPLY_TIMEOUT)
+            .await
+            .map_err(|e| self.link_failed(e))
     }
 
     /// Resets the idle time of our own pending `ids` (XCLAIM … JUSTID to ourselves), without

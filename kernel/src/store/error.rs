@@ -76,6 +76,7 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The connection or the server went away, or the server cannot take writes (a standby).
 fn server_gone(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -106,26 +107,21 @@ fn is_read_only(db: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// SQLSTATE classes and codes that say "the server cannot take this now" rather than
-/// "this data is wrong".
+/// "this data is wrong": the server went away or turned read-only ([`server_gone`]), or it is
+/// short of resources or the statement met a conflict worth retrying.
 fn is_outage(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            code.starts_with("08") // connection exception
-                || code.starts_with("53") // insufficient resources: disk full, out of memory
-                || code.starts_with("57") // operator intervention: shutdown, statement timeout
-                || code.starts_with("58") // system error (I/O)
-                || is_read_only(db.as_ref()) // read-only transaction (failover, standby)
-                || code == "40001" // serialization failure: retry
-                || code == "40P01" // deadlock: retry
-                || code == "55P03" // lock not available
+    server_gone(e)
+        || match e {
+            sqlx::Error::PoolClosed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                code.starts_with("53") // insufficient resources: disk full, out of memory
+                    || code.starts_with("57") // operator intervention: shutdown, statement timeout
+                    || code.starts_with("58") // system error (I/O)
+                    || code == "40001" // serialization failure: retry
+                    || code == "40P01" // deadlock: retry
+                    || code == "55P03" // lock not available
+            }
+            _ => false,
         }
-        _ => false,
-    }
 }

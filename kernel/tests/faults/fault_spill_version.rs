@@ -58,19 +58,21 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     let b = batch_of(400, 2);
     let future = batch_of(50, 3);
     let old_quarantined = batch_of(300, 4);
-    // What a newer kernel writing batch version 2 might leave behind.
+    // What a newer kernel writing a batch version this build does not know might leave behind.
+    let unknown = spill_record::CURRENT_VERSION + 1;
+    assert!(!spill_record::KNOWN_VERSIONS.contains(&unknown));
     let v1 = spill_record::encode_batch(&future.0, &future.1).unwrap();
-    let v2 = String::from_utf8(v1)
+    let newer = String::from_utf8(v1)
         .unwrap()
-        .replacen(r#"{"v":1,"#, r#"{"v":2,"#, 1)
+        .replacen(r#"{"v":1,"#, &format!(r#"{{"v":{unknown},"#), 1)
         .into_bytes();
-    assert!(v2.starts_with(br#"{"v":2,"#));
+    assert!(newer.starts_with(format!(r#"{{"v":{unknown},"#).as_bytes()));
     let future_at = {
         let (mut store, _) = SpillStore::open(cfg.clone(), SpillMetrics::new()).unwrap();
         store
             .append(&spill_record::encode_batch(&a.0, &a.1).unwrap())
             .unwrap();
-        let at = store.append(&v2).unwrap();
+        let at = store.append(&newer).unwrap();
         store
             .append(&spill_record::encode_batch(&b.0, &b.1).unwrap())
             .unwrap();
@@ -120,7 +122,7 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     );
     assert_eq!(
         quarantine_files(dir.path()),
-        vec![(name.clone(), v2.clone())]
+        vec![(name.clone(), newer.clone())]
     );
     assert_eq!(metric(addr, "kernel_spill_segments").await, 0.0);
     kernel.shutdown().await;
@@ -135,7 +137,7 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
         metric(addr, "kernel_spill_quarantined_records_total").await,
         0.0
     );
-    assert_eq!(quarantine_files(dir.path()), vec![(name, v2)]);
+    assert_eq!(quarantine_files(dir.path()), vec![(name, newer)]);
     assert_eq!(
         count(&pg, "SELECT count(*) FROM events").await,
         want.len() as i64

@@ -1,5 +1,6 @@
 //! End-to-end ingest through the library and the binary's HTTP: storage, redelivery,
-//! claims, lifecycle, the bounded entry reader, readiness, stalls and hostile input.
+//! claims, lifecycle, migrations of a populated database, the bounded entry reader, readiness,
+//! stalls and hostile input.
 //!
 //! One module per concern; a test runs as `<module>::<test>`.
 
@@ -13,6 +14,7 @@ mod entry_conn;
 mod hostile_input;
 mod ingest;
 mod lifecycle;
+mod migrations;
 mod payload_bounds;
 mod readiness;
 mod redelivery;

@@ -274,16 +274,6 @@ pub struct AdminCall {
 
 #[derive(Default)]
 struct FakeKernelState {
-    spill: BTreeMap<String, u64>,
-    /// `/readyz` answer per pod.
-    readyz: BTreeMap<String, (u16, String)>,
-    /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
-    stalled: BTreeMap<String, Vec<String>>,
-    revokes: Vec<AdminCall>,
-    revoke_status: u16,
-    key_approvals: Vec<AdminCall>,
-    /// Status and JSON body of the answer to a key pre-approval.
-    key_response: (u16, Value),
     /// Schema registry calls, their `path` as `METHOD /path`.
     schema_calls: Vec<AdminCall>,
     /// Answers to adding a version, deprecating one, deleting one and showing one.
@@ -294,6 +284,16 @@ struct FakeKernelState {
     /// Schema binding calls, and the answer (`None`: 200 echoing the requested schema).
     bindings: Vec<AdminCall>,
     bind_response: Option<(u16, Value)>,
+    spill: BTreeMap<String, u64>,
+    /// `/readyz` answer per pod.
+    readyz: BTreeMap<String, (u16, String)>,
+    /// Stalled stages per pod (`kernel_stalled{stage} 1` on its `/metrics`).
+    stalled: BTreeMap<String, Vec<String>>,
+    revokes: Vec<AdminCall>,
+    revoke_status: u16,
+    key_approvals: Vec<AdminCall>,
+    /// Status and JSON body of the answer to a key pre-approval.
+    key_response: (u16, Value),
 }
 
 /// The id the fake kernel gives a schema version it adds.
@@ -309,7 +309,7 @@ pub struct FakeKernel {
 
 impl FakeKernel {
     pub async fn start() -> FakeKernel {
-        use axum::extract::{Path, State};
+        use axum::extract::{Path, RawQuery, State};
         use axum::http::{HeaderMap, StatusCode};
         use axum::routing::{get, post};
 
@@ -406,9 +406,10 @@ impl FakeKernel {
                     let (status, body) = s.schema_show_response.clone();
                     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 })
-                .delete(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, headers: HeaderMap| async move {
+                .delete(move |State(s): State<Shared>, Path((name, version)): Path<(String, String)>, RawQuery(query): RawQuery, headers: HeaderMap| async move {
                     let mut s = s.lock().unwrap();
-                    s.schema_calls.push(record(format!("DELETE /v1/schemas/{name}/{version}"), &headers, ""));
+                    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                    s.schema_calls.push(record(format!("DELETE /v1/schemas/{name}/{version}{query}"), &headers, ""));
                     let (status, body) = s.schema_delete_response.clone();
                     (StatusCode::from_u16(status).unwrap(), axum::Json(body))
                 }),

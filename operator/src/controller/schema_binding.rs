@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use fdc_common::schema_binding::Binding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -75,6 +76,21 @@ pub async fn bind(
         return Ok(None);
     };
     let generation = producer.metadata.generation;
+    if let Some(Err(e)) = schema.map(str::parse::<Binding>) {
+        return Ok(Some(Bound {
+            condition: condition::new(
+                types::SCHEMA_BOUND,
+                false,
+                "InvalidSchema",
+                format!(
+                    "spec.schema is not name@range: {e}; e.g. orders, orders@1.2.0 or orders@^1.2"
+                ),
+                generation,
+                now,
+            ),
+            retry: None,
+        }));
+    }
     let at = kernel_label(kernel);
     let failed = |Unavailable { reason, message }: Unavailable, retry: Duration| Bound {
         condition: condition::new(types::SCHEMA_BOUND, false, reason, message, generation, now),
@@ -197,6 +213,32 @@ mod tests {
         let mut elsewhere = with(Some("orders@^1"), "k");
         elsewhere.spec.kernel_ref.namespace = Some("team-b".into());
         assert!(!names_schema(&elsewhere, &schema));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_schema_is_a_condition_and_no_call() {
+        // No API server and no kernel answer: the check comes first.
+        let (ctx, _server) = crate::controller::fixtures::test_context(
+            &crate::controller::fixtures::unreachable_base(),
+        );
+        let mut p = producer("p", "k");
+        p.spec.schema = Some("orders@^x".into());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let kernel = crate::controller::fixtures::kernel("k", 1);
+        let id = uuid::Uuid::nil();
+        let bound = super::bind(&ctx, &p, &kernel, id, now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(bound.retry, None);
+        assert_eq!(bound.condition.reason, "InvalidSchema");
+        assert!(
+            bound.condition.message.starts_with(
+                "spec.schema is not name@range: version requirement \"^x\" after '@' is not a version"
+            ),
+            "{}",
+            bound.condition.message
+        );
     }
 
     #[test]

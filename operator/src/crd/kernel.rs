@@ -218,9 +218,11 @@ fn default_url_key() -> String {
 #[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("set exactly one of redis.url and redis.urlSecretRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
-    /// Redis URL, e.g. `redis://redis:6379/0` (use urlSecretRef when it carries a password).
+    /// Redis URL, e.g. `redis://redis:6379/0`, or the seed nodes of a Redis Cluster,
+    /// `redis+cluster://redis-0:6379,redis-1:6379/` (its stream names need a hash tag, see
+    /// docs/protocol.md). Use urlSecretRef when it carries a password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^rediss?://"))]
+    #[schemars(regex(pattern = r"^(rediss?|redis\+cluster)://"))]
     pub url: Option<String>,
     /// Secret key holding the Redis URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,7 +64,7 @@ pub struct ProducerSpec {
     /// producer to it at the kernel (condition `SchemaBound`); it is also the token's
     /// `schema` claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 200))]
+    #[schemars(length(min = 1, max = 200), regex(pattern = super::schema::SCHEMA_REF_PATTERN))]
     pub schema: Option<String>,
 
     /// Token lifetime; defaults to, and is capped at, the kernel's `auth.tokenTTL`.

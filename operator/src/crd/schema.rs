@@ -12,6 +12,9 @@ use super::producer::KernelRef;
 pub const SEMVER_PATTERN: &str = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(\.(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?(\+[0-9a-zA-Z-]+(\.[0-9a-zA-Z-]+)*)?$";
 /// Pattern of a schema name (it is a path segment of the kernel's admin API).
 pub const SCHEMA_NAME_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
+/// Pattern of a Producer's `spec.schema`: a schema name, then optionally `@` and a version
+/// range the kernel judges (`orders`, `orders@^1.2`, `orders@>=1.2, <2`).
+pub const SCHEMA_REF_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*(@[^@]+)?$";
 
 /// Desired state of a schema version.
 // The printcolumn(...) arguments repeat keys by design (one column each).
@@ -66,7 +69,7 @@ pub struct FdcSchemaSpec {
     /// Schema name at the kernel (what Producers bind to); default: `metadata.name`. Several
     /// versions of one schema are several FdcSchemas with the same `name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 200), regex(pattern = SCHEMA_NAME_PATTERN))]
+    #[schemars(length(min = 1, max = 128), regex(pattern = SCHEMA_NAME_PATTERN))]
     pub name: Option<String>,
 
     /// Semantic version (`1.2.0`). Immutable: a new version is a new FdcSchema.

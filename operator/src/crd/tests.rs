@@ -167,6 +167,26 @@ fn schema_carries_ranges_defaults_and_required_fields() {
 }
 
 #[test]
+fn redis_url_pattern_takes_single_servers_and_cluster_seeds() {
+    let s = schema::<FdcKernel>();
+    let pattern = s["properties"]["spec"]["properties"]["redis"]["properties"]["url"]["pattern"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let re = regex::Regex::new(&pattern).unwrap();
+    for ok in [
+        "redis://redis:6379/0",
+        "rediss://redis:6380/0",
+        "redis+cluster://redis-0:6379,redis-1:6379/",
+    ] {
+        assert!(re.is_match(ok), "{ok} refused by {pattern}");
+    }
+    for bad in ["http://redis:6379", "redis-cluster://a:1/", "redis:6379"] {
+        assert!(!re.is_match(bad), "{bad} accepted by {pattern}");
+    }
+}
+
+#[test]
 fn a_valid_kernel_passes_cel() {
     assert_eq!(
         cel_errors::<FdcKernel>(&kernel_obj(base_spec()), None),
@@ -407,4 +427,22 @@ fn fdc_schema_name_version_and_kernel_are_immutable() {
         cel_errors::<FdcSchema>(&fdc_schema_obj(changed), Some(&old)),
         vec!["kernelRef is immutable; delete and recreate the FdcSchema"]
     );
+}
+
+#[test]
+fn a_producers_schema_is_a_name_and_an_optional_range() {
+    let pattern = &schema::<Producer>()["properties"]["spec"]["properties"]["schema"]["pattern"];
+    let re = regex::Regex::new(pattern.as_str().unwrap()).unwrap();
+    for ok in [
+        "orders",
+        "orders@^1.2",
+        "orders@1.2.0",
+        "orders@>=1.2, <2",
+        "orders-v1",
+    ] {
+        assert!(re.is_match(ok), "{ok}");
+    }
+    for bad in ["", "@^1", "orders@", "orders@1@2", "-orders", "ord ers@1"] {
+        assert!(!re.is_match(bad), "{bad}");
+    }
 }

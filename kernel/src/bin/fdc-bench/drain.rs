@@ -8,6 +8,7 @@ use redis::aio::MultiplexedConnection;
 
 use super::env::{BenchEnv, RunDb};
 use super::procfs;
+use super::variant::SchemaVariant;
 use super::workload::{entry_fields, W1};
 use super::{BenchError, Sample};
 use fdc_kernel::redis_io::StreamClient;
@@ -37,27 +38,34 @@ pub struct DrainSetup<'a> {
     pub schema: bool,
     /// Longest a drain may take before the run fails.
     pub timeout: Duration,
+    /// The database schema (every migration unless `--db-schema` asks for others).
+    pub db_schema: &'a SchemaVariant,
 }
 
 pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, String)> {
     entry_fields(event).to_vec()
 }
 
+/// A client of the kernel's group that only looks (`XINFO GROUPS`), for the benchmark.
+pub fn observer(env: &BenchEnv) -> Result<StreamClient, BenchError> {
+    StreamClient::new(
+        &env.redis.url(),
+        GROUP,
+        "bench-observer",
+        Duration::from_secs(1),
+    )
+    .map_err(|e| BenchError::Kernel(e.to_string()))
+}
+
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
-    env.in_run(setup.label, async |db| {
+    env.in_run_with(setup.label, setup.db_schema, async |db| {
         let conn = env.redis();
         preload(&conn, w1, setup.entries).await?;
         if setup.schema {
             super::schema_run::register(db).await?;
         }
         env.checkpoint().await?;
-        let observer = StreamClient::new(
-            &env.redis.url(),
-            GROUP,
-            "bench-observer",
-            Duration::from_secs(1),
-        )
-        .map_err(|e| BenchError::Kernel(e.to_string()))?;
+        let observer = observer(env)?;
         let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
 
         let meter = env.meter().await?;

@@ -8,8 +8,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use super::procfs;
+use super::variant::SchemaVariant;
 use super::BenchError;
-use fdc_kernel::store::MIGRATOR;
 use fdc_testenv::{PostgresOptions, PostgresServer, RedisServer};
 
 pub struct BenchEnv {
@@ -20,7 +20,7 @@ pub struct BenchEnv {
     runs: std::sync::atomic::AtomicU32,
 }
 
-/// A database of its own for one run, migrated; dropped after the run ([`BenchEnv::in_run`]).
+/// A database of its own for one run, migrated; dropped by [`BenchEnv::finish_run`].
 pub struct RunDb {
     pub name: String,
     pub url: String,
@@ -28,11 +28,14 @@ pub struct RunDb {
 }
 
 impl BenchEnv {
-    /// Starts both servers. `fsync` applies to Postgres for every run alike.
-    pub async fn start(fsync: bool) -> Result<BenchEnv, BenchError> {
+    /// Starts both servers. `fsync` and `full_page_writes` apply to Postgres for every run alike.
+    pub async fn start(fsync: bool, full_page_writes: bool) -> Result<BenchEnv, BenchError> {
         let (redis, postgres) = tokio::join!(
             RedisServer::start(),
-            PostgresServer::start_with(PostgresOptions { fsync })
+            PostgresServer::start_with(PostgresOptions {
+                fsync,
+                full_page_writes,
+            })
         );
         let (redis, postgres) = (redis?, postgres?);
         let admin = PgPoolOptions::new()
@@ -55,8 +58,17 @@ impl BenchEnv {
         self.redis_conn.clone()
     }
 
-    /// A new migrated database and an empty Redis.
-    async fn start_run(&self, label: &str) -> Result<RunDb, BenchError> {
+    /// A new database with every migration and an empty Redis.
+    pub async fn start_run(&self, label: &str) -> Result<RunDb, BenchError> {
+        self.start_run_with(label, &SchemaVariant::current()).await
+    }
+
+    /// A new database with `schema` and an empty Redis.
+    pub async fn start_run_with(
+        &self,
+        label: &str,
+        schema: &SchemaVariant,
+    ) -> Result<RunDb, BenchError> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("bench_{label}_{n}");
         // Safe: the name is built from a constant label and a counter.
@@ -71,14 +83,14 @@ impl BenchEnv {
             .max_connections(2)
             .connect(&url)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        schema.apply(&pool).await?;
         let mut conn = self.redis();
         redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
         Ok(RunDb { name, url, pool })
     }
 
     /// Drops the run's database, so runs do not fill the disk.
-    async fn finish_run(&self, db: RunDb) -> Result<(), BenchError> {
+    pub async fn finish_run(&self, db: RunDb) -> Result<(), BenchError> {
         db.pool.close().await;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -96,7 +108,18 @@ impl BenchEnv {
         label: &str,
         measure: impl AsyncFnOnce(&RunDb) -> Result<T, BenchError>,
     ) -> Result<T, BenchError> {
-        let db = self.start_run(label).await?;
+        self.in_run_with(label, &SchemaVariant::current(), measure)
+            .await
+    }
+
+    /// [`in_run`](Self::in_run) on a database with `schema`.
+    pub async fn in_run_with<T>(
+        &self,
+        label: &str,
+        schema: &SchemaVariant,
+        measure: impl AsyncFnOnce(&RunDb) -> Result<T, BenchError>,
+    ) -> Result<T, BenchError> {
+        let db = self.start_run_with(label, schema).await?;
         let result = measure(&db).await;
         self.finish_run(db).await?;
         result

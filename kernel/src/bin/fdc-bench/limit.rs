@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
+use super::variant::SchemaVariant;
 use super::workload::{W1Event, TAG_VALUES, W1};
 use super::{BenchError, Sample};
 use fdc_kernel::store::{CopyBinary, Partitions};
@@ -25,77 +26,102 @@ struct Batch {
 }
 
 /// Resolved ids of every subject and tag W1 can draw.
-struct Ids {
-    subjects: Vec<Uuid>,
+pub struct Ids {
+    /// `subjects[index]` is the id of `workload::subject_key(index)`.
+    pub subjects: Vec<Uuid>,
     /// `tags[key * TAG_VALUES + value]`.
     tags: Vec<i64>,
 }
 
-pub async fn run(env: &BenchEnv, w1: W1, batch_size: usize) -> Result<Sample, BenchError> {
-    env.in_run("limit", async |db| {
-        let ids = std::sync::Arc::new(prepare(db, w1).await?);
-        let mut conn = sqlx::PgConnection::connect(&db.url).await?;
-        // The same socket option as the kernel's pool (see store::set_nodelay): without it
-        // every COPY waits for a delayed ACK and the "limit" would measure TCP, not Postgres.
-        fdc_kernel::store::set_nodelay(&mut conn).await?;
-        env.checkpoint().await?;
-
-        let (tx, mut rx) = mpsc::channel::<Batch>(4);
-        let encoder = {
-            let ids = ids.clone();
-            std::thread::spawn(move || {
-                let mut events = w1.iter().peekable();
-                while events.peek().is_some() {
-                    let batch: Vec<W1Event> = events.by_ref().take(batch_size).collect();
-                    if tx.blocking_send(encode(&batch, &ids)).is_err() {
-                        return;
-                    }
-                }
-            })
-        };
-
-        let meter = env.meter().await?;
-        let mut stored = 0usize;
-        while let Some(batch) = rx.recv().await {
-            let mut tx = conn.begin().await?;
-            copy(
-                &mut tx,
-                "COPY event_index (event_id, ts) FROM STDIN (FORMAT binary)",
-                batch.index,
-            )
-            .await?;
-            copy(
-                &mut tx,
-                "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, subject_id, schema_id, \
-                 source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)",
-                batch.rows,
-            )
-            .await?;
-            copy(
-                &mut tx,
-                "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)",
-                batch.tags,
-            )
-            .await?;
-            tx.commit().await?;
-            stored += batch.events;
-        }
-        let seconds = meter.started.elapsed().as_secs_f64();
-        let server = env.read_meter(&meter).await?;
-        let _ = encoder.join();
-
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&db.pool)
-            .await?;
-        if count != w1.events as i64 || stored != w1.events {
-            return Err(BenchError::Check(format!(
-                "limit stored {count} events, sent {}",
-                w1.events
-            )));
-        }
-        Ok(Sample::new(w1.events, seconds, server))
+pub async fn run(
+    env: &BenchEnv,
+    w1: W1,
+    batch_size: usize,
+    schema: &SchemaVariant,
+) -> Result<Sample, BenchError> {
+    env.in_run_with("limit", schema, async |db| {
+        load(env, db, w1, batch_size)
+            .await
+            .map(|(sample, _)| sample)
     })
     .await
+}
+
+/// Loads W1 into `db` the limit's way; the sample is the load's, the ids are those of every
+/// subject and tag W1 can draw (for the query run's parameters).
+pub async fn load(
+    env: &BenchEnv,
+    db: &RunDb,
+    w1: W1,
+    batch_size: usize,
+) -> Result<(Sample, std::sync::Arc<Ids>), BenchError> {
+    let ids = std::sync::Arc::new(prepare(db, w1).await?);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    // The same socket option as the kernel's pool (see store::set_nodelay): without it
+    // every COPY waits for a delayed ACK and the "limit" would measure TCP, not Postgres.
+    fdc_kernel::store::set_nodelay(&mut conn).await?;
+    env.checkpoint().await?;
+
+    let (tx, mut rx) = mpsc::channel::<Batch>(4);
+    let encoder = {
+        let ids = ids.clone();
+        std::thread::spawn(move || {
+            let mut events = w1.iter().peekable();
+            while events.peek().is_some() {
+                let batch: Vec<W1Event> = events.by_ref().take(batch_size).collect();
+                if tx.blocking_send(encode(&batch, &ids)).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    let meter = env.meter().await?;
+    let mut stored = 0usize;
+    while let Some(batch) = rx.recv().await {
+        let mut tx = conn.begin().await?;
+        copy(
+            &mut tx,
+            "COPY event_index (event_id, ts) FROM STDIN (FORMAT binary)",
+            batch.index,
+        )
+        .await?;
+        copy(
+            &mut tx,
+            "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, subject_id, schema_id, \
+             source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)",
+            batch.rows,
+        )
+        .await?;
+        copy(
+            &mut tx,
+            "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)",
+            batch.tags,
+        )
+        .await?;
+        tx.commit().await?;
+        stored += batch.events;
+    }
+    let seconds = meter.started.elapsed().as_secs_f64();
+    // A backend reports its WAL counters to pg_stat_wal at most once a second; make this
+    // session report now (it does when it goes idle after this statement, before answering),
+    // so the run's last second of WAL is not left out.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(&mut conn)
+        .await?;
+    let server = env.read_meter(&meter).await?;
+    let _ = encoder.join();
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await?;
+    if count != w1.events as i64 || stored != w1.events {
+        return Err(BenchError::Check(format!(
+            "limit stored {count} events, sent {}",
+            w1.events
+        )));
+    }
+    Ok((Sample::new(w1.events, seconds, server), ids))
 }
 
 async fn copy(

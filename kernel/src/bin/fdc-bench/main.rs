@@ -1,19 +1,22 @@
 //! `fdc-bench`: measures the kernel against Postgres's own storage limit (docs/benchmark.md).
 //!
 //! This file is the command line; the benchmark's modules sit beside it, outside the kernel
-//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`,
-//! `env` (the private servers), `procfs`, `report`, `error`.
+//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`, `catchup`,
+//! `query`, `variant`, `env` (the private servers), `procfs`, `report`, `error`.
 
 mod auth_run;
+mod catchup;
 mod drain;
 mod env;
 mod error;
 mod latency;
 mod limit;
 mod procfs;
+mod query;
 mod report;
 mod run;
 mod schema_run;
+mod variant;
 mod workload;
 
 use std::path::PathBuf;
@@ -54,12 +57,21 @@ struct Cli {
     /// Postgres fsync (the same for every run).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     fsync: bool,
+    /// Postgres full_page_writes (the same for every run; on, as in production).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    full_page_writes: bool,
     /// Offered rate of the latency run, events/s.
     #[arg(long, default_value_t = 5_000.0)]
     latency_rate: f64,
     /// Length of the latency run, seconds.
     #[arg(long, default_value_t = 30)]
     latency_secs: u64,
+    /// Offered rate of the catch-up run, events/s.
+    #[arg(long, default_value_t = 5_000.0)]
+    catchup_rate: f64,
+    /// How long the catch-up run keeps Postgres stopped, seconds.
+    #[arg(long, default_value_t = 60)]
+    catchup_outage_secs: u64,
     /// Where the JSON report goes.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
@@ -70,6 +82,11 @@ struct Cli {
     /// `FDC_SECTION__KEY=VALUE` (repeatable); the report notes it.
     #[arg(long = "kernel-env", value_name = "FDC_K=V", value_parser = parse_kernel_env)]
     kernel_env: Vec<(String, String)>,
+    /// Experiments: repeat the limit, drain and query runs on this database schema too, as
+    /// `LABEL=VERSION[+FILE]` (the migrations up to VERSION, then FILE's SQL; repeatable; the
+    /// first one is the reference). Default: every migration.
+    #[arg(long = "db-schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
+    db_schemas: Vec<variant::SchemaVariant>,
 }
 
 /// `FDC_INGEST__BATCH_MAX_SIZE=500` → (key, value); only kernel settings are accepted, so a
@@ -104,11 +121,19 @@ fn main() -> anyhow::Result<()> {
         runs: cli.runs,
         kernel_bin,
         fsync: cli.fsync,
+        full_page_writes: cli.full_page_writes,
         latency_rate: cli.latency_rate,
         latency_duration: Duration::from_secs(cli.latency_secs),
+        catchup_rate: cli.catchup_rate,
+        catchup_outage: Duration::from_secs(cli.catchup_outage_secs),
         batch_size: limit_batch_size(&cli.kernel_env)?,
         drain_timeout: Duration::from_secs(cli.drain_timeout_secs),
         kernel_env: cli.kernel_env,
+        db_schemas: if cli.db_schemas.is_empty() {
+            vec![variant::SchemaVariant::current()]
+        } else {
+            cli.db_schemas
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,8 +3,11 @@
 
 use serde::Serialize;
 
+use super::catchup::CatchupSummary;
 use super::env::ServerFigures;
 use super::latency::LatencySample;
+use super::query::QuerySummary;
+use super::variant::SchemaVariant;
 
 /// One measured storage run (limit or drain).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -48,7 +51,7 @@ impl Sample {
         }
     }
 
-    fn finish(mut self) -> Sample {
+    pub fn finish(mut self) -> Sample {
         if let Some(cpu) = self.kernel_cpu_seconds {
             self.kernel_cpu_us_per_event = Some(cpu * 1e6 / self.events.max(1) as f64);
         }
@@ -153,10 +156,115 @@ pub struct Machine {
     pub redis_version: String,
     pub postgres_version: String,
     pub postgres_fsync: bool,
+    pub postgres_full_page_writes: bool,
     pub events: usize,
     pub repeats: usize,
     pub seed: u64,
     pub batch_size: usize,
+}
+
+/// The runs made on one schema variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaSummary {
+    pub schema: SchemaVariant,
+    pub limit: Option<Summary>,
+    pub drain: Option<Summary>,
+    pub query: Option<QuerySummary>,
+}
+
+/// The schemas side by side: write figures, then each query's p50/p99, then sizes.
+fn schema_table(schemas: &[SchemaSummary]) -> String {
+    let mut out = format!(
+        "
+schemas side by side (ratios against {}):
+{:<12} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}
+",
+        schemas[0].schema.label,
+        "schema",
+        "limit/s",
+        "pg µs/ev",
+        "WAL B/ev",
+        "drain/s",
+        "pg µs/ev",
+        "WAL B/ev",
+        "kern µs/ev"
+    );
+    let cell = |s: &Option<Summary>, f: fn(&Sample) -> f64, prec: usize| {
+        s.as_ref()
+            .map_or("-".to_string(), |s| format!("{:.prec$}", f(&s.median)))
+    };
+    for s in schemas {
+        out.push_str(&format!(
+            "{:<12} {:>10} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11}
+",
+            s.schema.label,
+            cell(&s.limit, |m| m.events_per_s, 0),
+            cell(&s.limit, |m| m.pg_cpu_us_per_event, 1),
+            cell(&s.limit, |m| m.wal_bytes_per_event, 0),
+            cell(&s.drain, |m| m.events_per_s, 0),
+            cell(&s.drain, |m| m.pg_cpu_us_per_event, 1),
+            cell(&s.drain, |m| m.wal_bytes_per_event, 0),
+            cell(&s.drain, |m| m.kernel_cpu_us_per_event.unwrap_or(0.0), 1),
+        ));
+    }
+    let reference = &schemas[0];
+    for s in &schemas[1..] {
+        let ratio = |a: &Option<Summary>, b: &Option<Summary>, f: fn(&Sample) -> f64| match (a, b) {
+            (Some(a), Some(b)) => format!("{:.3}", f(&a.median) / f(&b.median)),
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{} / {}: limit rate {}, limit pg CPU {}, limit WAL {}; drain rate {}, drain pg CPU {}, drain WAL {}
+",
+            s.schema.label,
+            reference.schema.label,
+            ratio(&s.limit, &reference.limit, |m| m.events_per_s),
+            ratio(&s.limit, &reference.limit, |m| m.pg_cpu_us_per_event),
+            ratio(&s.limit, &reference.limit, |m| m.wal_bytes_per_event),
+            ratio(&s.drain, &reference.drain, |m| m.events_per_s),
+            ratio(&s.drain, &reference.drain, |m| m.pg_cpu_us_per_event),
+            ratio(&s.drain, &reference.drain, |m| m.wal_bytes_per_event),
+        ));
+    }
+    let with_queries: Vec<(&SchemaSummary, &QuerySummary)> = schemas
+        .iter()
+        .filter_map(|s| s.query.as_ref().map(|q| (s, q)))
+        .collect();
+    if let Some((_, first)) = with_queries.first() {
+        out.push_str(&format!(
+            "
+{:<24}",
+            "query p50 / p99 ms"
+        ));
+        for (s, _) in &with_queries {
+            out.push_str(&format!(" {:>19}", s.schema.label));
+        }
+        out.push('\n');
+        for (i, q) in first.median.iter().enumerate() {
+            out.push_str(&format!("{:<24}", q.name));
+            for (_, summary) in &with_queries {
+                let q = &summary.median[i];
+                out.push_str(&format!(" {:>9.3} /{:>8.3}", q.p50_ms, q.p99_ms));
+            }
+            out.push('\n');
+        }
+        out.push_str(&format!("{:<24}", "table + index MiB"));
+        out.push('\n');
+        for (j, size) in first.runs[0].sizes.iter().enumerate() {
+            out.push_str(&format!("{:<24}", size.relation));
+            for (_, summary) in &with_queries {
+                let s = &summary.runs[0].sizes[j];
+                let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
+                out.push_str(&format!(
+                    " {:>9.1} +{:>8.1}",
+                    mib(s.table_bytes),
+                    mib(s.index_bytes)
+                ));
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// One performance target (docs/benchmark.md) and whether the medians meet it.
@@ -180,6 +288,11 @@ pub struct Report {
     /// Kernel CPU of payload validation: the schema run's kernel µs/event minus the drain's.
     pub validation_us_per_event: Option<f64>,
     pub latency: Option<LatencySummary>,
+    pub query: Option<QuerySummary>,
+    pub catchup: Option<CatchupSummary>,
+    /// With `--db-schema`: the limit, drain and query runs per database schema (the first is
+    /// also above).
+    pub db_schemas: Vec<SchemaSummary>,
     pub targets: Vec<Target>,
     pub notes: Vec<String>,
 }
@@ -250,6 +363,15 @@ impl Report {
                 met: r >= 1.0,
             });
         }
+        if let (Some(c), Some(drain)) = (&self.catchup, rate(&self.drain)) {
+            let r = c.median.catchup_per_s / drain;
+            t.push(Target {
+                name: "catch-up / drain",
+                value: r,
+                target: ">= 0.8",
+                met: r >= 0.8,
+            });
+        }
         self.targets = t;
     }
 
@@ -258,7 +380,7 @@ impl Report {
         let m = &self.machine;
         let mut out = format!(
             "fdc-bench: {} events (W1, seed {}), batch {}, medians of {} repeat(s)\n\
-             machine: {} cores; Redis {}; Postgres {} (fsync={})\n\n",
+             machine: {} cores; Redis {}; Postgres {} (fsync={}, full_page_writes={})\n\n",
             m.events,
             m.seed,
             m.batch_size,
@@ -266,7 +388,8 @@ impl Report {
             m.cores,
             m.redis_version,
             m.postgres_version,
-            if m.postgres_fsync { "on" } else { "off" }
+            on_off(m.postgres_fsync),
+            on_off(m.postgres_full_page_writes),
         );
         out.push_str(&format!(
             "{:<10} {:>10} {:>8} {:>11} {:>11} {:>11} {:>10} {:>9} {:>11}\n",
@@ -331,8 +454,17 @@ impl Report {
                 "\nschema validation: {us:.1} µs of kernel CPU per event (schema run minus drain)\n"
             ));
         }
+        if let Some(q) = &self.query {
+            out.push_str(&q.table());
+        }
+        if self.db_schemas.len() > 1 {
+            out.push_str(&schema_table(&self.db_schemas));
+        }
+        if let Some(c) = &self.catchup {
+            out.push_str(&c.line(rate(&self.drain)));
+        }
         if !self.targets.is_empty() {
-            out.push_str("\ntargets (issue 6):\n");
+            out.push_str("\ntargets:\n");
             for t in &self.targets {
                 out.push_str(&format!(
                     "  {:<28} {:>9.3}  target {:<18} {}\n",
@@ -347,6 +479,14 @@ impl Report {
             out.push_str(&format!("note: {note}\n"));
         }
         out
+    }
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
     }
 }
 

@@ -6,10 +6,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::catchup::{self, CatchupSetup, CatchupSummary};
 use super::drain::{self, DrainSetup};
 use super::env::BenchEnv;
 use super::error::BenchError;
-use super::report::{LatencySummary, Machine, Report, Summary};
+use super::query::{self, QuerySummary};
+use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
+use super::variant::SchemaVariant;
 use super::workload::{self, W1};
 use super::{auth_run, latency, limit, schema_run};
 
@@ -22,6 +25,10 @@ pub enum RunKind {
     Latency,
     Auth,
     Schema,
+    /// W1 loaded by COPY, then the queries of queries.sql timed.
+    Query,
+    /// Paced events, Postgres stopped and restarted: the spill's catch-up.
+    Catchup,
 }
 
 #[derive(Debug, Clone)]
@@ -33,8 +40,13 @@ pub struct Options {
     /// The `fdc-kernel` binary to drain with (a release build for real figures).
     pub kernel_bin: PathBuf,
     pub fsync: bool,
+    /// Postgres `full_page_writes` (on in production, so on by default).
+    pub full_page_writes: bool,
     pub latency_rate: f64,
     pub latency_duration: Duration,
+    /// Offered rate and Postgres outage of the catch-up run.
+    pub catchup_rate: f64,
+    pub catchup_outage: Duration,
     /// Events per batch in the limit run: the kernel's default `ingest.batch_max_size`.
     pub batch_size: usize,
     /// Longest one drain may take.
@@ -42,6 +54,8 @@ pub struct Options {
     /// Non-default kernel settings (`FDC_*` variables) for experiments; every kernel the
     /// benchmark starts gets them, and the report notes them.
     pub kernel_env: Vec<(String, String)>,
+    /// The database schemas the limit, drain and query runs are made on (at least one).
+    pub db_schemas: Vec<SchemaVariant>,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -52,12 +66,13 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             options.kernel_bin.display()
         )));
     }
-    let env = BenchEnv::start(options.fsync).await?;
+    let mut env = BenchEnv::start(options.fsync, options.full_page_writes).await?;
     let machine = Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         redis_version: env.redis_version().await?,
         postgres_version: env.postgres_version().await?,
         postgres_fsync: options.fsync,
+        postgres_full_page_writes: options.full_page_writes,
         events: options.events,
         repeats: options.repeats,
         seed: options.seed,
@@ -80,6 +95,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         expect_producers: false,
         schema: false,
         timeout: options.drain_timeout,
+        db_schema: &options.db_schemas[0],
     };
 
     let auth = if wants(RunKind::Auth) {
@@ -89,25 +105,55 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     };
     let auth_entry = |e: &workload::W1Event| auth.as_ref().map_or_else(Vec::new, |a| a.entry(e));
 
-    let (mut limits, mut drains, mut replicas, mut latencies) = (vec![], vec![], vec![], vec![]);
-    let (mut auths, mut schemas) = (vec![], vec![]);
+    let db_schemas = options.db_schemas.len();
+    let (mut limits, mut drains, mut queries) = (
+        vec![vec![]; db_schemas],
+        vec![vec![]; db_schemas],
+        vec![vec![]; db_schemas],
+    );
+    let (mut replicas, mut latencies, mut auths, mut catchups) = (vec![], vec![], vec![], vec![]);
+    let mut schemas = vec![];
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
-        if wants(RunKind::Limit) {
-            let s = limit::run(&env, w1, options.batch_size).await?;
-            eprintln!(
-                "{tag} limit: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
-            limits.push(s);
-        }
-        if wants(RunKind::Drain) {
-            let s = drain::run(&env, w1, &drain_setup(1, "drain")).await?;
-            eprintln!(
-                "{tag} drain: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
-            drains.push(s);
+        for (i, db_schema) in options.db_schemas.iter().enumerate() {
+            let tag = match db_schema.label.as_str() {
+                "" => tag.clone(),
+                label => format!("{tag} {label}"),
+            };
+            if wants(RunKind::Limit) {
+                let s = limit::run(&env, w1, options.batch_size, db_schema).await?;
+                eprintln!(
+                    "{tag} limit: {:.0} events/s ({:.2} s)",
+                    s.events_per_s, s.seconds
+                );
+                limits[i].push(s);
+            }
+            if wants(RunKind::Drain) && !db_schema.kernel_can_run() {
+                eprintln!(
+                    "{tag} drain skipped: the kernel applies every migration on start, so it \
+                     cannot drain into a schema stopped before the last one"
+                );
+            } else if wants(RunKind::Drain) {
+                let setup = DrainSetup {
+                    db_schema,
+                    ..drain_setup(1, "drain")
+                };
+                let s = drain::run(&env, w1, &setup).await?;
+                eprintln!(
+                    "{tag} drain: {:.0} events/s ({:.2} s)",
+                    s.events_per_s, s.seconds
+                );
+                drains[i].push(s);
+            }
+            if wants(RunKind::Query) {
+                let s = query::run(&env, w1, options.batch_size, options.seed, db_schema).await?;
+                eprintln!(
+                    "{tag} query: loaded at {:.0} events/s, {} queries timed",
+                    s.load.events_per_s,
+                    s.queries.len()
+                );
+                queries[i].push(s);
+            }
         }
         if wants(RunKind::Replicas) {
             let s = drain::run(&env, w1, &drain_setup(2, "replicas")).await?;
@@ -144,6 +190,20 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             );
             schemas.push(s);
         }
+        if wants(RunKind::Catchup) {
+            let setup = CatchupSetup {
+                rate: options.catchup_rate,
+                outage: options.catchup_outage,
+                timeout: options.drain_timeout,
+                seed: options.seed,
+            };
+            let s = catchup::run(&mut env, &options.kernel_bin, &options.kernel_env, setup).await?;
+            eprintln!(
+                "{tag} catch-up: replay {:.0} events/s, caught up {:.1} s after the restart",
+                s.replay_per_s, s.recovery_seconds
+            );
+            catchups.push(s);
+        }
         if wants(RunKind::Latency) {
             let s = latency::run(
                 &env,
@@ -161,20 +221,60 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             latencies.push(s);
         }
     }
+    let by_schema: Vec<SchemaSummary> = options
+        .db_schemas
+        .iter()
+        .zip(limits)
+        .zip(drains)
+        .zip(queries)
+        .map(|(((schema, limit), drain), query)| SchemaSummary {
+            schema: schema.clone(),
+            limit: Summary::of(limit),
+            drain: Summary::of(drain),
+            query: QuerySummary::of(query),
+        })
+        .collect();
+    let first = by_schema[0].clone();
     let mut report = Report {
         machine,
-        limit: Summary::of(limits),
-        drain: Summary::of(drains),
+        limit: first.limit,
+        drain: first.drain,
         replicas: Summary::of(replicas),
         auth: Summary::of(auths),
         schema: Summary::of(schemas),
         validation_us_per_event: None,
         latency: LatencySummary::of(latencies),
+        query: first.query,
+        db_schemas: if by_schema.len() > 1 {
+            by_schema
+        } else {
+            vec![]
+        },
+        catchup: CatchupSummary::of(catchups),
         targets: Vec::new(),
-        notes: kernel_env_notes(&options.kernel_env),
+        notes: [
+            kernel_env_notes(&options.kernel_env),
+            drain_skipped_notes(&options.db_schemas, wants(RunKind::Drain)),
+        ]
+        .concat(),
     };
     report.evaluate();
     Ok(report)
+}
+
+/// Schemas the drain skipped (see [`SchemaVariant::kernel_can_run`]).
+fn drain_skipped_notes(schemas: &[SchemaVariant], drain: bool) -> Vec<String> {
+    schemas
+        .iter()
+        .filter(|s| drain && !s.kernel_can_run())
+        .map(|s| {
+            format!(
+                "schema {}: no drain (the kernel would apply the migrations after {})",
+                s.label,
+                s.upto.unwrap_or(0)
+            )
+        })
+        .collect()
 }
 
 /// The report says when the kernel did not run its default config, so such figures are never

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 
 use crate::protocol::{Clipped, Entry, Rejection};
 use crate::redis_io::RedisIoError;
@@ -86,16 +86,42 @@ fn suffixed(a: &[u8], b: &[u8]) -> Vec<u8> {
     [a, b].concat()
 }
 
-/// Writes all dead letters in one round trip and acknowledges their source entries in the
-/// same MULTI/EXEC transaction, so a crash cannot leave a dead letter whose entry is still
-/// pending (it would be dead-lettered again on redelivery). `dlq_stream` maps a source stream
-/// to its dead-letter stream; each is capped at about `max_len` letters (`MAXLEN ~`).
-/// Acknowledging an already acknowledged entry (spill replay) is a no-op.
+/// Writes the dead letters of each source stream in one round trip and acknowledges their
+/// source entries in the same MULTI/EXEC transaction, so a crash cannot leave a dead letter
+/// whose entry is still pending (it would be dead-lettered again on redelivery). One
+/// transaction per source stream: on a Redis Cluster a transaction stays within one slot, and
+/// a stream shares its slot with its dead-letter stream only (hash tags, docs/protocol.md).
+/// `dlq_stream` maps a source stream to its dead-letter stream; each is capped at about
+/// `max_len` letters (`MAXLEN ~`). Acknowledging an already acknowledged entry (spill replay)
+/// is a no-op.
 ///
-/// Returns how many older letters the cap trimmed: the transaction also reads each
+/// Returns how many older letters the cap trimmed: each transaction also reads the
 /// dead-letter stream's length before and after (XLEN), so the count is exact.
 pub async fn send(
-    conn: &mut ConnectionManager,
+    conn: &mut impl ConnectionLike,
+    letters: &[&(Entry, Rejection)],
+    group: &str,
+    dlq_stream: impl Fn(&str) -> String,
+    field_bytes: usize,
+    max_len: usize,
+) -> Result<u64, RedisIoError> {
+    let mut by_source: BTreeMap<&str, Vec<&(Entry, Rejection)>> = BTreeMap::new();
+    for letter in letters.iter().copied() {
+        by_source
+            .entry(letter.0.at.stream.as_str())
+            .or_default()
+            .push(letter);
+    }
+    let mut trimmed = 0;
+    for letters in by_source.values() {
+        trimmed += send_together(conn, letters, group, &dlq_stream, field_bytes, max_len).await?;
+    }
+    Ok(trimmed)
+}
+
+/// [`send`] for letters whose streams share a slot, in one transaction.
+async fn send_together(
+    conn: &mut impl ConnectionLike,
     letters: &[&(Entry, Rejection)],
     group: &str,
     dlq_stream: impl Fn(&str) -> String,
@@ -150,7 +176,7 @@ pub async fn send(
 /// dead letter. So such a key is refused before the transaction, and the entries stay
 /// pending until it is fixed.
 async fn check_streams(
-    conn: &mut ConnectionManager,
+    conn: &mut impl ConnectionLike,
     streams: impl Iterator<Item = &String>,
 ) -> Result<(), RedisIoError> {
     let streams: Vec<&String> = streams.collect();

@@ -1,13 +1,13 @@
 //! Optional re-publish of stored events, normalized, to one stream.
 
-use redis::aio::ConnectionManager;
+use redis::aio::ConnectionLike;
 
 use crate::protocol::Event;
 use crate::redis_io::RedisIoError;
 
 /// XADDs each event with `MAXLEN ~ maxlen`, in one pipelined round trip.
 pub async fn publish(
-    conn: &mut ConnectionManager,
+    conn: &mut impl ConnectionLike,
     stream: &str,
     maxlen: usize,
     events: &[&Event],

@@ -227,6 +227,11 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
     let label = format!("{}@{}", schema.schema_name(), schema.spec.version);
     let at = kernel_label(&kernel);
     let doing = "to delete the schema";
+    let reason = format!(
+        "FdcSchema {}/{} deleted",
+        schema.namespace().unwrap_or_default(),
+        schema.name_any()
+    );
     let waits = |in_use: bool, reason: &'static str, message: String| Report::DeletionWaits {
         in_use,
         reason,
@@ -240,7 +245,7 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
             let version = (version.0.as_str(), version.1.as_str());
             match ctx
                 .kernel_api
-                .delete_schema(&kernel, pod_ip, token, version)
+                .delete_schema(&kernel, pod_ip, token, version, &reason)
                 .await
             {
                 Ok(SchemaDeleted::Deleted) => {

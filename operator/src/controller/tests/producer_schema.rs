@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::controller::fixtures::{
-    admin_secret, condition, kernel, producer, secret_uri, AdminCall, ApiServer, ProducerTest, NS,
-    PRODUCER_UID,
+    admin_secret, condition, kernel, producer, producer_uri, secret_uri, AdminCall, ApiServer,
+    ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -38,6 +38,26 @@ async fn reads(server: &mut ApiServer, issuer_secret: &Value, stored: Option<&Va
         .await;
 }
 
+/// The status apply that ends a pass, after any further reads of the admin token Secret
+/// (other admin calls of the pass, made after the Secret is written, read it too).
+async fn status_apply(server: &mut ApiServer) -> Value {
+    let status_uri = format!("{}/status{APPLY}", producer_uri());
+    loop {
+        let call = server.next().await;
+        if call.method == "GET" && call.uri == secret_uri("k-admin-token") {
+            call.ok(&admin_secret());
+            continue;
+        }
+        assert_eq!(
+            (call.method.as_str(), call.uri.as_str()),
+            ("PATCH", status_uri.as_str())
+        );
+        let status = call.body.clone();
+        call.status_ok(&producer("p", "k"));
+        return status;
+    }
+}
+
 #[tokio::test]
 async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     let mut t = ProducerTest::start().await;
@@ -58,7 +78,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     );
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     task.await.unwrap().unwrap();
     // The token still names the schema (its `schema` claim).
     let claims = verifier(&keys)
@@ -82,7 +102,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     let task = run(p, &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     t.server.credentials_apply().await;
-    let again = t.server.producer_status_apply().await;
+    let again = status_apply(&mut t.server).await;
     task.await.unwrap().unwrap();
     assert_eq!(t.fake.bindings().len(), 2);
     assert_eq!(condition(&again, "SchemaBound")["status"], "True");
@@ -95,7 +115,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     // The token's inputs changed (no schema claim): a new one.
     t.server.expect_event(NS, "TokenRenewed").await;
     let secret = t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     task.await.unwrap().unwrap();
     assert_eq!(
         t.fake.bindings()[2],
@@ -138,7 +158,7 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     reads(&mut t.server, &issuer_secret, None).await;
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(60));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(
@@ -159,7 +179,7 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let task = run(bound_to("orders@^1.2"), &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(120));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(bound["reason"], "BindingRefused");
@@ -175,7 +195,7 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let task = run(bound_to("orders@^1.2"), &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(bound["reason"], "AdminCallFailed");
@@ -196,7 +216,7 @@ async fn a_kernel_without_auth_is_not_asked_and_says_how_to_bind_a_stream() {
     t.server.producer_reads(&k, &issuer_secret, None).await;
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
-    let status = t.server.producer_status_apply().await;
+    let status = status_apply(&mut t.server).await;
     task.await.unwrap().unwrap();
     let bound = condition(&status, "SchemaBound");
     assert_eq!(

@@ -303,7 +303,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
     assert_eq!(
         paths,
         vec![
-            "DELETE /v1/schemas/orders/1.2.0",
+            "DELETE /v1/schemas/orders/1.2.0?reason=FdcSchema%20apps%2Fs%20deleted",
             "GET /v1/schemas/orders/1.2.0"
         ]
     );
@@ -338,7 +338,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
     assert_eq!(
         t.fake.schema_calls()[4],
         AdminCall {
-            path: "DELETE /v1/schemas/orders/1.2.0".into(),
+            path: "DELETE /v1/schemas/orders/1.2.0?reason=FdcSchema%20apps%2Fs%20deleted".into(),
             authorization: "Bearer admin-secret-token".into(),
             body: Value::Null,
         }

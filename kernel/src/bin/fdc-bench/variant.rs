@@ -1,0 +1,105 @@
+//! Schema variants: the limit, drain and query runs can be repeated on several database schemas
+//! in one invocation (`--schema LABEL=VERSION[+FILE]`), so a schema change is measured side by
+//! side with the schema it replaces: the migrations up to VERSION, then FILE's SQL if given.
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::BenchError;
+use fdc_kernel::store::MIGRATOR;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SchemaVariant {
+    /// The name the report gives it; empty for the default (every migration).
+    pub label: String,
+    /// The last migration applied; every one when `None`.
+    pub upto: Option<i64>,
+    /// The experiment's SQL file, applied after the migrations.
+    pub sql_file: Option<String>,
+    #[serde(skip)]
+    pub sql: Option<String>,
+}
+
+impl SchemaVariant {
+    /// Every migration, nothing else: what the kernel would make.
+    pub fn current() -> SchemaVariant {
+        SchemaVariant::default()
+    }
+
+    /// Whether a kernel can drain into this schema: it applies every migration it embeds on
+    /// start, so a schema stopped before the last one would be migrated under the benchmark
+    /// (or collide with the experiment's SQL).
+    pub fn kernel_can_run(&self) -> bool {
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        self.upto.is_none_or(|v| v >= latest)
+    }
+
+    pub async fn apply(&self, pool: &PgPool) -> Result<(), BenchError> {
+        match self.upto {
+            Some(version) => MIGRATOR.run_to(version, pool).await?,
+            None => MIGRATOR.run(pool).await?,
+        }
+        if let Some(sql) = &self.sql {
+            // Experiments only: the file is the benchmark user's own SQL.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `today=4` or `nopk=4+experiments/drop_pk.sql` (the file is read now).
+pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
+    let (label, spec) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected LABEL=VERSION[+FILE], got {arg:?}"))?;
+    if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "schema label {label:?}: letters, digits and _ only"
+        ));
+    }
+    let (version, file) = match spec.split_once('+') {
+        Some((v, f)) => (v, Some(f)),
+        None => (spec, None),
+    };
+    let upto = version
+        .parse::<i64>()
+        .map_err(|_| format!("{arg:?}: {version:?} is not a migration version (e.g. 3)"))?;
+    let sql = file
+        .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{arg:?}: reading {f}: {e}")))
+        .transpose()?;
+    Ok(SchemaVariant {
+        label: label.to_string(),
+        upto: Some(upto),
+        sql_file: file.map(str::to_string),
+        sql,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_label_version_and_file() {
+        let v = parse("today=3").unwrap();
+        assert_eq!((v.label.as_str(), v.upto, v.sql), ("today", Some(3), None));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.sql");
+        std::fs::write(&file, "SELECT 1").unwrap();
+        let v = parse(&format!("x=5+{}", file.display())).unwrap();
+        assert_eq!((v.upto, v.sql.as_deref()), (Some(5), Some("SELECT 1")));
+        assert!(parse("today").unwrap_err().contains("LABEL=VERSION"));
+        assert!(parse("a b=3").unwrap_err().contains("letters"));
+        assert!(parse("t=x")
+            .unwrap_err()
+            .contains("not a migration version"));
+        assert!(parse("t=3+/nonexistent.sql")
+            .unwrap_err()
+            .contains("reading"));
+        assert!(!parse("old=1").unwrap().kernel_can_run());
+        assert!(parse("new=999").unwrap().kernel_can_run());
+        assert!(SchemaVariant::current().kernel_can_run());
+    }
+}
