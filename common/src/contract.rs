@@ -25,12 +25,21 @@ pub const READYZ_PATH: &str = "/readyz";
 
 /// Admin API route that pre-approves a key for a producer (`{id}`: the producer id).
 pub const PRODUCER_KEYS_ROUTE: &str = "/v1/producers/{id}/keys";
+/// Admin API route of one producer (`GET`): `{"producer_id", "name", "created_at",
+/// "last_seen_at", "revoked_at"}`, times in RFC 3339 (`last_seen_at` and `revoked_at` null when
+/// never seen / not revoked); 404 for a producer the kernel has no row of.
+pub const PRODUCER_ROUTE: &str = "/v1/producers/{id}";
 /// Admin API route that revokes a producer (`{id}`: the producer id).
 pub const PRODUCER_REVOKE_ROUTE: &str = "/v1/producers/{id}/revoke";
 
 /// [`PRODUCER_KEYS_ROUTE`] for one producer.
 pub fn producer_keys_path(producer_id: impl Display) -> String {
     PRODUCER_KEYS_ROUTE.replace("{id}", &producer_id.to_string())
+}
+
+/// [`PRODUCER_ROUTE`] for one producer.
+pub fn producer_path(producer_id: impl Display) -> String {
+    PRODUCER_ROUTE.replace("{id}", &producer_id.to_string())
 }
 
 /// [`PRODUCER_REVOKE_ROUTE`] for one producer.
@@ -79,6 +88,15 @@ pub const SPILL_PENDING_METRIC: &str = "kernel_spill_pending_records";
 pub const SPILL_QUARANTINE_METRIC: &str = "kernel_spill_quarantine_files";
 /// Gauge set to 1 per stage (`stage="reader"|"writer"`) that keeps failing on the same work.
 pub const STALLED_METRIC: &str = "kernel_stalled";
+/// Gauge of the entries of a stream not yet delivered to the consumer group (`stream` label;
+/// the group's figure, so every replica reports the same).
+pub const GROUP_LAG_METRIC: &str = "kernel_group_lag";
+/// Gauge of the entries delivered to the consumer group and not yet acknowledged (`stream`).
+pub const GROUP_PENDING_METRIC: &str = "kernel_group_pending";
+/// Counter of the events stored in Postgres (first sight of their id).
+pub const EVENTS_STORED_METRIC: &str = "kernel_events_stored_total";
+/// Counter of the entries acknowledged in Redis (stored, duplicate, dead-lettered or spilled).
+pub const ACKED_METRIC: &str = "kernel_redis_ack_total";
 
 #[cfg(test)]
 mod tests {
@@ -100,6 +118,10 @@ mod tests {
         assert_eq!(
             producer_keys_path(id),
             "/v1/producers/0190a1b2-0000-7000-8000-000000000001/keys"
+        );
+        assert_eq!(
+            producer_path(id),
+            "/v1/producers/0190a1b2-0000-7000-8000-000000000001"
         );
         assert_eq!(
             producer_revoke_path(id),

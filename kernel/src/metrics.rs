@@ -33,6 +33,9 @@ pub struct Metrics {
     pub queue_batches: IntGauge,
     /// Bytes of the entries read and not yet done with (`ingest.max_inflight_bytes` bounds it).
     pub inflight_bytes: IntGauge,
+    /// The configured bound on `inflight_bytes` (`ingest.max_inflight_bytes`), for dashboards
+    /// and alerts; set at start.
+    pub inflight_max_bytes: IntGauge,
     pub partitions_dropped: IntCounter,
     pub stage_seconds: HistogramVec,
     /// 1 while the reader / a writer lane has failed on the same work for `ingest.stall_after`.
@@ -126,6 +129,20 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(inflight_bytes.clone()))
             .expect("unique metric");
+        let inflight_max_bytes = IntGauge::new(
+            "kernel_inflight_max_bytes",
+            "The configured bound on kernel_inflight_bytes (ingest.max_inflight_bytes).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(inflight_max_bytes.clone()))
+            .expect("unique metric");
+        // CPU seconds, resident memory, open fds and start time of the kernel process
+        // (`process_*`; Linux only).
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
         let stalled = gauge_vec(
             r,
             fdc_common::contract::STALLED_METRIC,
@@ -138,7 +155,7 @@ impl Metrics {
         Metrics {
             stalled,
             redis_read: counter(r, "kernel_redis_read_total", "Entries read from Redis."),
-            redis_ack: counter(r, "kernel_redis_ack_total", "Entries acknowledged (XACK)."),
+            redis_ack: counter(r, fdc_common::contract::ACKED_METRIC, "Entries acknowledged (XACK)."),
             redis_dlq,
             redis_dlq_trimmed: counter(
                 r,
@@ -181,7 +198,7 @@ impl Metrics {
             pg_errors,
             events_stored: counter(
                 r,
-                "kernel_events_stored_total",
+                fdc_common::contract::EVENTS_STORED_METRIC,
                 "Events stored in Postgres (first sight of their id).",
             ),
             events_duplicate: counter(
@@ -207,18 +224,19 @@ impl Metrics {
             ),
             group_pending: gauge_vec(
                 r,
-                "kernel_group_pending",
+                fdc_common::contract::GROUP_PENDING_METRIC,
                 "Entries delivered to the group but not yet acknowledged, per stream.",
                 &["stream"],
             ),
             group_lag: gauge_vec(
                 r,
-                "kernel_group_lag",
+                fdc_common::contract::GROUP_LAG_METRIC,
                 "Entries in the stream not yet delivered to the group, per stream.",
                 &["stream"],
             ),
             queue_batches,
             inflight_bytes,
+            inflight_max_bytes,
             partitions_dropped: counter(
                 r,
                 "kernel_partitions_dropped_total",
@@ -242,5 +260,29 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the unlabelled sample `name` in `text`.
+    fn sample(text: &str, name: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the exposition"))
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_metrics_and_the_inflight_bound_are_exported() {
+        let m = Metrics::new();
+        m.inflight_max_bytes.set(64 << 20);
+        let text = m.render();
+        assert!(sample(&text, "process_resident_memory_bytes") > 0.0);
+        assert!(sample(&text, "process_cpu_seconds_total") >= 0.0);
+        assert!(sample(&text, "process_start_time_seconds") > 1.7e9);
+        assert_eq!(sample(&text, "kernel_inflight_max_bytes"), 67_108_864.0);
     }
 }

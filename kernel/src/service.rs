@@ -74,6 +74,9 @@ impl RunningKernel {
 pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
     let consumer = config.consumer_name();
     let metrics = Metrics::new();
+    metrics
+        .inflight_max_bytes
+        .set(i64::try_from(config.ingest.max_inflight_bytes).unwrap_or(i64::MAX));
     let stop = CancellationToken::new();
     let health = Health::new(stop.clone());
     health.stalls().set_after(config.ingest.stall_after);

@@ -60,6 +60,17 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
     );
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 6, "{targets:?}");
+
+    // The figure, beside the JSON: a bar and a dot (one repeat) per throughput run.
+    let svg = std::fs::read_to_string(dir.path().join("bench.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    for run in ["limit", "drain", "replicas", "auth"] {
+        assert!(
+            svg.contains(&format!("\n{run}\n")),
+            "no {run} label in the SVG"
+        );
+    }
+    assert!(stdout.contains("SVG: "), "{stdout}");
 }
 
 /// Runs `fdc-bench` with `args` at a tiny size (fsync and full-page writes off) and returns its

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use uuid::Uuid;
 
@@ -74,6 +75,8 @@ pub enum KernelApiError {
     NoReadyPod(String),
     #[error("{url} does not export {metric}")]
     MissingMetric { url: String, metric: &'static str },
+    #[error("{url} answered a body the operator cannot read: {reason}")]
+    BadBody { url: String, reason: String },
 }
 
 /// Client for kernel endpoints.
@@ -247,9 +250,8 @@ impl KernelApi {
         Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
     }
 
-    /// Stages `pod` reports stalled on its `/metrics` (`kernel_stalled{stage}` > 0); empty for
-    /// a kernel that does not export the gauge.
-    pub async fn stalled_stages(&self, pod: &Pod) -> Result<Vec<String>, KernelApiError> {
+    /// `pod`'s `/metrics` text (Prometheus text format).
+    pub async fn metrics(&self, pod: &Pod) -> Result<String, KernelApiError> {
         let url = self.pod_url(pod, contract::METRICS_PATH)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
@@ -258,7 +260,7 @@ impl KernelApi {
         if !(200..300).contains(&status) {
             return Err(KernelApiError::Status { url, status });
         }
-        Ok(stalled_stages(&String::from_utf8_lossy(&body)))
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
@@ -282,6 +284,32 @@ impl KernelApi {
         match status {
             s if (200..300).contains(&s) => Ok(Revoked::Done),
             404 => Ok(Revoked::UnknownProducer),
+            s => Err(KernelApiError::Status { url, status: s }),
+        }
+    }
+
+    /// When the kernel last saw `producer_id` (a data or heartbeat entry with a valid token),
+    /// from its admin API; `None` when it never did or has no row of the producer (404).
+    pub async fn producer_last_seen(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        admin_token: &str,
+        producer_id: Uuid,
+    ) -> Result<Option<Timestamp>, KernelApiError> {
+        let url = format!(
+            "{}{}",
+            self.admin_base(kernel, pod_ip)?,
+            contract::producer_path(producer_id)
+        );
+        let request = http::Request::get(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send(&url, request).await?;
+        match status {
+            200 => last_seen_at(&body).map_err(|reason| KernelApiError::BadBody { url, reason }),
+            404 => Ok(None),
             s => Err(KernelApiError::Status { url, status: s }),
         }
     }
@@ -554,6 +582,19 @@ pub fn keys_path(producer_id: Uuid) -> String {
     contract::producer_keys_path(producer_id)
 }
 
+/// `last_seen_at` of a producer as the admin API shows it (RFC 3339 or null).
+fn last_seen_at(body: &[u8]) -> Result<Option<Timestamp>, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    match &value["last_seen_at"] {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(t) => t
+            .parse::<Timestamp>()
+            .map(Some)
+            .map_err(|e| format!("last_seen_at {t:?}: {e}")),
+        other => Err(format!("last_seen_at is {other}, not a time")),
+    }
+}
+
 /// The `error` of a kernel's JSON error body, bounded and on one line.
 fn refusal_message(body: &[u8]) -> String {
     let message = serde_json::from_slice::<serde_json::Value>(body)
@@ -658,9 +699,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Stages with `kernel_stalled{stage="..."}` above zero, in order of appearance.
-fn stalled_stages(metrics: &str) -> Vec<String> {
-    let prefix = format!("{STALLED_METRIC}{{");
-    let mut stages = Vec::new();
+pub fn stalled_stages(metrics: &str) -> Vec<String> {
+    let mut stages: Vec<String> = Vec::new();
+    for (stage, value) in samples_by_label(metrics, STALLED_METRIC, "stage") {
+        if value > 0.0 && !stages.contains(&stage) {
+            stages.push(stage);
+        }
+    }
+    stages
+}
+
+/// The samples of `metric` that carry `label`, as (label value, sample value), in order of
+/// appearance (Prometheus text format; a longer name that starts with `metric` is another
+/// metric).
+pub fn samples_by_label(metrics: &str, metric: &str, label: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{metric}{{");
+    let mut samples = Vec::new();
     for line in metrics.lines() {
         let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
@@ -668,23 +722,20 @@ fn stalled_stages(metrics: &str) -> Vec<String> {
         let Some((labels, value)) = rest.split_once('}') else {
             continue;
         };
-        let stalled = value
+        let value = value
             .split_whitespace()
             .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .is_some_and(|v| v > 0.0);
-        let stage = labels
+            .and_then(|v| v.parse::<f64>().ok());
+        let label_value = labels
             .split(',')
-            .filter_map(|l| l.trim().strip_prefix("stage="))
+            .filter_map(|l| l.trim().strip_prefix(label)?.strip_prefix('='))
             .map(|v| v.trim_matches('"').to_string())
             .next();
-        if let (true, Some(stage)) = (stalled, stage) {
-            if !stages.contains(&stage) {
-                stages.push(stage);
-            }
+        if let (Some(v), Some(value)) = (label_value, value) {
+            samples.push((v, value));
         }
     }
-    stages
+    samples
 }
 
 /// Sum of all samples of `metric` (any labels) in Prometheus text format.
@@ -860,6 +911,22 @@ mod tests {
     }
 
     use super::{parse_gauge_sum, refusal_message, MAX_REFUSAL_LEN};
+
+    #[test]
+    fn last_seen_is_read_from_the_producer_body() {
+        use super::last_seen_at;
+        let seen = last_seen_at(
+            br#"{"producer_id":"x","name":"p","last_seen_at":"2026-12-07T04:20:01.123456Z","revoked_at":null}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(seen.to_string(), "2026-12-07T04:20:01.123456Z");
+        assert_eq!(last_seen_at(br#"{"last_seen_at":null}"#), Ok(None));
+        assert!(last_seen_at(br#"{"last_seen_at":3}"#)
+            .unwrap_err()
+            .contains("not a time"));
+        assert!(last_seen_at(b"<html>").is_err());
+    }
 
     #[test]
     fn refusal_message_is_the_error_field_on_one_bounded_line() {

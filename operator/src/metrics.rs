@@ -47,6 +47,12 @@ impl Metrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        // CPU seconds, resident memory, open fds and start time of the operator process
+        // (`process_*`; Linux only).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             reconciles,
@@ -91,5 +97,24 @@ impl Drop for ReconcileTimer {
         self.histogram
             .with_label_values(&[self.controller])
             .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_process_metrics_are_exported() {
+        let text = super::Metrics::new().unwrap().render();
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("process_resident_memory_bytes ")?
+                    .parse()
+                    .ok()
+            })
+            .expect("process_resident_memory_bytes");
+        assert!(rss > 0.0);
+        assert!(text.contains("\nprocess_cpu_seconds_total "));
     }
 }

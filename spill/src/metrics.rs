@@ -31,6 +31,8 @@ pub struct SpillMetrics {
     pub quarantined_records: IntCounter,
     /// Quarantine files in the spill directory: records waiting for an operator.
     pub quarantine_files: IntGauge,
+    /// The configured bound on `bytes` (`spill.max_bytes`), for dashboards and alerts.
+    pub max_bytes: IntGauge,
 }
 
 impl Default for SpillMetrics {
@@ -87,6 +89,10 @@ impl SpillMetrics {
                 contract::SPILL_QUARANTINE_METRIC,
                 "Quarantined spill records in the spill directory, waiting for an operator",
             ),
+            max_bytes: g(
+                "kernel_spill_max_bytes",
+                "The configured bound on the spill's bytes (spill.max_bytes)",
+            ),
         }
     }
 
@@ -104,6 +110,7 @@ impl SpillMetrics {
         registry.register(Box::new(self.events_replayed.clone()))?;
         registry.register(Box::new(self.quarantined_records.clone()))?;
         registry.register(Box::new(self.quarantine_files.clone()))?;
+        registry.register(Box::new(self.max_bytes.clone()))?;
         Ok(())
     }
 }

@@ -226,6 +226,9 @@ impl SpillStore {
 
         metrics.torn_tails.inc_by(report.torn_tails);
         metrics.corrupt_segments.inc_by(report.corrupt_segments);
+        metrics
+            .max_bytes
+            .set(i64::try_from(cfg.max_bytes).unwrap_or(i64::MAX));
         let store = SpillStore {
             cfg,
             _lock: lock,

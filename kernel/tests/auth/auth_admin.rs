@@ -72,6 +72,7 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
             reqwest::Method::POST,
             format!("/v1/registrations/{reg}/reject"),
         ),
+        (reqwest::Method::GET, format!("/v1/producers/{producer}")),
         (
             reqwest::Method::POST,
             format!("/v1/producers/{producer}/revoke"),
@@ -147,6 +148,42 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
     let exp = issued["expires_at"].as_i64().unwrap();
     let left = exp - chrono::Utc::now().timestamp();
     assert!((590..=600).contains(&left), "ttl 10m, {left}s left");
+
+    // The producer's row, with when it was last seen (written in the background).
+    let seen = format!("SELECT count(*) FROM producers WHERE producer_id = '{producer}' AND last_seen_at IS NOT NULL");
+    assert_eq!(wait_for(WAIT, 1, || count(&pg, &seen)).await, 1);
+    let last_seen: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT last_seen_at FROM producers WHERE producer_id = $1")
+            .bind(producer)
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    let resp = http
+        .get(k.admin_url(&format!("/v1/producers/{producer}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let shown: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(shown["producer_id"], producer.to_string());
+    assert_eq!(shown["name"], "p");
+    assert_eq!(shown["revoked_at"], serde_json::Value::Null);
+    let shown_seen: chrono::DateTime<chrono::Utc> =
+        shown["last_seen_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(shown_seen, last_seen);
+    let resp = http
+        .get(k.admin_url(&format!("/v1/producers/{}", Uuid::now_v7())))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.json::<serde_json::Value>().await.unwrap()["error"],
+        "producer not found"
+    );
+
     let decisions: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT action, target, reason FROM auth_decisions WHERE decided_at IS NOT NULL ORDER BY decision_id",
     )

@@ -294,6 +294,21 @@ struct FakeKernelState {
     key_approvals: Vec<AdminCall>,
     /// Status and JSON body of the answer to a key pre-approval.
     key_response: (u16, Value),
+    /// Ingest figures per pod on its `/metrics`.
+    ingest: BTreeMap<String, Ingesting>,
+    /// Producer rows the admin API shows (`GET /v1/producers/{id}`; 404 for others).
+    producers: BTreeMap<String, Value>,
+    /// `GET /v1/producers/{id}` calls.
+    producer_reads: Vec<AdminCall>,
+}
+
+/// Ingest figures a fake kernel pod exports (stream `orders`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ingesting {
+    pub lag: u64,
+    pub pending: u64,
+    pub stored: u64,
+    pub acked: u64,
 }
 
 /// The id the fake kernel gives a schema version it adds.
@@ -345,6 +360,14 @@ impl FakeKernel {
                     if let Some(b) = s.spill.get(&pod) {
                         text.push_str(&format!("# TYPE kernel_spill_pending_records gauge\nkernel_spill_pending_records {b}\n"));
                     }
+                    if let Some(i) = s.ingest.get(&pod) {
+                        text.push_str(&format!(
+                            "# TYPE kernel_group_lag gauge\nkernel_group_lag{{stream=\"orders\"}} {}\n\
+                             kernel_group_pending{{stream=\"orders\"}} {}\n\
+                             kernel_events_stored_total {}\nkernel_redis_ack_total {}\n",
+                            i.lag, i.pending, i.stored, i.acked
+                        ));
+                    }
                     if let Some(stages) = s.stalled.get(&pod) {
                         text.push_str("# TYPE kernel_stalled gauge\n");
                         for stage in ["reader", "writer"] {
@@ -378,6 +401,17 @@ impl FakeKernel {
                     let mut s = s.lock().unwrap();
                     s.revokes.push(record(format!("/v1/producers/{id}/revoke"), &headers, &body));
                     StatusCode::from_u16(s.revoke_status).unwrap()
+                }),
+            )
+            .route(
+                "/v1/producers/{id}",
+                get(move |State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap| async move {
+                    let mut s = s.lock().unwrap();
+                    s.producer_reads.push(record(format!("/v1/producers/{id}"), &headers, ""));
+                    match s.producers.get(&id) {
+                        Some(row) => (StatusCode::OK, axum::Json(row.clone())),
+                        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "producer not found"}))),
+                    }
                 }),
             )
             .route(
@@ -460,6 +494,15 @@ impl FakeKernel {
             .insert(pod.to_string(), (status, body.to_string()));
     }
 
+    /// `pod` reports these ingest figures on its `/metrics`.
+    pub fn set_ingest(&self, pod: &str, ingesting: Ingesting) {
+        self.state
+            .lock()
+            .unwrap()
+            .ingest
+            .insert(pod.to_string(), ingesting);
+    }
+
     /// `pod` reports `stages` stalled on its `/metrics`.
     pub fn set_stalled(&self, pod: &str, stages: &[&str]) {
         self.state.lock().unwrap().stalled.insert(
@@ -479,6 +522,19 @@ impl FakeKernel {
     /// Answer key pre-approvals with `status` and JSON `body` (default: 201).
     pub fn set_key_response(&self, status: u16, body: Value) {
         self.state.lock().unwrap().key_response = (status, body);
+    }
+
+    /// The admin API shows producer `id` as last seen at `last_seen_at` (RFC 3339, or null).
+    pub fn set_producer_seen(&self, id: &str, last_seen_at: Value) {
+        self.state.lock().unwrap().producers.insert(
+            id.to_string(),
+            json!({"producer_id": id, "name": "p", "created_at": "2026-12-01T00:00:00Z",
+                   "last_seen_at": last_seen_at, "revoked_at": null}),
+        );
+    }
+
+    pub fn producer_reads(&self) -> Vec<AdminCall> {
+        self.state.lock().unwrap().producer_reads.clone()
     }
 
     pub fn key_approvals(&self) -> Vec<AdminCall> {
@@ -603,7 +659,7 @@ pub struct KernelWorld {
     pub sts_after: StsAnswer,
     /// Whether discovery finds ServiceMonitors (when the context asks: once per context).
     pub service_monitor_crd: bool,
-    /// The kernel's pods, when the pass lists them (some replicas not ready).
+    /// The kernel's pods (the pass lists them for their metrics).
     pub pods: Vec<Value>,
 }
 
@@ -886,14 +942,12 @@ impl Answering {
             call = self.next().await;
         }
 
-        // The pods, listed when some are not ready; then the status.
-        if call.uri == pods_uri(&name) {
-            assert_call(&call, "GET", &pods_uri(&name));
-            call.ok(&json!({
-                "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": w.pods
-            }));
-            call = self.next().await;
-        }
+        // The pods (their metrics and, when some are not ready, why); then the status.
+        assert_call(&call, "GET", &pods_uri(&name));
+        call.ok(&json!({
+            "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": w.pods
+        }));
+        let call = self.next().await;
         self.status(call, &w.kernel);
     }
 }
@@ -1044,6 +1098,16 @@ impl ApiServer {
         .await;
         self.get(&secret_uri("k-admin-token"), Some(&admin_secret()))
             .await;
+    }
+
+    /// The read of FdcKernel `k`'s admin token Secret that precedes the last-seen call of a
+    /// pass that issued credentials.
+    pub async fn admin_token_read(&mut self, kernel_ns: &str) {
+        self.get(
+            &format!("/api/v1/namespaces/{kernel_ns}/secrets/k-admin-token"),
+            Some(&admin_secret()),
+        )
+        .await;
     }
 
     /// The apply of Secret `p-credentials`, echoed; returns what was applied.

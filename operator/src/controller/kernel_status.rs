@@ -5,7 +5,9 @@
 //!   smaller count; during a scale-out the count that already served before it. A rollout
 //!   does not make it False by itself: only pods that are not ready do.
 //! - `Progressing` carries the transition: `ScalingIn`, `ScalingOut`, `RollingOut`,
-//!   `Starting` (a new kernel's first pods), else False `RolledOut`.
+//!   `Starting` (a new kernel's first pods). With none under way it is False: `RolledOut`
+//!   while ingest moves (or is not known yet), `Stalled` (a pod reports `kernel_stalled`) or
+//!   `NoProgress` (entries wait and none was acknowledged since the last scrape) when not.
 //! - `SpillDrained` says whether a scale-in waits for a replica's spill.
 //!
 //! When pods are not ready, `Ready`'s message names them and why (container state, or the
@@ -17,6 +19,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::controller::kernel::ingest::Flow;
 use crate::crd::condition::{self, types};
 
 /// Most unready pods named in the `Ready` message (the rest are counted).
@@ -50,6 +53,8 @@ pub struct Observed<'a> {
     pub waiting: Option<&'a str>,
     /// Pods that are not Ready (empty when all are).
     pub unready: &'a [UnreadyPod],
+    /// Whether ingest moves, from the pods' metrics.
+    pub flow: &'a Flow,
 }
 
 /// Conditions and figures for the status.
@@ -126,12 +131,20 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
             "Starting",
             format!("first pods starting: {ready}/{desired} ready"),
         ),
-        Transition::None => (
-            false,
-            "RolledOut",
-            format!("all {} pods run the current spec", o.applied),
-        ),
+        Transition::None => match o.flow {
+            Flow::Stalled { reason, message } => (
+                false,
+                *reason,
+                format!("all {} pods run the current spec; {message}", o.applied),
+            ),
+            Flow::Moving | Flow::Unknown => (
+                false,
+                "RolledOut",
+                format!("all {} pods run the current spec", o.applied),
+            ),
+        },
     };
+    let stalled = matches!(o.flow, Flow::Stalled { .. });
 
     // Availability: the smaller side of a scale, at least one pod when any is requested.
     let required = if desired == 0 {
@@ -217,7 +230,7 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
         replicas: st.replicas,
         ready_replicas: ready,
         settled,
-        busy: progressing || !is_ready || ready < st.replicas,
+        busy: progressing || stalled || !is_ready || ready < st.replicas,
     }
 }
 
@@ -380,6 +393,7 @@ mod tests {
                 sts,
                 waiting,
                 unready,
+                flow: &Flow::Unknown,
             },
             Timestamp::from_second(1_000).unwrap(),
         )

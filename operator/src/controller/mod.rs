@@ -18,6 +18,7 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,6 +54,9 @@ pub struct Context {
     pub kernel_api: KernelApi,
     /// Cached answer to "does the cluster serve monitoring.coreos.com/v1 ServiceMonitors?".
     service_monitor_crd: Mutex<Option<(Instant, bool)>>,
+    /// The last scrape of each kernel's counters (`namespace/name`), for the rates of the
+    /// next pass.
+    ingest_samples: Mutex<HashMap<String, kernel::ingest::Sample>>,
 }
 
 impl Context {
@@ -68,7 +72,25 @@ impl Context {
             metrics,
             kernel_api,
             service_monitor_crd: Mutex::new(None),
+            ingest_samples: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Keeps `sample` as kernel `key`'s last scrape.
+    pub fn keep_ingest_sample(&self, key: &str, sample: kernel::ingest::Sample) {
+        self.ingest_samples
+            .lock()
+            .expect("poisoned")
+            .insert(key.to_string(), sample);
+    }
+
+    /// Kernel `key`'s last scrape, if one is kept.
+    pub fn ingest_sample(&self, key: &str) -> Option<kernel::ingest::Sample> {
+        self.ingest_samples
+            .lock()
+            .expect("poisoned")
+            .get(key)
+            .cloned()
     }
 
     /// Publishes an Event; a failure to publish is logged, never fails the reconcile.

@@ -40,11 +40,23 @@ use super::DURATION_PATTERN;
         type_ = "integer",
         json_path = ".status.readyReplicas"
     ),
+    printcolumn(name = "Lag", type_ = "integer", json_path = ".status.lag"),
+    printcolumn(
+        name = "Stored/s",
+        type_ = "number",
+        json_path = ".status.storedPerSecond"
+    ),
     printcolumn(
         name = "Reason",
         type_ = "string",
         priority = "1",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Progressing",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.conditions[?(@.type==\"Progressing\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -424,6 +436,18 @@ pub struct FdcKernelStatus {
     /// Hash of the rendered config the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Entries of the streams not yet delivered to the consumer group (`kernel_group_lag`
+    /// summed over the streams), from the pods' `/metrics` at the last reconcile; unset when
+    /// no pod could be scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Entries delivered to the group and not yet acknowledged (`kernel_group_pending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<i64>,
+    /// Events stored per second between the last two reconciles' scrapes (growth of
+    /// `kernel_events_stored_total` over all pods); unset until two scrapes are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_per_second: Option<f64>,
     /// Ready, Progressing, Degraded, SpillDrained, Paused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -34,6 +34,7 @@ use super::DURATION_PATTERN;
         type_ = "string",
         json_path = ".status.tokenExpiresIn"
     ),
+    printcolumn(name = "Last Seen", type_ = "date", json_path = ".status.lastSeenAt"),
     printcolumn(
         name = "Expires At",
         type_ = "string",
@@ -122,6 +123,10 @@ pub struct ProducerStatus {
     /// hour; `<5m`; `expired`); refreshed whenever that reading drops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_expires_in: Option<String>,
+    /// When the kernel last saw this producer (a data or heartbeat entry with a valid
+    /// token), read from its admin API every few minutes; unset while it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at: Option<Time>,
     /// `kid` of the issuer key that signed the current token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_key_id: Option<String>,

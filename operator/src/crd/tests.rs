@@ -87,7 +87,16 @@ fn crds_have_names_subresources_and_printer_columns() {
         .collect();
     assert_eq!(
         cols,
-        vec!["Ready", "Replicas", "Available", "Reason", "Age"]
+        vec![
+            "Ready",
+            "Replicas",
+            "Available",
+            "Lag",
+            "Stored/s",
+            "Reason",
+            "Progressing",
+            "Age"
+        ]
     );
 
     let p = &Producer::crd().spec.versions[0];
@@ -99,6 +108,7 @@ fn crds_have_names_subresources_and_printer_columns() {
             "Kernel",
             "Ready",
             "Expires In",
+            "Last Seen",
             "Expires At",
             "Reason",
             "Age"
@@ -116,7 +126,7 @@ fn crds_have_names_subresources_and_printer_columns() {
         .collect();
     assert_eq!(
         dates,
-        vec![".metadata.creationTimestamp"],
+        vec![".status.lastSeenAt", ".metadata.creationTimestamp"],
         "only past times as dates"
     );
 }

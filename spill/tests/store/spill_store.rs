@@ -96,6 +96,8 @@ fn full_is_distinct_and_exact() {
     // header + two frames of 12+20 bytes = 24 + 64 = 88.
     let c = cfg(dir.path(), 88, 1 << 20);
     let (mut s, m) = open(&c);
+    // The bound is exported next to the bytes it bounds.
+    assert_eq!(m.max_bytes.get(), 88);
     s.append(&[1; 20]).unwrap();
     s.append(&[2; 20]).unwrap();
     assert_eq!(s.stats().bytes, 88);

@@ -81,6 +81,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/registrations", get(list_registrations))
         .route("/v1/registrations/{id}/approve", post(approve))
         .route("/v1/registrations/{id}/reject", post(reject))
+        .route(contract::PRODUCER_ROUTE, get(show_producer))
         .route(contract::PRODUCER_REVOKE_ROUTE, post(revoke_producer))
         .route("/v1/producers/{id}/token", post(issue_token))
         .route(contract::PRODUCER_KEYS_ROUTE, post(preapprove_key))
@@ -204,6 +205,14 @@ async fn reject(
     store::reject(&s.pool, id, &body.reason).await?;
     tracing::info!(registration = %id, "registration rejected");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Producer `id`: name, creation, last seen, revocation (404 when the kernel has no row).
+async fn show_producer(
+    State(s): State<Arc<AdminState>>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<store::ProducerRow>, AdminError> {
+    Ok(Json(store::producer(&s.pool, id).await?))
 }
 
 async fn revoke_producer(

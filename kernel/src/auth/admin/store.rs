@@ -236,6 +236,29 @@ pub async fn reject(pool: &PgPool, registration_id: Uuid, reason: &str) -> Resul
     Ok(())
 }
 
+/// One producer row, as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+pub struct ProducerRow {
+    pub producer_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Last data or heartbeat entry with a valid token (written about every second).
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Producer `producer_id`'s row.
+pub async fn producer(pool: &PgPool, producer_id: Uuid) -> Result<ProducerRow, AdminError> {
+    sqlx::query_as(
+        "SELECT producer_id, name, created_at, last_seen_at, revoked_at
+           FROM producers WHERE producer_id = $1",
+    )
+    .bind(producer_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(AdminError::NotFound("producer"))
+}
+
 /// Revoke a producer: all its tokens are refused within `auth.cache_ttl`.
 pub async fn revoke_producer(
     pool: &PgPool,

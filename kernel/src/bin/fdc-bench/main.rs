@@ -2,7 +2,7 @@
 //!
 //! This file is the command line; the benchmark's modules sit beside it, outside the kernel
 //! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`, `catchup`,
-//! `query`, `variant`, `env` (the private servers), `procfs`, `report`, `error`.
+//! `query`, `variant`, `env` (the private servers), `procfs`, `report`, `plot` (the SVG figure), `error`.
 
 mod auth_run;
 mod catchup;
@@ -11,6 +11,7 @@ mod env;
 mod error;
 mod latency;
 mod limit;
+mod plot;
 mod procfs;
 mod query;
 mod report;
@@ -34,7 +35,10 @@ use run::{Options, RunKind};
     name = "fdc-bench",
     about = "Benchmark: storage limit, kernel drain, 2 replicas, commit latency (private servers)"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// W1 events per storage run.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
@@ -72,7 +76,7 @@ struct Cli {
     /// How long the catch-up run keeps Postgres stopped, seconds.
     #[arg(long, default_value_t = 60)]
     catchup_outage_secs: u64,
-    /// Where the JSON report goes.
+    /// Where the JSON report goes (the SVG figure goes beside it, `.svg`).
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
     /// Longest one drain may take, seconds.
@@ -87,6 +91,19 @@ struct Cli {
     /// first one is the reference). Default: every migration.
     #[arg(long = "db-schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
     db_schemas: Vec<variant::SchemaVariant>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Draws the SVG figure of a saved JSON report, without running anything.
+    Plot {
+        /// The JSON report.
+        #[arg(long)]
+        from: PathBuf,
+        /// The SVG to write; default: beside the report, `.svg`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `FDC_INGEST__BATCH_MAX_SIZE=500` → (key, value); only kernel settings are accepted, so a
@@ -108,6 +125,12 @@ fn parse_kernel_env(arg: &str) -> Result<(String, String), String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Plot { from, out }) = cli.command {
+        let out = out.unwrap_or_else(|| plot::svg_path(&from));
+        plot::write_from(&from, &out)?;
+        println!("SVG: {}", out.display());
+        return Ok(());
+    }
     let kernel_bin = match cli.kernel_bin {
         Some(path) => path,
         None => std::env::current_exe()
@@ -141,10 +164,13 @@ fn main() -> anyhow::Result<()> {
         .context("tokio runtime")?;
     let report = runtime.block_on(run::run(&options))?;
     print!("{}", report.table());
-    let json = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&cli.json, json + "\n")
+    let json = serde_json::to_value(&report)?;
+    std::fs::write(&cli.json, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", cli.json.display()))?;
     println!("JSON: {}", cli.json.display());
+    let svg = plot::svg_path(&cli.json);
+    plot::write(&json, &svg)?;
+    println!("SVG: {}", svg.display());
     Ok(())
 }
 

@@ -35,10 +35,13 @@ use crate::labels::{is_paused, kernel_selector_labels, selector_string};
 
 pub mod build;
 pub mod fetch;
+pub mod ingest;
 pub mod status;
 pub mod validate;
 
+use crate::kernel_api::stalled_stages;
 use build::{Desired, Unwanted};
+use ingest::PodReading;
 use status::{Report, StatusError};
 use validate::RETRY_BLOCKED;
 
@@ -47,8 +50,8 @@ pub const CONTROLLER: &str = "fdckernel";
 
 /// Requeue while something is moving (rollout, scale-in drain).
 const REQUEUE_BUSY: Duration = Duration::from_secs(10);
-/// Periodic resync when all is well.
-const REQUEUE_IDLE: Duration = Duration::from_secs(300);
+/// Periodic resync when all is well (also how often the status's lag and stored/s refresh).
+const REQUEUE_IDLE: Duration = Duration::from_secs(60);
 
 /// Entry point for the controller: skips objects that do not deserialize (with an Event).
 /// The pass runs in the object's span ([`Context::reconcile`]).
@@ -64,7 +67,15 @@ pub async fn reconcile(
 
 /// Reconciles one kernel: runs the pass, then writes the one status it ends with.
 pub async fn reconcile_kernel(kernel: &FdcKernel, ctx: &Context) -> Result<Action, Error> {
-    let now = Timestamp::now();
+    reconcile_kernel_at(kernel, ctx, Timestamp::now()).await
+}
+
+/// [`reconcile_kernel`] at time `now` (the rates between passes are per second of `now`).
+pub async fn reconcile_kernel_at(
+    kernel: &FdcKernel,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Action, Error> {
     let (report, action) = run_pass(kernel, ctx, now).await?;
     let status = status::status(kernel, &report, now);
     ctx.apply_status(kernel, &status)
@@ -111,13 +122,31 @@ async fn run_pass(
     let sts = apply(&Applier::new(ctx, kernel), &desired).await?;
     let (keys, plan) = (&desired.keys, &desired.plan);
 
-    // What came of it, with the pods that are not ready and why.
+    // What came of it: every pod's metrics (lag, stored/s, stalled stages), and the pods
+    // that are not ready and why.
     let st = sts.status.clone().unwrap_or_default();
+    let pods = scrape_pods(kernel, ctx).await?;
     let unready = if st.ready_replicas.unwrap_or(0) < st.replicas.max(plan.replicas) {
-        unready_pods(kernel, ctx).await?
+        unready_pods(&pods, ctx).await
     } else {
         Vec::new()
     };
+    let key = format!(
+        "{}/{}",
+        kernel.namespace().unwrap_or_default(),
+        kernel.name_any()
+    );
+    let readings: Vec<PodReading> = pods
+        .iter()
+        .filter_map(|(pod, metrics)| {
+            Some(PodReading::parse(&pod.name_any(), metrics.as_ref().ok()?))
+        })
+        .collect();
+    let previous = ctx.ingest_sample(&key);
+    let (ingest, sample) = ingest::judge(previous.as_ref(), &readings, now);
+    if let Some(sample) = sample {
+        ctx.keep_ingest_sample(&key, sample);
+    }
     let computed = kernel_status::compute(
         &Observed {
             kernel_name: &kernel.name_any(),
@@ -128,6 +157,7 @@ async fn run_pass(
             sts: &sts,
             waiting: plan.waiting.as_deref(),
             unready: &unready,
+            flow: &ingest.flow,
         },
         now,
     );
@@ -144,6 +174,7 @@ async fn run_pass(
         computed,
         issuer_key_id: keys.current_kid().to_string(),
         config_hash: desired.config_hash.clone(),
+        ingest,
     };
     Ok((report, Action::requeue(next)))
 }
@@ -183,23 +214,57 @@ async fn apply(applier: &Applier<'_>, desired: &Desired) -> Result<StatefulSet, 
     Ok(sts)
 }
 
-/// The kernel's pods that are not Ready, each with why: its container state, or (for a
-/// running container) the kernel's `/readyz` answer and its stalled stages. In ordinal order.
-async fn unready_pods(kernel: &FdcKernel, ctx: &Context) -> Result<Vec<UnreadyPod>, Error> {
+/// A kernel pod and its `/metrics` text (`Err`: why it could not be read).
+type Scraped = (Pod, Result<String, String>);
+
+/// The kernel's pods in ordinal order, each with its `/metrics` (pods without an IP are
+/// not asked).
+async fn scrape_pods(kernel: &FdcKernel, ctx: &Context) -> Result<Vec<Scraped>, Error> {
     let pods: Api<Pod> =
         Api::namespaced(ctx.client.clone(), &kernel.namespace().unwrap_or_default());
     let selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    let mut unready: Vec<&Pod> = list.items.iter().filter(|p| !pod_ready(p)).collect();
-    unready.sort_by_key(|p| {
+    let mut list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    list.sort_by_key(|p| {
         let name = p.name_any();
         let ordinal = name.rsplit('-').next().and_then(|o| o.parse::<u32>().ok());
         (ordinal, name)
     });
-    Ok(join_all(unready.into_iter().map(|pod| diagnose(pod, ctx))).await)
+    Ok(join_all(list.into_iter().map(|pod| async move {
+        let metrics = if has_ip(&pod) {
+            ctx.kernel_api
+                .metrics(&pod)
+                .await
+                .map_err(|e| e.to_string())
+        } else {
+            Err("no pod IP yet".to_string())
+        };
+        (pod, metrics)
+    }))
+    .await)
 }
 
-async fn diagnose(pod: &Pod, ctx: &Context) -> UnreadyPod {
+fn has_ip(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_ref())
+        .is_some()
+}
+
+/// The pods that are not Ready, each with why: its container state, or (for a running
+/// container) the kernel's `/readyz` answer and its stalled stages. In ordinal order.
+async fn unready_pods(pods: &[Scraped], ctx: &Context) -> Vec<UnreadyPod> {
+    join_all(
+        pods.iter()
+            .filter(|(pod, _)| !pod_ready(pod))
+            .map(|(pod, metrics)| diagnose(pod, metrics, ctx)),
+    )
+    .await
+}
+
+async fn diagnose(pod: &Pod, metrics: &Result<String, String>, ctx: &Context) -> UnreadyPod {
     let name = pod.name_any();
     if let Some(cause) = pod_state_cause(pod) {
         return UnreadyPod {
@@ -208,23 +273,14 @@ async fn diagnose(pod: &Pod, ctx: &Context) -> UnreadyPod {
             stalled: Vec::new(),
         };
     }
-    if pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_ref())
-        .is_none()
-    {
+    if !has_ip(pod) {
         return UnreadyPod {
             pod: name,
             cause: "pending (no pod IP yet)".to_string(),
             stalled: Vec::new(),
         };
     }
-    let (readyz, stalled) = futures::join!(
-        ctx.kernel_api.readyz(pod),
-        ctx.kernel_api.stalled_stages(pod)
-    );
-    let cause = match readyz {
+    let cause = match ctx.kernel_api.readyz(pod).await {
         Ok((200, _)) => "readiness probe failing (its /readyz answers ready now)".to_string(),
         Ok((_, body)) if !body.is_empty() => one_line(&body),
         Ok((status, _)) => format!("/readyz answered HTTP {status}"),
@@ -233,6 +289,6 @@ async fn diagnose(pod: &Pod, ctx: &Context) -> UnreadyPod {
     UnreadyPod {
         pod: name,
         cause,
-        stalled: stalled.unwrap_or_default(),
+        stalled: metrics.as_deref().map(stalled_stages).unwrap_or_default(),
     }
 }

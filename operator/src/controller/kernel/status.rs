@@ -4,6 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
+use crate::controller::kernel::ingest::Ingest;
 use crate::controller::kernel::validate::Blocked;
 use crate::controller::kernel_status::Computed;
 use crate::crd::condition::{self, types};
@@ -33,6 +34,8 @@ pub enum Report {
         computed: Computed,
         issuer_key_id: String,
         config_hash: String,
+        /// Lag, pending and stored/s from the pods' metrics.
+        ingest: Ingest,
     },
 }
 
@@ -89,6 +92,7 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
             computed,
             issuer_key_id,
             config_hash,
+            ingest,
         } => {
             let mut updates = computed.conditions.clone();
             updates.push(condition::new(
@@ -108,6 +112,9 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
                 selector,
                 issuer_key_id: Some(issuer_key_id.clone()),
                 config_hash: Some(config_hash.clone()),
+                lag: ingest.lag,
+                pending: ingest.pending,
+                stored_per_second: ingest.stored_per_second,
                 conditions: condition::merge(&old.conditions, updates),
             }
         }

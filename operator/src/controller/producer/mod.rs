@@ -33,6 +33,7 @@ use crate::labels::{is_paused, names, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION
 
 pub mod build;
 pub mod fetch;
+pub mod last_seen;
 pub mod status;
 pub mod validate;
 
@@ -172,14 +173,16 @@ async fn run_pass(
         applier.announce(note).await;
     }
     applier.apply(&desired.secret).await?;
+    let last_seen = last_seen::read_last_seen(ctx, &valid.kernel, id).await;
 
-    // Next pass: renewal, or when `tokenExpiresIn` would read one unit less.
+    // Next pass: renewal, when `tokenExpiresIn` would read one unit less, or when the
+    // last-seen time is read again.
     let expires_at = desired.issued.expires_at;
     let renew = renew_at(expires_at, valid.ttl);
     let reading_holds = status::expires_in(expires_at, now).1;
     let wait = renew.duration_since(now).unsigned_abs();
     let mut next = if renew > now {
-        wait.min(reading_holds)
+        wait.min(reading_holds).min(last_seen::REFRESH)
     } else {
         MIN_RENEW_DELAY
     };
@@ -194,6 +197,7 @@ async fn run_pass(
             .into_iter()
             .chain(schema.map(|b| b.condition))
             .collect(),
+        last_seen,
     };
     Ok((report, Action::requeue(next.max(MIN_RENEW_DELAY))))
 }

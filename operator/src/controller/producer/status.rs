@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;
 
 use crate::controller::producer::build::Issued;
+use crate::controller::producer::last_seen::{last_seen_at, LastSeen};
 use crate::controller::producer::validate::Blocked;
 use crate::crd::condition::{self, types};
 use crate::crd::{Producer, ProducerStatus};
@@ -36,6 +37,8 @@ pub enum Report {
         fingerprint: String,
         renew: Timestamp,
         conditions: Vec<Condition>,
+        /// When the kernel last saw the producer.
+        last_seen: LastSeen,
     },
 }
 
@@ -107,7 +110,9 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
             fingerprint,
             renew,
             conditions: extra,
+            last_seen,
         } => {
+            status.last_seen_at = last_seen_at(status.last_seen_at.as_ref(), last_seen);
             let Issued {
                 secret_name,
                 expires_at,

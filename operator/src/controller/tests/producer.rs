@@ -93,6 +93,7 @@ pub(super) async fn apply_pass(
     };
     let secret = call.body.clone();
     call.echo();
+    server.admin_token_read(NS).await;
     let status = server.producer_status_apply().await;
     (secret, event, status)
 }
@@ -158,16 +159,28 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
         "no token in status"
     );
     // The expiry column reads "23h" (24h minus the moments since issuance, rounded down)
-    // until an hour has passed: the next pass refreshes it, well before renewal (16h).
+    // until an hour has passed, well before renewal (16h); the last-seen time is read again
+    // sooner.
     assert_eq!(st["tokenExpiresIn"], "23h");
-    assert_requeue_near(action, Duration::from_secs(3600));
+    assert_requeue_near(action, Duration::from_secs(300));
+    // The kernel never saw the producer (404): no last-seen time.
+    assert_eq!(st.get("lastSeenAt"), None);
 
     // Second pass: the stored token is still fresh: reused as is, no Event, same key pair.
+    // The kernel has seen the producer now: the time it shows is the status's.
+    t.fake
+        .set_producer_seen(PRODUCER_UID, json!("2026-12-07T04:20:01.250Z"));
     let task = run(producer("p", "k"), &t.ctx);
-    let (again, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
+    let (again, event, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
     task.await.unwrap().unwrap();
     assert_eq!(event, None);
     assert_eq!(again["data"], secret["data"]);
+    // (Kubernetes times are whole seconds.)
+    assert_eq!(status["status"]["lastSeenAt"], "2026-12-07T04:20:01Z");
+    let reads = t.fake.producer_reads();
+    assert_eq!(reads.len(), 2);
+    assert_eq!(reads[1].path, format!("/v1/producers/{PRODUCER_UID}"));
+    assert_eq!(reads[1].authorization, "Bearer admin-secret-token");
 
     t.done().await;
 }
@@ -410,6 +423,7 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     t.server.producer_reads(&k, &issuer_secret, None).await;
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
+    t.server.admin_token_read("ingest").await;
     t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     t.done().await;

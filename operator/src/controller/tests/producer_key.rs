@@ -97,6 +97,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
+    t.server.admin_token_read(NS).await;
     let status = t.server.producer_status_apply().await;
     let action = task.await.unwrap().unwrap();
 
@@ -136,6 +137,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
         .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
         .await;
     assert_eq!(t.server.credentials_apply().await["data"], secret["data"]);
+    t.server.admin_token_read(NS).await;
     let again = t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own); 2]);
