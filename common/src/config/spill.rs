@@ -1,4 +1,4 @@
-//! `spill` section of the kernel config (the spill store in `crate::spill` reads it).
+//! `spill` section of the kernel config (the spill store, crate `fdc-spill`, reads it).
 
 use std::path::PathBuf;
 use std::time::Duration;

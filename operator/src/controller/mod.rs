@@ -27,11 +27,13 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::AuthError;
 use crate::builders::issuer_keys::KeySetError;
@@ -109,6 +111,30 @@ impl Context {
         {
             tracing::warn!(reason, error = %e, "cannot publish event");
         }
+    }
+
+    /// One reconcile pass of `obj`, in its [`span::reconcile_span`] and timed in the metrics
+    /// as `controller`: `pass` runs on the object, unless it does not deserialize
+    /// ([`readable`](Self::readable)); then the pass waits for the next change.
+    pub async fn reconcile<K>(
+        &self,
+        obj: &DeserializeGuard<K>,
+        controller: &'static str,
+        pass: impl AsyncFnOnce(&K) -> Result<Action, Error>,
+    ) -> Result<Action, Error>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let span = span::reconcile_span(&K::kind(&()), obj.meta());
+        async {
+            let _timer = self.metrics.start(controller);
+            match self.readable(obj).await {
+                Some(object) => pass(object).await,
+                None => Ok(Action::await_change()),
+            }
+        }
+        .instrument(span)
+        .await
     }
 
     /// The object a reconcile pass works on, or `None` when it does not deserialize: then a

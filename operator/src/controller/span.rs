@@ -6,7 +6,7 @@ use tracing::Span;
 
 /// The span of one reconcile of the object `kind` described by `meta`. An object whose
 /// spec cannot be read still has metadata, so malformed objects get the same span.
-pub fn reconcile_span(kind: &'static str, meta: &ObjectMeta) -> Span {
+pub fn reconcile_span(kind: &str, meta: &ObjectMeta) -> Span {
     tracing::info_span!(
         "reconcile",
         kind,

@@ -310,9 +310,10 @@ fn metrics_register_under_kernel_prefix() {
     let m = SpillMetrics::new();
     m.register(&reg).unwrap();
     let names: Vec<String> = reg.gather().iter().map(|f| f.name().to_string()).collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
     assert!(names.iter().all(|n| n.starts_with("kernel_spill_")));
     assert!(names.contains(&"kernel_spill_corrupt_segments_total".to_string()));
+    assert!(names.contains(&"kernel_spill_max_bytes".to_string()));
 }
 
 #[test]

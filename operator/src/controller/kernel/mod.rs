@@ -22,15 +22,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
-use tracing::Instrument;
+use kube::ResourceExt;
 
 use crate::builders::service_monitor;
 use crate::controller::apply::{Applier, ApplyError, Note};
 use crate::controller::kernel_status::{
     self, one_line, pod_ready, pod_state_cause, Observed, UnreadyPod,
 };
-use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::FdcKernel;
 use crate::labels::{is_paused, kernel_selector_labels, selector_string};
@@ -56,24 +54,15 @@ const REQUEUE_BUSY: Duration = Duration::from_secs(10);
 const REQUEUE_IDLE: Duration = Duration::from_secs(60);
 
 /// Entry point for the controller: skips objects that do not deserialize (with an Event).
-/// The pass runs in the object's [`reconcile_span`].
+/// The pass runs in the object's span ([`Context::reconcile`]).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<FdcKernel>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let span = reconcile_span("FdcKernel", obj.meta());
-    reconcile_guarded(obj, ctx).instrument(span).await
-}
-
-async fn reconcile_guarded(
-    obj: Arc<DeserializeGuard<FdcKernel>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let _timer = ctx.metrics.start(CONTROLLER);
-    let Some(kernel) = ctx.readable(&obj).await else {
-        return Ok(Action::await_change());
-    };
-    reconcile_kernel(kernel, &ctx).await
+    ctx.reconcile(&obj, CONTROLLER, async |kernel| {
+        reconcile_kernel(kernel, &ctx).await
+    })
+    .await
 }
 
 /// Reconciles one kernel: runs the pass, then writes the one status it ends with.

@@ -20,13 +20,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::builders::issuer_keys;
 use crate::controller::key_approval::{self, Outcome};
 use crate::controller::schema_binding;
-use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
@@ -48,23 +46,19 @@ pub const CONTROLLER: &str = "producer";
 /// Never requeue sooner than this for renewal (a tiny TTL must not spin the controller).
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
-/// Entry point for the controller. The pass runs in the object's [`reconcile_span`].
+/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Producer>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let span = reconcile_span("Producer", obj.meta());
-    reconcile_guarded(obj, ctx).instrument(span).await
+    ctx.reconcile(&obj, CONTROLLER, async |producer| {
+        reconcile_producer(producer, &ctx).await
+    })
+    .await
 }
 
-async fn reconcile_guarded(
-    obj: Arc<DeserializeGuard<Producer>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let _timer = ctx.metrics.start(CONTROLLER);
-    let Some(producer) = ctx.readable(&obj).await else {
-        return Ok(Action::await_change());
-    };
+/// One pass of a readable Producer, through its finalizer: apply, or clean up when deleted.
+async fn reconcile_producer(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     let producer = Arc::new(producer.clone());
     let api: Api<Producer> = Api::namespaced(
         ctx.client.clone(),
@@ -72,8 +66,8 @@ async fn reconcile_guarded(
     );
     finalizer(&api, PRODUCER_FINALIZER, producer, |event| async {
         match event {
-            FinalizerEvent::Apply(p) => apply(&p, &ctx).await,
-            FinalizerEvent::Cleanup(p) => cleanup(&p, &ctx).await,
+            FinalizerEvent::Apply(p) => apply(&p, ctx).await,
+            FinalizerEvent::Cleanup(p) => cleanup(&p, ctx).await,
         }
     })
     .await

@@ -20,11 +20,9 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::controller::admin::{self, kernel_label, REQUEUE_UNREACHABLE};
 use crate::controller::apply::{Applier, Note};
-use crate::controller::span::reconcile_span;
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::FdcSchema;
@@ -49,38 +47,34 @@ pub const REQUEUE_CONFLICT: Duration = Duration::from_secs(300);
 /// Requeue of a deletion that waits (producers bound, kernel unreachable).
 pub const REQUEUE_DELETION: Duration = Duration::from_secs(30);
 
-/// Entry point for the controller. The pass runs in the object's [`reconcile_span`].
+/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<FdcSchema>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let span = reconcile_span("FdcSchema", obj.meta());
-    reconcile_guarded(obj, ctx).instrument(span).await
+    ctx.reconcile(&obj, CONTROLLER, async |schema| {
+        reconcile_schema(schema, &ctx).await
+    })
+    .await
 }
 
-async fn reconcile_guarded(
-    obj: Arc<DeserializeGuard<FdcSchema>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    let _timer = ctx.metrics.start(CONTROLLER);
-    let Some(schema) = ctx.readable(&obj).await else {
-        return Ok(Action::await_change());
-    };
+/// One pass of a readable FdcSchema: its finalizer first, then apply, or clean up when deleted.
+async fn reconcile_schema(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error> {
     let has_finalizer = schema.finalizers().iter().any(|f| f == SCHEMA_FINALIZER);
     if schema.meta().deletion_timestamp.is_some() {
         if !has_finalizer {
             return Ok(Action::await_change());
         }
-        return cleanup(schema, &ctx).await;
+        return cleanup(schema, ctx).await;
     }
     if !has_finalizer {
         // The patch is seen as a change, which runs the first pass.
         let mut finalizers = schema.finalizers().to_vec();
         finalizers.push(SCHEMA_FINALIZER.to_string());
-        set_finalizers(schema, &ctx, finalizers).await?;
+        set_finalizers(schema, ctx, finalizers).await?;
         return Ok(Action::await_change());
     }
-    apply(schema, &ctx).await
+    apply(schema, ctx).await
 }
 
 /// Registers the version at the kernel: runs the pass, then writes the one status it ends
