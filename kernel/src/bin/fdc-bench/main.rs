@@ -169,8 +169,12 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", cli.json.display()))?;
     println!("JSON: {}", cli.json.display());
     let svg = plot::svg_path(&cli.json);
-    plot::write(&json, &svg)?;
-    println!("SVG: {}", svg.display());
+    match plot::write(&json, &svg) {
+        Ok(()) => println!("SVG: {}", svg.display()),
+        // A query-only run has no throughput or latency to draw: the table says it all.
+        Err(plot::PlotError::Empty) => println!("SVG: none (no throughput or latency run)"),
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 
