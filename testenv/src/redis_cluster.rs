@@ -131,6 +131,20 @@ impl RedisCluster {
         Err(not_ok(format!("no running primary serves slot {slot}")))
     }
 
+    /// A plain connection to the running primary serving `key`, for a test's own commands on
+    /// keys of that slot.
+    pub async fn owner_conn(
+        &self,
+        key: &str,
+    ) -> Result<::redis::aio::MultiplexedConnection, ServerError> {
+        let owner = &self.nodes[self.primary_of(key).await?];
+        ::redis::Client::open(owner.url())
+            .map_err(not_ok)?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(not_ok)
+    }
+
     /// SIGKILLs node `index` (no clean shutdown); its replica takes over after
     /// `cluster-node-timeout` (2 s), see [`RedisCluster::wait_failover`].
     pub fn kill(&mut self, index: usize) {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::registration::reply::{Reply, Status};
 use super::registration::{request, seal, stream};
+use crate::redis_io::Ops;
 use fdc_common::keys;
 use fdc_common::token::TokenIssuer;
 
@@ -80,12 +81,16 @@ impl RedisArgs {
         fdc_common::config::redact_url(&self.redis_url)
     }
 
-    async fn connect(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.redis_url.as_str())
+    /// One server, or a Redis Cluster (`redis+cluster://`), each command routed by its
+    /// key's slot; checked with a PING.
+    async fn connect(&self) -> anyhow::Result<Ops> {
+        let mut conn = Ops::open(&self.redis_url, Duration::from_secs(10))
             .with_context(|| format!("--redis-url {} is invalid", self.shown()))?;
-        stream::connect(&client, Duration::from_secs(1))
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", self.shown()))
+            .with_context(|| format!("cannot connect to Redis at {}", self.shown()))?;
+        Ok(conn)
     }
 }
 
@@ -366,7 +371,7 @@ pub async fn register(args: RegisterArgs) -> anyhow::Result<()> {
 
 /// Read the reply stream until the reply to `nonce` arrives.
 async fn wait_reply(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut Ops,
     key: &str,
     nonce: &str,
     timeout: Duration,

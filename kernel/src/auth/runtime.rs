@@ -37,7 +37,7 @@ pub enum AuthStartError {
         source: std::io::Error,
     },
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[from] crate::redis_io::RedisIoError),
 }
 
 /// What the kernel keeps from a started auth: the gate for the writer.
@@ -103,12 +103,12 @@ pub async fn start(
         Some(Arc::new(RegistrationService::new(
             config,
             pool.clone(),
-            redis::Client::open(redis_url)?,
+            redis_url,
             issuer.clone(),
             metrics.clone(),
             group,
             consumer,
-        )))
+        )?))
     } else {
         None
     };

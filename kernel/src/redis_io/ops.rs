@@ -3,17 +3,56 @@
 //! its key's slot and follows MOVED and ASK redirections itself).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::{cluster, RedisIoError};
 
 /// Commands to Redis: one server or a cluster.
 #[derive(Clone)]
 pub enum Ops {
     Single(ConnectionManager),
     Cluster(LazyCluster),
+}
+
+impl Ops {
+    /// Commands to the Redis of `url`, connected on first use (so a Redis that is down fails
+    /// commands, not this call): one server, or for a `redis+cluster://` URL the Redis
+    /// Cluster of its seed nodes. `response_timeout`: the longest wait for a reply, `BLOCK`
+    /// included.
+    pub fn open(url: &str, response_timeout: Duration) -> Result<Ops, RedisIoError> {
+        match cluster::seeds(url) {
+            Some(seeds) => {
+                let client = ClusterClient::builder(seeds)
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(response_timeout)
+                    .retries(3)
+                    .build()
+                    .map_err(bad_url)?;
+                Ok(Ops::Cluster(LazyCluster::new(client)))
+            }
+            None => {
+                let client = redis::Client::open(url).map_err(bad_url)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(response_timeout))
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                Ok(Ops::Single(ConnectionManager::new_lazy_with_config(
+                    client, config,
+                )?))
+            }
+        }
+    }
+}
+
+/// A URL redis-rs refused, without its password.
+pub(super) fn bad_url(e: redis::RedisError) -> RedisIoError {
+    RedisIoError::Url(fdc_common::config::redact_url(&e.to_string()))
 }
 
 /// A cluster connection made on first use, so the kernel starts (not ready) while the

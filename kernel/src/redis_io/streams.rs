@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 
-use super::cluster::{self, Router};
+use super::cluster::Router;
 use super::entry_conn::{EntryConn, LinkError};
 use super::entry_reply::EntryBounds;
-use super::ops::{LazyCluster, Ops};
+use super::ops::{bad_url, Ops};
 use super::reply;
 use super::RedisIoError;
 use crate::entry::Entry;
@@ -58,21 +57,6 @@ pub struct GroupInfo {
     pub lag: Option<i64>,
 }
 
-fn manager(
-    client: &redis::Client,
-    response_timeout: Duration,
-) -> Result<ConnectionManager, RedisIoError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_secs(2));
-    Ok(ConnectionManager::new_lazy_with_config(
-        client.clone(),
-        config,
-    )?)
-}
-
 impl StreamClient {
     /// Connects lazily: the kernel starts (not ready) while Redis is down.
     /// `max_block` is the longest BLOCK the reader will use. A `redis+cluster://` URL names
@@ -83,28 +67,13 @@ impl StreamClient {
         consumer: &str,
         max_block: Duration,
     ) -> Result<StreamClient, RedisIoError> {
-        let bad_url = |e: redis::RedisError| {
-            RedisIoError::Url(fdc_common::config::redact_url(&e.to_string()))
-        };
-        let (entries, ops) = match cluster::seeds(url) {
-            Some(seeds) => {
-                let client = redis::cluster::ClusterClient::builder(seeds)
-                    .connection_timeout(Duration::from_secs(2))
-                    .response_timeout(REPLY_TIMEOUT)
-                    .retries(3)
-                    .build()
-                    .map_err(bad_url)?;
-                let ops = Ops::Cluster(LazyCluster::new(client));
-                let router = Router::new(ops.clone(), url);
-                (Entries::Cluster(Arc::new(router)), ops)
-            }
-            None => {
+        let ops = Ops::open(url, REPLY_TIMEOUT)?;
+        let entries = match &ops {
+            Ops::Cluster(_) => Entries::Cluster(Arc::new(Router::new(ops.clone(), url))),
+            Ops::Single(_) => {
                 let client = redis::Client::open(url).map_err(bad_url)?;
                 let conn = EntryConn::new(client.get_connection_info())?;
-                (
-                    Entries::Single(Arc::new(tokio::sync::Mutex::new(conn))),
-                    Ops::Single(manager(&client, REPLY_TIMEOUT)?),
-                )
+                Entries::Single(Arc::new(tokio::sync::Mutex::new(conn)))
             }
         };
         let defaults = fdc_common::config::Config::default();

@@ -1,15 +1,17 @@
 //! The registration service: reads `auth.register.stream` through the kernel's consumer
 //! group, decides each request, and replies on `<reply_prefix><fingerprint>`.
 //!
-//! Redis trouble never ends it: both connections reconnect on their own (redis-rs
-//! `ConnectionManager`), a group lost with a non-persistent Redis restart is recreated on
-//! `NOGROUP`, and [`RegistrationService::serve`] restarts a failed run with backoff.
+//! Redis goes through the kernel's [`StreamClient`], so a Redis Cluster works as one server
+//! does: the request stream is read from the node owning its slot, and each reply (`XADD` and
+//! `EXPIRE` of one key) and acknowledgement (`XACK` and `XDEL` of one key) is routed by its
+//! key's slot. Redis trouble never ends it: the connections reconnect on their own, a group
+//! lost with a non-persistent Redis restart is recreated on `NOGROUP`, and
+//! [`RegistrationService::serve`] restarts a failed run with backoff.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,7 @@ use super::store::{self, Decision, IssuePolicy, Outcome, StoreError};
 use super::{seal, stream};
 use crate::auth::metrics::AuthMetrics;
 use crate::entry::{Entry, Flaw, FlawReason};
+use crate::redis_io::{Ops, RedisIoError, StreamClient};
 use fdc_common::config::auth::AuthConfig;
 use fdc_common::token::TokenIssuer;
 
@@ -44,9 +47,7 @@ pub struct Answer {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
     #[error("redis error on the registration stream: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("reading the registration stream: {0}")]
-    Link(#[from] crate::redis_io::LinkError),
+    Redis(#[from] RedisIoError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The reply could not be written to this key's reply stream (e.g. the key holds another
@@ -61,35 +62,35 @@ pub enum RegistrationError {
 pub struct RegistrationService {
     config: AuthConfig,
     pool: PgPool,
-    redis: redis::Client,
+    /// The kernel's consumer group and name on the registration stream.
+    redis: StreamClient,
     issuer: Option<Arc<TokenIssuer>>,
     metrics: AuthMetrics,
-    group: String,
-    consumer: String,
 }
 
 impl RegistrationService {
-    /// `group`/`consumer`: the kernel's consumer group and name, so one replica handles each
-    /// request. `issuer`: `None` when no signing key is configured (approved keys are then
-    /// `denied` with `no_signing_key`).
+    /// `redis_url`: the kernel's `redis.url` (one server or `redis+cluster://`), connected
+    /// lazily. `group`/`consumer`: the kernel's consumer group and name, so one replica
+    /// handles each request. `issuer`: `None` when no signing key is configured (approved
+    /// keys are then `denied` with `no_signing_key`).
     pub fn new(
         config: &AuthConfig,
         pool: PgPool,
-        redis: redis::Client,
+        redis_url: &str,
         issuer: Option<Arc<TokenIssuer>>,
         metrics: AuthMetrics,
         group: &str,
         consumer: &str,
-    ) -> RegistrationService {
-        RegistrationService {
+    ) -> Result<RegistrationService, RedisIoError> {
+        let redis = StreamClient::new(redis_url, group, consumer, BLOCK)?
+            .with_entry_bounds(stream::request_bounds(config.register.max_name_len));
+        Ok(RegistrationService {
             config: config.clone(),
             pool,
             redis,
             issuer,
             metrics,
-            group: group.to_string(),
-            consumer: consumer.to_string(),
-        }
+        })
     }
 
     /// Run until `stop` is cancelled, restarting after any failure (Redis unreachable, even
@@ -125,10 +126,9 @@ impl RegistrationService {
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), RegistrationError> {
         tokio::pin!(shutdown);
         let stream_name = self.config.register.stream.clone();
-        let mut read_conn = crate::redis_io::EntryConn::new(self.redis.get_connection_info())?;
-        let bounds = stream::request_bounds(self.config.register.max_name_len);
-        let mut write_conn = stream::manager(&self.redis, Duration::ZERO)?;
-        stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
+        let streams = [stream_name.clone()];
+        let mut write_conn = self.redis.ops();
+        self.redis.ensure_group(&stream_name).await?;
         // Own pending entries first (a previous run may have died mid-request), read on from
         // `cursor`; then new ones.
         let mut backlog = true;
@@ -150,27 +150,18 @@ impl RegistrationService {
                 }
                 last_prune = Instant::now();
             }
-            let from = if backlog { cursor.as_str() } else { ">" };
-            let read = stream::read_requests(
-                &mut read_conn,
-                &stream_name,
-                &self.group,
-                &self.consumer,
-                from,
-                16,
-                BLOCK,
-                &bounds,
-            );
+            let from = [if backlog { cursor.clone() } else { ">".into() }];
+            let read = self.redis.read(&streams, &from, 16, Some(BLOCK));
             let entries = tokio::select! {
                 _ = &mut shutdown => return Ok(()),
                 r = read => r,
             };
             let entries = match entries {
                 Ok(e) => e,
-                Err(e) if e.code() == Some("NOGROUP") => {
+                Err(RedisIoError::Link(e)) if e.code() == Some("NOGROUP") => {
                     // Redis restarted without persistence: stream and group are gone.
                     tracing::warn!(stream = %stream_name, "registration group missing; recreating it");
-                    stream::ensure_group(&mut write_conn, &stream_name, &self.group).await?;
+                    self.redis.ensure_group(&stream_name).await?;
                     backlog = true;
                     cursor = "0".to_string();
                     continue;
@@ -192,7 +183,7 @@ impl RegistrationService {
                         let acked: Result<(), _> = redis::pipe()
                             .cmd("XACK")
                             .arg(&stream_name)
-                            .arg(&self.group)
+                            .arg(self.redis.group())
                             .arg(&id)
                             .ignore()
                             .cmd("XDEL")
@@ -228,11 +219,7 @@ impl RegistrationService {
     }
 
     /// Decide one request and write its reply (when it can be addressed).
-    async fn process(
-        &self,
-        conn: &mut ConnectionManager,
-        entry: &Entry,
-    ) -> Result<(), RegistrationError> {
+    async fn process(&self, conn: &mut Ops, entry: &Entry) -> Result<(), RegistrationError> {
         let answer = match &entry.flaw {
             Some(flaw) => refused(flaw),
             None => {
