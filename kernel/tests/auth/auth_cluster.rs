@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::process::Stdio;
 
-use crate::auth_support::{kernel_cli, run_cli, ADMIN_TOKEN};
+use crate::auth_support::{enable_admin, kernel_cli, run_cli, ADMIN_TOKEN};
 use crate::fault_support::{serial, start_ready, WAIT};
 use crate::support::*;
 use fdc_common::keys;
@@ -39,12 +39,7 @@ async fn a_producer_registers_and_publishes_over_a_cluster_and_bad_tokens_die_in
     config.ingest.streams = streams.clone();
     config.republish.enabled = true;
     config.republish.stream = "events:stored".into();
-    let admin_file = dir.path().join("admin-token");
-    std::fs::write(&admin_file, format!("{ADMIN_TOKEN}\n")).unwrap();
-    config.auth.admin_token_file = Some(admin_file);
-    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-        .parse()
-        .unwrap();
+    enable_admin(&mut config, dir.path());
     config.validate().unwrap();
     let admin = config.auth.admin_listen;
     let kernel = start_ready(config).await;

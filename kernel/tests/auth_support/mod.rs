@@ -125,12 +125,7 @@ impl AuthKernel {
         let dir = tempfile::tempdir().unwrap();
         let (mut config, files) = env.auth_config(dir.path());
         let signing_key = keys::load_signing_key(&files.private_key).unwrap();
-        let admin_token_file = dir.path().join("admin-token");
-        std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
-        config.auth.admin_token_file = Some(admin_token_file);
-        config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-            .parse()
-            .unwrap();
+        enable_admin(&mut config, dir.path());
         config.auth.cache_ttl = options.cache_ttl;
         config.auth.register.rate_limit = options.rate_limit;
         configure(&mut config);
@@ -243,6 +238,16 @@ impl AuthKernel {
         let sql = format!("SELECT count(*) FROM events WHERE producer_id = '{producer}'");
         assert_eq!(wait_for(WAIT, 1, || count(&pg, &sql)).await, 1);
     }
+}
+
+/// Turns the admin API on in `config`: [`ADMIN_TOKEN`] in `dir/admin-token`, a free port.
+pub fn enable_admin(config: &mut Config, dir: &std::path::Path) {
+    let admin_token_file = dir.join("admin-token");
+    std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    config.auth.admin_token_file = Some(admin_token_file);
+    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
+        .parse()
+        .unwrap();
 }
 
 /// A new producer key and its fingerprint.
