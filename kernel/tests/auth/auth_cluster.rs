@@ -1,15 +1,20 @@
 //! Auth on a Redis Cluster (three primaries, a replica each): a producer registers its key
 //! with the reference CLI over `redis+cluster://`, is approved, and publishes signed events to
-//! streams on different primaries; a bad token is dead-lettered in its stream's slot. Under
-//! the fault tests' lock: six Redis servers are a load.
+//! streams on different primaries; a bad token is dead-lettered in its stream's slot; and
+//! registration goes on after the primary of the registration stream fails over. Under the
+//! fault tests' lock: six Redis servers are a load.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use crate::auth_support::{enable_admin, kernel_cli, run_cli, ADMIN_TOKEN};
-use crate::fault_support::{serial, start_ready, WAIT};
+use crate::fault_support::{metric, serial, start_ready, WAIT};
 use crate::support::*;
 use fdc_common::keys;
+use fdc_kernel::service::RunningKernel;
 use fdc_testenv::{PostgresServer, RedisCluster};
 use uuid::Uuid;
 
@@ -34,27 +39,12 @@ async fn a_producer_registers_and_publishes_over_a_cluster_and_bad_tokens_die_in
     assert_eq!(streams.len(), 3, "one stream on each primary");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = kernel_config(&cluster.url(), &postgres.url());
-    enable_auth(&mut config, dir.path());
-    config.ingest.streams = streams.clone();
-    config.republish.enabled = true;
-    config.republish.stream = "events:stored".into();
-    enable_admin(&mut config, dir.path());
-    config.validate().unwrap();
-    let admin = config.auth.admin_listen;
-    let kernel = start_ready(config).await;
+    let (kernel, admin) = start_kernel(&cluster, &postgres, &streams, dir.path()).await;
     let pg = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
 
     let producer_dir = dir.path().join("producer");
     let fp = keys::keygen(&producer_dir, false).unwrap().fingerprint;
-    let register = || {
-        let mut c = kernel_cli();
-        c.args(["register", "--name", "edge-1", "--timeout", "20s"])
-            .arg("--key")
-            .arg(&producer_dir)
-            .env("FDC_REDIS__URL", cluster.url());
-        c
-    };
+    let register = || register_cli(&cluster.url(), &producer_dir, "edge-1");
     let (code, out) = run_cli(register());
     assert_eq!(code, 2, "pending exits 2: {out}");
     let registration: Uuid = sqlx::query_scalar(
@@ -135,15 +125,82 @@ async fn a_producer_registers_and_publishes_over_a_cluster_and_bad_tokens_die_in
     kernel.shutdown().await;
 }
 
+/// The primary owning `fdc:register` killed with `kill -9`: its replica takes over, the
+/// kernel's registration service follows it (a failed read restarts the service, which reads
+/// the slot map again), and a request sent after the failover is answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_goes_on_after_the_primary_of_its_stream_fails_over() {
+    let _serial = serial().await;
+    let (cluster, postgres) = tokio::join!(RedisCluster::start(), PostgresServer::start());
+    let (mut cluster, postgres) = (cluster.unwrap(), postgres.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (kernel, _) = start_kernel(&cluster, &postgres, &["events:{s0}".into()], dir.path()).await;
+    let pg = sqlx::PgPool::connect(&postgres.url()).await.unwrap();
+    let url = cluster.url();
+    let register = |name: &str| {
+        let key_dir = dir.path().join(name);
+        keys::keygen(&key_dir, false).unwrap();
+        let (code, out) = run_cli(register_cli(&url, &key_dir, name));
+        assert_eq!(code, 2, "{name}: pending exits 2: {out}");
+    };
+    register("before");
+
+    let victim = cluster.primary_of("fdc:register").await.unwrap();
+    cluster.kill(victim);
+    let heir = cluster
+        .wait_failover("fdc:register", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_ne!(heir, victim);
+    register("after");
+
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM producer_registrations ORDER BY name")
+            .fetch_all(&pg)
+            .await
+            .unwrap();
+    assert_eq!(names, ["after", "before"]);
+    let pending = metric(
+        kernel.http_addr,
+        "kernel_auth_register_total{status=\"pending\"}",
+    )
+    .await;
+    assert_eq!(pending, 2.0, "each request answered once");
+    kernel.shutdown().await;
+}
+
+/// A ready kernel with auth (and its admin API) on `cluster`, reading `streams` and
+/// re-publishing to `events:stored`; where the admin API listens.
+async fn start_kernel(
+    cluster: &RedisCluster,
+    postgres: &PostgresServer,
+    streams: &[String],
+    dir: &Path,
+) -> (RunningKernel, SocketAddr) {
+    let mut config = kernel_config(&cluster.url(), &postgres.url());
+    enable_auth(&mut config, dir);
+    config.ingest.streams = streams.to_vec();
+    config.republish.enabled = true;
+    config.republish.stream = "events:stored".into();
+    enable_admin(&mut config, dir);
+    config.validate().unwrap();
+    let admin = config.auth.admin_listen;
+    (start_ready(config).await, admin)
+}
+
+/// `fdc-kernel register` of the key in `key_dir` as `name`, over `url`.
+fn register_cli(url: &str, key_dir: &Path, name: &str) -> std::process::Command {
+    let mut c = kernel_cli();
+    c.args(["register", "--name", name, "--timeout", "30s"])
+        .arg("--key")
+        .arg(key_dir)
+        .env("FDC_REDIS__URL", url);
+    c
+}
+
 /// `fdc-kernel publish` of `lines` (one event each) to `stream` over `url`, with the token in
 /// `token_file`; `force` publishes a token the kernel will refuse.
-fn publish_cli(
-    url: &str,
-    token_file: &std::path::Path,
-    stream: &str,
-    lines: &[String],
-    force: bool,
-) {
+fn publish_cli(url: &str, token_file: &Path, stream: &str, lines: &[String], force: bool) {
     let mut c = kernel_cli();
     c.arg("publish")
         .arg("--token-file")
