@@ -58,6 +58,20 @@ impl CopyBinary {
         self.int8(unix_us - PG_EPOCH_OFFSET_US);
     }
 
+    /// A one-dimensional `bigint[]` without NULLs (array send format: dimensions, null flag,
+    /// element type, then each dimension's length and lower bound, then the elements).
+    pub fn int8_array(&mut self, values: &[i64]) {
+        const INT8_OID: i32 = 20;
+        let n = i32::try_from(values.len()).expect("array longer than 2^31");
+        self.buf.extend_from_slice(&(20 + 12 * n).to_be_bytes());
+        for header in [1, 0, INT8_OID, n, 1] {
+            self.buf.extend_from_slice(&header.to_be_bytes());
+        }
+        for v in values {
+            self.int8(*v);
+        }
+    }
+
     /// `text` (also fits `citext` and `varchar`): UTF-8 bytes as they are.
     pub fn text(&mut self, value: &str) {
         self.bytes_field(&[], value.as_bytes());
@@ -113,5 +127,21 @@ mod tests {
         copy.timestamptz_unix_micros(946_684_800_000_001);
         let bytes = copy.finish();
         assert_eq!(&bytes[19..31], &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn int8_arrays_carry_one_dimension_and_their_elements() {
+        let mut copy = CopyBinary::with_capacity(0);
+        copy.int8_array(&[7, -1]);
+        let bytes = copy.finish();
+        let mut want = vec![0, 0, 0, 44];
+        for word in [1i32, 0, 20, 2, 1] {
+            want.extend_from_slice(&word.to_be_bytes());
+        }
+        for v in [7i64, -1] {
+            want.extend_from_slice(&[0, 0, 0, 8]);
+            want.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(&bytes[19..bytes.len() - 2], &want[..]);
     }
 }

@@ -4,6 +4,8 @@
 //! partitions exist, and then each batch is one transaction of three binary `COPY`s straight
 //! into `event_index`, `events` and `event_tags`. The rows are encoded on another thread ahead
 //! of time, so the session never waits for the client: the figure is Postgres's own.
+//! A schema keeping tags as an array ([`TagShape::Array`]) gets them in `events.tag_ids`
+//! and no `event_tags` COPY.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +14,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::env::{BenchEnv, RunDb};
-use super::variant::SchemaVariant;
+use super::variant::{SchemaVariant, TagShape};
 use super::workload::{W1Event, TAG_VALUES, W1};
 use super::{BenchError, Sample};
 use fdc_kernel::store::{CopyBinary, Partitions};
@@ -22,7 +24,8 @@ struct Batch {
     events: usize,
     index: Vec<u8>,
     rows: Vec<u8>,
-    tags: Vec<u8>,
+    /// `event_tags` rows; `None` when the tags are in the event rows.
+    tags: Option<Vec<u8>>,
 }
 
 /// Resolved ids of every subject and tag W1 can draw.
@@ -40,7 +43,7 @@ pub async fn run(
     schema: &SchemaVariant,
 ) -> Result<Sample, BenchError> {
     env.in_run_with("limit", schema, async |db| {
-        load(env, db, w1, batch_size)
+        load(env, db, w1, batch_size, schema.tags)
             .await
             .map(|(sample, _)| sample)
     })
@@ -54,6 +57,7 @@ pub async fn load(
     db: &RunDb,
     w1: W1,
     batch_size: usize,
+    shape: TagShape,
 ) -> Result<(Sample, std::sync::Arc<Ids>), BenchError> {
     let ids = std::sync::Arc::new(prepare(db, w1).await?);
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
@@ -69,7 +73,7 @@ pub async fn load(
             let mut events = w1.iter().peekable();
             while events.peek().is_some() {
                 let batch: Vec<W1Event> = events.by_ref().take(batch_size).collect();
-                if tx.blocking_send(encode(&batch, &ids)).is_err() {
+                if tx.blocking_send(encode(&batch, &ids, shape)).is_err() {
                     return;
                 }
             }
@@ -86,19 +90,19 @@ pub async fn load(
             batch.index,
         )
         .await?;
-        copy(
-            &mut tx,
-            "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, subject_id, schema_id, \
-             source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)",
-            batch.rows,
-        )
-        .await?;
-        copy(
-            &mut tx,
-            "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)",
-            batch.tags,
-        )
-        .await?;
+        let events = match shape {
+            TagShape::Rows => EVENTS_COPY,
+            TagShape::Array => EVENTS_WITH_TAG_IDS_COPY,
+        };
+        copy(&mut tx, events, batch.rows).await?;
+        if let Some(tags) = batch.tags {
+            copy(
+                &mut tx,
+                "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)",
+                tags,
+            )
+            .await?;
+        }
         tx.commit().await?;
         stored += batch.events;
     }
@@ -123,6 +127,12 @@ pub async fn load(
     }
     Ok((Sample::new(w1.events, seconds, server), ids))
 }
+
+const EVENTS_COPY: &str = "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, \
+     subject_id, schema_id, source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)";
+const EVENTS_WITH_TAG_IDS_COPY: &str = "COPY events (event_id, ts, ts_ns, ts_kernel, \
+     producer_id, subject_id, schema_id, source_stream, source_id, consumer, payload, tag_ids) \
+     FROM STDIN (FORMAT binary)";
 
 async fn copy(
     conn: &mut sqlx::PgConnection,
@@ -166,7 +176,7 @@ async fn prepare(db: &RunDb, w1: W1) -> Result<Ids, BenchError> {
     Ok(Ids { subjects, tags })
 }
 
-fn encode(batch: &[W1Event], ids: &Ids) -> Batch {
+fn encode(batch: &[W1Event], ids: &Ids, shape: TagShape) -> Batch {
     let now_us = chrono::Utc::now().timestamp_micros();
     let mut index = CopyBinary::with_capacity(batch.len() * 40);
     let mut rows = CopyBinary::with_capacity(batch.len() * 480);
@@ -177,7 +187,13 @@ fn encode(batch: &[W1Event], ids: &Ids) -> Batch {
         index.uuid(&event.id);
         index.timestamptz_unix_micros(ts_us);
 
-        rows.row(11);
+        let tag_ids = event
+            .tags
+            .map(|(key, value)| ids.tags[key as usize * TAG_VALUES as usize + value as usize]);
+        rows.row(match shape {
+            TagShape::Rows => 11,
+            TagShape::Array => 12,
+        });
         rows.uuid(&event.id);
         rows.timestamptz_unix_micros(ts_us);
         rows.int8(event.ts_ns);
@@ -190,18 +206,22 @@ fn encode(batch: &[W1Event], ids: &Ids) -> Batch {
         rows.text(&format!("{}-0", event.ts_ns / 1_000_000));
         rows.text("bench-limit");
         rows.jsonb(&event.payload);
-
-        for (key, value) in event.tags {
-            tags.row(3);
-            tags.uuid(&event.id);
-            tags.int8(ids.tags[key as usize * TAG_VALUES as usize + value as usize]);
-            tags.timestamptz_unix_micros(ts_us);
+        match shape {
+            TagShape::Array => rows.int8_array(&tag_ids),
+            TagShape::Rows => {
+                for tag_id in tag_ids {
+                    tags.row(3);
+                    tags.uuid(&event.id);
+                    tags.int8(tag_id);
+                    tags.timestamptz_unix_micros(ts_us);
+                }
+            }
         }
     }
     Batch {
         events: batch.len(),
         index: index.finish(),
         rows: rows.finish(),
-        tags: tags.finish(),
+        tags: (shape == TagShape::Rows).then(|| tags.finish()),
     }
 }

@@ -17,12 +17,14 @@ use super::env::{BenchEnv, RunDb};
 use super::latency::quantile_sorted;
 use super::limit::{self, Ids};
 use super::report::{median, Sample};
-use super::variant::SchemaVariant;
+use super::variant::{SchemaVariant, TagShape};
 use super::workload::{tag_key, tag_value, W1Event, TAGS_PER_EVENT, W1};
 use super::BenchError;
 
 /// The query texts, each after a `-- name:` line.
 pub const QUERIES_SQL: &str = include_str!("queries.sql");
+/// The tag queries of a schema keeping tags as an array ([`TagShape::Array`]), same names.
+const TAGS_ARRAY_QUERIES_SQL: &str = include_str!("candidates/tags_array_queries.sql");
 
 /// Timed executions per query (after [`WARM_UP`] untimed ones); the hourly tag counts read a
 /// whole day of tag rows, so they run fewer times.
@@ -45,8 +47,25 @@ pub struct Query {
 
 /// The queries of `queries.sql`, in file order.
 pub fn queries() -> Vec<Query> {
-    QUERIES_SQL
-        .split("-- name: ")
+    parse(QUERIES_SQL)
+}
+
+/// The queries run on a schema of `shape`: those of `queries.sql`, the tag ones replaced by
+/// their array versions for [`TagShape::Array`].
+fn queries_for(shape: TagShape) -> Vec<Query> {
+    let mut queries = queries();
+    if shape == TagShape::Array {
+        for replacement in parse(TAGS_ARRAY_QUERIES_SQL) {
+            if let Some(q) = queries.iter_mut().find(|q| q.name == replacement.name) {
+                *q = replacement;
+            }
+        }
+    }
+    queries
+}
+
+fn parse(text: &'static str) -> Vec<Query> {
+    text.split("-- name: ")
         .skip(1)
         .map(|chunk| {
             let (name, rest) = chunk.split_once('\n').unwrap_or((chunk, ""));
@@ -92,7 +111,7 @@ pub async fn run(
     schema: &SchemaVariant,
 ) -> Result<QuerySample, BenchError> {
     let db = env.start_run_with("query", schema).await?;
-    let result = measure(env, &db, w1, batch_size, seed).await;
+    let result = measure(env, &db, w1, batch_size, seed, schema.tags).await;
     env.finish_run(db).await?;
     result
 }
@@ -103,14 +122,15 @@ async fn measure(
     w1: W1,
     batch_size: usize,
     seed: u64,
+    shape: TagShape,
 ) -> Result<QuerySample, BenchError> {
-    let (load, ids) = limit::load(env, db, w1, batch_size).await?;
+    let (load, ids) = limit::load(env, db, w1, batch_size, shape).await?;
     sqlx::query("ANALYZE").execute(&db.pool).await?;
     let sizes = sizes(db).await?;
 
     let samples = sample_events(w1);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0051_5545_5259);
-    let queries = queries();
+    let queries = queries_for(shape);
     let mut plan: Vec<(usize, Vec<Param>)> = Vec::new();
     for (q, query) in queries.iter().enumerate() {
         for _ in 0..executions(query.name) {
@@ -337,6 +357,33 @@ mod tests {
         for q in queries() {
             assert!(q.sql.starts_with("SELECT"), "{}: {}", q.name, q.sql);
             assert!(!q.sql.contains(';'), "{}", q.name);
+        }
+    }
+
+    #[test]
+    fn the_array_versions_replace_only_queries_of_the_same_name() {
+        let rows = queries();
+        let array = queries_for(TagShape::Array);
+        assert_eq!(
+            rows.iter().map(|q| q.name).collect::<Vec<_>>(),
+            array.iter().map(|q| q.name).collect::<Vec<_>>()
+        );
+        let replaced: Vec<&str> = parse(TAGS_ARRAY_QUERIES_SQL)
+            .iter()
+            .map(|q| q.name)
+            .collect();
+        assert_eq!(
+            replaced,
+            [
+                "event_tags_by_id",
+                "one_tag_hour",
+                "two_tags_day",
+                "tag_counts_hourly_day"
+            ]
+        );
+        for (r, a) in rows.iter().zip(&array) {
+            assert_eq!(r.sql == a.sql, !replaced.contains(&r.name), "{}", r.name);
+            assert!(!a.sql.contains("event_tags"), "{}: {}", a.name, a.sql);
         }
     }
 

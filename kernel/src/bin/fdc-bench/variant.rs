@@ -1,6 +1,11 @@
 //! Schema variants: the limit, drain and query runs can be repeated on several database schemas
 //! in one invocation (`--schema LABEL=VERSION[+FILE]`), so a schema change is measured side by
 //! side with the schema it replaces: the migrations up to VERSION, then FILE's SQL if given.
+//!
+//! A candidate that moves an event's tags into a `tag_ids bigint[]` column of `events` says so
+//! with the line `-- fdc-bench: tags-as-array` in its file: the limit and query runs then write
+//! that column instead of `event_tags` rows and run the array versions of the tag queries
+//! (`candidates/tags_array_queries.sql`). No kernel writes that shape, so drains skip it.
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -18,7 +23,21 @@ pub struct SchemaVariant {
     pub sql_file: Option<String>,
     #[serde(skip)]
     pub sql: Option<String>,
+    pub tags: TagShape,
 }
+
+/// Where a schema keeps an event's tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum TagShape {
+    /// One `event_tags` row per tag: the migrations' model.
+    #[default]
+    Rows,
+    /// A `tag_ids bigint[]` column of `events`.
+    Array,
+}
+
+/// The line by which a candidate's SQL file asks for [`TagShape::Array`].
+const TAGS_AS_ARRAY: &str = "-- fdc-bench: tags-as-array";
 
 impl SchemaVariant {
     /// Every migration, nothing else: what the kernel would make.
@@ -31,7 +50,7 @@ impl SchemaVariant {
     /// (or collide with the experiment's SQL).
     pub fn kernel_can_run(&self) -> bool {
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        self.upto.is_none_or(|v| v >= latest)
+        self.tags == TagShape::Rows && self.upto.is_none_or(|v| v >= latest)
     }
 
     pub async fn apply(&self, pool: &PgPool) -> Result<(), BenchError> {
@@ -69,11 +88,16 @@ pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
     let sql = file
         .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{arg:?}: reading {f}: {e}")))
         .transpose()?;
+    let tags = match &sql {
+        Some(sql) if sql.lines().any(|l| l.trim() == TAGS_AS_ARRAY) => TagShape::Array,
+        _ => TagShape::Rows,
+    };
     Ok(SchemaVariant {
         label: label.to_string(),
         upto: Some(upto),
         sql_file: file.map(str::to_string),
         sql,
+        tags,
     })
 }
 
@@ -101,5 +125,13 @@ mod tests {
         assert!(!parse("old=1").unwrap().kernel_can_run());
         assert!(parse("new=999").unwrap().kernel_can_run());
         assert!(SchemaVariant::current().kernel_can_run());
+        std::fs::write(
+            &file,
+            format!("{TAGS_AS_ARRAY}\nALTER TABLE events ADD x int"),
+        )
+        .unwrap();
+        let array = parse(&format!("a=999+{}", file.display())).unwrap();
+        assert_eq!(array.tags, TagShape::Array);
+        assert!(!array.kernel_can_run(), "no kernel writes tags as an array");
     }
 }
