@@ -1,5 +1,6 @@
 //! Prometheus metrics of the kernel, all in one registry served at `/metrics`.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -42,37 +43,43 @@ pub struct Metrics {
     pub stalled: IntGaugeVec,
 }
 
+/// Registers the new `metric` in `registry` and hands it back; fails on an invalid or a
+/// duplicate name.
+pub fn registered<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> prometheus::Result<M> {
+    let metric = metric?;
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// [`registered`] for the kernel's own metrics, whose names are constants.
+fn must<M: Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    registered(registry, metric).expect("valid and unique metric")
+}
+
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
-    c
+    must(registry, IntCounter::new(name, help))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
-    c
+    must(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    must(registry, IntGauge::new(name, help))
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("unique metric");
-    g
+    must(registry, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .expect("valid metric");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("unique metric");
-    h
+    must(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+    )
 }
 
 fn seconds_buckets() -> Vec<f64> {
@@ -104,38 +111,32 @@ impl Metrics {
         for kind in ["unavailable", "data"] {
             pg_errors.with_label_values(&[kind]);
         }
-        let stage_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "kernel_stage_seconds",
-                "Time per batch spent in each pipeline stage.",
-            )
-            .buckets(seconds_buckets()),
-            &["stage"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(stage_seconds.clone()))
-            .expect("unique metric");
-        let queue_batches = IntGauge::new(
+        let stage_seconds = must(
+            r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "kernel_stage_seconds",
+                    "Time per batch spent in each pipeline stage.",
+                )
+                .buckets(seconds_buckets()),
+                &["stage"],
+            ),
+        );
+        let queue_batches = gauge(
+            r,
             "kernel_queue_batches",
             "Batches read from Redis and waiting for the Postgres writer.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(queue_batches.clone()))
-            .expect("unique metric");
-        let inflight_bytes = IntGauge::new(
+        );
+        let inflight_bytes = gauge(
+            r,
             "kernel_inflight_bytes",
             "Bytes of the entries read from Redis and not yet stored, dead-lettered or given back.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(inflight_bytes.clone()))
-            .expect("unique metric");
-        let inflight_max_bytes = IntGauge::new(
+        );
+        let inflight_max_bytes = gauge(
+            r,
             "kernel_inflight_max_bytes",
             "The configured bound on kernel_inflight_bytes (ingest.max_inflight_bytes).",
-        )
-        .expect("valid metric");
-        r.register(Box::new(inflight_max_bytes.clone()))
-            .expect("unique metric");
+        );
         // CPU seconds, resident memory, open fds and start time of the kernel process
         // (`process_*`; Linux only).
         #[cfg(target_os = "linux")]

@@ -2,6 +2,9 @@
 //! they double as the store's stats getters (`.get()`).
 
 use fdc_common::contract;
+use std::cell::RefCell;
+
+use prometheus::core::Collector;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 /// Cloning shares the underlying values (prometheus metrics are handles).
@@ -33,6 +36,24 @@ pub struct SpillMetrics {
     pub quarantine_files: IntGauge,
     /// The configured bound on `bytes` (`spill.max_bytes`), for dashboards and alerts.
     pub max_bytes: IntGauge,
+    /// Each metric above once, for [`SpillMetrics::register`].
+    all: Vec<Handle>,
+}
+
+/// A second handle on one of the metrics, to register it.
+#[derive(Clone)]
+enum Handle {
+    Counter(IntCounter),
+    Gauge(IntGauge),
+}
+
+impl Handle {
+    fn boxed(&self) -> Box<dyn Collector> {
+        match self {
+            Handle::Counter(c) => Box::new(c.clone()),
+            Handle::Gauge(g) => Box::new(g.clone()),
+        }
+    }
 }
 
 impl Default for SpillMetrics {
@@ -44,9 +65,18 @@ impl Default for SpillMetrics {
 impl SpillMetrics {
     /// Unregistered metrics; call [`SpillMetrics::register`] to expose them.
     pub fn new() -> Self {
-        let g = |n: &str, h: &str| IntGauge::new(n, h).expect("static metric name is valid");
-        let c = |n: &str, h: &str| IntCounter::new(n, h).expect("static metric name is valid");
-        Self {
+        let all = RefCell::new(Vec::new());
+        let g = |n: &str, h: &str| {
+            let g = IntGauge::new(n, h).expect("static metric name is valid");
+            all.borrow_mut().push(Handle::Gauge(g.clone()));
+            g
+        };
+        let c = |n: &str, h: &str| {
+            let c = IntCounter::new(n, h).expect("static metric name is valid");
+            all.borrow_mut().push(Handle::Counter(c.clone()));
+            c
+        };
+        let mut metrics = Self {
             bytes: g("kernel_spill_bytes", "Bytes in live spill segment files"),
             segments: g("kernel_spill_segments", "Live spill segment files"),
             pending_records: g(
@@ -93,24 +123,17 @@ impl SpillMetrics {
                 "kernel_spill_max_bytes",
                 "The configured bound on the spill's bytes (spill.max_bytes)",
             ),
-        }
+            all: Vec::new(),
+        };
+        metrics.all = all.into_inner();
+        metrics
     }
 
     /// Registers every spill metric in `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.bytes.clone()))?;
-        registry.register(Box::new(self.segments.clone()))?;
-        registry.register(Box::new(self.pending_records.clone()))?;
-        registry.register(Box::new(self.records_written.clone()))?;
-        registry.register(Box::new(self.records_replayed.clone()))?;
-        registry.register(Box::new(self.corrupt_segments.clone()))?;
-        registry.register(Box::new(self.torn_tails.clone()))?;
-        registry.register(Box::new(self.full_rejections.clone()))?;
-        registry.register(Box::new(self.events_written.clone()))?;
-        registry.register(Box::new(self.events_replayed.clone()))?;
-        registry.register(Box::new(self.quarantined_records.clone()))?;
-        registry.register(Box::new(self.quarantine_files.clone()))?;
-        registry.register(Box::new(self.max_bytes.clone()))?;
+        for metric in &self.all {
+            registry.register(metric.boxed())?;
+        }
         Ok(())
     }
 }

@@ -2,6 +2,8 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::metrics::registered;
+
 /// Every `why` label of `kernel_auth_denied_total`, created up front so dashboards show 0.
 pub const DENIED_WHY: [&str; 11] = [
     "missing",
@@ -59,80 +61,69 @@ pub struct AuthMetrics {
 impl AuthMetrics {
     /// Create and register the auth metrics. Fails only when registered twice in `registry`.
     pub fn register(registry: &Registry) -> Result<AuthMetrics, prometheus::Error> {
-        let denied = IntCounterVec::new(
-            Opts::new(
-                "kernel_auth_denied_total",
-                "Entries refused by authentication, by reason.",
-            ),
-            &["why"],
+        let counter = |name: &str, help: &str| registered(registry, IntCounter::new(name, help));
+        let by = |name: &str, help: &str, label: &str, values: &[&str]| {
+            let vec = registered(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]),
+            )?;
+            // Every label value appears from the start, so a dashboard shows 0 rather than nothing.
+            for value in values {
+                vec.with_label_values(&[value]);
+            }
+            Ok::<_, prometheus::Error>(vec)
+        };
+        let denied = by(
+            "kernel_auth_denied_total",
+            "Entries refused by authentication, by reason.",
+            "why",
+            &DENIED_WHY,
         )?;
-        let token_cache = IntCounterVec::new(
-            Opts::new(
-                "kernel_auth_token_cache_total",
-                "Tokens checked: miss = signature verified, hit = accepted on claims verified before.",
-            ),
-            &["result"],
+        let token_cache = by(
+            "kernel_auth_token_cache_total",
+            "Tokens checked: miss = signature verified, hit = accepted on claims verified before.",
+            "result",
+            &["hit", "miss"],
         )?;
-        let register = IntCounterVec::new(
-            Opts::new(
-                "kernel_auth_register_total",
-                "Registration requests answered, by reply status.",
-            ),
-            &["status"],
+        let register = by(
+            "kernel_auth_register_total",
+            "Registration requests answered, by reply status.",
+            "status",
+            &REGISTER_STATUS,
         )?;
-        let admin_unauthorized = IntCounter::new(
+        let register_denied = by(
+            "kernel_auth_register_denied_total",
+            "Registration requests answered denied, by reason.",
+            "reason",
+            &REGISTER_DENIED,
+        )?;
+        let admin_unauthorized = counter(
             "kernel_auth_admin_unauthorized_total",
             "Admin API requests refused for a missing or wrong admin token.",
         )?;
-        let stale_decisions = IntCounter::new(
+        let stale_decisions = counter(
             "kernel_auth_stale_decisions_total",
             "Entries decided from a producer state older than auth.cache_ttl while Postgres was unavailable.",
         )?;
-        let undecided = IntCounter::new(
+        let undecided = counter(
             "kernel_auth_undecided_total",
             "Entries of never-seen producers left pending while Postgres was unavailable.",
         )?;
-        let parked = IntGauge::new(
-            "kernel_auth_parked_entries",
-            "Undecided entries held (pending in Redis) until Postgres answers.",
+        let parked = registered(
+            registry,
+            IntGauge::new(
+                "kernel_auth_parked_entries",
+                "Undecided entries held (pending in Redis) until Postgres answers.",
+            ),
         )?;
-        let last_seen_failures = IntCounter::new(
+        let last_seen_failures = counter(
             "kernel_auth_last_seen_failures_total",
             "Failed writes of producers.last_seen_at (kept and retried).",
         )?;
-        let register_resent = IntCounter::new(
+        let register_resent = counter(
             "kernel_auth_register_resent_total",
             "Registration replies resent for a retried identical request.",
         )?;
-        let register_denied = IntCounterVec::new(
-            Opts::new(
-                "kernel_auth_register_denied_total",
-                "Registration requests answered denied, by reason.",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(register_denied.clone()))?;
-        for reason in REGISTER_DENIED {
-            register_denied.with_label_values(&[reason]);
-        }
-        registry.register(Box::new(denied.clone()))?;
-        registry.register(Box::new(stale_decisions.clone()))?;
-        registry.register(Box::new(undecided.clone()))?;
-        registry.register(Box::new(parked.clone()))?;
-        registry.register(Box::new(last_seen_failures.clone()))?;
-        registry.register(Box::new(register_resent.clone()))?;
-        registry.register(Box::new(token_cache.clone()))?;
-        registry.register(Box::new(register.clone()))?;
-        registry.register(Box::new(admin_unauthorized.clone()))?;
-        for why in DENIED_WHY {
-            denied.with_label_values(&[why]);
-        }
-        for r in ["hit", "miss"] {
-            token_cache.with_label_values(&[r]);
-        }
-        for s in REGISTER_STATUS {
-            register.with_label_values(&[s]);
-        }
         Ok(AuthMetrics {
             denied,
             token_cache,

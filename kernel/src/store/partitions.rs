@@ -53,17 +53,14 @@ impl Partitions {
         lock_partition_ddl(&mut tx).await?;
         for &day in &missing {
             let (from, to) = (day_date(day), day_date(day + 1));
-            for table in TABLES {
-                let ddl = format!(
+            for_each_table(&mut tx, |table| {
+                format!(
                     "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} \
                      FOR VALUES FROM ('{from}') TO ('{to}')",
                     day_name(day)
-                );
-                // Safe: table names are constants, the suffix and bounds are formatted dates.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
-                    .execute(&mut *tx)
-                    .await?;
-            }
+                )
+            })
+            .await?;
         }
         tx.commit().await?;
         self.known
@@ -106,13 +103,10 @@ impl Partitions {
             }
             let mut tx = pool.begin().await?;
             lock_partition_ddl(&mut tx).await?;
-            for table in TABLES {
-                let ddl = format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day));
-                // Safe: table names are constants, the suffix and bounds are formatted dates.
-                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            for_each_table(&mut tx, |table| {
+                format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day))
+            })
+            .await?;
             sqlx::query("DELETE FROM event_index WHERE ts >= $1 AND ts < $2")
                 .bind(day_date(day).and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
                 .bind(day_date(day + 1).and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
@@ -134,6 +128,20 @@ async fn lock_partition_ddl(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), Stor
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Runs `ddl(table)` for each partitioned table, in `tx`.
+async fn for_each_table(
+    tx: &mut sqlx::PgTransaction<'_>,
+    ddl: impl Fn(&str) -> String,
+) -> Result<(), StoreError> {
+    for table in TABLES {
+        // Safe: table names are constants; callers format only day suffixes and date bounds.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl(table)))
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::store::{record, require_reason, AdminError};
+use super::store::{audit_and_commit, require_reason, AdminError};
 use fdc_common::keys;
 
 /// Bound on `name` and `schema` (a Kubernetes object name is at most 253 characters).
@@ -186,15 +186,7 @@ pub async fn preapprove(
     .bind(&body.reason)
     .execute(&mut *tx)
     .await?;
-    record(
-        &mut tx,
-        "approve",
-        &fingerprint,
-        Some(producer_id),
-        &body.reason,
-    )
-    .await?;
-    tx.commit().await?;
+    audit_and_commit(tx, "approve", &fingerprint, Some(producer_id), &body.reason).await?;
     Ok(PreApproval {
         producer_id,
         fingerprint,

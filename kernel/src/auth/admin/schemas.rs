@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::http::AdminState;
-use super::store::{record, require_reason, AdminError};
+use super::store::{audit_and_commit, record, require_reason, AdminError};
 use crate::schemas::compile::{compile, CompileError};
 use crate::schemas::store::{self as db, SchemaSummary};
 use crate::schemas::MAX_BODY_BYTES;
@@ -102,8 +102,7 @@ async fn add(
     db::lock_name(&mut tx, &req.name).await?;
     if let Some(added) = db::insert(&mut tx, &req.name, &req.version, &req.body).await? {
         let target = format!("{}@{}", req.name, req.version);
-        record(&mut tx, "schema_add", &target, None, &reason).await?;
-        tx.commit().await?;
+        audit_and_commit(tx, "schema_add", &target, None, &reason).await?;
         tracing::info!(schema = %target, schema_id = %added.schema_id, "schema added");
         return Ok((StatusCode::CREATED, Json(added)));
     }
@@ -205,15 +204,14 @@ async fn remove(
         )));
     }
     db::delete(&mut tx, summary.schema_id).await?;
-    record(
-        &mut tx,
+    audit_and_commit(
+        tx,
         "schema_delete",
         &format!("{name}@{version}"),
         None,
         &reason,
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(schema = %format!("{name}@{version}"), "schema deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -273,15 +271,14 @@ async fn bind(
         return Err(AdminError::NotFound("producer"));
     }
     let audit = format!("schema {}: {reason}", text.as_deref().unwrap_or("none"));
-    record(
-        &mut tx,
+    audit_and_commit(
+        tx,
         "schema_bind",
         &producer_id.to_string(),
         Some(producer_id),
         &audit,
     )
     .await?;
-    tx.commit().await?;
     tracing::info!(producer = %producer_id, schema = ?text, "producer schema binding set");
     Ok(Json(BindResponse {
         producer_id,

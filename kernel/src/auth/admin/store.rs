@@ -84,6 +84,19 @@ pub(super) async fn record(
     Ok(())
 }
 
+/// Records the decision (see [`record`]) and commits `tx`: the decision and its audit row
+/// land together or not at all.
+pub(super) async fn audit_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    action: &str,
+    target: &str,
+    producer_id: Option<Uuid>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    record(&mut tx, action, target, producer_id, reason).await?;
+    tx.commit().await
+}
+
 /// Registrations with `status` (all when `None`), oldest first.
 pub async fn list_registrations(
     pool: &PgPool,
@@ -190,15 +203,14 @@ pub async fn approve(
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    record(
-        &mut tx,
+    audit_and_commit(
+        tx,
         "approve",
         &registration_id.to_string(),
         Some(producer_id),
         reason,
     )
     .await?;
-    tx.commit().await?;
     Ok(producer_id)
 }
 
@@ -224,15 +236,7 @@ pub async fn reject(pool: &PgPool, registration_id: Uuid, reason: &str) -> Resul
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    record(
-        &mut tx,
-        "reject",
-        &registration_id.to_string(),
-        None,
-        reason,
-    )
-    .await?;
-    tx.commit().await?;
+    audit_and_commit(tx, "reject", &registration_id.to_string(), None, reason).await?;
     Ok(())
 }
 
@@ -280,15 +284,14 @@ pub async fn revoke_producer(
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    record(
-        &mut tx,
+    audit_and_commit(
+        tx,
         "revoke_producer",
         &producer_id.to_string(),
         Some(producer_id),
         reason,
     )
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -317,8 +320,7 @@ pub async fn revoke_key(pool: &PgPool, fingerprint: &str, reason: &str) -> Resul
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    record(&mut tx, "revoke_key", fingerprint, producer_id, reason).await?;
-    tx.commit().await?;
+    audit_and_commit(tx, "revoke_key", fingerprint, producer_id, reason).await?;
     Ok(())
 }
 
@@ -345,14 +347,13 @@ pub async fn issue_token(
     }
     let issued = issuer.issue(producer_id, &name, schema.as_deref(), ttl)?;
     record_issue(&mut tx, &issued, issuer.kid(), None, "admin").await?;
-    record(
-        &mut tx,
+    audit_and_commit(
+        tx,
         "issue_token",
         &producer_id.to_string(),
         Some(producer_id),
         reason,
     )
     .await?;
-    tx.commit().await?;
     Ok(issued)
 }

@@ -91,8 +91,8 @@ fn suffixed(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// whose entry is still pending (it would be dead-lettered again on redelivery). One
 /// transaction per source stream: on a Redis Cluster a transaction stays within one slot, and
 /// a stream shares its slot with its dead-letter stream only (hash tags, docs/protocol.md).
-/// `dlq_stream` maps a source stream to its dead-letter stream; each is capped at about
-/// `max_len` letters (`MAXLEN ~`). Acknowledging an already acknowledged entry (spill replay)
+/// `target` says where each source stream's letters go and how many each dead-letter stream
+/// keeps. Acknowledging an already acknowledged entry (spill replay)
 /// is a no-op.
 ///
 /// Returns how many older letters the cap trimmed: each transaction also reads the
@@ -100,10 +100,7 @@ fn suffixed(a: &[u8], b: &[u8]) -> Vec<u8> {
 pub async fn send(
     conn: &mut impl ConnectionLike,
     letters: &[&(Entry, Rejection)],
-    group: &str,
-    dlq_stream: impl Fn(&str) -> String,
-    field_bytes: usize,
-    max_len: usize,
+    target: &DlqTarget<'_>,
 ) -> Result<u64, RedisIoError> {
     let mut by_source: BTreeMap<&str, Vec<&(Entry, Rejection)>> = BTreeMap::new();
     for letter in letters.iter().copied() {
@@ -114,20 +111,35 @@ pub async fn send(
     }
     let mut trimmed = 0;
     for letters in by_source.values() {
-        trimmed += send_together(conn, letters, group, &dlq_stream, field_bytes, max_len).await?;
+        trimmed += send_together(conn, letters, target).await?;
     }
     Ok(trimmed)
+}
+
+/// Where [`send`] writes letters and how much of them.
+pub struct DlqTarget<'a> {
+    /// The consumer group whose entries the letters acknowledge.
+    pub group: &'a str,
+    /// A source stream's dead-letter stream.
+    pub dlq_stream: &'a (dyn Fn(&str) -> String + Sync),
+    /// Bytes kept of each field's value.
+    pub field_bytes: usize,
+    /// About how many letters each dead-letter stream keeps (`MAXLEN ~`).
+    pub max_len: usize,
 }
 
 /// [`send`] for letters whose streams share a slot, in one transaction.
 async fn send_together(
     conn: &mut impl ConnectionLike,
     letters: &[&(Entry, Rejection)],
-    group: &str,
-    dlq_stream: impl Fn(&str) -> String,
-    field_bytes: usize,
-    max_len: usize,
+    target: &DlqTarget<'_>,
 ) -> Result<u64, RedisIoError> {
+    let DlqTarget {
+        group,
+        dlq_stream,
+        field_bytes,
+        max_len,
+    } = *target;
     if letters.is_empty() {
         return Ok(0);
     }

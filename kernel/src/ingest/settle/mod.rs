@@ -57,15 +57,13 @@ impl Settle {
                     } else {
                         dead.iter().collect()
                     };
-                    dlq::send(
-                        &mut conn,
-                        &unsent,
-                        &config.ingest.group,
-                        |s| config.dlq_stream(s),
-                        config.ingest.dlq_field_bytes,
-                        config.ingest.dlq_max_len,
-                    )
-                    .await
+                    let target = dlq::DlqTarget {
+                        group: &config.ingest.group,
+                        dlq_stream: &|s| config.dlq_stream(s),
+                        field_bytes: config.ingest.dlq_field_bytes,
+                        max_len: config.ingest.dlq_max_len,
+                    };
+                    dlq::send(&mut conn, &unsent, &target).await
                 }
             })
             .await?;

@@ -12,6 +12,7 @@
 
 use crate::protocol::{EntriesByRef, Entry, Event};
 
+mod layout;
 mod v1;
 mod v2;
 
@@ -103,10 +104,62 @@ fn entry_of(event: &Event, fields: Vec<(String, Vec<u8>)>) -> Entry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::protocol::EntryRef;
     use uuid::Uuid;
+
+    /// The events of every version's golden record; only the first one's schema differs.
+    pub fn golden_events(first_schema: Option<Uuid>) -> Vec<Event> {
+        let uuid = |s: &str| Uuid::parse_str(s).unwrap();
+        let source = |id: &str| EntryRef {
+            stream: "events".into(),
+            id: id.into(),
+        };
+        vec![
+            Event {
+                id: uuid("0190b6a2-7c1e-7000-8000-000000000001"),
+                ts_ns: 1_700_000_000_000_000_000,
+                subject: Some("orders".into()),
+                tags: vec![("region".into(), "eu".into())],
+                payload: r#"{"n":1}"#.into(),
+                source: source("1700000000000-0"),
+                producer_id: None,
+                schema_id: first_schema,
+            },
+            Event {
+                id: uuid("0190b6a2-7c1e-7000-8000-000000000002"),
+                ts_ns: -5,
+                subject: None,
+                tags: vec![],
+                payload: "{}".into(),
+                source: source("1700000000000-1"),
+                producer_id: Some(uuid("0190b6a2-7c1e-7000-8000-0000000000ff")),
+                schema_id: None,
+            },
+        ]
+    }
+
+    /// The entries of `events`, each with a `token` field that must never be spilled.
+    pub fn entries_with_token(events: &[Event]) -> EntriesByRef {
+        let mut entries = EntriesByRef::default();
+        for e in events {
+            entries.insert(
+                e.source.clone(),
+                Entry {
+                    at: e.source.clone(),
+                    fields: Some(vec![
+                        ("type".into(), b"data".to_vec()),
+                        ("token".into(), b"secret-jwt".to_vec()),
+                        ("bin".into(), vec![0, 255, 10]),
+                    ]),
+                    deliveries: 2,
+                    flaw: None,
+                },
+            );
+        }
+        entries
+    }
 
     fn event(i: u32) -> Event {
         Event {
@@ -127,22 +180,7 @@ mod tests {
     #[test]
     fn round_trip_of_the_current_version_keeps_events_and_drops_the_token() {
         let events: Vec<Event> = (0..3).map(event).collect();
-        let mut entries = EntriesByRef::default();
-        for e in &events[..2] {
-            entries.insert(
-                e.source.clone(),
-                Entry {
-                    at: e.source.clone(),
-                    fields: Some(vec![
-                        ("type".into(), b"data".to_vec()),
-                        ("token".into(), b"secret-jwt".to_vec()),
-                        ("bin".into(), vec![0, 255, 10]),
-                    ]),
-                    deliveries: 3,
-                    flaw: None,
-                },
-            );
-        }
+        let entries = entries_with_token(&events[..2]);
         let bytes = encode_batch(&events, &entries).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("secret-jwt"));
         let probe: VersionOnly = serde_json::from_slice(&bytes).unwrap();

@@ -11,65 +11,26 @@
 //!
 //! This is byte for byte what the first spill-capable kernel wrote through
 //! `protocol::Event`'s serde derive; here it is spelled out so that derive can
-//! change freely. Unknown fields are refused: a writer that changed the layout
-//! without a new version must not have its records half-read.
+//! change freely. The envelope, the source and the fields are `layout.rs`'s, shared by
+//! every version and frozen likewise.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{entry_of, spilled_fields, SpilledBatch};
+use super::layout::{self, Source};
+use super::SpilledBatch;
 use crate::protocol::{EntriesByRef, EntryRef, Event};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Record {
-    v: u64,
-    events: Vec<SpilledEvent>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SpilledEvent {
-    event: EventV1,
-    /// `None` when the entry was not at hand (then no DLQ copy is possible).
-    fields: Option<Vec<Field>>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventV1 {
+pub(super) struct EventV1 {
     id: Uuid,
     ts_ns: i64,
     subject: Option<String>,
     tags: Vec<(String, String)>,
     payload: String,
-    source: SourceV1,
+    source: Source,
     producer_id: Option<Uuid>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SourceV1 {
-    pub stream: String,
-    pub id: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub(super) struct Field(pub String, #[serde(with = "b64")] pub Vec<u8>);
-
-mod b64 {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        STANDARD.decode(s).map_err(serde::de::Error::custom)
-    }
 }
 
 impl From<&Event> for EventV1 {
@@ -94,7 +55,7 @@ impl From<&Event> for EventV1 {
             subject: subject.clone(),
             tags: tags.clone(),
             payload: payload.clone(),
-            source: SourceV1 {
+            source: Source {
                 stream: source.stream.clone(),
                 id: source.id.clone(),
             },
@@ -122,40 +83,17 @@ impl From<EventV1> for Event {
 }
 
 pub(super) fn encode(events: &[Event], entries: &EntriesByRef) -> serde_json::Result<Vec<u8>> {
-    let events = events
-        .iter()
-        .map(|e| SpilledEvent {
-            event: e.into(),
-            fields: entries.get(&e.source).and_then(spilled_fields).map(|f| {
-                f.into_iter()
-                    .map(|(name, value)| Field(name, value))
-                    .collect()
-            }),
-        })
-        .collect();
-    serde_json::to_vec(&Record { v: 1, events })
+    layout::encode::<EventV1>(1, events, entries)
 }
 
 pub(super) fn decode(bytes: &[u8]) -> serde_json::Result<SpilledBatch> {
-    let record: Record = serde_json::from_slice(bytes)?;
-    let mut batch = SpilledBatch::default();
-    for s in record.events {
-        let event = Event::from(s.event);
-        if let Some(fields) = s.fields {
-            let fields = fields.into_iter().map(|Field(n, v)| (n, v)).collect();
-            batch
-                .entries
-                .insert(event.source.clone(), entry_of(&event, fields));
-        }
-        batch.events.push(event);
-    }
-    Ok(batch)
+    layout::decode::<EventV1>(bytes)
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::protocol::Entry;
+    use crate::ingest::spill_record::tests::{entries_with_token, golden_events};
 
     /// A version-1 record exactly as kernels write it. Must keep decoding,
     /// and encoding its events must keep producing exactly these bytes.
@@ -172,42 +110,10 @@ pub(super) mod tests {
         r#"]}"#
     );
 
-    fn golden_events() -> Vec<Event> {
-        let uuid = |s: &str| Uuid::parse_str(s).unwrap();
-        vec![
-            Event {
-                id: uuid("0190b6a2-7c1e-7000-8000-000000000001"),
-                ts_ns: 1_700_000_000_000_000_000,
-                subject: Some("orders".into()),
-                tags: vec![("region".into(), "eu".into())],
-                payload: r#"{"n":1}"#.into(),
-                source: EntryRef {
-                    stream: "events".into(),
-                    id: "1700000000000-0".into(),
-                },
-                producer_id: None,
-                schema_id: None,
-            },
-            Event {
-                id: uuid("0190b6a2-7c1e-7000-8000-000000000002"),
-                ts_ns: -5,
-                subject: None,
-                tags: vec![],
-                payload: "{}".into(),
-                source: EntryRef {
-                    stream: "events".into(),
-                    id: "1700000000000-1".into(),
-                },
-                producer_id: Some(uuid("0190b6a2-7c1e-7000-8000-0000000000ff")),
-                schema_id: None,
-            },
-        ]
-    }
-
     #[test]
     fn golden_record_decodes_to_its_events_and_entries() {
         let batch = decode(GOLDEN.as_bytes()).unwrap();
-        assert_eq!(batch.events, golden_events());
+        assert_eq!(batch.events, golden_events(None));
         assert_eq!(batch.entries.len(), 1);
         let entry = &batch.entries[&batch.events[0].source];
         assert_eq!(entry.at, batch.events[0].source);
@@ -222,22 +128,8 @@ pub(super) mod tests {
 
     #[test]
     fn encoding_the_golden_events_gives_the_golden_bytes() {
-        let events = golden_events();
-        let mut entries = EntriesByRef::default();
-        entries.insert(
-            events[0].source.clone(),
-            Entry {
-                at: events[0].source.clone(),
-                fields: Some(vec![
-                    ("type".into(), b"data".to_vec()),
-                    ("token".into(), b"secret".to_vec()),
-                    ("bin".into(), vec![0, 255, 10]),
-                ]),
-                deliveries: 2,
-                flaw: None,
-            },
-        );
-        let bytes = encode(&events, &entries).unwrap();
+        let events = golden_events(None);
+        let bytes = encode(&events, &entries_with_token(&events[..1])).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), GOLDEN);
     }
 }
