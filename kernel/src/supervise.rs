@@ -131,12 +131,19 @@ mod tests {
         })
     }
 
-    #[tokio::test]
-    async fn shutdown_is_not_a_failure_and_every_task_is_joined() {
+    /// A stop token, the count of clean finishes, and tasks holding one `reader` that runs
+    /// until the stop.
+    fn with_a_reader() -> (CancellationToken, Arc<AtomicUsize>, Supervised) {
         let stop = CancellationToken::new();
         let finished = Arc::new(AtomicUsize::new(0));
         let mut tasks = Supervised::default();
         tasks.add("reader", until_stop(&stop, &finished));
+        (stop, finished, tasks)
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_not_a_failure_and_every_task_is_joined() {
+        let (stop, finished, mut tasks) = with_a_reader();
         tasks.add("writer", until_stop(&stop, &finished));
         stop.cancel();
         assert_eq!(tasks.first_to_end(&stop).await, None);
@@ -146,10 +153,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_that_returns_early_is_named() {
-        let stop = CancellationToken::new();
-        let finished = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Supervised::default();
-        tasks.add("reader", until_stop(&stop, &finished));
+        let (stop, finished, mut tasks) = with_a_reader();
         tasks.add("writer", tokio::spawn(async {}));
         assert_eq!(tasks.first_to_end(&stop).await, Some("writer"));
         // The ended task was joined already; the others are joined after the stop.
@@ -160,10 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_that_panics_is_named() {
-        let stop = CancellationToken::new();
-        let finished = Arc::new(AtomicUsize::new(0));
-        let mut tasks = Supervised::default();
-        tasks.add("reader", until_stop(&stop, &finished));
+        let (stop, finished, mut tasks) = with_a_reader();
         tasks.add(
             "spill replay",
             tokio::spawn(async {

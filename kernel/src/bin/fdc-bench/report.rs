@@ -276,6 +276,28 @@ pub struct Target {
     pub met: bool,
 }
 
+impl Target {
+    fn at_least(name: &'static str, value: f64, min: f64, target: &'static str) -> Target {
+        let met = value >= min;
+        Target {
+            name,
+            value,
+            target,
+            met,
+        }
+    }
+
+    fn at_most(name: &'static str, value: f64, max: f64, target: &'static str) -> Target {
+        let met = value <= max;
+        Target {
+            name,
+            value,
+            target,
+            met,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub machine: Machine,
@@ -297,6 +319,16 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// A ratio target `a / b >= min` as (name, a, b, min, target text).
+type Ratio = (&'static str, Option<f64>, Option<f64>, f64, &'static str);
+
+/// The targets of `list` whose two rates were both measured.
+fn ratios(list: &[Ratio]) -> Vec<Target> {
+    list.iter()
+        .filter_map(|&(name, a, b, min, target)| Some(Target::at_least(name, a? / b?, min, target)))
+        .collect()
+}
+
 fn rate(s: &Option<Summary>) -> Option<f64> {
     s.as_ref().map(|s| s.median.events_per_s)
 }
@@ -309,69 +341,39 @@ impl Report {
         self.validation_us_per_event = kernel_us(&self.schema)
             .zip(kernel_us(&self.drain))
             .map(|(schema, drain)| schema - drain);
-        let mut t = Vec::new();
-        if let (Some(drain), Some(limit)) = (rate(&self.drain), rate(&self.limit)) {
-            let r = drain / limit;
-            t.push(Target {
-                name: "drain / limit",
-                value: r,
-                target: ">= 0.8 (aim > 1.0)",
-                met: r >= 0.8,
-            });
-        }
+        let drain = rate(&self.drain);
+        let mut t = ratios(&[(
+            "drain / limit",
+            drain,
+            rate(&self.limit),
+            0.8,
+            ">= 0.8 (aim > 1.0)",
+        )]);
         if let Some(l) = &self.latency {
             let p99 = l.median.ack_p99_ms;
-            t.push(Target {
-                name: "p99 ack latency ms (5k/s)",
-                value: p99,
-                target: "<= 100",
-                met: p99 <= 100.0,
-            });
+            t.push(Target::at_most(
+                "p99 ack latency ms (5k/s)",
+                p99,
+                100.0,
+                "<= 100",
+            ));
         }
         if let Some(rss) = self.drain.as_ref().and_then(|d| d.median.peak_rss_mib) {
-            t.push(Target {
-                name: "drain peak RSS MiB",
-                value: rss,
-                target: "<= 150",
-                met: rss <= 150.0,
-            });
+            t.push(Target::at_most("drain peak RSS MiB", rss, 150.0, "<= 150"));
         }
-        if let (Some(auth), Some(drain)) = (rate(&self.auth), rate(&self.drain)) {
-            let r = auth / drain;
-            t.push(Target {
-                name: "auth / drain",
-                value: r,
-                target: ">= 0.9",
-                met: r >= 0.9,
-            });
-        }
-        if let (Some(schema), Some(drain)) = (rate(&self.schema), rate(&self.drain)) {
-            let r = schema / drain;
-            t.push(Target {
-                name: "schema / drain",
-                value: r,
-                target: ">= 0.85",
-                met: r >= 0.85,
-            });
-        }
-        if let (Some(two), Some(one)) = (rate(&self.replicas), rate(&self.drain)) {
-            let r = two / one;
-            t.push(Target {
-                name: "2 replicas / 1 replica",
-                value: r,
-                target: ">= 1.0",
-                met: r >= 1.0,
-            });
-        }
-        if let (Some(c), Some(drain)) = (&self.catchup, rate(&self.drain)) {
-            let r = c.median.catchup_per_s / drain;
-            t.push(Target {
-                name: "catch-up / drain",
-                value: r,
-                target: ">= 0.8",
-                met: r >= 0.8,
-            });
-        }
+        let catchup = self.catchup.as_ref().map(|c| c.median.catchup_per_s);
+        t.extend(ratios(&[
+            ("auth / drain", rate(&self.auth), drain, 0.9, ">= 0.9"),
+            ("schema / drain", rate(&self.schema), drain, 0.85, ">= 0.85"),
+            (
+                "2 replicas / 1 replica",
+                rate(&self.replicas),
+                drain,
+                1.0,
+                ">= 1.0",
+            ),
+            ("catch-up / drain", catchup, drain, 0.8, ">= 0.8"),
+        ]));
         self.targets = t;
     }
 

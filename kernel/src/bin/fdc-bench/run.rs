@@ -11,7 +11,7 @@ use super::drain::{self, DrainSetup};
 use super::env::BenchEnv;
 use super::error::BenchError;
 use super::query::{self, QuerySummary};
-use super::report::{LatencySummary, Machine, Report, SchemaSummary, Summary};
+use super::report::{LatencySummary, Machine, Report, Sample, SchemaSummary, Summary};
 use super::variant::SchemaVariant;
 use super::workload::{self, W1};
 use super::{auth_run, latency, limit, schema_run};
@@ -122,10 +122,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             };
             if wants(RunKind::Limit) {
                 let s = limit::run(&env, w1, options.batch_size, db_schema).await?;
-                eprintln!(
-                    "{tag} limit: {:.0} events/s ({:.2} s)",
-                    s.events_per_s, s.seconds
-                );
+                say(&tag, "limit", &s);
                 limits[i].push(s);
             }
             if wants(RunKind::Drain) && !db_schema.kernel_can_run() {
@@ -139,10 +136,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                     ..drain_setup(1, "drain")
                 };
                 let s = drain::run(&env, w1, &setup).await?;
-                eprintln!(
-                    "{tag} drain: {:.0} events/s ({:.2} s)",
-                    s.events_per_s, s.seconds
-                );
+                say(&tag, "drain", &s);
                 drains[i].push(s);
             }
             if wants(RunKind::Query) {
@@ -171,10 +165,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 ..drain_setup(1, "auth")
             };
             let s = drain::run(&env, w1, &setup).await?;
-            eprintln!(
-                "{tag} auth drain: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
+            say(&tag, "auth drain", &s);
             auths.push(s);
         }
         if wants(RunKind::Schema) {
@@ -184,10 +175,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 ..drain_setup(1, "schema")
             };
             let s = drain::run(&env, w1, &setup).await?;
-            eprintln!(
-                "{tag} schema drain: {:.0} events/s ({:.2} s)",
-                s.events_per_s, s.seconds
-            );
+            say(&tag, "schema drain", &s);
             schemas.push(s);
         }
         if wants(RunKind::Catchup) {
@@ -263,6 +251,14 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
 }
 
 /// Schemas the drain skipped (see [`SchemaVariant::kernel_can_run`]).
+/// Prints one run's rate and time on stderr, as progress.
+fn say(tag: &str, run: &str, s: &Sample) {
+    eprintln!(
+        "{tag} {run}: {:.0} events/s ({:.2} s)",
+        s.events_per_s, s.seconds
+    );
+}
+
 fn drain_skipped_notes(schemas: &[SchemaVariant], drain: bool) -> Vec<String> {
     schemas
         .iter()
