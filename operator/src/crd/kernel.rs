@@ -448,10 +448,27 @@ pub struct FdcKernelStatus {
     /// `kernel_events_stored_total` over all pods); unset until two scrapes are known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_per_second: Option<f64>,
+    /// Per stream: lag and pending from the same scrape, the streams with the most lag first
+    /// (at most 50, so that thousands of streams cannot bloat the object); empty when no pod
+    /// could be scraped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamStatus>,
     /// Ready, Progressing, Degraded, SpillDrained, Paused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One stream's consumer-group figures (`kernel_group_lag`, `kernel_group_pending`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamStatus {
+    /// The stream's name.
+    pub name: String,
+    /// Entries not yet delivered to the consumer group.
+    pub lag: i64,
+    /// Entries delivered to the group and not yet acknowledged.
+    pub pending: i64,
 }
 
 impl FdcKernel {

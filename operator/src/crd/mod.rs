@@ -11,7 +11,7 @@ mod tests;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use kernel::{FdcKernel, FdcKernelSpec, FdcKernelStatus};
+pub use kernel::{FdcKernel, FdcKernelSpec, FdcKernelStatus, StreamStatus};
 pub use producer::{Producer, ProducerSpec, ProducerStatus};
 pub use schema::{FdcSchema, FdcSchemaSpec, FdcSchemaStatus};
 

@@ -17,7 +17,11 @@ use fdc_common::contract::{
 };
 use k8s_openapi::jiff::Timestamp;
 
+use crate::crd::StreamStatus;
 use crate::kernel_api::{parse_gauge_sum, samples_by_label, stalled_stages};
+
+/// At most this many streams are listed in the status (the most lag first).
+pub const STATUS_STREAMS: usize = 50;
 
 /// What one pod's `/metrics` says about ingest.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,11 +89,15 @@ pub struct Ingest {
     pub pending: Option<i64>,
     /// Events stored per second since the scrape before (`None`: no scrape before).
     pub stored_per_second: Option<f64>,
+    /// Per stream, the most lag first, at most [`STATUS_STREAMS`].
+    pub streams: Vec<StreamStatus>,
     pub flow: Flow,
 }
 
-/// The group's figure: the largest reading per stream over the pods, summed over streams.
-fn group_total<'a>(per_pod: impl Iterator<Item = &'a BTreeMap<String, f64>>) -> Option<i64> {
+/// The group's figure per stream: the largest reading over the pods (negative read as 0).
+fn per_stream<'a>(
+    per_pod: impl Iterator<Item = &'a BTreeMap<String, f64>>,
+) -> BTreeMap<&'a str, i64> {
     let mut per_stream: BTreeMap<&str, f64> = BTreeMap::new();
     for readings in per_pod {
         for (stream, value) in readings {
@@ -97,11 +105,34 @@ fn group_total<'a>(per_pod: impl Iterator<Item = &'a BTreeMap<String, f64>>) -> 
             *v = v.max(*value);
         }
     }
-    if per_stream.is_empty() {
-        None
-    } else {
-        Some(per_stream.values().map(|v| v.max(0.0) as i64).sum())
-    }
+    per_stream
+        .into_iter()
+        .map(|(stream, v)| (stream, v.max(0.0) as i64))
+        .collect()
+}
+
+/// Summed over the streams (`None`: no stream reported).
+fn total(per_stream: &BTreeMap<&str, i64>) -> Option<i64> {
+    (!per_stream.is_empty()).then(|| per_stream.values().sum())
+}
+
+/// The streams of `lag` and `pending`, the most lag first (then by name), at most
+/// [`STATUS_STREAMS`].
+fn streams(lag: &BTreeMap<&str, i64>, pending: &BTreeMap<&str, i64>) -> Vec<StreamStatus> {
+    let mut names: Vec<&str> = lag.keys().chain(pending.keys()).copied().collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut streams: Vec<StreamStatus> = names
+        .into_iter()
+        .map(|name| StreamStatus {
+            name: name.to_string(),
+            lag: lag.get(name).copied().unwrap_or(0),
+            pending: pending.get(name).copied().unwrap_or(0),
+        })
+        .collect();
+    streams.sort_by(|a, b| b.lag.cmp(&a.lag).then_with(|| a.name.cmp(&b.name)));
+    streams.truncate(STATUS_STREAMS);
+    streams
 }
 
 /// Growth of a counter from `before` to `now` (a counter that went down restarted from 0).
@@ -120,8 +151,9 @@ pub fn judge(
     readings: &[PodReading],
     now: Timestamp,
 ) -> (Ingest, Option<Sample>) {
-    let lag = group_total(readings.iter().map(|r| &r.lag));
-    let pending = group_total(readings.iter().map(|r| &r.pending));
+    let lag_by_stream = per_stream(readings.iter().map(|r| &r.lag));
+    let pending_by_stream = per_stream(readings.iter().map(|r| &r.pending));
+    let (lag, pending) = (total(&lag_by_stream), total(&pending_by_stream));
     let counters: BTreeMap<String, (f64, f64)> = readings
         .iter()
         .filter_map(|r| Some((r.pod.clone(), (r.stored?, r.acked?))))
@@ -175,6 +207,7 @@ pub fn judge(
         lag,
         pending,
         stored_per_second: since.map(|(rate, _, _)| (rate * 10.0).round() / 10.0),
+        streams: streams(&lag_by_stream, &pending_by_stream),
         flow,
     };
     (ingest, sample)
@@ -221,6 +254,15 @@ mod tests {
         let (ingest, sample) = judge(None, &first, at(1_000));
         // Every replica reports the group's lag: the largest reading, not the sum.
         assert_eq!((ingest.lag, ingest.pending), (Some(12), Some(4)));
+        let stream = |name: &str, lag, pending| StreamStatus {
+            name: name.into(),
+            lag,
+            pending,
+        };
+        assert_eq!(
+            ingest.streams,
+            vec![stream("orders", 12, 4), stream("audit", 0, 0)]
+        );
         assert_eq!(ingest.stored_per_second, None);
         assert_eq!(ingest.flow, Flow::Unknown);
         let sample = sample.unwrap();
@@ -235,6 +277,33 @@ mod tests {
         assert_eq!(ingest.stored_per_second, Some(10.5));
         assert_eq!((ingest.lag, ingest.pending), (Some(3), Some(1)));
         assert_eq!(ingest.flow, Flow::Moving);
+    }
+
+    #[test]
+    fn status_lists_the_streams_with_the_most_lag_first_and_at_most_fifty() {
+        let mut text = String::from("# TYPE kernel_group_lag gauge\n");
+        for i in 0..80 {
+            // Lag 0..79; stream s-79 has the most. Pending only where lag is even.
+            text.push_str(&format!("kernel_group_lag{{stream=\"s-{i:02}\"}} {i}\n"));
+            if i % 2 == 0 {
+                text.push_str(&format!("kernel_group_pending{{stream=\"s-{i:02}\"}} 1\n"));
+            }
+        }
+        // Only pending, no lag reading: listed with lag 0.
+        text.push_str("kernel_group_pending{stream=\"quiet\"} 7\n");
+        let (ingest, _) = judge(None, &[PodReading::parse("k-0", &text)], at(0));
+        assert_eq!(ingest.streams.len(), STATUS_STREAMS);
+        assert_eq!(ingest.streams[0].name, "s-79");
+        assert_eq!((ingest.streams[0].lag, ingest.streams[0].pending), (79, 0));
+        assert_eq!(
+            (ingest.streams[1].name.as_str(), ingest.streams[1].pending),
+            ("s-78", 1)
+        );
+        assert_eq!(ingest.streams[49].name, "s-30");
+        assert!(ingest.streams.iter().all(|s| s.name != "quiet"));
+        // Totals still count every stream.
+        assert_eq!(ingest.lag, Some((0..80).sum()));
+        assert_eq!(ingest.pending, Some(40 + 7));
     }
 
     #[test]

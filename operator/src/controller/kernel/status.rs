@@ -115,6 +115,7 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
                 lag: ingest.lag,
                 pending: ingest.pending,
                 stored_per_second: ingest.stored_per_second,
+                streams: ingest.streams.clone(),
                 conditions: condition::merge(&old.conditions, updates),
             }
         }
