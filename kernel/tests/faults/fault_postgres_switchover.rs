@@ -17,16 +17,10 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
     let (redis_server, mut pair) = (redis.unwrap(), pair.unwrap());
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = kernel_config(&redis_server.url(), &pair.multi_host_url());
-    config.postgres.connect_timeout = Duration::from_secs(1);
-    config.ingest.batch_max_size = 200;
-    config.spill = Some(spill_config(spill_dir.path(), 64 << 20));
+    spill_through_outages(&mut config, spill_dir.path());
     let kernel = service::start(config).await.unwrap();
-    let redis = redis::Client::open(redis_server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let old_primary = pg_pool(&pair.primary.url()).await;
+    let redis = redis_conn_at(&redis_server.url()).await;
+    let old_primary = pg_pool_at(&pair.primary.url()).await;
 
     let set = EventSet::new(3000, 0);
     let (first, rest) = set.entries.split_at(1000);
@@ -35,24 +29,18 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
     old_primary.close().await;
 
     pair.primary.stop();
-    // Keep publishing while no server accepts writes, in chunks, like live traffic.
-    for chunk in rest.chunks(250) {
-        publish(&redis, "events", chunk).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let a = kernel.http_addr;
-    assert!(wait_metric_at_least(a, "kernel_spill_records_written_total", 1.0).await >= 1.0);
-    assert_eq!(
-        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
-        0,
-        "the spill takes the batches while no server accepts writes"
-    );
-    let (status, _) = http_get(a, "/readyz").await;
-    assert_eq!(status, 503, "not ready while only a standby answers");
+    publish_through_outage(
+        &redis,
+        a,
+        rest,
+        "no server accepts writes (only a standby answers)",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     pair.promote().await.unwrap();
-    let new_primary = pg_pool(&pair.replica.url()).await;
+    let new_primary = pg_pool_at(&pair.replica.url()).await;
     assert_eq!(
         wait_stored(&new_primary, set.ids.len()).await,
         set.ids.len() as i64
@@ -69,66 +57,4 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
         written
     );
     kernel.shutdown().await;
-}
-
-async fn pg_pool(url: &str) -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .expect("postgres connection")
-}
-
-/// A batch sent to a standby fails as an outage (retried or spilled, never dead-lettered);
-/// with both servers in the URL, standby first, the store writes to the primary.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
-    use fdc_common::config::PostgresConfig;
-    use fdc_kernel::protocol::{EntryRef, Event};
-    use fdc_kernel::retry::{Classify, Failure};
-    use fdc_kernel::store::Store;
-
-    let _serial = serial().await;
-    let pair = PostgresPair::start().await.unwrap();
-    let config = |url: String| PostgresConfig {
-        url,
-        connect_timeout: Duration::from_secs(2),
-        ..PostgresConfig::default()
-    };
-    let primary = Store::connect_lazy(&config(pair.primary.url()), "test").unwrap();
-    primary.migrate().await.unwrap();
-    pair.wait_caught_up(Duration::from_secs(30)).await.unwrap();
-    let event = |i: usize| Event {
-        id: uuid::Uuid::now_v7(),
-        ts_ns: now_ns(),
-        subject: Some("s".into()),
-        tags: vec![("k".into(), "v".into())],
-        payload: "{}".into(),
-        source: EntryRef {
-            stream: "events".into(),
-            id: format!("1-{i}"),
-        },
-        producer_id: None,
-        schema_id: None,
-    };
-
-    let standby = Store::connect_lazy(&config(pair.replica.url()), "test").unwrap();
-    let err = standby.write_batch(&[event(0)]).await.unwrap_err();
-    assert_eq!(err.classify(), Failure::Outage, "{err}");
-    assert!(err.to_string().contains("read-only"), "{err}");
-
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
-        pair.replica.port(),
-        pair.primary.port()
-    );
-    let either = Store::connect_lazy(&config(url), "test").unwrap();
-    let outcome = either.write_batch(&[event(1), event(2)]).await.unwrap();
-    assert_eq!(outcome.stored.len(), 2);
-    assert_eq!(
-        either.endpoint().unwrap().to_string(),
-        format!("127.0.0.1:{}", pair.primary.port())
-    );
-    let on_primary = pg_pool(&pair.primary.url()).await;
-    assert_eq!(count(&on_primary, "SELECT count(*) FROM events").await, 2);
 }
