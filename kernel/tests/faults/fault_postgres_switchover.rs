@@ -58,3 +58,57 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
     );
     kernel.shutdown().await;
 }
+
+/// A batch sent to a standby fails as an outage (retried or spilled, never dead-lettered);
+/// with both servers in the URL, standby first, the store writes to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
+    use fdc_common::config::PostgresConfig;
+    use fdc_kernel::protocol::{EntryRef, Event};
+    use fdc_kernel::retry::{Classify, Failure};
+    use fdc_kernel::store::Store;
+
+    let _serial = serial().await;
+    let pair = PostgresPair::start().await.unwrap();
+    let config = |url: String| PostgresConfig {
+        url,
+        connect_timeout: Duration::from_secs(2),
+        ..PostgresConfig::default()
+    };
+    let primary = Store::connect_lazy(&config(pair.primary.url()), "test").unwrap();
+    primary.migrate().await.unwrap();
+    pair.wait_caught_up(Duration::from_secs(30)).await.unwrap();
+    let event = |i: usize| Event {
+        id: uuid::Uuid::now_v7(),
+        ts_ns: now_ns(),
+        subject: Some("s".into()),
+        tags: vec![("k".into(), "v".into())],
+        payload: "{}".into(),
+        source: EntryRef {
+            stream: "events".into(),
+            id: format!("1-{i}"),
+        },
+        producer_id: None,
+        schema_id: None,
+    };
+
+    let standby = Store::connect_lazy(&config(pair.replica.url()), "test").unwrap();
+    let err = standby.write_batch(&[event(0)]).await.unwrap_err();
+    assert_eq!(err.classify(), Failure::Outage, "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+        pair.replica.port(),
+        pair.primary.port()
+    );
+    let either = Store::connect_lazy(&config(url), "test").unwrap();
+    let outcome = either.write_batch(&[event(1), event(2)]).await.unwrap();
+    assert_eq!(outcome.stored.len(), 2);
+    assert_eq!(
+        either.endpoint().unwrap().to_string(),
+        format!("127.0.0.1:{}", pair.primary.port())
+    );
+    let on_primary = pg_pool_at(&pair.primary.url()).await;
+    assert_eq!(count(&on_primary, "SELECT count(*) FROM events").await, 2);
+}
