@@ -5,30 +5,23 @@ use std::process::Command;
 
 #[test]
 fn fdc_bench_runs_every_kind_at_a_tiny_size() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_fdc-bench"))
-        .args(["--events", "2000", "--repeats", "1"])
-        .args(["--latency-rate", "500", "--latency-secs", "2"])
-        .args(["--fsync", "false"])
+    let (dir, stdout, report) = run_bench(&[
+        "--events",
+        "2000",
+        "--repeats",
+        "1",
+        "--latency-rate",
+        "500",
+        "--latency-secs",
+        "2",
+        "--fsync",
+        "false",
         // A non-default setting reaches every kernel (and the limit run's batches) and is noted.
-        .args(["--kernel-env", "FDC_INGEST__BATCH_MAX_SIZE=500"])
-        .arg("--kernel-bin")
-        .arg(env!("CARGO_BIN_EXE_fdc-kernel"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "fdc-bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        "--kernel-env",
+        "FDC_INGEST__BATCH_MAX_SIZE=500",
+    ]);
     assert!(stdout.contains("drain / limit"), "{stdout}");
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for kind in ["limit", "drain", "replicas", "auth", "schema"] {
         let median = &report[kind]["median"];
         assert_eq!(median["events"], 2000, "{kind}: {median}");
@@ -73,20 +66,12 @@ fn fdc_bench_runs_every_kind_at_a_tiny_size() {
     assert!(stdout.contains("SVG: "), "{stdout}");
 }
 
-/// Runs `fdc-bench` with `args` at a tiny size (fsync and full-page writes off) and returns its
-/// JSON report.
-fn bench(args: &[&str]) -> serde_json::Value {
+/// Runs `fdc-bench` with `args`, the kernel binary and a JSON report in a temp dir, and asserts
+/// that it succeeded. Returns the temp dir (the figure is beside the JSON), stdout and the report.
+fn run_bench(args: &[&str]) -> (tempfile::TempDir, String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_fdc-bench"))
-        .args([
-            "--repeats",
-            "1",
-            "--fsync",
-            "false",
-            "--full-page-writes",
-            "false",
-        ])
         .args(args)
         .arg("--kernel-bin")
         .arg(env!("CARGO_BIN_EXE_fdc-kernel"))
@@ -94,13 +79,28 @@ fn bench(args: &[&str]) -> serde_json::Value {
         .arg(&json)
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "fdc-bench failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
+        "fdc-bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (dir, stdout, report)
+}
+
+/// Runs `fdc-bench` with `args` at a tiny size (fsync and full-page writes off) and returns its
+/// JSON report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let tiny = [
+        "--repeats",
+        "1",
+        "--fsync",
+        "false",
+        "--full-page-writes",
+        "false",
+    ];
+    run_bench(&[&tiny[..], args].concat()).2
 }
 
 #[test]

@@ -45,22 +45,43 @@ impl TestEnv {
     /// (a pipeline of a thousand 64 KiB entries while other builds run): redis-rs's default
     /// 500 ms reply timeout failed such publishes, so it waits up to 30 s.
     pub async fn redis_conn(&self) -> MultiplexedConnection {
-        let config =
-            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
-        redis::Client::open(self.redis.url())
-            .expect("redis url")
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .expect("redis connection")
+        redis_conn_at(&self.redis.url()).await
     }
 
     pub async fn pg(&self) -> PgPool {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&self.postgres.url())
-            .await
-            .expect("postgres connection")
+        pg_pool_at(&self.postgres.url()).await
     }
+}
+
+/// A connection to the Redis at `url` (a server or one cluster node) for the test's own
+/// commands, waiting up to 30 s for a reply (see [`TestEnv::redis_conn`]).
+pub async fn redis_conn_at(url: &str) -> MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("redis connection")
+}
+
+/// A small pool (two connections) for the test's own queries to the Postgres at `url`.
+pub async fn pg_pool_at(url: &str) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .expect("postgres connection")
+}
+
+/// A connection to the Postgres at `url` on which `sql` (one or more statements) has run.
+pub async fn pg_conn_after(url: &str, sql: &'static str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("postgres connection");
+    sqlx::raw_sql(sql).execute(&mut conn).await.expect("SQL");
+    conn
 }
 
 /// A kernel config for these servers with test-friendly timings: an HTTP port of its own, a
@@ -120,6 +141,9 @@ pub fn data_fields(
         ("data".into(), data.to_string()),
     ]
 }
+
+/// Nanoseconds in a day: event timestamps (`ts`, ns) on either side of a partition boundary.
+pub const DAY_NS: i64 = 86_400_000_000_000;
 
 pub fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
@@ -200,6 +224,33 @@ pub async fn delete_key(conn: &MultiplexedConnection, key: &str) {
         .expect("DEL");
 }
 
+/// Creates the consumer group `group` on `stream` (and the stream), reading from the start;
+/// a group that already exists is left as it is.
+pub async fn create_group(conn: &MultiplexedConnection, stream: &str, group: &str) {
+    let mut conn = conn.clone();
+    let _: redis::Value = redis::cmd("XGROUP")
+        .arg(&["CREATE", stream, group, "0", "MKSTREAM"])
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(redis::Value::Nil);
+}
+
+/// The last-delivered-id of the (only) consumer group on `stream` and the lag Redis reports
+/// for it (`XINFO GROUPS`); the lag is `None` when Redis cannot tell.
+pub async fn group_state(conn: &MultiplexedConnection, stream: &str) -> (String, Option<i64>) {
+    let mut conn = conn.clone();
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(&mut conn)
+        .await
+        .expect("XINFO GROUPS");
+    let group = &groups[0];
+    let last = redis::from_redis_value(group["last-delivered-id"].clone()).expect("an id");
+    let lag = redis::from_redis_value(group["lag"].clone()).ok();
+    (last, lag)
+}
+
 /// Entries of the group still pending (delivered, not acknowledged) on `stream`.
 pub async fn pending(conn: &MultiplexedConnection, stream: &str, group: &str) -> i64 {
     let mut conn = conn.clone();
@@ -276,6 +327,14 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 /// the page has it.
 pub async fn metric_at(addr: std::net::SocketAddr, series: &str) -> Option<f64> {
     metric_value(&http_get(addr, "/metrics").await.1, series)
+}
+
+/// Asserts that the `/metrics` page `exposition` has every sample of `want` (`series`, labels
+/// included) at its value.
+pub fn assert_metrics(exposition: &str, want: &[(&str, f64)]) {
+    for &(series, value) in want {
+        assert_eq!(metric_value(exposition, series), Some(value), "{series}");
+    }
 }
 
 /// The value of an unlabelled (or exactly labelled, e.g. `name{reason="x"}`) sample.

@@ -68,15 +68,14 @@ impl PostgresServer {
             run_as,
             child: None,
         };
-        let mut last = None;
-        for _ in 0..5 {
-            server.port = ports::free_port()?;
-            match server.launch().await {
-                Ok(()) => return Ok(server),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        process::retry_launch(&mut server, |server| {
+            Box::pin(async move {
+                server.port = ports::free_port()?;
+                server.launch().await
+            })
+        })
+        .await?;
+        Ok(server)
     }
 
     /// Connection URL for the `postgres` database as the `postgres` superuser.

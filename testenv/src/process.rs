@@ -1,7 +1,9 @@
 //! Running a server process, as the `postgres` OS user when we are root.
 
+use std::future::Future;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,6 +97,26 @@ pub fn spawn(mut cmd: Command, log: &Path) -> Result<Child, ServerError> {
 pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// One launch attempt of [`retry_launch`]: a future that may borrow the attempt's state.
+pub type Attempt<'a, T> = Pin<Box<dyn Future<Output = Result<T, ServerError>> + Send + 'a>>;
+
+/// Runs `attempt` (a launch on freshly chosen free ports) on `state` up to five times: a port
+/// taken by another process between choosing and binding fails one attempt, not the start.
+/// The last error when none succeeds.
+pub async fn retry_launch<S, T>(
+    state: &mut S,
+    mut attempt: impl for<'a> FnMut(&'a mut S) -> Attempt<'a, T> + Send,
+) -> Result<T, ServerError> {
+    let mut last = None;
+    for _ in 0..5 {
+        match attempt(state).await {
+            Ok(launched) => return Ok(launched),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 /// Polls `probe` until it succeeds or `timeout` passes.

@@ -42,26 +42,27 @@ impl RedisServer {
         Self::start_node(options, true).await
     }
 
-    async fn start_node(options: RedisOptions, cluster: bool) -> Result<RedisServer, ServerError> {
-        let mut last = None;
-        for _ in 0..5 {
-            let mut server = RedisServer {
-                dir: tempfile::Builder::new().prefix("fdc-redis-").tempdir()?,
-                port: ports::free_port()?,
-                options: options.clone(),
-                cluster_bus_port: if cluster {
-                    Some(ports::free_port()?)
-                } else {
-                    None
-                },
-                child: None,
-            };
-            match server.launch().await {
-                Ok(()) => return Ok(server),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.expect("at least one attempt"))
+    async fn start_node(
+        mut options: RedisOptions,
+        cluster: bool,
+    ) -> Result<RedisServer, ServerError> {
+        process::retry_launch(&mut options, move |options| {
+            Box::pin(async move {
+                let mut server = RedisServer {
+                    dir: tempfile::Builder::new().prefix("fdc-redis-").tempdir()?,
+                    port: ports::free_port()?,
+                    options: options.clone(),
+                    cluster_bus_port: if cluster {
+                        Some(ports::free_port()?)
+                    } else {
+                        None
+                    },
+                    child: None,
+                };
+                server.launch().await.map(|()| server)
+            })
+        })
+        .await
     }
 
     pub fn url(&self) -> String {

@@ -37,23 +37,18 @@ impl RedisCluster {
     /// Waits until every running primary has a replica that finished its initial sync, so a
     /// `WAIT 1` can be answered.
     async fn wait_replicas_online(&self, timeout: Duration) -> Result<(), ServerError> {
-        let urls = self.running_urls();
-        process::wait_ready("redis cluster replicas", timeout, || {
-            let urls = urls.clone();
-            async move {
-                for url in urls {
-                    let info: String = query(&url, ::redis::cmd("INFO").arg("replication")).await?;
-                    let primary = info.lines().any(|l| l.trim() == "role:master");
-                    let online = info
-                        .lines()
-                        .any(|l| l.starts_with("slave0:") && l.contains("state=online"));
-                    if primary && !online {
-                        return Err(format!("{url}: no replica online yet"));
-                    }
-                }
-                Ok(())
-            }
-        })
+        self.wait_each_node(
+            "redis cluster replicas",
+            timeout,
+            ["INFO", "replication"],
+            |info| {
+                let primary = info.lines().any(|l| l.trim() == "role:master");
+                let online = info
+                    .lines()
+                    .any(|l| l.starts_with("slave0:") && l.contains("state=online"));
+                (primary && !online).then_some("no replica online yet")
+            },
+        )
         .await
     }
 
@@ -74,14 +69,30 @@ impl RedisCluster {
 
     /// Waits until every running node reports `cluster_state:ok` (all slots served).
     pub async fn wait_ok(&self, timeout: Duration) -> Result<(), ServerError> {
+        self.wait_each_node("redis cluster", timeout, ["CLUSTER", "INFO"], |info| {
+            let ok = info.lines().any(|l| l.trim() == "cluster_state:ok");
+            (!ok).then_some("cluster_state is not ok yet")
+        })
+        .await
+    }
+
+    /// Waits until every running node's answer to `command` (a command and its argument) passes
+    /// `pending`, which says what is not so yet, or `None`.
+    async fn wait_each_node(
+        &self,
+        server: &'static str,
+        timeout: Duration,
+        [command, arg]: [&'static str; 2],
+        pending: fn(&str) -> Option<&'static str>,
+    ) -> Result<(), ServerError> {
         let urls = self.running_urls();
-        process::wait_ready("redis cluster", timeout, || {
+        process::wait_ready(server, timeout, || {
             let urls = urls.clone();
             async move {
                 for url in urls {
-                    let info: String = query(&url, ::redis::cmd("CLUSTER").arg("INFO")).await?;
-                    if !info.lines().any(|l| l.trim() == "cluster_state:ok") {
-                        return Err(format!("{url}: cluster_state is not ok yet"));
+                    let answer: String = query(&url, ::redis::cmd(command).arg(arg)).await?;
+                    if let Some(not_yet) = pending(&answer) {
+                        return Err(format!("{url}: {not_yet}"));
                     }
                 }
                 Ok(())

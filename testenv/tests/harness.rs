@@ -2,18 +2,21 @@
 
 use std::time::Duration;
 
-use fdc_testenv::{PostgresPair, PostgresServer, RedisCluster, RedisServer};
+use fdc_testenv::{
+    pg_conn_after, redis_conn_at, PostgresPair, PostgresServer, RedisCluster, RedisServer,
+};
 use sqlx::Connection;
 
 #[tokio::test]
 async fn postgres_restarts_after_kill_and_keeps_data() {
     let mut pg = PostgresServer::start().await.unwrap();
-    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
-    sqlx::raw_sql("create table t(x int); insert into t values (1), (2)")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    drop(conn);
+    drop(
+        pg_conn_after(
+            &pg.url(),
+            "create table t(x int); insert into t values (1), (2)",
+        )
+        .await,
+    );
     pg.kill();
     assert!(sqlx::PgConnection::connect(&pg.url()).await.is_err());
     pg.restart().await.unwrap();
@@ -32,14 +35,13 @@ async fn postgres_restarts_after_kill_and_keeps_data() {
 #[tokio::test]
 async fn postgres_replica_streams_refuses_writes_and_takes_over_when_promoted() {
     let mut pair = PostgresPair::start().await.unwrap();
-    let mut primary = sqlx::PgConnection::connect(&pair.primary.url())
-        .await
-        .unwrap();
-    sqlx::raw_sql("create table t(x int); insert into t values (1), (2)")
-        .execute(&mut primary)
-        .await
-        .unwrap();
-    drop(primary);
+    drop(
+        pg_conn_after(
+            &pair.primary.url(),
+            "create table t(x int); insert into t values (1), (2)",
+        )
+        .await,
+    );
     pair.wait_caught_up(Duration::from_secs(30)).await.unwrap();
 
     let mut replica = sqlx::PgConnection::connect(&pair.replica.url())
@@ -96,21 +98,13 @@ async fn redis_with_aof_keeps_stream_across_restart() {
     assert_eq!(len, 1);
 }
 
-async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per_key() {
     let cluster = RedisCluster::start().await.unwrap();
     let mut primaries = Vec::new();
     let mut replicas = 0;
     for url in cluster.seed_urls() {
-        let mut conn = redis_conn(&url).await;
+        let mut conn = redis_conn_at(&url).await;
         let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut conn).await.unwrap();
         match &role[0] {
             redis::Value::BulkString(r) if r.as_slice() == b"master" => primaries.push(url),
@@ -121,7 +115,7 @@ async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per
     assert_eq!((primaries.len(), replicas), (3, 3));
 
     let key = "events:{harness}";
-    let mut conn = redis_conn(&primaries[0]).await;
+    let mut conn = redis_conn_at(&primaries[0]).await;
     let slot: u16 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg(key)
@@ -132,7 +126,7 @@ async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per
     let mut owners = Vec::new();
     let mut redirects = Vec::new();
     for url in &primaries {
-        let mut conn = redis_conn(url).await;
+        let mut conn = redis_conn_at(url).await;
         let set: redis::RedisResult<String> = redis::cmd("SET")
             .arg(key)
             .arg("v")
@@ -159,7 +153,7 @@ async fn redis_cluster_has_three_primaries_with_a_replica_each_and_one_owner_per
         redirects.iter().all(|a| a == owner_addr),
         "{redirects:?} -> {owner_addr}"
     );
-    let mut conn = redis_conn(&owners[0]).await;
+    let mut conn = redis_conn_at(&owners[0]).await;
     let value: String = redis::cmd("GET")
         .arg(key)
         .query_async(&mut conn)
@@ -175,7 +169,7 @@ async fn redis_cluster_replica_takes_over_a_killed_primary_with_what_wait_confir
     let mut cluster = RedisCluster::start().await.unwrap();
     let key = "events:{failover}";
     let old = cluster.primary_of(key).await.unwrap();
-    let mut conn = redis_conn(&cluster.nodes[old].url()).await;
+    let mut conn = redis_conn_at(&cluster.nodes[old].url()).await;
     for i in 0..100 {
         let _: String = redis::cmd("XADD")
             .arg(key)
@@ -204,7 +198,7 @@ async fn redis_cluster_replica_takes_over_a_killed_primary_with_what_wait_confir
         .await
         .unwrap();
     assert_ne!(new, old);
-    let mut conn = redis_conn(&cluster.nodes[new].url()).await;
+    let mut conn = redis_conn_at(&cluster.nodes[new].url()).await;
     let len: i64 = redis::cmd("XLEN")
         .arg(key)
         .query_async(&mut conn)

@@ -209,8 +209,7 @@ async fn admin_api_without_or_with_wrong_token_is_401_and_changes_nothing() {
         count(&pg, &format!("SELECT count(*) FROM producer_keys WHERE fingerprint = '{fp}' AND status = 'approved' AND producer_id = '{producer}'")).await,
         1
     );
-    assert_logs_clean(&[ADMIN_TOKEN, &admin_token]);
-    k.kernel.shutdown().await;
+    k.finish(&[ADMIN_TOKEN, &admin_token], &[]).await;
 }
 
 // Multi-threaded: the test blocks on the CLI processes while the kernel runs on the runtime.
@@ -343,6 +342,5 @@ async fn newcomer_path_through_the_cli_keygen_register_approve_publish() {
     for s in &secrets[3..] {
         assert!(!all_cli.contains(s));
     }
-    assert_logs_clean(&secrets);
-    k.kernel.shutdown().await;
+    k.finish(&secrets, &[]).await;
 }

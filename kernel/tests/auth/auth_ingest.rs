@@ -28,8 +28,7 @@ fn b64json(v: &serde_json::Value) -> String {
 async fn valid_token_stores_producer_id_and_every_bad_token_is_dead_lettered() {
     let k = AuthKernel::start(Options::default()).await;
     let (redis, pg) = k.clients().await;
-    let producer = Uuid::now_v7();
-    let good = k.token(producer, "sensor-1");
+    let (producer, good) = k.new_producer("sensor-1");
     let now = chrono::Utc::now().timestamp();
     let kid = keys::kid(&k.signing_key.verifying_key());
 
@@ -176,8 +175,7 @@ async fn valid_token_stores_producer_id_and_every_bad_token_is_dead_lettered() {
     secrets.push(ADMIN_TOKEN);
     let ks = key_secrets(&k.signing_key);
     secrets.extend(ks.iter().map(String::as_str));
-    assert_logs_clean(&secrets);
-    k.kernel.shutdown().await;
+    k.finish(&secrets, &[]).await;
 }
 
 #[tokio::test]
@@ -188,19 +186,13 @@ async fn revoked_producer_is_refused_within_cache_ttl() {
     })
     .await;
     let (redis, pg) = k.clients().await;
-    let producer = Uuid::now_v7();
-    let token = k.token(producer, "soon-revoked");
+    let (producer, token) = k.new_producer("soon-revoked");
     k.assert_ingests_as(&token, producer).await;
 
-    let revoke = format!("/v1/producers/{producer}/revoke");
-    assert_eq!(k.decide(&revoke, "key leaked").await, 204);
+    revoke(&k, producer, "key leaked").await;
     // The kernel's cache may still hold "not revoked" for up to cache_ttl.
     tokio::time::sleep(k.config.auth.cache_ttl + Duration::from_millis(200)).await;
-    publish(&redis, "events", &[data_entry(Some(&token), 2)]).await;
-    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
-    let dlq = read_stream(&redis, "events:dlq").await;
-    assert_eq!(dlq[0]["error"], "auth");
-    assert_eq!(dlq[0]["detail"], "revoked");
+    assert_dead_lettered_as_revoked(&redis, data_entry(Some(&token), 2)).await;
     assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 1);
     assert_eq!(
         k.metric("kernel_auth_denied_total{why=\"revoked\"}").await,
@@ -210,32 +202,42 @@ async fn revoked_producer_is_refused_within_cache_ttl() {
         count(&pg, "SELECT count(*) FROM auth_decisions WHERE action = 'revoke_producer' AND reason = 'key leaked'").await,
         1
     );
-    assert_logs_clean(&[&token, ADMIN_TOKEN]);
-    k.kernel.shutdown().await;
+    k.finish(&[&token, ADMIN_TOKEN], &[]).await;
+}
+
+/// Revokes `producer` through the admin API, with `reason`.
+async fn revoke(k: &AuthKernel, producer: Uuid, reason: &str) {
+    let path = format!("/v1/producers/{producer}/revoke");
+    assert_eq!(k.decide(&path, reason).await, 204);
+}
+
+/// Publishes `entry` to an empty DLQ and asserts that it is dead-lettered as an auth failure,
+/// its producer revoked.
+async fn assert_dead_lettered_as_revoked(
+    redis: &redis::aio::MultiplexedConnection,
+    entry: Vec<(String, String)>,
+) {
+    publish(redis, "events", &[entry]).await;
+    assert_eq!(wait_for(WAIT, 1, || xlen(redis, "events:dlq")).await, 1);
+    let dlq = read_stream(redis, "events:dlq").await;
+    assert_eq!(dlq[0]["error"], "auth");
+    assert_eq!(dlq[0]["detail"], "revoked");
 }
 
 #[tokio::test]
 async fn a_producer_revoked_before_its_first_event_is_refused() {
     let k = AuthKernel::start(Options::default()).await;
     let (redis, pg) = k.clients().await;
-    let producer = Uuid::now_v7();
-    let token = k.token(producer, "never-seen");
-    let revoke = format!("/v1/producers/{producer}/revoke");
-    assert_eq!(k.decide(&revoke, "deleted before use").await, 204);
-    publish(&redis, "events", &[data_entry(Some(&token), 1)]).await;
-    assert_eq!(wait_for(WAIT, 1, || xlen(&redis, "events:dlq")).await, 1);
-    let dlq = read_stream(&redis, "events:dlq").await;
-    assert_eq!(dlq[0]["error"], "auth");
-    assert_eq!(dlq[0]["detail"], "revoked");
+    let (producer, token) = k.new_producer("never-seen");
+    revoke(&k, producer, "deleted before use").await;
+    assert_dead_lettered_as_revoked(&redis, data_entry(Some(&token), 1)).await;
     assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 0);
     k.kernel.shutdown().await;
 }
 
 #[tokio::test]
 async fn auth_off_ignores_tokens_and_stores_no_producer() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = fdc_kernel::service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let pg = env.pg().await;
     publish(
         &redis,

@@ -141,8 +141,7 @@ async fn preapproved_key_is_issued_on_first_register_and_repeats_change_nothing(
     let pending = k.register_replies("pending").await;
     assert!(pending <= 0.0, "pending replies: {pending}");
 
-    assert_logs_clean_of(&[&token, ADMIN_TOKEN], &[&key]);
-    k.kernel.shutdown().await;
+    k.finish(&[&token, ADMIN_TOKEN], &[&key]).await;
 }
 
 #[tokio::test]
@@ -189,8 +188,7 @@ async fn preapproval_answers_a_pending_request_and_keeps_an_existing_producer() 
     assert_eq!(grant.producer_id, producer);
     let (token, claims) = k.open_grant(&key, &grant);
     assert_eq!(claims.sub, producer);
-    assert_logs_clean(&[token.as_str(), ADMIN_TOKEN]);
-    k.kernel.shutdown().await;
+    k.finish(&[token.as_str(), ADMIN_TOKEN], &[]).await;
 }
 
 #[tokio::test]
@@ -290,8 +288,7 @@ async fn conflicts_bad_input_and_unauthorized_calls_change_nothing() {
         count(&pg, "SELECT count(*) FROM auth_decisions").await,
         before[5] + 1
     );
-    assert_logs_clean(&[ADMIN_TOKEN]);
-    k.kernel.shutdown().await;
+    k.finish(&[ADMIN_TOKEN], &[]).await;
 }
 
 // Multi-threaded: the test blocks on the CLI processes while the kernel runs on the runtime.
@@ -351,6 +348,5 @@ async fn cli_approve_key_then_register_gets_a_token_without_waiting() {
     assert_eq!(k.verify(token.trim()).sub, producer);
     assert!(!out.contains(token.trim()));
     assert_eq!(count(&pg, "SELECT count(*) FROM auth_decisions").await, 1);
-    assert_logs_clean_of(&[token.trim(), ADMIN_TOKEN], &[&key]);
-    k.kernel.shutdown().await;
+    k.finish(&[token.trim(), ADMIN_TOKEN], &[&key]).await;
 }

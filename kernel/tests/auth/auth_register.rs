@@ -144,8 +144,7 @@ async fn replay_stale_bad_signature_malformed_and_oversize_are_invalid() {
     assert_eq!(count(&pg, "SELECT count(*) FROM auth_nonces").await, 1);
     // Processed requests are acknowledged and removed.
     assert_eq!(wait_for(WAIT, 0, || xlen(&redis, "fdc:register")).await, 0);
-    assert_logs_clean_of(&[], &[&key]);
-    k.kernel.shutdown().await;
+    k.finish(&[], &[&key]).await;
 }
 
 #[tokio::test]
@@ -197,8 +196,7 @@ async fn rate_limit_per_key_and_rejected_or_revoked_keys_are_denied() {
     assert_eq!(tokens_issued(&pg).await, 3);
     assert_eq!(k.register_replies("denied").await, 3.0);
     // Two public keys as base64 never make a secret; the private halves must not be logged.
-    assert_logs_clean_of(&[], &[&key, &other, &rejected]);
-    k.kernel.shutdown().await;
+    k.finish(&[], &[&key, &other, &rejected]).await;
 }
 
 /// Asks with `request` and asserts the reply's status and detail.

@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::auth_support::{AuthKernel, Options};
-use crate::fault_support::{metric, spill_config, wait_metric_at_least, wait_stored, WAIT};
+use crate::fault_support::{
+    metric, spill_through_outages, wait_metric_at_least, wait_stored, WAIT,
+};
 use crate::support::*;
 use fdc_common::config::Config;
 use redis::aio::MultiplexedConnection;
@@ -85,21 +87,20 @@ async fn denied_total(k: &AuthKernel) -> f64 {
 
 /// Auth on, spill on, a short revocation cache (so it is past `cache_ttl` during the outage)
 /// and short Postgres timeouts, like the spill fault tests.
-async fn start(spill_dir: &std::path::Path) -> AuthKernel {
-    let dir = spill_dir.to_path_buf();
-    AuthKernel::start_with(
+/// Returns the kernel and its spill directory.
+async fn start() -> (tempfile::TempDir, AuthKernel) {
+    let spill_dir = tempfile::tempdir().unwrap();
+    let dir = spill_dir.path().to_path_buf();
+    let k = AuthKernel::start_with(
         TestEnv::start().await.unwrap(),
         Options {
             cache_ttl: Duration::from_secs(1),
             ..Options::default()
         },
-        move |c: &mut Config| {
-            c.postgres.connect_timeout = Duration::from_secs(1);
-            c.ingest.batch_max_size = 200;
-            c.spill = Some(spill_config(&dir, 64 << 20));
-        },
+        move |c: &mut Config| spill_through_outages(c, &dir),
     )
-    .await
+    .await;
+    (spill_dir, k)
 }
 
 async fn stored_by(pg: &PgPool, producer: Uuid) -> i64 {
@@ -112,15 +113,11 @@ async fn stored_by(pg: &PgPool, producer: Uuid) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_producers_spill_through_a_postgres_outage() {
-    let spill_dir = tempfile::tempdir().unwrap();
-    let mut k = start(spill_dir.path()).await;
+    let (_spill_dir, mut k) = start().await;
     let a = k.kernel.http_addr;
     let (redis, pg) = k.clients().await;
     let producers: Vec<(Uuid, String)> = (0..3)
-        .map(|i| {
-            let id = Uuid::now_v7();
-            (id, k.token(id, &format!("sensor-{i}")))
-        })
+        .map(|i| k.new_producer(&format!("sensor-{i}")))
         .collect();
 
     // Warm the cache: every producer verified once while Postgres is up.
@@ -185,14 +182,11 @@ async fn cached_producers_spill_through_a_postgres_outage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_seen_producer_waits_pending_while_cached_ones_spill() {
-    let spill_dir = tempfile::tempdir().unwrap();
-    let mut k = start(spill_dir.path()).await;
+    let (_spill_dir, mut k) = start().await;
     let a = k.kernel.http_addr;
     let (redis, pg) = k.clients().await;
-    let known = Uuid::now_v7();
-    let known_token = k.token(known, "known");
-    let newcomer = Uuid::now_v7();
-    let newcomer_token = k.token(newcomer, "newcomer");
+    let (known, known_token) = k.new_producer("known");
+    let (newcomer, newcomer_token) = k.new_producer("newcomer");
 
     let mut sent = Sent::default();
     let warm = sent.add(known, &known_token, 50);

@@ -27,12 +27,18 @@ fn keygen(dir: &Path) {
         .env_clear());
 }
 
-/// Python with `cryptography` importable, if this machine has it.
-fn python_cryptography() -> bool {
-    Command::new("python3")
+/// A temp dir for a test against Python `cryptography`, if this machine has python3 with it
+/// importable; `None` (and a note) when not: openssl covers interop then.
+fn python_cryptography_dir() -> Option<tempfile::TempDir> {
+    let importable = Command::new("python3")
         .args(["-c", "import cryptography"])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        eprintln!("python3 with cryptography not installed; openssl covers interop");
+        return None;
+    }
+    Some(tempfile::tempdir().unwrap())
 }
 
 #[test]
@@ -58,11 +64,9 @@ fn keygen_keys_open_in_openssl() {
 
 #[test]
 fn keygen_keys_open_in_python_cryptography() {
-    if !python_cryptography() {
-        eprintln!("python3 with cryptography not installed; openssl covers interop");
+    let Some(dir) = python_cryptography_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     keygen(dir.path());
     let script = r#"
 import sys
@@ -105,11 +109,9 @@ fn openssl_keys_load_in_the_kernel() {
 
 #[test]
 fn python_cryptography_keys_load_in_the_kernel() {
-    if !python_cryptography() {
-        eprintln!("python3 with cryptography not installed; openssl covers interop");
+    let Some(dir) = python_cryptography_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let private = dir.path().join("py.key");
     let script = r#"
 import sys

@@ -149,6 +149,19 @@ impl AuthKernel {
         k
     }
 
+    /// How an auth test ends: asserts that the logs hold none of `secrets` nor the private
+    /// halves of `keys` ([`assert_logs_clean_of`]), then shuts the kernel down.
+    pub async fn finish(self, secrets: &[&str], keys: &[&SigningKey]) {
+        assert_logs_clean_of(secrets, keys);
+        self.kernel.shutdown().await;
+    }
+
+    /// A new producer id and a token for it named `name`.
+    pub fn new_producer(&self, name: &str) -> (Uuid, String) {
+        let producer = Uuid::now_v7();
+        (producer, self.token(producer, name))
+    }
+
     pub fn token(&self, producer: Uuid, name: &str) -> String {
         self.issuer
             .issue(producer, name, None, Duration::from_secs(3600))

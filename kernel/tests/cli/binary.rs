@@ -177,14 +177,10 @@ async fn sigterm_finishes_the_batch_in_flight_and_loses_nothing() {
     // Everything acknowledged is stored; the rest is pending or not yet delivered.
     let stored = count(&pg, "SELECT count(*) FROM events").await;
     let pending_after = pending(&redis, "events", "kernel").await;
-    let mut conn = redis.clone();
-    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg("events")
-        .query_async(&mut conn)
+    let lag = group_state(&redis, "events")
         .await
-        .unwrap();
-    let lag: i64 = redis::from_redis_value(groups[0]["lag"].clone()).unwrap();
+        .1
+        .expect("Redis reports the group's lag");
     assert_eq!(
         pending_after, 0,
         "the batch in flight was finished and acknowledged"

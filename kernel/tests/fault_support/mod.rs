@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::support::*;
 use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::protocol::{EntriesByRef, Entry, EntryRef, Event};
+use fdc_spill::RecordId;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 use sqlx::PgPool;
@@ -120,6 +121,13 @@ pub async fn assert_exact(pg: &PgPool, redis: &MultiplexedConnection, set: &Even
         .all(|f| f.get("error").map(String::as_str) == Some("bad_version")));
 }
 
+/// Waits until every event of `set` is stored, then checks the exact outcome
+/// ([`assert_exact`]).
+pub async fn assert_all_stored_exactly(pg: &PgPool, redis: &MultiplexedConnection, set: &EventSet) {
+    assert_eq!(wait_stored(pg, set.ids.len()).await, set.ids.len() as i64);
+    assert_exact(pg, redis, set).await;
+}
+
 /// Waits until at least `n` distinct events are stored; returns the count.
 pub async fn wait_stored_at_least(pg: &PgPool, n: i64) -> i64 {
     let deadline = std::time::Instant::now() + WAIT;
@@ -148,6 +156,37 @@ pub fn spill_config(dir: &Path, max_bytes: u64) -> SpillConfig {
     }
 }
 
+/// Sets `config` up to ride out a Postgres outage on its spill: connections to Postgres give
+/// up after 1 s, batches hold at most 200 events, and they spill to `spill_dir` (64 MiB).
+pub fn spill_through_outages(config: &mut fdc_common::config::Config, spill_dir: &Path) {
+    config.postgres.connect_timeout = Duration::from_secs(1);
+    config.ingest.batch_max_size = 200;
+    config.spill = Some(spill_config(spill_dir, 64 << 20));
+}
+
+/// Publishes `entries` to `events` during a Postgres outage (`outage` says which), in chunks
+/// like live traffic, then checks that the kernel serving metrics on `addr` spills the batches
+/// (nothing stays pending) and is not ready.
+pub async fn publish_through_outage(
+    redis: &MultiplexedConnection,
+    addr: SocketAddr,
+    entries: &[Vec<(String, String)>],
+    outage: &str,
+) {
+    for chunk in entries.chunks(250) {
+        publish(redis, "events", chunk).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(wait_metric_at_least(addr, "kernel_spill_records_written_total", 1.0).await >= 1.0);
+    assert_eq!(
+        wait_for(WAIT, 0, || pending(redis, "events", "kernel")).await,
+        0,
+        "the spill takes the batches while {outage}"
+    );
+    let (status, _) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "not ready while {outage}");
+}
+
 /// The kernel in-process with `config`, once `/readyz` answers 200.
 pub async fn start_ready(config: fdc_common::config::Config) -> fdc_kernel::service::RunningKernel {
     let kernel = fdc_kernel::service::start(config).await.unwrap();
@@ -158,6 +197,41 @@ pub async fn start_ready(config: fdc_common::config::Config) -> fdc_kernel::serv
         "kernel never became ready"
     );
     kernel
+}
+
+/// [`start_ready`], and a connection to `env`'s Redis for the test's own commands.
+pub async fn start_ready_with_redis(
+    env: &TestEnv,
+    config: fdc_common::config::Config,
+) -> (fdc_kernel::service::RunningKernel, MultiplexedConnection) {
+    let kernel = start_ready(config).await;
+    (kernel, env.redis_conn().await)
+}
+
+/// Kills Postgres, then publishes the entries of `set`: a backlog that arrives during the
+/// outage. Returns `set`.
+pub async fn publish_during_outage(
+    env: &mut TestEnv,
+    redis: &MultiplexedConnection,
+    set: EventSet,
+) -> EventSet {
+    env.postgres.kill();
+    publish(redis, "events", &set.entries).await;
+    set
+}
+
+/// Ends the outage of [`publish_during_outage`]: restarts Postgres, waits until every event of
+/// `set` is stored and checks the exact outcome ([`assert_all_stored_exactly`]). Returns a
+/// pool for the test's own queries.
+pub async fn end_outage(
+    env: &mut TestEnv,
+    redis: &MultiplexedConnection,
+    set: &EventSet,
+) -> PgPool {
+    env.postgres.restart().await.unwrap();
+    let pg = env.pg().await;
+    assert_all_stored_exactly(&pg, redis, set).await;
+    pg
 }
 
 /// One sample of the kernel's `/metrics` at `addr` (-1 when absent).
@@ -285,16 +359,8 @@ pub fn spilled_batch(
 
 /// A consumer that reads `count` new entries and dies without acknowledging them.
 pub async fn read_without_ack(redis: &MultiplexedConnection, consumer: &str, count: usize) {
+    create_group(redis, "events", "kernel").await;
     let mut conn = redis.clone();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("events")
-        .arg("kernel")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(redis::Value::Nil);
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("kernel")
@@ -323,4 +389,24 @@ pub async fn assert_spill_replayed_exactly(pg: &PgPool, addr: SocketAddr, want: 
         .unwrap();
     assert_eq!(rows.len(), want.len(), "an event stored twice");
     assert_eq!(&rows.into_iter().collect::<HashSet<_>>(), want);
+}
+
+/// Quarantine files in the spill directory `dir`: name and content, in name order.
+pub fn quarantine_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            name.starts_with("quarantine-")
+                .then(|| (name, std::fs::read(&p).unwrap()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The name of the quarantine file of the record at `at`: `quarantine-<segment>-<offset>.rec`.
+pub fn quarantine_name(at: RecordId) -> String {
+    format!("quarantine-{:020}-{:012}.rec", at.segment(), at.offset())
 }

@@ -10,12 +10,19 @@ use std::time::Duration;
 use crate::fault_support::*;
 use crate::support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reader_holds_at_most_max_inflight_bytes() {
-    let mut env = fault_env().await;
+/// `env`'s config with a queue of 100 batches, deeper than the byte bound lets the reader fill,
+/// and Postgres connections that give up after 1 s.
+fn deep_queue_config(env: &TestEnv) -> fdc_common::config::Config {
     let mut config = env.config();
     config.postgres.connect_timeout = Duration::from_secs(1);
     config.ingest.queue_batches = 100;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_holds_at_most_max_inflight_bytes() {
+    let mut env = fault_env().await;
+    let mut config = deep_queue_config(&env);
     config.ingest.writers = 1;
     let max_entry = config.limits.max_entry_bytes;
     let limit = 4 * max_entry;
@@ -24,9 +31,8 @@ async fn reader_holds_at_most_max_inflight_bytes() {
     config.ingest.claim_idle = Duration::from_secs(3);
     config.postgres.statement_timeout = Duration::from_secs(1);
     config.shutdown.timeout = Duration::from_secs(2);
-    let kernel = start_ready(config).await;
+    let (kernel, redis) = start_ready_with_redis(&env, config).await;
     let a = kernel.http_addr;
-    let redis = env.redis_conn().await;
 
     // 40 entries of about 8 KiB each: 320 KiB in all, more than the limit (256 KiB).
     let mut set = EventSet::new(40, 0);
@@ -45,8 +51,7 @@ async fn reader_holds_at_most_max_inflight_bytes() {
     // Bytes of the first n entries: the reader takes them in stream order.
     let first = |n: usize| sizes[..n].iter().sum::<usize>();
 
-    env.postgres.kill();
-    publish(&redis, "events", &set.entries).await;
+    let set = publish_during_outage(&mut env, &redis, set).await;
     // The reader reads until the room left is less than one entry of max_entry bytes.
     let stops_at = (1..=sizes.len())
         .find(|&n| first(n) > limit - max_entry)
@@ -79,10 +84,7 @@ async fn reader_holds_at_most_max_inflight_bytes() {
         "idle times {idle:?} (claim_idle 3 s)"
     );
 
-    env.postgres.restart().await.unwrap();
-    let pg = env.pg().await;
-    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
-    assert_exact(&pg, &redis, &set).await;
+    end_outage(&mut env, &redis, &set).await;
     assert_eq!(
         wait_for(WAIT, 0.0, || metric(a, "kernel_inflight_bytes")).await,
         0.0
@@ -111,26 +113,18 @@ async fn idle_ms(redis: &redis::aio::MultiplexedConnection) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_chunks_never_make_a_batch_over_batch_max_size() {
     let mut env = fault_env().await;
-    let mut config = env.config();
-    config.postgres.connect_timeout = Duration::from_secs(1);
+    let mut config = deep_queue_config(&env);
     config.ingest.batch_max_size = 100;
-    config.ingest.queue_batches = 100;
     // Room for 60 entries of max size: reads of at most 60 entries.
     config.ingest.max_inflight_bytes = 60 * config.limits.max_entry_bytes;
-    let kernel = start_ready(config).await;
+    let (kernel, redis) = start_ready_with_redis(&env, config).await;
     let a = kernel.http_addr;
-    let redis = env.redis_conn().await;
 
     // Postgres down while the backlog arrives: chunks pile up in the queue, so the lanes
     // merge several into each batch once it is back.
-    env.postgres.kill();
-    let set = EventSet::new(3000, 0);
-    publish(&redis, "events", &set.entries).await;
+    let set = publish_during_outage(&mut env, &redis, EventSet::new(3000, 0)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    env.postgres.restart().await.unwrap();
-    let pg = env.pg().await;
-    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
-    assert_exact(&pg, &redis, &set).await;
+    end_outage(&mut env, &redis, &set).await;
 
     let batches = metric(a, "kernel_pg_batch_size_count").await;
     assert_eq!(metric(a, "kernel_pg_batch_size_sum").await, 3000.0);

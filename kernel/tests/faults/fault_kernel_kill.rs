@@ -27,7 +27,6 @@ async fn kernel_killed_mid_batch_resumes_its_pending_entries() {
     );
 
     let kernel = start_kernel(&env, "k1", &opts);
-    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
-    assert_exact(&pg, &redis, &set).await;
+    assert_all_stored_exactly(&pg, &redis, &set).await;
     drop(kernel);
 }

@@ -17,16 +17,10 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
     let (redis_server, mut pair) = (redis.unwrap(), pair.unwrap());
     let spill_dir = tempfile::tempdir().unwrap();
     let mut config = kernel_config(&redis_server.url(), &pair.multi_host_url());
-    config.postgres.connect_timeout = Duration::from_secs(1);
-    config.ingest.batch_max_size = 200;
-    config.spill = Some(spill_config(spill_dir.path(), 64 << 20));
+    spill_through_outages(&mut config, spill_dir.path());
     let kernel = service::start(config).await.unwrap();
-    let redis = redis::Client::open(redis_server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let old_primary = pg_pool(&pair.primary.url()).await;
+    let redis = redis_conn_at(&redis_server.url()).await;
+    let old_primary = pg_pool_at(&pair.primary.url()).await;
 
     let set = EventSet::new(3000, 0);
     let (first, rest) = set.entries.split_at(1000);
@@ -35,24 +29,18 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
     old_primary.close().await;
 
     pair.primary.stop();
-    // Keep publishing while no server accepts writes, in chunks, like live traffic.
-    for chunk in rest.chunks(250) {
-        publish(&redis, "events", chunk).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let a = kernel.http_addr;
-    assert!(wait_metric_at_least(a, "kernel_spill_records_written_total", 1.0).await >= 1.0);
-    assert_eq!(
-        wait_for(WAIT, 0, || pending(&redis, "events", "kernel")).await,
-        0,
-        "the spill takes the batches while no server accepts writes"
-    );
-    let (status, _) = http_get(a, "/readyz").await;
-    assert_eq!(status, 503, "not ready while only a standby answers");
+    publish_through_outage(
+        &redis,
+        a,
+        rest,
+        "no server accepts writes (only a standby answers)",
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     pair.promote().await.unwrap();
-    let new_primary = pg_pool(&pair.replica.url()).await;
+    let new_primary = pg_pool_at(&pair.replica.url()).await;
     assert_eq!(
         wait_stored(&new_primary, set.ids.len()).await,
         set.ids.len() as i64
@@ -69,14 +57,6 @@ async fn replica_promoted_after_primary_stops_takes_every_event_once() {
         written
     );
     kernel.shutdown().await;
-}
-
-async fn pg_pool(url: &str) -> sqlx::PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect(url)
-        .await
-        .expect("postgres connection")
 }
 
 /// A batch sent to a standby fails as an outage (retried or spilled, never dead-lettered);
@@ -129,6 +109,6 @@ async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
         either.endpoint().unwrap().to_string(),
         format!("127.0.0.1:{}", pair.primary.port())
     );
-    let on_primary = pg_pool(&pair.primary.url()).await;
+    let on_primary = pg_pool_at(&pair.primary.url()).await;
     assert_eq!(count(&on_primary, "SELECT count(*) FROM events").await, 2);
 }

@@ -33,7 +33,7 @@ async fn streams_on_every_primary_are_drained_and_dead_lettered_in_their_slot() 
     for stream in &streams {
         let set = EventSet::new(300, 30);
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
-        publish(&node_conn(&owner.url()).await, stream, &set.entries).await;
+        publish(&redis_conn_at(&owner.url()).await, stream, &set.entries).await;
         sent.extend(&set.ids);
         invalid.push(set.invalid);
     }
@@ -42,7 +42,7 @@ async fn streams_on_every_primary_are_drained_and_dead_lettered_in_their_slot() 
     assert_stored_once(&pg, sent).await;
     for (stream, invalid) in streams.iter().zip(invalid) {
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
-        let conn = node_conn(&owner.url()).await;
+        let conn = redis_conn_at(&owner.url()).await;
         assert_eq!(
             wait_for(WAIT, 0, || pending(&conn, stream, "kernel")).await,
             0
@@ -70,14 +70,6 @@ async fn assert_stored_once(pg: &sqlx::PgPool, sent: Vec<Uuid>) {
     );
 }
 
-async fn node_conn(url: &str) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 /// A primary killed with kill -9 while events flow: its replica takes over, the kernel follows
 /// (reads the slot map again, claims what the lost acknowledgements left pending), and every
 /// event whose XADD the producer saw confirmed is stored exactly once.
@@ -100,7 +92,7 @@ async fn a_primary_killed_mid_flow_is_followed_and_every_event_stored_once() {
     // asks for WAIT knows survives a failover.
     for (stream, set) in streams.iter().zip(&sets) {
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
-        let conn = node_conn(&owner.url()).await;
+        let conn = redis_conn_at(&owner.url()).await;
         publish(&conn, stream, &set.entries[..200]).await;
         let replicated: i64 = redis::cmd("WAIT")
             .arg(1)
@@ -121,14 +113,19 @@ async fn a_primary_killed_mid_flow_is_followed_and_every_event_stored_once() {
     assert_ne!(heir, victim);
     for (stream, set) in streams.iter().zip(&sets) {
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
-        publish(&node_conn(&owner.url()).await, stream, &set.entries[200..]).await;
+        publish(
+            &redis_conn_at(&owner.url()).await,
+            stream,
+            &set.entries[200..],
+        )
+        .await;
     }
 
     let sent: Vec<Uuid> = sets.iter().flat_map(|s| s.ids.iter().copied()).collect();
     assert_stored_once(&pg, sent).await;
     for stream in &streams {
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
-        let conn = node_conn(&owner.url()).await;
+        let conn = redis_conn_at(&owner.url()).await;
         assert_eq!(
             wait_for(WAIT, 0, || pending(&conn, stream, "kernel")).await,
             0,
@@ -167,7 +164,7 @@ async fn the_stream_client_reads_two_slots_in_one_call_and_reports_lag() {
         let owner = &cluster.nodes[cluster.primary_of(stream).await.unwrap()];
         let entries: Vec<Vec<(&str, String)>> =
             (0..n).map(|i| vec![("n", i.to_string())]).collect();
-        publish(&node_conn(&owner.url()).await, stream, &entries).await;
+        publish(&redis_conn_at(&owner.url()).await, stream, &entries).await;
     }
     let info = client.group_info(&streams[0]).await.unwrap();
     assert_eq!((info.pending, info.lag), (0, Some(5)));

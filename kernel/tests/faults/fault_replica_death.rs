@@ -27,8 +27,7 @@ async fn survivor_claims_the_dead_replicas_pending_entries() {
     assert!(held > 0);
 
     let pg = env.pg().await;
-    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
-    assert_exact(&pg, &redis, &set).await;
+    assert_all_stored_exactly(&pg, &redis, &set).await;
     assert_eq!(pending_of(&redis, "doomed").await, 0);
     let claimed = metric(survivor.http, "kernel_redis_claimed_total").await;
     assert!(

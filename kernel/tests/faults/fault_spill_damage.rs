@@ -91,16 +91,15 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
     want.remove(&poison.id);
     assert_spill_replayed_exactly(&pg, a, &want).await;
 
-    assert_eq!(metric(a, "kernel_spill_torn_tails_total").await, 1.0);
-    assert_eq!(metric(a, "kernel_spill_corrupt_segments_total").await, 1.0);
-    assert_eq!(metric(a, "kernel_spill_records_replayed_total").await, 3.0);
-    assert_eq!(
-        metric(a, "kernel_spill_events_replayed_total").await,
-        1500.0
-    );
-    assert_eq!(
-        metric(a, "kernel_redis_dlq_total{reason=\"rejected\"}").await,
-        1.0
+    assert_metrics(
+        &http_get(a, "/metrics").await.1,
+        &[
+            ("kernel_spill_torn_tails_total", 1.0),
+            ("kernel_spill_corrupt_segments_total", 1.0),
+            ("kernel_spill_records_replayed_total", 3.0),
+            ("kernel_spill_events_replayed_total", 1500.0),
+            ("kernel_redis_dlq_total{reason=\"rejected\"}", 1.0),
+        ],
     );
     let dlq = read_stream(&redis, "events:dlq").await;
     assert_eq!(dlq.len(), 1);

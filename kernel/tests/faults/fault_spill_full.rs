@@ -34,13 +34,10 @@ async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
     config.postgres.connect_timeout = Duration::from_millis(500);
     config.ingest.batch_max_size = 50;
     config.spill = Some(spill_config(spill_dir.path(), 100_000));
-    let kernel = start_ready(config).await;
+    let (kernel, redis) = start_ready_with_redis(&env, config).await;
     let a = kernel.http_addr;
-    let redis = env.redis_conn().await;
 
-    env.postgres.kill();
-    let set = EventSet::new(2000, 40);
-    publish(&redis, "events", &set.entries).await;
+    let set = publish_during_outage(&mut env, &redis, EventSet::new(2000, 40)).await;
     assert!(wait_metric_at_least(a, "kernel_spill_full_total", 1.0).await >= 1.0);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -74,10 +71,7 @@ async fn full_spill_stops_reading_and_acks_only_what_is_stored() {
     assert_eq!(metric(a, "kernel_redis_ack_total").await, acked);
     assert_eq!(metric(a, "kernel_redis_read_total").await, read);
 
-    env.postgres.restart().await.unwrap();
-    let pg = env.pg().await;
-    assert_eq!(wait_stored(&pg, set.ids.len()).await, set.ids.len() as i64);
-    assert_exact(&pg, &redis, &set).await;
+    end_outage(&mut env, &redis, &set).await;
     assert_eq!(
         wait_for(WAIT, 0.0, || metric(a, "kernel_spill_pending_records")).await,
         0.0

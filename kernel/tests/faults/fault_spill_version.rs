@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::path::Path;
 
 use crate::fault_support::*;
 use crate::support::*;
@@ -31,21 +30,6 @@ fn batch_of(n: usize, base: u64) -> (Vec<Event>, EntriesByRef) {
 
 fn ids(events: &[Event]) -> HashSet<Uuid> {
     events.iter().map(|e| e.id).collect()
-}
-
-/// Quarantine files in `dir`: name and content.
-fn quarantine_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter_map(|p| {
-            let name = p.file_name()?.to_str()?.to_string();
-            name.starts_with("quarantine-")
-                .then(|| (name, fs::read(&p).unwrap()))
-        })
-        .collect();
-    found.sort();
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,27 +83,19 @@ async fn unknown_batch_version_is_quarantined_and_the_rest_replayed() {
     // Exactly the known records; not one event of the unknown version.
     assert_spill_replayed_exactly(&pg, addr, &want).await;
 
-    assert_eq!(
-        metric(addr, "kernel_spill_quarantined_records_total").await,
-        1.0
-    );
-    assert_eq!(metric(addr, "kernel_spill_quarantine_files").await, 1.0);
-    assert_eq!(
-        metric(addr, "kernel_spill_records_replayed_total").await,
-        4.0
-    );
-    assert_eq!(
-        metric(addr, "kernel_spill_events_replayed_total").await,
-        want.len() as f64
+    assert_metrics(
+        &http_get(addr, "/metrics").await.1,
+        &[
+            ("kernel_spill_quarantined_records_total", 1.0),
+            ("kernel_spill_quarantine_files", 1.0),
+            ("kernel_spill_records_replayed_total", 4.0),
+            ("kernel_spill_events_replayed_total", want.len() as f64),
+        ],
     );
     assert_eq!(xlen(&redis, "events:dlq").await, 0);
     // The unknown record is on disk byte for byte; the requeued file is gone;
     // every segment is replayed and deleted.
-    let name = format!(
-        "quarantine-{:020}-{:012}.rec",
-        future_at.segment(),
-        future_at.offset()
-    );
+    let name = quarantine_name(future_at);
     assert_eq!(
         quarantine_files(dir.path()),
         vec![(name.clone(), newer.clone())]

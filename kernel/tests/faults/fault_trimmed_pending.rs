@@ -73,11 +73,7 @@ async fn trimmed_pending_entries_are_counted_and_never_crash_the_claimer() {
     let a = kernel.http_addr;
     let pg = env.pg().await;
 
-    assert_eq!(
-        wait_stored(&pg, survivors.ids.len()).await,
-        survivors.ids.len() as i64
-    );
-    assert_exact(&pg, &redis, &survivors).await;
+    assert_all_stored_exactly(&pg, &redis, &survivors).await;
     assert_eq!(pending_of(&redis, "ghost").await, 0);
     assert_eq!(
         metric(a, "kernel_redis_trimmed_total").await,

@@ -38,20 +38,8 @@ async fn read(
 }
 
 async fn setup(url: &str, entries: usize) {
-    let mut c = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg("events")
-        .arg("g")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut c)
-        .await
-        .unwrap_or(redis::Value::Nil);
+    let mut c = redis_conn_at(url).await;
+    create_group(&c, "events", "g").await;
     for i in 0..entries {
         let _: String = redis::cmd("XADD")
             .arg("events")

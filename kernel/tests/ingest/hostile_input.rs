@@ -162,6 +162,21 @@ fn sha256sum(bytes: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
+/// Asserts that the dead letter `letter` keeps of its field `name`, whose value was `value`,
+/// the first 100 bytes, and the whole value's size (`<name>.size`) and SHA-256
+/// (`<name>.sha256`).
+fn assert_truncated(letter: &RawFields, name: &str, value: &str) {
+    assert_eq!(field(letter, name), Some(&value.as_bytes()[..100]));
+    assert_eq!(
+        field(letter, format!("{name}.size")),
+        Some(value.len().to_string().as_bytes())
+    );
+    assert_eq!(
+        field(letter, format!("{name}.sha256")),
+        Some(sha256sum(value.as_bytes()).as_bytes())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
     let env = TestEnv::start().await.unwrap();
@@ -198,23 +213,13 @@ async fn dead_letters_keep_a_bounded_prefix_and_the_dlq_is_capped() {
         .collect();
 
     let l = by_error[&b"bad_type"[..]];
-    assert_eq!(field(l, "blob"), Some(&blob.as_bytes()[..100]));
-    assert_eq!(field(l, "blob.size"), Some(&b"5000"[..]));
-    assert_eq!(
-        field(l, "blob.sha256"),
-        Some(sha256sum(blob.as_bytes()).as_bytes())
-    );
+    assert_truncated(l, "blob", &blob);
     assert_eq!(field(l, "type"), Some(&b"nonsense"[..]));
     assert!(field(l, "type.size").is_none(), "short values are whole");
     assert!(field(l, "token").is_none());
 
     let l = by_error[&b"too_large"[..]];
-    assert_eq!(field(l, "huge"), Some(&huge.as_bytes()[..100]));
-    assert_eq!(field(l, "huge.size"), Some(&b"200000"[..]));
-    assert_eq!(
-        field(l, "huge.sha256"),
-        Some(sha256sum(huge.as_bytes()).as_bytes())
-    );
+    assert_truncated(l, "huge", &huge);
     assert!(field(l, "token").is_none());
     assert!(l.iter().all(|(k, v)| k.len() <= 100 && v.len() <= 200));
     assert!(!l.iter().any(|(_, v)| v == b"secret-token-value"));

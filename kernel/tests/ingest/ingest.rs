@@ -9,6 +9,12 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Waits until `events` holds exactly `n` rows (not distinct ids: duplicates count); returns
+/// the last count.
+async fn wait_events(pg: &sqlx::PgPool, n: i64) -> i64 {
+    wait_for(WAIT, n, || count(pg, "SELECT count(*) FROM events")).await
+}
+
 fn tags_for(i: usize) -> Vec<(String, String)> {
     (0..3)
         .map(|k| (format!("k{k}"), format!("v{}", (i + k) % 7)))
@@ -17,9 +23,7 @@ fn tags_for(i: usize) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn n_events_in_n_rows_out_with_subjects_and_tags() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let now = now_ns();
     let entries: Vec<_> = (0..600)
         .map(|i| {
@@ -38,7 +42,7 @@ async fn n_events_in_n_rows_out_with_subjects_and_tags() {
     publish(&redis, "events", &entries).await;
 
     let pg = env.pg().await;
-    let stored = wait_for(WAIT, 600, || count(&pg, "SELECT count(*) FROM events")).await;
+    let stored = wait_events(&pg, 600).await;
     assert_eq!(stored, 600);
     assert_eq!(count(&pg, "SELECT count(*) FROM event_index").await, 600);
     assert_eq!(count(&pg, "SELECT count(*) FROM event_tags").await, 1800);
@@ -61,19 +65,15 @@ async fn n_events_in_n_rows_out_with_subjects_and_tags() {
 
     let (status, body) = http_get(kernel.http_addr, "/metrics").await;
     assert_eq!(status, 200);
-    assert_eq!(metric_value(&body, "kernel_redis_read_total"), Some(600.0));
-    assert_eq!(metric_value(&body, "kernel_redis_ack_total"), Some(600.0));
-    assert_eq!(
-        metric_value(&body, "kernel_events_stored_total"),
-        Some(600.0)
-    );
-    assert_eq!(
-        metric_value(&body, "kernel_events_duplicate_total"),
-        Some(0.0)
-    );
-    assert_eq!(
-        metric_value(&body, "kernel_redis_dlq_total{reason=\"bad_type\"}"),
-        Some(0.0)
+    assert_metrics(
+        &body,
+        &[
+            ("kernel_redis_read_total", 600.0),
+            ("kernel_redis_ack_total", 600.0),
+            ("kernel_events_stored_total", 600.0),
+            ("kernel_events_duplicate_total", 0.0),
+            ("kernel_redis_dlq_total{reason=\"bad_type\"}", 0.0),
+        ],
     );
     let (status, _) = http_get(kernel.http_addr, "/readyz").await;
     assert_eq!(status, 200);
@@ -84,9 +84,7 @@ async fn n_events_in_n_rows_out_with_subjects_and_tags() {
 
 #[tokio::test]
 async fn exact_nanoseconds_and_microsecond_timestamp_are_kept() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let ts = now_ns() / 1_000_000_000 * 1_000_000_000 + 123_456_789;
     publish(
         &redis,
@@ -95,10 +93,7 @@ async fn exact_nanoseconds_and_microsecond_timestamp_are_kept() {
     )
     .await;
     let pg = env.pg().await;
-    assert_eq!(
-        wait_for(WAIT, 1, || count(&pg, "SELECT count(*) FROM events")).await,
-        1
-    );
+    assert_eq!(wait_events(&pg, 1).await, 1);
     assert_eq!(count(&pg, "SELECT ts_ns FROM events").await, ts);
     assert_eq!(
         count(
@@ -117,9 +112,7 @@ async fn exact_nanoseconds_and_microsecond_timestamp_are_kept() {
 
 #[tokio::test]
 async fn duplicate_ids_are_stored_once_and_counted() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let now = now_ns();
     let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
     let entries: Vec<_> = ids
@@ -128,16 +121,12 @@ async fn duplicate_ids_are_stored_once_and_counted() {
         .collect();
     publish(&redis, "events", &entries).await;
     let pg = env.pg().await;
-    assert_eq!(
-        wait_for(WAIT, 100, || count(&pg, "SELECT count(*) FROM events")).await,
-        100
-    );
+    assert_eq!(wait_events(&pg, 100).await, 100);
     // The same ids again, as new entries (a producer retrying), and within one batch twice.
     publish(&redis, "events", &entries).await;
     publish(&redis, "events", &entries[..10]).await;
-    let dupes = wait_for(WAIT, Some(110.0), || async {
-        let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-        metric_value(&body, "kernel_events_duplicate_total")
+    let dupes = wait_for(WAIT, Some(110.0), || {
+        metric_at(kernel.http_addr, "kernel_events_duplicate_total")
     })
     .await;
     assert_eq!(dupes, Some(110.0));
@@ -153,9 +142,7 @@ async fn duplicate_ids_are_stored_once_and_counted() {
 
 #[tokio::test]
 async fn each_invalid_input_class_lands_in_the_dlq_with_its_reason() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let now = now_ns();
     let valid = || data_fields(Uuid::now_v7(), now, None, &[], json!({"ok": true}));
     let with = |name: &str, value: &str| {
@@ -197,10 +184,7 @@ async fn each_invalid_input_class_lands_in_the_dlq_with_its_reason() {
     let dead = wait_for(WAIT, cases.len() as i64, || xlen(&redis, "events:dlq")).await;
     assert_eq!(dead, cases.len() as i64);
     let pg = env.pg().await;
-    assert_eq!(
-        wait_for(WAIT, 5, || count(&pg, "SELECT count(*) FROM events")).await,
-        5
-    );
+    assert_eq!(wait_events(&pg, 5).await, 5);
     let letters = read_stream(&redis, "events:dlq").await;
     for (i, (reason, _)) in cases.iter().enumerate() {
         let letter = letters
@@ -228,26 +212,20 @@ async fn each_invalid_input_class_lands_in_the_dlq_with_its_reason() {
         0
     );
     let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-    assert_eq!(
-        metric_value(&body, "kernel_redis_dlq_total{reason=\"bad_direction\"}"),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric_value(&body, "kernel_redis_dlq_total{reason=\"bad_ts\"}"),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric_value(&body, "kernel_redis_dlq_total{reason=\"too_large\"}"),
-        Some(1.0)
+    assert_metrics(
+        &body,
+        &[
+            ("kernel_redis_dlq_total{reason=\"bad_direction\"}", 2.0),
+            ("kernel_redis_dlq_total{reason=\"bad_ts\"}", 2.0),
+            ("kernel_redis_dlq_total{reason=\"too_large\"}", 1.0),
+        ],
     );
     kernel.shutdown().await;
 }
 
 #[tokio::test]
 async fn heartbeats_and_controls_are_acknowledged_without_storing() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let envelope = |kind: &str| {
         vec![
             ("type".to_string(), kind.to_string()),
@@ -266,15 +244,19 @@ async fn heartbeats_and_controls_are_acknowledged_without_storing() {
         ],
     )
     .await;
-    let acked = wait_for(WAIT, Some(3.0), || async {
-        let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-        metric_value(&body, "kernel_redis_ack_total")
+    let acked = wait_for(WAIT, Some(3.0), || {
+        metric_at(kernel.http_addr, "kernel_redis_ack_total")
     })
     .await;
     assert_eq!(acked, Some(3.0));
     let (_, body) = http_get(kernel.http_addr, "/metrics").await;
-    assert_eq!(metric_value(&body, "kernel_heartbeats_total"), Some(2.0));
-    assert_eq!(metric_value(&body, "kernel_control_total"), Some(1.0));
+    assert_metrics(
+        &body,
+        &[
+            ("kernel_heartbeats_total", 2.0),
+            ("kernel_control_total", 1.0),
+        ],
+    );
     let pg = env.pg().await;
     assert_eq!(count(&pg, "SELECT count(*) FROM events").await, 0);
     assert_eq!(xlen(&redis, "events:dlq").await, 0);
@@ -283,13 +265,10 @@ async fn heartbeats_and_controls_are_acknowledged_without_storing() {
 
 #[tokio::test]
 async fn partitions_are_created_across_a_day_boundary() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
-    let day_ns = 86_400_000_000_000i64;
-    let midnight = now_ns().div_euclid(day_ns) * day_ns;
+    let (env, kernel, redis) = env_with_kernel().await;
+    let midnight = now_ns().div_euclid(DAY_NS) * DAY_NS;
     let times = [
-        midnight - 3 * day_ns,
+        midnight - 3 * DAY_NS,
         midnight - 1,
         midnight - 1,
         midnight,
@@ -301,11 +280,8 @@ async fn partitions_are_created_across_a_day_boundary() {
         .collect();
     publish(&redis, "events", &entries).await;
     let pg = env.pg().await;
-    assert_eq!(
-        wait_for(WAIT, 5, || count(&pg, "SELECT count(*) FROM events")).await,
-        5
-    );
-    let day = |offset: i64| fdc_kernel::store::day_name(midnight.div_euclid(day_ns) + offset);
+    assert_eq!(wait_events(&pg, 5).await, 5);
+    let day = |offset: i64| fdc_kernel::store::day_name(midnight.div_euclid(DAY_NS) + offset);
     for (offset, n) in [(-3, 1), (-1, 2), (0, 2)] {
         let events = format!("SELECT count(*) FROM events_p{}", day(offset));
         let tags = format!("SELECT count(*) FROM event_tags_p{}", day(offset));
@@ -333,10 +309,7 @@ async fn two_kernels_in_one_group_share_the_work_without_duplicates() {
         .collect();
     publish(&redis, "events", &entries).await;
     let pg = env.pg().await;
-    assert_eq!(
-        wait_for(WAIT, 4000, || count(&pg, "SELECT count(*) FROM events")).await,
-        4000
-    );
+    assert_eq!(wait_events(&pg, 4000).await, 4000);
     let stored_by = |kernel: &service::RunningKernel| {
         let addr = kernel.http_addr;
         async move {

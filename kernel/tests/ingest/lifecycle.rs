@@ -43,9 +43,7 @@ async fn readyz_reports_postgres_outage_and_recovery() {
 
 #[tokio::test]
 async fn group_gauges_show_the_backlog_drained() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
+    let (env, kernel, redis) = env_with_kernel().await;
     let entries: Vec<_> = (0..50)
         .map(|_| data_fields(Uuid::now_v7(), now_ns(), None, &[], json!({})))
         .collect();
@@ -71,15 +69,12 @@ async fn group_gauges_show_the_backlog_drained() {
 
 #[tokio::test]
 async fn retention_drops_old_partitions_and_their_dedup_rows() {
-    let env = TestEnv::start().await.unwrap();
-    let kernel = service::start(env.config()).await.unwrap();
-    let redis = env.redis_conn().await;
-    let day_ns = 86_400_000_000_000i64;
-    let today = now_ns().div_euclid(day_ns);
+    let (env, kernel, redis) = env_with_kernel().await;
+    let today = now_ns().div_euclid(DAY_NS);
     let entries: Vec<_> = [10, 9, 1, 0]
         .iter()
         .map(|age| {
-            let ts = (today - age) * day_ns + 1_000;
+            let ts = (today - age) * DAY_NS + 1_000;
             data_fields(Uuid::now_v7(), ts, None, &[("k", "v")], json!({}))
         })
         .collect();

@@ -6,7 +6,6 @@ use std::time::Duration;
 use crate::support::*;
 use fdc_kernel::service;
 use serde_json::json;
-use sqlx::Connection;
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -47,14 +46,11 @@ async fn store_one_then_clear(env: &TestEnv) {
 
 /// Holds an exclusive lock on `events` until dropped: the writer's insert waits.
 async fn lock_events(env: &TestEnv) -> sqlx::PgConnection {
-    let mut conn = sqlx::PgConnection::connect(&env.postgres.url())
-        .await
-        .unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
+    pg_conn_after(
+        &env.postgres.url(),
+        "BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE",
+    )
+    .await
 }
 
 async fn assert_processed_once(env: &TestEnv, kernel: &service::RunningKernel) {

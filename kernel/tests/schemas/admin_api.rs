@@ -106,19 +106,20 @@ async fn cli_adds_lists_shows_deprecates_and_binds() {
             .env("FDC_ADMIN_TOKEN_FILE", &token_file);
         tokio::task::spawn_blocking(move || run_cli(c))
     };
-    let file = file.to_str().unwrap();
-    let (code, out) = cli(&[
-        "schema",
-        "add",
-        "--name",
-        "orders",
-        "--version",
-        "1.0.0",
-        "--file",
-        file,
-    ])
-    .await
-    .unwrap();
+    let schema_add = |version: &str, file: &std::path::Path| {
+        let file = file.to_str().unwrap();
+        cli(&[
+            "schema",
+            "add",
+            "--name",
+            "orders",
+            "--version",
+            version,
+            "--file",
+            file,
+        ])
+    };
+    let (code, out) = schema_add("1.0.0", &file).await.unwrap();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#""version": "1.0.0""#), "{out}");
     let (code, out) = cli(&["schema", "list"]).await.unwrap();
@@ -154,18 +155,7 @@ async fn cli_adds_lists_shows_deprecates_and_binds() {
     assert_eq!(code, 0, "{out}");
     std::fs::write(dir.path().join("bad.json"), r#"{"type": 5}"#).unwrap();
     let bad = dir.path().join("bad.json");
-    let (code, out) = cli(&[
-        "schema",
-        "add",
-        "--name",
-        "orders",
-        "--version",
-        "2.0.0",
-        "--file",
-        bad.to_str().unwrap(),
-    ])
-    .await
-    .unwrap();
+    let (code, out) = schema_add("2.0.0", &bad).await.unwrap();
     assert_ne!(code, 0);
     assert!(
         out.contains("400") && out.contains("not a valid JSON Schema"),

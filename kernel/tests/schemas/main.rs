@@ -23,6 +23,7 @@ mod validation;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -40,6 +41,14 @@ pub async fn kernel() -> AuthKernel {
     .await;
     wait_migrated(&k.env.pg().await).await;
     k
+}
+
+/// [`kernel`], a client of its admin API, and connections to its Postgres and Redis.
+pub async fn kernel_with_clients() -> (AuthKernel, Admin, sqlx::PgPool, MultiplexedConnection) {
+    let k = kernel().await;
+    let admin = Admin::at(k.admin);
+    let (pg, redis) = (k.env.pg().await, k.env.redis_conn().await);
+    (k, admin, pg, redis)
 }
 
 /// Config of a kernel with auth off, the admin API on (token in `dir`), stream `events` bound
@@ -74,6 +83,15 @@ pub async fn wait_migrated(pg: &sqlx::PgPool) {
     assert_eq!(
         wait_for(auth_support::WAIT, 0, || count(pg, probe)).await,
         0
+    );
+}
+
+/// Asserts that an admin API answer has `status` and an error that mentions `mentions`.
+pub fn assert_refused((status, answer): (u16, Value), want: u16, mentions: &str) {
+    assert_eq!(status, want, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains(mentions),
+        "{answer}"
     );
 }
 

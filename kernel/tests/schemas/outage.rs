@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::auth_support::WAIT;
-use crate::fault_support::{metric, spill_config, start_ready};
+use crate::fault_support::{metric, spill_config, start_ready_with_redis};
 use crate::support::*;
 use crate::*;
 
@@ -23,9 +23,8 @@ async fn unresolved_bindings_wait_for_postgres_and_resolved_ones_validate_throug
     let admin = Admin::at(config.auth.admin_listen);
     // Ready means migrated and partitions made: killing Postgres earlier would stop the kernel
     // before it reads anything, which is not the case under test.
-    let kernel = start_ready(config).await;
+    let (kernel, redis) = start_ready_with_redis(&env, config).await;
     let http = kernel.http_addr;
-    let redis = env.redis_conn().await;
     let id = admin.add("orders", "1.0.0", orders_v1()).await;
     let good = |n: i64| entry(None, json!({"order_id": "o", "qty": n}));
     let bad = || entry(None, json!({"order_id": "o", "qty": 0}));

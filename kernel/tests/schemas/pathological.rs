@@ -18,9 +18,7 @@ fn nested(levels: usize, leaf: Value) -> Value {
 
 #[tokio::test]
 async fn catastrophic_pattern_huge_enum_and_deep_recursion_do_not_stall_ingest() {
-    let k = kernel().await;
-    let admin = Admin::at(k.admin);
-    let (pg, redis) = (k.env.pg().await, k.env.redis_conn().await);
+    let (k, admin, pg, redis) = kernel_with_clients().await;
     let regex = admin
         .add(
             "regex",

@@ -67,9 +67,7 @@ fn conforms(order_id: &str, version: &str) -> bool {
 
 #[tokio::test]
 async fn a_binding_change_racing_batches_decides_each_event_against_one_version() {
-    let k = kernel().await;
-    let admin = Admin::at(k.admin);
-    let (pg, redis) = (k.env.pg().await, k.env.redis_conn().await);
+    let (k, admin, pg, redis) = kernel_with_clients().await;
     let mut versions: HashMap<Uuid, &str> = HashMap::new();
     for (version, body) in [
         ("1.0.0", order(None, false)),

@@ -9,9 +9,7 @@ use crate::*;
 
 #[tokio::test]
 async fn bound_producers_are_validated_across_drafts_and_unbound_ones_are_not() {
-    let k = kernel().await;
-    let admin = Admin::at(k.admin);
-    let (pg, redis) = (k.env.pg().await, k.env.redis_conn().await);
+    let (k, admin, pg, redis) = kernel_with_clients().await;
     let v1 = admin.add("orders", "1.0.0", orders_v1()).await;
     let v2 = admin
         .add(

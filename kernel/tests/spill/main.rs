@@ -3,5 +3,10 @@
 //!
 //! One module per concern; a test runs as `<module>::<test>`.
 
+#[path = "../fault_support/mod.rs"]
+mod fault_support;
+#[path = "../support/mod.rs"]
+mod support;
+
 mod spill_config;
 mod spill_replay;

@@ -1,6 +1,7 @@
 //! The replay loop against a real spill store: order, commit-after-write,
 //! pause on outage with backoff probing, wake-up on append.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use fdc_common::config::spill::SpillConfig;
 use fdc_kernel::ingest::replay::{run_replay, ReplayConfig, ReplayFailure};
 use fdc_spill::{SpillHandle, SpillMetrics};
 use tokio::sync::oneshot;
+
+use crate::fault_support::{quarantine_files, quarantine_name};
 
 fn cfg() -> ReplayConfig {
     ReplayConfig {
@@ -36,6 +39,26 @@ async fn wait_until(mut f: impl FnMut() -> bool) {
     panic!("condition not reached in 5s");
 }
 
+/// Spawns a replay loop over `h` that probes Postgres with `probe` and writes with `write`;
+/// it stops once the returned sender sends.
+fn spawn_replay<P, PF, W, WF>(
+    h: &SpillHandle,
+    probe: P,
+    write: W,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>)
+where
+    P: FnMut() -> PF + Send + 'static,
+    PF: Future<Output = bool> + Send + 'static,
+    W: FnMut(Vec<u8>) -> WF + Send + 'static,
+    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
+{
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_replay(h.clone(), cfg(), probe, write, async move {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, task)
+}
+
 #[tokio::test]
 async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,19 +72,16 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
     let attempts = Arc::new(Mutex::new(0u32));
     let probes = Arc::new(Mutex::new(0u32));
 
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = {
-        let (h, stored, down, attempts, probes) = (
-            h.clone(),
+    let (stop_tx, task) = {
+        let (stored, down, attempts, probes) = (
             stored.clone(),
             down.clone(),
             attempts.clone(),
             probes.clone(),
         );
         let probe_down = down.clone();
-        tokio::spawn(run_replay(
-            h,
-            cfg(),
+        spawn_replay(
+            &h,
             move || {
                 let (down, probes) = (probe_down.clone(), probes.clone());
                 async move {
@@ -81,10 +101,7 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
                     Ok(())
                 }
             },
-            async move {
-                let _ = stop_rx.await;
-            },
-        ))
+        )
     };
 
     // While down: one write attempt, then probes only (backoff), nothing committed.
@@ -116,12 +133,10 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let h = spill(dir.path()).await;
     h.append(b"only".to_vec()).await.unwrap();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (entered_tx, entered_rx) = oneshot::channel::<()>();
     let entered = Arc::new(Mutex::new(Some(entered_tx)));
-    let task = tokio::spawn(run_replay(
-        h.clone(),
-        cfg(),
+    let (stop_tx, task) = spawn_replay(
+        &h,
         || async { true },
         move |_data: Vec<u8>| {
             let entered = entered.clone();
@@ -132,10 +147,7 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
                 std::future::pending::<Result<(), ReplayFailure>>().await
             }
         },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    );
     entered_rx.await.unwrap();
     stop_tx.send(()).unwrap();
     task.await.unwrap();
@@ -154,10 +166,8 @@ fn spawn_decoding(
     h: &SpillHandle,
     stored: Arc<Mutex<Vec<Vec<u8>>>>,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_replay(
-        h.clone(),
-        cfg(),
+    spawn_replay(
+        h,
         || async { true },
         move |data: Vec<u8>| {
             let stored = stored.clone();
@@ -172,31 +182,7 @@ fn spawn_decoding(
                 Ok(())
             }
         },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    (stop_tx, task)
-}
-
-fn quarantine_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut found: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("quarantine-")
-        })
-        .map(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap().to_string();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    found.sort();
-    found
+    )
 }
 
 #[tokio::test]
@@ -219,11 +205,7 @@ async fn an_undecodable_record_is_quarantined_and_the_rest_replayed() {
     assert_eq!(h.metrics().quarantine_files.get(), 1);
     assert_eq!(h.metrics().records_replayed.get(), 3);
     // Its exact bytes are kept, named after where it was; the segments are gone.
-    let name = format!(
-        "quarantine-{:020}-{:012}.rec",
-        future.segment(),
-        future.offset()
-    );
+    let name = quarantine_name(future);
     assert_eq!(
         quarantine_files(dir.path()),
         vec![(name, b"future-record".to_vec())]
@@ -241,11 +223,7 @@ async fn a_record_that_cannot_be_quarantined_is_never_committed() {
     let future = h.append(b"future-record".to_vec()).await.unwrap();
     h.append(b"ok-1".to_vec()).await.unwrap();
     // A directory where the quarantine's temp file must go: its write fails.
-    let blocker = dir.path().join(format!(
-        "quarantine-{:020}-{:012}.rec.tmp",
-        future.segment(),
-        future.offset()
-    ));
+    let blocker = dir.path().join(format!("{}.tmp", quarantine_name(future)));
     std::fs::create_dir(&blocker).unwrap();
     let stored = Arc::new(Mutex::new(Vec::new()));
     let (stop, task) = spawn_decoding(&h, stored.clone());

@@ -245,14 +245,21 @@ fn replay_reads_the_active_segment_while_appending() {
     assert_eq!(s.next_record().unwrap().unwrap().data, b"c");
 }
 
+/// A config on `dir` whose stores wait up to `lock_wait` for the directory's lock, and a first
+/// store opened with it, which holds the lock.
+fn first_store(dir: &Path, lock_wait: std::time::Duration) -> (SpillConfig, SpillStore) {
+    let c = SpillConfig {
+        lock_wait,
+        ..cfg(dir, 1 << 20, 1 << 20)
+    };
+    let (s, _) = open(&c);
+    (c, s)
+}
+
 #[test]
 fn second_store_on_same_dir_is_refused_after_lock_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let c = SpillConfig {
-        lock_wait: std::time::Duration::from_millis(300),
-        ..cfg(dir.path(), 1 << 20, 1 << 20)
-    };
-    let (_s, _) = open(&c);
+    let (c, _s) = first_store(dir.path(), std::time::Duration::from_millis(300));
     let started = std::time::Instant::now();
     match SpillStore::open(c.clone(), SpillMetrics::new()) {
         Err(e @ SpillError::Locked { .. }) => {
@@ -267,11 +274,7 @@ fn second_store_on_same_dir_is_refused_after_lock_wait() {
 #[test]
 fn a_store_waits_for_the_lock_its_predecessor_releases() {
     let dir = tempfile::tempdir().unwrap();
-    let c = SpillConfig {
-        lock_wait: std::time::Duration::from_secs(20),
-        ..cfg(dir.path(), 1 << 20, 1 << 20)
-    };
-    let (mut old, _) = open(&c);
+    let (c, mut old) = first_store(dir.path(), std::time::Duration::from_secs(20));
     old.append(b"left by the old store").unwrap();
     // The old store (a replaced kernel still stopping) lets go a moment later.
     let release = std::thread::spawn(move || {
