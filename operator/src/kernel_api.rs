@@ -223,6 +223,17 @@ impl KernelApi {
         }
     }
 
+    /// URL of `path` (a route of [`contract`]) on `kernel`'s admin API; `pod_ip` as for
+    /// [`admin_base`](Self::admin_base).
+    fn admin_url(
+        &self,
+        kernel: &FdcKernel,
+        pod_ip: Option<&str>,
+        path: &str,
+    ) -> Result<String, KernelApiError> {
+        Ok(format!("{}{path}", self.admin_base(kernel, pod_ip)?))
+    }
+
     /// URL of `path` (`/metrics`, `/readyz`) on `pod`'s HTTP port.
     pub fn pod_url(&self, pod: &Pod, path: &str) -> Result<String, KernelApiError> {
         match &self.endpoints {
@@ -241,26 +252,45 @@ impl KernelApi {
     /// The status and first line of `pod`'s `/readyz` answer (e.g. `503`, `not ready:
     /// Postgres unreachable`).
     pub async fn readyz(&self, pod: &Pod) -> Result<(u16, String), KernelApiError> {
-        let url = self.pod_url(pod, contract::READYZ_PATH)?;
-        let request = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
+        let (_, status, body) = self
+            .pod_get(pod, contract::READYZ_PATH, self.probe_timeout)
+            .await?;
         let text = String::from_utf8_lossy(&body);
         Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
     }
 
     /// `pod`'s `/metrics` text (Prometheus text format).
     pub async fn metrics(&self, pod: &Pod) -> Result<String, KernelApiError> {
-        let url = self.pod_url(pod, contract::METRICS_PATH)?;
-        let request = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
+        let (_, text) = self.metrics_within(pod, self.probe_timeout).await?;
+        Ok(text)
+    }
+
+    /// `pod`'s `/metrics` text and its URL, within `timeout`; an error unless it answers 2xx.
+    async fn metrics_within(
+        &self,
+        pod: &Pod,
+        timeout: Duration,
+    ) -> Result<(String, String), KernelApiError> {
+        let (url, status, body) = self.pod_get(pod, contract::METRICS_PATH, timeout).await?;
         if !(200..300).contains(&status) {
             return Err(KernelApiError::Status { url, status });
         }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        Ok((url, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// A GET of `path` on `pod`'s HTTP port within `timeout`: the URL, status and body.
+    async fn pod_get(
+        &self,
+        pod: &Pod,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(String, u16, Bytes), KernelApiError> {
+        let url = self.pod_url(pod, path)?;
+        let request = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| transport(&url, e))?;
+        let (status, body) = self.send_within(&url, request, timeout).await?;
+        Ok((url, status, body))
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
@@ -272,11 +302,7 @@ impl KernelApi {
         producer_id: Uuid,
         reason: &str,
     ) -> Result<Revoked, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            revoke_path(producer_id)
-        );
+        let url = self.admin_url(kernel, pod_ip, &revoke_path(producer_id))?;
         let body = serde_json::json!({ "reason": reason });
         let (status, _) = self
             .admin_call(http::Method::POST, &url, admin_token, Some(body))
@@ -297,16 +323,10 @@ impl KernelApi {
         admin_token: &str,
         producer_id: Uuid,
     ) -> Result<Option<Timestamp>, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::producer_path(producer_id)
-        );
-        let request = http::Request::get(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send(&url, request).await?;
+        let url = self.admin_url(kernel, pod_ip, &contract::producer_path(producer_id))?;
+        let (status, body) = self
+            .admin_call(http::Method::GET, &url, admin_token, None)
+            .await?;
         match status {
             200 => last_seen_at(&body).map_err(|reason| KernelApiError::BadBody { url, reason }),
             404 => Ok(None),
@@ -323,11 +343,7 @@ impl KernelApi {
         admin_token: &str,
         req: &KeyApprovalRequest<'_>,
     ) -> Result<KeyApproval, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            keys_path(req.producer_id)
-        );
+        let url = self.admin_url(kernel, pod_ip, &keys_path(req.producer_id))?;
         let body = serde_json::json!({
             "public_key": req.public_key_pem,
             "name": req.name,
@@ -353,11 +369,7 @@ impl KernelApi {
         admin_token: &str,
         req: &SchemaRequest<'_>,
     ) -> Result<SchemaAdded, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::SCHEMAS_ROUTE
-        );
+        let url = self.admin_url(kernel, pod_ip, contract::SCHEMAS_ROUTE)?;
         let body = serde_json::json!({
             "name": req.name,
             "version": req.version,
@@ -392,11 +404,11 @@ impl KernelApi {
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<bool, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::schema_deprecate_path(name, version)
-        );
+        let url = self.admin_url(
+            kernel,
+            pod_ip,
+            &contract::schema_deprecate_path(name, version),
+        )?;
         let body = serde_json::json!({ "reason": reason });
         let (status, _) = self
             .admin_call(http::Method::POST, &url, admin_token, Some(body))
@@ -417,12 +429,12 @@ impl KernelApi {
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<SchemaDeleted, KernelApiError> {
-        let url = format!(
-            "{}{}?reason={}",
-            self.admin_base(kernel, pod_ip)?,
+        let path = format!(
+            "{}?reason={}",
             contract::schema_path(name, version),
             query_escape(reason)
         );
+        let url = self.admin_url(kernel, pod_ip, &path)?;
         let (status, body) = self
             .admin_call(http::Method::DELETE, &url, admin_token, None)
             .await?;
@@ -443,11 +455,7 @@ impl KernelApi {
         admin_token: &str,
         (name, version): (&str, &str),
     ) -> Result<Option<u64>, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::schema_path(name, version)
-        );
+        let url = self.admin_url(kernel, pod_ip, &contract::schema_path(name, version))?;
         let (status, body) = self
             .admin_call(http::Method::GET, &url, admin_token, None)
             .await?;
@@ -468,11 +476,7 @@ impl KernelApi {
         schema: Option<&str>,
         reason: &str,
     ) -> Result<SchemaBinding, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::producer_schema_path(producer_id)
-        );
+        let url = self.admin_url(kernel, pod_ip, &contract::producer_schema_path(producer_id))?;
         let body = serde_json::json!({ "schema": schema, "reason": reason });
         let (status, body) = self
             .admin_call(http::Method::POST, &url, admin_token, Some(body))
@@ -514,32 +518,17 @@ impl KernelApi {
             None => builder.body(Full::new(Bytes::new())),
         }
         .map_err(|e| transport(url, e))?;
-        self.send(url, request).await
+        self.send_within(url, request, self.timeout).await
     }
 
     /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
     /// `/metrics`: 0 means its spill volume holds nothing that would be lost with it.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
-        let url = self.pod_url(pod, contract::METRICS_PATH)?;
-        let request = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send(&url, request).await?;
-        if !(200..300).contains(&status) {
-            return Err(KernelApiError::Status { url, status });
-        }
-        spill_backlog(&String::from_utf8_lossy(&body)).ok_or(KernelApiError::MissingMetric {
+        let (url, text) = self.metrics_within(pod, self.timeout).await?;
+        spill_backlog(&text).ok_or(KernelApiError::MissingMetric {
             url,
             metric: SPILL_PENDING_METRIC,
         })
-    }
-
-    async fn send(
-        &self,
-        url: &str,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<(u16, Bytes), KernelApiError> {
-        self.send_within(url, request, self.timeout).await
     }
 
     async fn send_within(
@@ -601,19 +590,7 @@ fn refusal_message(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| "the kernel gave no message".to_string());
-    let mut one_line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.len() > MAX_REFUSAL_LEN {
-        let mut end = MAX_REFUSAL_LEN;
-        while !one_line.is_char_boundary(end) {
-            end -= 1;
-        }
-        one_line.truncate(end);
-        one_line.push('…');
-    }
-    one_line
+    crate::text::one_line(&message, MAX_REFUSAL_LEN)
 }
 
 /// `schema_id` (a string or a number) and `deprecated` of a kernel's schema answer.

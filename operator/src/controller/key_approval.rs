@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::controller::admin::{self, Unavailable};
+use crate::controller::apply::{Applier, Note};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
@@ -118,27 +118,17 @@ pub async fn approve(
         .await;
     match approval {
         Ok(KeyApproval::Approved) => {
-            ctx.event(
-                &producer.object_ref(&()),
-                EventType::Normal,
-                "KeyApproved",
-                "ApproveKey",
-                format!("public key {fingerprint} approved at {at} for producer {producer_id}"),
-            )
-            .await;
+            Applier::new(ctx, *producer)
+.announce(&Note::normal("KeyApproved", "ApproveKey", format!("public key {fingerprint} approved at {at} for producer {producer_id}")))
+.await;
             Ok(Outcome::Proceed(approved(fingerprint)))
         }
         Ok(KeyApproval::AlreadyApproved) => Ok(Outcome::Proceed(approved(fingerprint))),
         Ok(KeyApproval::Refused(why)) => {
             let message = format!("{at} refused to approve spec.publicKey (fingerprint {fingerprint}): {why}. Put another key in spec.publicKey, or settle it at the kernel with `fdc-kernel admin`; asked again every {}", humantime::format_duration(REQUEUE_REFUSED));
-            ctx.event(
-                &producer.object_ref(&()),
-                EventType::Warning,
-                "KeyApprovalRefused",
-                "ApproveKey",
-                message.clone(),
-            )
-            .await;
+            Applier::new(ctx, *producer)
+.announce(&Note::warning("KeyApprovalRefused", "ApproveKey", message.clone()))
+.await;
             Ok(Outcome::Blocked {
                 reason: "KeyRefusedByKernel",
                 message,

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod events;
 pub mod fetch;
 pub mod kernel;
+pub mod kernel_ref;
 pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;

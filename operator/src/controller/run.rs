@@ -36,6 +36,32 @@ where
     }
 }
 
+/// A controller of the resources of kind `K`, readable or not ([`DeserializeGuard`]), reacting
+/// to every change of them (status included).
+fn controller<K>(client: &Client, namespace: Option<&str>) -> Controller<DeserializeGuard<K>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    Controller::new(
+        api::<DeserializeGuard<K>>(client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+}
+
+/// Logs what a controller's stream yields as an error (a reconcile's own errors are counted
+/// and logged by [`error_policy`]).
+async fn log_failed<T, E: std::fmt::Display>(controller: &'static str, result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "{controller} controller event");
+    }
+}
+
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
     move |_obj, error, ctx| {
         ctx.metrics.failed(controller, error.metric_label());
@@ -50,47 +76,30 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
     let ns = namespace.as_deref();
     let owned = watcher::Config::default().labels(&managed_by_selector());
 
-    let kernels = Controller::new(
-        api::<DeserializeGuard<FdcKernel>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<StatefulSet>(&client, ns), owned.clone())
-    .owns(api::<Service>(&client, ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, ns), owned.clone())
-    .owns(api::<Secret>(&client, ns), owned.clone())
-    .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(
-        kernel::reconcile,
-        error_policy(kernel::CONTROLLER),
-        ctx.clone(),
-    )
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "fdckernel controller event");
-        }
-    });
+    let kernels = controller::<FdcKernel>(&client, ns)
+        .owns(api::<StatefulSet>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        .owns(api::<Secret>(&client, ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            kernel::reconcile,
+            error_policy(kernel::CONTROLLER),
+            ctx.clone(),
+        )
+        .for_each(|r| log_failed(kernel::CONTROLLER, r));
 
-    let schemas = Controller::new(
-        api::<DeserializeGuard<FdcSchema>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(
-        schema::reconcile,
-        error_policy(schema::CONTROLLER),
-        ctx.clone(),
-    )
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "fdcschema controller event");
-        }
-    });
+    let schemas = controller::<FdcSchema>(&client, ns)
+        .graceful_shutdown_on(stopped(stop.clone()))
+        .run(
+            schema::reconcile,
+            error_policy(schema::CONTROLLER),
+            ctx.clone(),
+        )
+        .for_each(|r| log_failed(schema::CONTROLLER, r));
 
-    let producers = Controller::new(
-        api::<DeserializeGuard<Producer>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
+    let producers = controller::<Producer>(&client, ns);
     let store = producers.store();
     let schema_store = producers.store();
     let producers = producers
@@ -133,11 +142,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
         )
         .graceful_shutdown_on(stopped(stop))
         .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "producer controller event");
-            }
-        });
+        .for_each(|r| log_failed(producer::CONTROLLER, r));
 
     futures::join!(kernels, schemas, producers);
 }

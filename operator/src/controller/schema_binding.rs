@@ -12,11 +12,11 @@ use std::time::Duration;
 use fdc_common::schema_binding::Binding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::controller::admin::{self, kernel_label, Unavailable, REQUEUE_UNREACHABLE};
+use crate::controller::apply::{Applier, Note};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, FdcSchema, Producer};
@@ -149,14 +149,9 @@ pub async fn bind(
                 .as_ref()
                 .and_then(|s| condition::find(&s.conditions, types::SCHEMA_BOUND));
             if before.is_none_or(|c| c.status != "True" || c.message != message) {
-                ctx.event(
-                    &producer.object_ref(&()),
-                    EventType::Normal,
-                    "SchemaBound",
-                    "BindSchema",
-                    format!("producer {producer_id} bound to schema {bound} at {at}"),
-                )
-                .await;
+                Applier::new(ctx, producer)
+.announce(&Note::normal("SchemaBound", "BindSchema", format!("producer {producer_id} bound to schema {bound} at {at}")))
+.await;
             }
             Bound {
                 condition: condition::new(

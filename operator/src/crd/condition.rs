@@ -44,6 +44,27 @@ pub fn new(
     }
 }
 
+/// What `Paused=True` says when nothing else stops with the reconciliation.
+pub const PAUSED_MESSAGE: &str =
+    "reconciliation is paused; remove the fdc.dev/paused annotation to resume";
+
+/// `Paused=True` (reason `PausedByAnnotation`) with `message`, e.g. [`PAUSED_MESSAGE`].
+pub fn paused(message: &str, generation: Option<i64>, now: Timestamp) -> Condition {
+    new(
+        types::PAUSED,
+        true,
+        "PausedByAnnotation",
+        message,
+        generation,
+        now,
+    )
+}
+
+/// `Paused=False` (reason `NotPaused`), as every pass that runs reports it.
+pub fn not_paused(generation: Option<i64>, now: Timestamp) -> Condition {
+    new(types::PAUSED, false, "NotPaused", "", generation, now)
+}
+
 /// Merge `updates` into `existing` by `type`: a condition whose status did not change keeps
 /// its old `lastTransitionTime`. Conditions not in `updates` are kept as they were.
 pub fn merge(existing: &[Condition], updates: Vec<Condition>) -> Vec<Condition> {

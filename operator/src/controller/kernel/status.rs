@@ -44,17 +44,14 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
     let generation = kernel.metadata.generation;
     let old = kernel.status.clone().unwrap_or_default();
     let selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = condition::not_paused(generation, now);
     match report {
         Report::Paused => FdcKernelStatus {
             observed_generation: generation,
             conditions: condition::merge(
                 &old.conditions,
-                vec![condition::new(
-                    types::PAUSED,
-                    true,
-                    "PausedByAnnotation",
-                    "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
+                vec![condition::paused(
+                    condition::PAUSED_MESSAGE,
                     generation,
                     now,
                 )],

@@ -17,9 +17,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::builders::issuer_keys;
@@ -37,7 +36,7 @@ pub mod last_seen;
 pub mod status;
 pub mod validate;
 
-use crate::controller::apply::Applier;
+use crate::controller::apply::{Applier, Note};
 use status::Report;
 
 /// Controller name in metrics.
@@ -130,9 +129,7 @@ async fn run_pass(
     let (valid, keys, stored) = match checked {
         Ok(checked) => checked,
         Err(blocked) => {
-            let action = blocked
-                .retry
-                .map_or_else(Action::await_change, Action::requeue);
+            let action = blocked.action();
             return Ok((Report::Blocked(blocked), action));
         }
     };
@@ -247,13 +244,13 @@ pub fn deletion_blocked_message(producer: &Producer, e: &Error) -> String {
 }
 
 async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
-    let reference = producer.object_ref(&());
+    let applier = Applier::new(ctx, producer);
     if producer
         .annotations()
         .get(SKIP_REVOKE_ANNOTATION)
         .is_some_and(|v| v == "true")
     {
-        ctx.event(&reference, EventType::Warning, "RevocationSkipped", "Revoke", "fdc.dev/skip-revoke is set: the producer was not revoked at the kernel; its token stays valid until it expires").await;
+        applier.announce(&Note::warning("RevocationSkipped", "Revoke", "fdc.dev/skip-revoke is set: the producer was not revoked at the kernel; its token stays valid until it expires")).await;
         return Ok(Action::await_change());
     }
     let ns = producer.namespace().unwrap_or_default();
@@ -292,14 +289,13 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     };
     match outcome {
         Ok(Revoked::Done) => {
-            ctx.event(
-                &reference,
-                EventType::Normal,
-                "Revoked",
-                "Revoke",
-                format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}"),
-            )
-            .await;
+            applier
+                .announce(&Note::normal(
+                    "Revoked",
+                    "Revoke",
+                    format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}"),
+                ))
+                .await;
             Ok(Action::await_change())
         }
         Ok(Revoked::UnknownProducer) => {
@@ -310,18 +306,16 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
                 .as_ref()
                 .and_then(|s| s.token_expires_at.as_ref())
                 .map_or_else(|| "its expiry".to_string(), |t| t.0.to_string());
-            ctx.event(
-                &reference,
-                EventType::Warning,
+            applier.announce(&Note::warning(
                 "NotRevocable",
                 "Revoke",
                 format!("producer {id} was never seen by FdcKernel {kernel_ns}/{kernel_name}, which cannot revoke it yet; its token stays valid until {until} (rotate the kernel's issuer key to cut it off sooner)"),
-            )
+            ))
             .await;
             Ok(Action::await_change())
         }
         Err(e) => {
-            ctx.event(&reference, EventType::Warning, "RevocationFailed", "Revoke", format!("cannot revoke at the kernel ({e}); retrying. To give up, annotate the Producer with {SKIP_REVOKE_ANNOTATION}=true")).await;
+            applier.announce(&Note::warning("RevocationFailed", "Revoke", format!("cannot revoke at the kernel ({e}); retrying. To give up, annotate the Producer with {SKIP_REVOKE_ANNOTATION}=true"))).await;
             Err(e.into())
         }
     }

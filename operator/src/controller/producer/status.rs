@@ -70,20 +70,24 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
         .collect();
     status.producer_id = Some(id.to_string());
     status.observed_generation = generation;
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = condition::not_paused(generation, now);
     let conditions = match report {
-        Report::Paused => vec![condition::new(
-            types::PAUSED,
-            true,
-            "PausedByAnnotation",
-            "reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume",
-            generation,
-            now,
-        )],
+        Report::Paused => vec![condition::paused(
+"reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume",
+generation,
+now,
+)],
         Report::Blocked(Blocked {
             reason, message, ..
         }) => vec![
-            condition::new(types::READY, false, reason, message.clone(), generation, now),
+            condition::new(
+                types::READY,
+                false,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ),
             not_paused,
         ],
         Report::KeyBlocked {
@@ -93,7 +97,14 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
         } => {
             status.fingerprint = Some(fingerprint.clone());
             vec![
-                condition::new(types::READY, false, reason, message.clone(), generation, now),
+                condition::new(
+                    types::READY,
+                    false,
+                    reason,
+                    message.clone(),
+                    generation,
+                    now,
+                ),
                 condition::new(
                     types::KEY_APPROVED,
                     false,

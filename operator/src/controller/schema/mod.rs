@@ -95,9 +95,7 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
     let valid = match validate::validate(schema, kernel) {
         Ok(valid) => valid,
         Err(blocked) => {
-            let action = blocked
-                .retry
-                .map_or_else(Action::await_change, Action::requeue);
+            let action = blocked.action();
             return Ok((Report::Blocked(blocked), action));
         }
     };

@@ -45,16 +45,13 @@ pub fn status(schema: &FdcSchema, report: &Report, now: Timestamp) -> FdcSchemaS
     let mut status = schema.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.schema_name = Some(schema.schema_name());
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = condition::not_paused(generation, now);
     let accepted = |ok: bool, reason: &str, message: String| {
         condition::new(types::ACCEPTED, ok, reason, message, generation, now)
     };
     let conditions = match report {
-        Report::Paused => vec![condition::new(
-            types::PAUSED,
-            true,
-            "PausedByAnnotation",
-            "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
+        Report::Paused => vec![condition::paused(
+            condition::PAUSED_MESSAGE,
             generation,
             now,
         )],

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    condition, kernel, kernel_uri, producer, secret_uri, test_context, unreachable_base, AdminCall,
-    ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
+    being_deleted, condition, kernel, kernel_uri, producer, secret_uri, test_context,
+    unreachable_base, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
@@ -277,11 +277,7 @@ async fn a_new_producer_first_gets_the_finalizer() {
 }
 
 fn deleting() -> Producer {
-    let mut p = producer("p", "k");
-    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        Timestamp::now(),
-    ));
-    p
+    being_deleted(producer("p", "k"))
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    admin_secret, kernel, producer, secret_uri, test_context, unreachable_base, AdminCall,
-    ApiServer, ProducerTest, NS, PRODUCER_UID,
+    admin_secret, kernel, producer, secret_uri, status_reason, test_context, unreachable_base,
+    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -61,14 +61,8 @@ async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String)
     let status = server.producer_status_apply().await;
     let ready = condition(&status, "Ready");
     let key = condition(&status, "KeyApproved");
-    assert_eq!(
-        (ready["status"].as_str(), ready["reason"].as_str()),
-        (Some("False"), Some(reason))
-    );
-    assert_eq!(
-        (key["status"].as_str(), key["reason"].as_str()),
-        (Some("False"), Some(reason))
-    );
+    assert_eq!(status_reason(&ready), ("False", reason));
+    assert_eq!(status_reason(&key), ("False", reason));
     assert_eq!(ready["message"], key["message"]);
     assert_eq!(ready["observedGeneration"], 1);
     (
@@ -127,8 +121,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     // Next reconcile: the kernel says "already approved" (200): asked again, no Event, and
     // the fresh token is reused, so nothing but the Secret and status applies follows.
     t.fake.set_key_response(200, json!({"changed": false}));
-    let mut p = with_key(&own);
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
+    let p = with_status(with_key(&own), &status);
     let task = run(p, &t.ctx);
     t.server
         .producer_reads(&kernel("k", 1), &issuer_secret, Some(&secret))
@@ -153,8 +146,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
     // spec.publicKey removed: a key pair is generated, no kernel call, and the KeyApproved
     // condition goes away.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(again["status"].clone()).unwrap();
+    let p = with_status(producer("p", "k"), &again);
     let task = run(p, &t.ctx);
     let (_, _, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
     task.await.unwrap().unwrap();
@@ -274,10 +266,7 @@ async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_writt
     let status = t.server.producer_status_apply().await;
     task.await.unwrap().unwrap();
     let key = condition(&status, "KeyApproved");
-    assert_eq!(
-        (key["status"].as_str(), key["reason"].as_str()),
-        (Some("False"), Some("KernelAuthDisabled"))
-    );
+    assert_eq!(status_reason(&key), ("False", "KernelAuthDisabled"));
     assert_eq!(
         key["message"],
         "FdcKernel apps/k runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::controller::fixtures::{
-    admin_secret, condition, kernel, producer, producer_uri, secret_uri, AdminCall, ApiServer,
-    ProducerTest, APPLY, NS, PRODUCER_UID,
+    admin_secret, condition, kernel, producer, producer_uri, secret_uri, status_reason,
+    with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -86,10 +86,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
         .unwrap();
     assert_eq!(claims.schema.as_deref(), Some("orders@^1.2"));
     let bound = condition(&status, "SchemaBound");
-    assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("True"), Some("Bound"))
-    );
+    assert_eq!(status_reason(bound), ("True", "Bound"));
     assert_eq!(
         bound["message"],
         format!("producer {PRODUCER_UID} is bound to schema orders@^1.2 at FdcKernel apps/k: its data entries are validated against the newest version of the schema the range admits, and dead-lettered with reason `schema` when they do not conform")
@@ -97,8 +94,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
     // Next pass: bound again (idempotent at the kernel), no second Event.
-    let mut p = bound_to("orders@^1.2");
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
+    let p = with_status(bound_to("orders@^1.2"), &status);
     let task = run(p, &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     t.server.credentials_apply().await;
@@ -108,8 +104,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     assert_eq!(condition(&again, "SchemaBound")["status"], "True");
 
     // spec.schema removed: unbound (`null`), and the condition goes.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(again["status"].clone()).unwrap();
+    let p = with_status(producer("p", "k"), &again);
     let task = run(p, &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     // The token's inputs changed (no schema claim): a new one.
@@ -134,8 +129,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     );
 
     // Nothing bound and no schema: no call at all.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
+    let p = with_status(producer("p", "k"), &status);
     let task = run(p, &t.ctx);
     let (_, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
     task.await.unwrap().unwrap();
@@ -161,10 +155,7 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let status = status_apply(&mut t.server).await;
     assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(60));
     let bound = condition(&status, "SchemaBound");
-    assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("False"), Some("ProducerNotSeen"))
-    );
+    assert_eq!(status_reason(bound), ("False", "ProducerNotSeen"));
     assert_eq!(
         bound["message"],
         format!("FdcKernel apps/k does not know producer {PRODUCER_UID} yet (unknown producer {PRODUCER_UID}); the binding is made once it does (it knows a producer from its first entry or registration); asked again every 1m")
@@ -219,10 +210,7 @@ async fn a_kernel_without_auth_is_not_asked_and_says_how_to_bind_a_stream() {
     let status = status_apply(&mut t.server).await;
     task.await.unwrap().unwrap();
     let bound = condition(&status, "SchemaBound");
-    assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("False"), Some("KernelAuthDisabled"))
-    );
+    assert_eq!(status_reason(bound), ("False", "KernelAuthDisabled"));
     assert_eq!(
         bound["message"],
         "FdcKernel apps/k runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema (orders@1.2.0) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({stream: name@version})"

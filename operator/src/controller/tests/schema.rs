@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
-    admin_secret, condition, fdc_schema, kernel, secret_uri, test_context, unreachable_base,
-    AdminCall, ApiServer, ProducerTest, APPLY, NS, SCHEMA_ID,
+    admin_secret, being_deleted, condition, fdc_schema, kernel, secret_uri, status_reason,
+    test_context, unreachable_base, with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS,
+    SCHEMA_ID,
 };
 use crate::controller::schema::reconcile;
 use crate::controller::Error;
@@ -68,9 +69,19 @@ fn expected_add() -> AdminCall {
     }
 }
 
-fn with_status(mut s: FdcSchema, status: &Value) -> FdcSchema {
-    s.status = serde_json::from_value(status["status"].clone()).unwrap();
-    s
+/// The kernel's answer to adding the fixture's version when it holds it already (200).
+fn unchanged_answer(deprecated: bool) -> Value {
+    json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": deprecated, "created_at": "x"})
+}
+
+/// A pass of `schema` that reads and writes its status, and nothing else (no Event); returns
+/// the status written.
+async fn quiet_pass(t: &mut ProducerTest, schema: &FdcSchema) -> Value {
+    let task = run(schema.clone(), &t.ctx);
+    reads(&mut t.server).await;
+    let status = status_apply(&mut t.server, schema).await;
+    task.await.unwrap().unwrap();
+    status
 }
 
 #[tokio::test]
@@ -105,15 +116,8 @@ async fn a_valid_schema_is_added_at_the_kernel_and_accepted() {
     assert_eq!(condition(&status, "Deprecated")["status"], "False");
 
     // The next pass: the kernel answers "unchanged" (200); no Event, same condition.
-    t.fake.set_schema_add_response(
-        200,
-        json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": false, "created_at": "x"}),
-    );
-    let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    let again = status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    t.fake.set_schema_add_response(200, unchanged_answer(false));
+    let again = quiet_pass(&mut t, &with_status(schema, &status)).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add(); 2]);
     assert_eq!(
         condition(&again, "Accepted")["lastTransitionTime"],
@@ -148,10 +152,7 @@ async fn an_invalid_body_shows_the_compilers_message() {
     assert_eq!(event["note"], expected.as_str());
     assert_eq!(action, Action::await_change());
     let accepted = condition(&status, "Accepted");
-    assert_eq!(
-        (accepted["status"].as_str(), accepted["reason"].as_str()),
-        (Some("False"), Some("Invalid"))
-    );
+    assert_eq!(status_reason(accepted), ("False", "Invalid"));
     assert_eq!(accepted["message"], expected.as_str());
     assert!(status["status"].get("schemaId").is_none());
 }
@@ -162,10 +163,7 @@ async fn another_body_for_an_existing_version_says_versions_are_immutable() {
     let (event, status, action) = refused_pass(409, kernel_says, "VersionImmutable").await;
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let accepted = condition(&status, "Accepted");
-    assert_eq!(
-        (accepted["status"].as_str(), accepted["reason"].as_str()),
-        (Some("False"), Some("VersionImmutable"))
-    );
+    assert_eq!(status_reason(accepted), ("False", "VersionImmutable"));
     let expected = format!("orders@1.2.0 exists at FdcKernel apps/k with another body ({kernel_says}): a version never changes once added. Give the new body a new version (another FdcSchema with a higher spec.version), or put the old body back");
     assert_eq!(accepted["message"], expected.as_str());
     assert_eq!(event["note"], expected.as_str());
@@ -198,15 +196,8 @@ async fn spec_deprecated_deprecates_the_version_once() {
     );
 
     // The kernel now reports it deprecated: no second deprecation call.
-    t.fake.set_schema_add_response(
-        200,
-        json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": true, "created_at": "x"}),
-    );
-    let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    t.fake.set_schema_add_response(200, unchanged_answer(true));
+    quiet_pass(&mut t, &with_status(schema, &status)).await;
     assert_eq!(t.fake.schema_calls().len(), 3);
     assert_eq!(t.fake.schema_calls()[2], add);
     t.done().await;
@@ -257,10 +248,7 @@ async fn a_new_schema_first_gets_the_finalizer() {
 }
 
 fn deleting(accepted: bool) -> FdcSchema {
-    let mut s = fdc_schema("s", "k");
-    s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    let mut s = being_deleted(fdc_schema("s", "k"));
     if accepted {
         s.status = Some(crate::crd::FdcSchemaStatus {
             schema_id: Some(SCHEMA_ID.into()),
@@ -294,10 +282,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
         Action::requeue(Duration::from_secs(30))
     );
     let in_use = condition(&status, "InUse");
-    assert_eq!(
-        (in_use["status"].as_str(), in_use["reason"].as_str()),
-        (Some("True"), Some("InUse"))
-    );
+    assert_eq!(status_reason(in_use), ("True", "InUse"));
     assert_eq!(in_use["message"], expected.as_str());
     let paths: Vec<_> = t.fake.schema_calls().into_iter().map(|c| c.path).collect();
     assert_eq!(
@@ -310,10 +295,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
 
     // Still in use on the next pass: same condition, no second Event.
     let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    quiet_pass(&mut t, &schema).await;
 
     // The producers were rebound: the kernel deletes it, and the finalizer goes.
     t.fake.set_schema_delete_response(204, Value::Null);
