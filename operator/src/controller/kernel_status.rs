@@ -82,6 +82,10 @@ enum Transition {
 
 /// Computes the conditions of one pass.
 pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
+    let stamp = condition::Stamp {
+        generation: o.generation,
+        now,
+    };
     let st = o.sts.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
     let updated = st.updated_replicas.unwrap_or(0);
@@ -185,21 +189,12 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
     };
 
     let drained = match o.waiting {
-        Some(w) => condition::new(
-            types::SPILL_DRAINED,
-            false,
-            "SpillPending",
-            w,
-            o.generation,
-            now,
-        ),
-        None => condition::new(
+        Some(w) => stamp.condition(types::SPILL_DRAINED, false, "SpillPending", w),
+        None => stamp.condition(
             types::SPILL_DRAINED,
             true,
             "Drained",
             "no replica waits to drain its spill",
-            o.generation,
-            now,
         ),
     };
     let settled = if !progressing && ready >= desired {
@@ -209,22 +204,8 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
     };
     Computed {
         conditions: vec![
-            condition::new(
-                types::READY,
-                is_ready,
-                r_reason,
-                r_message,
-                o.generation,
-                now,
-            ),
-            condition::new(
-                types::PROGRESSING,
-                progressing,
-                p_reason,
-                p_message,
-                o.generation,
-                now,
-            ),
+            stamp.condition(types::READY, is_ready, r_reason, r_message),
+            stamp.condition(types::PROGRESSING, progressing, p_reason, p_message),
             drained,
         ],
         replicas: st.replicas,

@@ -56,6 +56,7 @@ pub async fn approve(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
+    let stamp = condition::Stamp { generation, now };
     let Target {
         producer,
         kernel,
@@ -70,13 +71,12 @@ pub async fn approve(
     if !kernel.spec.auth.enabled {
         // No admin API and no registration flow: nothing to approve, and nothing checks
         // tokens either, so the credentials are still written.
-        return Ok(Outcome::Proceed(condition::new(
+        let message = format!("{at} runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)");
+        return Ok(Outcome::Proceed(stamp.condition(
             types::KEY_APPROVED,
             false,
             "KernelAuthDisabled",
-            format!("{at} runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"),
-            generation,
-            now,
+            message,
         )));
     }
 
@@ -103,13 +103,11 @@ pub async fn approve(
     };
     let retry = humantime::format_duration(REQUEUE_UNREACHABLE);
     let approved = |fingerprint: &str| {
-        condition::new(
+        stamp.condition(
             types::KEY_APPROVED,
             true,
             "ApprovedAtKernel",
             format!("public key {fingerprint} is approved at {at} for producer {producer_id}: the producer can run `fdc-kernel register` to get tokens sealed to its key"),
-            generation,
-            now,
         )
     };
     let approval = ctx

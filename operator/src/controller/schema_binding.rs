@@ -76,36 +76,33 @@ pub async fn bind(
         return Ok(None);
     };
     let generation = producer.metadata.generation;
+    let stamp = condition::Stamp { generation, now };
     if let Some(Err(e)) = schema.map(str::parse::<Binding>) {
         return Ok(Some(Bound {
-            condition: condition::new(
+            condition: stamp.condition(
                 types::SCHEMA_BOUND,
                 false,
                 "InvalidSchema",
                 format!(
                     "spec.schema is not name@range: {e}; e.g. orders, orders@1.2.0 or orders@^1.2"
                 ),
-                generation,
-                now,
             ),
             retry: None,
         }));
     }
     let at = kernel_label(kernel);
     let failed = |Unavailable { reason, message }: Unavailable, retry: Duration| Bound {
-        condition: condition::new(types::SCHEMA_BOUND, false, reason, message, generation, now),
+        condition: stamp.condition(types::SCHEMA_BOUND, false, reason, message),
         retry: Some(retry),
     };
     if !kernel.spec.auth.enabled {
         return Ok(schema.map(|schema| Bound {
-            condition: condition::new(
-                types::SCHEMA_BOUND,
-                false,
-                "KernelAuthDisabled",
-                format!("{at} runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema ({schema}) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({{stream: name@version}})"),
-                generation,
-                now,
-            ),
+            condition: stamp.condition(
+                    types::SCHEMA_BOUND,
+                    false,
+                    "KernelAuthDisabled",
+                    format!("{at} runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema ({schema}) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({{stream: name@version}})"),
+                ),
             retry: None,
         }));
     }
@@ -154,14 +151,7 @@ pub async fn bind(
 .await;
             }
             Bound {
-                condition: condition::new(
-                    types::SCHEMA_BOUND,
-                    true,
-                    "Bound",
-                    message,
-                    generation,
-                    now,
-                ),
+                condition: stamp.condition(types::SCHEMA_BOUND, true, "Bound", message),
                 retry: None,
             }
         }

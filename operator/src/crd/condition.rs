@@ -48,21 +48,34 @@ pub fn new(
 pub const PAUSED_MESSAGE: &str =
     "reconciliation is paused; remove the fdc.dev/paused annotation to resume";
 
-/// `Paused=True` (reason `PausedByAnnotation`) with `message`, e.g. [`PAUSED_MESSAGE`].
-pub fn paused(message: &str, generation: Option<i64>, now: Timestamp) -> Condition {
-    new(
-        types::PAUSED,
-        true,
-        "PausedByAnnotation",
-        message,
-        generation,
-        now,
-    )
+/// What every condition of one pass carries: the generation it judged and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub generation: Option<i64>,
+    pub now: Timestamp,
 }
 
-/// `Paused=False` (reason `NotPaused`), as every pass that runs reports it.
-pub fn not_paused(generation: Option<i64>, now: Timestamp) -> Condition {
-    new(types::PAUSED, false, "NotPaused", "", generation, now)
+impl Stamp {
+    /// A condition of this pass ([`new`] with the stamp's generation and time).
+    pub fn condition(
+        &self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Condition {
+        new(type_, status, reason, message, self.generation, self.now)
+    }
+
+    /// `Paused=True` (reason `PausedByAnnotation`) with `message`, e.g. [`PAUSED_MESSAGE`].
+    pub fn paused(&self, message: &str) -> Condition {
+        self.condition(types::PAUSED, true, "PausedByAnnotation", message)
+    }
+
+    /// `Paused=False` (reason `NotPaused`), as every pass that runs reports it.
+    pub fn not_paused(&self) -> Condition {
+        self.condition(types::PAUSED, false, "NotPaused", "")
+    }
 }
 
 /// Merge `updates` into `existing` by `type`: a condition whose status did not change keeps

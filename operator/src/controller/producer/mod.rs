@@ -207,18 +207,18 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
     match revoke(producer, ctx).await {
         Ok(action) => Ok(action),
         Err(e) => {
-            let generation = producer.metadata.generation;
-            let now = Timestamp::now();
+            let stamp = condition::Stamp {
+                generation: producer.metadata.generation,
+                now: Timestamp::now(),
+            };
             let mut status = producer.status.clone().unwrap_or_default();
             status.conditions = condition::merge(
                 &status.conditions,
-                vec![condition::new(
+                vec![stamp.condition(
                     types::READY,
                     false,
                     "DeletionBlocked",
                     deletion_blocked_message(producer, &e),
-                    generation,
-                    now,
                 )],
             );
             ctx.apply_status(producer, &status).await?;
