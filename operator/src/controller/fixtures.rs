@@ -281,6 +281,12 @@ pub fn being_deleted<K: kube::Resource>(mut object: K) -> K {
     object
 }
 
+/// `object` as it is before the operator put its finalizer on it (none at all).
+pub fn without_finalizers<K: kube::Resource>(mut object: K) -> K {
+    object.meta_mut().finalizers = None;
+    object
+}
+
 /// `http://127.0.0.1:<port>` of a port nothing listens on: connections to it are refused.
 pub fn unreachable_base() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -1121,6 +1127,19 @@ impl ApiServer {
         )
         .await;
         self.get(&secret_uri("p-credentials"), stored).await;
+    }
+
+    /// [`producer_reads`](Self::producer_reads) of kernel `k` as [`kernel`] builds it, then
+    /// its admin token Secret (read first thing in the apply step).
+    pub async fn producer_reads_to_admin_token(
+        &mut self,
+        issuer_secret: &Value,
+        stored: Option<&Value>,
+    ) {
+        self.producer_reads(&kernel("k", 1), issuer_secret, stored)
+            .await;
+        self.get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+            .await;
     }
 
     /// The reads that open a deletion pass: FdcKernel `k`, then its admin token Secret.

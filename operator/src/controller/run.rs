@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -111,17 +111,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
             move |kernel| {
                 let kernel_ns = kernel.namespace();
                 let kernel_name = kernel.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.0.as_ref().is_ok_and(|p| {
-                            p.spec.kernel_ref.name == kernel_name
-                                && p.kernel_namespace().map(str::to_string) == kernel_ns
-                        })
-                    })
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
+                producers_where(&store, |p| {
+                    p.spec.kernel_ref.name == kernel_name
+                        && p.kernel_namespace().map(str::to_string) == kernel_ns
+                })
             },
         )
         // A schema version added (or deprecated) re-binds the producers that name it.
@@ -132,12 +125,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
                 let Ok(schema) = &schema.0 else {
                     return Vec::new();
                 };
-                schema_store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.0.as_ref().is_ok_and(|p| names_schema(p, schema)))
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
+                producers_where(&schema_store, |p| names_schema(p, schema))
             },
         )
         .graceful_shutdown_on(stopped(stop))
@@ -145,6 +133,19 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
         .for_each(|r| log_failed(producer::CONTROLLER, r));
 
     futures::join!(kernels, schemas, producers);
+}
+
+/// The readable Producers of `store` for which `wanted` holds, to reconcile again.
+fn producers_where(
+    store: &Store<DeserializeGuard<Producer>>,
+    wanted: impl Fn(&Producer) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<Producer>>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|p| p.0.as_ref().is_ok_and(&wanted))
+        .map(|p| ObjectRef::from_obj(&*p))
+        .collect()
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -8,9 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;
 
+use crate::controller::kernel_ref::Blocked;
 use crate::controller::producer::build::Issued;
 use crate::controller::producer::last_seen::{last_seen_at, LastSeen};
-use crate::controller::producer::validate::Blocked;
 use crate::crd::condition::{self, types};
 use crate::crd::{Producer, ProducerStatus};
 use crate::duration;

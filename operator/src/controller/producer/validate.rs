@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use crate::builders::issuer_keys::{IssuerKeySet, KeySetError};
 use crate::builders::BuildError;
-use crate::controller::kernel_ref::serving_kernel;
-pub use crate::controller::kernel_ref::{Blocked, RETRY_BLOCKED};
+use crate::controller::kernel_ref::{serving_kernel, Blocked, RETRY_BLOCKED};
 use crate::controller::producer::fetch::kernel_namespace;
 use crate::crd::{FdcKernel, Producer};
 

@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::admin::Unavailable;
-use crate::controller::schema::validate::Blocked;
+use crate::controller::kernel_ref::Blocked;
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcSchema, FdcSchemaStatus};
 use crate::kernel_api::SchemaInfo;

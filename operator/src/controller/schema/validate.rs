@@ -3,8 +3,7 @@
 
 use kube::ResourceExt;
 
-use crate::controller::kernel_ref::serving_kernel;
-pub use crate::controller::kernel_ref::{Blocked, RETRY_BLOCKED};
+use crate::controller::kernel_ref::{serving_kernel, Blocked};
 use crate::crd::{FdcKernel, FdcSchema};
 
 /// An FdcSchema whose kernel exists and accepts its namespace, with a usable name, version
@@ -90,6 +89,7 @@ pub fn is_semver(version: &str) -> bool {
 mod tests {
     use super::*;
     use crate::controller::fixtures::{fdc_schema, kernel};
+    use crate::controller::kernel_ref::RETRY_BLOCKED;
 
     #[test]
     fn semantic_versions() {

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
     being_deleted, condition, kernel, kernel_uri, producer, secret_uri, test_context,
-    unreachable_base, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
+    unreachable_base, without_finalizers, AdminCall, ApiServer, ProducerTest, APPLY, NS,
+    PRODUCER_UID,
 };
 use crate::controller::producer::reconcile;
 use crate::controller::Error;
@@ -262,9 +263,7 @@ async fn missing_kernel_is_reported_without_an_error() {
 #[tokio::test]
 async fn a_new_producer_first_gets_the_finalizer() {
     let mut t = ProducerTest::start().await;
-    let mut p = producer("p", "k");
-    p.metadata.finalizers = None;
-    let task = run(p, &t.ctx);
+    let task = run(without_finalizers(producer("p", "k")), &t.ctx);
     assert_eq!(
         t.server.producer_patch().await,
         json!([

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    admin_secret, kernel, producer, secret_uri, status_reason, test_context, unreachable_base,
-    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
+    kernel, producer, secret_uri, status_reason, test_context, unreachable_base, with_status,
+    AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -49,10 +49,7 @@ fn expected_call(own: &KeyPair) -> AdminCall {
 /// GETs of a reconcile up to the admin token Secret (nothing stored yet).
 async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
     server
-        .producer_reads(&kernel("k", 1), issuer_secret, None)
-        .await;
-    server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .producer_reads_to_admin_token(issuer_secret, None)
         .await;
 }
 
@@ -124,10 +121,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     let p = with_status(with_key(&own), &status);
     let task = run(p, &t.ctx);
     t.server
-        .producer_reads(&kernel("k", 1), &issuer_secret, Some(&secret))
-        .await;
-    t.server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .producer_reads_to_admin_token(&issuer_secret, Some(&secret))
         .await;
     assert_eq!(t.server.credentials_apply().await["data"], secret["data"]);
     t.server.admin_token_read(NS).await;

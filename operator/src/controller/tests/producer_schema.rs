@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
@@ -31,11 +32,23 @@ fn expected_binding(schema: Value, reason: &str) -> AdminCall {
 /// The reads of a pass up to the admin token Secret.
 async fn reads(server: &mut ApiServer, issuer_secret: &Value, stored: Option<&Value>) {
     server
-        .producer_reads(&kernel("k", 1), issuer_secret, stored)
+        .producer_reads_to_admin_token(issuer_secret, stored)
         .await;
-    server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
-        .await;
+}
+
+/// A pass of `p` that reuses the token stored in `secret` (no Event), up to its end: the
+/// status written and the pass's action.
+async fn reusing_pass(
+    t: &mut ProducerTest,
+    p: Producer,
+    issuer_secret: &Value,
+    secret: &Value,
+) -> (Value, Action) {
+    let task = run(p, &t.ctx);
+    reads(&mut t.server, issuer_secret, Some(secret)).await;
+    t.server.credentials_apply().await;
+    let status = status_apply(&mut t.server).await;
+    (status, task.await.unwrap().unwrap())
 }
 
 /// The status apply that ends a pass, after any further reads of the admin token Secret
@@ -95,11 +108,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
 
     // Next pass: bound again (idempotent at the kernel), no second Event.
     let p = with_status(bound_to("orders@^1.2"), &status);
-    let task = run(p, &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let again = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    let (again, _) = reusing_pass(&mut t, p, &issuer_secret, &secret).await;
     assert_eq!(t.fake.bindings().len(), 2);
     assert_eq!(condition(&again, "SchemaBound")["status"], "True");
 
@@ -167,11 +176,9 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
         409,
         json!({"error": "no version of schema orders matches ^1.2"}),
     );
-    let task = run(bound_to("orders@^1.2"), &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(120));
+    let (status, action) =
+        reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
+    assert_requeue_near(action, Duration::from_secs(120));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(bound["reason"], "BindingRefused");
     assert_eq!(
@@ -183,11 +190,9 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     // A kernel without the binding route (404 with no `error`): an error answer, not an
     // unknown producer.
     t.fake.set_bind_response(404, Value::Null);
-    let task = run(bound_to("orders@^1.2"), &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
+    let (status, action) =
+        reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
+    assert_requeue_near(action, Duration::from_secs(30));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(bound["reason"], "AdminCallFailed");
     assert_eq!(

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
     admin_secret, being_deleted, condition, fdc_schema, kernel, secret_uri, status_reason,
-    test_context, unreachable_base, with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS,
-    SCHEMA_ID,
+    test_context, unreachable_base, with_status, without_finalizers, AdminCall, ApiServer,
+    ProducerTest, APPLY, NS, SCHEMA_ID,
 };
 use crate::controller::schema::reconcile;
 use crate::controller::Error;
@@ -230,9 +230,7 @@ async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
 #[tokio::test]
 async fn a_new_schema_first_gets_the_finalizer() {
     let mut t = ProducerTest::start().await;
-    let mut schema = fdc_schema("s", "k");
-    schema.metadata.finalizers = None;
-    let task = run(schema.clone(), &t.ctx);
+    let task = run(without_finalizers(fdc_schema("s", "k")), &t.ctx);
     let call = t
         .server
         .expect("PATCH", &format!("{}?", schema_uri()))
