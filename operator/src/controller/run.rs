@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::controller::schema_binding::names_schema;
-use crate::controller::{kernel, producer, schema, Context, Error};
+use crate::controller::{reconcile, Context, Error, Reconciled};
 use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::labels::managed_by_selector;
 
@@ -70,6 +70,20 @@ fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Cont
     }
 }
 
+/// Runs `controller` until `stop`: each object through [`reconcile`], failures counted and
+/// retried after [`ERROR_REQUEUE`].
+async fn drive<K: Reconciled>(
+    controller: Controller<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) {
+    controller
+        .graceful_shutdown_on(stopped(stop))
+        .run(reconcile::<K>, error_policy(K::CONTROLLER), ctx)
+        .for_each(|r| log_failed(K::CONTROLLER, r))
+        .await
+}
+
 /// Runs the controllers for one namespace (`None`: all) until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Receiver<bool>) {
     let client = ctx.client.clone();
@@ -81,23 +95,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
         .owns(api::<Service>(&client, ns), owned.clone())
         .owns(api::<ConfigMap>(&client, ns), owned.clone())
         .owns(api::<Secret>(&client, ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(
-            kernel::reconcile,
-            error_policy(kernel::CONTROLLER),
-            ctx.clone(),
-        )
-        .for_each(|r| log_failed(kernel::CONTROLLER, r));
-
-    let schemas = controller::<FdcSchema>(&client, ns)
-        .graceful_shutdown_on(stopped(stop.clone()))
-        .run(
-            schema::reconcile,
-            error_policy(schema::CONTROLLER),
-            ctx.clone(),
-        )
-        .for_each(|r| log_failed(schema::CONTROLLER, r));
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone());
+    let schemas = controller::<FdcSchema>(&client, ns);
 
     let producers = controller::<Producer>(&client, ns);
     let store = producers.store();
@@ -127,12 +126,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
                 };
                 producers_where(&schema_store, |p| names_schema(p, schema))
             },
-        )
-        .graceful_shutdown_on(stopped(stop))
-        .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
-        .for_each(|r| log_failed(producer::CONTROLLER, r));
+        );
 
-    futures::join!(kernels, schemas, producers);
+    futures::join!(
+        drive(kernels, ctx.clone(), stop.clone()),
+        drive(schemas, ctx.clone(), stop.clone()),
+        drive(producers, ctx, stop),
+    );
 }
 
 /// The readable Producers of `store` for which `wanted` holds, to reconcile again.

@@ -15,7 +15,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::ResourceExt;
@@ -24,7 +23,7 @@ use uuid::Uuid;
 use crate::builders::issuer_keys;
 use crate::controller::key_approval::{self, Outcome};
 use crate::controller::schema_binding;
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, Reconciled};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
 use crate::kernel_api::Revoked;
@@ -45,15 +44,12 @@ pub const CONTROLLER: &str = "producer";
 /// Never requeue sooner than this for renewal (a tiny TTL must not spin the controller).
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
-/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
-pub async fn reconcile(
-    obj: Arc<DeserializeGuard<Producer>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    ctx.reconcile(&obj, CONTROLLER, async |producer| {
-        reconcile_producer(producer, &ctx).await
-    })
-    .await
+impl Reconciled for Producer {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    async fn pass(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile_producer(self, ctx).await
+    }
 }
 
 /// One pass of a readable Producer, through its finalizer: apply, or clean up when deleted.

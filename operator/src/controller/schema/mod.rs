@@ -11,19 +11,17 @@
 //! producers are bound to it the kernel refuses (409): the finalizer stays, `InUse=True`
 //! names how many, and the deletion is asked again until they are rebound.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::controller::admin::{self, kernel_label, REQUEUE_UNREACHABLE};
 use crate::controller::apply::{Applier, Note};
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, Reconciled};
 use crate::crd::condition::{self, types};
 use crate::crd::FdcSchema;
 use crate::kernel_api::{SchemaAdded, SchemaDeleted, SchemaRequest};
@@ -47,15 +45,12 @@ pub const REQUEUE_CONFLICT: Duration = Duration::from_secs(300);
 /// Requeue of a deletion that waits (producers bound, kernel unreachable).
 pub const REQUEUE_DELETION: Duration = Duration::from_secs(30);
 
-/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
-pub async fn reconcile(
-    obj: Arc<DeserializeGuard<FdcSchema>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    ctx.reconcile(&obj, CONTROLLER, async |schema| {
-        reconcile_schema(schema, &ctx).await
-    })
-    .await
+impl Reconciled for FdcSchema {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    async fn pass(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile_schema(self, ctx).await
+    }
 }
 
 /// One pass of a readable FdcSchema: its finalizer first, then apply, or clean up when deleted.

@@ -663,7 +663,8 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
-    use crate::controller::kernel::reconcile;
+    use crate::controller::reconcile;
+
     use kube::core::error_boundary::InvalidObject;
     use kube::core::DeserializeGuard;
     let fake = FakeKernel::start().await;
@@ -675,7 +676,7 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
     let (action, server, seen) = pass(
         server,
         Scenario::InvalidSpec,
-        reconcile(
+        reconcile::<FdcKernel>(
             std::sync::Arc::new(DeserializeGuard(Err(invalid))),
             ctx.clone(),
         ),

@@ -18,7 +18,7 @@ use crate::controller::fixtures::{
     unreachable_base, without_finalizers, AdminCall, ApiServer, ProducerTest, APPLY, NS,
     PRODUCER_UID,
 };
-use crate::controller::producer::reconcile;
+use crate::controller::reconcile;
 use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;

@@ -15,7 +15,7 @@ use crate::controller::fixtures::{
     test_context, unreachable_base, with_status, without_finalizers, AdminCall, ApiServer,
     ProducerTest, APPLY, NS, SCHEMA_ID,
 };
-use crate::controller::schema::reconcile;
+use crate::controller::reconcile;
 use crate::controller::Error;
 use crate::crd::FdcSchema;
 use crate::labels::SCHEMA_FINALIZER;
