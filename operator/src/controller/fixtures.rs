@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::client::Body;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -1042,6 +1043,13 @@ fn answer(call: Call, object: &Option<Value>) {
 
 fn secrets_post() -> String {
     format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
+}
+
+/// What the reconcile `task` decided, once it finished without an error.
+pub async fn outcome(task: JoinHandle<Result<Action, crate::controller::Error>>) -> Action {
+    task.await
+        .expect("reconcile task")
+        .expect("reconcile without an error")
 }
 
 /// A Producer test: a fake kernel, and a context whose client talks to `server` and whose

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    being_deleted, condition, kernel, kernel_uri, producer, secret_uri, test_context,
+    being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri, test_context,
     unreachable_base, without_finalizers, AdminCall, ApiServer, ProducerTest, APPLY, NS,
     PRODUCER_UID,
 };
@@ -123,7 +123,7 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
 
     let task = run(producer("p", "k"), &t.ctx);
     let (secret, event, status) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(event.as_deref(), Some("TokenIssued"));
 
     let data = &secret["data"];
@@ -173,7 +173,7 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
         .set_producer_seen(PRODUCER_UID, json!("2026-12-07T04:20:01.250Z"));
     let task = run(producer("p", "k"), &t.ctx);
     let (again, event, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(event, None);
     assert_eq!(again["data"], secret["data"]);
     // (Kubernetes times are whole seconds.)
@@ -192,7 +192,7 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
     let (keys, issuer_secret) = issuer();
     let task = run(producer("p", "k"), &t.ctx);
     let (secret, _, _) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
 
     // Renewal: the stored token expires in 1h, past its renewal point (24h/3 before expiry).
     let mut due = secret.clone();
@@ -200,7 +200,7 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
         json!((Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1)).to_string());
     let task = run(producer("p", "k"), &t.ctx);
     let (renewed, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&due)).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_ne!(
         decode(&renewed["data"], "token"),
@@ -222,7 +222,7 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
     let task = run(producer("p", "k"), &t.ctx);
     let (resigned, event, status) =
         apply_pass(&mut t.server, &rotated_secret, Some(&renewed)).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
     assert_eq!(
@@ -254,7 +254,7 @@ async fn missing_kernel_is_reported_without_an_error() {
         "FdcKernel apps/k not found; create it or fix spec.kernelRef"
     );
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(30))
     );
     t.done().await;
@@ -271,7 +271,7 @@ async fn a_new_producer_first_gets_the_finalizer() {
             {"op": "add", "path": "/metadata/finalizers", "value": [PRODUCER_FINALIZER]}
         ])
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     t.done().await;
 }
 
@@ -293,7 +293,7 @@ async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ])
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert_eq!(
         t.fake.revokes(),
         vec![AdminCall {
@@ -380,7 +380,7 @@ async fn deletion_after_the_kernel_is_gone_just_releases() {
     let task = run(deleting(), &t.ctx);
     t.server.expect("GET", &kernel_uri()).await.not_found();
     t.server.producer_patch().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert!(t.fake.revokes().is_empty());
     t.done().await;
 }
@@ -406,7 +406,7 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
         ready["message"],
         "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
 
     // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
     // Producer's own.
@@ -420,7 +420,7 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     t.server.credentials_apply().await;
     t.server.admin_token_read("ingest").await;
     t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     t.done().await;
 }
 
@@ -447,6 +447,6 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
         "{event}"
     );
     t.server.producer_patch().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     t.done().await;
 }

@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
 use crate::controller::fixtures::{
-    kernel, producer, secret_uri, status_reason, test_context, unreachable_base, with_status,
-    AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
+    kernel, outcome, producer, secret_uri, status_reason, test_context, unreachable_base,
+    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -90,7 +90,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     let secret = t.server.credentials_apply().await;
     t.server.admin_token_read(NS).await;
     let status = t.server.producer_status_apply().await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
 
     // The Secret: the kernel-accepted token, the fingerprint, no key material of ours.
     let data = &secret["data"];
@@ -126,7 +126,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     assert_eq!(t.server.credentials_apply().await["data"], secret["data"]);
     t.server.admin_token_read(NS).await;
     let again = t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own); 2]);
     assert_eq!(
         condition(&again, "KeyApproved")["reason"],
@@ -143,7 +143,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     let p = with_status(producer("p", "k"), &again);
     let task = run(p, &t.ctx);
     let (_, _, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(condition(&status, "KeyApproved"), Value::Null);
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(t.fake.key_approvals().len(), 2);
@@ -161,7 +161,7 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
     let task = run(with_key(&own), &ctx);
     reads_up_to_admin_token(&mut server, &issuer_secret).await;
     let (status, message) = blocked_status(&mut server, "KernelUnreachable").await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
     let url = format!("{base}/v1/producers/{PRODUCER_UID}/keys");
     assert!(
@@ -204,7 +204,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
     let (_, message) = blocked_status(&mut t.server, "KeyRefusedByKernel").await;
     assert_eq!(message, expected);
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(300))
     );
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
@@ -220,7 +220,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
         format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", t.fake.base)
     );
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(30))
     );
     t.done().await;
@@ -239,7 +239,7 @@ async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
     let (_, message) = blocked_status(&mut t.server, "AdminTokenNotReady").await;
     assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(30))
     );
     assert!(t.fake.key_approvals().is_empty());
@@ -258,7 +258,7 @@ async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_writt
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
     let status = t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     let key = condition(&status, "KeyApproved");
     assert_eq!(status_reason(&key), ("False", "KernelAuthDisabled"));
     assert_eq!(

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::controller::fixtures::{
-    admin_secret, condition, kernel, producer, producer_uri, secret_uri, status_reason,
+    admin_secret, condition, kernel, outcome, producer, producer_uri, secret_uri, status_reason,
     with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
@@ -48,7 +48,7 @@ async fn reusing_pass(
     reads(&mut t.server, issuer_secret, Some(secret)).await;
     t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    (status, task.await.unwrap().unwrap())
+    (status, outcome(task).await)
 }
 
 /// The status apply that ends a pass, after any further reads of the admin token Secret
@@ -92,7 +92,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     // The token still names the schema (its `schema` claim).
     let claims = verifier(&keys)
         .verify(&decode(&secret["data"], "token"))
@@ -120,7 +120,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     t.server.expect_event(NS, "TokenRenewed").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(
         t.fake.bindings()[2],
         expected_binding(
@@ -141,7 +141,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     let p = with_status(producer("p", "k"), &status);
     let task = run(p, &t.ctx);
     let (_, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(event, None, "the token is reused");
     assert_eq!(t.fake.bindings().len(), 3);
     t.done().await;
@@ -162,7 +162,7 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(60));
+    assert_requeue_near(outcome(task).await, Duration::from_secs(60));
     let bound = condition(&status, "SchemaBound");
     assert_eq!(status_reason(bound), ("False", "ProducerNotSeen"));
     assert_eq!(
@@ -213,7 +213,7 @@ async fn a_kernel_without_auth_is_not_asked_and_says_how_to_bind_a_stream() {
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     let bound = condition(&status, "SchemaBound");
     assert_eq!(status_reason(bound), ("False", "KernelAuthDisabled"));
     assert_eq!(

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
-    admin_secret, being_deleted, condition, fdc_schema, kernel, secret_uri, status_reason,
+    admin_secret, being_deleted, condition, fdc_schema, kernel, outcome, secret_uri, status_reason,
     test_context, unreachable_base, with_status, without_finalizers, AdminCall, ApiServer,
     ProducerTest, APPLY, NS, SCHEMA_ID,
 };
@@ -55,6 +55,14 @@ async fn status_apply(server: &mut ApiServer, schema: &FdcSchema) -> Value {
     status
 }
 
+/// The patch of FdcSchema `s`'s finalizers, answered with `schema`; returns the patch.
+async fn finalizer_patch(server: &mut ApiServer, schema: &FdcSchema) -> Value {
+    let call = server.expect("PATCH", &format!("{}?", schema_uri())).await;
+    let patch = call.body.clone();
+    call.ok(&serde_json::to_value(schema).unwrap());
+    patch
+}
+
 /// The request the operator must send to add the fixture's version.
 fn expected_add() -> AdminCall {
     AdminCall {
@@ -80,7 +88,7 @@ async fn quiet_pass(t: &mut ProducerTest, schema: &FdcSchema) -> Value {
     let task = run(schema.clone(), &t.ctx);
     reads(&mut t.server).await;
     let status = status_apply(&mut t.server, schema).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     status
 }
 
@@ -98,7 +106,7 @@ async fn a_valid_schema_is_added_at_the_kernel_and_accepted() {
         )
     );
     let status = status_apply(&mut t.server, &schema).await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add()]);
     assert_eq!(action, Action::requeue(Duration::from_secs(600)));
     assert_eq!(status["status"]["schemaId"], SCHEMA_ID);
@@ -138,7 +146,7 @@ async fn refused_pass(status: u16, error: &str, event_reason: &str) -> (Value, V
     let event = t.server.expect_event(NS, event_reason).await;
     assert_eq!(event["type"], "Warning");
     let status = status_apply(&mut t.server, &schema).await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add()]);
     t.done().await;
     (event, status, action)
@@ -180,7 +188,7 @@ async fn spec_deprecated_deprecates_the_version_once() {
     let event = t.server.expect_event(NS, "SchemaDeprecated").await;
     assert_eq!(event["note"], "orders@1.2.0 deprecated at FdcKernel apps/k");
     let status = status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     let add = expected_add();
     let deprecate = AdminCall {
         path: "POST /v1/schemas/orders/1.2.0/deprecate".into(),
@@ -212,7 +220,7 @@ async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
     reads(&mut server).await;
     let status = status_apply(&mut server, &schema).await;
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(30))
     );
     let accepted = condition(&status, "Accepted");
@@ -231,16 +239,11 @@ async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
 async fn a_new_schema_first_gets_the_finalizer() {
     let mut t = ProducerTest::start().await;
     let task = run(without_finalizers(fdc_schema("s", "k")), &t.ctx);
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        finalizer_patch(&mut t.server, &fdc_schema("s", "k")).await,
         json!({"metadata": {"finalizers": [SCHEMA_FINALIZER], "resourceVersion": "7"}})
     );
-    call.ok(&serde_json::to_value(fdc_schema("s", "k")).unwrap());
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert!(t.fake.schema_calls().is_empty());
     t.done().await;
 }
@@ -276,7 +279,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
     let status = status_apply(&mut t.server, &schema).await;
     // The finalizer stays (no patch of the object), and the deletion is asked again.
     assert_eq!(
-        task.await.unwrap().unwrap(),
+        outcome(task).await,
         Action::requeue(Duration::from_secs(30))
     );
     let in_use = condition(&status, "InUse");
@@ -304,16 +307,11 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
         event["note"],
         "orders@1.2.0 deleted from the schema registry of FdcKernel apps/k"
     );
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        finalizer_patch(&mut t.server, &schema).await,
         json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
     );
-    call.ok(&serde_json::to_value(&schema).unwrap());
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert_eq!(t.fake.schema_calls().len(), 5);
     assert_eq!(
         t.fake.schema_calls()[4],
@@ -331,12 +329,8 @@ async fn a_version_this_object_never_got_accepted_is_not_deleted_at_the_kernel()
     let mut t = ProducerTest::start().await;
     let schema = deleting(false);
     let task = run(schema.clone(), &t.ctx);
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
-    call.ok(&serde_json::to_value(&schema).unwrap());
-    task.await.unwrap().unwrap();
+    finalizer_patch(&mut t.server, &schema).await;
+    outcome(task).await;
     assert!(t.fake.schema_calls().is_empty());
     t.done().await;
 }
@@ -353,7 +347,7 @@ async fn a_missing_kernel_blocks_without_an_error() {
         )
         .await;
     let status = status_apply(&mut t.server, &schema).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
+    assert_requeue_near(outcome(task).await, Duration::from_secs(30));
     let accepted = condition(&status, "Accepted");
     assert_eq!(accepted["reason"], "KernelNotFound");
     assert_eq!(
