@@ -99,11 +99,60 @@ pub enum Revoked {
     UnknownProducer,
 }
 
-/// A public key to approve at the kernel for a producer id.
-#[derive(Debug, Clone)]
+/// Where an admin call goes, and with which token (no `Debug`: it holds the token).
+#[derive(Clone, Copy)]
+pub struct AdminTarget<'a> {
+    pub kernel: &'a FdcKernel,
+    /// The IP of a Ready pod of the kernel, used (and required) in [`Endpoints::PodIp`] mode.
+    pub pod_ip: Option<&'a str>,
+    /// The admin token, sent as a bearer header and never logged.
+    pub token: &'a str,
+}
+
+/// A kernel's answer: the URL asked, the status and the body.
+struct Answer {
+    url: String,
+    status: u16,
+    body: Bytes,
+}
+
+impl Answer {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The `error` of the kernel's JSON error body, bounded and on one line.
+    fn refusal(&self) -> String {
+        refusal_message(&self.body)
+    }
+
+    /// An answer the call does not expect, as its error.
+    fn unexpected<T>(self) -> Result<T, KernelApiError> {
+        Err(KernelApiError::Status {
+            url: self.url,
+            status: self.status,
+        })
+    }
+
+    /// `true` when done (2xx), `false` when the kernel does not know what was named (404);
+    /// any other answer is an error.
+    fn done_or_not_found(self) -> Result<bool, KernelApiError> {
+        match self.status {
+            404 => Ok(false),
+            _ if self.is_success() => Ok(true),
+            _ => self.unexpected(),
+        }
+    }
+}
+
+/// A public key to approve at the kernel for a producer id (the request's JSON body, but for
+/// the id, which is in its path).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyApprovalRequest<'a> {
+    #[serde(skip)]
     pub producer_id: Uuid,
     /// SPKI PEM (public, not a secret).
+    #[serde(rename = "public_key")]
     pub public_key_pem: &'a str,
     /// Name and schema of the producer row, when the kernel creates it.
     pub name: &'a str,
@@ -126,8 +175,8 @@ pub enum KeyApproval {
 /// Longest refusal message kept from a kernel answer (it ends up in a status condition).
 const MAX_REFUSAL_LEN: usize = 512;
 
-/// A schema version to add to the kernel's registry.
-#[derive(Debug, Clone)]
+/// A schema version to add to the kernel's registry (the request's JSON body).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SchemaRequest<'a> {
     pub name: &'a str,
     pub version: &'a str,
@@ -223,17 +272,6 @@ impl KernelApi {
         }
     }
 
-    /// URL of `path` (a route of [`contract`]) on `kernel`'s admin API; `pod_ip` as for
-    /// [`admin_base`](Self::admin_base).
-    fn admin_url(
-        &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        path: &str,
-    ) -> Result<String, KernelApiError> {
-        Ok(format!("{}{path}", self.admin_base(kernel, pod_ip)?))
-    }
-
     /// URL of `path` (`/metrics`, `/readyz`) on `pod`'s HTTP port.
     pub fn pod_url(&self, pod: &Pod, path: &str) -> Result<String, KernelApiError> {
         match &self.endpoints {
@@ -252,11 +290,12 @@ impl KernelApi {
     /// The status and first line of `pod`'s `/readyz` answer (e.g. `503`, `not ready:
     /// Postgres unreachable`).
     pub async fn readyz(&self, pod: &Pod) -> Result<(u16, String), KernelApiError> {
-        let (_, status, body) = self
+        let answer = self
             .pod_get(pod, contract::READYZ_PATH, self.probe_timeout)
             .await?;
-        let text = String::from_utf8_lossy(&body);
-        Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
+        let text = String::from_utf8_lossy(&answer.body);
+        let first_line = text.lines().next().unwrap_or("").trim().to_string();
+        Ok((answer.status, first_line))
     }
 
     /// `pod`'s `/metrics` text (Prometheus text format).
@@ -271,66 +310,61 @@ impl KernelApi {
         pod: &Pod,
         timeout: Duration,
     ) -> Result<(String, String), KernelApiError> {
-        let (url, status, body) = self.pod_get(pod, contract::METRICS_PATH, timeout).await?;
-        if !(200..300).contains(&status) {
-            return Err(KernelApiError::Status { url, status });
+        let answer = self.pod_get(pod, contract::METRICS_PATH, timeout).await?;
+        if !answer.is_success() {
+            return answer.unexpected();
         }
-        Ok((url, String::from_utf8_lossy(&body).into_owned()))
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        Ok((answer.url, text))
     }
 
-    /// A GET of `path` on `pod`'s HTTP port within `timeout`: the URL, status and body.
+    /// A GET of `path` on `pod`'s HTTP port, within `timeout`.
     async fn pod_get(
         &self,
         pod: &Pod,
         path: &str,
         timeout: Duration,
-    ) -> Result<(String, u16, Bytes), KernelApiError> {
+    ) -> Result<Answer, KernelApiError> {
         let url = self.pod_url(pod, path)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send_within(&url, request, timeout).await?;
-        Ok((url, status, body))
+        self.send_within(url, request, timeout).await
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
     pub async fn revoke_producer(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
         reason: &str,
     ) -> Result<Revoked, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, &revoke_path(producer_id))?;
         let body = serde_json::json!({ "reason": reason });
-        let (status, _) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+        let answer = self
+            .admin_post(to, &revoke_path(producer_id), &body)
             .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(Revoked::Done),
-            404 => Ok(Revoked::UnknownProducer),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        Ok(match answer.done_or_not_found()? {
+            true => Revoked::Done,
+            false => Revoked::UnknownProducer,
+        })
     }
 
     /// When the kernel last saw `producer_id` (a data or heartbeat entry with a valid token),
     /// from its admin API; `None` when it never did or has no row of the producer (404).
     pub async fn producer_last_seen(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
     ) -> Result<Option<Timestamp>, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, &contract::producer_path(producer_id))?;
-        let (status, body) = self
-            .admin_call(http::Method::GET, &url, admin_token, None)
-            .await?;
-        match status {
-            200 => last_seen_at(&body).map_err(|reason| KernelApiError::BadBody { url, reason }),
+        let path = contract::producer_path(producer_id);
+        let answer = self.admin_call(to, http::Method::GET, &path, None).await?;
+        match answer.status {
+            200 => last_seen_at(&answer.body).map_err(|reason| KernelApiError::BadBody {
+                url: answer.url,
+                reason,
+            }),
             404 => Ok(None),
-            s => Err(KernelApiError::Status { url, status: s }),
+            _ => answer.unexpected(),
         }
     }
 
@@ -338,94 +372,58 @@ impl KernelApi {
     /// own `fdc-kernel register` is answered `issued`. Idempotent at the kernel.
     pub async fn approve_key(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         req: &KeyApprovalRequest<'_>,
     ) -> Result<KeyApproval, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, &keys_path(req.producer_id))?;
-        let body = serde_json::json!({
-            "public_key": req.public_key_pem,
-            "name": req.name,
-            "schema": req.schema,
-            "reason": req.reason,
-        });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
-        match status {
+        let path = keys_path(req.producer_id);
+        let answer = self.admin_post(to, &path, req).await?;
+        match answer.status {
             201 => Ok(KeyApproval::Approved),
             200 => Ok(KeyApproval::AlreadyApproved),
-            409 => Ok(KeyApproval::Refused(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(KeyApproval::Refused(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
     /// Adds a schema version to the kernel's registry. Idempotent at the kernel.
     pub async fn add_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         req: &SchemaRequest<'_>,
     ) -> Result<SchemaAdded, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, contract::SCHEMAS_ROUTE)?;
-        let body = serde_json::json!({
-            "name": req.name,
-            "version": req.version,
-            "body": req.body,
-            "reason": req.reason,
-        });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
+        let answer = self.admin_post(to, contract::SCHEMAS_ROUTE, req).await?;
         let info = || {
-            schema_info(&body).ok_or_else(|| KernelApiError::Transport {
-                url: url.clone(),
+            schema_info(&answer.body).ok_or_else(|| KernelApiError::Transport {
+                url: answer.url.clone(),
                 reason: "answer without schema_id".into(),
             })
         };
-        match status {
+        match answer.status {
             201 => Ok(SchemaAdded::Created(info()?)),
             200 => Ok(SchemaAdded::Unchanged(info()?)),
-            409 => Ok(SchemaAdded::Conflict(refusal_message(&body))),
-            400 => Ok(SchemaAdded::Invalid(refusal_message(&body))),
-            413 => Ok(SchemaAdded::TooLarge(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(SchemaAdded::Conflict(answer.refusal())),
+            400 => Ok(SchemaAdded::Invalid(answer.refusal())),
+            413 => Ok(SchemaAdded::TooLarge(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
     /// Deprecates a schema version; `Ok(false)` when the kernel does not hold it (404).
     pub async fn deprecate_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<bool, KernelApiError> {
-        let url = self.admin_url(
-            kernel,
-            pod_ip,
-            &contract::schema_deprecate_path(name, version),
-        )?;
         let body = serde_json::json!({ "reason": reason });
-        let (status, _) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(true),
-            404 => Ok(false),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        let path = contract::schema_deprecate_path(name, version);
+        self.admin_post(to, &path, &body).await?.done_or_not_found()
     }
 
     /// Deletes a schema version from the kernel's registry; `reason` is audited.
     pub async fn delete_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<SchemaDeleted, KernelApiError> {
@@ -434,15 +432,14 @@ impl KernelApi {
             contract::schema_path(name, version),
             query_escape(reason)
         );
-        let url = self.admin_url(kernel, pod_ip, &path)?;
-        let (status, body) = self
-            .admin_call(http::Method::DELETE, &url, admin_token, None)
+        let answer = self
+            .admin_call(to, http::Method::DELETE, &path, None)
             .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(SchemaDeleted::Deleted),
+        match answer.status {
+            _ if answer.is_success() => Ok(SchemaDeleted::Deleted),
             404 => Ok(SchemaDeleted::NotFound),
-            409 => Ok(SchemaDeleted::InUse(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(SchemaDeleted::InUse(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
@@ -450,74 +447,81 @@ impl KernelApi {
     /// it, or its answer does not say).
     pub async fn bound_producers(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
     ) -> Result<Option<u64>, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, &contract::schema_path(name, version))?;
-        let (status, body) = self
-            .admin_call(http::Method::GET, &url, admin_token, None)
-            .await?;
-        match status {
-            200 => Ok(bound_count(&body)),
+        let path = contract::schema_path(name, version);
+        let answer = self.admin_call(to, http::Method::GET, &path, None).await?;
+        match answer.status {
+            200 => Ok(bound_count(&answer.body)),
             404 => Ok(None),
-            s => Err(KernelApiError::Status { url, status: s }),
+            _ => answer.unexpected(),
         }
     }
 
     /// Binds a producer to `schema` (`name@range`; `None` unbinds).
     pub async fn bind_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
         schema: Option<&str>,
         reason: &str,
     ) -> Result<SchemaBinding, KernelApiError> {
-        let url = self.admin_url(kernel, pod_ip, &contract::producer_schema_path(producer_id))?;
         let body = serde_json::json!({ "schema": schema, "reason": reason });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
-        match status {
+        let path = contract::producer_schema_path(producer_id);
+        let answer = self.admin_post(to, &path, &body).await?;
+        match answer.status {
             200 | 201 => Ok(SchemaBinding::Bound(
-                serde_json::from_slice::<serde_json::Value>(&body)
+                serde_json::from_slice::<serde_json::Value>(&answer.body)
                     .ok()
                     .and_then(|v| v["schema"].as_str().map(str::to_string))
                     .or_else(|| schema.map(str::to_string)),
             )),
             // A kernel without the route answers 404 too, but without an `error`: that one
             // is an error answer, not an unknown producer.
-            404 if has_error_message(&body) => {
-                Ok(SchemaBinding::UnknownProducer(refusal_message(&body)))
+            404 if has_error_message(&answer.body) => {
+                Ok(SchemaBinding::UnknownProducer(answer.refusal()))
             }
-            400 | 409 => Ok(SchemaBinding::Refused(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            400 | 409 => Ok(SchemaBinding::Refused(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
-    /// One admin API request with the bearer token and an optional JSON body; the status
-    /// and body of the answer.
+    /// A POST of `body` as JSON to `path` of `to`'s admin API.
+    async fn admin_post(
+        &self,
+        to: &AdminTarget<'_>,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Answer, KernelApiError> {
+        // The bodies are maps of strings: this does not fail (were it to, the error names the
+        // path, since no URL was built yet).
+        let json = serde_json::to_vec(body).map_err(|e| transport(path, e))?;
+        self.admin_call(to, http::Method::POST, path, Some(json))
+            .await
+    }
+
+    /// One request to `path` of `to`'s admin API with the bearer token and an optional JSON
+    /// body.
     async fn admin_call(
         &self,
+        to: &AdminTarget<'_>,
         method: http::Method,
-        url: &str,
-        admin_token: &str,
-        json: Option<serde_json::Value>,
-    ) -> Result<(u16, Bytes), KernelApiError> {
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Answer, KernelApiError> {
+        let url = format!("{}{path}", self.admin_base(to.kernel, to.pod_ip)?);
         let builder = http::Request::builder()
             .method(method)
-            .uri(url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"));
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", to.token));
         let request = match json {
             Some(json) => builder
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(json.to_string()))),
+                .body(Full::new(Bytes::from(json))),
             None => builder.body(Full::new(Bytes::new())),
         }
-        .map_err(|e| transport(url, e))?;
+        .map_err(|e| transport(&url, e))?;
         self.send_within(url, request, self.timeout).await
     }
 
@@ -531,33 +535,33 @@ impl KernelApi {
         })
     }
 
+    /// Sends `request` to `url` and reads the whole answer, within `timeout`.
     async fn send_within(
         &self,
-        url: &str,
+        url: String,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<(u16, Bytes), KernelApiError> {
+    ) -> Result<Answer, KernelApiError> {
         let call = async {
             let response = self
                 .http
                 .request(request)
                 .await
-                .map_err(|e| transport(url, e))?;
+                .map_err(|e| transport(&url, e))?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| transport(url, e))?
+                .map_err(|e| transport(&url, e))?
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| KernelApiError::Timeout {
-                url: url.to_string(),
-                timeout,
-            })?
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok((status, body))) => Ok(Answer { url, status, body }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(KernelApiError::Timeout { url, timeout }),
+        }
     }
 }
 

@@ -112,7 +112,7 @@ pub async fn approve(
     };
     let approval = ctx
         .kernel_api
-        .approve_key(kernel, access.pod_ip.as_deref(), &access.token, &request)
+        .approve_key(&access.target(kernel), &request)
         .await;
     match approval {
         Ok(KeyApproval::Approved) => {

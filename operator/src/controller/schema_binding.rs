@@ -128,14 +128,7 @@ pub async fn bind(
     };
     let answer = ctx
         .kernel_api
-        .bind_schema(
-            kernel,
-            access.pod_ip.as_deref(),
-            &access.token,
-            producer_id,
-            schema,
-            &reason,
-        )
+        .bind_schema(&access.target(kernel), producer_id, schema, &reason)
         .await;
     let bound = match answer {
         Ok(SchemaBinding::Bound(None)) => return Ok(None),

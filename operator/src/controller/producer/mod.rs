@@ -26,7 +26,7 @@ use crate::controller::schema_binding;
 use crate::controller::{Context, Error, Reconciled};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
-use crate::kernel_api::Revoked;
+use crate::kernel_api::{AdminTarget, Revoked};
 use crate::labels::{is_paused, names, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
 
 pub mod build;
@@ -271,15 +271,13 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     let id = producer_id(producer)?;
     let outcome = match ctx.admin_pod_ip(&kernel).await? {
         Ok(pod_ip) => {
-            ctx.kernel_api
-                .revoke_producer(
-                    &kernel,
-                    pod_ip.as_deref(),
-                    &admin_token,
-                    id,
-                    &format!("Producer {ns}/{} deleted", producer.name_any()),
-                )
-                .await
+            let to = AdminTarget {
+                kernel: &kernel,
+                pod_ip: pod_ip.as_deref(),
+                token: &admin_token,
+            };
+            let reason = format!("Producer {ns}/{} deleted", producer.name_any());
+            ctx.kernel_api.revoke_producer(&to, id, &reason).await
         }
         Err(e) => Err(e),
     };

@@ -109,18 +109,14 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
         Ok(access) => access,
         Err(why) => return unavailable(why),
     };
-    let (pod_ip, token) = (access.pod_ip.as_deref(), access.token.as_str());
+    let to = access.target(kernel);
     let request = SchemaRequest {
         name: &desired.name,
         version: &desired.version,
         body: &desired.body,
         reason: &desired.reason,
     };
-    let added = match ctx
-        .kernel_api
-        .add_schema(kernel, pod_ip, token, &request)
-        .await
-    {
+    let added = match ctx.kernel_api.add_schema(&to, &request).await {
         Ok(added) => added,
         Err(e) => return unavailable(admin::call_failed(kernel, doing, &e)),
     };
@@ -178,7 +174,7 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
         let version = (desired.name.as_str(), desired.version.as_str());
         match ctx
             .kernel_api
-            .deprecate_schema(kernel, pod_ip, token, version, &desired.reason)
+            .deprecate_schema(&to, version, &desired.reason)
             .await
         {
             Ok(_) => {
@@ -233,14 +229,10 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
     let report = match admin::access(ctx, &kernel, doing).await? {
         Err(why) => waits(false, why.reason, why.message),
         Ok(access) => {
-            let (pod_ip, token) = (access.pod_ip.as_deref(), access.token.as_str());
+            let to = access.target(&kernel);
             let version = (schema.schema_name(), schema.spec.version.clone());
             let version = (version.0.as_str(), version.1.as_str());
-            match ctx
-                .kernel_api
-                .delete_schema(&kernel, pod_ip, token, version, &reason)
-                .await
-            {
+            match ctx.kernel_api.delete_schema(&to, version, &reason).await {
                 Ok(SchemaDeleted::Deleted) => {
                     Applier::new(ctx, schema)
                         .announce(&Note::normal(
@@ -255,7 +247,7 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
                 Ok(SchemaDeleted::InUse(why)) => {
                     let bound = ctx
                         .kernel_api
-                        .bound_producers(&kernel, pod_ip, token, version)
+                        .bound_producers(&to, version)
                         .await
                         .ok()
                         .flatten();
