@@ -357,15 +357,13 @@ impl KernelApi {
         producer_id: Uuid,
     ) -> Result<Option<Timestamp>, KernelApiError> {
         let path = contract::producer_path(producer_id);
-        let answer = self.admin_call(to, http::Method::GET, &path, None).await?;
-        match answer.status {
-            200 => last_seen_at(&answer.body).map_err(|reason| KernelApiError::BadBody {
-                url: answer.url,
-                reason,
-            }),
-            404 => Ok(None),
-            _ => answer.unexpected(),
-        }
+        let Some(answer) = self.admin_get(to, &path).await? else {
+            return Ok(None);
+        };
+        last_seen_at(&answer.body).map_err(|reason| KernelApiError::BadBody {
+            url: answer.url,
+            reason,
+        })
     }
 
     /// Pre-approves a public key for a producer at the kernel's admin API, so the producer's
@@ -375,8 +373,9 @@ impl KernelApi {
         to: &AdminTarget<'_>,
         req: &KeyApprovalRequest<'_>,
     ) -> Result<KeyApproval, KernelApiError> {
-        let path = keys_path(req.producer_id);
-        let answer = self.admin_post(to, &path, req).await?;
+        let answer = self
+            .admin_post(to, &keys_path(req.producer_id), req)
+            .await?;
         match answer.status {
             201 => Ok(KeyApproval::Approved),
             200 => Ok(KeyApproval::AlreadyApproved),
@@ -451,12 +450,8 @@ impl KernelApi {
         (name, version): (&str, &str),
     ) -> Result<Option<u64>, KernelApiError> {
         let path = contract::schema_path(name, version);
-        let answer = self.admin_call(to, http::Method::GET, &path, None).await?;
-        match answer.status {
-            200 => Ok(bound_count(&answer.body)),
-            404 => Ok(None),
-            _ => answer.unexpected(),
-        }
+        let answer = self.admin_get(to, &path).await?;
+        Ok(answer.and_then(|answer| bound_count(&answer.body)))
     }
 
     /// Binds a producer to `schema` (`name@range`; `None` unbinds).
@@ -483,6 +478,21 @@ impl KernelApi {
                 Ok(SchemaBinding::UnknownProducer(answer.refusal()))
             }
             400 | 409 => Ok(SchemaBinding::Refused(answer.refusal())),
+            _ => answer.unexpected(),
+        }
+    }
+
+    /// A GET of `path` of `to`'s admin API: the answer when it is 200, `None` when the kernel
+    /// holds no such thing (404); any other answer is an error.
+    async fn admin_get(
+        &self,
+        to: &AdminTarget<'_>,
+        path: &str,
+    ) -> Result<Option<Answer>, KernelApiError> {
+        let answer = self.admin_call(to, http::Method::GET, path, None).await?;
+        match answer.status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
             _ => answer.unexpected(),
         }
     }
