@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
     being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri, test_context,
-    unreachable_base, without_finalizers, AdminCall, ApiServer, ProducerTest, APPLY, NS,
-    PRODUCER_UID,
+    unreachable_base, without_finalizers, AdminCall, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::reconcile;
 use crate::controller::Error;
@@ -55,13 +54,16 @@ pub(super) fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
     v
 }
 
-/// One apply pass up to (and including) the Secret apply; returns the applied Secret and
-/// whether a token event was published (its reason).
+/// One apply pass of `p` (with `stored` credentials) to its end; returns the applied Secret,
+/// whether a token event was published (its reason), the status and the pass's action.
 pub(super) async fn apply_pass(
-    server: &mut ApiServer,
+    t: &mut ProducerTest,
+    p: Producer,
     issuer_secret: &Value,
     stored: Option<&Value>,
-) -> (Value, Option<String>, Value) {
+) -> (Value, Option<String>, Value, Action) {
+    let task = run(p, &t.ctx);
+    let server = &mut t.server;
     server
         .producer_reads(&kernel("k", 1), issuer_secret, stored)
         .await;
@@ -96,7 +98,7 @@ pub(super) async fn apply_pass(
     call.echo();
     server.admin_token_read(NS).await;
     let status = server.producer_status_apply().await;
-    (secret, event, status)
+    (secret, event, status, outcome(task).await)
 }
 
 /// The requeue delay of `action` is within 5s below `expected` (time passes during the test).
@@ -121,9 +123,8 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
 
-    let task = run(producer("p", "k"), &t.ctx);
-    let (secret, event, status) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    let action = outcome(task).await;
+    let (secret, event, status, action) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, None).await;
     assert_eq!(event.as_deref(), Some("TokenIssued"));
 
     let data = &secret["data"];
@@ -171,9 +172,8 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     // The kernel has seen the producer now: the time it shows is the status's.
     t.fake
         .set_producer_seen(PRODUCER_UID, json!("2026-12-07T04:20:01.250Z"));
-    let task = run(producer("p", "k"), &t.ctx);
-    let (again, event, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    outcome(task).await;
+    let (again, event, status, _) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, Some(&secret)).await;
     assert_eq!(event, None);
     assert_eq!(again["data"], secret["data"]);
     // (Kubernetes times are whole seconds.)
@@ -190,17 +190,14 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
 async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
     let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
-    let task = run(producer("p", "k"), &t.ctx);
-    let (secret, _, _) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    outcome(task).await;
+    let (secret, _, _, _) = apply_pass(&mut t, producer("p", "k"), &issuer_secret, None).await;
 
     // Renewal: the stored token expires in 1h, past its renewal point (24h/3 before expiry).
     let mut due = secret.clone();
     due["metadata"]["annotations"]["fdc.dev/token-expires-at"] =
         json!((Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1)).to_string());
-    let task = run(producer("p", "k"), &t.ctx);
-    let (renewed, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&due)).await;
-    outcome(task).await;
+    let (renewed, event, _, _) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, Some(&due)).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_ne!(
         decode(&renewed["data"], "token"),
@@ -219,10 +216,8 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
         .unwrap();
     let rotated_secret =
         serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
-    let task = run(producer("p", "k"), &t.ctx);
-    let (resigned, event, status) =
-        apply_pass(&mut t.server, &rotated_secret, Some(&renewed)).await;
-    outcome(task).await;
+    let (resigned, event, status, _) =
+        apply_pass(&mut t, producer("p", "k"), &rotated_secret, Some(&renewed)).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
     assert_eq!(

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
 use crate::auth::KeyPair;
+use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
     kernel, outcome, producer, secret_uri, status_reason, test_context, unreachable_base,
     with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
@@ -46,6 +47,15 @@ fn expected_call(own: &KeyPair) -> AdminCall {
     }
 }
 
+/// A Producer test, the kernel's issuer keys and their Secret, and a key pair the producer
+/// holds itself.
+async fn start_with_own_key() -> (ProducerTest, IssuerKeySet, Value, KeyPair) {
+    let t = ProducerTest::start().await;
+    let (keys, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    (t, keys, issuer_secret, own)
+}
+
 /// GETs of a reconcile up to the admin token Secret (nothing stored yet).
 async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
     server
@@ -70,9 +80,7 @@ async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String)
 
 #[tokio::test]
 async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
-    let mut t = ProducerTest::start().await;
-    let (keys, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, keys, issuer_secret, own) = start_with_own_key().await;
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
 
     let task = run(with_key(&own), &t.ctx);
@@ -141,9 +149,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     // spec.publicKey removed: a key pair is generated, no kernel call, and the KeyApproved
     // condition goes away.
     let p = with_status(producer("p", "k"), &again);
-    let task = run(p, &t.ctx);
-    let (_, _, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    outcome(task).await;
+    let (_, _, status, _) = apply_pass(&mut t, p, &issuer_secret, Some(&secret)).await;
     assert_eq!(condition(&status, "KeyApproved"), Value::Null);
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(t.fake.key_approvals().len(), 2);
@@ -187,9 +193,7 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
 
 #[tokio::test]
 async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_act_on() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
     let kernel_says = format!("conflict: key {fingerprint} is already approved for producer 0190c0de-0000-7000-8000-000000000001; a key serves one producer (use another key)");
     t.fake
@@ -228,9 +232,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
 
 #[tokio::test]
 async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let task = run(with_key(&own), &t.ctx);
     t.server
         .producer_reads(&kernel("k", 1), &issuer_secret, None)
@@ -248,9 +250,7 @@ async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
 
 #[tokio::test]
 async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_written() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let mut k = kernel("k", 1);
     k.spec.auth.enabled = false;
     let task = run(with_key(&own), &t.ctx);

@@ -139,9 +139,7 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
 
     // Nothing bound and no schema: no call at all.
     let p = with_status(producer("p", "k"), &status);
-    let task = run(p, &t.ctx);
-    let (_, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    outcome(task).await;
+    let (_, event, _, _) = apply_pass(&mut t, p, &issuer_secret, Some(&secret)).await;
     assert_eq!(event, None, "the token is reused");
     assert_eq!(t.fake.bindings().len(), 3);
     t.done().await;
