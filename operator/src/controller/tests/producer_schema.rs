@@ -36,6 +36,13 @@ async fn reads(server: &mut ApiServer, issuer_secret: &Value, stored: Option<&Va
         .await;
 }
 
+/// The `SchemaBound` condition of an applied status: its status, reason and message.
+fn schema_bound(status: &Value) -> (&str, &str, &str) {
+    let bound = condition(status, "SchemaBound");
+    let (status, reason) = status_reason(bound);
+    (status, reason, bound["message"].as_str().expect("message"))
+}
+
 /// A pass of `p` that reuses the token stored in `secret` (no Event), up to its end: the
 /// status written and the pass's action.
 async fn reusing_pass(
@@ -98,12 +105,8 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
         .verify(&decode(&secret["data"], "token"))
         .unwrap();
     assert_eq!(claims.schema.as_deref(), Some("orders@^1.2"));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(status_reason(bound), ("True", "Bound"));
-    assert_eq!(
-        bound["message"],
-        format!("producer {PRODUCER_UID} is bound to schema orders@^1.2 at FdcKernel apps/k: its data entries are validated against the newest version of the schema the range admits, and dead-lettered with reason `schema` when they do not conform")
-    );
+    let expected = format!("producer {PRODUCER_UID} is bound to schema orders@^1.2 at FdcKernel apps/k: its data entries are validated against the newest version of the schema the range admits, and dead-lettered with reason `schema` when they do not conform");
+    assert_eq!(schema_bound(&status), ("True", "Bound", expected.as_str()));
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
     // Next pass: bound again (idempotent at the kernel), no second Event.
@@ -161,11 +164,10 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
     assert_requeue_near(outcome(task).await, Duration::from_secs(60));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(status_reason(bound), ("False", "ProducerNotSeen"));
+    let expected = format!("FdcKernel apps/k does not know producer {PRODUCER_UID} yet (unknown producer {PRODUCER_UID}); the binding is made once it does (it knows a producer from its first entry or registration); asked again every 1m");
     assert_eq!(
-        bound["message"],
-        format!("FdcKernel apps/k does not know producer {PRODUCER_UID} yet (unknown producer {PRODUCER_UID}); the binding is made once it does (it knows a producer from its first entry or registration); asked again every 1m")
+        schema_bound(&status),
+        ("False", "ProducerNotSeen", expected.as_str())
     );
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
@@ -177,12 +179,8 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let (status, action) =
         reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
     assert_requeue_near(action, Duration::from_secs(120));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(bound["reason"], "BindingRefused");
-    assert_eq!(
-        bound["message"],
-        "FdcKernel apps/k refused to bind spec.schema orders@^1.2: no version of schema orders matches ^1.2. Add the schema (an FdcSchema, or `fdc-kernel schema add`) or fix spec.schema (name@range, e.g. orders@^1.2); asked again every 2m"
-    );
+    let expected = "FdcKernel apps/k refused to bind spec.schema orders@^1.2: no version of schema orders matches ^1.2. Add the schema (an FdcSchema, or `fdc-kernel schema add`) or fix spec.schema (name@range, e.g. orders@^1.2); asked again every 2m";
+    assert_eq!(schema_bound(&status), ("False", "BindingRefused", expected));
     assert_eq!(t.fake.bindings().len(), 2);
 
     // A kernel without the binding route (404 with no `error`): an error answer, not an
@@ -191,11 +189,10 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     let (status, action) =
         reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
     assert_requeue_near(action, Duration::from_secs(30));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(bound["reason"], "AdminCallFailed");
+    let expected = format!("FdcKernel apps/k failed to bind spec.schema ({}/v1/producers/{PRODUCER_UID}/schema answered HTTP 404); see the kernel's logs; retrying every 30s", t.fake.base);
     assert_eq!(
-        bound["message"],
-        format!("FdcKernel apps/k failed to bind spec.schema ({}/v1/producers/{PRODUCER_UID}/schema answered HTTP 404); see the kernel's logs; retrying every 30s", t.fake.base)
+        schema_bound(&status),
+        ("False", "AdminCallFailed", expected.as_str())
     );
     t.done().await;
 }
@@ -212,11 +209,10 @@ async fn a_kernel_without_auth_is_not_asked_and_says_how_to_bind_a_stream() {
     t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
     outcome(task).await;
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(status_reason(bound), ("False", "KernelAuthDisabled"));
+    let expected = "FdcKernel apps/k runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema (orders@1.2.0) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({stream: name@version})";
     assert_eq!(
-        bound["message"],
-        "FdcKernel apps/k runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema (orders@1.2.0) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({stream: name@version})"
+        schema_bound(&status),
+        ("False", "KernelAuthDisabled", expected)
     );
     assert!(t.fake.bindings().is_empty());
     t.done().await;
