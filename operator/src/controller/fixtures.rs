@@ -296,6 +296,14 @@ pub fn unreachable_base() -> String {
     format!("http://{addr}")
 }
 
+/// A context whose kernel HTTP calls go to [`unreachable_base`] (returned too), and its mock
+/// API server.
+pub fn unreachable_context() -> (Arc<Context>, ApiServer, String) {
+    let base = unreachable_base();
+    let (ctx, server) = test_context(&base);
+    (ctx, server, base)
+}
+
 /// A Secret holding `key`.
 pub fn secret_with_key(name: &str, key: &str) -> Value {
     json!({

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri, test_context,
-    unreachable_base, without_finalizers, AdminCall, ProducerTest, APPLY, NS, PRODUCER_UID,
+    being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri,
+    unreachable_context, without_finalizers, AdminCall, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::reconcile;
 use crate::controller::Error;
@@ -339,8 +339,7 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
 async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     // Nothing listens there: the connection is refused, and the message says so (not just
     // hyper's "client error (Connect)").
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let mut p = deleting();
     p.status = Some(crate::crd::ProducerStatus {
         token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

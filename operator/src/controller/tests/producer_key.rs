@@ -11,8 +11,8 @@ use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, veri
 use crate::auth::KeyPair;
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, outcome, producer, secret_uri, status_reason, test_context, unreachable_base,
-    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
+    kernel, outcome, producer, secret_uri, status_reason, unreachable_context, with_status,
+    AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -159,8 +159,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
 #[tokio::test]
 async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
 

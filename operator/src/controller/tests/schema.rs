@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
     admin_secret, being_deleted, condition, fdc_schema, kernel, outcome, secret_uri, status_reason,
-    test_context, unreachable_base, with_status, without_finalizers, AdminCall, ApiServer,
-    ProducerTest, APPLY, NS, SCHEMA_ID,
+    unreachable_context, with_status, without_finalizers, AdminCall, ApiServer, ProducerTest,
+    APPLY, NS, SCHEMA_ID,
 };
 use crate::controller::reconcile;
 use crate::controller::Error;
@@ -213,8 +213,7 @@ async fn spec_deprecated_deprecates_the_version_once() {
 
 #[tokio::test]
 async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let schema = fdc_schema("s", "k");
     let task = run(schema.clone(), &ctx);
     reads(&mut server).await;
