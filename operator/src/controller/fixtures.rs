@@ -1060,6 +1060,14 @@ pub async fn outcome(task: JoinHandle<Result<Action, crate::controller::Error>>)
         .expect("reconcile without an error")
 }
 
+/// Asserts the reconcile `task` finished without an error, asking to run again after `after`.
+pub async fn assert_requeued(
+    task: JoinHandle<Result<Action, crate::controller::Error>>,
+    after: std::time::Duration,
+) {
+    assert_eq!(outcome(task).await, Action::requeue(after));
+}
+
 /// A Producer test: a fake kernel, and a context whose client talks to `server` and whose
 /// kernel HTTP calls go to `fake`.
 pub struct ProducerTest {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri,
+    assert_requeued, being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri,
     unreachable_context, without_finalizers, AdminCall, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::controller::reconcile;
@@ -248,10 +248,7 @@ async fn missing_kernel_is_reported_without_an_error() {
         ready["message"],
         "FdcKernel apps/k not found; create it or fix spec.kernelRef"
     );
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     t.done().await;
 }
 

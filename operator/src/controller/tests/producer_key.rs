@@ -11,8 +11,8 @@ use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, veri
 use crate::auth::KeyPair;
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    kernel, outcome, producer, secret_uri, status_reason, unreachable_context, with_status,
-    AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
+    assert_requeued, kernel, outcome, producer, secret_uri, status_reason, unreachable_context,
+    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -206,10 +206,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
     assert_eq!(event["note"], expected.as_str());
     let (_, message) = blocked_status(&mut t.server, "KeyRefusedByKernel").await;
     assert_eq!(message, expected);
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(300))
-    );
+    assert_requeued(task, Duration::from_secs(300)).await;
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
 
     // The kernel does not take the operator's admin token.
@@ -222,10 +219,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
         message,
         format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", t.fake.base)
     );
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     t.done().await;
 }
 
@@ -239,10 +233,7 @@ async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
     t.server.get(&secret_uri("k-admin-token"), None).await;
     let (_, message) = blocked_status(&mut t.server, "AdminTokenNotReady").await;
     assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     assert!(t.fake.key_approvals().is_empty());
     t.done().await;
 }

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
-    admin_secret, being_deleted, condition, fdc_schema, kernel, outcome, secret_uri, status_reason,
-    unreachable_context, with_status, without_finalizers, AdminCall, ApiServer, ProducerTest,
-    APPLY, NS, SCHEMA_ID,
+    admin_secret, assert_requeued, being_deleted, condition, fdc_schema, kernel, outcome,
+    secret_uri, status_reason, unreachable_context, with_status, without_finalizers, AdminCall,
+    ApiServer, ProducerTest, APPLY, NS, SCHEMA_ID,
 };
 use crate::controller::reconcile;
 use crate::controller::Error;
@@ -218,10 +218,7 @@ async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
     let task = run(schema.clone(), &ctx);
     reads(&mut server).await;
     let status = status_apply(&mut server, &schema).await;
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     let accepted = condition(&status, "Accepted");
     assert_eq!(accepted["reason"], "KernelUnreachable");
     let message = accepted["message"].as_str().unwrap();
@@ -277,10 +274,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
     assert_eq!(event["note"], expected.as_str());
     let status = status_apply(&mut t.server, &schema).await;
     // The finalizer stays (no patch of the object), and the deletion is asked again.
-    assert_eq!(
-        outcome(task).await,
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     let in_use = condition(&status, "InUse");
     assert_eq!(status_reason(in_use), ("True", "InUse"));
     assert_eq!(in_use["message"], expected.as_str());
