@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::client::Body;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
@@ -1051,6 +1052,17 @@ fn answer(call: Call, object: &Option<Value>) {
 
 fn secrets_post() -> String {
     format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
+}
+
+/// A reconcile of `object` (readable) through the controllers' entry point, in a task.
+pub fn run<K: crate::controller::Reconciled>(
+    object: K,
+    ctx: &Arc<Context>,
+) -> JoinHandle<Result<Action, crate::controller::Error>> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        crate::controller::reconcile(Arc::new(DeserializeGuard(Ok(object))), ctx).await
+    })
 }
 
 /// What the reconcile `task` decided, once it finished without an error.

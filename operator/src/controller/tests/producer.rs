@@ -2,23 +2,20 @@
 //! own verifier.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use fdc_common::{keys, token::TokenVerifier};
 use k8s_openapi::jiff::Timestamp;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    assert_requeued, being_deleted, condition, kernel, kernel_uri, outcome, producer, secret_uri,
-    unreachable_context, without_finalizers, AdminCall, ProducerTest, APPLY, NS, PRODUCER_UID,
+    assert_requeued, being_deleted, condition, kernel, kernel_uri, outcome, producer, run,
+    secret_uri, unreachable_context, without_finalizers, AdminCall, ProducerTest, APPLY, NS,
+    PRODUCER_UID,
 };
-use crate::controller::reconcile;
-use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;
 
@@ -29,14 +26,6 @@ pub(super) fn decode(data: &Value, key: &str) -> String {
         .decode(data[key].as_str().unwrap())
         .unwrap();
     String::from_utf8(b).unwrap()
-}
-
-pub(super) fn run(
-    p: Producer,
-    ctx: &Arc<crate::controller::Context>,
-) -> tokio::task::JoinHandle<Result<Action, Error>> {
-    let ctx = ctx.clone();
-    tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(p))), ctx).await })
 }
 
 /// The kernel's issuer key set and its Secret as the API returns it.

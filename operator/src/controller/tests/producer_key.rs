@@ -7,12 +7,12 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, verifier};
 use crate::auth::KeyPair;
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    assert_requeued, kernel, outcome, producer, secret_uri, status_reason, unreachable_context,
-    with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
+    assert_requeued, kernel, outcome, producer, run, secret_uri, status_reason,
+    unreachable_context, with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, verifier};
 use crate::controller::fixtures::{
-    admin_secret, condition, kernel, outcome, producer, producer_uri, secret_uri, status_reason,
-    with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
+    admin_secret, condition, kernel, outcome, producer, producer_uri, run, secret_uri,
+    status_reason, with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 

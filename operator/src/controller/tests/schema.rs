@@ -2,31 +2,19 @@
 //! the local kernel stand-in: the exact registry requests the operator makes, and the
 //! conditions a user sees for each kernel answer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
-    admin_secret, assert_requeued, being_deleted, condition, fdc_schema, kernel, outcome,
+    admin_secret, assert_requeued, being_deleted, condition, fdc_schema, kernel, outcome, run,
     secret_uri, status_reason, unreachable_context, with_status, without_finalizers, AdminCall,
     ApiServer, ProducerTest, APPLY, NS, SCHEMA_ID,
 };
-use crate::controller::reconcile;
-use crate::controller::Error;
 use crate::crd::FdcSchema;
 use crate::labels::SCHEMA_FINALIZER;
-
-fn run(
-    s: FdcSchema,
-    ctx: &Arc<crate::controller::Context>,
-) -> tokio::task::JoinHandle<Result<Action, Error>> {
-    let ctx = ctx.clone();
-    tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(s))), ctx).await })
-}
 
 fn schema_uri() -> String {
     format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdcschemas/s")
