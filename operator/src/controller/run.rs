@@ -40,13 +40,7 @@ where
 /// to every change of them (status included).
 fn controller<K>(client: &Client, namespace: Option<&str>) -> Controller<DeserializeGuard<K>>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Reconciled + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     Controller::new(
         api::<DeserializeGuard<K>>(client, namespace),
