@@ -99,11 +99,60 @@ pub enum Revoked {
     UnknownProducer,
 }
 
-/// A public key to approve at the kernel for a producer id.
-#[derive(Debug, Clone)]
+/// Where an admin call goes, and with which token (no `Debug`: it holds the token).
+#[derive(Clone, Copy)]
+pub struct AdminTarget<'a> {
+    pub kernel: &'a FdcKernel,
+    /// The IP of a Ready pod of the kernel, used (and required) in [`Endpoints::PodIp`] mode.
+    pub pod_ip: Option<&'a str>,
+    /// The admin token, sent as a bearer header and never logged.
+    pub token: &'a str,
+}
+
+/// A kernel's answer: the URL asked, the status and the body.
+struct Answer {
+    url: String,
+    status: u16,
+    body: Bytes,
+}
+
+impl Answer {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The `error` of the kernel's JSON error body, bounded and on one line.
+    fn refusal(&self) -> String {
+        refusal_message(&self.body)
+    }
+
+    /// An answer the call does not expect, as its error.
+    fn unexpected<T>(self) -> Result<T, KernelApiError> {
+        Err(KernelApiError::Status {
+            url: self.url,
+            status: self.status,
+        })
+    }
+
+    /// `true` when done (2xx), `false` when the kernel does not know what was named (404);
+    /// any other answer is an error.
+    fn done_or_not_found(self) -> Result<bool, KernelApiError> {
+        match self.status {
+            404 => Ok(false),
+            _ if self.is_success() => Ok(true),
+            _ => self.unexpected(),
+        }
+    }
+}
+
+/// A public key to approve at the kernel for a producer id (the request's JSON body, but for
+/// the id, which is in its path).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyApprovalRequest<'a> {
+    #[serde(skip)]
     pub producer_id: Uuid,
     /// SPKI PEM (public, not a secret).
+    #[serde(rename = "public_key")]
     pub public_key_pem: &'a str,
     /// Name and schema of the producer row, when the kernel creates it.
     pub name: &'a str,
@@ -126,8 +175,8 @@ pub enum KeyApproval {
 /// Longest refusal message kept from a kernel answer (it ends up in a status condition).
 const MAX_REFUSAL_LEN: usize = 512;
 
-/// A schema version to add to the kernel's registry.
-#[derive(Debug, Clone)]
+/// A schema version to add to the kernel's registry (the request's JSON body).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct SchemaRequest<'a> {
     pub name: &'a str,
     pub version: &'a str,
@@ -241,196 +290,155 @@ impl KernelApi {
     /// The status and first line of `pod`'s `/readyz` answer (e.g. `503`, `not ready:
     /// Postgres unreachable`).
     pub async fn readyz(&self, pod: &Pod) -> Result<(u16, String), KernelApiError> {
-        let url = self.pod_url(pod, contract::READYZ_PATH)?;
-        let request = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
-        let text = String::from_utf8_lossy(&body);
-        Ok((status, text.lines().next().unwrap_or("").trim().to_string()))
+        let answer = self
+            .pod_get(pod, contract::READYZ_PATH, self.probe_timeout)
+            .await?;
+        let text = String::from_utf8_lossy(&answer.body);
+        let first_line = text.lines().next().unwrap_or("").trim().to_string();
+        Ok((answer.status, first_line))
     }
 
     /// `pod`'s `/metrics` text (Prometheus text format).
     pub async fn metrics(&self, pod: &Pod) -> Result<String, KernelApiError> {
-        let url = self.pod_url(pod, contract::METRICS_PATH)?;
+        let (_, text) = self.metrics_within(pod, self.probe_timeout).await?;
+        Ok(text)
+    }
+
+    /// `pod`'s `/metrics` text and its URL, within `timeout`; an error unless it answers 2xx.
+    async fn metrics_within(
+        &self,
+        pod: &Pod,
+        timeout: Duration,
+    ) -> Result<(String, String), KernelApiError> {
+        let answer = self.pod_get(pod, contract::METRICS_PATH, timeout).await?;
+        if !answer.is_success() {
+            return answer.unexpected();
+        }
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        Ok((answer.url, text))
+    }
+
+    /// A GET of `path` on `pod`'s HTTP port, within `timeout`.
+    async fn pod_get(
+        &self,
+        pod: &Pod,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<Answer, KernelApiError> {
+        let url = self.pod_url(pod, path)?;
         let request = http::Request::get(&url)
             .body(Full::new(Bytes::new()))
             .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send_within(&url, request, self.probe_timeout).await?;
-        if !(200..300).contains(&status) {
-            return Err(KernelApiError::Status { url, status });
-        }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        self.send_within(url, request, timeout).await
     }
 
     /// Revokes `producer_id` at the kernel's admin API.
     pub async fn revoke_producer(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
         reason: &str,
     ) -> Result<Revoked, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            revoke_path(producer_id)
-        );
         let body = serde_json::json!({ "reason": reason });
-        let (status, _) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+        let answer = self
+            .admin_post(to, &revoke_path(producer_id), &body)
             .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(Revoked::Done),
-            404 => Ok(Revoked::UnknownProducer),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        Ok(match answer.done_or_not_found()? {
+            true => Revoked::Done,
+            false => Revoked::UnknownProducer,
+        })
     }
 
     /// When the kernel last saw `producer_id` (a data or heartbeat entry with a valid token),
     /// from its admin API; `None` when it never did or has no row of the producer (404).
     pub async fn producer_last_seen(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
     ) -> Result<Option<Timestamp>, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::producer_path(producer_id)
-        );
-        let request = http::Request::get(&url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send(&url, request).await?;
-        match status {
-            200 => last_seen_at(&body).map_err(|reason| KernelApiError::BadBody { url, reason }),
-            404 => Ok(None),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        let path = contract::producer_path(producer_id);
+        let Some(answer) = self.admin_get(to, &path).await? else {
+            return Ok(None);
+        };
+        last_seen_at(&answer.body).map_err(|reason| KernelApiError::BadBody {
+            url: answer.url,
+            reason,
+        })
     }
 
     /// Pre-approves a public key for a producer at the kernel's admin API, so the producer's
     /// own `fdc-kernel register` is answered `issued`. Idempotent at the kernel.
     pub async fn approve_key(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         req: &KeyApprovalRequest<'_>,
     ) -> Result<KeyApproval, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            keys_path(req.producer_id)
-        );
-        let body = serde_json::json!({
-            "public_key": req.public_key_pem,
-            "name": req.name,
-            "schema": req.schema,
-            "reason": req.reason,
-        });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
+        let answer = self
+            .admin_post(to, &keys_path(req.producer_id), req)
             .await?;
-        match status {
+        match answer.status {
             201 => Ok(KeyApproval::Approved),
             200 => Ok(KeyApproval::AlreadyApproved),
-            409 => Ok(KeyApproval::Refused(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(KeyApproval::Refused(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
     /// Adds a schema version to the kernel's registry. Idempotent at the kernel.
     pub async fn add_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         req: &SchemaRequest<'_>,
     ) -> Result<SchemaAdded, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::SCHEMAS_ROUTE
-        );
-        let body = serde_json::json!({
-            "name": req.name,
-            "version": req.version,
-            "body": req.body,
-            "reason": req.reason,
-        });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
+        let answer = self.admin_post(to, contract::SCHEMAS_ROUTE, req).await?;
         let info = || {
-            schema_info(&body).ok_or_else(|| KernelApiError::Transport {
-                url: url.clone(),
+            schema_info(&answer.body).ok_or_else(|| KernelApiError::Transport {
+                url: answer.url.clone(),
                 reason: "answer without schema_id".into(),
             })
         };
-        match status {
+        match answer.status {
             201 => Ok(SchemaAdded::Created(info()?)),
             200 => Ok(SchemaAdded::Unchanged(info()?)),
-            409 => Ok(SchemaAdded::Conflict(refusal_message(&body))),
-            400 => Ok(SchemaAdded::Invalid(refusal_message(&body))),
-            413 => Ok(SchemaAdded::TooLarge(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(SchemaAdded::Conflict(answer.refusal())),
+            400 => Ok(SchemaAdded::Invalid(answer.refusal())),
+            413 => Ok(SchemaAdded::TooLarge(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
     /// Deprecates a schema version; `Ok(false)` when the kernel does not hold it (404).
     pub async fn deprecate_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<bool, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::schema_deprecate_path(name, version)
-        );
         let body = serde_json::json!({ "reason": reason });
-        let (status, _) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(true),
-            404 => Ok(false),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        let path = contract::schema_deprecate_path(name, version);
+        self.admin_post(to, &path, &body).await?.done_or_not_found()
     }
 
     /// Deletes a schema version from the kernel's registry; `reason` is audited.
     pub async fn delete_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
         reason: &str,
     ) -> Result<SchemaDeleted, KernelApiError> {
-        let url = format!(
-            "{}{}?reason={}",
-            self.admin_base(kernel, pod_ip)?,
+        let path = format!(
+            "{}?reason={}",
             contract::schema_path(name, version),
             query_escape(reason)
         );
-        let (status, body) = self
-            .admin_call(http::Method::DELETE, &url, admin_token, None)
+        let answer = self
+            .admin_call(to, http::Method::DELETE, &path, None)
             .await?;
-        match status {
-            s if (200..300).contains(&s) => Ok(SchemaDeleted::Deleted),
+        match answer.status {
+            _ if answer.is_success() => Ok(SchemaDeleted::Deleted),
             404 => Ok(SchemaDeleted::NotFound),
-            409 => Ok(SchemaDeleted::InUse(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            409 => Ok(SchemaDeleted::InUse(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
@@ -438,137 +446,132 @@ impl KernelApi {
     /// it, or its answer does not say).
     pub async fn bound_producers(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         (name, version): (&str, &str),
     ) -> Result<Option<u64>, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::schema_path(name, version)
-        );
-        let (status, body) = self
-            .admin_call(http::Method::GET, &url, admin_token, None)
-            .await?;
-        match status {
-            200 => Ok(bound_count(&body)),
-            404 => Ok(None),
-            s => Err(KernelApiError::Status { url, status: s }),
-        }
+        let path = contract::schema_path(name, version);
+        let answer = self.admin_get(to, &path).await?;
+        Ok(answer.and_then(|answer| bound_count(&answer.body)))
     }
 
     /// Binds a producer to `schema` (`name@range`; `None` unbinds).
     pub async fn bind_schema(
         &self,
-        kernel: &FdcKernel,
-        pod_ip: Option<&str>,
-        admin_token: &str,
+        to: &AdminTarget<'_>,
         producer_id: Uuid,
         schema: Option<&str>,
         reason: &str,
     ) -> Result<SchemaBinding, KernelApiError> {
-        let url = format!(
-            "{}{}",
-            self.admin_base(kernel, pod_ip)?,
-            contract::producer_schema_path(producer_id)
-        );
         let body = serde_json::json!({ "schema": schema, "reason": reason });
-        let (status, body) = self
-            .admin_call(http::Method::POST, &url, admin_token, Some(body))
-            .await?;
-        match status {
+        let path = contract::producer_schema_path(producer_id);
+        let answer = self.admin_post(to, &path, &body).await?;
+        match answer.status {
             200 | 201 => Ok(SchemaBinding::Bound(
-                serde_json::from_slice::<serde_json::Value>(&body)
+                serde_json::from_slice::<serde_json::Value>(&answer.body)
                     .ok()
                     .and_then(|v| v["schema"].as_str().map(str::to_string))
                     .or_else(|| schema.map(str::to_string)),
             )),
             // A kernel without the route answers 404 too, but without an `error`: that one
             // is an error answer, not an unknown producer.
-            404 if has_error_message(&body) => {
-                Ok(SchemaBinding::UnknownProducer(refusal_message(&body)))
+            404 if has_error_message(&answer.body) => {
+                Ok(SchemaBinding::UnknownProducer(answer.refusal()))
             }
-            400 | 409 => Ok(SchemaBinding::Refused(refusal_message(&body))),
-            s => Err(KernelApiError::Status { url, status: s }),
+            400 | 409 => Ok(SchemaBinding::Refused(answer.refusal())),
+            _ => answer.unexpected(),
         }
     }
 
-    /// One admin API request with the bearer token and an optional JSON body; the status
-    /// and body of the answer.
+    /// A GET of `path` of `to`'s admin API: the answer when it is 200, `None` when the kernel
+    /// holds no such thing (404); any other answer is an error.
+    async fn admin_get(
+        &self,
+        to: &AdminTarget<'_>,
+        path: &str,
+    ) -> Result<Option<Answer>, KernelApiError> {
+        let answer = self.admin_call(to, http::Method::GET, path, None).await?;
+        match answer.status {
+            200 => Ok(Some(answer)),
+            404 => Ok(None),
+            _ => answer.unexpected(),
+        }
+    }
+
+    /// A POST of `body` as JSON to `path` of `to`'s admin API.
+    async fn admin_post(
+        &self,
+        to: &AdminTarget<'_>,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Answer, KernelApiError> {
+        // The bodies are maps of strings: this does not fail (were it to, the error names the
+        // path, since no URL was built yet).
+        let json = serde_json::to_vec(body).map_err(|e| transport(path, e))?;
+        self.admin_call(to, http::Method::POST, path, Some(json))
+            .await
+    }
+
+    /// One request to `path` of `to`'s admin API with the bearer token and an optional JSON
+    /// body.
     async fn admin_call(
         &self,
+        to: &AdminTarget<'_>,
         method: http::Method,
-        url: &str,
-        admin_token: &str,
-        json: Option<serde_json::Value>,
-    ) -> Result<(u16, Bytes), KernelApiError> {
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<Answer, KernelApiError> {
+        let url = format!("{}{path}", self.admin_base(to.kernel, to.pod_ip)?);
         let builder = http::Request::builder()
             .method(method)
-            .uri(url)
-            .header(http::header::AUTHORIZATION, format!("Bearer {admin_token}"));
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, format!("Bearer {}", to.token));
         let request = match json {
             Some(json) => builder
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(json.to_string()))),
+                .body(Full::new(Bytes::from(json))),
             None => builder.body(Full::new(Bytes::new())),
         }
-        .map_err(|e| transport(url, e))?;
-        self.send(url, request).await
+        .map_err(|e| transport(&url, e))?;
+        self.send_within(url, request, self.timeout).await
     }
 
     /// Spilled records `pod` has not replayed yet plus its quarantine files, from its
     /// `/metrics`: 0 means its spill volume holds nothing that would be lost with it.
     pub async fn spill_pending(&self, pod: &Pod) -> Result<u64, KernelApiError> {
-        let url = self.pod_url(pod, contract::METRICS_PATH)?;
-        let request = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| transport(&url, e))?;
-        let (status, body) = self.send(&url, request).await?;
-        if !(200..300).contains(&status) {
-            return Err(KernelApiError::Status { url, status });
-        }
-        spill_backlog(&String::from_utf8_lossy(&body)).ok_or(KernelApiError::MissingMetric {
+        let (url, text) = self.metrics_within(pod, self.timeout).await?;
+        spill_backlog(&text).ok_or(KernelApiError::MissingMetric {
             url,
             metric: SPILL_PENDING_METRIC,
         })
     }
 
-    async fn send(
-        &self,
-        url: &str,
-        request: http::Request<Full<Bytes>>,
-    ) -> Result<(u16, Bytes), KernelApiError> {
-        self.send_within(url, request, self.timeout).await
-    }
-
+    /// Sends `request` to `url` and reads the whole answer, within `timeout`.
     async fn send_within(
         &self,
-        url: &str,
+        url: String,
         request: http::Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<(u16, Bytes), KernelApiError> {
+    ) -> Result<Answer, KernelApiError> {
         let call = async {
             let response = self
                 .http
                 .request(request)
                 .await
-                .map_err(|e| transport(url, e))?;
+                .map_err(|e| transport(&url, e))?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| transport(url, e))?
+                .map_err(|e| transport(&url, e))?
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(timeout, call)
-            .await
-            .map_err(|_| KernelApiError::Timeout {
-                url: url.to_string(),
-                timeout,
-            })?
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok((status, body))) => Ok(Answer { url, status, body }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(KernelApiError::Timeout { url, timeout }),
+        }
     }
 }
 
@@ -601,19 +604,7 @@ fn refusal_message(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| "the kernel gave no message".to_string());
-    let mut one_line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.len() > MAX_REFUSAL_LEN {
-        let mut end = MAX_REFUSAL_LEN;
-        while !one_line.is_char_boundary(end) {
-            end -= 1;
-        }
-        one_line.truncate(end);
-        one_line.push('…');
-    }
-    one_line
+    crate::text::one_line(&message, MAX_REFUSAL_LEN)
 }
 
 /// `schema_id` (a string or a number) and `deprecated` of a kernel's schema answer.

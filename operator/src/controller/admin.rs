@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use crate::builders::issuer_keys;
 use crate::controller::{Context, Error};
 use crate::crd::FdcKernel;
-use crate::kernel_api::KernelApiError;
+use crate::kernel_api::{AdminTarget, KernelApiError};
 use crate::labels::names;
 
 /// Requeue while a kernel's admin API (or its token) cannot be used.
@@ -22,6 +22,17 @@ pub const REQUEUE_UNREACHABLE: Duration = Duration::from_secs(30);
 pub struct Access {
     pub token: String,
     pub pod_ip: Option<String>,
+}
+
+impl Access {
+    /// Admin calls to `kernel` with this access.
+    pub fn target<'a>(&'a self, kernel: &'a FdcKernel) -> AdminTarget<'a> {
+        AdminTarget {
+            kernel,
+            pod_ip: self.pod_ip.as_deref(),
+            token: &self.token,
+        }
+    }
 }
 
 /// Why a kernel's admin API cannot be called now: a condition reason and a message that

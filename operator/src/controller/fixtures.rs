@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::client::Body;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -174,35 +176,45 @@ pub fn test_context(kernel_base: &str) -> (Arc<Context>, ApiServer) {
     (Arc::new(ctx), server)
 }
 
+/// An `fdc.dev/v1alpha1` object of `kind` named `name` in [`NS`] at generation 1, with `uid`
+/// and the other `metadata` fields in `more_metadata` (an object), and `spec`.
+fn fdc_object<K: serde::de::DeserializeOwned>(
+    kind: &str,
+    name: &str,
+    uid: &str,
+    more_metadata: Value,
+    spec: Value,
+) -> K {
+    let mut metadata = json!({ "name": name, "namespace": NS, "uid": uid, "generation": 1 });
+    for (key, value) in more_metadata.as_object().expect("metadata fields") {
+        metadata[key] = value.clone();
+    }
+    let object = json!({
+        "apiVersion": "fdc.dev/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+    });
+    serde_json::from_value(object).unwrap_or_else(|e| panic!("{kind} fixture: {e}"))
+}
+
 /// An `FdcKernel` as the API server would return it (defaults applied, uid, generation).
 pub fn kernel(name: &str, replicas: i32) -> FdcKernel {
-    serde_json::from_value(json!({
-        "apiVersion": "fdc.dev/v1alpha1",
-        "kind": "FdcKernel",
-        "metadata": { "name": name, "namespace": NS, "uid": KERNEL_UID, "generation": 1 },
-        "spec": {
-            "replicas": replicas,
-            "image": "registry.example/fdc-kernel:1.0",
-            "redis": { "url": "redis://redis:6379/0" },
-            "postgres": { "urlSecretRef": { "name": "pg", "key": "url" } },
-            "spill": { "size": "2Gi", "storageClassName": "fast" },
-        }
-    }))
-    .expect("kernel fixture")
+    let spec = json!({
+        "replicas": replicas,
+        "image": "registry.example/fdc-kernel:1.0",
+        "redis": { "url": "redis://redis:6379/0" },
+        "postgres": { "urlSecretRef": { "name": "pg", "key": "url" } },
+        "spill": { "size": "2Gi", "storageClassName": "fast" },
+    });
+    fdc_object("FdcKernel", name, KERNEL_UID, json!({}), spec)
 }
 
 /// A `Producer` of kernel `kernel` (same namespace), with our finalizer already on it.
 pub fn producer(name: &str, kernel: &str) -> Producer {
-    serde_json::from_value(json!({
-        "apiVersion": "fdc.dev/v1alpha1",
-        "kind": "Producer",
-        "metadata": {
-            "name": name, "namespace": NS, "uid": PRODUCER_UID, "generation": 1,
-            "finalizers": [crate::labels::PRODUCER_FINALIZER],
-        },
-        "spec": { "kernelRef": { "name": kernel } }
-    }))
-    .expect("producer fixture")
+    let metadata = json!({ "finalizers": [crate::labels::PRODUCER_FINALIZER] });
+    let spec = json!({ "kernelRef": { "name": kernel } });
+    fdc_object("Producer", name, PRODUCER_UID, metadata, spec)
 }
 
 pub const SCHEMA_UID: &str = "5c4d3e2f-1a0b-4c9d-8e7f-6a5b4c3d2e1f";
@@ -210,30 +222,25 @@ pub const SCHEMA_UID: &str = "5c4d3e2f-1a0b-4c9d-8e7f-6a5b4c3d2e1f";
 /// An `FdcSchema` `orders@1.2.0` of kernel `kernel` (same namespace), with our finalizer
 /// already on it.
 pub fn fdc_schema(name: &str, kernel: &str) -> FdcSchema {
-    serde_json::from_value(json!({
-        "apiVersion": "fdc.dev/v1alpha1",
-        "kind": "FdcSchema",
-        "metadata": {
-            "name": name, "namespace": NS, "uid": SCHEMA_UID, "generation": 1,
-            "resourceVersion": "7",
-            "finalizers": [crate::labels::SCHEMA_FINALIZER],
-        },
-        "spec": {
-            "kernelRef": { "name": kernel },
-            "name": "orders",
-            "version": "1.2.0",
-            "body": {
-                "$schema": "https://json-schema.org/draft/2020-12/schema",
-                "type": "object",
-                "required": ["order_id", "amount"],
-                "properties": {
-                    "order_id": { "type": "string" },
-                    "amount": { "type": "number", "minimum": 0 }
-                }
+    let metadata = json!({
+        "resourceVersion": "7",
+        "finalizers": [crate::labels::SCHEMA_FINALIZER],
+    });
+    let spec = json!({
+        "kernelRef": { "name": kernel },
+        "name": "orders",
+        "version": "1.2.0",
+        "body": {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "required": ["order_id", "amount"],
+            "properties": {
+                "order_id": { "type": "string" },
+                "amount": { "type": "number", "minimum": 0 }
             }
         }
-    }))
-    .expect("schema fixture")
+    });
+    fdc_object("FdcSchema", name, SCHEMA_UID, metadata, spec)
 }
 
 /// The condition `type_` in the `status` of an object as applied; panics naming the object
@@ -247,12 +254,55 @@ pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
 }
 
+/// `status` and `reason` of a condition as applied (see [`condition`]).
+pub fn status_reason(condition: &Value) -> (&str, &str) {
+    let field = |name: &str| {
+        condition[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {condition}"))
+    };
+    (field("status"), field("reason"))
+}
+
+/// `object` with the status of `applied` (a status apply the pass sent), as the next pass
+/// reads it.
+pub fn with_status<K: serde::Serialize + serde::de::DeserializeOwned>(
+    object: K,
+    applied: &Value,
+) -> K {
+    let mut json = serde_json::to_value(object).expect("object");
+    json["status"] = applied["status"].clone();
+    serde_json::from_value(json).expect("object with status")
+}
+
+/// `object` once its deletion was asked (a `deletionTimestamp` of now).
+pub fn being_deleted<K: kube::Resource>(mut object: K) -> K {
+    object.meta_mut().deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    object
+}
+
+/// `object` as it is before the operator put its finalizer on it (none at all).
+pub fn without_finalizers<K: kube::Resource>(mut object: K) -> K {
+    object.meta_mut().finalizers = None;
+    object
+}
+
 /// `http://127.0.0.1:<port>` of a port nothing listens on: connections to it are refused.
 pub fn unreachable_base() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("local addr");
     drop(listener);
     format!("http://{addr}")
+}
+
+/// A context whose kernel HTTP calls go to [`unreachable_base`] (returned too), and its mock
+/// API server.
+pub fn unreachable_context() -> (Arc<Context>, ApiServer, String) {
+    let base = unreachable_base();
+    let (ctx, server) = test_context(&base);
+    (ctx, server, base)
 }
 
 /// A Secret holding `key`.
@@ -1004,6 +1054,32 @@ fn secrets_post() -> String {
     format!("/api/v1/namespaces/{NS}/secrets?&fieldManager=fdc-operator")
 }
 
+/// A reconcile of `object` (readable) through the controllers' entry point, in a task.
+pub fn run<K: crate::controller::Reconciled>(
+    object: K,
+    ctx: &Arc<Context>,
+) -> JoinHandle<Result<Action, crate::controller::Error>> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        crate::controller::reconcile(Arc::new(DeserializeGuard(Ok(object))), ctx).await
+    })
+}
+
+/// What the reconcile `task` decided, once it finished without an error.
+pub async fn outcome(task: JoinHandle<Result<Action, crate::controller::Error>>) -> Action {
+    task.await
+        .expect("reconcile task")
+        .expect("reconcile without an error")
+}
+
+/// Asserts the reconcile `task` finished without an error, asking to run again after `after`.
+pub async fn assert_requeued(
+    task: JoinHandle<Result<Action, crate::controller::Error>>,
+    after: std::time::Duration,
+) {
+    assert_eq!(outcome(task).await, Action::requeue(after));
+}
+
 /// A Producer test: a fake kernel, and a context whose client talks to `server` and whose
 /// kernel HTTP calls go to `fake`.
 pub struct ProducerTest {
@@ -1087,6 +1163,19 @@ impl ApiServer {
         )
         .await;
         self.get(&secret_uri("p-credentials"), stored).await;
+    }
+
+    /// [`producer_reads`](Self::producer_reads) of kernel `k` as [`kernel`] builds it, then
+    /// its admin token Secret (read first thing in the apply step).
+    pub async fn producer_reads_to_admin_token(
+        &mut self,
+        issuer_secret: &Value,
+        stored: Option<&Value>,
+    ) {
+        self.producer_reads(&kernel("k", 1), issuer_secret, stored)
+            .await;
+        self.get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+            .await;
     }
 
     /// The reads that open a deletion pass: FdcKernel `k`, then its admin token Secret.

@@ -82,6 +82,10 @@ enum Transition {
 
 /// Computes the conditions of one pass.
 pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
+    let stamp = condition::Stamp {
+        generation: o.generation,
+        now,
+    };
     let st = o.sts.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
     let updated = st.updated_replicas.unwrap_or(0);
@@ -185,21 +189,12 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
     };
 
     let drained = match o.waiting {
-        Some(w) => condition::new(
-            types::SPILL_DRAINED,
-            false,
-            "SpillPending",
-            w,
-            o.generation,
-            now,
-        ),
-        None => condition::new(
+        Some(w) => stamp.condition(types::SPILL_DRAINED, false, "SpillPending", w),
+        None => stamp.condition(
             types::SPILL_DRAINED,
             true,
             "Drained",
             "no replica waits to drain its spill",
-            o.generation,
-            now,
         ),
     };
     let settled = if !progressing && ready >= desired {
@@ -209,22 +204,8 @@ pub fn compute(o: &Observed<'_>, now: Timestamp) -> Computed {
     };
     Computed {
         conditions: vec![
-            condition::new(
-                types::READY,
-                is_ready,
-                r_reason,
-                r_message,
-                o.generation,
-                now,
-            ),
-            condition::new(
-                types::PROGRESSING,
-                progressing,
-                p_reason,
-                p_message,
-                o.generation,
-                now,
-            ),
+            stamp.condition(types::READY, is_ready, r_reason, r_message),
+            stamp.condition(types::PROGRESSING, progressing, p_reason, p_message),
             drained,
         ],
         replicas: st.replicas,
@@ -334,21 +315,7 @@ pub fn pod_state_cause(pod: &Pod) -> Option<String> {
 
 /// `text` on one line, bounded (a kubelet message can be long).
 pub fn one_line(text: &str) -> String {
-    const MAX: usize = 300;
-    let mut line: String = text
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if line.len() > MAX {
-        let mut end = MAX;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line.truncate(end);
-        line.push('…');
-    }
-    line
+    crate::text::one_line(text.trim(), 300)
 }
 
 #[cfg(test)]
@@ -403,19 +370,11 @@ mod tests {
         condition::find(&c.conditions, type_).unwrap()
     }
 
-    fn summary(c: &Computed) -> (String, String, String, String) {
+    /// Status and reason of Ready, then of Progressing.
+    fn summary(c: &Computed) -> [&str; 4] {
         let r = cond(c, "Ready");
         let p = cond(c, "Progressing");
-        (
-            r.status.clone(),
-            r.reason.clone(),
-            p.status.clone(),
-            p.reason.clone(),
-        )
-    }
-
-    fn s(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) {
-        (a.into(), b.into(), c.into(), d.into())
+        [&r.status, &r.reason, &p.status, &p.reason].map(String::as_str)
     }
 
     #[test]
@@ -430,7 +389,7 @@ mod tests {
             Some("scale-in waits: pod k-2 still holds 5 spilled records"),
             &[],
         );
-        assert_eq!(summary(&c), s("True", "Available", "True", "ScalingIn"));
+        assert_eq!(summary(&c), ["True", "Available", "True", "ScalingIn"]);
         assert_eq!(
             cond(&c, "Ready").message,
             "3 pods ready, 1 requested, at least 1 needed while scaling in (see Progressing)"
@@ -446,19 +405,19 @@ mod tests {
         // Step 3 -> 2 applied; the StatefulSet still shows 3 pods (k-2 terminating).
         let set = sts(2, 3, 2, 3, ("r1", "r1"));
         let c = run(1, 2, Some(3), &set, None, &[]);
-        assert_eq!(summary(&c), s("True", "Available", "True", "ScalingIn"));
+        assert_eq!(summary(&c), ["True", "Available", "True", "ScalingIn"]);
 
         // Last step applied (2 -> 1), k-1 still terminating: still scaling in.
         let set = sts(1, 2, 1, 2, ("r1", "r1"));
         let c = run(1, 1, Some(3), &set, None, &[]);
-        assert_eq!(summary(&c), s("True", "Available", "True", "ScalingIn"));
+        assert_eq!(summary(&c), ["True", "Available", "True", "ScalingIn"]);
 
         // Done.
         let set = sts(1, 1, 1, 1, ("r1", "r1"));
         let c = run(1, 1, Some(3), &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("True", "AllReplicasReady", "False", "RolledOut")
+            ["True", "AllReplicasReady", "False", "RolledOut"]
         );
         assert_eq!(cond(&c, "Ready").message, "1/1 replicas ready");
         assert_eq!(c.settled, Some(1));
@@ -485,7 +444,7 @@ mod tests {
         );
         assert_eq!(
             summary(&c),
-            s("False", "ReplicasNotReady", "True", "ScalingIn")
+            ["False", "ReplicasNotReady", "True", "ScalingIn"]
         );
         assert_eq!(
             cond(&c, "Ready").message,
@@ -500,7 +459,7 @@ mod tests {
         let c = run(2, 2, Some(2), &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("True", "AllReplicasReady", "True", "RollingOut")
+            ["True", "AllReplicasReady", "True", "RollingOut"]
         );
         assert_eq!(cond(&c, "Progressing").message, "0/2 pods updated, 2 ready");
         assert_eq!(c.settled, Some(2));
@@ -515,7 +474,7 @@ mod tests {
         let c = run(2, 2, Some(2), &set, None, &unready);
         assert_eq!(
             summary(&c),
-            s("False", "ReplicasNotReady", "True", "RollingOut")
+            ["False", "ReplicasNotReady", "True", "RollingOut"]
         );
         assert!(cond(&c, "Ready")
             .message
@@ -526,7 +485,7 @@ mod tests {
         let c = run(2, 2, Some(2), &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("True", "AllReplicasReady", "False", "RolledOut")
+            ["True", "AllReplicasReady", "False", "RolledOut"]
         );
     }
 
@@ -534,7 +493,7 @@ mod tests {
     fn scale_out_is_ready_on_the_smaller_side() {
         let set = sts(3, 3, 1, 3, ("r1", "r1"));
         let c = run(3, 3, Some(1), &set, None, &[]);
-        assert_eq!(summary(&c), s("True", "Available", "True", "ScalingOut"));
+        assert_eq!(summary(&c), ["True", "Available", "True", "ScalingOut"]);
         assert_eq!(
             cond(&c, "Progressing").message,
             "scaling out from 1 to 3 replicas: 1/3 ready"
@@ -544,7 +503,7 @@ mod tests {
         let c = run(3, 3, Some(1), &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("True", "AllReplicasReady", "False", "RolledOut")
+            ["True", "AllReplicasReady", "False", "RolledOut"]
         );
         assert_eq!(c.settled, Some(3));
     }
@@ -555,7 +514,7 @@ mod tests {
         let c = run(2, 2, Some(0), &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("False", "ReplicasNotReady", "True", "ScalingOut")
+            ["False", "ReplicasNotReady", "True", "ScalingOut"]
         );
     }
 
@@ -565,14 +524,14 @@ mod tests {
         let c = run(1, 1, None, &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("False", "ReplicasNotReady", "True", "Starting")
+            ["False", "ReplicasNotReady", "True", "Starting"]
         );
         assert_eq!(c.settled, None);
         let set = sts(1, 1, 1, 1, ("r1", "r1"));
         let c = run(1, 1, None, &set, None, &[]);
         assert_eq!(
             summary(&c),
-            s("True", "AllReplicasReady", "False", "RolledOut")
+            ["True", "AllReplicasReady", "False", "RolledOut"]
         );
         assert_eq!(c.settled, Some(1));
     }
@@ -593,7 +552,7 @@ mod tests {
             },
         ];
         let c = run(2, 2, Some(2), &set, None, &unready);
-        assert_eq!(summary(&c), s("False", "Stalled", "False", "RolledOut"));
+        assert_eq!(summary(&c), ["False", "Stalled", "False", "RolledOut"]);
         assert_eq!(
             cond(&c, "Ready").message,
             "0/2 replicas ready: pod k-0: writer stalled (kernel_stalled), not ready: writer stalled; pod k-1: not ready: Postgres unreachable; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
@@ -620,7 +579,7 @@ mod tests {
     fn zero_replicas_is_ready() {
         let set = sts(0, 0, 0, 0, ("r1", "r1"));
         let c = run(0, 0, Some(2), &set, None, &[]);
-        assert_eq!(summary(&c), s("True", "ScaledToZero", "False", "RolledOut"));
+        assert_eq!(summary(&c), ["True", "ScaledToZero", "False", "RolledOut"]);
     }
 
     #[test]

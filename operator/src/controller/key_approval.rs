@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::controller::admin::{self, Unavailable};
+use crate::controller::apply::{Applier, Note};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
@@ -56,6 +56,7 @@ pub async fn approve(
     generation: Option<i64>,
     now: Timestamp,
 ) -> Result<Outcome, Error> {
+    let stamp = condition::Stamp { generation, now };
     let Target {
         producer,
         kernel,
@@ -70,13 +71,12 @@ pub async fn approve(
     if !kernel.spec.auth.enabled {
         // No admin API and no registration flow: nothing to approve, and nothing checks
         // tokens either, so the credentials are still written.
-        return Ok(Outcome::Proceed(condition::new(
+        let message = format!("{at} runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)");
+        return Ok(Outcome::Proceed(stamp.condition(
             types::KEY_APPROVED,
             false,
             "KernelAuthDisabled",
-            format!("{at} runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"),
-            generation,
-            now,
+            message,
         )));
     }
 
@@ -103,42 +103,30 @@ pub async fn approve(
     };
     let retry = humantime::format_duration(REQUEUE_UNREACHABLE);
     let approved = |fingerprint: &str| {
-        condition::new(
+        stamp.condition(
             types::KEY_APPROVED,
             true,
             "ApprovedAtKernel",
             format!("public key {fingerprint} is approved at {at} for producer {producer_id}: the producer can run `fdc-kernel register` to get tokens sealed to its key"),
-            generation,
-            now,
         )
     };
     let approval = ctx
         .kernel_api
-        .approve_key(kernel, access.pod_ip.as_deref(), &access.token, &request)
+        .approve_key(&access.target(kernel), &request)
         .await;
     match approval {
         Ok(KeyApproval::Approved) => {
-            ctx.event(
-                &producer.object_ref(&()),
-                EventType::Normal,
-                "KeyApproved",
-                "ApproveKey",
-                format!("public key {fingerprint} approved at {at} for producer {producer_id}"),
-            )
-            .await;
+            Applier::new(ctx, *producer)
+.announce(&Note::normal("KeyApproved", "ApproveKey", format!("public key {fingerprint} approved at {at} for producer {producer_id}")))
+.await;
             Ok(Outcome::Proceed(approved(fingerprint)))
         }
         Ok(KeyApproval::AlreadyApproved) => Ok(Outcome::Proceed(approved(fingerprint))),
         Ok(KeyApproval::Refused(why)) => {
             let message = format!("{at} refused to approve spec.publicKey (fingerprint {fingerprint}): {why}. Put another key in spec.publicKey, or settle it at the kernel with `fdc-kernel admin`; asked again every {}", humantime::format_duration(REQUEUE_REFUSED));
-            ctx.event(
-                &producer.object_ref(&()),
-                EventType::Warning,
-                "KeyApprovalRefused",
-                "ApproveKey",
-                message.clone(),
-            )
-            .await;
+            Applier::new(ctx, *producer)
+.announce(&Note::warning("KeyApprovalRefused", "ApproveKey", message.clone()))
+.await;
             Ok(Outcome::Blocked {
                 reason: "KeyRefusedByKernel",
                 message,

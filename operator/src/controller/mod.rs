@@ -5,6 +5,7 @@ pub mod apply;
 pub mod events;
 pub mod fetch;
 pub mod kernel;
+pub mod kernel_ref;
 pub mod kernel_status;
 pub mod key_approval;
 pub mod producer;
@@ -20,6 +21,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,28 @@ use crate::crd::FdcKernel;
 use crate::kernel_api::{KernelApi, KernelApiError};
 use crate::labels::{kernel_selector_labels, selector_string, CONTROLLER_NAME, FIELD_MANAGER};
 use crate::metrics::Metrics;
+
+/// A kind the operator reconciles: its controller's name in metrics and logs, and one pass
+/// over a readable object (see [`reconcile`]).
+pub trait Reconciled:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    /// Controller name in metrics.
+    const CONTROLLER: &'static str;
+
+    /// One reconcile pass of this object.
+    fn pass(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// Entry point of every controller: the pass of `obj` runs in the object's span
+/// ([`Context::reconcile`]); an object that does not deserialize gets an Event instead.
+pub async fn reconcile<K: Reconciled>(
+    obj: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    ctx.reconcile(&obj, K::CONTROLLER, async |object| object.pass(&ctx).await)
+        .await
+}
 
 /// How long a ServiceMonitor CRD lookup is trusted before asking discovery again.
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);

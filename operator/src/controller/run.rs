@@ -9,14 +9,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::controller::schema_binding::names_schema;
-use crate::controller::{kernel, producer, schema, Context, Error};
+use crate::controller::{reconcile, Context, Error, Reconciled};
 use crate::crd::{FdcKernel, FdcSchema, Producer};
 use crate::labels::managed_by_selector;
 
@@ -36,6 +36,26 @@ where
     }
 }
 
+/// A controller of the resources of kind `K`, readable or not ([`DeserializeGuard`]), reacting
+/// to every change of them (status included).
+fn controller<K>(client: &Client, namespace: Option<&str>) -> Controller<DeserializeGuard<K>>
+where
+    K: Reconciled + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Controller::new(
+        api::<DeserializeGuard<K>>(client, namespace),
+        watcher::Config::default().any_semantic(),
+    )
+}
+
+/// Logs what a controller's stream yields as an error (a reconcile's own errors are counted
+/// and logged by [`error_policy`]).
+async fn log_failed<T, E: std::fmt::Display>(controller: &'static str, result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "{controller} controller event");
+    }
+}
+
 fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
     move |_obj, error, ctx| {
         ctx.metrics.failed(controller, error.metric_label());
@@ -44,53 +64,35 @@ fn error_policy<K>(controller: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Cont
     }
 }
 
+/// Runs `controller` until `stop`: each object through [`reconcile`], failures counted and
+/// retried after [`ERROR_REQUEUE`].
+async fn drive<K: Reconciled>(
+    controller: Controller<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
+) {
+    controller
+        .graceful_shutdown_on(stopped(stop))
+        .run(reconcile::<K>, error_policy(K::CONTROLLER), ctx)
+        .for_each(|r| log_failed(K::CONTROLLER, r))
+        .await
+}
+
 /// Runs the controllers for one namespace (`None`: all) until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Receiver<bool>) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let owned = watcher::Config::default().labels(&managed_by_selector());
 
-    let kernels = Controller::new(
-        api::<DeserializeGuard<FdcKernel>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<StatefulSet>(&client, ns), owned.clone())
-    .owns(api::<Service>(&client, ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, ns), owned.clone())
-    .owns(api::<Secret>(&client, ns), owned.clone())
-    .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone())
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(
-        kernel::reconcile,
-        error_policy(kernel::CONTROLLER),
-        ctx.clone(),
-    )
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "fdckernel controller event");
-        }
-    });
+    let kernels = controller::<FdcKernel>(&client, ns)
+        .owns(api::<StatefulSet>(&client, ns), owned.clone())
+        .owns(api::<Service>(&client, ns), owned.clone())
+        .owns(api::<ConfigMap>(&client, ns), owned.clone())
+        .owns(api::<Secret>(&client, ns), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned.clone());
+    let schemas = controller::<FdcSchema>(&client, ns);
 
-    let schemas = Controller::new(
-        api::<DeserializeGuard<FdcSchema>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    )
-    .graceful_shutdown_on(stopped(stop.clone()))
-    .run(
-        schema::reconcile,
-        error_policy(schema::CONTROLLER),
-        ctx.clone(),
-    )
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "fdcschema controller event");
-        }
-    });
-
-    let producers = Controller::new(
-        api::<DeserializeGuard<Producer>>(&client, ns),
-        watcher::Config::default().any_semantic(),
-    );
+    let producers = controller::<Producer>(&client, ns);
     let store = producers.store();
     let schema_store = producers.store();
     let producers = producers
@@ -102,17 +104,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
             move |kernel| {
                 let kernel_ns = kernel.namespace();
                 let kernel_name = kernel.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.0.as_ref().is_ok_and(|p| {
-                            p.spec.kernel_ref.name == kernel_name
-                                && p.kernel_namespace().map(str::to_string) == kernel_ns
-                        })
-                    })
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
+                producers_where(&store, |p| {
+                    p.spec.kernel_ref.name == kernel_name
+                        && p.kernel_namespace().map(str::to_string) == kernel_ns
+                })
             },
         )
         // A schema version added (or deprecated) re-binds the producers that name it.
@@ -123,23 +118,28 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>, stop: watch::Rece
                 let Ok(schema) = &schema.0 else {
                     return Vec::new();
                 };
-                schema_store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.0.as_ref().is_ok_and(|p| names_schema(p, schema)))
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
+                producers_where(&schema_store, |p| names_schema(p, schema))
             },
-        )
-        .graceful_shutdown_on(stopped(stop))
-        .run(producer::reconcile, error_policy(producer::CONTROLLER), ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "producer controller event");
-            }
-        });
+        );
 
-    futures::join!(kernels, schemas, producers);
+    futures::join!(
+        drive(kernels, ctx.clone(), stop.clone()),
+        drive(schemas, ctx.clone(), stop.clone()),
+        drive(producers, ctx, stop),
+    );
+}
+
+/// The readable Producers of `store` for which `wanted` holds, to reconcile again.
+fn producers_where(
+    store: &Store<DeserializeGuard<Producer>>,
+    wanted: impl Fn(&Producer) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<Producer>>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|p| p.0.as_ref().is_ok_and(&wanted))
+        .map(|p| ObjectRef::from_obj(&*p))
+        .collect()
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

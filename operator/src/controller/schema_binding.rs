@@ -12,11 +12,11 @@ use std::time::Duration;
 use fdc_common::schema_binding::Binding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::controller::admin::{self, kernel_label, Unavailable, REQUEUE_UNREACHABLE};
+use crate::controller::apply::{Applier, Note};
 use crate::controller::{Context, Error};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, FdcSchema, Producer};
@@ -76,36 +76,33 @@ pub async fn bind(
         return Ok(None);
     };
     let generation = producer.metadata.generation;
+    let stamp = condition::Stamp { generation, now };
     if let Some(Err(e)) = schema.map(str::parse::<Binding>) {
         return Ok(Some(Bound {
-            condition: condition::new(
+            condition: stamp.condition(
                 types::SCHEMA_BOUND,
                 false,
                 "InvalidSchema",
                 format!(
                     "spec.schema is not name@range: {e}; e.g. orders, orders@1.2.0 or orders@^1.2"
                 ),
-                generation,
-                now,
             ),
             retry: None,
         }));
     }
     let at = kernel_label(kernel);
     let failed = |Unavailable { reason, message }: Unavailable, retry: Duration| Bound {
-        condition: condition::new(types::SCHEMA_BOUND, false, reason, message, generation, now),
+        condition: stamp.condition(types::SCHEMA_BOUND, false, reason, message),
         retry: Some(retry),
     };
     if !kernel.spec.auth.enabled {
         return Ok(schema.map(|schema| Bound {
-            condition: condition::new(
-                types::SCHEMA_BOUND,
-                false,
-                "KernelAuthDisabled",
-                format!("{at} runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema ({schema}) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({{stream: name@version}})"),
-                generation,
-                now,
-            ),
+            condition: stamp.condition(
+                    types::SCHEMA_BOUND,
+                    false,
+                    "KernelAuthDisabled",
+                    format!("{at} runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema ({schema}) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({{stream: name@version}})"),
+                ),
             retry: None,
         }));
     }
@@ -131,14 +128,7 @@ pub async fn bind(
     };
     let answer = ctx
         .kernel_api
-        .bind_schema(
-            kernel,
-            access.pod_ip.as_deref(),
-            &access.token,
-            producer_id,
-            schema,
-            &reason,
-        )
+        .bind_schema(&access.target(kernel), producer_id, schema, &reason)
         .await;
     let bound = match answer {
         Ok(SchemaBinding::Bound(None)) => return Ok(None),
@@ -149,24 +139,12 @@ pub async fn bind(
                 .as_ref()
                 .and_then(|s| condition::find(&s.conditions, types::SCHEMA_BOUND));
             if before.is_none_or(|c| c.status != "True" || c.message != message) {
-                ctx.event(
-                    &producer.object_ref(&()),
-                    EventType::Normal,
-                    "SchemaBound",
-                    "BindSchema",
-                    format!("producer {producer_id} bound to schema {bound} at {at}"),
-                )
-                .await;
+                Applier::new(ctx, producer)
+.announce(&Note::normal("SchemaBound", "BindSchema", format!("producer {producer_id} bound to schema {bound} at {at}")))
+.await;
             }
             Bound {
-                condition: condition::new(
-                    types::SCHEMA_BOUND,
-                    true,
-                    "Bound",
-                    message,
-                    generation,
-                    now,
-                ),
+                condition: stamp.condition(types::SCHEMA_BOUND, true, "Bound", message),
                 retry: None,
             }
         }

@@ -44,6 +44,40 @@ pub fn new(
     }
 }
 
+/// What `Paused=True` says when nothing else stops with the reconciliation.
+pub const PAUSED_MESSAGE: &str =
+    "reconciliation is paused; remove the fdc.dev/paused annotation to resume";
+
+/// What every condition of one pass carries: the generation it judged and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub generation: Option<i64>,
+    pub now: Timestamp,
+}
+
+impl Stamp {
+    /// A condition of this pass ([`new`] with the stamp's generation and time).
+    pub fn condition(
+        &self,
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Condition {
+        new(type_, status, reason, message, self.generation, self.now)
+    }
+
+    /// `Paused=True` (reason `PausedByAnnotation`) with `message`, e.g. [`PAUSED_MESSAGE`].
+    pub fn paused(&self, message: &str) -> Condition {
+        self.condition(types::PAUSED, true, "PausedByAnnotation", message)
+    }
+
+    /// `Paused=False` (reason `NotPaused`), as every pass that runs reports it.
+    pub fn not_paused(&self) -> Condition {
+        self.condition(types::PAUSED, false, "NotPaused", "")
+    }
+}
+
 /// Merge `updates` into `existing` by `type`: a condition whose status did not change keeps
 /// its old `lastTransitionTime`. Conditions not in `updates` are kept as they were.
 pub fn merge(existing: &[Condition], updates: Vec<Condition>) -> Vec<Condition> {

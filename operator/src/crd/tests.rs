@@ -33,6 +33,16 @@ fn kube_cel_names(schema: Value) -> Value {
     .unwrap()
 }
 
+/// The `required` properties of an object `schema`.
+fn required(schema: &Value) -> Vec<&str> {
+    schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
 fn kernel_obj(spec: Value) -> Value {
     json!({"apiVersion": "fdc.dev/v1alpha1", "kind": "FdcKernel", "metadata": {"name": "k"}, "spec": spec})
 }
@@ -163,13 +173,7 @@ fn schema_carries_ranges_defaults_and_required_fields() {
         spec["properties"]["streams"]["x-kubernetes-list-type"],
         "set"
     );
-    let required: Vec<&str> = spec["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(required, vec!["image", "postgres", "redis"]);
+    assert_eq!(required(spec), vec!["image", "postgres", "redis"]);
     assert_eq!(
         spec["properties"]["config"]["x-kubernetes-preserve-unknown-fields"],
         true
@@ -392,13 +396,7 @@ fn fdc_schema_columns_and_body() {
         spec["properties"]["version"]["pattern"],
         crate::crd::schema::SEMVER_PATTERN
     );
-    let required: Vec<&str> = spec["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(required, vec!["body", "kernelRef", "version"]);
+    assert_eq!(required(spec), vec!["body", "kernelRef", "version"]);
 }
 
 #[test]

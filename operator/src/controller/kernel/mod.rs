@@ -11,7 +11,6 @@
 //! 6. `status`: written once, from how the pass ended (paused, blocked or applied). A pass
 //!    that fails with an error writes none.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -20,7 +19,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 
@@ -29,7 +27,7 @@ use crate::controller::apply::{Applier, ApplyError, Note};
 use crate::controller::kernel_status::{
     self, one_line, pod_ready, pod_state_cause, Observed, UnreadyPod,
 };
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, Reconciled};
 use crate::crd::FdcKernel;
 use crate::labels::{is_paused, kernel_selector_labels, selector_string};
 
@@ -53,16 +51,12 @@ const REQUEUE_BUSY: Duration = Duration::from_secs(10);
 /// Periodic resync when all is well (also how often the status's lag and stored/s refresh).
 const REQUEUE_IDLE: Duration = Duration::from_secs(60);
 
-/// Entry point for the controller: skips objects that do not deserialize (with an Event).
-/// The pass runs in the object's span ([`Context::reconcile`]).
-pub async fn reconcile(
-    obj: Arc<DeserializeGuard<FdcKernel>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    ctx.reconcile(&obj, CONTROLLER, async |kernel| {
-        reconcile_kernel(kernel, &ctx).await
-    })
-    .await
+impl Reconciled for FdcKernel {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    async fn pass(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile_kernel(self, ctx).await
+    }
 }
 
 /// Reconciles one kernel: runs the pass, then writes the one status it ends with.

@@ -42,22 +42,16 @@ pub enum Report {
 /// The status of `kernel` after a pass that ended as `report`.
 pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelStatus {
     let generation = kernel.metadata.generation;
+    let stamp = condition::Stamp { generation, now };
     let old = kernel.status.clone().unwrap_or_default();
     let selector = selector_string(&kernel_selector_labels(&kernel.name_any()));
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = stamp.not_paused();
     match report {
         Report::Paused => FdcKernelStatus {
             observed_generation: generation,
             conditions: condition::merge(
                 &old.conditions,
-                vec![condition::new(
-                    types::PAUSED,
-                    true,
-                    "PausedByAnnotation",
-                    "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
-                    generation,
-                    now,
-                )],
+                vec![stamp.paused(condition::PAUSED_MESSAGE)],
             ),
             ..old
         },
@@ -67,22 +61,8 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
             conditions: condition::merge(
                 &old.conditions,
                 vec![
-                    condition::new(
-                        types::READY,
-                        false,
-                        reason,
-                        message.clone(),
-                        generation,
-                        now,
-                    ),
-                    condition::new(
-                        types::DEGRADED,
-                        true,
-                        reason,
-                        message.clone(),
-                        generation,
-                        now,
-                    ),
+                    stamp.condition(types::READY, false, reason, message.clone()),
+                    stamp.condition(types::DEGRADED, true, reason, message.clone()),
                     not_paused,
                 ],
             ),
@@ -95,14 +75,7 @@ pub fn status(kernel: &FdcKernel, report: &Report, now: Timestamp) -> FdcKernelS
             ingest,
         } => {
             let mut updates = computed.conditions.clone();
-            updates.push(condition::new(
-                types::DEGRADED,
-                false,
-                "AsExpected",
-                "",
-                generation,
-                now,
-            ));
+            updates.push(stamp.condition(types::DEGRADED, false, "AsExpected", ""));
             updates.push(not_paused);
             FdcKernelStatus {
                 observed_generation: generation,

@@ -56,7 +56,7 @@ pub async fn read_last_seen(ctx: &Context, kernel: &FdcKernel, producer_id: Uuid
     };
     match ctx
         .kernel_api
-        .producer_last_seen(kernel, access.pod_ip.as_deref(), &access.token, producer_id)
+        .producer_last_seen(&access.target(kernel), producer_id)
         .await
     {
         Ok(Some(at)) => LastSeen::Seen(at),

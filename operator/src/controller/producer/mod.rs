@@ -15,20 +15,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use uuid::Uuid;
 
 use crate::builders::issuer_keys;
 use crate::controller::key_approval::{self, Outcome};
 use crate::controller::schema_binding;
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, Reconciled};
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcKernel, Producer};
-use crate::kernel_api::Revoked;
+use crate::kernel_api::{AdminTarget, Revoked};
 use crate::labels::{is_paused, names, PRODUCER_FINALIZER, SKIP_REVOKE_ANNOTATION};
 
 pub mod build;
@@ -37,7 +35,7 @@ pub mod last_seen;
 pub mod status;
 pub mod validate;
 
-use crate::controller::apply::Applier;
+use crate::controller::apply::{Applier, Note};
 use status::Report;
 
 /// Controller name in metrics.
@@ -46,15 +44,12 @@ pub const CONTROLLER: &str = "producer";
 /// Never requeue sooner than this for renewal (a tiny TTL must not spin the controller).
 const MIN_RENEW_DELAY: Duration = Duration::from_secs(10);
 
-/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
-pub async fn reconcile(
-    obj: Arc<DeserializeGuard<Producer>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    ctx.reconcile(&obj, CONTROLLER, async |producer| {
-        reconcile_producer(producer, &ctx).await
-    })
-    .await
+impl Reconciled for Producer {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    async fn pass(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile_producer(self, ctx).await
+    }
 }
 
 /// One pass of a readable Producer, through its finalizer: apply, or clean up when deleted.
@@ -130,9 +125,7 @@ async fn run_pass(
     let (valid, keys, stored) = match checked {
         Ok(checked) => checked,
         Err(blocked) => {
-            let action = blocked
-                .retry
-                .map_or_else(Action::await_change, Action::requeue);
+            let action = blocked.action();
             return Ok((Report::Blocked(blocked), action));
         }
     };
@@ -210,18 +203,18 @@ pub async fn cleanup(producer: &Producer, ctx: &Context) -> Result<Action, Error
     match revoke(producer, ctx).await {
         Ok(action) => Ok(action),
         Err(e) => {
-            let generation = producer.metadata.generation;
-            let now = Timestamp::now();
+            let stamp = condition::Stamp {
+                generation: producer.metadata.generation,
+                now: Timestamp::now(),
+            };
             let mut status = producer.status.clone().unwrap_or_default();
             status.conditions = condition::merge(
                 &status.conditions,
-                vec![condition::new(
+                vec![stamp.condition(
                     types::READY,
                     false,
                     "DeletionBlocked",
                     deletion_blocked_message(producer, &e),
-                    generation,
-                    now,
                 )],
             );
             ctx.apply_status(producer, &status).await?;
@@ -247,13 +240,13 @@ pub fn deletion_blocked_message(producer: &Producer, e: &Error) -> String {
 }
 
 async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
-    let reference = producer.object_ref(&());
+    let applier = Applier::new(ctx, producer);
     if producer
         .annotations()
         .get(SKIP_REVOKE_ANNOTATION)
         .is_some_and(|v| v == "true")
     {
-        ctx.event(&reference, EventType::Warning, "RevocationSkipped", "Revoke", "fdc.dev/skip-revoke is set: the producer was not revoked at the kernel; its token stays valid until it expires").await;
+        applier.announce(&Note::warning("RevocationSkipped", "Revoke", "fdc.dev/skip-revoke is set: the producer was not revoked at the kernel; its token stays valid until it expires")).await;
         return Ok(Action::await_change());
     }
     let ns = producer.namespace().unwrap_or_default();
@@ -278,28 +271,25 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
     let id = producer_id(producer)?;
     let outcome = match ctx.admin_pod_ip(&kernel).await? {
         Ok(pod_ip) => {
-            ctx.kernel_api
-                .revoke_producer(
-                    &kernel,
-                    pod_ip.as_deref(),
-                    &admin_token,
-                    id,
-                    &format!("Producer {ns}/{} deleted", producer.name_any()),
-                )
-                .await
+            let to = AdminTarget {
+                kernel: &kernel,
+                pod_ip: pod_ip.as_deref(),
+                token: &admin_token,
+            };
+            let reason = format!("Producer {ns}/{} deleted", producer.name_any());
+            ctx.kernel_api.revoke_producer(&to, id, &reason).await
         }
         Err(e) => Err(e),
     };
     match outcome {
         Ok(Revoked::Done) => {
-            ctx.event(
-                &reference,
-                EventType::Normal,
-                "Revoked",
-                "Revoke",
-                format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}"),
-            )
-            .await;
+            applier
+                .announce(&Note::normal(
+                    "Revoked",
+                    "Revoke",
+                    format!("producer {id} revoked at FdcKernel {kernel_ns}/{kernel_name}"),
+                ))
+                .await;
             Ok(Action::await_change())
         }
         Ok(Revoked::UnknownProducer) => {
@@ -310,18 +300,16 @@ async fn revoke(producer: &Producer, ctx: &Context) -> Result<Action, Error> {
                 .as_ref()
                 .and_then(|s| s.token_expires_at.as_ref())
                 .map_or_else(|| "its expiry".to_string(), |t| t.0.to_string());
-            ctx.event(
-                &reference,
-                EventType::Warning,
+            applier.announce(&Note::warning(
                 "NotRevocable",
                 "Revoke",
                 format!("producer {id} was never seen by FdcKernel {kernel_ns}/{kernel_name}, which cannot revoke it yet; its token stays valid until {until} (rotate the kernel's issuer key to cut it off sooner)"),
-            )
+            ))
             .await;
             Ok(Action::await_change())
         }
         Err(e) => {
-            ctx.event(&reference, EventType::Warning, "RevocationFailed", "Revoke", format!("cannot revoke at the kernel ({e}); retrying. To give up, annotate the Producer with {SKIP_REVOKE_ANNOTATION}=true")).await;
+            applier.announce(&Note::warning("RevocationFailed", "Revoke", format!("cannot revoke at the kernel ({e}); retrying. To give up, annotate the Producer with {SKIP_REVOKE_ANNOTATION}=true"))).await;
             Err(e.into())
         }
     }

@@ -8,9 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use uuid::Uuid;
 
+use crate::controller::kernel_ref::Blocked;
 use crate::controller::producer::build::Issued;
 use crate::controller::producer::last_seen::{last_seen_at, LastSeen};
-use crate::controller::producer::validate::Blocked;
 use crate::crd::condition::{self, types};
 use crate::crd::{Producer, ProducerStatus};
 use crate::duration;
@@ -42,6 +42,10 @@ pub enum Report {
     },
 }
 
+/// What `Paused=True` says of a Producer.
+const PAUSED_MESSAGE: &str =
+    "reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume";
+
 /// `tokenExpiresIn` as shown at `now`, and how long that reading holds.
 pub fn expires_in(expires_at: Timestamp, now: Timestamp) -> (String, Duration) {
     if expires_at > now {
@@ -54,6 +58,7 @@ pub fn expires_in(expires_at: Timestamp, now: Timestamp) -> (String, Duration) {
 /// The status of `producer` (id `id`) after a pass that ended as `report`.
 pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) -> ProducerStatus {
     let generation = producer.metadata.generation;
+    let stamp = condition::Stamp { generation, now };
     let mut status = producer.status.clone().unwrap_or_default();
     // `KeyApproved` exists only while spec.publicKey is set: drop it when the key is removed.
     let old: Vec<_> = status
@@ -70,20 +75,13 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
         .collect();
     status.producer_id = Some(id.to_string());
     status.observed_generation = generation;
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = stamp.not_paused();
     let conditions = match report {
-        Report::Paused => vec![condition::new(
-            types::PAUSED,
-            true,
-            "PausedByAnnotation",
-            "reconciliation is paused (token renewal too); remove the fdc.dev/paused annotation to resume",
-            generation,
-            now,
-        )],
+        Report::Paused => vec![stamp.paused(PAUSED_MESSAGE)],
         Report::Blocked(Blocked {
             reason, message, ..
         }) => vec![
-            condition::new(types::READY, false, reason, message.clone(), generation, now),
+            stamp.condition(types::READY, false, reason, message.clone()),
             not_paused,
         ],
         Report::KeyBlocked {
@@ -93,15 +91,8 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
         } => {
             status.fingerprint = Some(fingerprint.clone());
             vec![
-                condition::new(types::READY, false, reason, message.clone(), generation, now),
-                condition::new(
-                    types::KEY_APPROVED,
-                    false,
-                    reason,
-                    message.clone(),
-                    generation,
-                    now,
-                ),
+                stamp.condition(types::READY, false, reason, message.clone()),
+                stamp.condition(types::KEY_APPROVED, false, reason, message.clone()),
                 not_paused,
             ]
         }
@@ -123,17 +114,11 @@ pub fn status(producer: &Producer, id: Uuid, report: &Report, now: Timestamp) ->
             status.token_expires_at = Some(Time(*expires_at));
             status.token_expires_in = Some(expires_in(*expires_at, now).0);
             status.token_key_id = Some(kid.clone());
+            let issued = format!(
+                "Secret {secret_name} holds a token valid until {expires_at}; renewal at {renew}"
+            );
             let mut conditions = vec![
-                condition::new(
-                    types::READY,
-                    true,
-                    "CredentialsIssued",
-                    format!(
-                        "Secret {secret_name} holds a token valid until {expires_at}; renewal at {renew}"
-                    ),
-                    generation,
-                    now,
-                ),
+                stamp.condition(types::READY, true, "CredentialsIssued", issued),
                 not_paused,
             ];
             conditions.extend(extra.iter().cloned());

@@ -10,11 +10,9 @@ use uuid::Uuid;
 
 use crate::builders::issuer_keys::{IssuerKeySet, KeySetError};
 use crate::builders::BuildError;
+use crate::controller::kernel_ref::{serving_kernel, Blocked, RETRY_BLOCKED};
 use crate::controller::producer::fetch::kernel_namespace;
 use crate::crd::{FdcKernel, Producer};
-
-/// How often a Producer waiting for its kernel is looked at again.
-pub const RETRY_BLOCKED: Duration = Duration::from_secs(30);
 
 /// A Producer whose kernel exists, accepts its namespace and serves its stream.
 #[derive(Debug, Clone)]
@@ -28,15 +26,6 @@ pub struct ValidProducer<'a> {
     pub ttl: Duration,
 }
 
-/// Why a Producer gets no credentials now: the condition reason, a message that says what
-/// to do, and when to look again (`None`: at the next change).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocked {
-    pub reason: &'static str,
-    pub message: String,
-    pub retry: Option<Duration>,
-}
-
 /// Judges `producer` (whose id is `id`) against its kernel as fetched.
 pub fn validate(
     producer: &Producer,
@@ -44,24 +33,10 @@ pub fn validate(
     kernel: Option<FdcKernel>,
 ) -> Result<Result<ValidProducer<'_>, Blocked>, BuildError> {
     let ns = producer.namespace().unwrap_or_default();
-    let kernel_ns = kernel_namespace(producer);
-    let kernel_name = &producer.spec.kernel_ref.name;
-    let Some(kernel) = kernel else {
-        return Ok(Err(Blocked {
-            reason: "KernelNotFound",
-            message: format!(
-                "FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"
-            ),
-            retry: Some(RETRY_BLOCKED),
-        }));
+    let kernel = match serving_kernel(&producer.spec.kernel_ref, &ns, kernel, "Producers") {
+        Ok(kernel) => kernel,
+        Err(blocked) => return Ok(Err(blocked)),
     };
-    if !kernel.allows_producer_namespace(&ns) {
-        return Ok(Err(Blocked {
-            reason: "NamespaceNotAllowed",
-            message: format!("FdcKernel {kernel_ns}/{kernel_name} does not accept Producers from namespace {ns}; add it to the kernel's spec.auth.allowedProducerNamespaces"),
-            retry: None,
-        }));
-    }
     let stream = producer
         .spec
         .stream

@@ -11,19 +11,17 @@
 //! producers are bound to it the kernel refuses (409): the finalizer stays, `InUse=True`
 //! names how many, and the deletion is asked again until they are rebound.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::controller::admin::{self, kernel_label, REQUEUE_UNREACHABLE};
 use crate::controller::apply::{Applier, Note};
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, Reconciled};
 use crate::crd::condition::{self, types};
 use crate::crd::FdcSchema;
 use crate::kernel_api::{SchemaAdded, SchemaDeleted, SchemaRequest};
@@ -47,15 +45,12 @@ pub const REQUEUE_CONFLICT: Duration = Duration::from_secs(300);
 /// Requeue of a deletion that waits (producers bound, kernel unreachable).
 pub const REQUEUE_DELETION: Duration = Duration::from_secs(30);
 
-/// Entry point for the controller. The pass runs in the object's span ([`Context::reconcile`]).
-pub async fn reconcile(
-    obj: Arc<DeserializeGuard<FdcSchema>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    ctx.reconcile(&obj, CONTROLLER, async |schema| {
-        reconcile_schema(schema, &ctx).await
-    })
-    .await
+impl Reconciled for FdcSchema {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    async fn pass(&self, ctx: &Context) -> Result<Action, Error> {
+        reconcile_schema(self, ctx).await
+    }
 }
 
 /// One pass of a readable FdcSchema: its finalizer first, then apply, or clean up when deleted.
@@ -95,9 +90,7 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
     let valid = match validate::validate(schema, kernel) {
         Ok(valid) => valid,
         Err(blocked) => {
-            let action = blocked
-                .retry
-                .map_or_else(Action::await_change, Action::requeue);
+            let action = blocked.action();
             return Ok((Report::Blocked(blocked), action));
         }
     };
@@ -116,18 +109,14 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
         Ok(access) => access,
         Err(why) => return unavailable(why),
     };
-    let (pod_ip, token) = (access.pod_ip.as_deref(), access.token.as_str());
+    let to = access.target(kernel);
     let request = SchemaRequest {
         name: &desired.name,
         version: &desired.version,
         body: &desired.body,
         reason: &desired.reason,
     };
-    let added = match ctx
-        .kernel_api
-        .add_schema(kernel, pod_ip, token, &request)
-        .await
-    {
+    let added = match ctx.kernel_api.add_schema(&to, &request).await {
         Ok(added) => added,
         Err(e) => return unavailable(admin::call_failed(kernel, doing, &e)),
     };
@@ -185,7 +174,7 @@ async fn run_pass(schema: &FdcSchema, ctx: &Context) -> Result<(Report, Action),
         let version = (desired.name.as_str(), desired.version.as_str());
         match ctx
             .kernel_api
-            .deprecate_schema(kernel, pod_ip, token, version, &desired.reason)
+            .deprecate_schema(&to, version, &desired.reason)
             .await
         {
             Ok(_) => {
@@ -240,14 +229,10 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
     let report = match admin::access(ctx, &kernel, doing).await? {
         Err(why) => waits(false, why.reason, why.message),
         Ok(access) => {
-            let (pod_ip, token) = (access.pod_ip.as_deref(), access.token.as_str());
+            let to = access.target(&kernel);
             let version = (schema.schema_name(), schema.spec.version.clone());
             let version = (version.0.as_str(), version.1.as_str());
-            match ctx
-                .kernel_api
-                .delete_schema(&kernel, pod_ip, token, version, &reason)
-                .await
-            {
+            match ctx.kernel_api.delete_schema(&to, version, &reason).await {
                 Ok(SchemaDeleted::Deleted) => {
                     Applier::new(ctx, schema)
                         .announce(&Note::normal(
@@ -262,7 +247,7 @@ pub async fn cleanup(schema: &FdcSchema, ctx: &Context) -> Result<Action, Error>
                 Ok(SchemaDeleted::InUse(why)) => {
                     let bound = ctx
                         .kernel_api
-                        .bound_producers(&kernel, pod_ip, token, version)
+                        .bound_producers(&to, version)
                         .await
                         .ok()
                         .flatten();

@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 
 use crate::controller::admin::Unavailable;
-use crate::controller::schema::validate::Blocked;
+use crate::controller::kernel_ref::Blocked;
 use crate::crd::condition::{self, types};
 use crate::crd::{FdcSchema, FdcSchemaStatus};
 use crate::kernel_api::SchemaInfo;
@@ -42,22 +42,16 @@ pub enum Report {
 /// The status of `schema` after a pass that ended as `report`.
 pub fn status(schema: &FdcSchema, report: &Report, now: Timestamp) -> FdcSchemaStatus {
     let generation = schema.metadata.generation;
+    let stamp = condition::Stamp { generation, now };
     let mut status = schema.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.schema_name = Some(schema.schema_name());
-    let not_paused = condition::new(types::PAUSED, false, "NotPaused", "", generation, now);
+    let not_paused = stamp.not_paused();
     let accepted = |ok: bool, reason: &str, message: String| {
-        condition::new(types::ACCEPTED, ok, reason, message, generation, now)
+        stamp.condition(types::ACCEPTED, ok, reason, message)
     };
     let conditions = match report {
-        Report::Paused => vec![condition::new(
-            types::PAUSED,
-            true,
-            "PausedByAnnotation",
-            "reconciliation is paused; remove the fdc.dev/paused annotation to resume",
-            generation,
-            now,
-        )],
+        Report::Paused => vec![stamp.paused(condition::PAUSED_MESSAGE)],
         Report::Blocked(Blocked {
             reason, message, ..
         })
@@ -67,31 +61,13 @@ pub fn status(schema: &FdcSchema, report: &Report, now: Timestamp) -> FdcSchemaS
         }
         Report::Registered { label, at, info } => {
             status.schema_id = Some(info.schema_id.clone());
+            let at_kernel = |message: String| {
+                stamp.condition(types::DEPRECATED, true, "DeprecatedAtKernel", message)
+            };
             let deprecated = match (info.deprecated, schema.spec.deprecated) {
-                (true, true) => condition::new(
-                    types::DEPRECATED,
-                    true,
-                    "DeprecatedAtKernel",
-                    format!("{label} is deprecated at {at}: producers bound to it keep being validated against it, no new binding picks it"),
-                    generation,
-                    now,
-                ),
-                (true, false) => condition::new(
-                    types::DEPRECATED,
-                    true,
-                    "DeprecatedAtKernel",
-                    format!("{label} was deprecated at {at} (`fdc-kernel schema deprecate`, or an earlier spec.deprecated) and a deprecation cannot be undone: spec.deprecated=false changes nothing"),
-                    generation,
-                    now,
-                ),
-                (false, _) => condition::new(
-                    types::DEPRECATED,
-                    false,
-                    "NotDeprecated",
-                    "",
-                    generation,
-                    now,
-                ),
+                (true, true) => at_kernel(format!("{label} is deprecated at {at}: producers bound to it keep being validated against it, no new binding picks it")),
+                (true, false) => at_kernel(format!("{label} was deprecated at {at} (`fdc-kernel schema deprecate`, or an earlier spec.deprecated) and a deprecation cannot be undone: spec.deprecated=false changes nothing")),
+                (false, _) => stamp.condition(types::DEPRECATED, false, "NotDeprecated", ""),
             };
             vec![
                 accepted(
@@ -111,14 +87,7 @@ pub fn status(schema: &FdcSchema, report: &Report, now: Timestamp) -> FdcSchemaS
             reason,
             message,
         } => {
-            let mut c = condition::new(
-                types::IN_USE,
-                *in_use,
-                reason,
-                message.clone(),
-                generation,
-                now,
-            );
+            let mut c = stamp.condition(types::IN_USE, *in_use, reason, message.clone());
             if !in_use {
                 c.status = "Unknown".to_string();
             }

@@ -1,15 +1,10 @@
 //! Validate: judges an FdcSchema before the kernel is asked (pure). One that cannot be
 //! registered until someone acts is [`Blocked`]; otherwise it is a [`ValidSchema`].
 
-use std::time::Duration;
-
 use kube::ResourceExt;
 
-use crate::controller::schema::fetch::kernel_namespace;
+use crate::controller::kernel_ref::{serving_kernel, Blocked};
 use crate::crd::{FdcKernel, FdcSchema};
-
-/// How often an FdcSchema waiting for its kernel is looked at again.
-pub const RETRY_BLOCKED: Duration = Duration::from_secs(30);
 
 /// An FdcSchema whose kernel exists and accepts its namespace, with a usable name, version
 /// and body.
@@ -21,22 +16,12 @@ pub struct ValidSchema<'a> {
     pub name: String,
 }
 
-/// Why an FdcSchema is not registered now: the condition reason, a message that says what
-/// to do, and when to look again (`None`: at the next change).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blocked {
-    pub reason: &'static str,
-    pub message: String,
-    pub retry: Option<Duration>,
-}
-
-impl Blocked {
-    fn spec(message: String) -> Self {
-        Blocked {
-            reason: "InvalidSpec",
-            message,
-            retry: None,
-        }
+/// An FdcSchema whose spec is wrong: not registered until it is fixed.
+fn invalid_spec(message: String) -> Blocked {
+    Blocked {
+        reason: "InvalidSpec",
+        message,
+        retry: None,
     }
 }
 
@@ -44,38 +29,21 @@ impl Blocked {
 pub fn validate(schema: &FdcSchema, kernel: Option<FdcKernel>) -> Result<ValidSchema<'_>, Blocked> {
     let name = schema.schema_name();
     if !is_schema_name(&name) {
-        return Err(Blocked::spec(format!("schema name {name:?} (spec.name, else metadata.name) must start with a letter or digit and hold only letters, digits, '.', '_' and '-'")));
+        return Err(invalid_spec(format!("schema name {name:?} (spec.name, else metadata.name) must start with a letter or digit and hold only letters, digits, '.', '_' and '-'")));
     }
     if !is_semver(&schema.spec.version) {
-        return Err(Blocked::spec(format!(
+        return Err(invalid_spec(format!(
             "spec.version {:?} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)",
             schema.spec.version
         )));
     }
     if !schema.spec.body.is_object() {
-        return Err(Blocked::spec(
+        return Err(invalid_spec(
             "spec.body must be an object: the JSON Schema itself".to_string(),
         ));
     }
     let ns = schema.namespace().unwrap_or_default();
-    let kernel_ns = kernel_namespace(schema);
-    let kernel_name = &schema.spec.kernel_ref.name;
-    let Some(kernel) = kernel else {
-        return Err(Blocked {
-            reason: "KernelNotFound",
-            message: format!(
-                "FdcKernel {kernel_ns}/{kernel_name} not found; create it or fix spec.kernelRef"
-            ),
-            retry: Some(RETRY_BLOCKED),
-        });
-    };
-    if !kernel.allows_producer_namespace(&ns) {
-        return Err(Blocked {
-            reason: "NamespaceNotAllowed",
-            message: format!("FdcKernel {kernel_ns}/{kernel_name} does not accept resources from namespace {ns}; add it to the kernel's spec.auth.allowedProducerNamespaces"),
-            retry: None,
-        });
-    }
+    let kernel = serving_kernel(&schema.spec.kernel_ref, &ns, kernel, "resources")?;
     Ok(ValidSchema {
         schema,
         kernel,
@@ -121,6 +89,7 @@ pub fn is_semver(version: &str) -> bool {
 mod tests {
     use super::*;
     use crate::controller::fixtures::{fdc_schema, kernel};
+    use crate::controller::kernel_ref::RETRY_BLOCKED;
 
     #[test]
     fn semantic_versions() {

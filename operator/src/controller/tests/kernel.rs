@@ -663,7 +663,8 @@ fn base64_decode(s: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
-    use crate::controller::kernel::reconcile;
+    use crate::controller::reconcile;
+
     use kube::core::error_boundary::InvalidObject;
     use kube::core::DeserializeGuard;
     let fake = FakeKernel::start().await;
@@ -675,7 +676,7 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
     let (action, server, seen) = pass(
         server,
         Scenario::InvalidSpec,
-        reconcile(
+        reconcile::<FdcKernel>(
             std::sync::Arc::new(DeserializeGuard(Err(invalid))),
             ctx.clone(),
         ),
@@ -694,46 +695,76 @@ async fn a_malformed_kernel_gets_a_warning_event_and_no_retry_storm() {
     server.expect_done().await;
 }
 
-/// One reconcile pass of kernel `k` whose StatefulSet has `current` replicas (all ready).
-/// `victim` is the pod the pass reads before a scale-in step (None when not scaling in);
-/// after the apply the StatefulSet reports `pods_after` pods (pods, ready), and when not all
-/// are ready the pod list answers `pods`. Returns the applied replicas, the status patch,
-/// the Event notes and the server, and updates `k.status` as the API server would.
-#[allow(clippy::too_many_arguments)]
-async fn step(
-    ctx: &std::sync::Arc<crate::controller::Context>,
-    server: fixtures::ApiServer,
-    k: &mut FdcKernel,
-    creds: &(Value, Value, Value),
-    current: i64,
-    victim: Option<Value>,
-    pods_after: (i64, i64),
-    pods: &[Value],
-) -> (i64, Value, Vec<String>, fixtures::ApiServer) {
-    let (issuer, admin, sts1) = creds;
-    let world = KernelWorld {
-        victim,
-        sts_after: sts_answer(pods_after.0, pods_after.1),
-        pods: pods.to_vec(),
-        ..KernelWorld::running(k, issuer, admin, existing_sts(sts1, current))
-    };
-    let (action, server, seen) =
-        pass(server, Scenario::Kernel(world), reconcile_kernel(k, ctx)).await;
-    action.unwrap();
-    let replicas = seen.applied("statefulsets")["spec"]["replicas"]
-        .as_i64()
-        .unwrap();
-    // A PDB with more than one replica, none (deleted) with one.
-    if replicas > 1 {
-        seen.applied("poddisruptionbudgets");
-    } else {
-        assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
+/// Kernel `k` reconciled pass after pass against one mock API server, with its credentials
+/// (`creds`: issuer and admin Secrets, applied StatefulSet); each pass starts from the status
+/// the previous one wrote.
+struct Passes {
+    ctx: std::sync::Arc<crate::controller::Context>,
+    server: Option<fixtures::ApiServer>,
+    k: FdcKernel,
+    creds: (Value, Value, Value),
+}
+
+impl Passes {
+    async fn start(fake: &FakeKernel, k: FdcKernel) -> Self {
+        let (ctx, server) = test_context(&fake.base);
+        Passes {
+            ctx,
+            server: Some(server),
+            k,
+            creds: credentials().await,
+        }
     }
-    // The pods are listed every pass (their metrics give the lag and stored/s).
-    assert!(seen.asked("GET", &pods_uri("k")));
-    let status = seen.status().clone();
-    k.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
-    (replicas, status, seen.event_notes(), server)
+
+    /// One pass while the StatefulSet has `current` replicas (all ready). `victim` is the
+    /// pod the pass reads before a scale-in step (None when not scaling in); after the apply
+    /// the StatefulSet reports `pods_after` pods (pods, ready), and when not all are ready
+    /// the pod list answers `pods`. Returns the applied replicas, the status patch and the
+    /// Event notes, and updates `k.status` as the API server would.
+    async fn step(
+        &mut self,
+        current: i64,
+        victim: Option<Value>,
+        pods_after: (i64, i64),
+        pods: &[Value],
+    ) -> (i64, Value, Vec<String>) {
+        let (issuer, admin, sts1) = &self.creds;
+        let world = KernelWorld {
+            victim,
+            sts_after: sts_answer(pods_after.0, pods_after.1),
+            pods: pods.to_vec(),
+            ..KernelWorld::running(&self.k, issuer, admin, existing_sts(sts1, current))
+        };
+        let server = self.server.take().expect("server");
+        let (action, server, seen) = pass(
+            server,
+            Scenario::Kernel(world),
+            reconcile_kernel(&self.k, &self.ctx),
+        )
+        .await;
+        self.server = Some(server);
+        action.unwrap();
+        let replicas = seen.applied("statefulsets")["spec"]["replicas"]
+            .as_i64()
+            .unwrap();
+        // A PDB with more than one replica, none (deleted) with one.
+        if replicas > 1 {
+            seen.applied("poddisruptionbudgets");
+        } else {
+            assert_eq!(seen.deleted, ["poddisruptionbudgets"]);
+        }
+        // The pods are listed every pass (their metrics give the lag and stored/s).
+        assert!(seen.asked("GET", &pods_uri("k")));
+        let status = seen.status().clone();
+        self.k.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
+        (replicas, status, seen.event_notes())
+    }
+
+    /// Ends the test: the server must have seen no request that was not answered.
+    async fn done(self) {
+        drop(self.ctx);
+        self.server.expect("server").expect_done().await;
+    }
 }
 
 fn summary(status: &Value) -> (String, String, String, String) {
@@ -774,26 +805,17 @@ fn settled_kernel(replicas: i32, settled: i32) -> FdcKernel {
 
 #[tokio::test]
 async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
-    let creds = credentials().await;
     let fake = FakeKernel::start().await;
     fake.set_spill("k-2", 0);
     fake.set_spill("k-1", 0);
-    let (ctx, server) = test_context(&fake.base);
     let mut k = settled_kernel(1, 3);
     k.metadata.generation = Some(2);
+    let mut passes = Passes::start(&fake, k).await;
 
     // Pass 1: k-2 is drained and goes; 3 pods still exist (k-2 terminating), all ready.
-    let (replicas, status, notes, server) = step(
-        &ctx,
-        server,
-        &mut k,
-        &creds,
-        3,
-        Some(named_pod("k-2", true)),
-        (3, 3),
-        &[],
-    )
-    .await;
+    let (replicas, status, notes) = passes
+        .step(3, Some(named_pod("k-2", true)), (3, 3), &[])
+        .await;
     assert_eq!(replicas, 2);
     assert_eq!(
         notes,
@@ -803,17 +825,9 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     assert_eq!(status["status"]["settledReplicas"], 3);
 
     // Pass 2: the next step, with its own Event (not folded into the first one's series).
-    let (replicas, status, notes, server) = step(
-        &ctx,
-        server,
-        &mut k,
-        &creds,
-        2,
-        Some(named_pod("k-1", true)),
-        (2, 2),
-        &[],
-    )
-    .await;
+    let (replicas, status, notes) = passes
+        .step(2, Some(named_pod("k-1", true)), (2, 2), &[])
+        .await;
     assert_eq!(replicas, 1);
     assert_eq!(
         notes,
@@ -824,43 +838,37 @@ async fn scale_in_3_to_1_stays_ready_and_emits_one_event_per_step() {
     // Pass 3: k-1 still terminating (not ready): Ready holds on k-0, Progressing says why.
     let mut terminating = named_pod("k-1", false);
     terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-    let (replicas, status, notes, server) = step(
-        &ctx,
-        server,
-        &mut k,
-        &creds,
-        1,
-        None,
-        (2, 1),
-        &[named_pod("k-0", true), terminating],
-    )
-    .await;
+    let pods = [named_pod("k-0", true), terminating];
+    let (replicas, status, notes) = passes.step(1, None, (2, 1), &pods).await;
     assert_eq!(replicas, 1);
     assert!(notes.is_empty());
     expect_summary(&status, ["True", "Available", "True", "ScalingIn"]);
 
     // Pass 4: done.
-    let (_, status, _, server) = step(&ctx, server, &mut k, &creds, 1, None, (1, 1), &[]).await;
+    let (_, status, _) = passes.step(1, None, (1, 1), &[]).await;
     expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
     assert_eq!(condition(&status, "Ready")["message"], "1/1 replicas ready");
     assert_eq!(status["status"]["settledReplicas"], 1);
-    drop(ctx);
-    server.expect_done().await;
+    passes.done().await;
 }
 
 #[tokio::test]
 async fn a_rollout_keeps_ready_until_a_pod_is_actually_down() {
-    let creds = credentials().await;
     let fake = FakeKernel::start().await;
-    let (ctx, server) = test_context(&fake.base);
-    let mut k = settled_kernel(2, 2);
+    let mut passes = Passes::start(&fake, settled_kernel(2, 2)).await;
 
     // Before the change: rolled out, both serve.
-    let (_, status, _, server) = step(&ctx, server, &mut k, &creds, 2, None, (2, 2), &[]).await;
+    let (_, status, _) = passes.step(2, None, (2, 2), &[]).await;
     expect_summary(&status, ["True", "AllReplicasReady", "False", "RolledOut"]);
 
     // Mid-rollout: k-1 is being replaced and its new container is starting.
-    let (issuer, admin, sts1) = &creds;
+    let Passes {
+        ctx,
+        server,
+        k,
+        creds: (issuer, admin, sts1),
+    } = passes;
+    let server = server.expect("server");
     let mut creating = named_pod("k-1", false);
     creating["status"]["containerStatuses"] = json!([{
         "name": "kernel", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
@@ -874,7 +882,7 @@ async fn a_rollout_keeps_ready_until_a_pod_is_actually_down() {
             answer
         }),
         pods: vec![named_pod("k-0", true), creating],
-        ..KernelWorld::running(&k, issuer, admin, existing_sts(sts1, 2))
+        ..KernelWorld::running(&k, &issuer, &admin, existing_sts(&sts1, 2))
     };
     let (action, server, seen) =
         pass(server, Scenario::Kernel(world), reconcile_kernel(&k, &ctx)).await;
@@ -896,7 +904,6 @@ async fn a_rollout_keeps_ready_until_a_pod_is_actually_down() {
 
 #[tokio::test]
 async fn an_outage_names_each_replica_and_the_stalled_stage() {
-    let creds = credentials().await;
     let fake = FakeKernel::start().await;
     fake.set_readyz(
         "k-0",
@@ -906,14 +913,12 @@ async fn an_outage_names_each_replica_and_the_stalled_stage() {
     fake.set_stalled("k-0", &["writer"]);
     fake.set_readyz("k-1", 503, "not ready: Postgres unreachable\n");
     fake.set_stalled("k-1", &[]);
-    let (ctx, server) = test_context(&fake.base);
-    let mut k = settled_kernel(2, 2);
+    let mut passes = Passes::start(&fake, settled_kernel(2, 2)).await;
     let mut k0 = named_pod("k-0", false);
     k0["status"]["podIP"] = json!("10.0.0.1");
     let mut k1 = named_pod("k-1", false);
     k1["status"]["podIP"] = json!("10.0.0.2");
-    let (_, status, _, server) =
-        step(&ctx, server, &mut k, &creds, 2, None, (2, 0), &[k1, k0]).await;
+    let (_, status, _) = passes.step(2, None, (2, 0), &[k1, k0]).await;
     expect_summary(&status, ["False", "Stalled", "False", "Stalled"]);
     assert_eq!(
         condition(&status, "Progressing")["message"],
@@ -923,8 +928,7 @@ async fn an_outage_names_each_replica_and_the_stalled_stage() {
         condition(&status, "Ready")["message"],
         "0/2 replicas ready: pod k-0: writer stalled (kernel_stalled), not ready: writer stalled: Postgres unreachable; pod k-1: not ready: Postgres unreachable; see `kubectl describe pod -l app.kubernetes.io/instance=k`"
     );
-    drop(ctx);
-    server.expect_done().await;
+    passes.done().await;
 }
 
 /// Lag and stored/s come from the pods' `/metrics` every pass; entries that wait while no pod

@@ -2,23 +2,20 @@
 //! own verifier.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use fdc_common::{keys, token::TokenVerifier};
 use k8s_openapi::jiff::Timestamp;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    condition, kernel, kernel_uri, producer, secret_uri, test_context, unreachable_base, AdminCall,
-    ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
+    assert_requeued, being_deleted, condition, kernel, kernel_uri, outcome, producer, run,
+    secret_uri, unreachable_context, without_finalizers, AdminCall, ProducerTest, APPLY, NS,
+    PRODUCER_UID,
 };
-use crate::controller::producer::reconcile;
-use crate::controller::Error;
 use crate::crd::Producer;
 use crate::labels::PRODUCER_FINALIZER;
 
@@ -29,14 +26,6 @@ pub(super) fn decode(data: &Value, key: &str) -> String {
         .decode(data[key].as_str().unwrap())
         .unwrap();
     String::from_utf8(b).unwrap()
-}
-
-pub(super) fn run(
-    p: Producer,
-    ctx: &Arc<crate::controller::Context>,
-) -> tokio::task::JoinHandle<Result<Action, Error>> {
-    let ctx = ctx.clone();
-    tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(p))), ctx).await })
 }
 
 /// The kernel's issuer key set and its Secret as the API returns it.
@@ -54,13 +43,16 @@ pub(super) fn verifier(keys: &IssuerKeySet) -> TokenVerifier {
     v
 }
 
-/// One apply pass up to (and including) the Secret apply; returns the applied Secret and
-/// whether a token event was published (its reason).
+/// One apply pass of `p` (with `stored` credentials) to its end; returns the applied Secret,
+/// whether a token event was published (its reason), the status and the pass's action.
 pub(super) async fn apply_pass(
-    server: &mut ApiServer,
+    t: &mut ProducerTest,
+    p: Producer,
     issuer_secret: &Value,
     stored: Option<&Value>,
-) -> (Value, Option<String>, Value) {
+) -> (Value, Option<String>, Value, Action) {
+    let task = run(p, &t.ctx);
+    let server = &mut t.server;
     server
         .producer_reads(&kernel("k", 1), issuer_secret, stored)
         .await;
@@ -95,7 +87,7 @@ pub(super) async fn apply_pass(
     call.echo();
     server.admin_token_read(NS).await;
     let status = server.producer_status_apply().await;
-    (secret, event, status)
+    (secret, event, status, outcome(task).await)
 }
 
 /// The requeue delay of `action` is within 5s below `expected` (time passes during the test).
@@ -120,9 +112,8 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
 
-    let task = run(producer("p", "k"), &t.ctx);
-    let (secret, event, status) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    let action = task.await.unwrap().unwrap();
+    let (secret, event, status, action) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, None).await;
     assert_eq!(event.as_deref(), Some("TokenIssued"));
 
     let data = &secret["data"];
@@ -170,9 +161,8 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
     // The kernel has seen the producer now: the time it shows is the status's.
     t.fake
         .set_producer_seen(PRODUCER_UID, json!("2026-12-07T04:20:01.250Z"));
-    let task = run(producer("p", "k"), &t.ctx);
-    let (again, event, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    let (again, event, status, _) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, Some(&secret)).await;
     assert_eq!(event, None);
     assert_eq!(again["data"], secret["data"]);
     // (Kubernetes times are whole seconds.)
@@ -189,17 +179,14 @@ async fn new_producer_gets_a_token_the_kernel_accepts_and_renewal_is_scheduled()
 async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
     let mut t = ProducerTest::start().await;
     let (keys, issuer_secret) = issuer();
-    let task = run(producer("p", "k"), &t.ctx);
-    let (secret, _, _) = apply_pass(&mut t.server, &issuer_secret, None).await;
-    task.await.unwrap().unwrap();
+    let (secret, _, _, _) = apply_pass(&mut t, producer("p", "k"), &issuer_secret, None).await;
 
     // Renewal: the stored token expires in 1h, past its renewal point (24h/3 before expiry).
     let mut due = secret.clone();
     due["metadata"]["annotations"]["fdc.dev/token-expires-at"] =
         json!((Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(1)).to_string());
-    let task = run(producer("p", "k"), &t.ctx);
-    let (renewed, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&due)).await;
-    task.await.unwrap().unwrap();
+    let (renewed, event, _, _) =
+        apply_pass(&mut t, producer("p", "k"), &issuer_secret, Some(&due)).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_ne!(
         decode(&renewed["data"], "token"),
@@ -218,10 +205,8 @@ async fn token_due_for_renewal_or_signed_by_a_rotated_key_is_reissued() {
         .unwrap();
     let rotated_secret =
         serde_json::to_value(rotated.to_secret(&kernel("k", 1), Some("r1")).unwrap()).unwrap();
-    let task = run(producer("p", "k"), &t.ctx);
-    let (resigned, event, status) =
-        apply_pass(&mut t.server, &rotated_secret, Some(&renewed)).await;
-    task.await.unwrap().unwrap();
+    let (resigned, event, status, _) =
+        apply_pass(&mut t, producer("p", "k"), &rotated_secret, Some(&renewed)).await;
     assert_eq!(event.as_deref(), Some("TokenRenewed"));
     assert_eq!(status["status"]["tokenKeyId"], new_kid.as_str());
     assert_eq!(
@@ -252,19 +237,14 @@ async fn missing_kernel_is_reported_without_an_error() {
         ready["message"],
         "FdcKernel apps/k not found; create it or fix spec.kernelRef"
     );
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     t.done().await;
 }
 
 #[tokio::test]
 async fn a_new_producer_first_gets_the_finalizer() {
     let mut t = ProducerTest::start().await;
-    let mut p = producer("p", "k");
-    p.metadata.finalizers = None;
-    let task = run(p, &t.ctx);
+    let task = run(without_finalizers(producer("p", "k")), &t.ctx);
     assert_eq!(
         t.server.producer_patch().await,
         json!([
@@ -272,16 +252,12 @@ async fn a_new_producer_first_gets_the_finalizer() {
             {"op": "add", "path": "/metadata/finalizers", "value": [PRODUCER_FINALIZER]}
         ])
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     t.done().await;
 }
 
 fn deleting() -> Producer {
-    let mut p = producer("p", "k");
-    p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        Timestamp::now(),
-    ));
-    p
+    being_deleted(producer("p", "k"))
 }
 
 #[tokio::test]
@@ -298,7 +274,7 @@ async fn deletion_revokes_at_the_kernel_then_removes_the_finalizer() {
             {"op": "remove", "path": "/metadata/finalizers/0"}
         ])
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert_eq!(
         t.fake.revokes(),
         vec![AdminCall {
@@ -349,8 +325,7 @@ async fn failed_revocation_keeps_the_finalizer_and_says_how_to_give_up() {
 async fn an_unreachable_kernel_blocks_deletion_with_the_os_cause() {
     // Nothing listens there: the connection is refused, and the message says so (not just
     // hyper's "client error (Connect)").
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let mut p = deleting();
     p.status = Some(crate::crd::ProducerStatus {
         token_expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -385,7 +360,7 @@ async fn deletion_after_the_kernel_is_gone_just_releases() {
     let task = run(deleting(), &t.ctx);
     t.server.expect("GET", &kernel_uri()).await.not_found();
     t.server.producer_patch().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert!(t.fake.revokes().is_empty());
     t.done().await;
 }
@@ -411,7 +386,7 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
         ready["message"],
         "FdcKernel ingest/k does not accept Producers from namespace apps; add it to the kernel's spec.auth.allowedProducerNamespaces"
     );
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
 
     // Allowed: the issuer key is read in the kernel's namespace, the Secret written in the
     // Producer's own.
@@ -425,7 +400,7 @@ async fn cross_namespace_reference_needs_the_kernels_permission() {
     t.server.credentials_apply().await;
     t.server.admin_token_read("ingest").await;
     t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     t.done().await;
 }
 
@@ -452,6 +427,6 @@ async fn a_producer_the_kernel_never_saw_is_released_with_an_honest_warning() {
         "{event}"
     );
     t.server.producer_patch().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     t.done().await;
 }

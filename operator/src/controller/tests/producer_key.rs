@@ -7,11 +7,12 @@ use std::time::Duration;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, verifier};
 use crate::auth::KeyPair;
+use crate::builders::issuer_keys::IssuerKeySet;
 use crate::controller::fixtures::{
-    admin_secret, kernel, producer, secret_uri, test_context, unreachable_base, AdminCall,
-    ApiServer, ProducerTest, NS, PRODUCER_UID,
+    assert_requeued, kernel, outcome, producer, run, secret_uri, status_reason,
+    unreachable_context, with_status, AdminCall, ApiServer, ProducerTest, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -46,13 +47,19 @@ fn expected_call(own: &KeyPair) -> AdminCall {
     }
 }
 
+/// A Producer test, the kernel's issuer keys and their Secret, and a key pair the producer
+/// holds itself.
+async fn start_with_own_key() -> (ProducerTest, IssuerKeySet, Value, KeyPair) {
+    let t = ProducerTest::start().await;
+    let (keys, issuer_secret) = issuer();
+    let own = crate::auth::generate_key_pair().unwrap();
+    (t, keys, issuer_secret, own)
+}
+
 /// GETs of a reconcile up to the admin token Secret (nothing stored yet).
 async fn reads_up_to_admin_token(server: &mut ApiServer, issuer_secret: &Value) {
     server
-        .producer_reads(&kernel("k", 1), issuer_secret, None)
-        .await;
-    server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .producer_reads_to_admin_token(issuer_secret, None)
         .await;
 }
 
@@ -61,14 +68,8 @@ async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String)
     let status = server.producer_status_apply().await;
     let ready = condition(&status, "Ready");
     let key = condition(&status, "KeyApproved");
-    assert_eq!(
-        (ready["status"].as_str(), ready["reason"].as_str()),
-        (Some("False"), Some(reason))
-    );
-    assert_eq!(
-        (key["status"].as_str(), key["reason"].as_str()),
-        (Some("False"), Some(reason))
-    );
+    assert_eq!(status_reason(&ready), ("False", reason));
+    assert_eq!(status_reason(&key), ("False", reason));
     assert_eq!(ready["message"], key["message"]);
     assert_eq!(ready["observedGeneration"], 1);
     (
@@ -79,9 +80,7 @@ async fn blocked_status(server: &mut ApiServer, reason: &str) -> (Value, String)
 
 #[tokio::test]
 async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
-    let mut t = ProducerTest::start().await;
-    let (keys, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, keys, issuer_secret, own) = start_with_own_key().await;
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
 
     let task = run(with_key(&own), &t.ctx);
@@ -99,7 +98,7 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     let secret = t.server.credentials_apply().await;
     t.server.admin_token_read(NS).await;
     let status = t.server.producer_status_apply().await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
 
     // The Secret: the kernel-accepted token, the fingerprint, no key material of ours.
     let data = &secret["data"];
@@ -127,19 +126,15 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
     // Next reconcile: the kernel says "already approved" (200): asked again, no Event, and
     // the fresh token is reused, so nothing but the Secret and status applies follows.
     t.fake.set_key_response(200, json!({"changed": false}));
-    let mut p = with_key(&own);
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
+    let p = with_status(with_key(&own), &status);
     let task = run(p, &t.ctx);
     t.server
-        .producer_reads(&kernel("k", 1), &issuer_secret, Some(&secret))
-        .await;
-    t.server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
+        .producer_reads_to_admin_token(&issuer_secret, Some(&secret))
         .await;
     assert_eq!(t.server.credentials_apply().await["data"], secret["data"]);
     t.server.admin_token_read(NS).await;
     let again = t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own); 2]);
     assert_eq!(
         condition(&again, "KeyApproved")["reason"],
@@ -153,11 +148,8 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
     // spec.publicKey removed: a key pair is generated, no kernel call, and the KeyApproved
     // condition goes away.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(again["status"].clone()).unwrap();
-    let task = run(p, &t.ctx);
-    let (_, _, status) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    let p = with_status(producer("p", "k"), &again);
+    let (_, _, status, _) = apply_pass(&mut t, p, &issuer_secret, Some(&secret)).await;
     assert_eq!(condition(&status, "KeyApproved"), Value::Null);
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(t.fake.key_approvals().len(), 2);
@@ -167,15 +159,14 @@ async fn external_key_is_approved_at_the_kernel_before_the_secret_is_written() {
 
 #[tokio::test]
 async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let (_, issuer_secret) = issuer();
     let own = crate::auth::generate_key_pair().unwrap();
 
     let task = run(with_key(&own), &ctx);
     reads_up_to_admin_token(&mut server, &issuer_secret).await;
     let (status, message) = blocked_status(&mut server, "KernelUnreachable").await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
     let url = format!("{base}/v1/producers/{PRODUCER_UID}/keys");
     assert!(
@@ -201,9 +192,7 @@ async fn unreachable_kernel_blocks_with_a_requeue_and_writes_no_secret() {
 
 #[tokio::test]
 async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_act_on() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let fingerprint = crate::auth::fingerprint(&own.public_pem).unwrap();
     let kernel_says = format!("conflict: key {fingerprint} is already approved for producer 0190c0de-0000-7000-8000-000000000001; a key serves one producer (use another key)");
     t.fake
@@ -217,10 +206,7 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
     assert_eq!(event["note"], expected.as_str());
     let (_, message) = blocked_status(&mut t.server, "KeyRefusedByKernel").await;
     assert_eq!(message, expected);
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(300))
-    );
+    assert_requeued(task, Duration::from_secs(300)).await;
     assert_eq!(t.fake.key_approvals(), vec![expected_call(&own)]);
 
     // The kernel does not take the operator's admin token.
@@ -233,18 +219,13 @@ async fn refusal_and_a_rejected_admin_token_are_reported_in_words_a_human_can_ac
         message,
         format!("FdcKernel apps/k did not accept the operator's admin token ({}/v1/producers/{PRODUCER_UID}/keys answered HTTP 401) while approving spec.publicKey; Secret k-admin-token and the kernel pods disagree (restart the pods to reload it); retrying every 30s", t.fake.base)
     );
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     t.done().await;
 }
 
 #[tokio::test]
 async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let task = run(with_key(&own), &t.ctx);
     t.server
         .producer_reads(&kernel("k", 1), &issuer_secret, None)
@@ -252,19 +233,14 @@ async fn missing_admin_token_secret_waits_without_calling_the_kernel() {
     t.server.get(&secret_uri("k-admin-token"), None).await;
     let (_, message) = blocked_status(&mut t.server, "AdminTokenNotReady").await;
     assert_eq!(message, "FdcKernel apps/k has no admin token Secret k-admin-token yet, which is needed to approve spec.publicKey; see the kernel's status");
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     assert!(t.fake.key_approvals().is_empty());
     t.done().await;
 }
 
 #[tokio::test]
 async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_written() {
-    let mut t = ProducerTest::start().await;
-    let (_, issuer_secret) = issuer();
-    let own = crate::auth::generate_key_pair().unwrap();
+    let (mut t, _, issuer_secret, own) = start_with_own_key().await;
     let mut k = kernel("k", 1);
     k.spec.auth.enabled = false;
     let task = run(with_key(&own), &t.ctx);
@@ -272,12 +248,9 @@ async fn kernel_without_auth_gets_no_approval_call_and_the_secret_is_still_writt
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
     let status = t.server.producer_status_apply().await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     let key = condition(&status, "KeyApproved");
-    assert_eq!(
-        (key["status"].as_str(), key["reason"].as_str()),
-        (Some("False"), Some("KernelAuthDisabled"))
-    );
+    assert_eq!(status_reason(&key), ("False", "KernelAuthDisabled"));
     assert_eq!(
         key["message"],
         "FdcKernel apps/k runs with spec.auth.enabled=false: it has no registration flow to approve spec.publicKey for (and checks no tokens)"

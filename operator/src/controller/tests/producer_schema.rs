@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
+use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
-use super::producer::{apply_pass, assert_requeue_near, decode, issuer, run, verifier};
+use super::producer::{apply_pass, assert_requeue_near, decode, issuer, verifier};
 use crate::controller::fixtures::{
-    admin_secret, condition, kernel, producer, producer_uri, secret_uri, AdminCall, ApiServer,
-    ProducerTest, APPLY, NS, PRODUCER_UID,
+    admin_secret, condition, kernel, outcome, producer, producer_uri, run, secret_uri,
+    status_reason, with_status, AdminCall, ApiServer, ProducerTest, APPLY, NS, PRODUCER_UID,
 };
 use crate::crd::Producer;
 
@@ -31,11 +32,30 @@ fn expected_binding(schema: Value, reason: &str) -> AdminCall {
 /// The reads of a pass up to the admin token Secret.
 async fn reads(server: &mut ApiServer, issuer_secret: &Value, stored: Option<&Value>) {
     server
-        .producer_reads(&kernel("k", 1), issuer_secret, stored)
+        .producer_reads_to_admin_token(issuer_secret, stored)
         .await;
-    server
-        .get(&secret_uri("k-admin-token"), Some(&admin_secret()))
-        .await;
+}
+
+/// The `SchemaBound` condition of an applied status: its status, reason and message.
+fn schema_bound(status: &Value) -> (&str, &str, &str) {
+    let bound = condition(status, "SchemaBound");
+    let (status, reason) = status_reason(bound);
+    (status, reason, bound["message"].as_str().expect("message"))
+}
+
+/// A pass of `p` that reuses the token stored in `secret` (no Event), up to its end: the
+/// status written and the pass's action.
+async fn reusing_pass(
+    t: &mut ProducerTest,
+    p: Producer,
+    issuer_secret: &Value,
+    secret: &Value,
+) -> (Value, Action) {
+    let task = run(p, &t.ctx);
+    reads(&mut t.server, issuer_secret, Some(secret)).await;
+    t.server.credentials_apply().await;
+    let status = status_apply(&mut t.server).await;
+    (status, outcome(task).await)
 }
 
 /// The status apply that ends a pass, after any further reads of the admin token Secret
@@ -79,44 +99,31 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     // The token still names the schema (its `schema` claim).
     let claims = verifier(&keys)
         .verify(&decode(&secret["data"], "token"))
         .unwrap();
     assert_eq!(claims.schema.as_deref(), Some("orders@^1.2"));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("True"), Some("Bound"))
-    );
-    assert_eq!(
-        bound["message"],
-        format!("producer {PRODUCER_UID} is bound to schema orders@^1.2 at FdcKernel apps/k: its data entries are validated against the newest version of the schema the range admits, and dead-lettered with reason `schema` when they do not conform")
-    );
+    let expected = format!("producer {PRODUCER_UID} is bound to schema orders@^1.2 at FdcKernel apps/k: its data entries are validated against the newest version of the schema the range admits, and dead-lettered with reason `schema` when they do not conform");
+    assert_eq!(schema_bound(&status), ("True", "Bound", expected.as_str()));
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
     // Next pass: bound again (idempotent at the kernel), no second Event.
-    let mut p = bound_to("orders@^1.2");
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
-    let task = run(p, &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let again = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    let p = with_status(bound_to("orders@^1.2"), &status);
+    let (again, _) = reusing_pass(&mut t, p, &issuer_secret, &secret).await;
     assert_eq!(t.fake.bindings().len(), 2);
     assert_eq!(condition(&again, "SchemaBound")["status"], "True");
 
     // spec.schema removed: unbound (`null`), and the condition goes.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(again["status"].clone()).unwrap();
+    let p = with_status(producer("p", "k"), &again);
     let task = run(p, &t.ctx);
     reads(&mut t.server, &issuer_secret, Some(&secret)).await;
     // The token's inputs changed (no schema claim): a new one.
     t.server.expect_event(NS, "TokenRenewed").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     assert_eq!(
         t.fake.bindings()[2],
         expected_binding(
@@ -134,11 +141,8 @@ async fn spec_schema_binds_the_producer_and_removing_it_unbinds() {
     );
 
     // Nothing bound and no schema: no call at all.
-    let mut p = producer("p", "k");
-    p.status = serde_json::from_value(status["status"].clone()).unwrap();
-    let task = run(p, &t.ctx);
-    let (_, event, _) = apply_pass(&mut t.server, &issuer_secret, Some(&secret)).await;
-    task.await.unwrap().unwrap();
+    let p = with_status(producer("p", "k"), &status);
+    let (_, event, _, _) = apply_pass(&mut t, p, &issuer_secret, Some(&secret)).await;
     assert_eq!(event, None, "the token is reused");
     assert_eq!(t.fake.bindings().len(), 3);
     t.done().await;
@@ -159,15 +163,11 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
     t.server.expect_event(NS, "TokenIssued").await;
     let secret = t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(60));
-    let bound = condition(&status, "SchemaBound");
+    assert_requeue_near(outcome(task).await, Duration::from_secs(60));
+    let expected = format!("FdcKernel apps/k does not know producer {PRODUCER_UID} yet (unknown producer {PRODUCER_UID}); the binding is made once it does (it knows a producer from its first entry or registration); asked again every 1m");
     assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("False"), Some("ProducerNotSeen"))
-    );
-    assert_eq!(
-        bound["message"],
-        format!("FdcKernel apps/k does not know producer {PRODUCER_UID} yet (unknown producer {PRODUCER_UID}); the binding is made once it does (it knows a producer from its first entry or registration); asked again every 1m")
+        schema_bound(&status),
+        ("False", "ProducerNotSeen", expected.as_str())
     );
     assert_eq!(condition(&status, "Ready")["status"], "True");
 
@@ -176,32 +176,23 @@ async fn a_binding_the_kernel_cannot_make_is_a_condition_and_the_credentials_are
         409,
         json!({"error": "no version of schema orders matches ^1.2"}),
     );
-    let task = run(bound_to("orders@^1.2"), &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(120));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(bound["reason"], "BindingRefused");
-    assert_eq!(
-        bound["message"],
-        "FdcKernel apps/k refused to bind spec.schema orders@^1.2: no version of schema orders matches ^1.2. Add the schema (an FdcSchema, or `fdc-kernel schema add`) or fix spec.schema (name@range, e.g. orders@^1.2); asked again every 2m"
-    );
+    let (status, action) =
+        reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
+    assert_requeue_near(action, Duration::from_secs(120));
+    let expected = "FdcKernel apps/k refused to bind spec.schema orders@^1.2: no version of schema orders matches ^1.2. Add the schema (an FdcSchema, or `fdc-kernel schema add`) or fix spec.schema (name@range, e.g. orders@^1.2); asked again every 2m";
+    assert_eq!(schema_bound(&status), ("False", "BindingRefused", expected));
     assert_eq!(t.fake.bindings().len(), 2);
 
     // A kernel without the binding route (404 with no `error`): an error answer, not an
     // unknown producer.
     t.fake.set_bind_response(404, Value::Null);
-    let task = run(bound_to("orders@^1.2"), &t.ctx);
-    reads(&mut t.server, &issuer_secret, Some(&secret)).await;
-    t.server.credentials_apply().await;
-    let status = status_apply(&mut t.server).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
-    let bound = condition(&status, "SchemaBound");
-    assert_eq!(bound["reason"], "AdminCallFailed");
+    let (status, action) =
+        reusing_pass(&mut t, bound_to("orders@^1.2"), &issuer_secret, &secret).await;
+    assert_requeue_near(action, Duration::from_secs(30));
+    let expected = format!("FdcKernel apps/k failed to bind spec.schema ({}/v1/producers/{PRODUCER_UID}/schema answered HTTP 404); see the kernel's logs; retrying every 30s", t.fake.base);
     assert_eq!(
-        bound["message"],
-        format!("FdcKernel apps/k failed to bind spec.schema ({}/v1/producers/{PRODUCER_UID}/schema answered HTTP 404); see the kernel's logs; retrying every 30s", t.fake.base)
+        schema_bound(&status),
+        ("False", "AdminCallFailed", expected.as_str())
     );
     t.done().await;
 }
@@ -217,15 +208,11 @@ async fn a_kernel_without_auth_is_not_asked_and_says_how_to_bind_a_stream() {
     t.server.expect_event(NS, "TokenIssued").await;
     t.server.credentials_apply().await;
     let status = status_apply(&mut t.server).await;
-    task.await.unwrap().unwrap();
-    let bound = condition(&status, "SchemaBound");
+    outcome(task).await;
+    let expected = "FdcKernel apps/k runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema (orders@1.2.0) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({stream: name@version})";
     assert_eq!(
-        (bound["status"].as_str(), bound["reason"].as_str()),
-        (Some("False"), Some("KernelAuthDisabled"))
-    );
-    assert_eq!(
-        bound["message"],
-        "FdcKernel apps/k runs with spec.auth.enabled=false: it does not know which producer sent an entry, so spec.schema (orders@1.2.0) binds nothing; bind the stream instead in the kernel's spec.config.ingest.schemas ({stream: name@version})"
+        schema_bound(&status),
+        ("False", "KernelAuthDisabled", expected)
     );
     assert!(t.fake.bindings().is_empty());
     t.done().await;

@@ -2,30 +2,19 @@
 //! the local kernel stand-in: the exact registry requests the operator makes, and the
 //! conditions a user sees for each kernel answer.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{json, Value};
 
 use super::producer::assert_requeue_near;
 use crate::controller::fixtures::{
-    admin_secret, condition, fdc_schema, kernel, secret_uri, test_context, unreachable_base,
-    AdminCall, ApiServer, ProducerTest, APPLY, NS, SCHEMA_ID,
+    admin_secret, assert_requeued, being_deleted, condition, fdc_schema, kernel, outcome, run,
+    secret_uri, status_reason, unreachable_context, with_status, without_finalizers, AdminCall,
+    ApiServer, ProducerTest, APPLY, NS, SCHEMA_ID,
 };
-use crate::controller::schema::reconcile;
-use crate::controller::Error;
 use crate::crd::FdcSchema;
 use crate::labels::SCHEMA_FINALIZER;
-
-fn run(
-    s: FdcSchema,
-    ctx: &Arc<crate::controller::Context>,
-) -> tokio::task::JoinHandle<Result<Action, Error>> {
-    let ctx = ctx.clone();
-    tokio::spawn(async move { reconcile(Arc::new(DeserializeGuard(Ok(s))), ctx).await })
-}
 
 fn schema_uri() -> String {
     format!("/apis/fdc.dev/v1alpha1/namespaces/{NS}/fdcschemas/s")
@@ -54,6 +43,14 @@ async fn status_apply(server: &mut ApiServer, schema: &FdcSchema) -> Value {
     status
 }
 
+/// The patch of FdcSchema `s`'s finalizers, answered with `schema`; returns the patch.
+async fn finalizer_patch(server: &mut ApiServer, schema: &FdcSchema) -> Value {
+    let call = server.expect("PATCH", &format!("{}?", schema_uri())).await;
+    let patch = call.body.clone();
+    call.ok(&serde_json::to_value(schema).unwrap());
+    patch
+}
+
 /// The request the operator must send to add the fixture's version.
 fn expected_add() -> AdminCall {
     AdminCall {
@@ -68,9 +65,19 @@ fn expected_add() -> AdminCall {
     }
 }
 
-fn with_status(mut s: FdcSchema, status: &Value) -> FdcSchema {
-    s.status = serde_json::from_value(status["status"].clone()).unwrap();
-    s
+/// The kernel's answer to adding the fixture's version when it holds it already (200).
+fn unchanged_answer(deprecated: bool) -> Value {
+    json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": deprecated, "created_at": "x"})
+}
+
+/// A pass of `schema` that reads and writes its status, and nothing else (no Event); returns
+/// the status written.
+async fn quiet_pass(t: &mut ProducerTest, schema: &FdcSchema) -> Value {
+    let task = run(schema.clone(), &t.ctx);
+    reads(&mut t.server).await;
+    let status = status_apply(&mut t.server, schema).await;
+    outcome(task).await;
+    status
 }
 
 #[tokio::test]
@@ -87,7 +94,7 @@ async fn a_valid_schema_is_added_at_the_kernel_and_accepted() {
         )
     );
     let status = status_apply(&mut t.server, &schema).await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add()]);
     assert_eq!(action, Action::requeue(Duration::from_secs(600)));
     assert_eq!(status["status"]["schemaId"], SCHEMA_ID);
@@ -105,15 +112,8 @@ async fn a_valid_schema_is_added_at_the_kernel_and_accepted() {
     assert_eq!(condition(&status, "Deprecated")["status"], "False");
 
     // The next pass: the kernel answers "unchanged" (200); no Event, same condition.
-    t.fake.set_schema_add_response(
-        200,
-        json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": false, "created_at": "x"}),
-    );
-    let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    let again = status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    t.fake.set_schema_add_response(200, unchanged_answer(false));
+    let again = quiet_pass(&mut t, &with_status(schema, &status)).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add(); 2]);
     assert_eq!(
         condition(&again, "Accepted")["lastTransitionTime"],
@@ -134,7 +134,7 @@ async fn refused_pass(status: u16, error: &str, event_reason: &str) -> (Value, V
     let event = t.server.expect_event(NS, event_reason).await;
     assert_eq!(event["type"], "Warning");
     let status = status_apply(&mut t.server, &schema).await;
-    let action = task.await.unwrap().unwrap();
+    let action = outcome(task).await;
     assert_eq!(t.fake.schema_calls(), vec![expected_add()]);
     t.done().await;
     (event, status, action)
@@ -148,10 +148,7 @@ async fn an_invalid_body_shows_the_compilers_message() {
     assert_eq!(event["note"], expected.as_str());
     assert_eq!(action, Action::await_change());
     let accepted = condition(&status, "Accepted");
-    assert_eq!(
-        (accepted["status"].as_str(), accepted["reason"].as_str()),
-        (Some("False"), Some("Invalid"))
-    );
+    assert_eq!(status_reason(accepted), ("False", "Invalid"));
     assert_eq!(accepted["message"], expected.as_str());
     assert!(status["status"].get("schemaId").is_none());
 }
@@ -162,10 +159,7 @@ async fn another_body_for_an_existing_version_says_versions_are_immutable() {
     let (event, status, action) = refused_pass(409, kernel_says, "VersionImmutable").await;
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
     let accepted = condition(&status, "Accepted");
-    assert_eq!(
-        (accepted["status"].as_str(), accepted["reason"].as_str()),
-        (Some("False"), Some("VersionImmutable"))
-    );
+    assert_eq!(status_reason(accepted), ("False", "VersionImmutable"));
     let expected = format!("orders@1.2.0 exists at FdcKernel apps/k with another body ({kernel_says}): a version never changes once added. Give the new body a new version (another FdcSchema with a higher spec.version), or put the old body back");
     assert_eq!(accepted["message"], expected.as_str());
     assert_eq!(event["note"], expected.as_str());
@@ -182,7 +176,7 @@ async fn spec_deprecated_deprecates_the_version_once() {
     let event = t.server.expect_event(NS, "SchemaDeprecated").await;
     assert_eq!(event["note"], "orders@1.2.0 deprecated at FdcKernel apps/k");
     let status = status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    outcome(task).await;
     let add = expected_add();
     let deprecate = AdminCall {
         path: "POST /v1/schemas/orders/1.2.0/deprecate".into(),
@@ -198,15 +192,8 @@ async fn spec_deprecated_deprecates_the_version_once() {
     );
 
     // The kernel now reports it deprecated: no second deprecation call.
-    t.fake.set_schema_add_response(
-        200,
-        json!({"schema_id": SCHEMA_ID, "name": "orders", "version": "1.2.0", "deprecated": true, "created_at": "x"}),
-    );
-    let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    t.fake.set_schema_add_response(200, unchanged_answer(true));
+    quiet_pass(&mut t, &with_status(schema, &status)).await;
     assert_eq!(t.fake.schema_calls().len(), 3);
     assert_eq!(t.fake.schema_calls()[2], add);
     t.done().await;
@@ -214,16 +201,12 @@ async fn spec_deprecated_deprecates_the_version_once() {
 
 #[tokio::test]
 async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
-    let base = unreachable_base();
-    let (ctx, mut server) = test_context(&base);
+    let (ctx, mut server, base) = unreachable_context();
     let schema = fdc_schema("s", "k");
     let task = run(schema.clone(), &ctx);
     reads(&mut server).await;
     let status = status_apply(&mut server, &schema).await;
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     let accepted = condition(&status, "Accepted");
     assert_eq!(accepted["reason"], "KernelUnreachable");
     let message = accepted["message"].as_str().unwrap();
@@ -239,28 +222,18 @@ async fn an_unreachable_kernel_is_a_condition_and_a_requeue() {
 #[tokio::test]
 async fn a_new_schema_first_gets_the_finalizer() {
     let mut t = ProducerTest::start().await;
-    let mut schema = fdc_schema("s", "k");
-    schema.metadata.finalizers = None;
-    let task = run(schema.clone(), &t.ctx);
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
+    let task = run(without_finalizers(fdc_schema("s", "k")), &t.ctx);
     assert_eq!(
-        call.body,
+        finalizer_patch(&mut t.server, &fdc_schema("s", "k")).await,
         json!({"metadata": {"finalizers": [SCHEMA_FINALIZER], "resourceVersion": "7"}})
     );
-    call.ok(&serde_json::to_value(fdc_schema("s", "k")).unwrap());
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert!(t.fake.schema_calls().is_empty());
     t.done().await;
 }
 
 fn deleting(accepted: bool) -> FdcSchema {
-    let mut s = fdc_schema("s", "k");
-    s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    let mut s = being_deleted(fdc_schema("s", "k"));
     if accepted {
         s.status = Some(crate::crd::FdcSchemaStatus {
             schema_id: Some(SCHEMA_ID.into()),
@@ -289,15 +262,9 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
     assert_eq!(event["note"], expected.as_str());
     let status = status_apply(&mut t.server, &schema).await;
     // The finalizer stays (no patch of the object), and the deletion is asked again.
-    assert_eq!(
-        task.await.unwrap().unwrap(),
-        Action::requeue(Duration::from_secs(30))
-    );
+    assert_requeued(task, Duration::from_secs(30)).await;
     let in_use = condition(&status, "InUse");
-    assert_eq!(
-        (in_use["status"].as_str(), in_use["reason"].as_str()),
-        (Some("True"), Some("InUse"))
-    );
+    assert_eq!(status_reason(in_use), ("True", "InUse"));
     assert_eq!(in_use["message"], expected.as_str());
     let paths: Vec<_> = t.fake.schema_calls().into_iter().map(|c| c.path).collect();
     assert_eq!(
@@ -310,10 +277,7 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
 
     // Still in use on the next pass: same condition, no second Event.
     let schema = with_status(schema, &status);
-    let task = run(schema.clone(), &t.ctx);
-    reads(&mut t.server).await;
-    status_apply(&mut t.server, &schema).await;
-    task.await.unwrap().unwrap();
+    quiet_pass(&mut t, &schema).await;
 
     // The producers were rebound: the kernel deletes it, and the finalizer goes.
     t.fake.set_schema_delete_response(204, Value::Null);
@@ -324,16 +288,11 @@ async fn deletion_waits_while_producers_are_bound_then_goes() {
         event["note"],
         "orders@1.2.0 deleted from the schema registry of FdcKernel apps/k"
     );
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
     assert_eq!(
-        call.body,
+        finalizer_patch(&mut t.server, &schema).await,
         json!({"metadata": {"finalizers": [], "resourceVersion": "7"}})
     );
-    call.ok(&serde_json::to_value(&schema).unwrap());
-    assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    assert_eq!(outcome(task).await, Action::await_change());
     assert_eq!(t.fake.schema_calls().len(), 5);
     assert_eq!(
         t.fake.schema_calls()[4],
@@ -351,12 +310,8 @@ async fn a_version_this_object_never_got_accepted_is_not_deleted_at_the_kernel()
     let mut t = ProducerTest::start().await;
     let schema = deleting(false);
     let task = run(schema.clone(), &t.ctx);
-    let call = t
-        .server
-        .expect("PATCH", &format!("{}?", schema_uri()))
-        .await;
-    call.ok(&serde_json::to_value(&schema).unwrap());
-    task.await.unwrap().unwrap();
+    finalizer_patch(&mut t.server, &schema).await;
+    outcome(task).await;
     assert!(t.fake.schema_calls().is_empty());
     t.done().await;
 }
@@ -373,7 +328,7 @@ async fn a_missing_kernel_blocks_without_an_error() {
         )
         .await;
     let status = status_apply(&mut t.server, &schema).await;
-    assert_requeue_near(task.await.unwrap().unwrap(), Duration::from_secs(30));
+    assert_requeue_near(outcome(task).await, Duration::from_secs(30));
     let accepted = condition(&status, "Accepted");
     assert_eq!(accepted["reason"], "KernelNotFound");
     assert_eq!(

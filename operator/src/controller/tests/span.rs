@@ -12,7 +12,8 @@ use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::Layer;
 
 use crate::controller::fixtures::{kernel, producer, test_context, FakeKernel, NS};
-use crate::controller::{kernel as kernel_controller, producer as producer_controller};
+use crate::controller::reconcile;
+use crate::crd::{FdcKernel, Producer};
 
 /// The thread that created a span, its name and its fields, as text.
 type Seen = (ThreadId, String, Vec<(String, String)>);
@@ -89,7 +90,7 @@ async fn each_reconcile_runs_in_a_span_naming_kind_namespace_name_and_generation
             error: "bad".into(),
             metadata: k,
         };
-        async move { kernel_controller::reconcile(Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
+        async move { reconcile::<FdcKernel>(Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
     });
     server.expect_event(NS, "InvalidSpec").await;
     task.await.unwrap().unwrap();
@@ -99,9 +100,7 @@ async fn each_reconcile_runs_in_a_span_naming_kind_namespace_name_and_generation
             error: "bad".into(),
             metadata: producer("orders", "k").metadata,
         };
-        async move {
-            producer_controller::reconcile(Arc::new(DeserializeGuard(Err(invalid))), ctx).await
-        }
+        async move { reconcile::<Producer>(Arc::new(DeserializeGuard(Err(invalid))), ctx).await }
     });
     server.expect_event(NS, "InvalidSpec").await;
     task.await.unwrap().unwrap();
