@@ -31,6 +31,9 @@ pub struct Metrics {
     pub group_pending: IntGaugeVec,
     pub group_lag: IntGaugeVec,
     pub queue_batches: IntGauge,
+    /// Streams the reader reads: the names of `ingest.streams` and the streams discovered
+    /// for its patterns.
+    pub streams_read: IntGauge,
     /// Bytes of the entries read and not yet done with (`ingest.max_inflight_bytes` bounds it).
     pub inflight_bytes: IntGauge,
     /// The configured bound on `inflight_bytes` (`ingest.max_inflight_bytes`), for dashboards
@@ -121,6 +124,13 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(queue_batches.clone()))
+            .expect("unique metric");
+        let streams_read = IntGauge::new(
+            "kernel_streams_read",
+            "Streams being read: the names of ingest.streams and the streams discovered for its patterns.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(streams_read.clone()))
             .expect("unique metric");
         let inflight_bytes = IntGauge::new(
             "kernel_inflight_bytes",
@@ -235,6 +245,7 @@ impl Metrics {
                 &["stream"],
             ),
             queue_batches,
+            streams_read,
             inflight_bytes,
             inflight_max_bytes,
             partitions_dropped: counter(
