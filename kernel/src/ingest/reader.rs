@@ -415,6 +415,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stream_is_read_once_however_often_it_is_found() {
+        let streams = ReadStreams::new(&["events".to_string()]);
+        streams.add("events:{a}".into());
+        streams.add("events".into());
+        streams.add("events:{a}".into());
+        assert_eq!(streams.list(), ["events", "events:{a}"]);
+        assert_eq!(streams.len(), 2);
+    }
+
+    #[test]
     fn failed_sessions_wait_100ms_doubling_to_2s() {
         assert_eq!(
             BACKOFF.first_millis(7),

@@ -77,3 +77,27 @@ fn scan_page(value: &Value) -> Result<(String, Vec<String>), RedisIoError> {
         .collect::<Result<_, _>>()?;
     Ok((reply::string(cursor)?, keys))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_scan_page_gives_the_cursor_and_the_keys() {
+        let page = Value::Array(vec![
+            bulk("17"),
+            Value::Array(vec![bulk("events:a"), bulk("events:{b}")]),
+        ]);
+        assert_eq!(
+            scan_page(&page).unwrap(),
+            ("17".to_string(), vec!["events:a".into(), "events:{b}".into()])
+        );
+        let last = Value::Array(vec![bulk("0"), Value::Array(vec![])]);
+        assert_eq!(scan_page(&last).unwrap(), ("0".to_string(), vec![]));
+        assert!(scan_page(&Value::Array(vec![bulk("0")])).is_err());
+    }
+}
