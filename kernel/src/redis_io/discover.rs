@@ -94,7 +94,10 @@ mod tests {
         ]);
         assert_eq!(
             scan_page(&page).unwrap(),
-            ("17".to_string(), vec!["events:a".into(), "events:{b}".into()])
+            (
+                "17".to_string(),
+                vec!["events:a".into(), "events:{b}".into()]
+            )
         );
         let last = Value::Array(vec![bulk("0"), Value::Array(vec![])]);
         assert_eq!(scan_page(&last).unwrap(), ("0".to_string(), vec![]));
