@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::fault_support::{start_ready, wait_stored, EventSet, WAIT};
+use crate::fault_support::{start_ready, wait_metric_at_least, wait_stored, EventSet, WAIT};
 use crate::support::*;
 use uuid::Uuid;
 
@@ -107,5 +107,69 @@ async fn a_stream_created_after_start_is_drained_and_dead_letter_streams_are_not
     );
     assert_eq!(key_type(&redis, "events:late:dlq:dlq").await, "none");
     assert_eq!(key_type(&redis, "events:string").await, "string");
+    kernel.shutdown().await;
+}
+
+/// A failing look-up (here Redis refuses `SCAN` to the kernel's user) is retried every
+/// interval and never stops the reads of the listed streams; once `SCAN` is allowed, the
+/// stream that appeared meanwhile is found and drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_look_up_is_retried_and_the_listed_streams_are_read_meanwhile() {
+    let env = TestEnv::start().await.unwrap();
+    let redis = env.redis_conn().await;
+    let acl = |rules: &'static [&'static str]| {
+        let mut conn = redis.clone();
+        async move {
+            let _: () = redis::cmd("ACL")
+                .arg(&["SETUSER", "kernel"][..])
+                .arg(rules)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    acl(&["on", ">kernel-pw", "~*", "&*", "+@all", "-scan"]).await;
+    let mut config = env.config();
+    config.redis.url = format!("redis://kernel:kernel-pw@127.0.0.1:{}/", env.redis.port());
+    config.ingest.streams = vec!["events".into(), "events:*".into()];
+    config.ingest.discover_interval = Duration::from_millis(200);
+    let kernel = start_ready(config).await;
+    let pg = env.pg().await;
+
+    let late = EventSet::new(120, 0);
+    publish(&redis, "events:late", &late.entries).await;
+    let listed = EventSet::new(80, 0);
+    publish(&redis, "events", &listed.entries).await;
+    assert_eq!(wait_stored(&pg, 80).await, 80, "the listed stream is read");
+    let errors = wait_metric_at_least(kernel.http_addr, "kernel_redis_errors_total", 2.0).await;
+    assert!(errors >= 2.0, "look-ups failed and were retried: {errors}");
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM events WHERE source_stream = 'events:late'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        metric_at(kernel.http_addr, "kernel_streams_read").await,
+        Some(1.0)
+    );
+
+    acl(&["+scan"]).await;
+    assert_eq!(wait_stored(&pg, 200).await, 200, "found once SCAN works");
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM events WHERE source_stream = 'events:late'"
+        )
+        .await,
+        120
+    );
+    assert_eq!(
+        metric_at(kernel.http_addr, "kernel_streams_read").await,
+        Some(2.0)
+    );
+    assert_eq!(http_get(kernel.http_addr, "/readyz").await.0, 200);
     kernel.shutdown().await;
 }
