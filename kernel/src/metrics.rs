@@ -32,6 +32,9 @@ pub struct Metrics {
     pub group_pending: IntGaugeVec,
     pub group_lag: IntGaugeVec,
     pub queue_batches: IntGauge,
+    /// Streams the reader reads: the names of `ingest.streams` and the streams discovered
+    /// for its patterns.
+    pub streams_read: IntGauge,
     /// Bytes of the entries read and not yet done with (`ingest.max_inflight_bytes` bounds it).
     pub inflight_bytes: IntGauge,
     /// The configured bound on `inflight_bytes` (`ingest.max_inflight_bytes`), for dashboards
@@ -126,6 +129,11 @@ impl Metrics {
             r,
             "kernel_queue_batches",
             "Batches read from Redis and waiting for the Postgres writer.",
+        );
+        let streams_read = gauge(
+            r,
+            "kernel_streams_read",
+            "Streams being read: the names of ingest.streams and the streams discovered for its patterns.",
         );
         let inflight_bytes = gauge(
             r,
@@ -236,6 +244,7 @@ impl Metrics {
                 &["stream"],
             ),
             queue_batches,
+            streams_read,
             inflight_bytes,
             inflight_max_bytes,
             partitions_dropped: counter(

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::health::Health;
 use crate::http::{self, HttpState};
-use crate::ingest::{Admit, Commit, Holdings, Lanes, Reader, Settle};
+use crate::ingest::{Admit, Commit, Holdings, Lanes, ReadStreams, Reader, Settle};
 use crate::metrics::Metrics;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::store::{Store, StoreError};
@@ -200,8 +200,11 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
         let _ = http_task.await;
         return Ok(());
     }
+    let sources = config.stream_sources();
+    let streams = ReadStreams::new(sources.names());
     let housekeeping = tokio::spawn(housekeeping(
         config.clone(),
+        streams.clone(),
         store.clone(),
         client.clone(),
         metrics.clone(),
@@ -239,6 +242,8 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
         Reader {
             client: client.clone(),
             config: config.ingest.clone(),
+            sources,
+            streams: streams.clone(),
             metrics: metrics.clone(),
             queue: queue_tx,
             shutdown: stop.clone(),
@@ -300,7 +305,7 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
     };
     housekeeping.abort();
     stall_gauge.abort();
-    match client.leave_group_if_idle(&config.ingest.streams).await {
+    match client.leave_group_if_idle(&streams.list()).await {
         Ok(true) => info!("left the consumer group (nothing pending)"),
         Ok(false) => info!("staying in the consumer group: entries still pending"),
         Err(e) => warn!(error = %e, "could not check pending entries at shutdown"),
@@ -355,6 +360,7 @@ async fn prepare_database(
 /// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention.
 async fn housekeeping(
     config: Config,
+    streams: ReadStreams,
     store: Store,
     client: StreamClient,
     metrics: Metrics,
@@ -366,7 +372,7 @@ async fn housekeeping(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = gauges.tick() => {
-                for stream in &config.ingest.streams {
+                for stream in &streams.list() {
                     if let Ok(info) = client.group_info(stream).await {
                         metrics.group_pending.with_label_values(&[stream]).set(info.pending);
                         metrics.group_lag.with_label_values(&[stream]).set(info.lag.unwrap_or(0));

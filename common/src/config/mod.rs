@@ -7,6 +7,7 @@ pub mod auth;
 mod files;
 mod redact;
 pub mod spill;
+mod streams;
 mod validate;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use files::check_referenced_files;
 pub use redact::redact_url;
+pub use streams::{glob_match, is_pattern, Skip, StreamSources};
 pub use validate::ConfigError;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -83,7 +85,13 @@ impl Default for PostgresConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
+    /// Stream names, and glob patterns in Redis `MATCH` syntax (`events:*`, `events:{*}`)
+    /// whose streams are discovered while the kernel runs.
     pub streams: Vec<String>,
+    /// How often the kernel looks for new streams matching the patterns of `streams` (with
+    /// `SCAN … MATCH … TYPE stream`, on every primary of a Redis Cluster).
+    #[serde(with = "humantime_serde")]
+    pub discover_interval: Duration,
     pub group: String,
     /// Consumer name in the group; the host (pod) name when unset.
     pub consumer: Option<String>,
@@ -132,6 +140,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             streams: vec!["events".into()],
+            discover_interval: Duration::from_secs(10),
             group: "kernel".into(),
             consumer: None,
             batch_max_size: 1000,

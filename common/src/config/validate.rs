@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::streams::{glob_match, has_hash_tag, is_pattern};
 use super::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +113,15 @@ impl Config {
                     "name each stream with a hash tag, e.g. events:{orders} (docs/protocol.md)",
                 ));
             }
+        }
+        if ingest.discover_interval < Duration::from_millis(100)
+            || ingest.discover_interval > Duration::from_secs(3600)
+        {
+            return Err(invalid(
+                "ingest.discover_interval",
+                format!("{:?} is out of range", ingest.discover_interval),
+                "use 100ms..=1h (default 10s): how often streams matching the patterns of ingest.streams are looked for",
+            ));
         }
         if ingest.group.is_empty() {
             return Err(invalid("ingest.group", "is empty", "e.g. kernel"));
@@ -240,11 +250,22 @@ impl Config {
             ));
         }
         for (stream, binding) in &ingest.schemas {
-            if !ingest.streams.contains(stream) {
+            if is_pattern(stream) {
+                return Err(invalid(
+                    "ingest.schemas",
+                    format!("binds {stream:?}, a pattern: a binding names one stream"),
+                    "bind each stream by its name (it may match a pattern of ingest.streams)",
+                ));
+            }
+            let read = ingest
+                .streams
+                .iter()
+                .any(|s| s == stream || (is_pattern(s) && glob_match(s, stream)));
+            if !read {
                 return Err(invalid(
                     "ingest.schemas",
                     format!("binds stream {stream:?}, which is not in ingest.streams"),
-                    "bind one of the streams the kernel reads, or add the stream to ingest.streams",
+                    "bind one of the streams the kernel reads (listed or matching a pattern of ingest.streams), or add the stream to ingest.streams",
                 ));
             }
             if let Err(e) = binding.parse::<crate::schema_binding::Binding>() {
@@ -269,14 +290,6 @@ impl Config {
         self.spill.as_ref().map_or(Ok(()), |s| s.validate())?;
         Ok(())
     }
-}
-
-/// `{tag}` with a non-empty tag: Redis Cluster hashes only the tag, so keys sharing it share
-/// a slot.
-fn has_hash_tag(key: &str) -> bool {
-    key.find('{')
-        .and_then(|open| key[open + 1..].find('}'))
-        .is_some_and(|len| len > 0)
 }
 
 #[cfg(test)]
@@ -343,6 +356,60 @@ mod tests {
         config.republish.enabled = true;
         config.republish.stream = "events:stored".into();
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn stream_patterns_and_the_discovery_interval_are_checked() {
+        let mut config = Config::default();
+        config.ingest.streams = vec!["events:*".into(), "orders".into()];
+        config.validate().unwrap();
+        config.ingest.discover_interval = Duration::ZERO;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid config key `ingest.discover_interval`: 0ns is out of range; fix: use \
+             100ms..=1h (default 10s): how often streams matching the patterns of \
+             ingest.streams are looked for"
+        );
+        config.ingest.discover_interval = Duration::from_secs(7200);
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`ingest.discover_interval`"));
+        config.ingest.discover_interval = Duration::from_millis(100);
+        config.validate().unwrap();
+        // A pattern that ends with the dead-letter suffix would read dead letters only.
+        config.ingest.streams = vec!["*:dlq".into()];
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("so it would read its own dead letters"));
+        // On a cluster a pattern needs a hash tag like a name.
+        config.redis.url = "redis+cluster://10.0.0.1:6379/".into();
+        config.ingest.streams = vec!["events:*".into()];
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid config key `ingest.streams`: stream events:* has no hash tag"));
+        config.ingest.streams = vec!["events:{*}".into()];
+        config.validate().unwrap();
+        // A schema binding names a stream the patterns match, not a pattern.
+        config
+            .ingest
+            .schemas
+            .insert("events:{orders}".into(), "orders".into());
+        config.validate().unwrap();
+        config
+            .ingest
+            .schemas
+            .insert("events:{*}".into(), "orders".into());
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("a binding names one stream"));
     }
 
     #[test]

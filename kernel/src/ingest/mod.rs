@@ -15,7 +15,7 @@ pub use admit::{Admit, Batch};
 pub use commit::{spill_batch, Commit, Committed, Mode};
 pub use holdings::{Holdings, Parked, PARKED_MAX};
 pub use lanes::Lanes;
-pub use reader::Reader;
+pub use reader::{ReadStreams, Reader};
 pub use settle::dlq::dead_letter_fields;
 pub use settle::Settle;
 

@@ -1,7 +1,10 @@
 //! Reading the consumer group: first this consumer's own pending entries (left by a crash or
-//! a restart), then new ones; periodically claiming entries a dead replica left idle.
+//! a restart), then new ones; periodically claiming entries a dead replica left idle, and,
+//! when `ingest.streams` holds patterns, looking for new streams matching them.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -14,11 +17,15 @@ use crate::protocol::Entry;
 use crate::redis_io::{RedisIoError, StreamClient};
 use crate::retry::{self, Backoff};
 use crate::stall::StallTicket;
-use fdc_common::config::IngestConfig;
+use fdc_common::config::{IngestConfig, Skip, StreamSources};
 
 pub struct Reader {
     pub client: StreamClient,
     pub config: IngestConfig,
+    /// The names and patterns of `ingest.streams`, and which discovered keys to skip.
+    pub sources: StreamSources,
+    /// The streams being read; grows as streams matching the patterns appear.
+    pub streams: ReadStreams,
     pub metrics: Metrics,
     pub queue: mpsc::Sender<Chunk>,
     pub shutdown: CancellationToken,
@@ -38,6 +45,37 @@ pub struct Reader {
 /// two. The delay is not reset by a session that worked for a while.
 pub const BACKOFF: Backoff = Backoff::doubling(Duration::from_millis(100), Duration::from_secs(2));
 
+/// The streams the reader reads: the names of `ingest.streams`, then those discovered for
+/// its patterns, in the order found. Shared with the housekeeping (per-stream gauges) and the
+/// shutdown (leaving the group); never shrinks.
+#[derive(Clone, Default)]
+pub struct ReadStreams(Arc<RwLock<Vec<String>>>);
+
+impl ReadStreams {
+    pub fn new(names: &[String]) -> ReadStreams {
+        ReadStreams(Arc::new(RwLock::new(names.to_vec())))
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        self.0.read().expect("not poisoned").clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().expect("not poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn add(&self, stream: String) {
+        let mut streams = self.0.write().expect("not poisoned");
+        if !streams.contains(&stream) {
+            streams.push(stream);
+        }
+    }
+}
+
 /// What one session leaves to the next.
 #[derive(Default)]
 struct Session {
@@ -45,11 +83,14 @@ struct Session {
     recovered: AtomicBool,
     /// The last claim sweep failed: the next session starts with it.
     claim_failing: AtomicBool,
+    /// Keys matching a pattern that are not read, logged once each.
+    skipped: Mutex<HashSet<String>>,
 }
 
 impl Reader {
     /// Runs until shutdown. Dropping `self.queue` on return tells the writer to finish.
     pub async fn run(self) {
+        self.metrics.streams_read.set(self.streams.len() as i64);
         let session = Session::default();
         let _ = retry::until(
             &mut BACKOFF.delays(),
@@ -72,21 +113,23 @@ impl Reader {
         if self.shutdown.is_cancelled() {
             return Ok(());
         }
-        for stream in &self.config.streams {
+        let mut streams = self.streams.list();
+        for stream in &streams {
             self.client.ensure_group(stream).await?;
         }
         if !session.recovered.load(Relaxed) {
-            for stream in &self.config.streams {
+            for stream in &streams {
                 self.recover_own_pending(stream).await?;
             }
             session.recovered.store(true, Relaxed);
         } else {
-            for stream in &self.config.streams {
+            for stream in &streams {
                 self.recover_orphans(stream).await?;
             }
         }
-        let streams = self.config.streams.clone();
-        let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
+        let discovering = !self.sources.patterns().is_empty();
+        // The first pass at once, so that streams that exist already are read from the start.
+        let mut next_discover = Instant::now();
         let mut next_claim = if session.claim_failing.load(Relaxed) {
             Instant::now()
         } else {
@@ -96,6 +139,18 @@ impl Reader {
             if self.shutdown.is_cancelled() {
                 return Ok(());
             }
+            if discovering && Instant::now() >= next_discover {
+                // A failed pass costs nothing but its streams' wait: the next one retries.
+                if let Err(e) = self.discover(session).await {
+                    self.metrics.redis_errors.inc();
+                    warn!(error = %e, "looking for streams matching ingest.streams failed; retrying in ingest.discover_interval");
+                }
+                next_discover = Instant::now() + self.config.discover_interval;
+                streams = self.streams.list();
+                if self.shutdown.is_cancelled() {
+                    return Ok(());
+                }
+            }
             if Instant::now() >= next_claim {
                 session.claim_failing.store(true, Relaxed);
                 for stream in &streams {
@@ -104,6 +159,16 @@ impl Reader {
                 session.claim_failing.store(false, Relaxed);
                 next_claim = Instant::now() + self.config.claim_interval;
             }
+            if streams.is_empty() {
+                // Only patterns, none matched yet: nothing to read until the next pass.
+                self.stall.progressed();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_discover.into()) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
             let started = Instant::now();
             // Not cancelled on shutdown: a read cut short after Redis delivered would leave
             // its entries pending until this consumer returns. BLOCK is short anyway.
@@ -124,6 +189,42 @@ impl Reader {
                 return Ok(());
             }
         }
+    }
+
+    /// One discovery pass: the streams matching the patterns of `ingest.streams` that are not
+    /// read yet and are sources (not the kernel's own dead-letter, re-publish or registration
+    /// streams) get the group (from their first entry), this consumer's pending entries on
+    /// them re-read (a restarted replica), and join the reads.
+    async fn discover(&self, session: &Session) -> Result<(), RedisIoError> {
+        let mut found = BTreeSet::new();
+        for pattern in self.sources.patterns() {
+            found.extend(self.client.streams_matching(pattern).await?);
+        }
+        let known: HashSet<String> = self.streams.list().into_iter().collect();
+        for stream in found.into_iter().filter(|s| !known.contains(s)) {
+            if let Err(why) = self.sources.check(&stream) {
+                if session
+                    .skipped
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(stream.clone())
+                {
+                    let why = match why {
+                        Skip::DeadLetters => "a dead-letter stream",
+                        Skip::KernelOwn => "a stream the kernel writes (re-publish or registration)",
+                        Skip::NoHashTag => "no hash tag: on a Redis Cluster its dead letters could not go to its slot",
+                    };
+                    info!(stream, why, "a stream matching ingest.streams is not read");
+                }
+                continue;
+            }
+            self.client.ensure_group(&stream).await?;
+            self.recover_own_pending(&stream).await?;
+            self.streams.add(stream.clone());
+            self.metrics.streams_read.set(self.streams.len() as i64);
+            info!(stream, "reading a stream discovered for ingest.streams");
+        }
+        Ok(())
     }
 
     /// Re-reads entries delivered to this consumer name but never acknowledged.
@@ -295,7 +396,7 @@ impl Reader {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tokio::time::sleep_until(due()) => {
-                    for stream in &self.config.streams {
+                    for stream in &self.streams.list() {
                         let ids = self.holdings.ids(stream);
                         if let Err(e) = self.client.keep_alive(stream, &ids).await {
                             warn!(stream, error = %e, "cannot refresh the idle time of entries in flight");
@@ -312,6 +413,16 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_is_read_once_however_often_it_is_found() {
+        let streams = ReadStreams::new(&["events".to_string()]);
+        streams.add("events:{a}".into());
+        streams.add("events".into());
+        streams.add("events:{a}".into());
+        assert_eq!(streams.list(), ["events", "events:{a}"]);
+        assert_eq!(streams.len(), 2);
+    }
 
     #[test]
     fn failed_sessions_wait_100ms_doubling_to_2s() {

@@ -120,6 +120,22 @@ impl Router {
         }
     }
 
+    /// The primaries serving slots now (the slot map read again): each holds its own keys.
+    pub async fn primaries(&self) -> Result<Vec<Arc<str>>, RedisIoError> {
+        self.refresh().await?;
+        let mut nodes: Vec<Arc<str>> = self
+            .owners
+            .read()
+            .expect("not poisoned")
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes)
+    }
+
     async fn slot(&self, stream: &str) -> Result<u16, RedisIoError> {
         if let Some(slot) = self.slot_of.lock().expect("not poisoned").get(stream) {
             return Ok(*slot);

@@ -7,6 +7,7 @@
 //! connection, with the entry reads routed by slot (`cluster`).
 
 mod cluster;
+mod discover;
 mod entry_conn;
 mod entry_reply;
 mod lag;

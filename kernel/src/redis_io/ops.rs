@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use super::{cluster, RedisIoError};
@@ -47,6 +48,28 @@ impl Ops {
                 )?))
             }
         }
+    }
+}
+
+impl Ops {
+    /// `cmd` on the cluster node `node` (`host:port`, as `CLUSTER SLOTS` names it), over the
+    /// cluster connection: for commands about one node's own keys (SCAN).
+    pub(super) async fn on_node(&self, node: &str, cmd: Cmd) -> Result<Value, RedisIoError> {
+        let Ops::Cluster(lazy) = self else {
+            return Err(RedisIoError::Cluster(format!(
+                "a command for node {node} on a single Redis"
+            )));
+        };
+        let (host, port) = node
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .ok_or_else(|| RedisIoError::Cluster(format!("bad node address {node:?}")))?;
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.to_string(),
+            port,
+        });
+        let mut conn = lazy.get().await?;
+        Ok(conn.route_command(cmd, routing).await?)
     }
 }
 

@@ -7,7 +7,8 @@ use redis::Value;
 #[error("{0}")]
 pub struct ReplyError(String);
 
-fn err(what: &str, v: &Value) -> ReplyError {
+/// A reply of another shape than `what`.
+pub fn err(what: &str, v: &Value) -> ReplyError {
     ReplyError(format!("expected {what}, got {v:?}"))
 }
 

@@ -175,6 +175,16 @@ impl StreamClient {
         }
     }
 
+    /// The streams whose names match `pattern` (Redis `MATCH` syntax): `SCAN … TYPE stream`
+    /// on the Redis, or on every primary of a Redis Cluster.
+    pub async fn streams_matching(&self, pattern: &str) -> Result<Vec<String>, RedisIoError> {
+        let router = match &self.entries {
+            Entries::Single(_) => None,
+            Entries::Cluster(router) => Some(router.as_ref()),
+        };
+        super::discover::streams_matching(&self.ops, router, pattern).await
+    }
+
     /// XREADGROUP over `streams` from `ids` (`>` for new entries, an id for this consumer's
     /// own pending ones). `block: None` returns at once.
     ///

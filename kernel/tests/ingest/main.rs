@@ -10,6 +10,7 @@ mod fault_support;
 mod support;
 
 mod claims;
+mod discovery;
 mod entry_conn;
 mod hostile_input;
 mod ingest;
