@@ -36,6 +36,10 @@ pub struct TokenRequest<'a> {
     pub name: &'a str,
     pub schema: Option<&'a str>,
     pub ttl: Duration,
+    /// The token's `iat`: the reconcile pass's clock, so that the pass's arithmetic on the
+    /// expiry (when to renew, how long `tokenExpiresIn` holds) never sees a token issued
+    /// after its `now`.
+    pub issued_at: Timestamp,
 }
 
 /// A signed token and when it stops being valid.
@@ -97,15 +101,14 @@ pub fn issue_token(
         keys::signing_key_from_pem(signing_key_pem, Path::new(ORIGIN)).map_err(invalid_key)?;
     let issuer = TokenIssuer::new(&key, req.issuer, req.audience)
         .map_err(|e| AuthError::Issue(e.to_string()))?;
-    let issued = issuer
-        .issue(req.producer_id, req.name, req.schema, req.ttl)
+    let iat = req.issued_at.as_second();
+    let exp = iat.saturating_add(i64::try_from(req.ttl.as_secs()).unwrap_or(i64::MAX));
+    let claims = issuer.claims(req.producer_id, req.name, req.schema, iat, exp);
+    let token = issuer
+        .sign_claims(&claims)
         .map_err(|e| AuthError::Issue(e.to_string()))?;
-    let expires_at =
-        Timestamp::from_second(issued.claims.exp).map_err(|e| AuthError::Issue(e.to_string()))?;
-    Ok(IssuedToken {
-        token: issued.token,
-        expires_at,
-    })
+    let expires_at = Timestamp::from_second(exp).map_err(|e| AuthError::Issue(e.to_string()))?;
+    Ok(IssuedToken { token, expires_at })
 }
 
 /// Names the key source in kernel key errors (the operator reads keys from Secrets, not files).
@@ -117,4 +120,29 @@ fn parse_public(pem: &str) -> Result<keys::VerifyingKey, AuthError> {
 
 fn invalid_key(e: keys::KeyError) -> AuthError {
     AuthError::InvalidKey(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_issued_at_the_pass_clock_not_the_wall_clock() {
+        let key = keys::generate();
+        let pem = keys::signing_key_to_pem(&key).unwrap();
+        let at = Timestamp::from_second(1_600_000_000).unwrap();
+        let req = TokenRequest {
+            issuer: "fdc",
+            audience: "fdc-kernel",
+            producer_id: Uuid::nil(),
+            name: "p",
+            schema: None,
+            ttl: Duration::from_secs(3600),
+            issued_at: at,
+        };
+        let issued = issue_token(&pem, &req).unwrap();
+        assert_eq!(issued.expires_at.as_second(), 1_600_003_600);
+        let claims = fdc_common::token::precheck(&issued.token, 1_600_000_001).unwrap();
+        assert_eq!((claims.iat, claims.exp), (1_600_000_000, 1_600_003_600));
+    }
 }

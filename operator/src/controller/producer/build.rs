@@ -99,6 +99,7 @@ pub fn build(
                     name: &producer.name_any(),
                     schema: producer.spec.schema.as_deref(),
                     ttl,
+                    issued_at: now,
                 },
             )?;
             let (reason, verb) = if stored.token.is_some() {
