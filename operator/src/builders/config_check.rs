@@ -48,10 +48,14 @@ pub struct ConfigRejected {
 
 /// `Ok` when the kernel would start with `rendered` (as far as its config goes).
 pub fn check(rendered: &RenderedConfig) -> Result<(), ConfigRejected> {
+    load(rendered).map(|_| ())
+}
+
+/// The config the kernel would run with `rendered` (as far as the file goes).
+pub fn load(rendered: &RenderedConfig) -> Result<fdc_common::config::Config, ConfigRejected> {
     // The loader validates every section, the spill's included.
     fdc_common::config::Config::from_figment(Figment::from(Yaml::string(&rendered.yaml)))
-        .map_err(|e| rejected(e.to_string()))?;
-    Ok(())
+        .map_err(|e| rejected(e.to_string()))
 }
 
 fn rejected(kernel: String) -> ConfigRejected {

@@ -99,7 +99,9 @@ pub struct FdcKernelSpec {
     /// Where Postgres is (always through a Secret: the URL carries a password).
     pub postgres: PostgresSpec,
 
-    /// Redis streams to consume.
+    /// Redis streams to consume: names, or glob patterns (`events:*`; on a Redis Cluster with a
+    /// hash tag, `events:{*}`) whose streams the kernel discovers while it runs
+    /// (docs/protocol.md).
     #[serde(default = "default_streams")]
     #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 200)))]
     #[x_kube(merge_strategy = ListMerge::Set)]

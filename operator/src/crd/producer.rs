@@ -82,7 +82,8 @@ pub struct ProducerSpec {
     #[schemars(length(max = 4096))]
     pub public_key: Option<String>,
 
-    /// Stream to publish to; must be one of the kernel's streams. Default: its first one.
+    /// Stream to publish to: one of the kernel's streams, or a name one of its patterns
+    /// matches (see docs/protocol.md). Default: the kernel's first stream that is no pattern.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 200))]
     pub stream: Option<String>,

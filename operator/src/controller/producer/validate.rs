@@ -8,8 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use uuid::Uuid;
 
+use fdc_common::config::{glob_match, is_pattern, Skip};
+
 use crate::builders::issuer_keys::{IssuerKeySet, KeySetError};
 use crate::builders::BuildError;
+use crate::builders::{config, config_check};
 use crate::controller::kernel_ref::{serving_kernel, Blocked, RETRY_BLOCKED};
 use crate::controller::producer::fetch::kernel_namespace;
 use crate::crd::{FdcKernel, Producer};
@@ -37,21 +40,10 @@ pub fn validate(
         Ok(kernel) => kernel,
         Err(blocked) => return Ok(Err(blocked)),
     };
-    let stream = producer
-        .spec
-        .stream
-        .clone()
-        .unwrap_or_else(|| kernel.spec.streams.first().cloned().unwrap_or_default());
-    if !kernel.spec.streams.contains(&stream) {
-        return Ok(Err(Blocked {
-            reason: "StreamNotServed",
-            message: format!(
-                "stream {stream:?} is not one of the kernel's streams {:?}",
-                kernel.spec.streams
-            ),
-            retry: None,
-        }));
-    }
+    let stream = match served_stream(producer, &kernel) {
+        Ok(stream) => stream,
+        Err(blocked) => return Ok(Err(blocked)),
+    };
     let ttl = token_ttl(producer, &kernel)?;
     Ok(Ok(ValidProducer {
         producer,
@@ -60,6 +52,70 @@ pub fn validate(
         stream,
         ttl,
     }))
+}
+
+/// The stream the Producer's credentials name: `spec.stream`, else the kernel's first plain
+/// stream name. It must be one of the kernel's streams or match one of its patterns, and
+/// not be a stream the kernel never reads (its dead-letter, re-publish or registration
+/// streams, or on a Redis Cluster a name without a hash tag).
+fn served_stream(producer: &Producer, kernel: &FdcKernel) -> Result<String, Blocked> {
+    let streams = &kernel.spec.streams;
+    let blocked = |reason, message| Blocked {
+        reason,
+        message,
+        retry: None,
+    };
+    let stream = match &producer.spec.stream {
+        Some(s) if is_pattern(s) => {
+            return Err(blocked(
+                "StreamIsPattern",
+                format!("spec.stream {s:?} is a pattern; name the one stream this producer publishes to"),
+            ))
+        }
+        Some(s) => s.clone(),
+        None => match streams.iter().find(|s| !is_pattern(s)) {
+            Some(first) => first.clone(),
+            None => {
+                return Err(blocked(
+                    "StreamRequired",
+                    format!("the kernel reads only patterns {streams:?}; set spec.stream to a stream one of them matches"),
+                ))
+            }
+        },
+    };
+    if streams.contains(&stream) {
+        return Ok(stream);
+    }
+    if !streams
+        .iter()
+        .any(|p| is_pattern(p) && glob_match(p, &stream))
+    {
+        return Err(blocked(
+            "StreamNotServed",
+            format!("stream {stream:?} is neither one of nor matched by the kernel's streams {streams:?}"),
+        ));
+    }
+    // Matched by a pattern: discovery skips the kernel's own streams. A config the kernel
+    // refuses is the kernel's condition to report, not the Producer's.
+    let skip = config::render(kernel, &[])
+        .ok()
+        .and_then(|rendered| config_check::load(&rendered).ok())
+        .and_then(|config| config.stream_sources().check(&stream).err());
+    match skip {
+        None => Ok(stream),
+        Some(why) => Err(blocked(
+            "StreamNotRead",
+            format!("stream {stream:?} matches the kernel's streams {streams:?}, but the kernel never reads it: {}", skip_text(why)),
+        )),
+    }
+}
+
+fn skip_text(why: Skip) -> &'static str {
+    match why {
+        Skip::DeadLetters => "it is a dead-letter stream (it ends with ingest.dlq_suffix)",
+        Skip::KernelOwn => "it is the kernel's re-publish or registration stream",
+        Skip::NoHashTag => "on a Redis Cluster a stream needs a hash tag, e.g. events:{a}",
+    }
 }
 
 /// The kernel's issuer keys, or Blocked while the kernel has none yet.
@@ -95,4 +151,66 @@ fn token_ttl(producer: &Producer, kernel: &FdcKernel) -> Result<Duration, BuildE
             .min(max),
         None => max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::fixtures::{kernel, producer};
+
+    /// What `served_stream` says of a Producer with `stream` for a kernel reading `streams`
+    /// from Redis at `url`: the stream, or the Blocked reason.
+    fn judge(streams: &[&str], url: &str, stream: Option<&str>) -> Result<String, &'static str> {
+        let mut k = kernel("k", 1);
+        k.spec.streams = streams.iter().map(|s| s.to_string()).collect();
+        k.spec.redis.url = Some(url.into());
+        let mut p = producer("p", "k");
+        p.spec.stream = stream.map(String::from);
+        served_stream(&p, &k).map_err(|b| b.reason)
+    }
+
+    const ONE: &str = "redis://redis:6379/0";
+    const CLUSTER: &str = "redis+cluster://r0:6379,r1:6379/";
+
+    #[test]
+    fn listed_names_and_names_a_pattern_matches_are_served() {
+        assert_eq!(judge(&["events"], ONE, None), Ok("events".into()));
+        assert_eq!(
+            judge(&["audit:*", "events"], ONE, None),
+            Ok("events".into())
+        );
+        assert_eq!(
+            judge(&["events:*"], ONE, Some("events:eu")),
+            Ok("events:eu".into())
+        );
+        let tagged = judge(&["events:{*}"], CLUSTER, Some("events:{eu}"));
+        assert_eq!(tagged, Ok("events:{eu}".into()));
+        assert_eq!(
+            judge(&["events"], ONE, Some("other")),
+            Err("StreamNotServed")
+        );
+        assert_eq!(
+            judge(&["events:*"], ONE, Some("audit:1")),
+            Err("StreamNotServed")
+        );
+    }
+
+    #[test]
+    fn a_pattern_is_no_stream_to_publish_to() {
+        assert_eq!(
+            judge(&["events:*"], ONE, Some("events:*")),
+            Err("StreamIsPattern")
+        );
+        assert_eq!(judge(&["events:*"], ONE, None), Err("StreamRequired"));
+    }
+
+    #[test]
+    fn streams_the_kernel_never_reads_are_refused_though_a_pattern_matches() {
+        let dlq = judge(&["events:*"], ONE, Some("events:dlq"));
+        assert_eq!(dlq, Err("StreamNotRead"));
+        let republish = judge(&["events:*"], ONE, Some("events:stored"));
+        assert_eq!(republish, Err("StreamNotRead"));
+        let untagged = judge(&["events:{*}"], CLUSTER, Some("events:{}"));
+        assert_eq!(untagged, Err("StreamNotRead"));
+    }
 }
