@@ -65,7 +65,7 @@ fn redirection<'e>(e: &'e LinkError, kind: &str) -> Option<(u16, &'e str)> {
 }
 
 /// A link for entry reads, shared by the calls that use it one at a time.
-type Link = Arc<tokio::sync::Mutex<EntryConn>>;
+pub type Link = Arc<tokio::sync::Mutex<EntryConn>>;
 
 /// Which node owns which slot, and a link to each node for the entry reads.
 pub struct Router {

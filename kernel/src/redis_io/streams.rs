@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::cluster::Router;
+use super::cluster::{Link, Router};
 use super::entry_conn::{EntryConn, LinkError};
 use super::entry_reply::EntryBounds;
 use super::ops::{bad_url, Ops};
@@ -29,9 +29,6 @@ pub struct StreamClient {
     /// The URL without its password, for errors.
     server: std::sync::Arc<str>,
 }
-
-/// A link for entry reads, shared by the calls that use it one at a time.
-type Link = Arc<tokio::sync::Mutex<EntryConn>>;
 
 /// Where the entry reads go.
 #[derive(Clone)]
@@ -223,7 +220,7 @@ impl StreamClient {
         };
         // One XREADGROUP per slot (Redis refuses keys of several slots in one command, even
         // on one node), each on its own link, all at once.
-        let mut by_slot: Vec<(u16, Arc<tokio::sync::Mutex<EntryConn>>, Vec<usize>)> = Vec::new();
+        let mut by_slot: Vec<(u16, Link, Vec<usize>)> = Vec::new();
         for (i, stream) in streams.iter().enumerate() {
             let (slot, link) = router.link_for(stream).await?;
             match by_slot.iter_mut().find(|(s, ..)| *s == slot) {
