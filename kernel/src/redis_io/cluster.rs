@@ -5,8 +5,9 @@
 //! ([`EntryConn`]), one per slot read, so they are routed here: a stream's slot
 //! (`CLUSTER KEYSLOT`, cached) is looked up in a slot map read with `CLUSTER SLOTS`. A MOVED
 //! answer updates the map for that slot, so the next read goes to the new owner (after a
-//! failover or a resharding); an ASK (a slot being migrated) fails the read, which the reader
-//! retries. Every other command goes through redis-rs's cluster connection ([`super::Ops`]).
+//! failover or a resharding). An ASK (a slot being migrated, the key already on the importing
+//! node) is followed once, after an `ASKING`, on a link to the node it names, the map left as
+//! it is. Every other command goes through redis-rs's cluster connection ([`super::Ops`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,8 +46,26 @@ fn split_userinfo(authority: &str) -> (&str, &str) {
     }
 }
 
+/// The slot and node (`host:port`) of a redirection answer of kind `kind` (`MOVED` or `ASK`):
+/// `<kind> <slot> <host:port>`.
+fn redirection<'e>(e: &'e LinkError, kind: &str) -> Option<(u16, &'e str)> {
+    let LinkError::Server { message, .. } = e else {
+        return None;
+    };
+    let mut words = message.split_whitespace();
+    if words.next() != Some(kind) {
+        return None;
+    }
+    let slot = words
+        .next()?
+        .parse::<u16>()
+        .ok()
+        .filter(|&s| (s as usize) < SLOTS)?;
+    Some((slot, words.next()?))
+}
+
 /// A link for entry reads, shared by the calls that use it one at a time.
-type Link = Arc<tokio::sync::Mutex<EntryConn>>;
+pub type Link = Arc<tokio::sync::Mutex<EntryConn>>;
 
 /// Which node owns which slot, and a link to each node for the entry reads.
 pub struct Router {
@@ -107,15 +126,24 @@ impl Router {
                 .for_each(|owner| *owner = None);
             return;
         }
-        if let (Some("MOVED"), LinkError::Server { message, .. }) = (e.code(), e) {
-            let mut words = message.split_whitespace().skip(1);
-            if let (Some(slot), Some(node)) = (words.next(), words.next()) {
-                if let Ok(slot) = slot.parse::<usize>() {
-                    if slot < SLOTS {
-                        tracing::info!(slot, node, "Redis Cluster: slot moved");
-                        self.owners.write().expect("not poisoned")[slot] = Some(node.into());
-                    }
-                }
+        if let Some((slot, node)) = redirection(e, "MOVED") {
+            tracing::info!(slot, node, "Redis Cluster: slot moved");
+            self.owners.write().expect("not poisoned")[slot as usize] = Some(node.into());
+        }
+    }
+
+    /// Where to follow an ASK answer (a slot being migrated whose key is already on the
+    /// importing node): a link to that node for the slot, the command to be sent once after an
+    /// `ASKING`. The slot map is left as it is: the slot stays the source's until the
+    /// migration ends (then a MOVED says so). `None` for any other error.
+    pub fn asked(&self, e: &LinkError) -> Option<Link> {
+        let (slot, node) = redirection(e, "ASK")?;
+        tracing::debug!(slot, node, "Redis Cluster: ASK followed");
+        match self.link(&node.into(), slot) {
+            Ok(link) => Some(link),
+            Err(error) => {
+                tracing::warn!(%error, slot, node, "Redis Cluster: cannot follow an ASK");
+                None
             }
         }
     }
@@ -209,5 +237,36 @@ mod tests {
         );
         assert_eq!(seeds("redis+cluster://h:1").unwrap(), ["redis://h:1/"]);
         assert_eq!(seeds("redis://h:1/"), None);
+    }
+
+    /// An error reply as the entry link reads it off the socket.
+    async fn error_reply(raw: &[u8]) -> LinkError {
+        let mut reader = super::super::resp::RespReader::new(raw);
+        match reader.header().await.unwrap() {
+            super::super::resp::Header::Error(message) => LinkError::Server {
+                server: "127.0.0.1:7000".into(),
+                message,
+            },
+            other => panic!("not an error reply: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn ask_and_moved_replies_name_the_slot_and_the_node() {
+        let ask = error_reply(b"-ASK 3999 127.0.0.1:7002\r\n").await;
+        assert_eq!(ask.code(), Some("ASK"));
+        assert_eq!(redirection(&ask, "ASK"), Some((3999, "127.0.0.1:7002")));
+        assert_eq!(redirection(&ask, "MOVED"), None);
+        let moved = error_reply(b"-MOVED 16383 10.0.0.2:6379\r\n").await;
+        assert_eq!(redirection(&moved, "MOVED"), Some((16383, "10.0.0.2:6379")));
+        assert_eq!(redirection(&moved, "ASK"), None);
+        for bad in [
+            &b"-ASK 16384 127.0.0.1:7002\r\n"[..],
+            b"-ASK x 127.0.0.1:7002\r\n",
+            b"-ASK 12\r\n",
+            b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+        ] {
+            assert_eq!(redirection(&error_reply(bad).await, "ASK"), None);
+        }
     }
 }

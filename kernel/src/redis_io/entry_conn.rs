@@ -93,6 +93,8 @@ pub struct EntryConn {
     /// Bytes received so far: a call times out when this stops growing, not when a long
     /// reply (many big entries) merely takes long.
     progress: Arc<AtomicU64>,
+    /// The next command goes after an `ASKING` (see [`EntryConn::ask_next`]).
+    asking: bool,
 }
 
 /// What a command's reply holds.
@@ -133,11 +135,19 @@ impl EntryConn {
             link: None,
             busy: false,
             progress: Arc::new(AtomicU64::new(0)),
+            asking: false,
         })
     }
 
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// Sends the next command (only that one) after an `ASKING`, on the same link: an ASK
+    /// redirection to the node importing the command's slot, which serves the slot's keys it
+    /// already holds to that one command only.
+    pub fn ask_next(&mut self) {
+        self.asking = true;
     }
 
     /// XREADGROUP `args` (everything after the command name).
@@ -211,7 +221,12 @@ impl EntryConn {
         let mut words: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
         words.push(command);
         words.extend(args.iter().map(Vec::as_slice));
-        let request = encode_command(&words);
+        let asking = std::mem::take(&mut self.asking);
+        let mut request = Vec::new();
+        if asking {
+            request.extend(encode_command(&[b"ASKING"]));
+        }
+        request.extend(encode_command(&words));
         let progress = self.progress.clone();
         let work = async {
             if self.link.is_none() {
@@ -222,6 +237,23 @@ impl EntryConn {
             send(link, &request)
                 .await
                 .map_err(|e| LinkError::from_resp(&server, e))?;
+            if asking {
+                // `+OK`, or an error that leaves the command's own reply unread (the link is
+                // dropped on any error).
+                match link.header().await {
+                    Ok(Header::Error(message)) => {
+                        return Err(LinkError::Server {
+                            server: server.clone(),
+                            message: format!("{message} (to ASKING)"),
+                        })
+                    }
+                    Ok(other) => link
+                        .skip_rest(&other)
+                        .await
+                        .map_err(|e| LinkError::from_resp(&server, e))?,
+                    Err(e) => return Err(LinkError::from_resp(&server, e)),
+                }
+            }
             let reply = match shape {
                 Shape::Read => entry_reply::read_reply(link, bounds)
                     .await

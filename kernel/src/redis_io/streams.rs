@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::cluster::Router;
+use super::cluster::{Link, Router};
 use super::entry_conn::{EntryConn, LinkError};
 use super::entry_reply::EntryBounds;
 use super::ops::{bad_url, Ops};
@@ -129,6 +129,17 @@ impl StreamClient {
         }
     }
 
+    /// On a Redis Cluster, where to follow an ASK answer to an entry read (the key already
+    /// moved to the node importing its slot): the read is sent once more there, after an
+    /// `ASKING` ([`EntryConn::ask_next`]); the slot map stays as it is (the slot is the
+    /// source's until the migration ends).
+    fn asked<T>(&self, result: &Result<T, LinkError>) -> Option<Link> {
+        match (result, &self.entries) {
+            (Err(e), Entries::Cluster(router)) => router.asked(e),
+            _ => None,
+        }
+    }
+
     /// A failed entry read, after the router learned from it (a MOVED slot).
     fn link_failed(&self, e: LinkError) -> RedisIoError {
         if let Entries::Cluster(router) = &self.entries {
@@ -209,7 +220,7 @@ impl StreamClient {
         };
         // One XREADGROUP per slot (Redis refuses keys of several slots in one command, even
         // on one node), each on its own link, all at once.
-        let mut by_slot: Vec<(u16, Arc<tokio::sync::Mutex<EntryConn>>, Vec<usize>)> = Vec::new();
+        let mut by_slot: Vec<(u16, Link, Vec<usize>)> = Vec::new();
         for (i, stream) in streams.iter().enumerate() {
             let (slot, link) = router.link_for(stream).await?;
             match by_slot.iter_mut().find(|(s, ..)| *s == slot) {
@@ -224,8 +235,16 @@ impl StreamClient {
                 block,
             );
             async move {
-                let mut conn = link.lock().await;
-                conn.read(&args, &self.bounds, self.entries_timeout).await
+                let timeout = self.entries_timeout;
+                let read = link.lock().await.read(&args, &self.bounds, timeout).await;
+                match self.asked(&read) {
+                    Some(target) => {
+                        let mut conn = target.lock().await;
+                        conn.ask_next();
+                        conn.read(&args, &self.bounds, timeout).await
+                    }
+                    None => read,
+                }
             }
         });
         let mut entries = Vec::new();
@@ -281,12 +300,18 @@ impl StreamClient {
             &count,
         ]);
         let link = self.entry_link(stream).await?;
-        let mut conn = link.lock().await;
         // Redis 7 also lists ids it found deleted and has dropped from the pending list.
-        let (next, entries, deleted) = conn
+        let mut claimed = (link.lock().await)
             .autoclaim(stream, &args, &self.bounds, REPLY_TIMEOUT)
-            .await
-            .map_err(|e| self.link_failed(e))?;
+            .await;
+        if let Some(target) = self.asked(&claimed) {
+            let mut conn = target.lock().await;
+            conn.ask_next();
+            claimed = conn
+                .autoclaim(stream, &args, &self.bounds, REPLY_TIMEOUT)
+                .await;
+        }
+        let (next, entries, deleted) = claimed.map_err(|e| self.link_failed(e))?;
         Ok(ClaimPage {
             entries,
             deleted,
@@ -362,10 +387,15 @@ impl StreamClient {
         let mut args = words(&[stream, &self.group, &self.consumer, "0"]);
         args.extend(ids.iter().map(|id| id.as_bytes().to_vec()));
         let link = self.entry_link(stream).await?;
-        let mut conn = link.lock().await;
-        conn.claim(stream, &args, &self.bounds, REPLY_TIMEOUT)
-            .await
-            .map_err(|e| self.link_failed(e))
+        let mut claimed = (link.lock().await)
+            .claim(stream, &args, &self.bounds, REPLY_TIMEOUT)
+            .await;
+        if let Some(target) = self.asked(&claimed) {
+            let mut conn = target.lock().await;
+            conn.ask_next();
+            claimed = conn.claim(stream, &args, &self.bounds, REPLY_TIMEOUT).await;
+        }
+        claimed.map_err(|e| self.link_failed(e))
     }
 
     /// Resets the idle time of our own pending `ids` (XCLAIM … JUSTID to ourselves), without

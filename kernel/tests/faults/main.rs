@@ -16,6 +16,7 @@ mod fault_postgres_refused;
 mod fault_postgres_switchover;
 mod fault_redis_cluster;
 mod fault_redis_cluster_discovery;
+mod fault_redis_cluster_resharding;
 mod fault_redis_restart;
 mod fault_replica_death;
 mod fault_spill_damage;
