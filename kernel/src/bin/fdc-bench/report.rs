@@ -57,6 +57,7 @@ impl Sample {
         }
         let ours = self.server.pg_cpu_seconds
             + self.server.redis_cpu_seconds
+            + self.server.redis_replica_cpu_seconds
             + self.server.bench_cpu_seconds
             + self.kernel_cpu_seconds.unwrap_or(0.0);
         self.other_load_cores =
@@ -315,8 +316,21 @@ pub struct Report {
     /// With `--db-schema`: the limit, drain and query runs per database schema (the first is
     /// also above).
     pub db_schemas: Vec<SchemaSummary>,
+    /// The drain on a three-primary Redis Cluster, 16 streams (`--redis cluster`).
+    pub cluster: Option<Summary>,
+    /// The drain with three kernels in one group.
+    pub replicas3: Option<Summary>,
     pub targets: Vec<Target>,
+    /// Ratios reported as figures, with no target (e.g. cluster drain / drain).
+    pub figures: Vec<Figure>,
     pub notes: Vec<String>,
+}
+
+/// A ratio of two runs of the same invocation that has no target: reported, never judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: &'static str,
+    pub value: f64,
 }
 
 /// A ratio target `a / b >= min` as (name, a, b, min, target text).
@@ -375,6 +389,23 @@ impl Report {
             ("catch-up / drain", catchup, drain, 0.8, ">= 0.8"),
         ]));
         self.targets = t;
+        self.figures = [
+            ("cluster drain / drain", rate(&self.cluster), drain),
+            ("3 replicas / 1 replica", rate(&self.replicas3), drain),
+            (
+                "3 replicas / 2 replicas",
+                rate(&self.replicas3),
+                rate(&self.replicas),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, a, b)| {
+            Some(Figure {
+                name,
+                value: a? / b?,
+            })
+        })
+        .collect();
     }
 
     /// The human-readable table.
@@ -411,8 +442,10 @@ impl Report {
             ("limit", &self.limit),
             ("drain", &self.drain),
             ("replicas2", &self.replicas),
+            ("replicas3", &self.replicas3),
             ("auth", &self.auth),
             ("schema", &self.schema),
+            ("cluster", &self.cluster),
         ] {
             let Some(s) = summary else { continue };
             let s = &s.median;
@@ -475,6 +508,12 @@ impl Report {
                     t.target,
                     if t.met { "met" } else { "NOT met" }
                 ));
+            }
+        }
+        if !self.figures.is_empty() {
+            out.push_str("\nratios (figures, no target):\n");
+            for f in &self.figures {
+                out.push_str(&format!("  {:<28} {:>9.3}\n", f.name, f.value));
             }
         }
         for note in &self.notes {
