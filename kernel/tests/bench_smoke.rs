@@ -218,12 +218,17 @@ fn cluster_and_three_replica_drains_store_every_event_once() {
             .len(),
         3
     );
-    // Redis CPU of the cluster run is its primaries'.
+    // Redis CPU of the cluster run is its primaries', each also per event of its streams.
+    let cluster = &report["cluster"]["median"];
+    assert!(cluster["redis_cpu_us_per_event"].as_f64().unwrap() > 0.0);
+    let by_primary = cluster["redis_cpu_us_per_event_by_primary"]
+        .as_array()
+        .unwrap();
+    assert_eq!(by_primary.len(), 3, "{cluster}");
+    assert!(by_primary.iter().all(|us| us.as_f64().unwrap() > 0.0));
     assert!(
-        report["cluster"]["median"]["redis_cpu_us_per_event"]
-            .as_f64()
-            .unwrap()
-            > 0.0
+        cluster["redis_replica_cpu_us_per_event"].is_number(),
+        "{cluster}"
     );
     let figures: Vec<&str> = report["figures"]
         .as_array()

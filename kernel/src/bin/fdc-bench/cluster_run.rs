@@ -118,9 +118,18 @@ impl ClusterRedis {
         Ok(())
     }
 
-    /// CPU seconds (user + system, `INFO cpu`) of the primaries and of the replicas.
-    async fn cpu_seconds(&self) -> Result<(f64, f64), BenchError> {
-        let mut primaries = 0.0;
+    /// Events of a `events`-event workload that land on each primary.
+    fn events_per_primary(&self, events: usize) -> Vec<usize> {
+        let mut per = vec![0; self.primaries.len()];
+        for (stream, &owner) in self.owners.iter().enumerate() {
+            per[owner] += events_in_stream(events, stream);
+        }
+        per
+    }
+
+    /// CPU seconds (user + system, `INFO cpu`) of each primary, and of the replicas together.
+    async fn cpu_seconds(&self) -> Result<(Vec<f64>, f64), BenchError> {
+        let mut primaries = vec![0.0; self.primaries.len()];
         let mut replicas = 0.0;
         for (i, node) in self.cluster.nodes.iter().enumerate() {
             let mut conn = redis::Client::open(node.url())?
@@ -128,8 +137,8 @@ impl ClusterRedis {
                 .await?;
             let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
             let cpu = super::env::info_cpu_seconds(&info);
-            if self.primaries.iter().any(|(p, _)| *p == i) {
-                primaries += cpu;
+            if let Some(p) = self.primaries.iter().position(|(p, _)| *p == i) {
+                primaries[p] = cpu;
             } else {
                 replicas += cpu;
             }
@@ -196,16 +205,32 @@ pub async fn run(
         let figures = kernels.figures().await;
         let mut server = env.read_meter(&meter).await?;
         let (primaries_end, replicas_end) = cluster.cpu_seconds().await?;
-        server.redis_cpu_seconds += primaries_end - primaries_cpu;
+        let by_primary: Vec<f64> = primaries_end
+            .iter()
+            .zip(&primaries_cpu)
+            .map(|(end, start)| end - start)
+            .collect();
+        server.redis_cpu_seconds += by_primary.iter().sum::<f64>();
         server.redis_replica_cpu_seconds = replicas_end - replicas_cpu;
         kernels.stop()?;
         drain::verify(db, w1.events, &figures.stored_by, setup.expect_producers).await?;
         for (s, stream) in streams.iter().enumerate() {
             drain::check_no_dead_letters(&cluster.owner(s), stream).await?;
         }
-        Ok(figures.sample(w1.events, seconds, server))
+        let mut sample = figures.sample(w1.events, seconds, server);
+        sample.redis_cpu_us_per_event_by_primary = by_primary
+            .iter()
+            .zip(cluster.events_per_primary(w1.events))
+            .map(|(cpu, events)| cpu * 1e6 / events.max(1) as f64)
+            .collect();
+        Ok(sample)
     })
     .await
+}
+
+/// Events of an `events`-event workload that [`stream_of`] sends to `stream`.
+fn events_in_stream(events: usize, stream: usize) -> usize {
+    events / STREAMS + usize::from(stream < events % STREAMS)
 }
 
 #[cfg(test)]
@@ -260,6 +285,9 @@ mod tests {
         let mut per_stream = [0usize; STREAMS];
         for seq in 0..1_000 {
             per_stream[stream_of(seq)] += 1;
+        }
+        for (stream, &n) in per_stream.iter().enumerate() {
+            assert_eq!(events_in_stream(1_000, stream), n);
         }
         assert!(
             per_stream.iter().all(|&n| n == 62 || n == 63),

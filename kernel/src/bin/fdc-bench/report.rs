@@ -18,6 +18,10 @@ pub struct Sample {
     /// Postgres CPU (postmaster and backends, user + system) per event, µs.
     pub pg_cpu_us_per_event: f64,
     pub redis_cpu_us_per_event: f64,
+    /// The cluster run: CPU of the primaries' replicas per event, µs (not in `redis_cpu…`).
+    pub redis_replica_cpu_us_per_event: Option<f64>,
+    /// The cluster run: each primary's CPU per event of its own streams, µs.
+    pub redis_cpu_us_per_event_by_primary: Vec<f64>,
     pub wal_bytes_per_event: f64,
     /// Kernel process CPU per event, µs (drains only; all replicas together).
     pub kernel_cpu_us_per_event: Option<f64>,
@@ -45,6 +49,8 @@ impl Sample {
             events_per_s: events as f64 / seconds,
             pg_cpu_us_per_event: server.pg_cpu_seconds * 1e6 / n,
             redis_cpu_us_per_event: server.redis_cpu_seconds * 1e6 / n,
+            redis_replica_cpu_us_per_event: (server.redis_replica_cpu_seconds > 0.0)
+                .then(|| server.redis_replica_cpu_seconds * 1e6 / n),
             wal_bytes_per_event: server.wal_bytes as f64 / n,
             server,
             ..Sample::default()
@@ -106,6 +112,12 @@ impl Summary {
             events_per_s: m(|s| s.events_per_s),
             pg_cpu_us_per_event: m(|s| s.pg_cpu_us_per_event),
             redis_cpu_us_per_event: m(|s| s.redis_cpu_us_per_event),
+            redis_replica_cpu_us_per_event: median_opt(
+                runs.iter().map(|s| s.redis_replica_cpu_us_per_event),
+            ),
+            redis_cpu_us_per_event_by_primary: (0..runs[0].redis_cpu_us_per_event_by_primary.len())
+                .map(|p| median(runs.iter().map(|s| s.redis_cpu_us_per_event_by_primary[p])))
+                .collect(),
             wal_bytes_per_event: m(|s| s.wal_bytes_per_event),
             kernel_cpu_us_per_event: median_opt(runs.iter().map(|s| s.kernel_cpu_us_per_event)),
             kernel_cpu_seconds: None,
@@ -460,6 +472,20 @@ impl Report {
                 s.wal_bytes_per_event,
                 opt(s.peak_rss_mib, 1),
                 s.other_load_cores,
+            ));
+        }
+        if let Some(c) = &self.cluster {
+            let by_primary: Vec<String> = c
+                .median
+                .redis_cpu_us_per_event_by_primary
+                .iter()
+                .map(|us| format!("{us:.1}"))
+                .collect();
+            out.push_str(&format!(
+                "cluster: redis µs/ev is the primaries' together; per primary, per event of its \
+                 own streams: {}; their replicas: {} µs/ev more\n",
+                by_primary.join(" / "),
+                opt(c.median.redis_replica_cpu_us_per_event, 1)
             ));
         }
         if let Some(l) = &self.latency {
