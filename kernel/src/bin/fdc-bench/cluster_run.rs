@@ -46,14 +46,17 @@ pub struct ClusterRedis {
     primaries: Vec<(usize, MultiplexedConnection)>,
     /// Per stream, the position in `primaries` of the one serving it.
     owners: Vec<usize>,
+    /// The kernel's `redis.url`: every running node as a seed.
+    url: String,
 }
 
 impl ClusterRedis {
     /// Starts the cluster (three primaries, a replica each), turns the append-only file off on
     /// every node (the single Redis of the other runs has none either) and checks that the
-    /// streams' slots fall on every primary.
-    pub async fn start() -> Result<ClusterRedis, BenchError> {
-        let cluster = RedisCluster::start().await?;
+    /// streams' slots fall on every primary. Without `replicas`, the replicas are killed once
+    /// the cluster formed (an experiment: what feeding them costs the primaries).
+    pub async fn start(replicas: bool) -> Result<ClusterRedis, BenchError> {
+        let mut cluster = RedisCluster::start().await?;
         let mut primaries = Vec::new();
         for (i, node) in cluster.nodes.iter().enumerate() {
             let mut conn = redis::Client::open(node.url())?
@@ -82,6 +85,21 @@ impl ClusterRedis {
                 .ok_or_else(|| BenchError::Check(format!("{stream}: node {node} not a primary")))?;
             owners.push(owner);
         }
+        if !replicas {
+            for i in 0..cluster.nodes.len() {
+                if !primaries.iter().any(|(p, _)| *p == i) {
+                    cluster.kill(i);
+                }
+            }
+            cluster.wait_ok(std::time::Duration::from_secs(30)).await?;
+        }
+        let seeds: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let url = format!("redis+cluster://{}/", seeds.join(","));
         let served: BTreeSet<usize> = owners.iter().copied().collect();
         if primaries.len() != 3 || served.len() != primaries.len() {
             return Err(BenchError::Check(format!(
@@ -94,6 +112,7 @@ impl ClusterRedis {
             cluster,
             primaries,
             owners,
+            url,
         })
     }
 
@@ -132,6 +151,9 @@ impl ClusterRedis {
         let mut primaries = vec![0.0; self.primaries.len()];
         let mut replicas = 0.0;
         for (i, node) in self.cluster.nodes.iter().enumerate() {
+            if !node.is_running() {
+                continue;
+            }
             let mut conn = redis::Client::open(node.url())?
                 .get_multiplexed_async_connection()
                 .await?;
@@ -190,7 +212,7 @@ pub async fn run(
         cluster.flush().await?;
         cluster.preload(w1, &streams).await?;
         env.checkpoint().await?;
-        let url = cluster.cluster.url();
+        let url = cluster.url.clone();
         let observer = drain::observer_at(&url)?;
         let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
         let streams_env = [("FDC_INGEST__STREAMS".to_string(), streams_env(&streams))];

@@ -60,6 +60,10 @@ struct Cli {
     /// Redis Cluster), as `--runs …,cluster` does; the other runs use one Redis either way.
     #[arg(long, value_enum, default_value = "single")]
     redis: RedisMode,
+    /// Experiments: false kills the cluster's replicas once it formed, so the cluster run's
+    /// primaries feed none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_replicas: bool,
     /// The fdc-kernel binary; default: the one next to this binary.
     #[arg(long)]
     kernel_bin: Option<PathBuf>,
@@ -162,6 +166,7 @@ fn main() -> anyhow::Result<()> {
         repeats: cli.repeats.max(1),
         seed: cli.seed,
         runs: runs_of(cli.runs, cli.redis),
+        cluster_replicas: cli.cluster_replicas,
         kernel_bin,
         fsync: cli.fsync,
         full_page_writes: cli.full_page_writes,

@@ -62,6 +62,8 @@ pub struct Options {
     pub kernel_env: Vec<(String, String)>,
     /// The database schemas the limit, drain and query runs are made on (at least one).
     pub db_schemas: Vec<SchemaVariant>,
+    /// The cluster run's primaries keep their replicas (false: killed, an experiment).
+    pub cluster_replicas: bool,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -105,9 +107,14 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
     };
 
     let cluster = if wants(RunKind::Cluster) {
-        let cluster = ClusterRedis::start().await?;
+        let cluster = ClusterRedis::start(options.cluster_replicas).await?;
         eprintln!(
-            "Redis Cluster: 3 primaries (a replica each), {} streams, per primary {:?}",
+            "Redis Cluster: 3 primaries ({}), {} streams, per primary {:?}",
+            if options.cluster_replicas {
+                "a replica each"
+            } else {
+                "replicas killed"
+            },
             cluster_run::STREAMS,
             cluster.streams_per_primary()
         );
@@ -277,6 +284,15 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         notes: [
             kernel_env_notes(&options.kernel_env),
             drain_skipped_notes(&options.db_schemas, wants(RunKind::Drain)),
+            if wants(RunKind::Cluster) && !options.cluster_replicas {
+                vec![
+                    "cluster run without replicas (killed once the cluster formed; \
+                      --cluster-replicas false)"
+                        .to_string(),
+                ]
+            } else {
+                vec![]
+            },
         ]
         .concat(),
     };
