@@ -187,3 +187,54 @@ fn catchup_run_spills_while_postgres_is_down_and_replays_all() {
         "{targets:?}"
     );
 }
+
+#[test]
+fn cluster_and_three_replica_drains_store_every_event_once() {
+    let report = bench(&[
+        "--events",
+        "2000",
+        "--runs",
+        "drain,replicas3",
+        "--redis",
+        "cluster",
+    ]);
+    // The runs themselves checked stored == sent in Postgres, 3 tags each, no dead letters.
+    for kind in ["cluster", "replicas3"] {
+        let run = &report[kind]["runs"][0];
+        assert_eq!(run["events"], 2000, "{kind}: {run}");
+        assert!(run["events_per_s"].as_f64().unwrap() > 0.0, "{kind}");
+        let stored: u64 = run["stored_by_replica"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(stored, 2000, "{kind}: {run}");
+    }
+    assert_eq!(
+        report["replicas3"]["runs"][0]["stored_by_replica"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Redis CPU of the cluster run is its primaries', each also per event of its streams.
+    let cluster = &report["cluster"]["median"];
+    assert!(cluster["redis_cpu_us_per_event"].as_f64().unwrap() > 0.0);
+    let by_primary = cluster["redis_cpu_us_per_event_by_primary"]
+        .as_array()
+        .unwrap();
+    assert_eq!(by_primary.len(), 3, "{cluster}");
+    assert!(by_primary.iter().all(|us| us.as_f64().unwrap() > 0.0));
+    assert!(
+        cluster["redis_replica_cpu_us_per_event"].is_number(),
+        "{cluster}"
+    );
+    let figures: Vec<&str> = report["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(figures, ["cluster drain / drain", "3 replicas / 1 replica"]);
+}

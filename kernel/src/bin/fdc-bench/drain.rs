@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 
-use super::env::{BenchEnv, RunDb};
+use super::env::{BenchEnv, RunDb, ServerFigures};
 use super::procfs;
 use super::variant::SchemaVariant;
 use super::workload::{entry_fields, W1};
@@ -48,13 +48,13 @@ pub fn plain_entry(event: &super::workload::W1Event) -> Vec<(&'static str, Strin
 
 /// A client of the kernel's group that only looks (`XINFO GROUPS`), for the benchmark.
 pub fn observer(env: &BenchEnv) -> Result<StreamClient, BenchError> {
-    StreamClient::new(
-        &env.redis.url(),
-        GROUP,
-        "bench-observer",
-        Duration::from_secs(1),
-    )
-    .map_err(|e| BenchError::Kernel(e.to_string()))
+    observer_at(&env.redis.url())
+}
+
+/// [`observer`] on the Redis at `url` (`redis+cluster://` for a cluster).
+pub fn observer_at(url: &str) -> Result<StreamClient, BenchError> {
+    StreamClient::new(url, GROUP, "bench-observer", Duration::from_secs(1))
+        .map_err(|e| BenchError::Kernel(e.to_string()))
 }
 
 pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sample, BenchError> {
@@ -69,73 +69,155 @@ pub async fn run(env: &BenchEnv, w1: W1, setup: &DrainSetup<'_>) -> Result<Sampl
         let logs = tempfile::Builder::new().prefix("fdc-bench-").tempdir()?;
 
         let meter = env.meter().await?;
+        let mut kernels = Kernels::spawn(setup, &env.redis.url(), &db.url, &[], logs.path())?;
+        kernels
+            .wait_drained(&observer, &[STREAM.to_string()], setup.timeout)
+            .await?;
+        let seconds = meter.started.elapsed().as_secs_f64();
+        let figures = kernels.figures().await;
+        let server = env.read_meter(&meter).await?;
+        kernels.stop()?;
+        verify(db, w1.events, &figures.stored_by, setup.expect_producers).await?;
+        check_no_dead_letters(&conn, STREAM).await?;
+        if setup.schema {
+            super::schema_run::verify(db, w1.events).await?;
+        }
+        Ok(figures.sample(w1.events, seconds, server))
+    })
+    .await
+}
+
+/// The kernel processes of one drain, from their spawn.
+pub struct Kernels {
+    kernels: Vec<KernelProcess>,
+    started: Instant,
+}
+
+/// What the kernels of a drain report at its end.
+pub struct KernelFigures {
+    cpu_seconds: f64,
+    peak_rss_kib: u64,
+    pub stored_by: Vec<u64>,
+    duplicates: f64,
+}
+
+impl KernelFigures {
+    /// The drain's sample: `events` drained in `seconds`, with the servers' figures.
+    pub fn sample(self, events: usize, seconds: f64, server: ServerFigures) -> Sample {
+        let mut sample = Sample::new(events, seconds, server);
+        sample.kernel_cpu_seconds = Some(self.cpu_seconds);
+        sample.peak_rss_mib = Some(self.peak_rss_kib as f64 / 1024.0);
+        sample.stored_by_replica = self.stored_by;
+        sample.duplicates = Some(self.duplicates as u64);
+        sample
+    }
+}
+
+impl Kernels {
+    /// Starts `setup.replicas` kernels on `redis_url` and `db_url` with `setup.extra_env` plus
+    /// `env`; their logs go to `logs`.
+    pub fn spawn(
+        setup: &DrainSetup<'_>,
+        redis_url: &str,
+        db_url: &str,
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> Result<Kernels, BenchError> {
+        let env = [setup.extra_env.as_slice(), env].concat();
         let mut kernels = Vec::with_capacity(setup.replicas);
         for i in 0..setup.replicas {
             kernels.push(KernelProcess::spawn(
                 setup.kernel_bin,
-                &env.redis.url(),
-                &db.url,
+                redis_url,
+                db_url,
                 &format!("bench-{}-{i}", setup.label),
-                &setup.extra_env,
-                Some(logs.path()),
+                &env,
+                Some(logs),
             )?);
         }
-        let started = Instant::now();
-        let deadline = started + setup.timeout;
-        let mut ready = vec![false; kernels.len()];
+        Ok(Kernels {
+            kernels,
+            started: Instant::now(),
+        })
+    }
+
+    /// Waits until the group has nothing pending and nothing undelivered on every stream of
+    /// `streams`. The backlog was loaded before the kernels started, so a stream found drained
+    /// stays drained and is not asked about again. Fails at once if a kernel exits or is not
+    /// ready within [`READY_TIMEOUT`], and after `timeout`.
+    pub async fn wait_drained(
+        &mut self,
+        observer: &StreamClient,
+        streams: &[String],
+        timeout: Duration,
+    ) -> Result<(), BenchError> {
+        let deadline = self.started + timeout;
+        let mut ready = vec![false; self.kernels.len()];
+        let mut left: Vec<&String> = streams.iter().collect();
         loop {
-            let info = observer
-                .group_info(STREAM)
-                .await
-                .map_err(|e| BenchError::Kernel(e.to_string()))?;
-            if info.pending == 0 && info.lag == Some(0) {
-                break;
+            let mut last = None;
+            let mut still = Vec::with_capacity(left.len());
+            for stream in left {
+                let info = observer
+                    .group_info(stream)
+                    .await
+                    .map_err(|e| BenchError::Kernel(e.to_string()))?;
+                if info.pending != 0 || info.lag != Some(0) {
+                    still.push(stream);
+                    last = Some((stream, info));
+                }
             }
-            for (kernel, ready) in kernels.iter_mut().zip(ready.iter_mut()) {
+            left = still;
+            let Some((stream, info)) = last else {
+                return Ok(());
+            };
+            for (kernel, ready) in self.kernels.iter_mut().zip(ready.iter_mut()) {
                 kernel.check_alive()?;
                 if !*ready {
                     *ready = kernel.is_ready().await;
-                    if !*ready && started.elapsed() >= READY_TIMEOUT {
+                    if !*ready && self.started.elapsed() >= READY_TIMEOUT {
                         return Err(kernel.not_ready(READY_TIMEOUT).into());
                     }
                 }
             }
             if Instant::now() >= deadline {
                 return Err(BenchError::Timeout(format!(
-                    "drain not finished after {:?}: pending {}, lag {:?}",
-                    setup.timeout, info.pending, info.lag
+                    "drain not finished after {timeout:?}: {} stream(s) left, {stream}: \
+                     pending {}, lag {:?}",
+                    left.len(),
+                    info.pending,
+                    info.lag
                 )));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let seconds = meter.started.elapsed().as_secs_f64();
-        let mut kernel_cpu = 0.0;
-        let mut peak_rss_kib = 0;
-        let mut stored_by = Vec::new();
-        let mut duplicates = 0.0;
-        for kernel in &kernels {
-            kernel_cpu += procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
-            peak_rss_kib = peak_rss_kib.max(procfs::peak_rss_kib(kernel.pid()));
-            stored_by.push(kernel.metric("kernel_events_stored_total").await as u64);
-            duplicates += kernel.metric("kernel_events_duplicate_total").await;
+    }
+
+    /// CPU, peak RSS and the counters of every kernel, read while they still run.
+    pub async fn figures(&self) -> KernelFigures {
+        let mut figures = KernelFigures {
+            cpu_seconds: 0.0,
+            peak_rss_kib: 0,
+            stored_by: Vec::with_capacity(self.kernels.len()),
+            duplicates: 0.0,
+        };
+        for kernel in &self.kernels {
+            figures.cpu_seconds += procfs::cpu_seconds(kernel.pid()).unwrap_or(0.0);
+            figures.peak_rss_kib = figures.peak_rss_kib.max(procfs::peak_rss_kib(kernel.pid()));
+            figures
+                .stored_by
+                .push(kernel.metric("kernel_events_stored_total").await as u64);
+            figures.duplicates += kernel.metric("kernel_events_duplicate_total").await;
         }
-        let server = env.read_meter(&meter).await?;
-        for kernel in kernels {
+        figures
+    }
+
+    pub fn stop(self) -> Result<(), BenchError> {
+        for kernel in self.kernels {
             kernel.stop(Duration::from_secs(30))?;
         }
-        verify(db, &conn, w1.events, &stored_by, setup.expect_producers).await?;
-        if setup.schema {
-            super::schema_run::verify(db, w1.events).await?;
-        }
-
-        let mut sample = Sample::new(w1.events, seconds, server);
-        sample.kernel_cpu_seconds = Some(kernel_cpu);
-        sample.peak_rss_mib = Some(peak_rss_kib as f64 / 1024.0);
-        sample.stored_by_replica = stored_by;
-        sample.duplicates = Some(duplicates as u64);
-        Ok(sample)
-    })
-    .await
+        Ok(())
+    }
 }
 
 /// XADDs the whole workload, pipelined; the kernel is not running yet.
@@ -160,10 +242,10 @@ pub async fn preload(
     Ok(())
 }
 
-/// The guarantees a drain must keep: every event stored exactly once, nothing dead-lettered.
-async fn verify(
+/// The guarantees a drain must keep: every event stored exactly once, counted by the kernels
+/// (the caller checks the dead letters, [`check_no_dead_letters`]).
+pub async fn verify(
     db: &RunDb,
-    conn: &MultiplexedConnection,
     sent: usize,
     stored_by: &[u64],
     expect_producers: bool,
@@ -199,13 +281,23 @@ async fn verify(
             "kernels report {stored} events stored ({stored_by:?}), sent {sent}"
         )));
     }
+    Ok(())
+}
+
+/// Nothing of `stream` was dead-lettered (`<stream>:dlq` is empty); `conn` serves its slot.
+pub async fn check_no_dead_letters(
+    conn: &MultiplexedConnection,
+    stream: &str,
+) -> Result<(), BenchError> {
     let mut conn = conn.clone();
     let dead: i64 = redis::cmd("XLEN")
-        .arg(format!("{STREAM}:dlq"))
+        .arg(format!("{stream}:dlq"))
         .query_async(&mut conn)
         .await?;
     if dead != 0 {
-        return Err(BenchError::Check(format!("{dead} entries dead-lettered")));
+        return Err(BenchError::Check(format!(
+            "{dead} entries of {stream} dead-lettered"
+        )));
     }
     Ok(())
 }

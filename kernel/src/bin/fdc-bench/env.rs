@@ -151,13 +151,7 @@ impl BenchEnv {
     }
 
     async fn redis_cpu_seconds(&self) -> Result<f64, BenchError> {
-        let info = self.redis_info("cpu").await?;
-        let get = |k: &str| {
-            info_field(&info, k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        Ok(get("used_cpu_sys") + get("used_cpu_user"))
+        Ok(info_cpu_seconds(&self.redis_info("cpu").await?))
     }
 
     async fn wal_bytes(&self) -> Result<i64, BenchError> {
@@ -191,6 +185,7 @@ impl BenchEnv {
         Ok(ServerFigures {
             pg_cpu_seconds: self.postgres_cpu_seconds() - meter.pg_cpu,
             redis_cpu_seconds: self.redis_cpu_seconds().await? - meter.redis_cpu,
+            redis_replica_cpu_seconds: 0.0,
             wal_bytes: self.wal_bytes().await? - meter.wal,
             machine_busy_seconds: procfs::machine_busy_seconds() - meter.machine_busy,
             bench_cpu_seconds: own_cpu_seconds() - meter.bench_cpu,
@@ -215,12 +210,25 @@ fn own_cpu_seconds() -> f64 {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerFigures {
     pub pg_cpu_seconds: f64,
+    /// The Redis servers the run reads from (the cluster run: its primaries).
     pub redis_cpu_seconds: f64,
+    /// The cluster run's replicas: not per-event Redis cost, but not other load either.
+    pub redis_replica_cpu_seconds: f64,
     pub wal_bytes: i64,
     /// The whole machine's busy CPU time, every process.
     pub machine_busy_seconds: f64,
     /// This benchmark process's own CPU time (producer, encoder, observer).
     pub bench_cpu_seconds: f64,
+}
+
+/// User + system CPU seconds of a Redis server from its `INFO cpu`.
+pub fn info_cpu_seconds(info: &str) -> f64 {
+    let get = |k: &str| {
+        info_field(info, k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    get("used_cpu_sys") + get("used_cpu_user")
 }
 
 fn info_field(info: &str, key: &str) -> Option<String> {

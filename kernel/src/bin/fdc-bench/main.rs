@@ -1,11 +1,12 @@
 //! `fdc-bench`: measures the kernel against Postgres's own storage limit (docs/benchmark.md).
 //!
 //! This file is the command line; the benchmark's modules sit beside it, outside the kernel
-//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `auth_run`, `latency`, `catchup`,
+//! library: `run` (the runs in order), `workload`, `limit`, `drain`, `cluster_run`, `auth_run`, `latency`, `catchup`,
 //! `query`, `variant`, `env` (the private servers), `procfs`, `report`, `plot` (the SVG figure), `error`.
 
 mod auth_run;
 mod catchup;
+mod cluster_run;
 mod drain;
 mod env;
 mod error;
@@ -55,6 +56,14 @@ struct Cli {
         default_value = "limit,drain,replicas,auth,schema,latency"
     )]
     runs: Vec<RunKind>,
+    /// `cluster`: also make the cluster drain run (W1 over 16 streams on a three-primary
+    /// Redis Cluster), as `--runs …,cluster` does; the other runs use one Redis either way.
+    #[arg(long, value_enum, default_value = "single")]
+    redis: RedisMode,
+    /// Experiments: false kills the cluster's replicas once it formed, so the cluster run's
+    /// primaries feed none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    cluster_replicas: bool,
     /// The fdc-kernel binary; default: the one next to this binary.
     #[arg(long)]
     kernel_bin: Option<PathBuf>,
@@ -91,6 +100,21 @@ struct Cli {
     /// first one is the reference). Default: every migration.
     #[arg(long = "db-schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
     db_schemas: Vec<variant::SchemaVariant>,
+}
+
+/// `--redis`: whether the cluster drain is made too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RedisMode {
+    Single,
+    Cluster,
+}
+
+/// The runs to make: `--runs`, plus the cluster drain with `--redis cluster`.
+fn runs_of(mut runs: Vec<RunKind>, redis: RedisMode) -> Vec<RunKind> {
+    if redis == RedisMode::Cluster && !runs.contains(&RunKind::Cluster) {
+        runs.push(RunKind::Cluster);
+    }
+    runs
 }
 
 #[derive(clap::Subcommand)]
@@ -141,7 +165,8 @@ fn main() -> anyhow::Result<()> {
         events: cli.events,
         repeats: cli.repeats.max(1),
         seed: cli.seed,
-        runs: cli.runs,
+        runs: runs_of(cli.runs, cli.redis),
+        cluster_replicas: cli.cluster_replicas,
         kernel_bin,
         fsync: cli.fsync,
         full_page_writes: cli.full_page_writes,
@@ -194,7 +219,25 @@ fn limit_batch_size(kernel_env: &[(String, String)]) -> anyhow::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_kernel_env;
+    use super::{parse_kernel_env, runs_of, Cli, RedisMode, RunKind};
+    use clap::Parser;
+
+    #[test]
+    fn redis_cluster_adds_the_cluster_drain_once() {
+        let cli = Cli::parse_from(["fdc-bench", "--runs", "drain", "--redis", "cluster"]);
+        assert_eq!(
+            runs_of(cli.runs, cli.redis),
+            [RunKind::Drain, RunKind::Cluster]
+        );
+        let cli = Cli::parse_from(["fdc-bench", "--runs", "drain,cluster", "--redis", "cluster"]);
+        assert_eq!(
+            runs_of(cli.runs, cli.redis),
+            [RunKind::Drain, RunKind::Cluster]
+        );
+        let cli = Cli::parse_from(["fdc-bench", "--runs", "drain"]);
+        assert_eq!(cli.redis, RedisMode::Single);
+        assert_eq!(runs_of(cli.runs, cli.redis), [RunKind::Drain]);
+    }
 
     #[test]
     fn kernel_env_takes_kernel_settings_only() {

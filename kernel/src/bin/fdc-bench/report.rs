@@ -18,6 +18,10 @@ pub struct Sample {
     /// Postgres CPU (postmaster and backends, user + system) per event, µs.
     pub pg_cpu_us_per_event: f64,
     pub redis_cpu_us_per_event: f64,
+    /// The cluster run: CPU of the primaries' replicas per event, µs (not in `redis_cpu…`).
+    pub redis_replica_cpu_us_per_event: Option<f64>,
+    /// The cluster run: each primary's CPU per event of its own streams, µs.
+    pub redis_cpu_us_per_event_by_primary: Vec<f64>,
     pub wal_bytes_per_event: f64,
     /// Kernel process CPU per event, µs (drains only; all replicas together).
     pub kernel_cpu_us_per_event: Option<f64>,
@@ -45,6 +49,8 @@ impl Sample {
             events_per_s: events as f64 / seconds,
             pg_cpu_us_per_event: server.pg_cpu_seconds * 1e6 / n,
             redis_cpu_us_per_event: server.redis_cpu_seconds * 1e6 / n,
+            redis_replica_cpu_us_per_event: (server.redis_replica_cpu_seconds > 0.0)
+                .then(|| server.redis_replica_cpu_seconds * 1e6 / n),
             wal_bytes_per_event: server.wal_bytes as f64 / n,
             server,
             ..Sample::default()
@@ -57,6 +63,7 @@ impl Sample {
         }
         let ours = self.server.pg_cpu_seconds
             + self.server.redis_cpu_seconds
+            + self.server.redis_replica_cpu_seconds
             + self.server.bench_cpu_seconds
             + self.kernel_cpu_seconds.unwrap_or(0.0);
         self.other_load_cores =
@@ -105,6 +112,12 @@ impl Summary {
             events_per_s: m(|s| s.events_per_s),
             pg_cpu_us_per_event: m(|s| s.pg_cpu_us_per_event),
             redis_cpu_us_per_event: m(|s| s.redis_cpu_us_per_event),
+            redis_replica_cpu_us_per_event: median_opt(
+                runs.iter().map(|s| s.redis_replica_cpu_us_per_event),
+            ),
+            redis_cpu_us_per_event_by_primary: (0..runs[0].redis_cpu_us_per_event_by_primary.len())
+                .map(|p| median(runs.iter().map(|s| s.redis_cpu_us_per_event_by_primary[p])))
+                .collect(),
             wal_bytes_per_event: m(|s| s.wal_bytes_per_event),
             kernel_cpu_us_per_event: median_opt(runs.iter().map(|s| s.kernel_cpu_us_per_event)),
             kernel_cpu_seconds: None,
@@ -315,8 +328,21 @@ pub struct Report {
     /// With `--db-schema`: the limit, drain and query runs per database schema (the first is
     /// also above).
     pub db_schemas: Vec<SchemaSummary>,
+    /// The drain on a three-primary Redis Cluster, 16 streams (`--redis cluster`).
+    pub cluster: Option<Summary>,
+    /// The drain with three kernels in one group.
+    pub replicas3: Option<Summary>,
     pub targets: Vec<Target>,
+    /// Ratios reported as figures, with no target (e.g. cluster drain / drain).
+    pub figures: Vec<Figure>,
     pub notes: Vec<String>,
+}
+
+/// A ratio of two runs of the same invocation that has no target: reported, never judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub name: &'static str,
+    pub value: f64,
 }
 
 /// A ratio target `a / b >= min` as (name, a, b, min, target text).
@@ -375,6 +401,23 @@ impl Report {
             ("catch-up / drain", catchup, drain, 0.8, ">= 0.8"),
         ]));
         self.targets = t;
+        self.figures = [
+            ("cluster drain / drain", rate(&self.cluster), drain),
+            ("3 replicas / 1 replica", rate(&self.replicas3), drain),
+            (
+                "3 replicas / 2 replicas",
+                rate(&self.replicas3),
+                rate(&self.replicas),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, a, b)| {
+            Some(Figure {
+                name,
+                value: a? / b?,
+            })
+        })
+        .collect();
     }
 
     /// The human-readable table.
@@ -411,8 +454,10 @@ impl Report {
             ("limit", &self.limit),
             ("drain", &self.drain),
             ("replicas2", &self.replicas),
+            ("replicas3", &self.replicas3),
             ("auth", &self.auth),
             ("schema", &self.schema),
+            ("cluster", &self.cluster),
         ] {
             let Some(s) = summary else { continue };
             let s = &s.median;
@@ -427,6 +472,20 @@ impl Report {
                 s.wal_bytes_per_event,
                 opt(s.peak_rss_mib, 1),
                 s.other_load_cores,
+            ));
+        }
+        if let Some(c) = &self.cluster {
+            let by_primary: Vec<String> = c
+                .median
+                .redis_cpu_us_per_event_by_primary
+                .iter()
+                .map(|us| format!("{us:.1}"))
+                .collect();
+            out.push_str(&format!(
+                "cluster: redis µs/ev is the primaries' together; per primary, per event of its \
+                 own streams: {}; their replicas: {} µs/ev more\n",
+                by_primary.join(" / "),
+                opt(c.median.redis_replica_cpu_us_per_event, 1)
             ));
         }
         if let Some(l) = &self.latency {
@@ -475,6 +534,12 @@ impl Report {
                     t.target,
                     if t.met { "met" } else { "NOT met" }
                 ));
+            }
+        }
+        if !self.figures.is_empty() {
+            out.push_str("\nratios (figures, no target):\n");
+            for f in &self.figures {
+                out.push_str(&format!("  {:<28} {:>9.3}\n", f.name, f.value));
             }
         }
         for note in &self.notes {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::catchup::{self, CatchupSetup, CatchupSummary};
+use super::cluster_run::{self, ClusterRedis};
 use super::drain::{self, DrainSetup};
 use super::env::BenchEnv;
 use super::error::BenchError;
@@ -29,6 +30,11 @@ pub enum RunKind {
     Query,
     /// Paced events, Postgres stopped and restarted: the spill's catch-up.
     Catchup,
+    /// The drain with three kernels in one group.
+    Replicas3,
+    /// The drain of W1 spread over 16 streams on a three-primary Redis Cluster
+    /// (`--redis cluster` adds it).
+    Cluster,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +62,8 @@ pub struct Options {
     pub kernel_env: Vec<(String, String)>,
     /// The database schemas the limit, drain and query runs are made on (at least one).
     pub db_schemas: Vec<SchemaVariant>,
+    /// The cluster run's primaries keep their replicas (false: killed, an experiment).
+    pub cluster_replicas: bool,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -98,6 +106,22 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         db_schema: &options.db_schemas[0],
     };
 
+    let cluster = if wants(RunKind::Cluster) {
+        let cluster = ClusterRedis::start(options.cluster_replicas).await?;
+        eprintln!(
+            "Redis Cluster: 3 primaries ({}), {} streams, per primary {:?}",
+            if options.cluster_replicas {
+                "a replica each"
+            } else {
+                "replicas killed"
+            },
+            cluster_run::STREAMS,
+            cluster.streams_per_primary()
+        );
+        Some(cluster)
+    } else {
+        None
+    };
     let auth = if wants(RunKind::Auth) {
         Some(auth_run::AuthSetup::new()?)
     } else {
@@ -112,6 +136,7 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
         vec![vec![]; db_schemas],
     );
     let (mut replicas, mut latencies, mut auths, mut catchups) = (vec![], vec![], vec![], vec![]);
+    let (mut replicas3, mut clusters) = (vec![], vec![]);
     let mut schemas = vec![];
     for repeat in 1..=options.repeats {
         let tag = format!("[{repeat}/{}]", options.repeats);
@@ -156,6 +181,19 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 s.events_per_s, s.seconds, s.stored_by_replica
             );
             replicas.push(s);
+        }
+        if wants(RunKind::Replicas3) {
+            let s = drain::run(&env, w1, &drain_setup(3, "replicas3")).await?;
+            eprintln!(
+                "{tag} 3 replicas: {:.0} events/s ({:.2} s, stored {:?})",
+                s.events_per_s, s.seconds, s.stored_by_replica
+            );
+            replicas3.push(s);
+        }
+        if let Some(cluster) = &cluster {
+            let s = cluster_run::run(&env, cluster, w1, &drain_setup(1, "cluster")).await?;
+            say(&tag, "cluster drain", &s);
+            clusters.push(s);
         }
         if let Some(auth) = &auth {
             let setup = DrainSetup {
@@ -239,10 +277,22 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
             vec![]
         },
         catchup: CatchupSummary::of(catchups),
+        cluster: Summary::of(clusters),
+        replicas3: Summary::of(replicas3),
         targets: Vec::new(),
+        figures: Vec::new(),
         notes: [
             kernel_env_notes(&options.kernel_env),
             drain_skipped_notes(&options.db_schemas, wants(RunKind::Drain)),
+            if wants(RunKind::Cluster) && !options.cluster_replicas {
+                vec![
+                    "cluster run without replicas (killed once the cluster formed; \
+                      --cluster-replicas false)"
+                        .to_string(),
+                ]
+            } else {
+                vec![]
+            },
         ]
         .concat(),
     };
