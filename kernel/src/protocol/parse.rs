@@ -35,8 +35,7 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
             ),
         ));
     }
-    let mut seen = HashSet::new();
-    if let Some((name, _)) = fields.iter().find(|(k, _)| !seen.insert(k.as_str())) {
+    if let Some(name) = repeated_name(fields) {
         return Err(Rejection::new(
             Reason::DuplicateField,
             format!("field `{name}` appears more than once"),
@@ -105,6 +104,24 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
         }
     };
     Ok(Parsed { message, token })
+}
+
+/// The first field name that appeared before it, if any. A few fields (protocol v1 entries
+/// have fewer than ten) are compared pairwise, without allocating a set.
+fn repeated_name(fields: &[(String, Vec<u8>)]) -> Option<&str> {
+    const PAIRWISE: usize = 16;
+    if fields.len() <= PAIRWISE {
+        return fields
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| fields[..*i].iter().any(|(seen, _)| seen == k))
+            .map(|(_, (k, _))| k.as_str());
+    }
+    let mut seen = HashSet::new();
+    fields
+        .iter()
+        .find(|(k, _)| !seen.insert(k.as_str()))
+        .map(|(k, _)| k.as_str())
 }
 
 fn reason_for_field(name: &str) -> Reason {
@@ -304,8 +321,18 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
     }
     // Tag keys are case-insensitive in Postgres (citext): two keys differing only in case
     // would collide on insert.
+    // Distinct keys that are ASCII without capitals are their own lower case: they cannot
+    // collide, and no lowered copy is made.
+    let all_lower = body
+        .tags
+        .keys()
+        .all(|k| k.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
     let mut lowered = HashSet::new();
-    if let Some(key) = body.tags.keys().find(|k| !lowered.insert(k.to_lowercase())) {
+    if let Some(key) = body
+        .tags
+        .keys()
+        .find(|k| !all_lower && !lowered.insert(k.to_lowercase()))
+    {
         return Err(Rejection::new(
             Reason::BadTags,
             format!("tag key `{}` repeats another key up to case", truncate(key)),
@@ -464,6 +491,12 @@ mod tests {
             Reason::BadTags
         );
         assert_eq!(
+            reason(&data(
+                r#"{"tags":{"env":"a","Été":"b","été":"c"},"payload":{}}"#
+            )),
+            Reason::BadTags
+        );
+        assert_eq!(
             reason(&data(r#"{"subject":"","payload":{}}"#)),
             Reason::BadSubject
         );
@@ -507,6 +540,22 @@ mod tests {
         let mut dup = base.to_vec();
         dup.push(("ts", "2"));
         assert_eq!(reason(&entry(&dup)), Reason::DuplicateField);
+    }
+
+    #[test]
+    fn the_first_repeated_field_is_named_however_many_fields() {
+        for n in [2usize, 5, 14, 16, 40] {
+            let mut fields: Vec<(String, Vec<u8>)> =
+                (0..n).map(|i| (format!("f{i}"), Vec::new())).collect();
+            assert_eq!(repeated_name(&fields), None, "{n} fields");
+            fields.push((format!("f{}", n - 1), Vec::new()));
+            fields.push(("f0".to_string(), Vec::new()));
+            assert_eq!(
+                repeated_name(&fields),
+                Some(format!("f{}", n - 1).as_str()),
+                "{n} fields"
+            );
+        }
     }
 
     #[test]

@@ -148,7 +148,8 @@ async fn fields<R: AsyncBufRead + Unpin>(
     let pairs = values / 2;
     let too_many = pairs + values % 2 > MAX_FIELDS;
     let mut f = Fields {
-        whole: Vec::new(),
+        // Within MAX_FIELDS unless too many: a bounded allocation, made once.
+        whole: Vec::with_capacity(if too_many { 0 } else { pairs }),
         // Too many fields: a summary from the start.
         clipped: too_many.then(Vec::new),
         summary_bytes: 0,
