@@ -128,6 +128,21 @@ pub async fn assert_all_stored_exactly(pg: &PgPool, redis: &MultiplexedConnectio
     assert_exact(pg, redis, set).await;
 }
 
+/// Waits until every id of `sent` is stored, then checks each is stored once and nothing else
+/// (for events sent with ids of their own rather than an [`EventSet`]).
+pub async fn assert_stored_once(pg: &PgPool, sent: &[Uuid]) {
+    assert_eq!(wait_stored(pg, sent.len()).await, sent.len() as i64);
+    let stored: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
+        .fetch_all(pg)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), sent.len(), "an event is stored twice");
+    assert_eq!(
+        stored.into_iter().collect::<HashSet<_>>(),
+        sent.iter().copied().collect::<HashSet<_>>()
+    );
+}
+
 /// Waits until at least `n` distinct events are stored; returns the count.
 pub async fn wait_stored_at_least(pg: &PgPool, n: i64) -> i64 {
     let deadline = std::time::Instant::now() + WAIT;

@@ -4,7 +4,7 @@
 //! once; a matching key without a usable hash tag is not read. Here, under the fault tests'
 //! lock, for the same reason as `fault_redis_cluster`: six Redis servers are a load.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::fault_support::*;
@@ -62,16 +62,7 @@ async fn streams_of_a_pattern_on_every_primary_are_found_and_stored_once() {
         sent.extend(&set.ids);
         invalid.insert(stream.to_string(), set.invalid);
     }
-    assert_eq!(wait_stored(&pg, sent.len()).await, sent.len() as i64);
-    let stored: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&pg)
-        .await
-        .unwrap();
-    assert_eq!(stored.len(), sent.len(), "an event is stored twice");
-    assert_eq!(
-        stored.into_iter().collect::<HashSet<_>>(),
-        sent.into_iter().collect::<HashSet<_>>()
-    );
+    assert_stored_once(&pg, &sent).await;
     for (stream, invalid) in &invalid {
         let conn = cluster.owner_conn(stream).await.unwrap();
         assert_eq!(

@@ -2,10 +2,11 @@
 //! when the kernel starts and those created later, without a restart; the kernel's own
 //! dead-letter and re-publish streams match the pattern but are never read as sources.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::fault_support::{start_ready, wait_metric_at_least, wait_stored, EventSet, WAIT};
+use crate::fault_support::{
+    assert_stored_once, start_ready, wait_metric_at_least, wait_stored, EventSet, WAIT,
+};
 use crate::support::*;
 use uuid::Uuid;
 
@@ -54,14 +55,8 @@ async fn a_stream_created_after_start_is_drained_and_dead_letter_streams_are_not
     // After start: a new stream, with entries that are dead-lettered into events:late:dlq.
     let late = EventSet::new(300, 30);
     publish(&redis, "events:late", &late.entries).await;
-    let sent: HashSet<Uuid> = early.ids.iter().chain(&late.ids).copied().collect();
-    assert_eq!(wait_stored(&pg, sent.len()).await, sent.len() as i64);
-    let stored: Vec<Uuid> = sqlx::query_scalar("SELECT event_id FROM events")
-        .fetch_all(&pg)
-        .await
-        .unwrap();
-    assert_eq!(stored.len(), sent.len(), "an event is stored twice");
-    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), sent);
+    let sent: Vec<Uuid> = early.ids.iter().chain(&late.ids).copied().collect();
+    assert_stored_once(&pg, &sent).await;
     assert_eq!(
         count(
             &pg,
