@@ -127,6 +127,8 @@ impl Reader {
                 self.recover_orphans(stream).await?;
             }
         }
+        // `>` per stream: new entries (built once, grown as streams are found).
+        let mut news = vec![">".to_string(); streams.len()];
         let discovering = !self.sources.patterns().is_empty();
         // The first pass at once, so that streams that exist already are read from the start.
         let mut next_discover = Instant::now();
@@ -147,6 +149,7 @@ impl Reader {
                 }
                 next_discover = Instant::now() + self.config.discover_interval;
                 streams = self.streams.list();
+                news.resize(streams.len(), ">".to_string());
                 if self.shutdown.is_cancelled() {
                     return Ok(());
                 }
@@ -168,7 +171,6 @@ impl Reader {
                 }
                 continue;
             }
-            let news: Vec<String> = streams.iter().map(|_| ">".to_string()).collect();
             let started = Instant::now();
             // Not cancelled on shutdown: a read cut short after Redis delivered would leave
             // its entries pending until this consumer returns. BLOCK is short anyway.
