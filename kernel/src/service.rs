@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::health::Health;
 use crate::http::{self, HttpState};
@@ -357,7 +357,8 @@ async fn prepare_database(
     ready.is_ok()
 }
 
-/// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention.
+/// Periodic work off the hot path: group lag/pending gauges, partitions ahead, retention, the
+/// upkeep of the fresh partitions' tag and time indexes.
 async fn housekeeping(
     config: Config,
     streams: ReadStreams,
@@ -368,6 +369,7 @@ async fn housekeeping(
 ) {
     let mut gauges = tokio::time::interval(Duration::from_secs(5));
     let mut partitions = tokio::time::interval(config.partitions.maintenance_interval);
+    let mut indexes = tokio::time::interval(config.partitions.index_upkeep_interval);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -377,6 +379,12 @@ async fn housekeeping(
                         metrics.group_pending.with_label_values(&[stream]).set(info.pending);
                         metrics.group_lag.with_label_values(&[stream]).set(info.lag.unwrap_or(0));
                     }
+                }
+            }
+            _ = indexes.tick() => {
+                match store.partitions().tidy_indexes(store.pool()).await {
+                    Ok(tidied) => debug!(tidied, "index upkeep"),
+                    Err(e) => warn!(error = %e, "index upkeep failed"),
                 }
             }
             _ = partitions.tick() => {

@@ -244,6 +244,10 @@ pub struct PartitionsConfig {
     pub retention_days: Option<u32>,
     #[serde(with = "humantime_serde")]
     pub maintenance_interval: Duration,
+    /// How often the tag (GIN) and time (BRIN) indexes of the partitions being written are
+    /// tidied: pending list merged, new ranges summarized.
+    #[serde(with = "humantime_serde")]
+    pub index_upkeep_interval: Duration,
 }
 
 impl Default for PartitionsConfig {
@@ -252,6 +256,7 @@ impl Default for PartitionsConfig {
             ahead_days: 2,
             retention_days: None,
             maintenance_interval: Duration::from_secs(3600),
+            index_upkeep_interval: Duration::from_secs(30),
         }
     }
 }

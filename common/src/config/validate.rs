@@ -123,6 +123,24 @@ impl Config {
                 "use 100ms..=1h (default 10s): how often streams matching the patterns of ingest.streams are looked for",
             ));
         }
+        for (key, interval) in [
+            (
+                "partitions.maintenance_interval",
+                self.partitions.maintenance_interval,
+            ),
+            (
+                "partitions.index_upkeep_interval",
+                self.partitions.index_upkeep_interval,
+            ),
+        ] {
+            if interval < Duration::from_secs(1) || interval > Duration::from_secs(86_400) {
+                return Err(invalid(
+                    key,
+                    format!("{interval:?} is out of range"),
+                    "use 1s..=24h (defaults: maintenance_interval 1h, index_upkeep_interval 30s)",
+                ));
+            }
+        }
         if ingest.group.is_empty() {
             return Err(invalid("ingest.group", "is empty", "e.g. kernel"));
         }
@@ -410,6 +428,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("a binding names one stream"));
+    }
+
+    #[test]
+    fn partition_intervals_are_checked() {
+        let mut config = Config::default();
+        config.partitions.index_upkeep_interval = Duration::ZERO;
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid config key `partitions.index_upkeep_interval`: 0ns is out of range; fix: \
+             use 1s..=24h (defaults: maintenance_interval 1h, index_upkeep_interval 30s)"
+        );
+        config.partitions.index_upkeep_interval = Duration::from_secs(1);
+        config.partitions.maintenance_interval = Duration::from_secs(2 * 86_400);
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("`partitions.maintenance_interval`"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Daily range partitions of `events` and `event_tags`, created on demand.
+//! Daily range partitions of `events`, created on demand.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -7,9 +7,6 @@ use chrono::{DateTime, Duration as Days, NaiveDate, Utc};
 use sqlx::PgPool;
 
 use super::StoreError;
-
-/// The partitioned tables, each getting one partition per UTC day.
-const TABLES: [&str; 2] = ["events", "event_tags"];
 
 /// Remembers which days already have partitions, so a batch costs no DDL once its day exists.
 #[derive(Clone, Default)]
@@ -36,7 +33,7 @@ impl Partitions {
         self.known.lock().expect("partition cache poisoned").clear();
     }
 
-    /// Makes sure both tables have partitions for `days`. Safe under concurrent replicas: the
+    /// Makes sure `events` has partitions for `days`. Safe under concurrent replicas: the
     /// DDL runs under a transaction-scoped advisory lock and `IF NOT EXISTS`.
     pub async fn ensure(&self, pool: &PgPool, days: &BTreeSet<i64>) -> Result<(), StoreError> {
         let missing: Vec<i64> = {
@@ -53,13 +50,14 @@ impl Partitions {
         lock_partition_ddl(&mut tx).await?;
         for &day in &missing {
             let (from, to) = (day_date(day), day_date(day + 1));
-            for_each_table(&mut tx, |table| {
+            let name = day_name(day);
+            ddl(
+                &mut tx,
                 format!(
-                    "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} \
-                     FOR VALUES FROM ('{from}') TO ('{to}')",
-                    day_name(day)
-                )
-            })
+                    "CREATE TABLE IF NOT EXISTS events_p{name} PARTITION OF events \
+                     FOR VALUES FROM ('{from}') TO ('{to}')"
+                ),
+            )
             .await?;
         }
         tx.commit().await?;
@@ -103,9 +101,10 @@ impl Partitions {
             }
             let mut tx = pool.begin().await?;
             lock_partition_ddl(&mut tx).await?;
-            for_each_table(&mut tx, |table| {
-                format!("DROP TABLE IF EXISTS {table}_p{}", day_name(day))
-            })
+            ddl(
+                &mut tx,
+                format!("DROP TABLE IF EXISTS events_p{}", day_name(day)),
+            )
             .await?;
             sqlx::query("DELETE FROM event_index WHERE ts >= $1 AND ts < $2")
                 .bind(day_date(day).and_hms_opt(0, 0, 0).map(|t| t.and_utc()))
@@ -123,6 +122,44 @@ impl Partitions {
     }
 }
 
+/// Merges the GIN pending lists and summarizes the new BRIN ranges of the partitions being
+/// written (today's and yesterday's), so queries on fresh events read neither a long pending
+/// list nor every unsummarized page. Autovacuum does the same, later. One replica at a time:
+/// one that finds another at it skips its turn. Returns the indexes tidied.
+const TIDY_INDEXES: &str = "\
+SELECT count(CASE am.amname
+                  WHEN 'gin' THEN gin_clean_pending_list(i.indexrelid::regclass)
+                  ELSE brin_summarize_new_values(i.indexrelid::regclass) END)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam
+WHERE i.indrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n)
+  AND am.amname IN ('gin', 'brin')";
+
+impl Partitions {
+    pub async fn tidy_indexes(&self, pool: &PgPool) -> Result<i64, StoreError> {
+        let today = today();
+        let names: Vec<String> = [today - 1, today]
+            .iter()
+            .map(|&day| format!("events_p{}", day_name(day)))
+            .collect();
+        let mut tx = pool.begin().await?;
+        let mine: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('fdc.index_upkeep'))")
+                .fetch_one(&mut *tx)
+                .await?;
+        if !mine {
+            return Ok(0);
+        }
+        let tidied: i64 = sqlx::query_scalar(TIDY_INDEXES)
+            .bind(&names)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(tidied)
+    }
+}
+
 /// Serializes partition DDL across replicas for the rest of the transaction.
 async fn lock_partition_ddl(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('fdc.partitions'))")
@@ -131,17 +168,12 @@ async fn lock_partition_ddl(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), Stor
     Ok(())
 }
 
-/// Runs `ddl(table)` for each partitioned table, in `tx`.
-async fn for_each_table(
-    tx: &mut sqlx::PgTransaction<'_>,
-    ddl: impl Fn(&str) -> String,
-) -> Result<(), StoreError> {
-    for table in TABLES {
-        // Safe: table names are constants; callers format only day suffixes and date bounds.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(ddl(table)))
-            .execute(&mut **tx)
-            .await?;
-    }
+/// Runs one partition statement in `tx`.
+async fn ddl(tx: &mut sqlx::PgTransaction<'_>, sql: String) -> Result<(), StoreError> {
+    // Safe: callers format only day suffixes and date bounds into constant statements.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

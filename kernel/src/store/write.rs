@@ -34,17 +34,18 @@ WITH fresh AS (
 )
 SELECT event_id, now() FROM fresh";
 
-/// Only the new events' rows are copied, so the partitioned tables never see a duplicate.
-/// `COPY` into the partitioned parents uses Postgres's multi-insert path: fewer WAL records
-/// and less executor work per row than `INSERT … SELECT`.
+/// Only the new events' rows are copied, so the partitioned table never sees a duplicate.
+/// `COPY` into the partitioned parent uses Postgres's multi-insert path: fewer WAL records
+/// and less executor work per row than `INSERT … SELECT`. An event's tags travel on its row
+/// (`tag_ids`, migration 0006).
 const COPY_EVENTS: &str = "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, \
-    subject_id, schema_id, source_stream, source_id, consumer, payload) FROM STDIN (FORMAT binary)";
-const COPY_TAGS: &str = "COPY event_tags (event_id, tag_id, ts) FROM STDIN (FORMAT binary)";
+    subject_id, schema_id, source_stream, source_id, consumer, payload, tag_ids) \
+    FROM STDIN (FORMAT binary)";
 
 impl Store {
     /// Stores `events` exactly once each: already stored ids are counted, not written again.
-    /// One transaction: claim the ids in `event_index`, then `COPY` the new events and their
-    /// tags; nothing is visible (or acknowledged by the caller) before the commit.
+    /// One transaction: claim the ids in `event_index`, then `COPY` the new events with their
+    /// tag ids; nothing is visible (or acknowledged by the caller) before the commit.
     /// A refused connection fails at once (see [`Store::reachable`]); an error names the
     /// server when sqlx does not.
     pub async fn write_batch(&self, events: &[Event]) -> Result<WriteOutcome, StoreError> {
@@ -94,15 +95,16 @@ impl Store {
             let new: HashSet<Uuid> = fresh.iter().map(|(id, _)| *id).collect();
             let now_us = now.timestamp_micros();
             let mut rows = CopyBinary::with_capacity(new.len() * 512);
-            let mut tags = CopyBinary::with_capacity(tag_pairs.len() * 48);
+            let mut tags: Vec<i64> = Vec::new();
             for event in &unique {
                 let subject = event.subject.as_ref().and_then(|_| subject_ids.next());
-                let event_tags: Vec<i64> = tag_ids.by_ref().take(event.tags.len()).collect();
+                tags.clear();
+                tags.extend(tag_ids.by_ref().take(event.tags.len()));
                 if !new.contains(&event.id) {
                     continue;
                 }
                 let ts_us = event.ts_ns.div_euclid(1_000);
-                rows.row(11);
+                rows.row(12);
                 rows.uuid(&event.id);
                 rows.timestamptz_unix_micros(ts_us);
                 rows.int8(event.ts_ns);
@@ -114,17 +116,9 @@ impl Store {
                 rows.text(&event.source.id);
                 rows.text(&self.consumer);
                 rows.jsonb(&event.payload);
-                for tag in event_tags {
-                    tags.row(3);
-                    tags.uuid(&event.id);
-                    tags.int8(tag);
-                    tags.timestamptz_unix_micros(ts_us);
-                }
+                rows.int8_array(&tags);
             }
             copy(&mut tx, COPY_EVENTS, rows.finish()).await?;
-            if !tag_pairs.is_empty() {
-                copy(&mut tx, COPY_TAGS, tags.finish()).await?;
-            }
         }
         tx.commit().await?;
         let duplicates = repeated_in_batch + (n - fresh.len());

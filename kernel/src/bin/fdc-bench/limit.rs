@@ -173,6 +173,27 @@ async fn prepare(db: &RunDb, w1: W1) -> Result<Ids, BenchError> {
     }
     let days: BTreeSet<i64> = [w1.first_day, w1.first_day + 1].into();
     Partitions::default().ensure(&db.pool, &days).await?;
+    // A schema before migration 6 has a partitioned event_tags too; the kernel no longer
+    // makes its partitions.
+    let tag_table: Option<String> = sqlx::query_scalar(
+        "SELECT relkind::text FROM pg_class WHERE oid = to_regclass('event_tags')",
+    )
+    .fetch_optional(&db.pool)
+    .await?;
+    if tag_table.as_deref() == Some("p") {
+        for &day in &days {
+            let from = chrono::DateTime::from_timestamp(day * 86_400, 0).expect("W1 day");
+            let to = from + chrono::Duration::days(1);
+            let ddl = format!(
+                "CREATE TABLE event_tags_p{} PARTITION OF event_tags FOR VALUES FROM ('{from}') TO ('{to}')",
+                fdc_kernel::store::day_name(day)
+            );
+            // Safe: a day number and dates formatted here.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+                .execute(&db.pool)
+                .await?;
+        }
+    }
     Ok(Ids { subjects, tags })
 }
 

@@ -2,10 +2,12 @@
 //! in one invocation (`--schema LABEL=VERSION[+FILE]`), so a schema change is measured side by
 //! side with the schema it replaces: the migrations up to VERSION, then FILE's SQL if given.
 //!
-//! A candidate that moves an event's tags into a `tag_ids bigint[]` column of `events` says so
-//! with the line `-- fdc-bench: tags-as-array` in its file: the limit and query runs then write
-//! that column instead of `event_tags` rows and run the array versions of the tag queries
-//! (`candidates/tags_array_queries.sql`). No kernel writes that shape, so drains skip it.
+//! Since migration 6 an event's tags are a `tag_ids bigint[]` column of `events`; a schema
+//! stopped before it keeps them as `event_tags` rows, and the limit and query runs then write
+//! those rows and run the `event_tags` versions of the tag queries
+//! (`candidates/tags_rows_queries.sql`). A candidate applied on such a schema that moves the
+//! tags into `events.tag_ids` says so with the line `-- fdc-bench: tags-as-array` in its file.
+//! Drains run only on the latest schema: a kernel migrates the database it starts on.
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -29,12 +31,15 @@ pub struct SchemaVariant {
 /// Where a schema keeps an event's tags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub enum TagShape {
-    /// One `event_tags` row per tag: the migrations' model.
-    #[default]
+    /// One `event_tags` row per tag: the model before migration 6.
     Rows,
-    /// A `tag_ids bigint[]` column of `events`.
+    /// A `tag_ids bigint[]` column of `events`: the migrations' model since 6.
+    #[default]
     Array,
 }
+
+/// The migration that moved the tags onto the event row.
+const TAGS_ON_EVENTS: i64 = 6;
 
 /// The line by which a candidate's SQL file asks for [`TagShape::Array`].
 const TAGS_AS_ARRAY: &str = "-- fdc-bench: tags-as-array";
@@ -50,7 +55,7 @@ impl SchemaVariant {
     /// (or collide with the experiment's SQL).
     pub fn kernel_can_run(&self) -> bool {
         let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-        self.tags == TagShape::Rows && self.upto.is_none_or(|v| v >= latest)
+        self.tags == TagShape::Array && self.upto.is_none_or(|v| v >= latest)
     }
 
     pub async fn apply(&self, pool: &PgPool) -> Result<(), BenchError> {
@@ -89,6 +94,7 @@ pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
         .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{arg:?}: reading {f}: {e}")))
         .transpose()?;
     let tags = match &sql {
+        _ if upto >= TAGS_ON_EVENTS => TagShape::Array,
         Some(sql) if sql.lines().any(|l| l.trim() == TAGS_AS_ARRAY) => TagShape::Array,
         _ => TagShape::Rows,
     };
@@ -125,13 +131,19 @@ mod tests {
         assert!(!parse("old=1").unwrap().kernel_can_run());
         assert!(parse("new=999").unwrap().kernel_can_run());
         assert!(SchemaVariant::current().kernel_can_run());
+        assert_eq!(SchemaVariant::current().tags, TagShape::Array);
+        assert_eq!(parse("before=5").unwrap().tags, TagShape::Rows);
+        assert_eq!(parse("new=6").unwrap().tags, TagShape::Array);
         std::fs::write(
             &file,
             format!("{TAGS_AS_ARRAY}\nALTER TABLE events ADD x int"),
         )
         .unwrap();
-        let array = parse(&format!("a=999+{}", file.display())).unwrap();
+        let array = parse(&format!("a=5+{}", file.display())).unwrap();
         assert_eq!(array.tags, TagShape::Array);
-        assert!(!array.kernel_can_run(), "no kernel writes tags as an array");
+        assert!(
+            !array.kernel_can_run(),
+            "a candidate is not the kernel's schema"
+        );
     }
 }
