@@ -1,7 +1,9 @@
 //! Spill replay, the second entrance to the pipeline: opening the spill from the config,
 //! and the background loop that feeds spilled records, oldest first, through the same
 //! commit (in [`Mode::Replay`]) and settle stages as live batches, committing each record in
-//! the spill once it is handled. No auth and no holdings: spilled events were authenticated,
+//! the spill once it is handled. Consecutive records are replayed together, up to a size
+//! budget: an outage at a modest rate spills many small batches, and one Postgres commit per
+//! small batch would replay them far slower than live traffic is stored. No auth and no holdings: spilled events were authenticated,
 //! and their entries acknowledged, when they were spilled. While Postgres is out, it probes
 //! with exponential backoff and jitter instead of hammering a recovering server.
 
@@ -42,6 +44,10 @@ pub struct ReplayConfig {
     pub max_delay: Duration,
     /// How often an empty spill is looked at again (appends also wake it).
     pub idle_poll: Duration,
+    /// Records written together at most (one Postgres transaction), and their bytes: the group
+    /// closes at whichever is reached first (a record is never split).
+    pub group_records: usize,
+    pub group_bytes: usize,
 }
 
 impl Default for ReplayConfig {
@@ -50,6 +56,8 @@ impl Default for ReplayConfig {
             min_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(5),
             idle_poll: Duration::from_secs(1),
+            group_records: 256,
+            group_bytes: 1 << 20,
         }
     }
 }
@@ -65,10 +73,12 @@ impl ReplayConfig {
 
 /// Runs until `stop` resolves.
 ///
-/// `write` must return `Ok(())` only when the record is fully handled (its
-/// events stored, duplicates skipped, data-error offenders dead-lettered);
-/// the record is then committed and may be deleted. `Undecodable` records
-/// are committed only after they were copied to a quarantine file. `probe` is a cheap
+/// `write` gets a group of consecutive records and must return `Ok(())` only when all of them
+/// are fully handled (their events stored, duplicates skipped, data-error offenders
+/// dead-lettered); the records are then committed, in order, and may be deleted. It returns
+/// `Undecodable` without writing anything when one record of the group cannot be decoded:
+/// the loop then takes those records one at a time, so the bad one is quarantined alone (and
+/// committed only after it was copied to a quarantine file) and the others are stored. `probe` is a cheap
 /// "is Postgres back?" check, called between backoff delays after an outage.
 pub async fn run_replay<W, WF, P, PF, S>(
     spill: SpillHandle,
@@ -77,7 +87,7 @@ pub async fn run_replay<W, WF, P, PF, S>(
     mut write: W,
     stop: S,
 ) where
-    W: FnMut(Vec<u8>) -> WF,
+    W: FnMut(Vec<Vec<u8>>) -> WF,
     WF: Future<Output = Result<(), ReplayFailure>>,
     P: FnMut() -> PF,
     PF: Future<Output = bool>,
@@ -86,6 +96,8 @@ pub async fn run_replay<W, WF, P, PF, S>(
     tokio::pin!(stop);
     // Deliveries of an earlier loop that stopped mid-write were not committed.
     let _ = spill.rewind().await;
+    // Records still to take one at a time, after a group with an undecodable record.
+    let mut alone = 0usize;
     loop {
         let record = tokio::select! {
             biased;
@@ -111,32 +123,59 @@ pub async fn run_replay<W, WF, P, PF, S>(
                 continue;
             }
         };
+        let mut ids = vec![record.id];
+        let mut group = vec![record.data];
+        if alone > 0 {
+            alone -= 1;
+        } else {
+            let mut bytes = group[0].len();
+            while group.len() < cfg.group_records && bytes < cfg.group_bytes {
+                match spill.next_record().await {
+                    Ok(Some(next)) => {
+                        bytes += next.data.len();
+                        ids.push(next.id);
+                        group.push(next.data);
+                    }
+                    // Read errors are met again (and handled) by the next turn.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         let outcome = tokio::select! {
             _ = &mut stop => {
-                // Not committed: the record stays and is replayed next run.
+                // Not committed: the records stay and are replayed next run.
                 return;
             }
-            o = write(record.data) => o,
+            o = write(group) => o,
         };
         match outcome {
             Ok(()) => {
-                if let Err(e) = spill.commit(record.id).await {
-                    // The write is done; a failed commit only means the
-                    // record may be replayed again (de-duplicated).
-                    warn!(error = %e, record = %record.id, "spill commit failed");
-                    let _ = spill.rewind().await;
+                for id in ids {
+                    if let Err(e) = spill.commit(id).await {
+                        // The write is done; a failed commit only means the
+                        // records may be replayed again (de-duplicated).
+                        warn!(error = %e, record = %id, "spill commit failed");
+                        let _ = spill.rewind().await;
+                        break;
+                    }
                 }
             }
+            Err(ReplayFailure::Undecodable { .. }) if ids.len() > 1 => {
+                // Nothing of the group was written: take its records one at a time.
+                let _ = spill.rewind().await;
+                alone = ids.len();
+            }
             Err(ReplayFailure::Undecodable { reason, data }) => {
+                let record_id = ids[0];
                 let bytes = data.len();
-                match spill.quarantine(record.id, data).await {
+                match spill.quarantine(record_id, data).await {
                     Ok(path) => {
                         error!(
-                            record = %record.id, bytes, %reason, quarantine = %path.display(),
+                            record = %record_id, bytes, %reason, quarantine = %path.display(),
                             "undecodable spill record moved to quarantine; see docs/spill.md"
                         );
-                        if let Err(e) = spill.commit(record.id).await {
-                            warn!(error = %e, record = %record.id, "spill commit failed");
+                        if let Err(e) = spill.commit(record_id).await {
+                            warn!(error = %e, record = %record_id, "spill commit failed");
                             let _ = spill.rewind().await;
                         }
                     }
@@ -144,7 +183,7 @@ pub async fn run_replay<W, WF, P, PF, S>(
                         // Never commit (and so delete) it without a copy:
                         // hold replay here and try again.
                         error!(
-                            record = %record.id, %reason, error = %e,
+                            record = %record_id, %reason, error = %e,
                             "cannot quarantine undecodable spill record; replay waits"
                         );
                         let _ = spill.rewind().await;
@@ -224,20 +263,32 @@ struct Replayer {
 }
 
 impl Replayer {
-    /// Replays one spilled batch: stores it through the same isolating write
-    /// path as live traffic (duplicates skipped, data-error offenders
-    /// dead-lettered). `Outage` leaves the record in the spill for a later
-    /// try; `Undecodable` has the replay loop quarantine it.
-    pub async fn replay_record(&self, data: Vec<u8>) -> Result<(), ReplayFailure> {
-        let mut batch = match decode_batch(&data) {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(ReplayFailure::Undecodable {
-                    reason: e.to_string(),
-                    data,
-                })
+    /// Replays a group of spilled batches as one: stores their events through the same
+    /// isolating write path as live traffic (duplicates skipped, data-error offenders
+    /// dead-lettered). `Outage` leaves the records in the spill for a later try;
+    /// `Undecodable` (nothing written) has the replay loop take them one at a time and
+    /// quarantine the bad one.
+    pub async fn replay_records(&self, records: Vec<Vec<u8>>) -> Result<(), ReplayFailure> {
+        let mut decoded = Vec::with_capacity(records.len());
+        for data in records {
+            match decode_batch(&data) {
+                Ok(b) => decoded.push(b),
+                Err(e) => {
+                    return Err(ReplayFailure::Undecodable {
+                        reason: e.to_string(),
+                        data,
+                    })
+                }
             }
+        }
+        let mut decoded = decoded.into_iter();
+        let Some(mut batch) = decoded.next() else {
+            return Ok(());
         };
+        for more in decoded {
+            batch.events.extend(more.events);
+            batch.entries.extend(more.entries);
+        }
         let Committed {
             stored: outcome,
             rejected,
@@ -287,9 +338,9 @@ pub fn spawn_replay(
             let store = store.clone();
             async move { store.ping(Duration::from_secs(2)).await }
         },
-        move |data| {
+        move |records| {
             let writer = writer.clone();
-            async move { writer.replay_record(data).await }
+            async move { writer.replay_records(records).await }
         },
         stop.cancelled_owned(),
     )))

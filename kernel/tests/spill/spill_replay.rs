@@ -1,5 +1,5 @@
-//! The replay loop against a real spill store: order, commit-after-write,
-//! pause on outage with backoff probing, wake-up on append.
+//! The replay loop against a real spill store: order, commit-after-write, records written in
+//! groups, pause on outage with backoff probing, wake-up on append.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,8 @@ fn cfg() -> ReplayConfig {
         min_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(40),
         idle_poll: Duration::from_secs(30),
+        group_records: 8,
+        group_bytes: 1 << 20,
     }
 }
 
@@ -49,7 +51,7 @@ fn spawn_replay<P, PF, W, WF>(
 where
     P: FnMut() -> PF + Send + 'static,
     PF: Future<Output = bool> + Send + 'static,
-    W: FnMut(Vec<u8>) -> WF + Send + 'static,
+    W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
     WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -89,15 +91,17 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
                     !*down.lock().unwrap()
                 }
             },
-            move |data: Vec<u8>| {
+            move |group: Vec<Vec<u8>>| {
                 let (stored, down, attempts) = (stored.clone(), down.clone(), attempts.clone());
                 async move {
                     *attempts.lock().unwrap() += 1;
                     if *down.lock().unwrap() {
                         return Err(ReplayFailure::Outage("connection refused".into()));
                     }
-                    let n = u32::from_le_bytes(data.try_into().unwrap());
-                    stored.lock().unwrap().push(n);
+                    for data in group {
+                        let n = u32::from_le_bytes(data.try_into().unwrap());
+                        stored.lock().unwrap().push(n);
+                    }
                     Ok(())
                 }
             },
@@ -114,6 +118,8 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
     wait_until(|| h.metrics().pending_records.get() == 0).await;
     assert_eq!(*stored.lock().unwrap(), (0..20).collect::<Vec<_>>());
     assert_eq!(h.metrics().records_replayed.get(), 20);
+    // The failed attempt, then the 20 records in groups of at most 8: 8, 8, 4.
+    assert_eq!(*attempts.lock().unwrap(), 1 + 3);
     assert_eq!(h.metrics().bytes.get(), 0);
 
     // Idle with a 30 s poll: an append must wake the loop at once.
@@ -138,7 +144,7 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
     let (stop_tx, task) = spawn_replay(
         &h,
         || async { true },
-        move |_data: Vec<u8>| {
+        move |_group: Vec<Vec<u8>>| {
             let entered = entered.clone();
             async move {
                 if let Some(tx) = entered.lock().unwrap().take() {
@@ -160,8 +166,8 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
     assert_eq!(r.data, b"only");
 }
 
-/// Spawns a loop whose write stores every record except those starting with
-/// `future`, which it reports undecodable (as a batch of an unknown version is).
+/// Spawns a loop whose write stores a group of records unless one starts with `future`,
+/// which it reports undecodable (as a batch of an unknown version is), writing nothing.
 fn spawn_decoding(
     h: &SpillHandle,
     stored: Arc<Mutex<Vec<Vec<u8>>>>,
@@ -169,16 +175,16 @@ fn spawn_decoding(
     spawn_replay(
         h,
         || async { true },
-        move |data: Vec<u8>| {
+        move |group: Vec<Vec<u8>>| {
             let stored = stored.clone();
             async move {
-                if data.starts_with(b"future") {
+                if let Some(data) = group.iter().find(|d| d.starts_with(b"future")) {
                     return Err(ReplayFailure::Undecodable {
                         reason: "unknown version".into(),
-                        data,
+                        data: data.clone(),
                     });
                 }
-                stored.lock().unwrap().push(data);
+                stored.lock().unwrap().extend(group);
                 Ok(())
             }
         },

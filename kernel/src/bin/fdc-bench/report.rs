@@ -263,16 +263,31 @@ schemas side by side (ratios against {}):
         }
         out.push_str(&format!("{:<24}", "table + index MiB"));
         out.push('\n');
-        for (j, size) in first.runs[0].sizes.iter().enumerate() {
-            out.push_str(&format!("{:<24}", size.relation));
+        // A schema may lack a relation another has (event_tags is a view since migration 6).
+        let mut relations: Vec<&str> = Vec::new();
+        for (_, summary) in &with_queries {
+            for size in &summary.runs[0].sizes {
+                if !relations.contains(&size.relation.as_str()) {
+                    relations.push(&size.relation);
+                }
+            }
+        }
+        for relation in relations {
+            out.push_str(&format!("{relation:<24}"));
             for (_, summary) in &with_queries {
-                let s = &summary.runs[0].sizes[j];
                 let mib = |b: i64| b as f64 / (1024.0 * 1024.0);
-                out.push_str(&format!(
-                    " {:>9.1} +{:>8.1}",
-                    mib(s.table_bytes),
-                    mib(s.index_bytes)
-                ));
+                match summary.runs[0]
+                    .sizes
+                    .iter()
+                    .find(|s| s.relation == relation)
+                {
+                    Some(s) => out.push_str(&format!(
+                        " {:>9.1} +{:>8.1}",
+                        mib(s.table_bytes),
+                        mib(s.index_bytes)
+                    )),
+                    None => out.push_str(&format!(" {:>19}", "-")),
+                }
             }
             out.push('\n');
         }
