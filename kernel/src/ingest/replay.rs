@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::commit::{Commit, Committed, Mode};
 use super::settle::Settle;
-use super::spill_record::decode_batch;
+use super::spill_record::{decode_batch, SpilledBatch};
 use crate::metrics::Metrics;
 use crate::retry::{Backoff, Delays, Halt};
 use crate::store::Store;
@@ -260,15 +260,18 @@ pub async fn open(config: &Config, metrics: &Metrics) -> Result<Option<SpillHand
 struct Replayer {
     commit: Commit,
     settle: Settle,
+    /// Concurrent writes a group is split into (`ingest.writers`, as for live batches).
+    lanes: usize,
 }
 
 impl Replayer {
-    /// Replays a group of spilled batches as one: stores their events through the same
-    /// isolating write path as live traffic (duplicates skipped, data-error offenders
-    /// dead-lettered). `Outage` leaves the records in the spill for a later try;
-    /// `Undecodable` (nothing written) has the replay loop take them one at a time and
-    /// quarantine the bad one.
-    pub async fn replay_records(&self, records: Vec<Vec<u8>>) -> Result<(), ReplayFailure> {
+    /// Replays a group of spilled batches: decodes them all, then stores their events in
+    /// `lanes` concurrent batches through the same isolating write path as live traffic
+    /// (duplicates skipped, data-error offenders dead-lettered). `Outage` (from any lane; the
+    /// others may have stored theirs, which a later try finds stored) leaves the records in
+    /// the spill for a later try; `Undecodable` (nothing written) has the replay loop take
+    /// them one at a time and quarantine the bad one.
+    async fn replay_records(self: &Arc<Self>, records: Vec<Vec<u8>>) -> Result<(), ReplayFailure> {
         let mut decoded = Vec::with_capacity(records.len());
         for data in records {
             match decode_batch(&data) {
@@ -281,14 +284,36 @@ impl Replayer {
                 }
             }
         }
-        let mut decoded = decoded.into_iter();
-        let Some(mut batch) = decoded.next() else {
-            return Ok(());
-        };
-        for more in decoded {
-            batch.events.extend(more.events);
-            batch.entries.extend(more.entries);
+        let per_lane = decoded.len().div_ceil(self.lanes.max(1));
+        // Dropped (replay stopping mid-write), the set aborts its lanes: as before, an
+        // unfinished write is rolled back or found stored by the next run.
+        let mut lanes = tokio::task::JoinSet::new();
+        let mut decoded = decoded.into_iter().peekable();
+        while decoded.peek().is_some() {
+            let mut records = decoded.by_ref().take(per_lane);
+            let Some(mut batch) = records.next() else {
+                break;
+            };
+            for more in records {
+                batch.events.extend(more.events);
+                batch.entries.extend(more.entries);
+            }
+            let replayer = self.clone();
+            lanes.spawn(async move { replayer.replay_batch(batch).await });
         }
+        let mut outcome = Ok(());
+        while let Some(lane) = lanes.join_next().await {
+            let result = lane
+                .unwrap_or_else(|e| Err(ReplayFailure::Outage(format!("replay lane failed: {e}"))));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
+    /// Stores one (merged) spilled batch, dead-letters what Postgres rejects, settles.
+    async fn replay_batch(&self, mut batch: SpilledBatch) -> Result<(), ReplayFailure> {
         let Committed {
             stored: outcome,
             rejected,
@@ -327,10 +352,15 @@ pub fn spawn_replay(
     commit: Commit,
     settle: Settle,
     store: Store,
+    lanes: usize,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let spill = commit.spill.clone()?;
-    let writer = Arc::new(Replayer { commit, settle });
+    let writer = Arc::new(Replayer {
+        commit,
+        settle,
+        lanes,
+    });
     Some(tokio::spawn(run_replay(
         spill,
         ReplayConfig::default(),
