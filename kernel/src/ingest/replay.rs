@@ -54,10 +54,10 @@ impl Default for ReplayConfig {
     fn default() -> Self {
         Self {
             min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
+            max_delay: Duration::from_secs(1),
             idle_poll: Duration::from_secs(1),
-            group_records: 256,
-            group_bytes: 1 << 20,
+            group_records: 1024,
+            group_bytes: 4 << 20,
         }
     }
 }
