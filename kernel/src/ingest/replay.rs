@@ -3,9 +3,10 @@
 //! commit (in [`Mode::Replay`]) and settle stages as live batches, committing each record in
 //! the spill once it is handled. Consecutive records are replayed together, up to a size
 //! budget: an outage at a modest rate spills many small batches, and one Postgres commit per
-//! small batch would replay them far slower than live traffic is stored. No auth and no holdings: spilled events were authenticated,
-//! and their entries acknowledged, when they were spilled. While Postgres is out, it probes
-//! with exponential backoff and jitter instead of hammering a recovering server.
+//! small batch would replay them far slower than live traffic is stored. No auth and no
+//! holdings: spilled events were authenticated, and their entries acknowledged, when they were
+//! spilled. While Postgres is out, it probes with exponential backoff (capped at a second) and
+//! jitter instead of hammering a recovering server.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -78,8 +79,8 @@ impl ReplayConfig {
 /// dead-lettered); the records are then committed, in order, and may be deleted. It returns
 /// `Undecodable` without writing anything when one record of the group cannot be decoded:
 /// the loop then takes those records one at a time, so the bad one is quarantined alone (and
-/// committed only after it was copied to a quarantine file) and the others are stored. `probe` is a cheap
-/// "is Postgres back?" check, called between backoff delays after an outage.
+/// committed only after it was copied to a quarantine file) and the others are stored.
+/// `probe` is a cheap "is Postgres back?" check, called between backoff delays after an outage.
 pub async fn run_replay<W, WF, P, PF, S>(
     spill: SpillHandle,
     cfg: ReplayConfig,

@@ -8,6 +8,18 @@ use sqlx::PgPool;
 
 use super::StoreError;
 
+/// For each GIN and BRIN index of the named partitions (those that exist): merge the pending
+/// list, summarize the new ranges. Returns how many indexes it saw to.
+const TIDY_INDEXES: &str = "\
+SELECT count(CASE am.amname
+                  WHEN 'gin' THEN gin_clean_pending_list(i.indexrelid::regclass)
+                  ELSE brin_summarize_new_values(i.indexrelid::regclass) END)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam
+WHERE i.indrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n)
+  AND am.amname IN ('gin', 'brin')";
+
 /// Remembers which days already have partitions, so a batch costs no DDL once its day exists.
 #[derive(Clone, Default)]
 pub struct Partitions {
@@ -120,23 +132,11 @@ impl Partitions {
         }
         Ok(dropped)
     }
-}
 
-/// Merges the GIN pending lists and summarizes the new BRIN ranges of the partitions being
-/// written (today's and yesterday's), so queries on fresh events read neither a long pending
-/// list nor every unsummarized page. Autovacuum does the same, later. One replica at a time:
-/// one that finds another at it skips its turn. Returns the indexes tidied.
-const TIDY_INDEXES: &str = "\
-SELECT count(CASE am.amname
-                  WHEN 'gin' THEN gin_clean_pending_list(i.indexrelid::regclass)
-                  ELSE brin_summarize_new_values(i.indexrelid::regclass) END)
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indexrelid
-JOIN pg_am am ON am.oid = c.relam
-WHERE i.indrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n)
-  AND am.amname IN ('gin', 'brin')";
-
-impl Partitions {
+    /// Merges the GIN pending lists and summarizes the new BRIN ranges of the partitions being
+    /// written (today's and yesterday's), so queries on fresh events read neither a long
+    /// pending list nor every unsummarized page; autovacuum does the same, later. One replica
+    /// at a time: one that finds another at it skips its turn. Returns the indexes tidied.
     pub async fn tidy_indexes(&self, pool: &PgPool) -> Result<i64, StoreError> {
         let today = today();
         let names: Vec<String> = [today - 1, today]
