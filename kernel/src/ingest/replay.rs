@@ -285,6 +285,7 @@ impl Replayer {
                 }
             }
         }
+        let events: usize = decoded.iter().map(|b| b.events.len()).sum();
         let per_lane = decoded.len().div_ceil(self.lanes.max(1));
         // Dropped (replay stopping mid-write), the set aborts its lanes: as before, an
         // unfinished write is rolled back or found stored by the next run.
@@ -309,6 +310,11 @@ impl Replayer {
             if outcome.is_ok() {
                 outcome = result;
             }
+        }
+        // Counted once the whole group is handled: a group retried after one lane's outage
+        // would otherwise count the other lanes' events twice.
+        if let (Ok(()), Some(spill)) = (&outcome, &self.commit.spill) {
+            spill.metrics().events_replayed.inc_by(events as u64);
         }
         outcome
     }
@@ -335,12 +341,6 @@ impl Replayer {
         self.settle.republish(&batch.events, &outcome).await;
         if self.settle.dead_letter(&dead, false).await.is_err() {
             return Err(ReplayFailure::Outage("shutting down".into()));
-        }
-        if let Some(spill) = &self.commit.spill {
-            spill
-                .metrics()
-                .events_replayed
-                .inc_by(batch.events.len() as u64);
         }
         Ok(())
     }
