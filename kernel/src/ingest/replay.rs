@@ -151,14 +151,13 @@ pub async fn run_replay<W, WF, P, PF, S>(
         };
         match outcome {
             Ok(()) => {
-                for id in ids {
-                    if let Err(e) = spill.commit(id).await {
-                        // The write is done; a failed commit only means the
-                        // records may be replayed again (de-duplicated).
-                        warn!(error = %e, record = %id, "spill commit failed");
-                        let _ = spill.rewind().await;
-                        break;
-                    }
+                // Committing the group's last record commits every record delivered before it.
+                let last = ids[ids.len() - 1];
+                if let Err(e) = spill.commit(last).await {
+                    // The write is done; a failed commit only means the
+                    // records may be replayed again (de-duplicated).
+                    warn!(error = %e, record = %last, "spill commit failed");
+                    let _ = spill.rewind().await;
                 }
             }
             Err(ReplayFailure::Undecodable { .. }) if ids.len() > 1 => {
@@ -286,17 +285,13 @@ impl Replayer {
             }
         }
         let events: usize = decoded.iter().map(|b| b.events.len()).sum();
-        let per_lane = decoded.len().div_ceil(self.lanes.max(1));
+        let per_lane = decoded.len().div_ceil(self.lanes.max(1)).max(1);
         // Dropped (replay stopping mid-write), the set aborts its lanes: as before, an
         // unfinished write is rolled back or found stored by the next run.
         let mut lanes = tokio::task::JoinSet::new();
-        let mut decoded = decoded.into_iter().peekable();
-        while decoded.peek().is_some() {
-            let mut records = decoded.by_ref().take(per_lane);
-            let Some(mut batch) = records.next() else {
-                break;
-            };
-            for more in records {
+        let mut decoded = decoded.into_iter();
+        while let Some(mut batch) = decoded.next() {
+            for more in decoded.by_ref().take(per_lane - 1) {
                 batch.events.extend(more.events);
                 batch.entries.extend(more.entries);
             }

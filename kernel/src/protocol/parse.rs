@@ -328,11 +328,12 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
         .keys()
         .all(|k| k.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
     let mut lowered = HashSet::new();
-    if let Some(key) = body
-        .tags
-        .keys()
-        .find(|k| !all_lower && !lowered.insert(k.to_lowercase()))
-    {
+    let collision = if all_lower {
+        None
+    } else {
+        body.tags.keys().find(|k| !lowered.insert(k.to_lowercase()))
+    };
+    if let Some(key) = collision {
         return Err(Rejection::new(
             Reason::BadTags,
             format!("tag key `{}` repeats another key up to case", truncate(key)),

@@ -20,7 +20,7 @@ pub use error::StoreError;
 pub use hosts::{split_hosts, HostUrls, SessionAttrs};
 pub use ids::IdCache;
 pub use nodelay::set_nodelay;
-pub use partitions::{day_name, Partitions};
+pub use partitions::{create_partition_sql, day_name, Partitions};
 pub use reach::Endpoint;
 pub use write::WriteOutcome;
 

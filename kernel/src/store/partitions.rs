@@ -31,6 +31,19 @@ pub fn day_name(day: i64) -> String {
     day_date(day).format("%Y%m%d").to_string()
 }
 
+/// The statement that creates `table`'s partition for `day`, if missing. `events` is the one
+/// partitioned table since migration 6; a database migrated only up to 5 also has
+/// `event_tags` (the benchmark and the migration test build such databases).
+pub fn create_partition_sql(table: &str, day: i64) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} \
+         FOR VALUES FROM ('{}') TO ('{}')",
+        day_name(day),
+        day_date(day),
+        day_date(day + 1)
+    )
+}
+
 fn day_date(day: i64) -> NaiveDate {
     DateTime::<Utc>::UNIX_EPOCH.date_naive() + Days::days(day)
 }
@@ -61,16 +74,7 @@ impl Partitions {
         let mut tx = pool.begin().await?;
         lock_partition_ddl(&mut tx).await?;
         for &day in &missing {
-            let (from, to) = (day_date(day), day_date(day + 1));
-            let name = day_name(day);
-            ddl(
-                &mut tx,
-                format!(
-                    "CREATE TABLE IF NOT EXISTS events_p{name} PARTITION OF events \
-                     FOR VALUES FROM ('{from}') TO ('{to}')"
-                ),
-            )
-            .await?;
+            ddl(&mut tx, create_partition_sql("events", day)).await?;
         }
         tx.commit().await?;
         self.known

@@ -42,16 +42,8 @@ fn events(first_day: i64, days: i64, n: usize) -> Vec<Event> {
 async fn store_before(pool: &sqlx::PgPool, events: &[Event]) {
     for e in events {
         let day = e.ts_ns.div_euclid(DAY_NS);
-        let (name, from, to) = (
-            fdc_kernel::store::day_name(day),
-            chrono::DateTime::from_timestamp(day * 86_400, 0).unwrap(),
-            chrono::DateTime::from_timestamp((day + 1) * 86_400, 0).unwrap(),
-        );
         for table in ["events", "event_tags"] {
-            let ddl = format!(
-                "CREATE TABLE IF NOT EXISTS {table}_p{name} PARTITION OF {table} \
-                 FOR VALUES FROM ('{from}') TO ('{to}')"
-            );
+            let ddl = fdc_kernel::store::create_partition_sql(table, day);
             sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
                 .execute(pool)
                 .await

@@ -182,13 +182,8 @@ async fn prepare(db: &RunDb, w1: W1) -> Result<Ids, BenchError> {
     .await?;
     if tag_table.as_deref() == Some("p") {
         for &day in &days {
-            let from = chrono::DateTime::from_timestamp(day * 86_400, 0).expect("W1 day");
-            let to = from + chrono::Duration::days(1);
-            let ddl = format!(
-                "CREATE TABLE event_tags_p{} PARTITION OF event_tags FOR VALUES FROM ('{from}') TO ('{to}')",
-                fdc_kernel::store::day_name(day)
-            );
-            // Safe: a day number and dates formatted here.
+            let ddl = fdc_kernel::store::create_partition_sql("event_tags", day);
+            // Safe: a constant table name, a day number and its dates.
             sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
                 .execute(&db.pool)
                 .await?;
