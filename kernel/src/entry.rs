@@ -2,14 +2,18 @@
 //! delivered, and, for an entry read only as a bounded summary, why. Imports no other module
 //! of the kernel: the Redis adapter produces these, the protocol and the pipeline read them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Where an entry lives in Redis: what XACK and the DLQ need.
+/// Where an entry lives in Redis: what XACK and the DLQ need. Shared strings: a reference
+/// is copied several times on the way (the event's source, the batch's entry map, the
+/// in-flight set), and a copy is then a count, not an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EntryRef {
-    pub stream: String,
-    pub id: String,
+    pub stream: Arc<str>,
+    pub id: Arc<str>,
 }
 
 /// The entry behind each event of a batch (for a dead letter or a spill record). foldhash, not

@@ -181,7 +181,7 @@ mod tests {
         batch
             .dead
             .iter()
-            .find(|(e, _)| e.at.id == id)
+            .find(|(e, _)| &*e.at.id == id)
             .map(|(_, why)| why.reason.code())
     }
 
@@ -227,7 +227,7 @@ mod tests {
             "{parse}"
         );
         assert_eq!(batch.events.len(), 1);
-        assert_eq!(batch.events[0].source.id, "5-0");
+        assert_eq!(&*batch.events[0].source.id, "5-0");
         assert_eq!(reason(&batch, "6-0"), Some("max_deliveries"));
         assert_eq!(batch.dead.len(), 4);
     }

@@ -54,7 +54,7 @@ pub struct Parked {
 #[derive(Default)]
 struct Held {
     /// stream -> entry id -> the entry's size in bytes.
-    by_stream: HashMap<String, HashMap<String, usize>>,
+    by_stream: HashMap<Arc<str>, HashMap<Arc<str>, usize>>,
     bytes: usize,
 }
 
@@ -102,8 +102,8 @@ impl Holdings {
             for at in refs {
                 if let Some(size) = held
                     .by_stream
-                    .get_mut(&at.stream)
-                    .and_then(|ids| ids.remove(&at.id))
+                    .get_mut(&*at.stream)
+                    .and_then(|ids| ids.remove(&*at.id))
                 {
                     held.bytes -= size;
                 }
@@ -118,7 +118,7 @@ impl Holdings {
         let held = self.inner.lock().expect("in-flight set poisoned");
         held.by_stream
             .get(stream)
-            .map(|ids| ids.keys().cloned().collect())
+            .map(|ids| ids.keys().map(|id| id.to_string()).collect())
             .unwrap_or_default()
     }
 

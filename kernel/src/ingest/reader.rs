@@ -244,7 +244,7 @@ impl Reader {
                 )
                 .await?;
             let Some(last) = entries.last() else { break };
-            cursor = last.at.id.clone();
+            cursor = last.at.id.to_string();
             self.fill_delivery_counts(stream, &mut entries).await?;
             recovered += entries.len();
             if !self.forward(entries).await {
@@ -327,10 +327,10 @@ impl Reader {
         stream: &str,
         entries: &mut [Entry],
     ) -> Result<(), RedisIoError> {
-        let ids: Vec<&str> = entries.iter().map(|e| e.at.id.as_str()).collect();
+        let ids: Vec<&str> = entries.iter().map(|e| &*e.at.id).collect();
         let counts = self.client.delivery_counts(stream, &ids).await?;
         for entry in entries {
-            entry.deliveries = counts.get(&entry.at.id).copied().unwrap_or(1);
+            entry.deliveries = counts.get(&*entry.at.id).copied().unwrap_or(1);
         }
         Ok(())
     }

@@ -100,6 +100,7 @@ pub async fn entries<R: AsyncBufRead + Unpin>(
     bounds: &EntryBounds,
     out: &mut Vec<Entry>,
 ) -> Result<(), RespError> {
+    let stream: std::sync::Arc<str> = stream.into();
     let n = match r.header().await? {
         Header::Array(n) => n,
         Header::Nil => 0,
@@ -114,8 +115,8 @@ pub async fn entries<R: AsyncBufRead + Unpin>(
         }
         let id = text(r.short(MAX_NAME, "an entry id").await?)?;
         let at = EntryRef {
-            stream: stream.to_string(),
-            id,
+            stream: stream.clone(),
+            id: id.into(),
         };
         let entry = match r.header().await? {
             Header::Nil => Entry::new(at, None),
@@ -509,8 +510,8 @@ mod tests {
         map.extend(b"*1\r\n");
         map.extend(entry("1-0", &[b"type", b"data"]));
         let entries = run(&map).unwrap();
-        assert_eq!(entries[0].at.stream, "events");
-        assert_eq!(entries[0].at.id, "1-0");
+        assert_eq!(&*entries[0].at.stream, "events");
+        assert_eq!(&*entries[0].at.id, "1-0");
     }
 
     #[test]

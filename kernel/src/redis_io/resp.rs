@@ -145,6 +145,23 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
         prefix: usize,
     ) -> Result<Bulk, RespError> {
         let whole = len <= whole_up_to;
+        // Fast path: the whole string and its CRLF are already in the buffer (nearly every
+        // field of an entry reply): one copy, no chunk loop.
+        if whole {
+            let buf = self.inner.fill_buf().await?;
+            if buf.len() >= len + 2 {
+                if &buf[len..len + 2] != b"\r\n" {
+                    return Err(RespError::protocol("bulk string not ended by CRLF"));
+                }
+                let kept = buf[..len].to_vec();
+                self.inner.consume(len + 2);
+                return Ok(Bulk {
+                    kept,
+                    len,
+                    sha256: None,
+                });
+            }
+        }
         let keep = if whole { len } else { prefix.min(len) };
         let mut kept = Vec::with_capacity(keep);
         let mut hasher = (!whole).then(Sha256::new);
@@ -280,6 +297,15 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
     }
 
     async fn crlf(&mut self) -> Result<(), RespError> {
+        let buf = self.inner.fill_buf().await?;
+        if buf.len() >= 2 {
+            let ok = &buf[..2] == b"\r\n";
+            self.inner.consume(2);
+            return match ok {
+                true => Ok(()),
+                false => Err(RespError::protocol("bulk string not ended by CRLF")),
+            };
+        }
         let mut got = [0u8; 2];
         let mut have = 0;
         while have < 2 {
@@ -312,15 +338,39 @@ fn numeric_header(kind: u8, rest: &[u8]) -> Option<Result<Header, RespError>> {
 }
 
 fn integer(text: &[u8]) -> Result<i64, RespError> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            RespError::protocol(format!(
-                "bad integer {:?}",
-                String::from_utf8_lossy(&text[..text.len().min(32)])
-            ))
-        })
+    decimal(text).ok_or_else(|| {
+        RespError::protocol(format!(
+            "bad integer {:?}",
+            String::from_utf8_lossy(&text[..text.len().min(32)])
+        ))
+    })
+}
+
+/// A signed decimal as `str::parse::<i64>` reads it (an optional `+` or `-`, then digits),
+/// straight from the bytes: every header line of a reply is one, so no UTF-8 check first.
+fn decimal(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulated as a negative number, so i64::MIN fits.
+    let mut value: i64 = 0;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_sub(i64::from(digit))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
 }
 
 /// A length: `-1` is nil, other negative numbers are errors.
@@ -495,7 +545,41 @@ mod tests {
         largest
     }
 
+    #[test]
+    fn decimal_reads_the_edges_as_str_parse_does() {
+        for text in [
+            "0",
+            "-0",
+            "+7",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(decimal(text.as_bytes()), text.parse::<i64>().ok(), "{text}");
+        }
+        for text in [
+            "",
+            "-",
+            "+",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "1 ",
+            "0x1",
+            "--1",
+        ] {
+            assert_eq!(decimal(text.as_bytes()), None, "{text:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn decimal_agrees_with_str_parse(bytes in proptest::collection::vec(
+            prop_oneof![Just(b'-'), Just(b'+'), b'0'..=b'9', any::<u8>()], 0..24)
+        ) {
+            let expected = std::str::from_utf8(&bytes).ok().and_then(|s| s.parse::<i64>().ok());
+            prop_assert_eq!(decimal(&bytes), expected);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic_nor_exceed_the_bound(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let largest = block_on(read_all(&bytes, 64));

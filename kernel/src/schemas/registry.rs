@@ -124,7 +124,7 @@ impl Schemas {
                     Some(None) => {}
                 }
             }
-            Ok(inner.streams.get(&e.source.stream).map(|b| b.to_string()))
+            Ok(inner.streams.get(&*e.source.stream).map(|b| b.to_string()))
         };
         for e in &events {
             if let Ok(Some(text)) = binding_of(e) {
@@ -159,7 +159,7 @@ impl Schemas {
                 .filter(|id| matches!(known.get(id), Some(Some(_))))
             {
                 Some(_) => Source::Producer(&text),
-                None => Source::Stream(&e.source.stream, &inner.streams[&e.source.stream]),
+                None => Source::Stream(&e.source.stream, &inner.streams[&*e.source.stream]),
             };
             let verdict = match picked.get(&text) {
                 None => Verdict::Undecided,

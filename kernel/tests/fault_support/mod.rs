@@ -342,7 +342,7 @@ pub fn spilled_batch(
     for i in 0..n {
         let source = EntryRef {
             stream: "events".into(),
-            id: id(i),
+            id: id(i).into(),
         };
         events.push(Event {
             id: Uuid::now_v7(),

@@ -86,7 +86,7 @@ async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
         payload: "{}".into(),
         source: EntryRef {
             stream: "events".into(),
-            id: format!("1-{i}"),
+            id: format!("1-{i}").into(),
         },
         producer_id: None,
         schema_id: None,

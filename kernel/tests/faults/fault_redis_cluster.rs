@@ -166,14 +166,14 @@ async fn the_stream_client_reads_two_slots_in_one_call_and_reports_lag() {
         )
         .await
         .unwrap();
-    let from = |s: &str| read.iter().filter(|e| e.at.stream == s).count();
+    let from = |s: &str| read.iter().filter(|e| &*e.at.stream == s).count();
     assert_eq!((from(&streams[0]), from(&streams[1])), (5, 3));
     let info = client.group_info(&streams[1]).await.unwrap();
     assert_eq!((info.pending, info.lag), (3, Some(0)));
     let ids: Vec<&str> = read
         .iter()
-        .filter(|e| e.at.stream == streams[1])
-        .map(|e| e.at.id.as_str())
+        .filter(|e| *e.at.stream == *streams[1])
+        .map(|e| &*e.at.id)
         .collect();
     assert_eq!(client.ack(&streams[1], &ids).await.unwrap(), 3);
 }

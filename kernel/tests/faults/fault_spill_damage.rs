@@ -104,7 +104,7 @@ async fn damaged_spill_replays_every_valid_batch_and_counts_the_damage() {
     let dlq = read_stream(&redis, "events:dlq").await;
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0]["error"], "rejected");
-    assert_eq!(dlq[0]["source_id"], poison.source.id);
+    assert_eq!(dlq[0]["source_id"], *poison.source.id);
     assert!(!dlq[0].contains_key("token"));
     assert!(dir
         .path()

@@ -27,7 +27,7 @@ fn events(first_day: i64, days: i64, n: usize) -> Vec<Event> {
                 payload: format!(r#"{{"n":{i}}}"#),
                 source: EntryRef {
                     stream: "events".into(),
-                    id: format!("{i}-0"),
+                    id: format!("{i}-0").into(),
                 },
                 producer_id: None,
                 schema_id: None,

@@ -170,12 +170,12 @@ impl RegistrationService {
             };
             if backlog {
                 match entries.last() {
-                    Some(last) => cursor = last.at.id.clone(),
+                    Some(last) => cursor = last.at.id.to_string(),
                     None => backlog = false,
                 }
             }
             for entry in entries {
-                let id = entry.at.id.clone();
+                let id = entry.at.id.to_string();
                 match self.process(&mut write_conn, &entry).await {
                     Ok(()) => {
                         // A failed ack is harmless: the request is read again and its stored

@@ -105,7 +105,7 @@ pub async fn send(
     let mut by_source: BTreeMap<&str, Vec<&(Entry, Rejection)>> = BTreeMap::new();
     for letter in letters.iter().copied() {
         by_source
-            .entry(letter.0.at.stream.as_str())
+            .entry(&*letter.0.at.stream)
             .or_default()
             .push(letter);
     }
@@ -164,9 +164,9 @@ async fn send_together(
             .arg(dead_letter_fields(entry, why, field_bytes))
             .ignore();
         pipe.cmd("XACK")
-            .arg(&entry.at.stream)
+            .arg(&*entry.at.stream)
             .arg(group)
-            .arg(&entry.at.id)
+            .arg(&*entry.at.id)
             .ignore();
     }
     for stream in added.keys() {

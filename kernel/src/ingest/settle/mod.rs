@@ -97,7 +97,7 @@ impl Settle {
         }
         Ok(dead
             .iter()
-            .filter(|(entry, _)| pending.contains(&(entry.at.stream.clone(), entry.at.id.clone())))
+            .filter(|(entry, _)| pending.contains(&(entry.at.stream.to_string(), entry.at.id.to_string())))
             .collect())
     }
 

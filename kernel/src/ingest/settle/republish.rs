@@ -27,8 +27,8 @@ pub async fn publish(
             ("ts", event.ts_ns.to_string()),
             ("tags", serde_json::Value::Object(tags).to_string()),
             ("payload", event.payload.clone()),
-            ("source_stream", event.source.stream.clone()),
-            ("source_id", event.source.id.clone()),
+            ("source_stream", event.source.stream.to_string()),
+            ("source_id", event.source.id.to_string()),
         ];
         if let Some(subject) = &event.subject {
             fields.push(("subject", subject.clone()));

@@ -170,7 +170,7 @@ pub(super) mod tests {
             payload: format!("{{\"n\":{i}}}"),
             source: EntryRef {
                 stream: "events".into(),
-                id: format!("1-{i}"),
+                id: format!("1-{i}").into(),
             },
             producer_id: (i % 2 == 1).then(Uuid::now_v7),
             schema_id: (i == 1).then(Uuid::now_v7),

@@ -56,8 +56,8 @@ impl From<&Event> for EventV1 {
             tags: tags.clone(),
             payload: payload.clone(),
             source: Source {
-                stream: source.stream.clone(),
-                id: source.id.clone(),
+                stream: source.stream.to_string(),
+                id: source.id.to_string(),
             },
             producer_id: *producer_id,
         }
@@ -73,8 +73,8 @@ impl From<EventV1> for Event {
             tags: e.tags,
             payload: e.payload,
             source: EntryRef {
-                stream: e.source.stream,
-                id: e.source.id,
+                stream: e.source.stream.into(),
+                id: e.source.id.into(),
             },
             producer_id: e.producer_id,
             schema_id: None,

@@ -49,8 +49,8 @@ impl From<&Event> for EventV2 {
             tags: tags.clone(),
             payload: payload.clone(),
             source: Source {
-                stream: source.stream.clone(),
-                id: source.id.clone(),
+                stream: source.stream.to_string(),
+                id: source.id.to_string(),
             },
             producer_id: *producer_id,
             schema_id: *schema_id,
@@ -67,8 +67,8 @@ impl From<EventV2> for Event {
             tags: e.tags,
             payload: e.payload,
             source: EntryRef {
-                stream: e.source.stream,
-                id: e.source.id,
+                stream: e.source.stream.into(),
+                id: e.source.id.into(),
             },
             producer_id: e.producer_id,
             schema_id: e.schema_id,
