@@ -1,7 +1,5 @@
 //! Validation of a raw entry against protocol v1 and the configured limits.
 
-use std::collections::BTreeMap;
-
 use foldhash::{HashSet, HashSetExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -76,7 +74,7 @@ pub fn parse(entry: &Entry, limits: &Limits) -> Result<Parsed, Rejection> {
                 id,
                 ts_ns,
                 subject: body.subject,
-                tags: body.tags.into_iter().collect(),
+                tags: body.tags,
                 payload: body.payload.get().to_string(),
                 source: entry.at.clone(),
                 producer_id: None,
@@ -214,8 +212,46 @@ struct DataBody<'a> {
 
 struct DataFields<'a> {
     subject: Option<String>,
-    tags: BTreeMap<String, String>,
+    tags: Vec<(String, String)>,
     payload: &'a RawValue,
+}
+
+/// A `tags` object as its pairs sorted by key, a repeated key keeping its last value: what a
+/// map would hold, without building one (an event's tags go on as a list).
+struct TagList(Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for TagList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TagList, D::Error> {
+        struct Pairs;
+        impl<'de> serde::de::Visitor<'de> for Pairs {
+            type Value = TagList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TagList, A::Error> {
+                let mut pairs: Vec<(String, String)> = Vec::new();
+                while let Some(pair) = map.next_entry()? {
+                    pairs.push(pair);
+                }
+                // Stable: among equal keys the order of arrival stays, and the last one wins.
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut tags: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+                for pair in pairs {
+                    match tags.last_mut() {
+                        Some(last) if last.0 == pair.0 => *last = pair,
+                        _ => tags.push(pair),
+                    }
+                }
+                Ok(TagList(tags))
+            }
+        }
+        deserializer.deserialize_map(Pairs)
+    }
 }
 
 fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a>, Rejection> {
@@ -243,13 +279,15 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
         )
     })?;
     let tags = match raw.tags {
-        None => BTreeMap::new(),
-        Some(tags) => serde_json::from_str(tags.get()).map_err(|e| {
-            Rejection::new(
-                Reason::BadTags,
-                format!("`tags` must be an object of string values: {e}"),
-            )
-        })?,
+        None => Vec::new(),
+        Some(tags) => serde_json::from_str::<TagList>(tags.get())
+            .map(|t| t.0)
+            .map_err(|e| {
+                Rejection::new(
+                    Reason::BadTags,
+                    format!("`tags` must be an object of string values: {e}"),
+                )
+            })?,
     };
     let Some(payload) = raw.payload else {
         return Err(Rejection::new(
@@ -325,13 +363,16 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
     // collide, and no lowered copy is made.
     let all_lower = body
         .tags
-        .keys()
-        .all(|k| k.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
+        .iter()
+        .all(|(k, _)| k.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
     let mut lowered = HashSet::new();
     let collision = if all_lower {
         None
     } else {
-        body.tags.keys().find(|k| !lowered.insert(k.to_lowercase()))
+        body.tags
+            .iter()
+            .map(|(k, _)| k)
+            .find(|k| !lowered.insert(k.to_lowercase()))
     };
     if let Some(key) = collision {
         return Err(Rejection::new(
@@ -427,6 +468,26 @@ mod tests {
         };
         assert_eq!(event.subject, None);
         assert!(event.tags.is_empty());
+    }
+
+    #[test]
+    fn tags_come_sorted_by_key_and_a_repeated_key_keeps_its_last_value() {
+        let parsed = parse(
+            &data(r#"{"tags":{"zone":"a","env":"dev","app":"x","env":"prod"},"payload":{}}"#),
+            &limits(),
+        )
+        .unwrap();
+        let Message::Data(event) = parsed.message else {
+            panic!("not data")
+        };
+        let pairs = [("app", "x"), ("env", "prod"), ("zone", "a")];
+        let expected: Vec<(String, String)> =
+            pairs.map(|(k, v)| (k.to_string(), v.to_string())).into();
+        assert_eq!(event.tags, expected);
+        assert_eq!(
+            reason(&data(r#"{"tags":[["k","v"]],"payload":{}}"#)),
+            Reason::BadTags
+        );
     }
 
     /// A payload nested `levels` deep: `{"a":{"a":…{}}}`.

@@ -97,7 +97,9 @@ impl Settle {
         }
         Ok(dead
             .iter()
-            .filter(|(entry, _)| pending.contains(&(entry.at.stream.to_string(), entry.at.id.to_string())))
+            .filter(|(entry, _)| {
+                pending.contains(&(entry.at.stream.to_string(), entry.at.id.to_string()))
+            })
             .collect())
     }
 
