@@ -239,3 +239,45 @@ fn cluster_and_three_replica_drains_store_every_event_once() {
         .collect();
     assert_eq!(figures, ["cluster drain / drain", "3 replicas / 1 replica"]);
 }
+
+/// `--wal-records` splits the limit run's WAL by record type: each event row appends to the
+/// GIN pending list once and makes four B-tree entries (`event_index` key and `ts`, `events`
+/// key and `(subject_id, ts)`), and the parts add up to the report's WAL per event.
+#[test]
+fn wal_records_split_the_limit_runs_wal_by_record_type() {
+    let (_dir, stdout, report) = run_bench(&[
+        "--repeats",
+        "1",
+        "--fsync",
+        "false",
+        "--events",
+        "2000",
+        "--runs",
+        "limit",
+        "--wal-records",
+    ]);
+    let line = |kind: &str| -> Vec<f64> {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} line in:\n{stdout}"));
+        line.split_whitespace()
+            .skip(1)
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(line("Gin/UPDATE_META_PAGE")[0], 1.0, "{stdout}");
+    let leaf = line("Btree/INSERT_LEAF")[0];
+    assert!(
+        (4.0..4.05).contains(&leaf),
+        "{leaf} B-tree entries per event:\n{stdout}"
+    );
+    let total = line("total")[0];
+    let measured = report["limit"]["median"]["wal_bytes_per_event"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (total - measured).abs() < measured * 0.1,
+        "records add up to {total} B/event, the report says {measured}:\n{stdout}"
+    );
+}

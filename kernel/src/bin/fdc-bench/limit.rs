@@ -41,24 +41,32 @@ pub async fn run(
     w1: W1,
     batch_size: usize,
     schema: &SchemaVariant,
+    wal_records: bool,
 ) -> Result<Sample, BenchError> {
     env.in_run_with("limit", schema, async |db| {
-        load(env, db, w1, batch_size, schema.tags)
-            .await
-            .map(|(sample, _)| sample)
+        let (sample, _, wal_start) = load(env, db, w1, batch_size, schema.tags).await?;
+        if wal_records {
+            let label = match schema.label.as_str() {
+                "" => String::new(),
+                label => format!("{label}: "),
+            };
+            super::wal_records::print(&db.pool, &wal_start, w1.events, &label).await?;
+        }
+        Ok(sample)
     })
     .await
 }
 
 /// Loads W1 into `db` the limit's way; the sample is the load's, the ids are those of every
-/// subject and tag W1 can draw (for the query run's parameters).
+/// subject and tag W1 can draw (for the query run's parameters), and the WAL position where
+/// the load started (after its preparation).
 pub async fn load(
     env: &BenchEnv,
     db: &RunDb,
     w1: W1,
     batch_size: usize,
     shape: TagShape,
-) -> Result<(Sample, std::sync::Arc<Ids>), BenchError> {
+) -> Result<(Sample, std::sync::Arc<Ids>, String), BenchError> {
     let ids = std::sync::Arc::new(prepare(db, w1).await?);
     let mut conn = sqlx::PgConnection::connect(&db.url).await?;
     // The same socket option as the kernel's pool (see store::set_nodelay): without it
@@ -80,6 +88,7 @@ pub async fn load(
         })
     };
 
+    let wal_start = super::wal_records::start(&db.pool).await?;
     let meter = env.meter().await?;
     let mut stored = 0usize;
     while let Some(batch) = rx.recv().await {
@@ -125,7 +134,7 @@ pub async fn load(
             w1.events
         )));
     }
-    Ok((Sample::new(w1.events, seconds, server), ids))
+    Ok((Sample::new(w1.events, seconds, server), ids, wal_start))
 }
 
 const EVENTS_COPY: &str = "COPY events (event_id, ts, ts_ns, ts_kernel, producer_id, \

@@ -19,6 +19,7 @@ mod report;
 mod run;
 mod schema_run;
 mod variant;
+mod wal_records;
 mod workload;
 
 use std::path::PathBuf;
@@ -100,6 +101,10 @@ struct Cli {
     /// first one is the reference). Default: every migration.
     #[arg(long = "db-schema", value_name = "LABEL=VERSION[+FILE]", value_parser = variant::parse)]
     db_schemas: Vec<variant::SchemaVariant>,
+    /// After each limit run, print its WAL by record type and per event (pg_walinspect):
+    /// heap rows, each index's insertions, page splits, full-page images.
+    #[arg(long)]
+    wal_records: bool,
 }
 
 /// `--redis`: whether the cluster drain is made too.
@@ -167,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         seed: cli.seed,
         runs: runs_of(cli.runs, cli.redis),
         cluster_replicas: cli.cluster_replicas,
+        wal_records: cli.wal_records,
         kernel_bin,
         fsync: cli.fsync,
         full_page_writes: cli.full_page_writes,

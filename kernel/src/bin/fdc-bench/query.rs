@@ -127,7 +127,7 @@ async fn measure(
     seed: u64,
     shape: TagShape,
 ) -> Result<QuerySample, BenchError> {
-    let (load, ids) = limit::load(env, db, w1, batch_size, shape).await?;
+    let (load, ids, _) = limit::load(env, db, w1, batch_size, shape).await?;
     sqlx::query("VACUUM ANALYZE").execute(&db.pool).await?;
     let sizes = sizes(db).await?;
 

@@ -64,6 +64,8 @@ pub struct Options {
     pub db_schemas: Vec<SchemaVariant>,
     /// The cluster run's primaries keep their replicas (false: killed, an experiment).
     pub cluster_replicas: bool,
+    /// After each limit run, print its WAL by record type (`--wal-records`).
+    pub wal_records: bool,
 }
 
 /// Runs everything `options` asks for; progress goes to stderr.
@@ -146,7 +148,8 @@ pub async fn run(options: &Options) -> Result<Report, BenchError> {
                 label => format!("{tag} {label}"),
             };
             if wants(RunKind::Limit) {
-                let s = limit::run(&env, w1, options.batch_size, db_schema).await?;
+                let s = limit::run(&env, w1, options.batch_size, db_schema, options.wal_records)
+                    .await?;
                 say(&tag, "limit", &s);
                 limits[i].push(s);
             }
