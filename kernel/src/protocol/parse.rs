@@ -272,7 +272,11 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
             ),
         ));
     }
-    let raw: DataBody = serde_json::from_slice(data).map_err(|e| {
+    // UTF-8 checked once for the whole text: parsing a `str`, serde_json checks no string
+    // and no raw value again.
+    let data = std::str::from_utf8(data)
+        .map_err(|e| Rejection::new(Reason::BadData, format!("`data` is not UTF-8: {e}")))?;
+    let raw: DataBody = serde_json::from_str(data).map_err(|e| {
         Rejection::new(
             Reason::BadData,
             format!("`data` is not a valid data object: {e}"),
@@ -533,6 +537,15 @@ mod tests {
     #[test]
     fn each_invalid_class_has_its_reason() {
         assert_eq!(reason(&data("not json")), Reason::BadData);
+        // Bytes that are not UTF-8, inside a payload string: the data field as a whole is bad.
+        let mut e = data(r#"{"payload":{"a":"?"}}"#);
+        let fields = e.fields.as_mut().unwrap();
+        let body = &mut fields.last_mut().unwrap().1;
+        let at = body.iter().position(|&b| b == b'?').unwrap();
+        body[at] = 0xff;
+        let rejection = parse(&e, &limits()).unwrap_err();
+        assert_eq!(rejection.reason, Reason::BadData);
+        assert!(rejection.detail.contains("not UTF-8"), "{}", rejection.detail);
         assert_eq!(reason(&data(r#"{"tags":{}}"#)), Reason::BadPayload);
         assert_eq!(reason(&data(r#"{"payload":null}"#)), Reason::BadPayload);
         assert_eq!(reason(&data(r#"{"payload":{},"x":1}"#)), Reason::BadData);
