@@ -545,7 +545,11 @@ mod tests {
         body[at] = 0xff;
         let rejection = parse(&e, &limits()).unwrap_err();
         assert_eq!(rejection.reason, Reason::BadData);
-        assert!(rejection.detail.contains("not UTF-8"), "{}", rejection.detail);
+        assert!(
+            rejection.detail.contains("not UTF-8"),
+            "{}",
+            rejection.detail
+        );
         assert_eq!(reason(&data(r#"{"tags":{}}"#)), Reason::BadPayload);
         assert_eq!(reason(&data(r#"{"payload":null}"#)), Reason::BadPayload);
         assert_eq!(reason(&data(r#"{"payload":{},"x":1}"#)), Reason::BadData);

@@ -12,7 +12,7 @@ use super::resp::{Header, RespError, RespReader};
 use crate::entry::{Clipped, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
 
 /// Longest stream name, entry id or cursor accepted in a reply.
-const MAX_NAME: usize = 64 * 1024;
+pub const MAX_NAME: usize = 64 * 1024;
 /// What one clipped field costs a summary beyond its kept bytes (lengths, vector headers).
 const FIELD_OVERHEAD: usize = 96;
 /// Most fields (name/value pairs) of an entry held whole: each field costs memory beyond its
@@ -107,6 +107,14 @@ pub async fn entries<R: AsyncBufRead + Unpin>(
         other => return Err(unexpected(other, "a list of entries")),
     };
     for _ in 0..n {
+        // Most entries are small and already buffered: decoded in one pass, or else step by
+        // step from the same place.
+        let buffered = r.buffered().await?;
+        if let Some((entry, used)) = super::buffered_entry::whole_entry(buffered, &stream, bounds) {
+            r.consume(used);
+            out.push(entry);
+            continue;
+        }
         // XCLAIM lists a claimed id that was deleted meanwhile as nil: nothing to deliver.
         match r.header().await? {
             Header::Nil => continue,
@@ -419,6 +427,16 @@ mod tests {
             .block_on(read_reply(&mut RespReader::new(bytes), &BOUNDS))
     }
 
+    /// `run` through a read buffer of `capacity` bytes: below an entry's size no entry is
+    /// ever whole in the buffer, so every one is read step by step.
+    fn run_buffered(bytes: &[u8], capacity: usize) -> Result<Vec<Entry>, RespError> {
+        let reader = tokio::io::BufReader::with_capacity(capacity, bytes);
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(read_reply(&mut RespReader::new(reader), &BOUNDS))
+    }
+
     #[test]
     fn one_bad_entry_does_not_fail_the_others() {
         let big = vec![b'v'; 500];
@@ -558,6 +576,31 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1024)) {
             let _ = run(&bytes);
+        }
+
+        /// Entries decoded in one pass from the buffer (buffered_entry) come out exactly as
+        /// those read step by step, whatever their fields, names, sizes and the buffer's size.
+        #[test]
+        fn whole_buffered_entries_decode_as_step_by_step(
+            fields in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..60),
+                    "[a-z]{1,8}".prop_map(String::into_bytes),
+                ],
+                0..12,
+            ),
+            capacity in 1usize..400,
+        ) {
+            let refs: Vec<&[u8]> = fields.iter().map(|f| f.as_slice()).collect();
+            let reply = read_reply_of("s", &[
+                entry("1-0", &refs),
+                entry("2-0", &[b"type", b"data"]),
+                b"*2\r\n$3\r\n3-0\r\n*-1\r\n".to_vec(),
+                entry("4-0", &refs),
+            ]);
+            let one_pass = format!("{:?}", run(&reply));
+            prop_assert_eq!(&one_pass, &format!("{:?}", run_buffered(&reply, 1)));
+            prop_assert_eq!(&one_pass, &format!("{:?}", run_buffered(&reply, capacity)));
         }
     }
 }

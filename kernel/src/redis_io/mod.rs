@@ -6,6 +6,7 @@
 //! reconnects on its own, or on a Redis Cluster (`redis+cluster://`) redis-rs's cluster
 //! connection, with the entry reads routed by slot (`cluster`).
 
+mod buffered_entry;
 mod cluster;
 mod discover;
 mod entry_conn;

@@ -78,6 +78,17 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
         &mut self.inner
     }
 
+    /// The bytes read and not yet consumed, reading more only when there are none: for a
+    /// caller that decodes a whole value from them at once (then [`consume`](Self::consume)).
+    pub async fn buffered(&mut self) -> Result<&[u8], RespError> {
+        Ok(self.inner.fill_buf().await?)
+    }
+
+    /// Marks `n` bytes of [`buffered`](Self::buffered) as read.
+    pub fn consume(&mut self, n: usize) {
+        self.inner.consume(n);
+    }
+
     /// The next value's header; attributes (`|n`, RESP3 metadata) are skipped.
     pub async fn header(&mut self) -> Result<Header, RespError> {
         loop {
