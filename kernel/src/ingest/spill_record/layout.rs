@@ -46,9 +46,21 @@ mod b64 {
         s.serialize_str(&STANDARD.encode(v))
     }
 
+    /// Decoded from the text where it lies (no copy of the base64 into a `String` first).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        STANDARD.decode(s).map_err(serde::de::Error::custom)
+        struct Base64;
+        impl serde::de::Visitor<'_> for Base64 {
+            type Value = Vec<u8>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a base64 string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<u8>, E> {
+                STANDARD.decode(text).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Base64)
     }
 }
 

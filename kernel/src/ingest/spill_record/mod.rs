@@ -73,13 +73,29 @@ pub fn encode_batch(events: &[Event], entries: &EntriesByRef) -> Result<Vec<u8>,
 /// Decodes a record of any version in [`KNOWN_VERSIONS`]. Never guesses: a
 /// record that does not match its version's layout exactly is an error.
 pub fn decode_batch(bytes: &[u8]) -> Result<SpilledBatch, BatchCodecError> {
-    let VersionOnly { v } = serde_json::from_slice(bytes).map_err(BatchCodecError::NotABatch)?;
+    let v = version_of(bytes)?;
     let malformed = |source| BatchCodecError::Malformed { version: v, source };
     match v {
         1 => v1::decode(bytes).map_err(malformed),
         2 => v2::decode(bytes).map_err(malformed),
         other => Err(BatchCodecError::UnknownVersion(other)),
     }
+}
+
+/// The record's version: from its first bytes when it starts as every writer starts it
+/// (`{"v":N,`), else by reading the whole record (which a second full parse would repeat).
+fn version_of(bytes: &[u8]) -> Result<u64, BatchCodecError> {
+    if let Some(rest) = bytes.strip_prefix(br#"{"v":"#) {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if (1..=19).contains(&digits) && rest.get(digits) == Some(&b',') {
+            let v = rest[..digits]
+                .iter()
+                .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'));
+            return Ok(v);
+        }
+    }
+    let VersionOnly { v } = serde_json::from_slice(bytes).map_err(BatchCodecError::NotABatch)?;
+    Ok(v)
 }
 
 /// Entry fields as spilled: `token` removed.
@@ -244,6 +260,11 @@ pub(super) mod tests {
         let extra = v1::tests::GOLDEN.replacen(r#""ts_ns":"#, r#""ts_us":1,"ts_ns":"#, 1);
         assert!(matches!(
             decode_batch(extra.as_bytes()),
+            Err(BatchCodecError::Malformed { version: 1, .. })
+        ));
+        // The version read from the first bytes: what follows is that version's to refuse.
+        assert!(matches!(
+            decode_batch(br#"{"v":1,"events":[{]}"#),
             Err(BatchCodecError::Malformed { version: 1, .. })
         ));
         for garbage in [
