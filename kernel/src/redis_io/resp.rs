@@ -156,16 +156,14 @@ impl<R: AsyncBufRead + Unpin> RespReader<R> {
         prefix: usize,
     ) -> Result<Bulk, RespError> {
         let whole = len <= whole_up_to;
-        // Fast path: the whole string and its CRLF are already in the buffer (nearly every
-        // field of an entry reply): one copy, no chunk loop.
+        // Fast path: the whole string is already in the buffer (nearly every field of an
+        // entry reply): one copy, no chunk loop.
         if whole {
             let buf = self.inner.fill_buf().await?;
-            if buf.len() >= len + 2 {
-                if &buf[len..len + 2] != b"\r\n" {
-                    return Err(RespError::protocol("bulk string not ended by CRLF"));
-                }
+            if buf.len() >= len {
                 let kept = buf[..len].to_vec();
-                self.inner.consume(len + 2);
+                self.inner.consume(len);
+                self.crlf().await?;
                 return Ok(Bulk {
                     kept,
                     len,
