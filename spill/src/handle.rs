@@ -72,6 +72,35 @@ impl SpillHandle {
         self.with(|s| s.next_record()).await
     }
 
+    /// The next records to replay, oldest first, in one trip to the blocking pool: up to
+    /// `max_records`, stopping after the record that reaches `max_bytes` (a record is never
+    /// split, so one larger than `max_bytes` comes alone). Empty when every stored record has
+    /// been delivered. An error after some records returns those records; the next call meets
+    /// the error again.
+    pub async fn next_records(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, SpillError> {
+        self.with(move |s| {
+            let mut records = Vec::new();
+            let mut bytes = 0;
+            while records.is_empty() || (records.len() < max_records && bytes < max_bytes) {
+                match s.next_record() {
+                    Ok(Some(r)) => {
+                        bytes += r.data.len();
+                        records.push(r);
+                    }
+                    Ok(None) => break,
+                    Err(e) if records.is_empty() => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            Ok(records)
+        })
+        .await
+    }
+
     pub async fn commit(&self, id: RecordId) -> Result<(), SpillError> {
         self.with(move |s| s.commit(id)).await
     }

@@ -8,10 +8,12 @@
 //! spilled. While Postgres is out, it probes with exponential backoff (capped at a second) and
 //! jitter instead of hammering a recovering server.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -23,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::retry::{Backoff, Delays, Halt};
 use crate::store::Store;
 use fdc_common::config::Config;
-use fdc_spill::{SpillError, SpillHandle, SpillMetrics};
+use fdc_spill::{RecordId, SpillError, SpillHandle, SpillMetrics};
 
 /// How a write attempt of one record ended, as seen by the replay loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub struct ReplayConfig {
     /// closes at whichever is reached first (a record is never split).
     pub group_records: usize,
     pub group_bytes: usize,
+    /// Groups written at once (see [`run_replay`]); 1 writes them one after another.
+    pub groups_in_flight: usize,
 }
 
 impl Default for ReplayConfig {
@@ -59,6 +63,7 @@ impl Default for ReplayConfig {
             idle_poll: Duration::from_secs(1),
             group_records: 1024,
             group_bytes: 4 << 20,
+            groups_in_flight: 2,
         }
     }
 }
@@ -72,6 +77,20 @@ impl ReplayConfig {
     }
 }
 
+/// A group's write, running as its own task so it goes on while the loop reads the next group.
+struct InFlight {
+    ids: Vec<RecordId>,
+    write: JoinHandle<Result<(), ReplayFailure>>,
+}
+
+/// Stops every write still running (a stop, or a failure of an earlier group): an unfinished
+/// write is rolled back, or found stored by the next try (Postgres de-duplicates).
+fn abort_all(in_flight: &mut VecDeque<InFlight>) {
+    for group in in_flight.drain(..) {
+        group.write.abort();
+    }
+}
+
 /// Runs until `stop` resolves.
 ///
 /// `write` gets a group of consecutive records and must return `Ok(())` only when all of them
@@ -81,6 +100,12 @@ impl ReplayConfig {
 /// the loop then takes those records one at a time, so the bad one is quarantined alone (and
 /// committed only after it was copied to a quarantine file) and the others are stored.
 /// `probe` is a cheap "is Postgres back?" check, called between backoff delays after an outage.
+///
+/// Up to `cfg.groups_in_flight` writes run at once: the next group is read and its write
+/// started while the one before it is still being written, so reading and decoding a group
+/// overlap Postgres's work on the previous one. Outcomes are taken oldest first: a group is
+/// committed only after every group before it was, and a failure stops the writes after it
+/// (they are read again after the rewind).
 pub async fn run_replay<W, WF, P, PF, S>(
     spill: SpillHandle,
     cfg: ReplayConfig,
@@ -89,7 +114,7 @@ pub async fn run_replay<W, WF, P, PF, S>(
     stop: S,
 ) where
     W: FnMut(Vec<Vec<u8>>) -> WF,
-    WF: Future<Output = Result<(), ReplayFailure>>,
+    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
     P: FnMut() -> PF,
     PF: Future<Output = bool>,
     S: Future<Output = ()>,
@@ -99,56 +124,74 @@ pub async fn run_replay<W, WF, P, PF, S>(
     let _ = spill.rewind().await;
     // Records still to take one at a time, after a group with an undecodable record.
     let mut alone = 0usize;
-    loop {
-        let record = tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            r = spill.next_record() => r,
-        };
-        let record = match record {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = spill.appended() => {}
-                    _ = tokio::time::sleep(cfg.idle_poll) => {}
-                }
-                continue;
-            }
-            Err(e) => {
-                warn!(error = %e, "spill replay cannot read the spill; retrying");
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(cfg.max_delay) => {}
-                }
-                continue;
-            }
-        };
-        let mut ids = vec![record.id];
-        let mut group = vec![record.data];
-        if alone > 0 {
-            alone -= 1;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    'replay: loop {
+        // Start writes until the pipeline is full or the spill has nothing more.
+        let depth = if alone > 0 {
+            1
         } else {
-            let mut bytes = group[0].len();
-            while group.len() < cfg.group_records && bytes < cfg.group_bytes {
-                match spill.next_record().await {
-                    Ok(Some(next)) => {
-                        bytes += next.data.len();
-                        ids.push(next.id);
-                        group.push(next.data);
-                    }
-                    // Read errors are met again (and handled) by the next turn.
-                    Ok(None) | Err(_) => break,
+            cfg.groups_in_flight.max(1)
+        };
+        while in_flight.len() < depth {
+            let (records, bytes) = if alone > 0 {
+                (1, 0)
+            } else {
+                (cfg.group_records, cfg.group_bytes)
+            };
+            let read = tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    // Not committed: the records stay and are replayed next run.
+                    abort_all(&mut in_flight);
+                    return;
                 }
-            }
+                r = spill.next_records(records, bytes) => r,
+            };
+            let group = match read {
+                Ok(group) if !group.is_empty() => group,
+                Ok(_) => break,
+                // With writes running, the error is met again (and handled) after them.
+                Err(_) if !in_flight.is_empty() => break,
+                Err(e) => {
+                    warn!(error = %e, "spill replay cannot read the spill; retrying");
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(cfg.max_delay) => {}
+                    }
+                    continue 'replay;
+                }
+            };
+            alone = alone.saturating_sub(1);
+            let (ids, data) = group.into_iter().map(|r| (r.id, r.data)).unzip();
+            in_flight.push_back(InFlight {
+                ids,
+                write: tokio::spawn(write(data)),
+            });
         }
+        let Some(oldest) = in_flight.front_mut() else {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = spill.appended() => {}
+                _ = tokio::time::sleep(cfg.idle_poll) => {}
+            }
+            continue;
+        };
         let outcome = tokio::select! {
             _ = &mut stop => {
-                // Not committed: the records stay and are replayed next run.
+                abort_all(&mut in_flight);
                 return;
             }
-            o = write(group) => o,
+            o = &mut oldest.write => o.unwrap_or_else(|e| {
+                Err(ReplayFailure::Outage(format!("replay write failed: {e}")))
+            }),
         };
+        let Some(InFlight { ids, .. }) = in_flight.pop_front() else {
+            continue;
+        };
+        if outcome.is_err() {
+            // The writes after a failed group are read again after the rewind below.
+            abort_all(&mut in_flight);
+        }
         match outcome {
             Ok(()) => {
                 // Committing the group's last record commits every record delivered before it.
@@ -157,6 +200,7 @@ pub async fn run_replay<W, WF, P, PF, S>(
                     // The write is done; a failed commit only means the
                     // records may be replayed again (de-duplicated).
                     warn!(error = %e, record = %last, "spill commit failed");
+                    abort_all(&mut in_flight);
                     let _ = spill.rewind().await;
                 }
             }
@@ -262,6 +306,27 @@ struct Replayer {
     settle: Settle,
     /// Concurrent writes a group is split into (`ingest.writers`, as for live batches).
     lanes: usize,
+    /// `lanes` permits, shared by the groups in flight: a group's lanes wait for the ones of
+    /// the group before it (the semaphore is fair), so replay never writes more than `lanes`
+    /// batches at once.
+    permits: Semaphore,
+}
+
+/// Decodes every record of a group, or hands back the first one that does not decode.
+fn decode_group(records: Vec<Vec<u8>>) -> Result<Vec<SpilledBatch>, ReplayFailure> {
+    let mut decoded = Vec::with_capacity(records.len());
+    for data in records {
+        match decode_batch(&data) {
+            Ok(b) => decoded.push(b),
+            Err(e) => {
+                return Err(ReplayFailure::Undecodable {
+                    reason: e.to_string(),
+                    data,
+                })
+            }
+        }
+    }
+    Ok(decoded)
 }
 
 impl Replayer {
@@ -272,18 +337,10 @@ impl Replayer {
     /// the spill for a later try; `Undecodable` (nothing written) has the replay loop take
     /// them one at a time and quarantine the bad one.
     async fn replay_records(self: &Arc<Self>, records: Vec<Vec<u8>>) -> Result<(), ReplayFailure> {
-        let mut decoded = Vec::with_capacity(records.len());
-        for data in records {
-            match decode_batch(&data) {
-                Ok(b) => decoded.push(b),
-                Err(e) => {
-                    return Err(ReplayFailure::Undecodable {
-                        reason: e.to_string(),
-                        data,
-                    })
-                }
-            }
-        }
+        // Decoding a group takes milliseconds of CPU: off the async workers.
+        let decoded = tokio::task::spawn_blocking(move || decode_group(records))
+            .await
+            .map_err(|e| ReplayFailure::Outage(format!("replay decoding failed: {e}")))??;
         let events: usize = decoded.iter().map(|b| b.events.len()).sum();
         let per_lane = decoded.len().div_ceil(self.lanes.max(1)).max(1);
         // Dropped (replay stopping mid-write), the set aborts its lanes: as before, an
@@ -296,7 +353,11 @@ impl Replayer {
                 batch.entries.extend(more.entries);
             }
             let replayer = self.clone();
-            lanes.spawn(async move { replayer.replay_batch(batch).await });
+            lanes.spawn(async move {
+                // At most `lanes` batches of all groups in flight write at once, oldest first.
+                let _permit = replayer.permits.acquire().await;
+                replayer.replay_batch(batch).await
+            });
         }
         let mut outcome = Ok(());
         while let Some(lane) = lanes.join_next().await {
@@ -356,6 +417,7 @@ pub fn spawn_replay(
         commit,
         settle,
         lanes,
+        permits: Semaphore::new(lanes.max(1)),
     });
     Some(tokio::spawn(run_replay(
         spill,

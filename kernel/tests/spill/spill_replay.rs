@@ -12,14 +12,20 @@ use tokio::sync::oneshot;
 
 use crate::fault_support::{quarantine_files, quarantine_name};
 
-fn cfg() -> ReplayConfig {
+/// Groups of at most 8 records, `groups_in_flight` of them written at once.
+fn cfg_in_flight(groups_in_flight: usize) -> ReplayConfig {
     ReplayConfig {
         min_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(40),
         idle_poll: Duration::from_secs(30),
         group_records: 8,
         group_bytes: 1 << 20,
+        groups_in_flight,
     }
+}
+
+fn cfg() -> ReplayConfig {
+    cfg_in_flight(2)
 }
 
 async fn spill(dir: &std::path::Path) -> SpillHandle {
@@ -54,8 +60,23 @@ where
     W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
     WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
 {
+    spawn_replay_with(h, cfg(), probe, write)
+}
+
+fn spawn_replay_with<P, PF, W, WF>(
+    h: &SpillHandle,
+    cfg: ReplayConfig,
+    probe: P,
+    write: W,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>)
+where
+    P: FnMut() -> PF + Send + 'static,
+    PF: Future<Output = bool> + Send + 'static,
+    W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
+    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
+{
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(run_replay(h.clone(), cfg(), probe, write, async move {
+    let task = tokio::spawn(run_replay(h.clone(), cfg, probe, write, async move {
         let _ = stop_rx.await;
     }));
     (stop_tx, task)
@@ -82,8 +103,10 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
             probes.clone(),
         );
         let probe_down = down.clone();
-        spawn_replay(
+        // One group at a time: the attempt counts below are exact.
+        spawn_replay_with(
             &h,
+            cfg_in_flight(1),
             move || {
                 let (down, probes) = (probe_down.clone(), probes.clone());
                 async move {
@@ -132,6 +155,62 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
         .await
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_next_group_is_written_meanwhile_but_committed_only_after_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = spill(dir.path()).await;
+    for i in 0..16u32 {
+        h.append(i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    let stored = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let started = Arc::new(Mutex::new(0u32));
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    let release = Arc::new(Mutex::new(Some(release_rx)));
+    let (stop_tx, task) = {
+        let (stored, started) = (stored.clone(), started.clone());
+        spawn_replay(
+            &h,
+            || async { true },
+            move |group: Vec<Vec<u8>>| {
+                let (stored, started, release) = (stored.clone(), started.clone(), release.clone());
+                async move {
+                    *started.lock().unwrap() += 1;
+                    let numbers: Vec<u32> = group
+                        .into_iter()
+                        .map(|d| u32::from_le_bytes(d.try_into().unwrap()))
+                        .collect();
+                    if numbers[0] == 0 {
+                        // The first group is slow.
+                        let rx = release.lock().unwrap().take().unwrap();
+                        rx.await.unwrap();
+                    }
+                    stored.lock().unwrap().extend(numbers);
+                    Ok(())
+                }
+            },
+        )
+    };
+    // The second group was read and written while the first was still being written...
+    wait_until(|| *stored.lock().unwrap() == (8..16).collect::<Vec<_>>()).await;
+    assert_eq!(*started.lock().unwrap(), 2);
+    // ...but nothing is committed before the first group is done.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.metrics().records_replayed.get(), 0);
+    assert_eq!(h.metrics().pending_records.get(), 16);
+
+    release_tx.send(()).unwrap();
+    wait_until(|| h.metrics().pending_records.get() == 0).await;
+    assert_eq!(h.metrics().records_replayed.get(), 16);
+    assert_eq!(
+        *stored.lock().unwrap(),
+        (8..16).chain(0..8).collect::<Vec<_>>()
+    );
+    assert_eq!(*started.lock().unwrap(), 2);
+
+    stop_tx.send(()).unwrap();
+    task.await.unwrap();
 }
 
 #[tokio::test]
