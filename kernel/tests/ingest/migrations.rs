@@ -190,6 +190,59 @@ async fn migrating_a_populated_database_keeps_its_events_and_the_write_path() {
             format!("SELECT count(*) FROM events e, unnest(e.tag_ids) t WHERE e.event_id = '{id}'");
         assert_eq!(count(&pool, &tags_of_one).await, 3);
     }
+
+    // Migration 7: every partition's key is led by `ts`, `event_index (ts)` is a BRIN index.
+    assert_eq!(
+        partition_indexes(&pool, "UNIQUE INDEX % USING btree (ts, event_id)").await,
+        4
+    );
+    assert_eq!(partition_indexes(&pool, "btree (event_id").await, 0);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'event_index_ts' \
+             AND indexdef LIKE '%USING brin (ts)%'"
+        )
+        .await,
+        1
+    );
+    // docs/database.md's newest-100 query reads the partitions' keys, newest first: the 100
+    // newest of the old and new events, in order, without a sort.
+    const NEWEST: &str = "SELECT e.event_id FROM events e ORDER BY e.ts DESC LIMIT 100";
+    const EXPLAIN_NEWEST: &str =
+        "EXPLAIN SELECT e.event_id FROM events e ORDER BY e.ts DESC LIMIT 100";
+    let got: Vec<Uuid> = sqlx::query_scalar(NEWEST).fetch_all(&pool).await.unwrap();
+    let mut all: Vec<&Event> = old.iter().chain(&new).collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.ts_ns.div_euclid(1_000)));
+    let want: Vec<Uuid> = all.iter().take(100).map(|e| e.id).collect();
+    assert_eq!(got, want);
+    let plan: Vec<String> = sqlx::query_scalar(EXPLAIN_NEWEST)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Sort"), "{plan}");
+    assert!(plan.contains("Scan Backward using events_p"), "{plan}");
+    // An old and a new event by id (docs/database.md's query), and retention's range delete
+    // through the BRIN index.
+    for e in [&old[7], &new[7]] {
+        let by_id = format!(
+            "SELECT count(*) FROM events e WHERE e.event_id = '{id}' \
+             AND e.ts = (SELECT i.ts FROM event_index i WHERE i.event_id = '{id}')",
+            id = e.id
+        );
+        assert_eq!(count(&pool, &by_id).await, 1);
+    }
+    let dropped = fdc_kernel::store::Partitions::default()
+        .drop_older_than(&pool, 2)
+        .await
+        .unwrap();
+    assert_eq!(dropped, [today - 3]);
+    assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 390 - 150);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM event_index").await,
+        390 - 150
+    );
 }
 
 /// The upkeep of the indexes migration 6 added: the tag index's pending list of the partition

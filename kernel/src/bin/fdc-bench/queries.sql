@@ -56,6 +56,6 @@ ORDER BY c.hour, g.key, g.value;
 
 -- name: newest_100
 SELECT e.event_id, e.ts, e.subject_id, e.payload
-FROM (SELECT event_id, ts FROM event_index ORDER BY ts DESC LIMIT 100) i
-JOIN events e ON e.event_id = i.event_id AND e.ts = i.ts
-ORDER BY e.ts DESC;
+FROM events e
+ORDER BY e.ts DESC
+LIMIT 100;

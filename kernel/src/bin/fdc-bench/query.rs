@@ -28,6 +28,11 @@ pub const QUERIES_SQL: &str = include_str!("queries.sql");
 /// The tag queries of a schema keeping tags as `event_tags` rows ([`TagShape::Rows`], before
 /// migration 6), same names.
 const TAGS_ROWS_QUERIES_SQL: &str = include_str!("candidates/tags_rows_queries.sql");
+/// The newest-events query of a schema before migration 7 (through `event_index`'s B-tree on
+/// `ts`), same name.
+const NEWEST_VIA_EVENT_INDEX_SQL: &str = include_str!("candidates/newest_via_event_index.sql");
+/// The migration that found the newest events through the `events` keys.
+const NEWEST_FROM_EVENT_KEYS: i64 = 7;
 
 /// Timed executions per query (after [`WARM_UP`] untimed ones); the hourly tag counts read a
 /// whole day of tag rows, so they run fewer times.
@@ -53,16 +58,27 @@ pub fn queries() -> Vec<Query> {
     parse(QUERIES_SQL)
 }
 
-/// The queries run on a schema of `shape`: those of `queries.sql`, the tag ones replaced by
-/// their `event_tags` versions for [`TagShape::Rows`].
-fn queries_for(shape: TagShape) -> Vec<Query> {
+/// The queries run on `schema`: those of `queries.sql`, the tag ones replaced by their
+/// `event_tags` versions for [`TagShape::Rows`], the newest events found through
+/// `event_index` before migration 7, then any the schema's candidate file replaces.
+fn queries_for(schema: &SchemaVariant) -> Vec<Query> {
     let mut queries = queries();
-    if shape == TagShape::Rows {
-        for replacement in parse(TAGS_ROWS_QUERIES_SQL) {
+    let mut replace = |replacements: Vec<Query>| {
+        for replacement in replacements {
             if let Some(q) = queries.iter_mut().find(|q| q.name == replacement.name) {
                 *q = replacement;
             }
         }
+    };
+    if schema.tags == TagShape::Rows {
+        replace(parse(TAGS_ROWS_QUERIES_SQL));
+    }
+    if schema.upto.is_some_and(|v| v < NEWEST_FROM_EVENT_KEYS) {
+        replace(parse(NEWEST_VIA_EVENT_INDEX_SQL));
+    }
+    if let Some(text) = &schema.queries {
+        // A benchmark run's few candidate texts live as long as the process.
+        replace(parse(String::leak(text.clone())));
     }
     queries
 }
@@ -114,7 +130,7 @@ pub async fn run(
     schema: &SchemaVariant,
 ) -> Result<QuerySample, BenchError> {
     let db = env.start_run_with("query", schema).await?;
-    let result = measure(env, &db, w1, batch_size, seed, schema.tags).await;
+    let result = measure(env, &db, w1, batch_size, seed, schema).await;
     env.finish_run(db).await?;
     result
 }
@@ -125,15 +141,15 @@ async fn measure(
     w1: W1,
     batch_size: usize,
     seed: u64,
-    shape: TagShape,
+    schema: &SchemaVariant,
 ) -> Result<QuerySample, BenchError> {
-    let (load, ids, _) = limit::load(env, db, w1, batch_size, shape).await?;
+    let (load, ids, _) = limit::load(env, db, w1, batch_size, schema.tags).await?;
     sqlx::query("VACUUM ANALYZE").execute(&db.pool).await?;
     let sizes = sizes(db).await?;
 
     let samples = sample_events(w1);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0051_5545_5259);
-    let queries = queries_for(shape);
+    let queries = queries_for(schema);
     let mut plan: Vec<(usize, Vec<Param>)> = Vec::new();
     for (q, query) in queries.iter().enumerate() {
         for _ in 0..executions(query.name) {
@@ -364,20 +380,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_rows_versions_replace_only_queries_of_the_same_name() {
-        let array = queries();
-        let rows = queries_for(TagShape::Rows);
+    /// The names of the queries `schema` runs with another text than `queries.sql`'s.
+    fn replaced_on(schema: &str) -> Vec<&'static str> {
+        let all = queries();
+        let on = queries_for(&crate::variant::parse(schema).unwrap());
         assert_eq!(
-            rows.iter().map(|q| q.name).collect::<Vec<_>>(),
-            array.iter().map(|q| q.name).collect::<Vec<_>>()
+            on.iter().map(|q| q.name).collect::<Vec<_>>(),
+            all.iter().map(|q| q.name).collect::<Vec<_>>()
         );
-        let replaced: Vec<&str> = parse(TAGS_ROWS_QUERIES_SQL)
+        on.iter()
+            .zip(&all)
+            .filter(|(o, a)| o.sql != a.sql)
+            .map(|(o, _)| o.name)
+            .collect()
+    }
+
+    #[test]
+    fn older_schemas_replace_only_queries_of_the_same_name() {
+        let tag_queries: Vec<&str> = parse(TAGS_ROWS_QUERIES_SQL)
             .iter()
             .map(|q| q.name)
             .collect();
         assert_eq!(
-            replaced,
+            tag_queries,
             [
                 "event_tags_by_id",
                 "one_tag_hour",
@@ -385,16 +410,45 @@ mod tests {
                 "tag_counts_hourly_day"
             ]
         );
-        for (r, a) in rows.iter().zip(&array) {
-            assert_eq!(r.sql == a.sql, !replaced.contains(&r.name), "{}", r.name);
+        assert_eq!(
+            replaced_on("before=5"),
+            [tag_queries.as_slice(), &["newest_100"]].concat()
+        );
+        assert_eq!(replaced_on("before=6"), ["newest_100"]);
+        assert!(replaced_on("now=7").is_empty());
+        let before5 = queries_for(&crate::variant::parse("before=5").unwrap());
+        for (q, a) in before5.iter().zip(queries()) {
             assert!(!a.sql.contains("event_tags"), "{}: {}", a.name, a.sql);
             assert_eq!(
-                r.sql.contains("event_tags"),
-                replaced.contains(&r.name),
+                q.sql.contains("event_tags"),
+                tag_queries.contains(&q.name),
                 "{}",
-                r.name
+                q.name
             );
         }
+        let newest = |schema: &str| {
+            queries_for(&crate::variant::parse(schema).unwrap())
+                .into_iter()
+                .find(|q| q.name == "newest_100")
+                .unwrap()
+                .sql
+        };
+        assert!(newest("before=6").contains("FROM event_index"));
+        assert!(!newest("now=7").contains("event_index"));
+    }
+
+    #[test]
+    fn a_candidate_file_replaces_the_queries_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.sql");
+        std::fs::write(&file, "DROP INDEX x;\n\n-- name: subject_day\nSELECT 2;\n").unwrap();
+        let schema = format!("c=7+{}", file.display());
+        assert_eq!(replaced_on(&schema), ["subject_day"]);
+        let q = queries_for(&crate::variant::parse(&schema).unwrap());
+        assert_eq!(
+            q.iter().find(|q| q.name == "subject_day").unwrap().sql,
+            "SELECT 2"
+        );
     }
 
     /// docs/database.md shows every query exactly as the benchmark runs it, and no other.

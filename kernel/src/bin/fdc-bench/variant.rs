@@ -7,6 +7,9 @@
 //! those rows and run the `event_tags` versions of the tag queries
 //! (`candidates/tags_rows_queries.sql`). A candidate applied on such a schema that moves the
 //! tags into `events.tag_ids` says so with the line `-- fdc-bench: tags-as-array` in its file.
+//! A candidate that changes what a query should look like (an index of another shape) adds the
+//! new texts after its SQL, each after a `-- name: ` line as in `queries.sql`; the query run
+//! uses them in place of the queries of the same names on that schema.
 //! Drains run only on the latest schema: a kernel migrates the database it starts on.
 
 use serde::Serialize;
@@ -25,6 +28,10 @@ pub struct SchemaVariant {
     pub sql_file: Option<String>,
     #[serde(skip)]
     pub sql: Option<String>,
+    /// The file's query texts (`-- name: ` blocks after its SQL), replacing those of
+    /// `queries.sql` with the same names on this schema.
+    #[serde(skip)]
+    pub queries: Option<String>,
     pub tags: TagShape,
 }
 
@@ -40,6 +47,9 @@ pub enum TagShape {
 
 /// The migration that moved the tags onto the event row.
 const TAGS_ON_EVENTS: i64 = 6;
+
+/// Where a candidate's replacement queries start.
+const QUERY_MARK: &str = "-- name: ";
 
 /// The line by which a candidate's SQL file asks for [`TagShape::Array`].
 const TAGS_AS_ARRAY: &str = "-- fdc-bench: tags-as-array";
@@ -90,9 +100,16 @@ pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
     let upto = version
         .parse::<i64>()
         .map_err(|_| format!("{arg:?}: {version:?} is not a migration version (e.g. 3)"))?;
-    let sql = file
+    let text = file
         .map(|f| std::fs::read_to_string(f).map_err(|e| format!("{arg:?}: reading {f}: {e}")))
         .transpose()?;
+    let (sql, queries) = match text {
+        Some(text) => match text.find(QUERY_MARK) {
+            Some(at) => (Some(text[..at].to_string()), Some(text[at..].to_string())),
+            None => (Some(text), None),
+        },
+        None => (None, None),
+    };
     let tags = match &sql {
         _ if upto >= TAGS_ON_EVENTS => TagShape::Array,
         Some(sql) if sql.lines().any(|l| l.trim() == TAGS_AS_ARRAY) => TagShape::Array,
@@ -103,6 +120,7 @@ pub fn parse(arg: &str) -> Result<SchemaVariant, String> {
         upto: Some(upto),
         sql_file: file.map(str::to_string),
         sql,
+        queries,
         tags,
     })
 }
@@ -120,6 +138,11 @@ mod tests {
         std::fs::write(&file, "SELECT 1").unwrap();
         let v = parse(&format!("x=5+{}", file.display())).unwrap();
         assert_eq!((v.upto, v.sql.as_deref()), (Some(5), Some("SELECT 1")));
+        assert_eq!(v.queries, None);
+        std::fs::write(&file, "DROP INDEX i;\n-- name: q\nSELECT $1;\n").unwrap();
+        let v = parse(&format!("x=5+{}", file.display())).unwrap();
+        assert_eq!(v.sql.as_deref(), Some("DROP INDEX i;\n"));
+        assert_eq!(v.queries.as_deref(), Some("-- name: q\nSELECT $1;\n"));
         assert!(parse("today").unwrap_err().contains("LABEL=VERSION"));
         assert!(parse("a b=3").unwrap_err().contains("letters"));
         assert!(parse("t=x")
