@@ -204,7 +204,7 @@ mod tests {
                 stream: "events".into(),
                 id: id.into(),
             },
-            fields: Some(vec![("data".into(), vec![b'x'; value_bytes])]),
+            fields: Some([("data", vec![b'x'; value_bytes])].into_iter().collect()),
             deliveries: 1,
             flaw: None,
         }

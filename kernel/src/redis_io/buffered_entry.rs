@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use super::entry_reply::{EntryBounds, MAX_FIELDS, MAX_NAME};
-use crate::entry::{Entry, EntryRef};
+use crate::entry::{Entry, EntryRef, Fields};
 
 /// The entry at the start of `buf` and the bytes it took, when it is whole and plain.
 pub fn whole_entry(buf: &[u8], stream: &Arc<str>, bounds: &EntryBounds) -> Option<(Entry, usize)> {
@@ -29,14 +29,16 @@ pub fn whole_entry(buf: &[u8], stream: &Arc<str>, bounds: &EntryBounds) -> Optio
     if values % 2 == 1 || values / 2 > MAX_FIELDS {
         return None;
     }
-    let mut fields = Vec::with_capacity(values / 2);
+    // Where the fields lie in `buf` first, then one copy of them all at their exact size.
+    let mut spans = Vec::with_capacity(values / 2);
     let mut total = 0usize;
     for _ in 0..values / 2 {
         let name = cursor.bulk(&mut total, bounds)?;
         let name = std::str::from_utf8(name).ok()?;
         let value = cursor.bulk(&mut total, bounds)?;
-        fields.push((name.to_string(), value.to_vec()));
+        spans.push((name, value));
     }
+    let fields = Fields::from_pairs(&spans);
     let at = EntryRef {
         stream: stream.clone(),
         id: id.into(),

@@ -9,7 +9,7 @@
 use tokio::io::AsyncBufRead;
 
 use super::resp::{Header, RespError, RespReader};
-use crate::entry::{Clipped, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
+use crate::entry::{Clipped, Entry, EntryRef, Fields as EntryFields, Flaw, FlawReason, FlawWhy};
 
 /// Longest stream name, entry id or cursor accepted in a reply.
 pub const MAX_NAME: usize = 64 * 1024;
@@ -222,10 +222,10 @@ async fn fields<R: AsyncBufRead + Unpin>(
             0,
         ));
     }
-    let fields = f
+    let fields: EntryFields = f
         .whole
-        .into_iter()
-        .map(|(k, v)| (String::from_utf8(k).expect("checked above"), v))
+        .iter()
+        .map(|(k, v)| (std::str::from_utf8(k).expect("checked above"), v))
         .collect();
     Ok(Entry::new(at, Some(fields)))
 }
@@ -233,7 +233,7 @@ async fn fields<R: AsyncBufRead + Unpin>(
 fn flawed(at: EntryRef, why: FlawWhy, fields: Vec<Clipped>, omitted: usize) -> Entry {
     Entry {
         at,
-        fields: Some(Vec::new()),
+        fields: Some(EntryFields::default()),
         deliveries: 1,
         flaw: Some(Box::new(Flaw {
             why,

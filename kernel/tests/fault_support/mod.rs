@@ -358,12 +358,7 @@ pub fn spilled_batch(
             source.clone(),
             Entry {
                 at: source,
-                fields: Some(
-                    fields
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), v.to_vec()))
-                        .collect(),
-                ),
+                fields: Some(fields.iter().map(|(k, v)| (*k, v.to_vec())).collect()),
                 deliveries: 1,
                 flaw: None,
             },

@@ -223,8 +223,8 @@ impl RegistrationService {
         let answer = match &entry.flaw {
             Some(flaw) => refused(flaw),
             None => {
-                self.decide(entry.fields.as_deref().unwrap_or_default())
-                    .await?
+                let pairs = entry.fields.as_ref().map(|f| f.to_pairs());
+                self.decide(pairs.as_deref().unwrap_or_default()).await?
             }
         };
         let Answer {

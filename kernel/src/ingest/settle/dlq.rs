@@ -35,7 +35,7 @@ pub fn dead_letter_fields(
             entry
                 .fields
                 .iter()
-                .flatten()
+                .flat_map(|f| f.iter())
                 .map(|(k, v)| Clipped::of(k.as_bytes(), v, field_bytes))
                 .collect(),
             0,
@@ -220,11 +220,15 @@ mod tests {
                 stream: "events".into(),
                 id: "5-1".into(),
             },
-            fields: Some(vec![
-                ("type".into(), b"data".to_vec()),
-                ("token".into(), b"secret".to_vec()),
-                ("error".into(), b"mine".to_vec()),
-            ]),
+            fields: Some(
+                [
+                    ("type", &b"data"[..]),
+                    ("token", b"secret"),
+                    ("error", b"mine"),
+                ]
+                .into_iter()
+                .collect(),
+            ),
             deliveries: 1,
             flaw: None,
         };
@@ -257,11 +261,15 @@ mod tests {
                 stream: "events".into(),
                 id: "5-1".into(),
             },
-            fields: Some(vec![
-                ("data".into(), big.clone()),
-                ("data.size".into(), b"mine".to_vec()),
-                ("type".into(), b"data".to_vec()),
-            ]),
+            fields: Some(
+                [
+                    ("data", big.as_slice()),
+                    ("data.size", b"mine"),
+                    ("type", b"data"),
+                ]
+                .into_iter()
+                .collect(),
+            ),
             deliveries: 1,
             flaw: None,
         };

@@ -96,7 +96,7 @@ where
     for s in record.events {
         let event: Event = s.event.into();
         if let Some(fields) = s.fields {
-            let fields = fields.into_iter().map(|Field(n, v)| (n, v)).collect();
+            let fields = fields.iter().map(|Field(n, v)| (n, v)).collect();
             batch
                 .entries
                 .insert(event.source.clone(), entry_of(&event, fields));

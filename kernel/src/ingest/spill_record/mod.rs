@@ -10,6 +10,7 @@
 //! error that replay answers by quarantining the record, never by dropping it.
 //! Upgrade and rollback rules: `docs/spill.md`.
 
+use crate::entry::Fields;
 use crate::protocol::{EntriesByRef, Entry, Event};
 
 mod layout;
@@ -103,14 +104,14 @@ fn spilled_fields(entry: &Entry) -> Option<Vec<(String, Vec<u8>)>> {
     entry.fields.as_ref().map(|fields| {
         fields
             .iter()
-            .filter(|(name, _)| name != "token")
-            .cloned()
+            .filter(|(name, _)| *name != "token")
+            .map(|(name, value)| (name.to_string(), value.to_vec()))
             .collect()
     })
 }
 
 /// The entry rebuilt for a dead letter (its delivery count is not kept).
-fn entry_of(event: &Event, fields: Vec<(String, Vec<u8>)>) -> Entry {
+fn entry_of(event: &Event, fields: Fields) -> Entry {
     Entry {
         at: event.source.clone(),
         fields: Some(fields),
@@ -164,11 +165,15 @@ pub(super) mod tests {
                 e.source.clone(),
                 Entry {
                     at: e.source.clone(),
-                    fields: Some(vec![
-                        ("type".into(), b"data".to_vec()),
-                        ("token".into(), b"secret-jwt".to_vec()),
-                        ("bin".into(), vec![0, 255, 10]),
-                    ]),
+                    fields: Some(
+                        [
+                            ("type", &b"data"[..]),
+                            ("token", b"secret-jwt"),
+                            ("bin", &[0, 255, 10]),
+                        ]
+                        .into_iter()
+                        .collect(),
+                    ),
                     deliveries: 2,
                     flaw: None,
                 },
@@ -220,8 +225,8 @@ pub(super) mod tests {
         assert_eq!(decode_batch(&v1).unwrap().events, without_schema);
         let e0 = &back.entries[&events[0].source];
         assert_eq!(
-            e0.fields.as_deref().unwrap(),
-            &[
+            e0.fields.as_ref().unwrap().to_pairs(),
+            [
                 ("type".to_string(), b"data".to_vec()),
                 ("bin".to_string(), vec![0, 255, 10])
             ]

@@ -118,8 +118,8 @@ pub(super) mod tests {
         let entry = &batch.entries[&batch.events[0].source];
         assert_eq!(entry.at, batch.events[0].source);
         assert_eq!(
-            entry.fields.as_deref().unwrap(),
-            &[
+            entry.fields.as_ref().unwrap().to_pairs(),
+            [
                 ("type".to_string(), b"data".to_vec()),
                 ("bin".to_string(), vec![0, 255, 10])
             ]

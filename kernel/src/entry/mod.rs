@@ -7,6 +7,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+mod fields;
+
+pub use fields::Fields;
+
 /// Where an entry lives in Redis: what XACK and the DLQ need. Shared strings: a reference
 /// is copied several times on the way (the event's source, the batch's entry map, the
 /// in-flight set), and a copy is then a count, not an allocation.
@@ -25,7 +29,7 @@ pub type EntriesByRef = foldhash::HashMap<EntryRef, Entry>;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub at: EntryRef,
-    pub fields: Option<Vec<(String, Vec<u8>)>>,
+    pub fields: Option<Fields>,
     /// How often Redis has delivered this entry, including this time.
     pub deliveries: u64,
     /// Set when the entry cannot be stored whatever it says (then `fields` is empty): it goes
@@ -100,15 +104,11 @@ impl Clipped {
 
 impl Entry {
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .as_ref()?
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+        self.fields.as_ref()?.get(name)
     }
 
     /// An entry with readable fields (the usual case).
-    pub fn new(at: EntryRef, fields: Option<Vec<(String, Vec<u8>)>>) -> Entry {
+    pub fn new(at: EntryRef, fields: Option<Fields>) -> Entry {
         Entry {
             at,
             fields,
@@ -120,12 +120,7 @@ impl Entry {
     /// Bytes of all field names and values: what the entry-size limit counts. For a flawed
     /// entry, the bytes of its summary (what the kernel holds of it).
     pub fn size(&self) -> usize {
-        let fields: usize = self
-            .fields
-            .iter()
-            .flatten()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
+        let fields: usize = self.fields.as_ref().map_or(0, Fields::bytes);
         let summary: usize = self
             .flaw
             .iter()
