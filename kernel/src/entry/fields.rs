@@ -139,13 +139,14 @@ impl<N: AsRef<str>, V: AsRef<[u8]>> FromIterator<(N, V)> for Fields {
     }
 }
 
+/// Values as text (lossy); a `token` field's value is never printed.
 impl fmt::Debug for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(
-                self.iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())),
-            )
+            .entries(self.iter().map(|(n, v)| match n {
+                "token" => (n, "<redacted>".into()),
+                _ => (n, String::from_utf8_lossy(v)),
+            }))
             .finish()
     }
 }
@@ -194,6 +195,14 @@ mod tests {
             ]
         );
         assert_eq!(fields.repeated_name(), Some("type"));
+        let with_token: Fields = [("type", "data"), ("token", "secret-jwt")]
+            .into_iter()
+            .collect();
+        let printed = format!("{with_token:?}");
+        assert!(
+            printed.contains("data") && !printed.contains("secret-jwt"),
+            "{printed}"
+        );
         assert!(Fields::default().is_empty());
         assert_eq!(Fields::default().iter().count(), 0);
     }
