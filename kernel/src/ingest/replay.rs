@@ -80,7 +80,7 @@ impl ReplayConfig {
 /// A group's write, running as its own task so it goes on while the loop reads the next group.
 struct InFlight {
     ids: Vec<RecordId>,
-    write: JoinHandle<Result<(), ReplayFailure>>,
+    write: JoinHandle<Result<u64, ReplayFailure>>,
 }
 
 /// Stops every write still running (a stop, or a failure of an earlier group): an unfinished
@@ -93,9 +93,11 @@ fn abort_all(in_flight: &mut VecDeque<InFlight>) {
 
 /// Runs until `stop` resolves.
 ///
-/// `write` gets a group of consecutive records and must return `Ok(())` only when all of them
-/// are fully handled (their events stored, duplicates skipped, data-error offenders
-/// dead-lettered); the records are then committed, in order, and may be deleted. It returns
+/// `write` gets a group of consecutive records and must return `Ok(events)` only when all of
+/// them are fully handled (their events stored, duplicates skipped, data-error offenders
+/// dead-lettered); the records are then committed, in order, and may be deleted, and the
+/// events counted in `kernel_spill_events_replayed_total` (here, in order, so a group written
+/// while the one before it failed, and so read again, is not counted twice). It returns
 /// `Undecodable` without writing anything when one record of the group cannot be decoded:
 /// the loop then takes those records one at a time, so the bad one is quarantined alone (and
 /// committed only after it was copied to a quarantine file) and the others are stored.
@@ -114,7 +116,7 @@ pub async fn run_replay<W, WF, P, PF, S>(
     stop: S,
 ) where
     W: FnMut(Vec<Vec<u8>>) -> WF,
-    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
+    WF: Future<Output = Result<u64, ReplayFailure>> + Send + 'static,
     P: FnMut() -> PF,
     PF: Future<Output = bool>,
     S: Future<Output = ()>,
@@ -193,7 +195,8 @@ pub async fn run_replay<W, WF, P, PF, S>(
             abort_all(&mut in_flight);
         }
         match outcome {
-            Ok(()) => {
+            Ok(events) => {
+                spill.metrics().events_replayed.inc_by(events);
                 // Committing the group's last record commits every record delivered before it.
                 let last = ids[ids.len() - 1];
                 if let Err(e) = spill.commit(last).await {
@@ -330,13 +333,14 @@ fn decode_group(records: Vec<Vec<u8>>) -> Result<Vec<SpilledBatch>, ReplayFailur
 }
 
 impl Replayer {
-    /// Replays a group of spilled batches: decodes them all, then stores their events in
+    /// Replays a group of spilled batches and returns how many events they held: decodes them
+    /// all, then stores their events in
     /// `lanes` concurrent batches through the same isolating write path as live traffic
     /// (duplicates skipped, data-error offenders dead-lettered). `Outage` (from any lane; the
     /// others may have stored theirs, which a later try finds stored) leaves the records in
     /// the spill for a later try; `Undecodable` (nothing written) has the replay loop take
     /// them one at a time and quarantine the bad one.
-    async fn replay_records(self: &Arc<Self>, records: Vec<Vec<u8>>) -> Result<(), ReplayFailure> {
+    async fn replay_records(self: &Arc<Self>, records: Vec<Vec<u8>>) -> Result<u64, ReplayFailure> {
         // Decoding a group takes milliseconds of CPU: off the async workers.
         let decoded = tokio::task::spawn_blocking(move || decode_group(records))
             .await
@@ -367,12 +371,9 @@ impl Replayer {
                 outcome = result;
             }
         }
-        // Counted once the whole group is handled: a group retried after one lane's outage
-        // would otherwise count the other lanes' events twice.
-        if let (Ok(()), Some(spill)) = (&outcome, &self.commit.spill) {
-            spill.metrics().events_replayed.inc_by(events as u64);
-        }
-        outcome
+        // Counted by the replay loop once the whole group is handled: a group retried after
+        // one lane's outage would otherwise count the other lanes' events twice.
+        outcome.map(|()| events as u64)
     }
 
     /// Stores one (merged) spilled batch, dead-letters what Postgres rejects, settles.

@@ -58,7 +58,7 @@ where
     P: FnMut() -> PF + Send + 'static,
     PF: Future<Output = bool> + Send + 'static,
     W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
-    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
+    WF: Future<Output = Result<u64, ReplayFailure>> + Send + 'static,
 {
     spawn_replay_with(h, cfg(), probe, write)
 }
@@ -73,7 +73,7 @@ where
     P: FnMut() -> PF + Send + 'static,
     PF: Future<Output = bool> + Send + 'static,
     W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
-    WF: Future<Output = Result<(), ReplayFailure>> + Send + 'static,
+    WF: Future<Output = Result<u64, ReplayFailure>> + Send + 'static,
 {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(run_replay(h.clone(), cfg, probe, write, async move {
@@ -121,11 +121,12 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
                     if *down.lock().unwrap() {
                         return Err(ReplayFailure::Outage("connection refused".into()));
                     }
+                    let events = group.len() as u64;
                     for data in group {
                         let n = u32::from_le_bytes(data.try_into().unwrap());
                         stored.lock().unwrap().push(n);
                     }
-                    Ok(())
+                    Ok(events)
                 }
             },
         )
@@ -143,6 +144,7 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
     assert_eq!(h.metrics().records_replayed.get(), 20);
     // The failed attempt, then the 20 records in groups of at most 8: 8, 8, 4.
     assert_eq!(*attempts.lock().unwrap(), 1 + 3);
+    assert_eq!(h.metrics().events_replayed.get(), 20);
     assert_eq!(h.metrics().bytes.get(), 0);
 
     // Idle with a 30 s poll: an append must wake the loop at once.
@@ -186,8 +188,9 @@ async fn the_next_group_is_written_meanwhile_but_committed_only_after_the_one_be
                         let rx = release.lock().unwrap().take().unwrap();
                         rx.await.unwrap();
                     }
+                    let events = numbers.len() as u64;
                     stored.lock().unwrap().extend(numbers);
-                    Ok(())
+                    Ok(events)
                 }
             },
         )
@@ -198,16 +201,70 @@ async fn the_next_group_is_written_meanwhile_but_committed_only_after_the_one_be
     // ...but nothing is committed before the first group is done.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.metrics().records_replayed.get(), 0);
+    assert_eq!(h.metrics().events_replayed.get(), 0);
     assert_eq!(h.metrics().pending_records.get(), 16);
 
     release_tx.send(()).unwrap();
     wait_until(|| h.metrics().pending_records.get() == 0).await;
     assert_eq!(h.metrics().records_replayed.get(), 16);
+    assert_eq!(h.metrics().events_replayed.get(), 16);
     assert_eq!(
         *stored.lock().unwrap(),
         (8..16).chain(0..8).collect::<Vec<_>>()
     );
     assert_eq!(*started.lock().unwrap(), 2);
+
+    stop_tx.send(()).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_written_while_the_one_before_it_failed_is_read_again_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = spill(dir.path()).await;
+    for i in 0..16u32 {
+        h.append(i.to_le_bytes().to_vec()).await.unwrap();
+    }
+    let attempts = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let (fail_tx, fail_rx) = oneshot::channel::<()>();
+    let fail = Arc::new(Mutex::new(Some(fail_rx)));
+    let (stop_tx, task) = {
+        let attempts = attempts.clone();
+        spawn_replay(
+            &h,
+            || async { true },
+            move |group: Vec<Vec<u8>>| {
+                let (attempts, fail) = (attempts.clone(), fail.clone());
+                async move {
+                    let first = u32::from_le_bytes(group[0].clone().try_into().unwrap());
+                    attempts.lock().unwrap().push(first);
+                    let waiting = fail.lock().unwrap().take();
+                    if let Some(rx) = waiting.filter(|_| first == 0) {
+                        // The first group's first try: an outage, once the second is done.
+                        rx.await.unwrap();
+                        return Err(ReplayFailure::Outage("connection reset".into()));
+                    }
+                    Ok(group.len() as u64)
+                }
+            },
+        )
+    };
+    // Both groups' writes started (in either order: each is a task of its own).
+    let sorted = |a: &[u32]| {
+        let mut a = a.to_vec();
+        a.sort();
+        a
+    };
+    wait_until(|| sorted(&attempts.lock().unwrap()) == [0, 8]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fail_tx.send(()).unwrap();
+    wait_until(|| h.metrics().pending_records.get() == 0).await;
+    // Both groups were written again after the outage, and counted once.
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.len(), 4, "{attempts:?}");
+    assert_eq!(sorted(&attempts[2..]), [0, 8], "{attempts:?}");
+    assert_eq!(h.metrics().records_replayed.get(), 16);
+    assert_eq!(h.metrics().events_replayed.get(), 16);
 
     stop_tx.send(()).unwrap();
     task.await.unwrap();
@@ -229,7 +286,7 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
                 if let Some(tx) = entered.lock().unwrap().take() {
                     let _ = tx.send(());
                 }
-                std::future::pending::<Result<(), ReplayFailure>>().await
+                std::future::pending::<Result<u64, ReplayFailure>>().await
             }
         },
     );
@@ -263,8 +320,9 @@ fn spawn_decoding(
                         data: data.clone(),
                     });
                 }
+                let events = group.len() as u64;
                 stored.lock().unwrap().extend(group);
-                Ok(())
+                Ok(events)
             }
         },
     )
