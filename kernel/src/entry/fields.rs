@@ -88,11 +88,6 @@ impl Fields {
         self.names.len() + self.values.len()
     }
 
-    /// The fields except those called `name`.
-    pub fn without(&self, name: &str) -> Fields {
-        self.iter().filter(|(n, _)| *n != name).collect()
-    }
-
     /// Owned pairs, for what keeps fields apart (a dead letter's copy, a spill record).
     pub fn to_pairs(&self) -> Vec<(String, Vec<u8>)> {
         self.iter()
@@ -186,14 +181,6 @@ mod tests {
         assert_eq!(fields.get(""), Some(&b""[..]));
         assert_eq!(fields.get("missing"), None);
         assert_eq!(fields.bytes(), 4 + 4 + 3 + 3 + 4 + 5 + 2 + 1);
-        assert_eq!(
-            fields.without("type").to_pairs(),
-            vec![
-                ("".to_string(), vec![]),
-                ("bin".to_string(), vec![0, 255, 10]),
-                ("é".to_string(), b"x".to_vec()),
-            ]
-        );
         assert_eq!(fields.repeated_name(), Some("type"));
         let with_token: Fields = [("type", "data"), ("token", "secret-jwt")]
             .into_iter()
