@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::EntryRef;
+use super::{EntryRef, Tags};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -13,7 +13,7 @@ pub struct Event {
     pub ts_ns: i64,
     pub subject: Option<String>,
     /// Tag (key, value) pairs, keys unique.
-    pub tags: Vec<(String, String)>,
+    pub tags: Tags,
     /// The payload JSON object, as sent (validated, not re-serialized).
     pub payload: String,
     pub source: EntryRef,

@@ -9,6 +9,7 @@ mod escapes;
 mod event;
 mod parse;
 mod rejection;
+mod tags;
 mod token;
 
 pub use crate::entry::{Clipped, EntriesByRef, Entry, EntryRef, Flaw, FlawReason, FlawWhy};
@@ -18,6 +19,7 @@ pub use escapes::unstorable_escape;
 pub use event::Event;
 pub use parse::{parse, Limits};
 pub use rejection::{Reason, Rejection};
+pub use tags::Tags;
 pub use token::Token;
 
 /// The protocol major version this kernel accepts.

@@ -5,7 +5,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::{envelope, Entry, Event, Message, Parsed, Reason, Rejection, Token, SUPPORTED_MAJOR};
+use std::borrow::Cow;
+
+use super::{
+    envelope, Entry, Event, Message, Parsed, Reason, Rejection, Tags, Token, SUPPORTED_MAJOR,
+};
 use fdc_common::config::LimitsConfig;
 
 /// The limits `parse` enforces, with the clock reading to judge `ts` against.
@@ -194,13 +198,44 @@ struct DataBody<'a> {
 
 struct DataFields<'a> {
     subject: Option<String>,
-    tags: Vec<(String, String)>,
+    tags: Tags,
     payload: &'a RawValue,
 }
 
 /// A `tags` object as its pairs sorted by key, a repeated key keeping its last value: what a
 /// map would hold, without building one (an event's tags go on as a list).
-struct TagList(Vec<(String, String)>);
+struct TagList(Tags);
+
+/// A string of the tags object: borrowed from the text when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Text<'de>, D::Error> {
+        struct Str;
+        impl<'de> serde::de::Visitor<'de> for Str {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Str)
+    }
+}
 
 impl<'de> Deserialize<'de> for TagList {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TagList, D::Error> {
@@ -216,20 +251,21 @@ impl<'de> Deserialize<'de> for TagList {
                 self,
                 mut map: A,
             ) -> Result<TagList, A::Error> {
-                let mut pairs: Vec<(String, String)> = Vec::new();
+                let mut pairs: Vec<(Text<'de>, Text<'de>)> = Vec::new();
                 while let Some(pair) = map.next_entry()? {
                     pairs.push(pair);
                 }
-                // Stable: among equal keys the order of arrival stays, and the last one wins.
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                let mut tags: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-                for pair in pairs {
-                    match tags.last_mut() {
-                        Some(last) if last.0 == pair.0 => *last = pair,
-                        _ => tags.push(pair),
+                // Stable: among equal keys the order of arrival stays; the last value is moved
+                // into the first of them, which is kept.
+                pairs.sort_by(|a, b| a.0.as_ref().cmp(b.0.as_ref()));
+                pairs.dedup_by(|later, kept| {
+                    let same = later.0.as_ref() == kept.0.as_ref();
+                    if same {
+                        std::mem::swap(later, kept);
                     }
-                }
-                Ok(TagList(tags))
+                    same
+                });
+                Ok(TagList(Tags::from_pairs(&pairs)))
             }
         }
         deserializer.deserialize_map(Pairs)
@@ -265,7 +301,7 @@ fn parse_data<'a>(data: &'a [u8], limits: &LimitsConfig) -> Result<DataFields<'a
         )
     })?;
     let tags = match raw.tags {
-        None => Vec::new(),
+        None => Tags::default(),
         Some(tags) => serde_json::from_str::<TagList>(tags.get())
             .map(|t| t.0)
             .map_err(|e| {
@@ -442,8 +478,8 @@ mod tests {
         assert_eq!(event.ts_ns, 1_700_000_000_000_000_001);
         assert_eq!(event.subject.as_deref(), Some("dev-1"));
         assert_eq!(
-            event.tags,
-            vec![("env".into(), "prod".into()), ("zone".into(), "a".into())]
+            event.tags.iter().collect::<Vec<_>>(),
+            [("env", "prod"), ("zone", "a")]
         );
         assert_eq!(event.payload, r#"{"x":1}"#);
     }
@@ -469,9 +505,20 @@ mod tests {
             panic!("not data")
         };
         let pairs = [("app", "x"), ("env", "prod"), ("zone", "a")];
-        let expected: Vec<(String, String)> =
-            pairs.map(|(k, v)| (k.to_string(), v.to_string())).into();
-        assert_eq!(event.tags, expected);
+        assert_eq!(event.tags.iter().collect::<Vec<_>>(), pairs);
+        // Escaped strings (not borrowed from the text) alike.
+        let parsed = parse(
+            &data(r#"{"tags":{"k\u0065y":"v\"1","key":"v2","a":"\u00e9"},"payload":{}}"#),
+            &limits(),
+        )
+        .unwrap();
+        let Message::Data(event) = parsed.message else {
+            panic!("not data")
+        };
+        assert_eq!(
+            event.tags.iter().collect::<Vec<_>>(),
+            [("a", "é"), ("key", "v2")]
+        );
         assert_eq!(
             reason(&data(r#"{"tags":[["k","v"]],"payload":{}}"#)),
             Reason::BadTags
@@ -627,7 +674,7 @@ mod tests {
             id: Uuid::nil(),
             ts_ns: 86_400 * 1_000_000_000 - 1,
             subject: None,
-            tags: vec![],
+            tags: Tags::default(),
             payload: "{}".into(),
             source: EntryRef {
                 stream: "s".into(),

@@ -76,10 +76,7 @@ impl Store {
             .subject_ids(&self.pool, &subject_keys)
             .await?
             .into_iter();
-        let tag_pairs: Vec<(&str, &str)> = unique
-            .iter()
-            .flat_map(|e| e.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
+        let tag_pairs: Vec<(&str, &str)> = unique.iter().flat_map(|e| e.tags.iter()).collect();
         let mut tag_ids = self.ids.tag_ids(&self.pool, &tag_pairs).await?.into_iter();
 
         let n = unique.len();

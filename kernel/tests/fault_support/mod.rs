@@ -348,7 +348,7 @@ pub fn spilled_batch(
             id: Uuid::now_v7(),
             ts_ns: now - i as i64,
             subject: Some(format!("{subject_prefix}{}", i % 3)),
-            tags: vec![("batch".into(), tag.into())],
+            tags: [("batch", tag)].into_iter().collect(),
             payload: format!("{{\"n\":{i}}}"),
             source: source.clone(),
             producer_id: None,

@@ -82,7 +82,7 @@ async fn a_standby_is_an_outage_and_the_writable_server_is_chosen() {
         id: uuid::Uuid::now_v7(),
         ts_ns: now_ns(),
         subject: Some("s".into()),
-        tags: vec![("k".into(), "v".into())],
+        tags: [("k", "v")].into_iter().collect(),
         payload: "{}".into(),
         source: EntryRef {
             stream: "events".into(),

@@ -79,7 +79,7 @@ async fn store_before(pool: &sqlx::PgPool, events: &[Event]) {
         .execute(pool)
         .await
         .unwrap();
-        for (key, value) in &e.tags {
+        for (key, value) in e.tags.iter() {
             sqlx::query(
                 "WITH t AS (INSERT INTO tags (key, value) VALUES ($1, $2) \
                  ON CONFLICT (key, value) DO UPDATE SET key = EXCLUDED.key RETURNING tag_id) \

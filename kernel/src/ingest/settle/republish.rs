@@ -20,7 +20,7 @@ pub async fn publish(
         let tags: serde_json::Map<String, serde_json::Value> = event
             .tags
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
             .collect();
         let mut fields: Vec<(&str, String)> = vec![
             ("id", event.id.to_string()),

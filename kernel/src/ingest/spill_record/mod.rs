@@ -123,7 +123,7 @@ fn entry_of(event: &Event, fields: Fields) -> Entry {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::protocol::EntryRef;
+    use crate::protocol::{EntryRef, Tags};
     use uuid::Uuid;
 
     /// The events of every version's golden record; only the first one's schema differs.
@@ -138,7 +138,7 @@ pub(super) mod tests {
                 id: uuid("0190b6a2-7c1e-7000-8000-000000000001"),
                 ts_ns: 1_700_000_000_000_000_000,
                 subject: Some("orders".into()),
-                tags: vec![("region".into(), "eu".into())],
+                tags: [("region", "eu")].into_iter().collect(),
                 payload: r#"{"n":1}"#.into(),
                 source: source("1700000000000-0"),
                 producer_id: None,
@@ -148,7 +148,7 @@ pub(super) mod tests {
                 id: uuid("0190b6a2-7c1e-7000-8000-000000000002"),
                 ts_ns: -5,
                 subject: None,
-                tags: vec![],
+                tags: Tags::default(),
                 payload: "{}".into(),
                 source: source("1700000000000-1"),
                 producer_id: Some(uuid("0190b6a2-7c1e-7000-8000-0000000000ff")),
@@ -187,7 +187,7 @@ pub(super) mod tests {
             id: Uuid::now_v7(),
             ts_ns: 1_700_000_000_000_000_000 + i as i64,
             subject: Some(format!("s{i}")),
-            tags: vec![("k".into(), format!("v{i}"))],
+            tags: [("k".to_string(), format!("v{i}"))].into_iter().collect(),
             payload: format!("{{\"n\":{i}}}"),
             source: EntryRef {
                 stream: "events".into(),

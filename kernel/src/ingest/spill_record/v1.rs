@@ -53,7 +53,7 @@ impl From<&Event> for EventV1 {
             id: *id,
             ts_ns: *ts_ns,
             subject: subject.clone(),
-            tags: tags.clone(),
+            tags: tags.to_pairs(),
             payload: payload.clone(),
             source: Source {
                 stream: source.stream.to_string(),
@@ -70,7 +70,7 @@ impl From<EventV1> for Event {
             id: e.id,
             ts_ns: e.ts_ns,
             subject: e.subject,
-            tags: e.tags,
+            tags: e.tags.into_iter().collect(),
             payload: e.payload,
             source: EntryRef {
                 stream: e.source.stream.into(),

@@ -46,7 +46,7 @@ impl From<&Event> for EventV2 {
             id: *id,
             ts_ns: *ts_ns,
             subject: subject.clone(),
-            tags: tags.clone(),
+            tags: tags.to_pairs(),
             payload: payload.clone(),
             source: Source {
                 stream: source.stream.to_string(),
@@ -64,7 +64,7 @@ impl From<EventV2> for Event {
             id: e.id,
             ts_ns: e.ts_ns,
             subject: e.subject,
-            tags: e.tags,
+            tags: e.tags.into_iter().collect(),
             payload: e.payload,
             source: EntryRef {
                 stream: e.source.stream.into(),
