@@ -47,23 +47,9 @@ async fn wait_until(mut f: impl FnMut() -> bool) {
     panic!("condition not reached in 5s");
 }
 
-/// Spawns a replay loop over `h` that probes Postgres with `probe` and writes with `write`;
-/// it stops once the returned sender sends.
+/// Spawns a replay loop over `h` with `cfg` that probes Postgres with `probe` and writes with
+/// `write`; it stops once the returned sender sends.
 fn spawn_replay<P, PF, W, WF>(
-    h: &SpillHandle,
-    probe: P,
-    write: W,
-) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>)
-where
-    P: FnMut() -> PF + Send + 'static,
-    PF: Future<Output = bool> + Send + 'static,
-    W: FnMut(Vec<Vec<u8>>) -> WF + Send + 'static,
-    WF: Future<Output = Result<u64, ReplayFailure>> + Send + 'static,
-{
-    spawn_replay_with(h, cfg(), probe, write)
-}
-
-fn spawn_replay_with<P, PF, W, WF>(
     h: &SpillHandle,
     cfg: ReplayConfig,
     probe: P,
@@ -104,7 +90,7 @@ async fn replays_in_order_pauses_on_outage_and_wakes_on_append() {
         );
         let probe_down = down.clone();
         // One group at a time: the attempt counts below are exact.
-        spawn_replay_with(
+        spawn_replay(
             &h,
             cfg_in_flight(1),
             move || {
@@ -174,6 +160,7 @@ async fn the_next_group_is_written_meanwhile_but_committed_only_after_the_one_be
         let (stored, started) = (stored.clone(), started.clone());
         spawn_replay(
             &h,
+            cfg(),
             || async { true },
             move |group: Vec<Vec<u8>>| {
                 let (stored, started, release) = (stored.clone(), started.clone(), release.clone());
@@ -232,6 +219,7 @@ async fn a_group_written_while_the_one_before_it_failed_is_read_again_and_counte
         let attempts = attempts.clone();
         spawn_replay(
             &h,
+            cfg(),
             || async { true },
             move |group: Vec<Vec<u8>>| {
                 let (attempts, fail) = (attempts.clone(), fail.clone());
@@ -279,6 +267,7 @@ async fn stopping_mid_write_leaves_the_record_for_the_next_run() {
     let entered = Arc::new(Mutex::new(Some(entered_tx)));
     let (stop_tx, task) = spawn_replay(
         &h,
+        cfg(),
         || async { true },
         move |_group: Vec<Vec<u8>>| {
             let entered = entered.clone();
@@ -310,6 +299,7 @@ fn spawn_decoding(
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     spawn_replay(
         h,
+        cfg(),
         || async { true },
         move |group: Vec<Vec<u8>>| {
             let stored = stored.clone();

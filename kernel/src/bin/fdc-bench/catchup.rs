@@ -111,7 +111,7 @@ async fn measure(
     while down.elapsed() < setup.outage {
         kernel.check_alive()?;
         let (spill, redis, _) = backlog(&kernel, &observer).await?;
-        peak = peak.max(spill + redis);
+        peak = peak.max(spill.events + redis);
         tokio::time::sleep(POLL).await;
     }
     env.postgres.restart().await?;
@@ -124,8 +124,8 @@ async fn measure(
     let caught_up_at = loop {
         kernel.check_alive()?;
         let (spill, redis, lag) = backlog(&kernel, &observer).await?;
-        peak = peak.max(spill + redis);
-        let spill_empty = spill_records(&kernel).await == 0.0;
+        peak = peak.max(spill.events + redis);
+        let spill_empty = spill.records == 0.0;
         if spill_empty && spill_empty_at.is_none() {
             spill_empty_at = Some(restarted.elapsed());
         }
@@ -134,8 +134,8 @@ async fn measure(
         }
         if restarted.elapsed() > setup.timeout {
             return Err(BenchError::Timeout(format!(
-                "catch-up not done {:?} after the restart: {spill} events in the spill, lag {lag}",
-                setup.timeout
+                "catch-up not done {:?} after the restart: {} events in the spill, lag {lag}",
+                setup.timeout, spill.events
             )));
         }
         tokio::time::sleep(POLL).await;
@@ -154,7 +154,7 @@ async fn measure(
             .group_info(STREAM)
             .await
             .map_err(|e| BenchError::Kernel(e.to_string()))?;
-        if info.pending == 0 && info.lag == Some(0) && spill_records(&kernel).await == 0.0 {
+        if info.pending == 0 && info.lag == Some(0) && spill_left(&kernel).await.records == 0.0 {
             break;
         }
         if settle.elapsed() > Duration::from_secs(60) {
@@ -185,35 +185,38 @@ async fn measure(
     })
 }
 
-/// Events in the spill, entries pending or undelivered in Redis, and the undelivered alone.
+/// What is left in the spill, entries pending or undelivered in Redis, and the undelivered
+/// alone.
 async fn backlog(
     kernel: &KernelProcess,
     observer: &StreamClient,
-) -> Result<(f64, f64, i64), BenchError> {
+) -> Result<(SpillLeft, f64, i64), BenchError> {
     let info = observer
         .group_info(STREAM)
         .await
         .map_err(|e| BenchError::Kernel(e.to_string()))?;
     let lag = info.lag.unwrap_or(0);
-    Ok((
-        spill_pending(kernel).await,
-        (info.pending + lag) as f64,
-        lag,
-    ))
+    Ok((spill_left(kernel).await, (info.pending + lag) as f64, lag))
 }
 
-/// Events written to the spill and not yet replayed (for the backlog; never below 0, should an
-/// event be counted as replayed twice).
-async fn spill_pending(kernel: &KernelProcess) -> f64 {
+/// What the spill holds not yet replayed, from one read of the kernel's metrics.
+struct SpillLeft {
+    /// Events written and not yet replayed (the backlog's part; never below 0, should an event
+    /// be counted as replayed twice).
+    events: f64,
+    /// Records, as the store counts them: whether the spill is empty.
+    records: f64,
+}
+
+async fn spill_left(kernel: &KernelProcess) -> SpillLeft {
     let metrics = kernel.metrics().await;
     let get = |name: &str| fdc_testenv::metric_value(&metrics, name).unwrap_or(0.0);
-    (get("kernel_spill_events_written_total") - get("kernel_spill_events_replayed_total")).max(0.0)
-}
-
-/// Records in the spill not yet replayed, as the store counts them: whether the spill is empty.
-async fn spill_records(kernel: &KernelProcess) -> f64 {
-    let metrics = kernel.metrics().await;
-    fdc_testenv::metric_value(&metrics, "kernel_spill_pending_records").unwrap_or(0.0)
+    SpillLeft {
+        events: (get("kernel_spill_events_written_total")
+            - get("kernel_spill_events_replayed_total"))
+        .max(0.0),
+        records: get("kernel_spill_pending_records"),
+    }
 }
 
 async fn count_events(db: &RunDb) -> Result<i64, BenchError> {
