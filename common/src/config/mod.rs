@@ -74,7 +74,7 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         PostgresConfig {
             url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
-            max_connections: 4,
+            max_connections: 6,
             migrate_on_start: true,
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
@@ -147,7 +147,7 @@ impl Default for IngestConfig {
             batch_max_wait: Duration::from_millis(50),
             queue_batches: 4,
             max_inflight_bytes: 64 * 1024 * 1024,
-            writers: 2,
+            writers: 4,
             claim_idle: Duration::from_secs(60),
             claim_interval: Duration::from_secs(10),
             max_deliveries: 5,

@@ -179,7 +179,7 @@ impl Config {
             return Err(invalid(
                 "ingest.writers",
                 format!("{} is out of range", ingest.writers),
-                "use 1..=64 (default 2)",
+                "use 1..=64 (default 4)",
             ));
         }
         if ingest.max_deliveries == 0 {
