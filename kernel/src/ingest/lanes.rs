@@ -116,6 +116,7 @@ impl Lanes {
         self.settle.dead_letter(&sorted.dead, true).await?;
 
         let mut acks = sorted.settled;
+        acks.reserve(sorted.dead.len() + sorted.entries.len());
         acks.extend(sorted.dead.into_iter().map(|(e, _)| e.at));
         acks.extend(sorted.entries.into_keys());
         self.settle.ack(&acks).await?;

@@ -251,7 +251,9 @@ impl<'de> Deserialize<'de> for TagList {
                 self,
                 mut map: A,
             ) -> Result<TagList, A::Error> {
-                let mut pairs: Vec<(Text<'de>, Text<'de>)> = Vec::new();
+                // serde_json gives no size hint for objects; a few tags are usual.
+                let mut pairs: Vec<(Text<'de>, Text<'de>)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(4));
                 while let Some(pair) = map.next_entry()? {
                     pairs.push(pair);
                 }

@@ -19,6 +19,8 @@ const FIELD_OVERHEAD: usize = 96;
 /// bytes, so an entry of many tiny fields is `too_large` too. Protocol v1 entries have fewer
 /// than ten.
 pub const MAX_FIELDS: usize = 256;
+/// Most entries reserved for at once from a reply's announced length.
+const MAX_RESERVE: usize = 4096;
 
 /// How much of an entry the kernel holds.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +108,9 @@ pub async fn entries<R: AsyncBufRead + Unpin>(
         Header::Nil => 0,
         other => return Err(unexpected(other, "a list of entries")),
     };
+    // A reply holds at most the COUNT asked for (`ingest.batch_max_size`); the cap only keeps
+    // a corrupt header from reserving much.
+    out.reserve(n.min(MAX_RESERVE));
     for _ in 0..n {
         // Most entries are small and already buffered: decoded in one pass, or else step by
         // step from the same place.
