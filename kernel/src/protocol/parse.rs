@@ -251,9 +251,8 @@ impl<'de> Deserialize<'de> for TagList {
                 self,
                 mut map: A,
             ) -> Result<TagList, A::Error> {
-                // serde_json gives no size hint for objects; a few tags are usual.
-                let mut pairs: Vec<(Text<'de>, Text<'de>)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(4));
+                // A few tags are usual (serde_json gives no size hint for objects).
+                let mut pairs: Vec<(Text<'de>, Text<'de>)> = Vec::with_capacity(4);
                 while let Some(pair) = map.next_entry()? {
                     pairs.push(pair);
                 }
