@@ -236,7 +236,7 @@ async fn run(parts: Parts) -> Result<(), KernelError> {
         commit.clone(),
         settle.clone(),
         store.clone(),
-        config.ingest.writers.min(crate::ingest::replay::MAX_LANES),
+        config.ingest.writers,
         stop.clone(),
     );
     let reader = tokio::spawn(

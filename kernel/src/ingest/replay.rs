@@ -407,24 +407,26 @@ impl Replayer {
 /// writes groups of up to 1,024 records, already full, and two writes kept Postgres as busy
 /// as it gets (a 200,000-event catch-up replayed 38,610 events/s with two, 29,428 with four;
 /// docs/benchmark.md).
-pub const MAX_LANES: usize = 2;
+const MAX_LANES: usize = 2;
 
 /// Starts the replay task: it probes Postgres with backoff while it is down and replays
 /// spilled batches, oldest first, through `commit` (in [`Mode::Replay`]) and `settle`, until
-/// `stop` fires.
+/// `stop` fires. A group is written as `writers` (`ingest.writers`) concurrent batches, at
+/// most `MAX_LANES`.
 pub fn spawn_replay(
     commit: Commit,
     settle: Settle,
     store: Store,
-    lanes: usize,
+    writers: usize,
     stop: CancellationToken,
 ) -> Option<JoinHandle<()>> {
     let spill = commit.spill.clone()?;
+    let lanes = writers.clamp(1, MAX_LANES);
     let writer = Arc::new(Replayer {
         commit,
         settle,
         lanes,
-        permits: Semaphore::new(lanes.max(1)),
+        permits: Semaphore::new(lanes),
     });
     Some(tokio::spawn(run_replay(
         spill,
