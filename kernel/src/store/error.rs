@@ -42,6 +42,19 @@ impl StoreError {
         }
     }
 
+    /// An error after which the connection it came from may be out of step with its server
+    /// (an answer read for the wrong statement) or gone: it is closed, not reused.
+    pub fn leaves_connection_in_doubt(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Unavailable(e) | StoreError::Data(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::BeginFailed
+            ),
+            _ => false,
+        }
+    }
+
     /// A short label for the `kernel_pg_errors_total{kind}` metric.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -83,7 +96,10 @@ fn server_gone(e: &sqlx::Error) -> bool {
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed
+        // `BEGIN` answered, yet the connection is not in a transaction: its answers are out
+        // of step with its statements (a fault of the connection, never of the data).
+        | sqlx::Error::BeginFailed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             code.starts_with("08") // connection exception
@@ -124,4 +140,23 @@ fn is_outage(e: &sqlx::Error) -> bool {
             }
             _ => false,
         }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_out_of_step_is_an_outage_and_closed() {
+        let begin = StoreError::from(sqlx::Error::BeginFailed);
+        assert!(begin.is_outage(), "{begin}");
+        assert!(begin.leaves_connection_in_doubt());
+        let protocol = StoreError::from(sqlx::Error::Protocol("expected ParseComplete".into()));
+        assert!(protocol.is_outage() && protocol.leaves_connection_in_doubt());
+        // Rejected data says nothing about the connection: it is reused.
+        let data = StoreError::from(sqlx::Error::RowNotFound);
+        assert!(!data.is_outage() && !data.leaves_connection_in_doubt());
+        let timed_out = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(timed_out.is_outage() && !timed_out.leaves_connection_in_doubt());
+    }
 }

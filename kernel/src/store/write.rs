@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use foldhash::{HashSet, HashSetExt};
 use uuid::Uuid;
 
-use sqlx::PgConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, Postgres};
 
 use super::{CopyBinary, Store, StoreError};
 use crate::protocol::Event;
@@ -71,19 +72,42 @@ impl Store {
         self.partitions.ensure(&self.pool, &days).await?;
 
         let subject_keys: Vec<&str> = unique.iter().filter_map(|e| e.subject.as_deref()).collect();
-        let mut subject_ids = self
+        let subject_ids = self
             .ids
             .subject_ids(&self.pool, &subject_keys)
             .await?
             .into_iter();
         let tag_pairs: Vec<(&str, &str)> = unique.iter().flat_map(|e| e.tags.iter()).collect();
-        let mut tag_ids = self.ids.tag_ids(&self.pool, &tag_pairs).await?.into_iter();
+        let tag_ids = self.ids.tag_ids(&self.pool, &tag_pairs).await?.into_iter();
 
         let n = unique.len();
+        // Only a write that ran to its end, whatever its outcome, gives its connection back.
+        let mut conn = WriteConn(Some(self.pool.acquire().await?));
+        let written = self
+            .claim_and_copy(conn.get(), &unique, subject_ids, tag_ids)
+            .await;
+        conn.release(written.as_ref().err());
+        let new = written?;
+        let duplicates = repeated_in_batch + (n - new.len());
+        Ok(WriteOutcome {
+            stored: new,
+            duplicates,
+        })
+    }
+
+    /// The batch's transaction: claims the ids in `event_index`, copies the rows of the new
+    /// ones (each with its subject and tag ids, in `unique`'s order), commits. Returns the
+    /// new ids.
+    async fn claim_and_copy(
+        &self,
+        conn: &mut PgConnection,
+        unique: &[&Event],
+        mut subject_ids: impl Iterator<Item = Uuid>,
+        mut tag_ids: impl Iterator<Item = i64>,
+    ) -> Result<HashSet<Uuid>, StoreError> {
         let ids: Vec<Uuid> = unique.iter().map(|e| e.id).collect();
         let ts: Vec<DateTime<Utc>> = unique.iter().map(|e| timestamp(e.ts_ns)).collect();
-
-        let mut tx = self.pool.begin().await?;
+        let mut tx = conn.begin().await?;
         let (fresh, now): (Option<Vec<Uuid>>, DateTime<Utc>) = sqlx::query_as(CLAIM_IDS)
             .bind(&ids)
             .bind(&ts)
@@ -94,7 +118,7 @@ impl Store {
             let now_us = now.timestamp_micros();
             let mut rows = CopyBinary::with_capacity(new.len() * 512);
             let mut tags: Vec<i64> = Vec::new();
-            for event in &unique {
+            for event in unique {
                 let subject = event.subject.as_ref().and_then(|_| subject_ids.next());
                 tags.clear();
                 tags.extend(tag_ids.by_ref().take(event.tags.len()));
@@ -119,11 +143,41 @@ impl Store {
             copy(&mut tx, COPY_EVENTS, rows.finish()).await?;
         }
         tx.commit().await?;
-        let duplicates = repeated_in_batch + (n - new.len());
-        Ok(WriteOutcome {
-            stored: new,
-            duplicates,
-        })
+        Ok(new)
+    }
+}
+
+/// The pooled connection of one batch write. sqlx cannot bring a connection left inside a
+/// `COPY` back in step: a write dropped mid-`COPY` (its task aborted, as replay does with the
+/// writes after a failed group) would hand the next batch on that connection answers meant
+/// for the statements before (`BeginFailed`, "expected ParseComplete, got CommandComplete"),
+/// for good. So the connection goes back to the pool only through [`WriteConn::release`],
+/// and not even then after an error that says its protocol state is in doubt; otherwise it
+/// is closed.
+struct WriteConn(Option<PoolConnection<Postgres>>);
+
+impl WriteConn {
+    fn get(&mut self) -> &mut PgConnection {
+        self.0.as_mut().expect("released only once, at the end")
+    }
+
+    /// The write ran to its end (`error` if it failed): the connection goes back to the pool
+    /// unless `error` puts its state in doubt.
+    fn release(&mut self, error: Option<&StoreError>) {
+        if let Some(mut conn) = self.0.take() {
+            if error.is_some_and(StoreError::leaves_connection_in_doubt) {
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Drop for WriteConn {
+    /// Dropped before [`WriteConn::release`]: the write was cancelled mid-way.
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod fault_support;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cancelled_write;
 mod claims;
 mod discovery;
 mod entry_conn;

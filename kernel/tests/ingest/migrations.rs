@@ -2,7 +2,7 @@
 //! migration stay whole and findable, and the kernel's store keeps writing (and de-duplicating)
 //! after it, into old and new partitions alike.
 
-use fdc_kernel::entry::EntryRef;
+use crate::support::{store_events as events, DAY_NS};
 use fdc_kernel::protocol::Event;
 use fdc_kernel::store::{Store, MIGRATOR};
 use fdc_testenv::{count, TestEnv};
@@ -11,31 +11,6 @@ use uuid::Uuid;
 /// The last migration of the schema before the events-write changes (5 dropped the tag rows'
 /// key, 6 moved the tags onto the event row).
 const BEFORE: i64 = 4;
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-fn events(first_day: i64, days: i64, n: usize) -> Vec<Event> {
-    (0..n)
-        .map(|i| {
-            let ts_ns = first_day * DAY_NS + (i as i64 % days) * DAY_NS + i as i64 * 1_000_000;
-            Event {
-                id: Uuid::now_v7(),
-                ts_ns,
-                subject: Some(format!("subject-{}", i % 5)),
-                tags: (0..3)
-                    .map(|k| (format!("k{k}"), format!("v{}", (i + k) % 4)))
-                    .collect(),
-                payload: format!(r#"{{"n":{i}}}"#),
-                source: EntryRef {
-                    stream: "events".into(),
-                    id: format!("{i}-0").into(),
-                },
-                producer_id: None,
-                schema_id: None,
-            }
-        })
-        .collect()
-}
-
 /// Stores `events` the way a kernel of migrations 1–4 did (it no longer can: its store writes
 /// today's shape): the de-duplication row, the event row, one `event_tags` row per tag, each
 /// in its day's partition of both tables.

@@ -164,11 +164,22 @@ async fn measure(
         }
         tokio::time::sleep(POLL).await;
     }
+    let still_spilled = spill_left(&kernel).await;
     kernel.stop(Duration::from_secs(30))?;
     let stored = count_events(db).await?;
     if stored != events as i64 {
+        // Say where the others are: dead-lettered, still in the spill, or nowhere; and keep
+        // the kernel's log for reading.
+        let dead: i64 = redis::cmd("XLEN")
+            .arg(format!("{STREAM}:dlq"))
+            .query_async(&mut env.redis())
+            .await?;
+        let log = logs.keep();
         return Err(BenchError::Check(format!(
-            "catch-up run produced {events} events, stored {stored}"
+            "catch-up run produced {events} events, stored {stored}; {dead} dead-lettered, \
+             {:.0} spill records left at the stop; the kernel's log is kept in {}",
+            still_spilled.records,
+            log.display()
         )));
     }
     let spill_secs = spill_empty_at.unwrap_or(caught_up_at).as_secs_f64();
