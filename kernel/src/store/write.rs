@@ -158,12 +158,14 @@ struct WriteConn(Option<PoolConnection<Postgres>>);
 
 impl WriteConn {
     fn get(&mut self) -> &mut PgConnection {
-        self.0.as_mut().expect("released only once, at the end")
+        self.0
+            .as_mut()
+            .expect("taken only by release, which consumes it")
     }
 
     /// The write ran to its end (`error` if it failed): the connection goes back to the pool
     /// unless `error` puts its state in doubt.
-    fn release(&mut self, error: Option<&StoreError>) {
+    fn release(mut self, error: Option<&StoreError>) {
         if let Some(mut conn) = self.0.take() {
             if error.is_some_and(StoreError::leaves_connection_in_doubt) {
                 conn.close_on_drop();
