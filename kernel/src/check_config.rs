@@ -129,7 +129,13 @@ pub fn render(config: &Config, sources: &Figment) -> String {
     };
     durations_as_written(&mut value, "", sources);
     let yaml = serde_yaml::to_string(&value).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
-    format!("{consumer_note}{yaml}")
+    // As YAML comments: the output stays a config that loads.
+    let warnings: String = config
+        .warnings()
+        .iter()
+        .map(|w| format!("# warning: {w}\n"))
+        .collect();
+    format!("{warnings}{consumer_note}{yaml}")
 }
 
 fn durations_as_written(value: &mut Value, path: &str, sources: &Figment) {

@@ -72,6 +72,9 @@ impl RunningKernel {
 
 /// Starts the kernel: it serves HTTP at once and ingests as soon as Redis and Postgres answer.
 pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
+    for warning in config.warnings() {
+        warn!(%warning, "config works, but likely not as meant");
+    }
     let consumer = config.consumer_name();
     let metrics = Metrics::new();
     metrics

@@ -308,6 +308,23 @@ impl Config {
         self.spill.as_ref().map_or(Ok(()), |s| s.validate())?;
         Ok(())
     }
+
+    /// Settings that work but are likely not what was meant, each naming its key and the fix.
+    /// `check-config` prints them and the kernel logs them at start; neither refuses them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let (lanes, connections) = (self.ingest.writers, self.postgres.max_connections as usize);
+        if connections <= lanes {
+            warnings.push(format!(
+                "postgres.max_connections ({connections}) is not above ingest.writers ({lanes}): \
+                 writer lanes wait for each other's connections, and replay and housekeeping \
+                 for theirs; set postgres.max_connections to {} (a connection per lane and two \
+                 more)",
+                lanes + 2
+            ));
+        }
+        warnings
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +345,24 @@ mod tests {
         );
         config.ingest.max_inflight_bytes = config.limits.max_entry_bytes;
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn fewer_connections_than_lanes_is_a_warning_not_an_error() {
+        let mut config = Config::default();
+        assert_eq!(config.warnings(), Vec::<String>::new());
+        config.ingest.writers = 8;
+        config.validate().unwrap();
+        assert_eq!(
+            config.warnings(),
+            [
+                "postgres.max_connections (6) is not above ingest.writers (8): writer lanes wait \
+              for each other's connections, and replay and housekeeping for theirs; set \
+              postgres.max_connections to 10 (a connection per lane and two more)"
+            ]
+        );
+        config.postgres.max_connections = 9;
+        assert_eq!(config.warnings(), Vec::<String>::new());
     }
 
     #[test]

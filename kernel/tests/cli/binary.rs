@@ -38,6 +38,41 @@ fn kernel(env: &TestEnv, http_port: u16) -> Command {
     cmd
 }
 
+#[tokio::test]
+async fn fewer_connections_than_writer_lanes_is_a_warning_from_check_config_and_at_start() {
+    let warning = "postgres.max_connections (6) is not above ingest.writers (8)";
+    let lanes = [("FDC_INGEST__WRITERS", "8")];
+    let out = run_bin(&["check-config"], &lanes);
+    assert!(out.status.success(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.starts_with(&format!("# warning: {warning}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("set postgres.max_connections to 10"),
+        "{shown}"
+    );
+
+    let env = TestEnv::start().await.unwrap();
+    let vars = [("FDC_INGEST__WRITERS".to_string(), "8".to_string())];
+    let mut kernel = KernelProcess::spawn(
+        std::path::Path::new(BIN),
+        &env.redis.url(),
+        &env.postgres.url(),
+        "warned",
+        &vars,
+        None,
+    )
+    .unwrap();
+    kernel.wait_ready(WAIT).await.unwrap();
+    let log = kernel.log();
+    assert!(log.contains(warning), "{log}");
+    // The default pool has room for the default lanes: no warning.
+    let out = run_bin(&["check-config"], &[]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("# warning:"));
+}
+
 #[test]
 fn check_config_names_the_bad_key_and_redacts_secrets() {
     let out = run_bin(&["check-config"], &[("FDC_INGEST__BATCH_MAX_SIZE", "0")]);
