@@ -42,6 +42,8 @@ pub struct RunningKernel {
     pub metrics: Metrics,
     pub health: Health,
     pub http_addr: SocketAddr,
+    /// Where the admin API listens, when it runs (`auth.admin_token_file` set).
+    pub admin_addr: Option<SocketAddr>,
     pub consumer: String,
     stop: CancellationToken,
     done: JoinHandle<Result<(), KernelError>>,
@@ -121,8 +123,7 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         health.wait_migrated(),
         &config.ingest.schemas,
     )
-    .await?
-    .map(|a| a.gate);
+    .await?;
     let app = http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
@@ -157,13 +158,14 @@ pub async fn start(config: Config) -> Result<RunningKernel, KernelError> {
         http_stop,
         http_task,
         spill,
-        auth,
+        auth: auth.gate,
     }));
     info!(%http_addr, %consumer, "kernel started");
     Ok(RunningKernel {
         metrics,
         health,
         http_addr,
+        admin_addr: auth.admin_addr,
         consumer,
         stop,
         done,

@@ -40,11 +40,12 @@ pub enum AuthStartError {
     Redis(#[from] crate::redis_io::RedisIoError),
 }
 
-/// What the kernel keeps from a started auth: the gate for the writer.
+/// What the kernel keeps from a started auth: the gate for the writer (when `auth.enabled`),
+/// and where the admin API listens (when it runs: with `auth.admin_listen` on port 0, the port
+/// the system picked).
+#[derive(Default)]
 pub struct AuthRuntime {
-    pub gate: AuthGate,
-    pub metrics: AuthMetrics,
-    /// Where the admin API listens, when it runs.
+    pub gate: Option<AuthGate>,
     pub admin_addr: Option<SocketAddr>,
 }
 
@@ -61,8 +62,8 @@ pub fn issuer_from_config(config: &AuthConfig) -> Result<Option<TokenIssuer>, Au
     )?))
 }
 
-/// Start auth for a kernel. `Ok(None)` when `auth.enabled` is false (the admin API still
-/// starts when `auth.admin_token_file` is set). `stream_schemas`: `ingest.schemas`, which the
+/// Start auth for a kernel. No gate when `auth.enabled` is false (the admin API still starts
+/// when `auth.admin_token_file` is set). `stream_schemas`: `ingest.schemas`, which the
 /// admin API counts as users of a schema version. The background tasks that
 /// use the auth tables (last-seen writes, the registration service with its nonce pruning)
 /// start once `schema_ready` resolves (migrations applied), and stop when `stop` is cancelled.
@@ -77,15 +78,18 @@ pub async fn start(
     stop: CancellationToken,
     schema_ready: impl std::future::Future<Output = ()> + Send + 'static,
     stream_schemas: &BTreeMap<String, String>,
-) -> Result<Option<AuthRuntime>, AuthStartError> {
+) -> Result<AuthRuntime, AuthStartError> {
     if !config.enabled && config.admin_token_file.is_none() {
-        return Ok(None);
+        return Ok(AuthRuntime::default());
     }
     let metrics = AuthMetrics::register(registry).map_err(AuthSetupError::from)?;
     if !config.enabled {
         let issuer = issuer_from_config(config)?.map(Arc::new);
-        start_admin(config, pool, issuer, metrics, stream_schemas, stop).await?;
-        return Ok(None);
+        let admin_addr = start_admin(config, pool, issuer, metrics, stream_schemas, stop).await?;
+        return Ok(AuthRuntime {
+            gate: None,
+            admin_addr,
+        });
     }
     let authenticator = Arc::new(Authenticator::from_config(
         config,
@@ -128,13 +132,11 @@ pub async fn start(
         });
     }
 
-    let admin_addr =
-        start_admin(config, pool, issuer, metrics.clone(), stream_schemas, stop).await?;
-    Ok(Some(AuthRuntime {
-        gate: AuthGate::new(authenticator),
-        metrics,
+    let admin_addr = start_admin(config, pool, issuer, metrics, stream_schemas, stop).await?;
+    Ok(AuthRuntime {
+        gate: Some(AuthGate::new(authenticator)),
         admin_addr,
-    }))
+    })
 }
 
 /// Starts the admin API when `auth.admin_token_file` is set; where it listens.

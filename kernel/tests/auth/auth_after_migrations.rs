@@ -7,7 +7,6 @@ use crate::support::*;
 use fdc_common::keys;
 use fdc_kernel::service;
 use fdc_kernel::store::Store;
-use fdc_testenv::ports::free_port;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -31,9 +30,7 @@ async fn registration_starts_only_after_migrations() {
     config.postgres.migrate_on_start = false;
     config.auth.enabled = true;
     config.auth.signing_key = Some(files.private_key);
-    config.auth.admin_listen = format!("127.0.0.1:{}", free_port().unwrap())
-        .parse()
-        .unwrap();
+    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
     let kernel = service::start(config.clone()).await.unwrap();
     let a = kernel.http_addr;
     let redis = env.redis_conn().await;

@@ -184,8 +184,9 @@ async fn start_kernel(
     config.republish.stream = "events:stored".into();
     enable_admin(&mut config, dir);
     config.validate().unwrap();
-    let admin = config.auth.admin_listen;
-    (start_ready(config).await, admin)
+    let kernel = start_ready(config).await;
+    let admin = kernel.admin_addr.expect("the admin API runs");
+    (kernel, admin)
 }
 
 /// `fdc-kernel register` of the key in `key_dir` as `name`, over `url`.

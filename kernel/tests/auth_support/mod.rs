@@ -131,8 +131,8 @@ impl AuthKernel {
         configure(&mut config);
         config.validate().unwrap();
         let issuer = TokenIssuer::new(&signing_key, TEST_ISSUER, TEST_AUDIENCE).unwrap();
-        let admin = config.auth.admin_listen;
         let kernel = service::start(config.clone()).await.unwrap();
+        let admin = kernel.admin_addr.expect("the admin API runs");
         let k = AuthKernel {
             env,
             dir,
@@ -253,14 +253,14 @@ impl AuthKernel {
     }
 }
 
-/// Turns the admin API on in `config`: [`ADMIN_TOKEN`] in `dir/admin-token`, a free port.
+/// Turns the admin API on in `config`: [`ADMIN_TOKEN`] in `dir/admin-token`, on a port the
+/// system picks when the kernel binds it (`RunningKernel::admin_addr`): a port picked before
+/// could be taken by then.
 pub fn enable_admin(config: &mut Config, dir: &std::path::Path) {
     let admin_token_file = dir.join("admin-token");
     std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
     config.auth.admin_token_file = Some(admin_token_file);
-    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-        .parse()
-        .unwrap();
+    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
 /// A new producer key and its fingerprint.

@@ -11,8 +11,8 @@ async fn a_stream_bound_in_config_is_validated_with_auth_off() {
     let env = TestEnv::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = auth_off_config(&env, dir.path(), "orders@^1", |_| {});
-    let admin = Admin::at(config.auth.admin_listen);
     let kernel = fdc_kernel::service::start(config).await.unwrap();
+    let admin = Admin::at(kernel.admin_addr.expect("the admin API runs"));
     let (pg, redis) = (env.pg().await, env.redis_conn().await);
     wait_migrated(&pg).await;
     let id = admin.add("orders", "1.0.0", orders_v1()).await;

@@ -63,9 +63,8 @@ pub fn auth_off_config(
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
     let mut config = env.config();
     config.auth.admin_token_file = Some(token_file);
-    config.auth.admin_listen = format!("127.0.0.1:{}", ports::free_port().unwrap())
-        .parse()
-        .unwrap();
+    // The system picks the port as the kernel binds it: `RunningKernel::admin_addr`.
+    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.schema_cache_ttl = TTL;
     config
         .ingest

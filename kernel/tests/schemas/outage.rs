@@ -20,10 +20,10 @@ async fn unresolved_bindings_wait_for_postgres_and_resolved_ones_validate_throug
         c.postgres.connect_timeout = Duration::from_secs(1);
         c.spill = Some(spill_config(&dir.path().join("spill"), 64 << 20));
     });
-    let admin = Admin::at(config.auth.admin_listen);
     // Ready means migrated and partitions made: killing Postgres earlier would stop the kernel
     // before it reads anything, which is not the case under test.
     let (kernel, redis) = start_ready_with_redis(&env, config).await;
+    let admin = Admin::at(kernel.admin_addr.expect("the admin API runs"));
     let http = kernel.http_addr;
     let id = admin.add("orders", "1.0.0", orders_v1()).await;
     let good = |n: i64| entry(None, json!({"order_id": "o", "qty": n}));
