@@ -84,13 +84,16 @@ pub async fn pg_conn_after(url: &str, sql: &'static str) -> sqlx::PgConnection {
     conn
 }
 
-/// A kernel config for these servers with test-friendly timings: an HTTP port of its own, a
-/// unique consumer name, short batch waits.
+/// A kernel config for these servers with test-friendly timings: HTTP and admin API ports of
+/// their own (port 0: the system picks them as the kernel binds them, so no other test can
+/// take them meanwhile; `RunningKernel::http_addr` and `admin_addr` say which), a unique
+/// consumer name, short batch waits.
 pub fn kernel_config(redis_url: &str, postgres_url: &str) -> Config {
     let mut config = Config::default();
     config.redis.url = redis_url.to_string();
     config.postgres.url = postgres_url.to_string();
     config.http.listen = "127.0.0.1:0".parse().expect("static address");
+    config.auth.admin_listen = "127.0.0.1:0".parse().expect("static address");
     config.ingest.consumer = Some(format!("test-{}", Uuid::new_v4().simple()));
     config.ingest.batch_max_wait = Duration::from_millis(20);
     config.shutdown.timeout = Duration::from_secs(10);

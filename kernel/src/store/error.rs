@@ -47,10 +47,7 @@ impl StoreError {
     pub fn leaves_connection_in_doubt(&self) -> bool {
         match self {
             StoreError::Unreachable { .. } => true,
-            StoreError::Unavailable(e) | StoreError::Data(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::BeginFailed
-            ),
+            StoreError::Unavailable(e) => connection_broken(e),
             _ => false,
         }
     }
@@ -89,17 +86,24 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The connection failed or fell out of step with its server: an I/O error, an answer that
+/// does not fit the statement, or `BEGIN` answered while the connection is not in a
+/// transaction (its answers belong to earlier statements). A fault of the connection, never
+/// of the data.
+fn connection_broken(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::BeginFailed
+    )
+}
+
 /// The connection or the server went away, or the server cannot take writes (a standby).
 fn server_gone(e: &sqlx::Error) -> bool {
+    if connection_broken(e) {
+        return true;
+    }
     match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::WorkerCrashed
-        // `BEGIN` answered, yet the connection is not in a transaction: its answers are out
-        // of step with its statements (a fault of the connection, never of the data).
-        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             code.starts_with("08") // connection exception

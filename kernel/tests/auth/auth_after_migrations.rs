@@ -30,7 +30,6 @@ async fn registration_starts_only_after_migrations() {
     config.postgres.migrate_on_start = false;
     config.auth.enabled = true;
     config.auth.signing_key = Some(files.private_key);
-    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
     let kernel = service::start(config.clone()).await.unwrap();
     let a = kernel.http_addr;
     let redis = env.redis_conn().await;

@@ -253,14 +253,12 @@ impl AuthKernel {
     }
 }
 
-/// Turns the admin API on in `config`: [`ADMIN_TOKEN`] in `dir/admin-token`, on a port the
-/// system picks when the kernel binds it (`RunningKernel::admin_addr`): a port picked before
-/// could be taken by then.
+/// Turns the admin API on in `config`: [`ADMIN_TOKEN`] in `dir/admin-token` (the port is
+/// the one `kernel_config` leaves to the system: `RunningKernel::admin_addr`).
 pub fn enable_admin(config: &mut Config, dir: &std::path::Path) {
     let admin_token_file = dir.join("admin-token");
     std::fs::write(&admin_token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
     config.auth.admin_token_file = Some(admin_token_file);
-    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
 }
 
 /// A new producer key and its fingerprint.

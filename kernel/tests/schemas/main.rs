@@ -63,8 +63,6 @@ pub fn auth_off_config(
     std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
     let mut config = env.config();
     config.auth.admin_token_file = Some(token_file);
-    // The system picks the port as the kernel binds it: `RunningKernel::admin_addr`.
-    config.auth.admin_listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.schema_cache_ttl = TTL;
     config
         .ingest

@@ -170,10 +170,7 @@ async fn measure(
     if stored != events as i64 {
         // Say where the others are: dead-lettered, still in the spill, or nowhere; and keep
         // the kernel's log for reading.
-        let dead: i64 = redis::cmd("XLEN")
-            .arg(format!("{STREAM}:dlq"))
-            .query_async(&mut env.redis())
-            .await?;
+        let dead = super::drain::dead_letters(&env.redis(), STREAM).await?;
         let log = logs.keep();
         return Err(BenchError::Check(format!(
             "catch-up run produced {events} events, stored {stored}; {dead} dead-lettered, \

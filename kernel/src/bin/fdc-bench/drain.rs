@@ -284,16 +284,22 @@ pub async fn verify(
     Ok(())
 }
 
+/// How many entries of `stream` were dead-lettered (the length of `<stream>:dlq`); `conn`
+/// serves its slot.
+pub async fn dead_letters(conn: &MultiplexedConnection, stream: &str) -> Result<i64, BenchError> {
+    let mut conn = conn.clone();
+    Ok(redis::cmd("XLEN")
+        .arg(format!("{stream}:dlq"))
+        .query_async(&mut conn)
+        .await?)
+}
+
 /// Nothing of `stream` was dead-lettered (`<stream>:dlq` is empty); `conn` serves its slot.
 pub async fn check_no_dead_letters(
     conn: &MultiplexedConnection,
     stream: &str,
 ) -> Result<(), BenchError> {
-    let mut conn = conn.clone();
-    let dead: i64 = redis::cmd("XLEN")
-        .arg(format!("{stream}:dlq"))
-        .query_async(&mut conn)
-        .await?;
+    let dead = dead_letters(conn, stream).await?;
     if dead != 0 {
         return Err(BenchError::Check(format!(
             "{dead} entries of {stream} dead-lettered"
